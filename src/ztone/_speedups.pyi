@@ -1,0 +1,46 @@
+"""Typing stub and contract of the optional native accelerator ``ztone._speedups``.
+
+Built from ``src/ztone/_speedups.c`` when a C compiler (and OpenSSL's libcrypto
+headers) are present; otherwise absent, and ``ztone.node.backend`` falls back to
+the pure-Python reference. Every function here must give byte-identical results
+to its pure-Python counterpart named in the docstring.
+"""
+
+def salsa20_xor(key: bytes, nonce: bytes, data: bytes | bytearray | memoryview,
+                rounds: int, first_block: int = 0) -> bytes:
+    """XOR ``data`` with the Salsa20/``rounds`` keystream from block ``first_block``.
+
+    Pure: ``ztone.node.salsa20.xor``. ``rounds`` is 8, 12 or 20; key 32, nonce 8 bytes.
+    """
+
+def poly1305(key: bytes, message: bytes | bytearray | memoryview) -> bytes:
+    """16-byte Poly1305 tag. Pure: ``ztone.node.poly1305.poly1305``."""
+
+def memory_hard_hash(digest: bytes) -> bytes:
+    """Steps 2-5 of PROTOCOL-CORE §2.4 given ``digest`` = SHA-512(public key) (64 bytes).
+
+    Returns the final 64-byte D. Pure: ``ztone.node.mhash.memory_hard_hash_from_digest``.
+    """
+
+def armor_salsa(key: bytes, packet: bytearray, encrypt: bool) -> None:
+    """Suites 0/1 armor in place (§4.4.2) with the 32-byte Salsa key.
+
+    The header (incl. flags with the cipher bits) must be final. Writes the 8-byte
+    MAC at [19:27]; encrypts [27:] when ``encrypt``.
+    Pure: ``ztone.node.armor._pure_armor_salsa``.
+    """
+
+def dearmor_salsa(key: bytes, packet: bytearray, decrypt: bool) -> bool:
+    """Suites 0/1 dearmor in place (§4.4.3); False (packet untouched) on MAC mismatch.
+
+    Pure: ``ztone.node.armor._pure_dearmor_salsa``.
+    """
+
+class AesGmacSiv:
+    """AES-256-GMAC-SIV (suite 3, §4.5) keyed with K0 (GMAC) and K1 (SIV/CTR), 32 bytes each."""
+
+    def __init__(self, k0: bytes, k1: bytes) -> None: ...
+    def armor(self, packet: bytearray) -> None:
+        """Encrypt in place (§4.5.3): [0:8] and [19:27] get the tag, [27:] the ciphertext."""
+    def dearmor(self, packet: bytearray) -> bool:
+        """Decrypt in place (§4.5.4); False (packet untouched) if the tag fails."""
