@@ -1,0 +1,986 @@
+/*
+ * ztone._speedups: optional native accelerator for the ZeroTier crypto hot paths.
+ *
+ * Contract: src/ztone/_speedups.pyi. Every function gives byte-identical results to
+ * its pure-Python reference (named in the stub). Algorithms follow
+ * PROTOCOL-CORE.md: §2.4 (memory-hard hash), §4.4 (Salsa20/12 + Poly1305 armor),
+ * §4.5 (AES-GMAC-SIV, AES from OpenSSL libcrypto).
+ *
+ *   Salsa20   DJB's original: 256-bit key, 64-bit nonce, 64-bit LE block counter,
+ *             8, 12 or 20 rounds; four blocks at a time with GCC/Clang vector
+ *             extensions where available (-DZTONE_NO_VECTOR: plain C99 only).
+ *   Poly1305  RFC 8439 §2.5, 26-bit limbs, 64-bit products (portable C99).
+ *   AES       OpenSSL EVP contexts made once per AesGmacSiv object.
+ *
+ * Per-packet functions hold the GIL (they are a few microseconds and mutate their
+ * arguments); only memory_hard_hash releases it.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+/* ------------------------------------------------------------------------- */
+/* Little helpers                                                            */
+/* ------------------------------------------------------------------------- */
+
+static inline uint32_t load32_le(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static inline void store32_le(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static inline uint64_t load64_be(const uint8_t *p)
+{
+    return ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) | ((uint64_t)p[2] << 40) |
+           ((uint64_t)p[3] << 32) | ((uint64_t)p[4] << 24) | ((uint64_t)p[5] << 16) |
+           ((uint64_t)p[6] << 8) | (uint64_t)p[7];
+}
+
+/* XOR n bytes of src into dst (dst ^= src). */
+static inline void xor_bytes(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t a, b;
+        memcpy(&a, dst + i, 8);
+        memcpy(&b, src + i, 8);
+        a ^= b;
+        memcpy(dst + i, &a, 8);
+    }
+    for (; i < n; i++)
+        dst[i] ^= src[i];
+}
+
+/* Constant-time equality of two n-byte strings: 1 if equal. */
+static int ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    volatile uint8_t acc = 0;
+    size_t i;
+    for (i = 0; i < n; i++)
+        acc |= (uint8_t)(a[i] ^ b[i]);
+    return acc == 0;
+}
+
+/* Best-effort wipe of key material on the stack. */
+static void wipe(void *p, size_t n)
+{
+#if defined(__GNUC__)
+    memset(p, 0, n);
+    __asm__ __volatile__("" : : "r"(p) : "memory"); /* keep the memset */
+#else
+    volatile uint8_t *v = (volatile uint8_t *)p;
+    while (n--)
+        *v++ = 0;
+#endif
+}
+
+/* ------------------------------------------------------------------------- */
+/* Salsa20                                                                   */
+/* ------------------------------------------------------------------------- */
+
+#define ROTL32(v, c) (((v) << (c)) | ((v) >> (32 - (c))))
+
+typedef struct {
+    uint32_t s[16]; /* words 8, 9 are the block counter */
+    int rounds;
+} salsa_t;
+
+static void salsa_init(salsa_t *st, const uint8_t key[32], const uint8_t nonce[8], int rounds,
+                       uint64_t counter)
+{
+    st->s[0] = 0x61707865u; /* "expa" */
+    st->s[1] = load32_le(key + 0);
+    st->s[2] = load32_le(key + 4);
+    st->s[3] = load32_le(key + 8);
+    st->s[4] = load32_le(key + 12);
+    st->s[5] = 0x3320646eu; /* "nd 3" */
+    st->s[6] = load32_le(nonce + 0);
+    st->s[7] = load32_le(nonce + 4);
+    st->s[8] = (uint32_t)counter;
+    st->s[9] = (uint32_t)(counter >> 32);
+    st->s[10] = 0x79622d32u; /* "2-by" */
+    st->s[11] = load32_le(key + 16);
+    st->s[12] = load32_le(key + 20);
+    st->s[13] = load32_le(key + 24);
+    st->s[14] = load32_le(key + 28);
+    st->s[15] = 0x6b206574u; /* "te k" */
+    st->rounds = rounds;
+}
+
+static inline void salsa_next_counter(salsa_t *st)
+{
+    if (++st->s[8] == 0)
+        ++st->s[9];
+}
+
+/* One 64-byte keystream block at the current counter; advances the counter. */
+static void salsa_block(salsa_t *st, uint8_t out[64])
+{
+    uint32_t x0 = st->s[0], x1 = st->s[1], x2 = st->s[2], x3 = st->s[3];
+    uint32_t x4 = st->s[4], x5 = st->s[5], x6 = st->s[6], x7 = st->s[7];
+    uint32_t x8 = st->s[8], x9 = st->s[9], x10 = st->s[10], x11 = st->s[11];
+    uint32_t x12 = st->s[12], x13 = st->s[13], x14 = st->s[14], x15 = st->s[15];
+    int i;
+
+#define QR(a, b, c, d)              \
+    do {                            \
+        b ^= ROTL32(a + d, 7);      \
+        c ^= ROTL32(b + a, 9);      \
+        d ^= ROTL32(c + b, 13);     \
+        a ^= ROTL32(d + c, 18);     \
+    } while (0)
+
+    for (i = 0; i < st->rounds; i += 2) {
+        /* column round */
+        QR(x0, x4, x8, x12);
+        QR(x5, x9, x13, x1);
+        QR(x10, x14, x2, x6);
+        QR(x15, x3, x7, x11);
+        /* row round */
+        QR(x0, x1, x2, x3);
+        QR(x5, x6, x7, x4);
+        QR(x10, x11, x8, x9);
+        QR(x15, x12, x13, x14);
+    }
+#undef QR
+
+    store32_le(out + 0, x0 + st->s[0]);
+    store32_le(out + 4, x1 + st->s[1]);
+    store32_le(out + 8, x2 + st->s[2]);
+    store32_le(out + 12, x3 + st->s[3]);
+    store32_le(out + 16, x4 + st->s[4]);
+    store32_le(out + 20, x5 + st->s[5]);
+    store32_le(out + 24, x6 + st->s[6]);
+    store32_le(out + 28, x7 + st->s[7]);
+    store32_le(out + 32, x8 + st->s[8]);
+    store32_le(out + 36, x9 + st->s[9]);
+    store32_le(out + 40, x10 + st->s[10]);
+    store32_le(out + 44, x11 + st->s[11]);
+    store32_le(out + 48, x12 + st->s[12]);
+    store32_le(out + 52, x13 + st->s[13]);
+    store32_le(out + 56, x14 + st->s[14]);
+    store32_le(out + 60, x15 + st->s[15]);
+    salsa_next_counter(st);
+}
+
+/* Four consecutive keystream blocks (256 bytes) at once; advances the counter by 4.
+   With GCC/Clang vector extensions each state word is a 4-lane vector holding that
+   word for the four blocks (SSE2 on x86-64, NEON on arm64); elsewhere it is four
+   calls of salsa_block. */
+#if defined(__GNUC__) && !defined(ZTONE_NO_VECTOR)
+typedef uint32_t v4u32 __attribute__((vector_size(16)));
+
+static void salsa_block4(salsa_t *st, uint8_t out[256])
+{
+    v4u32 x[16], in[16];
+    uint32_t lanes[16][4];
+    uint64_t ctr = (uint64_t)st->s[8] | ((uint64_t)st->s[9] << 32);
+    int i, b;
+
+    for (i = 0; i < 16; i++) {
+        v4u32 v = {st->s[i], st->s[i], st->s[i], st->s[i]};
+        in[i] = v;
+    }
+    for (b = 0; b < 4; b++) {
+        in[8][b] = (uint32_t)(ctr + (uint64_t)b);
+        in[9][b] = (uint32_t)((ctr + (uint64_t)b) >> 32);
+    }
+    memcpy(x, in, sizeof x);
+
+#define VQR(a, b, c, d)                          \
+    do {                                         \
+        v4u32 t_;                                \
+        t_ = x[a] + x[d]; x[b] ^= (t_ << 7) | (t_ >> 25);  \
+        t_ = x[b] + x[a]; x[c] ^= (t_ << 9) | (t_ >> 23);  \
+        t_ = x[c] + x[b]; x[d] ^= (t_ << 13) | (t_ >> 19); \
+        t_ = x[d] + x[c]; x[a] ^= (t_ << 18) | (t_ >> 14); \
+    } while (0)
+
+    for (i = 0; i < st->rounds; i += 2) {
+        VQR(0, 4, 8, 12);
+        VQR(5, 9, 13, 1);
+        VQR(10, 14, 2, 6);
+        VQR(15, 3, 7, 11);
+        VQR(0, 1, 2, 3);
+        VQR(5, 6, 7, 4);
+        VQR(10, 11, 8, 9);
+        VQR(15, 12, 13, 14);
+    }
+#undef VQR
+
+    for (i = 0; i < 16; i++) {
+        v4u32 v = x[i] + in[i];
+        memcpy(lanes[i], &v, 16);
+    }
+    for (b = 0; b < 4; b++)
+        for (i = 0; i < 16; i++)
+            store32_le(out + 64 * b + 4 * i, lanes[i][b]);
+
+    ctr += 4;
+    st->s[8] = (uint32_t)ctr;
+    st->s[9] = (uint32_t)(ctr >> 32);
+}
+#else
+static void salsa_block4(salsa_t *st, uint8_t out[256])
+{
+    salsa_block(st, out);
+    salsa_block(st, out + 64);
+    salsa_block(st, out + 128);
+    salsa_block(st, out + 192);
+}
+#endif
+
+/* data ^= keystream, starting at the current counter (block aligned). */
+static void salsa_xor(salsa_t *st, uint8_t *data, size_t n)
+{
+    uint8_t ks[256];
+    while (n > 128) {
+        /* 4 blocks at a time; a tail of 129..255 bytes is cheaper this way too */
+        size_t take = n < 256 ? n : 256;
+        salsa_block4(st, ks);
+        xor_bytes(data, ks, take);
+        data += take;
+        n -= take;
+    }
+    while (n > 0) {
+        size_t take = n < 64 ? n : 64;
+        salsa_block(st, ks);
+        xor_bytes(data, ks, take);
+        data += take;
+        n -= take;
+    }
+    wipe(ks, sizeof ks);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Poly1305 (RFC 8439), 5 x 26-bit limbs                                     */
+/* ------------------------------------------------------------------------- */
+
+#define M26 0x3ffffffu
+
+typedef struct {
+    uint32_t r[5];
+    uint32_t h[5];
+    uint32_t pad[4];
+} poly1305_t;
+
+static void poly1305_init(poly1305_t *st, const uint8_t key[32])
+{
+    /* r = key[0:16] as LE int, clamped with 0x0ffffffc0ffffffc0ffffffc0fffffff,
+       split into 26-bit limbs. */
+    st->r[0] = load32_le(key + 0) & 0x3ffffffu;
+    st->r[1] = (load32_le(key + 3) >> 2) & 0x3ffff03u;
+    st->r[2] = (load32_le(key + 6) >> 4) & 0x3ffc0ffu;
+    st->r[3] = (load32_le(key + 9) >> 6) & 0x3f03fffu;
+    st->r[4] = (load32_le(key + 12) >> 8) & 0x00fffffu;
+    memset(st->h, 0, sizeof st->h);
+    st->pad[0] = load32_le(key + 16);
+    st->pad[1] = load32_le(key + 20);
+    st->pad[2] = load32_le(key + 24);
+    st->pad[3] = load32_le(key + 28);
+}
+
+/* Absorb nblocks full 16-byte blocks; hibit is 1<<24 for full blocks, 0 for the
+   already-padded final partial block. */
+static void poly1305_blocks(poly1305_t *st, const uint8_t *m, size_t nblocks, uint32_t hibit)
+{
+    const uint64_t r0 = st->r[0], r1 = st->r[1], r2 = st->r[2], r3 = st->r[3], r4 = st->r[4];
+    const uint64_t s1 = r1 * 5, s2 = r2 * 5, s3 = r3 * 5, s4 = r4 * 5;
+    uint32_t h0 = st->h[0], h1 = st->h[1], h2 = st->h[2], h3 = st->h[3], h4 = st->h[4];
+
+    while (nblocks--) {
+        uint64_t d0, d1, d2, d3, d4;
+        uint32_t c;
+
+        h0 += load32_le(m + 0) & M26;
+        h1 += (load32_le(m + 3) >> 2) & M26;
+        h2 += (load32_le(m + 6) >> 4) & M26;
+        h3 += (load32_le(m + 9) >> 6) & M26;
+        h4 += (load32_le(m + 12) >> 8) | hibit;
+
+        /* h *= r (mod 2^130 - 5); 2^130 == 5, hence the s = 5r terms. */
+        d0 = (uint64_t)h0 * r0 + (uint64_t)h1 * s4 + (uint64_t)h2 * s3 + (uint64_t)h3 * s2 +
+             (uint64_t)h4 * s1;
+        d1 = (uint64_t)h0 * r1 + (uint64_t)h1 * r0 + (uint64_t)h2 * s4 + (uint64_t)h3 * s3 +
+             (uint64_t)h4 * s2;
+        d2 = (uint64_t)h0 * r2 + (uint64_t)h1 * r1 + (uint64_t)h2 * r0 + (uint64_t)h3 * s4 +
+             (uint64_t)h4 * s3;
+        d3 = (uint64_t)h0 * r3 + (uint64_t)h1 * r2 + (uint64_t)h2 * r1 + (uint64_t)h3 * r0 +
+             (uint64_t)h4 * s4;
+        d4 = (uint64_t)h0 * r4 + (uint64_t)h1 * r3 + (uint64_t)h2 * r2 + (uint64_t)h3 * r1 +
+             (uint64_t)h4 * r0;
+
+        /* partial carry propagation back to 26-bit limbs */
+        c = (uint32_t)(d0 >> 26); h0 = (uint32_t)d0 & M26;
+        d1 += c; c = (uint32_t)(d1 >> 26); h1 = (uint32_t)d1 & M26;
+        d2 += c; c = (uint32_t)(d2 >> 26); h2 = (uint32_t)d2 & M26;
+        d3 += c; c = (uint32_t)(d3 >> 26); h3 = (uint32_t)d3 & M26;
+        d4 += c; c = (uint32_t)(d4 >> 26); h4 = (uint32_t)d4 & M26;
+        h0 += c * 5; c = h0 >> 26; h0 &= M26;
+        h1 += c;
+
+        m += 16;
+    }
+    st->h[0] = h0; st->h[1] = h1; st->h[2] = h2; st->h[3] = h3; st->h[4] = h4;
+}
+
+static void poly1305_finish(poly1305_t *st, uint8_t tag[16])
+{
+    uint32_t h0 = st->h[0], h1 = st->h[1], h2 = st->h[2], h3 = st->h[3], h4 = st->h[4];
+    uint32_t g0, g1, g2, g3, g4, c, mask;
+    uint64_t f;
+
+    /* full carry */
+    c = h1 >> 26; h1 &= M26;
+    h2 += c; c = h2 >> 26; h2 &= M26;
+    h3 += c; c = h3 >> 26; h3 &= M26;
+    h4 += c; c = h4 >> 26; h4 &= M26;
+    h0 += c * 5; c = h0 >> 26; h0 &= M26;
+    h1 += c;
+
+    /* g = h + 5 - 2^130; use g if it did not go negative (i.e. h >= p) */
+    g0 = h0 + 5; c = g0 >> 26; g0 &= M26;
+    g1 = h1 + c; c = g1 >> 26; g1 &= M26;
+    g2 = h2 + c; c = g2 >> 26; g2 &= M26;
+    g3 = h3 + c; c = g3 >> 26; g3 &= M26;
+    g4 = h4 + c - (1u << 26);
+
+    mask = (g4 >> 31) - 1u; /* all ones if g4 >= 0 (take g), zero otherwise */
+    h0 = (h0 & ~mask) | (g0 & mask);
+    h1 = (h1 & ~mask) | (g1 & mask);
+    h2 = (h2 & ~mask) | (g2 & mask);
+    h3 = (h3 & ~mask) | (g3 & mask);
+    h4 = (h4 & ~mask) | (g4 & mask);
+
+    /* repack into 4 x 32 bits (mod 2^128) */
+    h0 = h0 | (h1 << 26);
+    h1 = (h1 >> 6) | (h2 << 20);
+    h2 = (h2 >> 12) | (h3 << 14);
+    h3 = (h3 >> 18) | (h4 << 8);
+
+    /* tag = (h + s) mod 2^128 */
+    f = (uint64_t)h0 + st->pad[0]; store32_le(tag + 0, (uint32_t)f);
+    f = (uint64_t)h1 + st->pad[1] + (f >> 32); store32_le(tag + 4, (uint32_t)f);
+    f = (uint64_t)h2 + st->pad[2] + (f >> 32); store32_le(tag + 8, (uint32_t)f);
+    f = (uint64_t)h3 + st->pad[3] + (f >> 32); store32_le(tag + 12, (uint32_t)f);
+
+    wipe(st, sizeof *st);
+}
+
+static void poly1305_compute(uint8_t tag[16], const uint8_t key[32], const uint8_t *m, size_t n)
+{
+    poly1305_t st;
+    size_t full = n / 16;
+
+    poly1305_init(&st, key);
+    if (full)
+        poly1305_blocks(&st, m, full, 1u << 24);
+    n -= full * 16;
+    if (n) {
+        uint8_t last[16];
+        memset(last, 0, sizeof last);
+        memcpy(last, m + full * 16, n);
+        last[n] = 1;
+        poly1305_blocks(&st, last, 1, 0);
+    }
+    poly1305_finish(&st, tag);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Suites 0/1: Salsa20/12 + Poly1305 (§4.4)                                  */
+/* ------------------------------------------------------------------------- */
+
+#define PKT_MIN_LEN 28
+#define PKT_ENVELOPE 27 /* verb byte: start of the encrypted/MACed part */
+#define PKT_MAC 19      /* 8-byte MAC field */
+
+/* §4.4.1: mangle key with the packet header and its total length; set up the
+   Salsa20/12 stream (nonce = packet ID, counter 0) and draw the Poly1305 key from the
+   first 32 bytes of block 0. On return the stream is positioned at block 1. */
+static void salsa_packet_setup(salsa_t *st, uint8_t otk[32], const uint8_t key[32],
+                               const uint8_t *pkt, size_t len)
+{
+    uint8_t mk[32];
+    uint8_t block0[64];
+    int i;
+
+    for (i = 0; i < 18; i++)
+        mk[i] = key[i] ^ pkt[i];
+    mk[18] = key[18] ^ (pkt[18] & 0xF8);
+    mk[19] = key[19] ^ (uint8_t)(len & 0xFF);
+    mk[20] = key[20] ^ (uint8_t)((len >> 8) & 0xFF);
+    memcpy(mk + 21, key + 21, 11);
+
+    salsa_init(st, mk, pkt, 12, 0);
+    salsa_block(st, block0);
+    memcpy(otk, block0, 32);
+    wipe(mk, sizeof mk);
+    wipe(block0, sizeof block0);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Argument helpers                                                          */
+/* ------------------------------------------------------------------------- */
+
+static int check_len(const Py_buffer *b, Py_ssize_t want, const char *what)
+{
+    if (b->len != want) {
+        PyErr_Format(PyExc_ValueError, "%s must be %zd bytes, got %zd", what, want, b->len);
+        return 0;
+    }
+    return 1;
+}
+
+static int check_packet(const Py_buffer *b)
+{
+    if (b->len < PKT_MIN_LEN) {
+        PyErr_Format(PyExc_ValueError, "packet too short: %zd bytes (minimum %d)", b->len,
+                     PKT_MIN_LEN);
+        return 0;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Module functions                                                          */
+/* ------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(salsa20_xor_doc,
+"salsa20_xor(key, nonce, data, rounds, first_block=0) -> bytes\n\n"
+"XOR data with the Salsa20/rounds keystream (rounds 8, 12 or 20; 32-byte key,\n"
+"8-byte nonce) starting at block first_block (taken modulo 2**64).");
+
+static PyObject *sp_salsa20_xor(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"key", "nonce", "data", "rounds", "first_block", NULL};
+    Py_buffer key = {0}, nonce = {0}, data = {0};
+    int rounds;
+    PyObject *first_obj = NULL;
+    unsigned long long first = 0;
+    PyObject *out = NULL;
+    salsa_t st;
+    (void)self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*y*i|O:salsa20_xor", kwlist, &key,
+                                     &nonce, &data, &rounds, &first_obj))
+        return NULL;
+    if (!check_len(&key, 32, "key") || !check_len(&nonce, 8, "nonce"))
+        goto done;
+    if (rounds != 8 && rounds != 12 && rounds != 20) {
+        PyErr_Format(PyExc_ValueError, "unsupported Salsa20 round count %d", rounds);
+        goto done;
+    }
+    if (first_obj != NULL) {
+        /* any int (or __index__), reduced modulo 2**64 like the pure reference */
+        first = PyLong_AsUnsignedLongLongMask(first_obj);
+        if (first == (unsigned long long)-1 && PyErr_Occurred())
+            goto done;
+    }
+
+    /* a fresh object: PyBytes_FromStringAndSize with a source may hand back the
+       interpreter's shared one-byte bytes singletons, which must not be written to */
+    out = PyBytes_FromStringAndSize(NULL, data.len);
+    if (out == NULL)
+        goto done;
+    if (data.len)
+        memcpy(PyBytes_AS_STRING(out), data.buf, (size_t)data.len);
+    salsa_init(&st, (const uint8_t *)key.buf, (const uint8_t *)nonce.buf, rounds,
+               (uint64_t)first);
+    salsa_xor(&st, (uint8_t *)PyBytes_AS_STRING(out), (size_t)data.len);
+    wipe(&st, sizeof st);
+
+done:
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&nonce);
+    PyBuffer_Release(&data);
+    return out;
+}
+
+PyDoc_STRVAR(poly1305_doc,
+"poly1305(key, message) -> bytes\n\n16-byte Poly1305 tag (RFC 8439) with a 32-byte one-time key.");
+
+static PyObject *sp_poly1305(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"key", "message", NULL};
+    Py_buffer key = {0}, msg = {0};
+    uint8_t tag[16];
+    PyObject *out = NULL;
+    (void)self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*:poly1305", kwlist, &key, &msg))
+        return NULL;
+    if (check_len(&key, 32, "key")) {
+        poly1305_compute(tag, (const uint8_t *)key.buf, (const uint8_t *)msg.buf,
+                         (size_t)msg.len);
+        out = PyBytes_FromStringAndSize((const char *)tag, 16);
+    }
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&msg);
+    return out;
+}
+
+/* §2.4 memory-hard hash, steps 2-5. Runs without the GIL. */
+#define MHH_MEMORY 2097152u
+#define MHH_BLOCKS (MHH_MEMORY / 64u) /* 32,768 */
+#define MHH_SLOTS (MHH_MEMORY / 8u)   /* 262,144 */
+#define MHH_ROUNDS (MHH_SLOTS / 2u)   /* 131,072 */
+
+static void memory_hard_hash_impl(uint8_t d[64], uint8_t *mem)
+{
+    salsa_t st;
+    uint8_t ks[256];
+    uint32_t b, j;
+
+    /* one Salsa20/20 stream for both phases: key D[0:32], nonce D[32:40] */
+    salsa_init(&st, d, d + 32, 20, 0);
+
+    /* fill: block b = XOR of keystream blocks 0..b (32,768 is a multiple of 4) */
+    for (b = 0; b < MHH_BLOCKS; b += 4) {
+        uint8_t *blk = mem + (size_t)b * 64;
+        salsa_block4(&st, blk);
+        if (b)
+            xor_bytes(blk, blk - 64, 64);
+        xor_bytes(blk + 64, blk, 64);
+        xor_bytes(blk + 128, blk + 64, 64);
+        xor_bytes(blk + 192, blk + 128, 64);
+    }
+
+    /* mix: the keystream continues at block 32,768; one block per round */
+    for (j = 0; j < MHH_ROUNDS; j++) {
+        const uint8_t *pair = mem + (size_t)j * 16;
+        unsigned idx1 = (unsigned)(load64_be(pair) % 8u);
+        size_t idx2 = (size_t)(load64_be(pair + 8) % MHH_SLOTS);
+        uint8_t tmp[8];
+        memcpy(tmp, mem + idx2 * 8, 8);
+        memcpy(mem + idx2 * 8, d + idx1 * 8, 8);
+        memcpy(d + idx1 * 8, tmp, 8);
+        if ((j & 3) == 0)
+            salsa_block4(&st, ks); /* 131,072 rounds: a multiple of 4 */
+        xor_bytes(d, ks + 64 * (j & 3), 64);
+    }
+    wipe(&st, sizeof st);
+    wipe(ks, sizeof ks);
+}
+
+PyDoc_STRVAR(memory_hard_hash_doc,
+"memory_hard_hash(digest) -> bytes\n\n"
+"Steps 2-5 of PROTOCOL-CORE §2.4 given digest = SHA-512(public key) (64 bytes);\n"
+"returns the final 64-byte D. Releases the GIL.");
+
+static PyObject *sp_memory_hard_hash(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"digest", NULL};
+    Py_buffer digest = {0};
+    uint8_t d[64];
+    uint8_t *mem;
+    (void)self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*:memory_hard_hash", kwlist, &digest))
+        return NULL;
+    if (!check_len(&digest, 64, "digest")) {
+        PyBuffer_Release(&digest);
+        return NULL;
+    }
+    memcpy(d, digest.buf, 64);
+    PyBuffer_Release(&digest);
+
+    mem = (uint8_t *)PyMem_RawMalloc(MHH_MEMORY);
+    if (mem == NULL)
+        return PyErr_NoMemory();
+    Py_BEGIN_ALLOW_THREADS
+    memory_hard_hash_impl(d, mem);
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(mem);
+    return PyBytes_FromStringAndSize((const char *)d, 64);
+}
+
+PyDoc_STRVAR(armor_salsa_doc,
+"armor_salsa(key, packet, encrypt) -> None\n\n"
+"Suites 0/1 armor in place (§4.4.2) with the 32-byte Salsa key. Writes the 8-byte\n"
+"MAC at [19:27]; encrypts [27:] when encrypt is true.");
+
+static PyObject *sp_armor_salsa(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"key", "packet", "encrypt", NULL};
+    Py_buffer key = {0}, pkt = {0};
+    int encrypt;
+    PyObject *ret = NULL;
+    (void)self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*w*p:armor_salsa", kwlist, &key, &pkt,
+                                     &encrypt))
+        return NULL;
+    if (check_len(&key, 32, "key") && check_packet(&pkt)) {
+        uint8_t *p = (uint8_t *)pkt.buf;
+        size_t len = (size_t)pkt.len;
+        salsa_t st;
+        uint8_t otk[32], tag[16];
+
+        salsa_packet_setup(&st, otk, (const uint8_t *)key.buf, p, len);
+        if (encrypt)
+            salsa_xor(&st, p + PKT_ENVELOPE, len - PKT_ENVELOPE);
+        poly1305_compute(tag, otk, p + PKT_ENVELOPE, len - PKT_ENVELOPE);
+        memcpy(p + PKT_MAC, tag, 8);
+        wipe(&st, sizeof st);
+        wipe(otk, sizeof otk);
+        ret = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&pkt);
+    return ret;
+}
+
+PyDoc_STRVAR(dearmor_salsa_doc,
+"dearmor_salsa(key, packet, decrypt) -> bool\n\n"
+"Suites 0/1 dearmor in place (§4.4.3); False (packet untouched) on MAC mismatch.");
+
+static PyObject *sp_dearmor_salsa(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"key", "packet", "decrypt", NULL};
+    Py_buffer key = {0}, pkt = {0};
+    int decrypt;
+    PyObject *ret = NULL;
+    (void)self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*w*p:dearmor_salsa", kwlist, &key, &pkt,
+                                     &decrypt))
+        return NULL;
+    if (check_len(&key, 32, "key") && check_packet(&pkt)) {
+        uint8_t *p = (uint8_t *)pkt.buf;
+        size_t len = (size_t)pkt.len;
+        salsa_t st;
+        uint8_t otk[32], tag[16];
+        int ok;
+
+        salsa_packet_setup(&st, otk, (const uint8_t *)key.buf, p, len);
+        poly1305_compute(tag, otk, p + PKT_ENVELOPE, len - PKT_ENVELOPE);
+        ok = ct_equal(tag, p + PKT_MAC, 8);
+        if (ok && decrypt)
+            salsa_xor(&st, p + PKT_ENVELOPE, len - PKT_ENVELOPE);
+        wipe(&st, sizeof st);
+        wipe(otk, sizeof otk);
+        ret = Py_NewRef(ok ? Py_True : Py_False);
+    }
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&pkt);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Suite 3: AES-GMAC-SIV (§4.5) on OpenSSL EVP                               */
+/* ------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    EVP_CIPHER_CTX *gcm;     /* AES-256-GCM, K0: used as GMAC */
+    EVP_CIPHER_CTX *ecb_enc; /* AES-256-ECB encrypt, K1 (no padding) */
+    EVP_CIPHER_CTX *ecb_dec; /* AES-256-ECB decrypt, K1 (no padding) */
+    EVP_CIPHER_CTX *ctr;     /* AES-256-CTR, K1; IV reset per packet */
+    int keyed;
+} AesGmacSivObject;
+
+static int openssl_error(const char *what)
+{
+    PyErr_Format(PyExc_RuntimeError, "OpenSSL %s failed", what);
+    return 0;
+}
+
+static PyObject *siv_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    AesGmacSivObject *self;
+    (void)args;
+    (void)kwargs;
+
+    self = (AesGmacSivObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->gcm = EVP_CIPHER_CTX_new();
+    self->ecb_enc = EVP_CIPHER_CTX_new();
+    self->ecb_dec = EVP_CIPHER_CTX_new();
+    self->ctr = EVP_CIPHER_CTX_new();
+    self->keyed = 0;
+    if (!self->gcm || !self->ecb_enc || !self->ecb_dec || !self->ctr) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)self;
+}
+
+static void siv_dealloc(AesGmacSivObject *self)
+{
+    EVP_CIPHER_CTX_free(self->gcm);
+    EVP_CIPHER_CTX_free(self->ecb_enc);
+    EVP_CIPHER_CTX_free(self->ecb_dec);
+    EVP_CIPHER_CTX_free(self->ctr);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int siv_init(AesGmacSivObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"k0", "k1", NULL};
+    Py_buffer k0 = {0}, k1 = {0};
+    static const uint8_t zero_iv[16] = {0};
+    int rc = -1;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*:AesGmacSiv", kwlist, &k0, &k1))
+        return -1;
+    self->keyed = 0;
+    if (!check_len(&k0, 32, "k0") || !check_len(&k1, 32, "k1"))
+        goto done;
+
+    if (EVP_EncryptInit_ex(self->gcm, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+        EVP_CIPHER_CTX_ctrl(self->gcm, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) != 1 ||
+        EVP_EncryptInit_ex(self->gcm, NULL, NULL, (const uint8_t *)k0.buf, NULL) != 1) {
+        openssl_error("AES-256-GCM init");
+        goto done;
+    }
+    if (EVP_EncryptInit_ex(self->ecb_enc, EVP_aes_256_ecb(), NULL, (const uint8_t *)k1.buf,
+                           NULL) != 1 ||
+        EVP_CIPHER_CTX_set_padding(self->ecb_enc, 0) != 1 ||
+        EVP_DecryptInit_ex(self->ecb_dec, EVP_aes_256_ecb(), NULL, (const uint8_t *)k1.buf,
+                           NULL) != 1 ||
+        EVP_CIPHER_CTX_set_padding(self->ecb_dec, 0) != 1) {
+        openssl_error("AES-256-ECB init");
+        goto done;
+    }
+    if (EVP_EncryptInit_ex(self->ctr, EVP_aes_256_ctr(), NULL, (const uint8_t *)k1.buf,
+                           zero_iv) != 1) {
+        openssl_error("AES-256-CTR init");
+        goto done;
+    }
+    self->keyed = 1;
+    rc = 0;
+done:
+    PyBuffer_Release(&k0);
+    PyBuffer_Release(&k1);
+    return rc;
+}
+
+/* G = GMAC_K0(nonce8 || 00000000, A11 zero-padded to 16, P), computed as the tag of
+   AES-256-GCM with empty plaintext and AAD = A_padded || P (§4.5.2). Returns the
+   64-bit folded MAC G[0:8] ^ G[8:16] in mac8. */
+static int siv_gmac(AesGmacSivObject *self, const uint8_t nonce8[8], const uint8_t a16[16],
+                    const uint8_t *p, size_t plen, uint8_t mac8[8])
+{
+    uint8_t iv[12], g[16];
+    int outl, i;
+
+    memcpy(iv, nonce8, 8);
+    memset(iv + 8, 0, 4);
+    if (EVP_EncryptInit_ex(self->gcm, NULL, NULL, NULL, iv) != 1 ||
+        EVP_EncryptUpdate(self->gcm, NULL, &outl, a16, 16) != 1)
+        return openssl_error("GMAC");
+    while (plen > 0) {
+        /* EVP lengths are int; feed huge buffers in chunks (AAD is streamable) */
+        int chunk = plen > 0x40000000u ? 0x40000000 : (int)plen;
+        if (EVP_EncryptUpdate(self->gcm, NULL, &outl, p, chunk) != 1)
+            return openssl_error("GMAC");
+        p += chunk;
+        plen -= (size_t)chunk;
+    }
+    if (EVP_EncryptFinal_ex(self->gcm, g, &outl) != 1 ||
+        EVP_CIPHER_CTX_ctrl(self->gcm, EVP_CTRL_GCM_GET_TAG, 16, g) != 1)
+        return openssl_error("GMAC");
+    for (i = 0; i < 8; i++)
+        mac8[i] = g[i] ^ g[i + 8];
+    return 1;
+}
+
+/* out = AES-256-CTR_K1(C0 = s with s[12] &= 0x7F, in); in may equal out. */
+static int siv_ctr(AesGmacSivObject *self, const uint8_t s[16], const uint8_t *in, uint8_t *out,
+                   size_t n)
+{
+    uint8_t c0[16];
+    int outl;
+
+    memcpy(c0, s, 16);
+    c0[12] &= 0x7F;
+    if (EVP_EncryptInit_ex(self->ctr, NULL, NULL, NULL, c0) != 1)
+        return openssl_error("AES-CTR");
+    while (n > 0) {
+        int chunk = n > 0x40000000u ? 0x40000000 : (int)n;
+        if (EVP_EncryptUpdate(self->ctr, out, &outl, in, chunk) != 1)
+            return openssl_error("AES-CTR");
+        in += chunk;
+        out += chunk;
+        n -= (size_t)chunk;
+    }
+    return 1;
+}
+
+/* One AES-256-ECB block with K1 (enc selects the encrypt or decrypt context). */
+static int siv_ecb(EVP_CIPHER_CTX *ctx, int enc, const uint8_t in[16], uint8_t out[16])
+{
+    int outl = 0;
+    int rc = enc ? EVP_EncryptUpdate(ctx, out, &outl, in, 16)
+                 : EVP_DecryptUpdate(ctx, out, &outl, in, 16);
+    if (rc != 1 || outl != 16)
+        return openssl_error("AES-ECB");
+    return 1;
+}
+
+static int siv_ready(AesGmacSivObject *self)
+{
+    if (!self->keyed) {
+        PyErr_SetString(PyExc_RuntimeError, "AesGmacSiv object is not initialized");
+        return 0;
+    }
+    return 1;
+}
+
+static char *siv_kwlist[] = {"packet", NULL};
+
+static PyObject *siv_armor(AesGmacSivObject *self, PyObject *args, PyObject *kwargs)
+{
+    Py_buffer pkt = {0};
+    PyObject *ret = NULL;
+
+    if (!siv_ready(self) ||
+        !PyArg_ParseTupleAndKeywords(args, kwargs, "w*:armor", siv_kwlist, &pkt))
+        return NULL;
+    if (check_packet(&pkt)) {
+        uint8_t *p = (uint8_t *)pkt.buf;
+        size_t plen = (size_t)pkt.len - PKT_ENVELOPE;
+        uint8_t a16[16], t[16], s[16];
+
+        /* A = dest || source || flags, as is (sender side), zero-padded */
+        memcpy(a16, p + 8, 11);
+        memset(a16 + 11, 0, 5);
+        memcpy(t, p, 8); /* N */
+        if (siv_gmac(self, p, a16, p + PKT_ENVELOPE, plen, t + 8) &&
+            siv_ecb(self->ecb_enc, 1, t, s) &&
+            siv_ctr(self, s, p + PKT_ENVELOPE, p + PKT_ENVELOPE, plen)) {
+            memcpy(p, s, 8);
+            memcpy(p + PKT_MAC, s + 8, 8);
+            ret = Py_NewRef(Py_None);
+        }
+    }
+    PyBuffer_Release(&pkt);
+    return ret;
+}
+
+#define SIV_STACK_BUF 10240
+
+static PyObject *siv_dearmor(AesGmacSivObject *self, PyObject *args, PyObject *kwargs)
+{
+    Py_buffer pkt = {0};
+    PyObject *ret = NULL;
+
+    if (!siv_ready(self) ||
+        !PyArg_ParseTupleAndKeywords(args, kwargs, "w*:dearmor", siv_kwlist, &pkt))
+        return NULL;
+    if (check_packet(&pkt)) {
+        uint8_t *p = (uint8_t *)pkt.buf;
+        size_t plen = (size_t)pkt.len - PKT_ENVELOPE;
+        uint8_t stackbuf[SIV_STACK_BUF];
+        uint8_t *plain = stackbuf;
+        uint8_t a16[16], s[16], t[16], mac8[8];
+
+        if (plen > sizeof stackbuf) {
+            plain = (uint8_t *)PyMem_Malloc(plen);
+            if (plain == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+        }
+        memcpy(s, p, 8);
+        memcpy(s + 8, p + PKT_MAC, 8);
+        memcpy(a16, p + 8, 11);
+        a16[10] &= 0xF8; /* receiver masks the hop count */
+        memset(a16 + 11, 0, 5);
+
+        if (siv_ctr(self, s, p + PKT_ENVELOPE, plain, plen) &&
+            siv_ecb(self->ecb_dec, 0, s, t) &&
+            siv_gmac(self, t, a16, plain, plen, mac8)) {
+            int ok = ct_equal(mac8, t + 8, 8);
+            if (ok)
+                memcpy(p + PKT_ENVELOPE, plain, plen);
+            ret = Py_NewRef(ok ? Py_True : Py_False);
+        }
+        if (plain != stackbuf)
+            PyMem_Free(plain);
+    }
+done:
+    PyBuffer_Release(&pkt);
+    return ret;
+}
+
+static PyMethodDef siv_methods[] = {
+    {"armor", (PyCFunction)(void (*)(void))siv_armor, METH_VARARGS | METH_KEYWORDS,
+     "armor(packet) -> None\n\nEncrypt in place (§4.5.3): [0:8] and [19:27] get the tag, "
+     "[27:] the ciphertext."},
+    {"dearmor", (PyCFunction)(void (*)(void))siv_dearmor, METH_VARARGS | METH_KEYWORDS,
+     "dearmor(packet) -> bool\n\nDecrypt in place (§4.5.4); False (packet untouched) if the "
+     "tag fails."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject AesGmacSivType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ztone._speedups.AesGmacSiv",
+    .tp_doc = PyDoc_STR("AesGmacSiv(k0, k1)\n\nAES-256-GMAC-SIV (suite 3, §4.5) keyed with K0 "
+                        "(GMAC) and K1 (SIV/CTR), 32 bytes each."),
+    .tp_basicsize = sizeof(AesGmacSivObject),
+    .tp_itemsize = 0,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = siv_new,
+    .tp_init = (initproc)siv_init,
+    .tp_dealloc = (destructor)siv_dealloc,
+    .tp_methods = siv_methods,
+};
+
+/* ------------------------------------------------------------------------- */
+/* Module                                                                    */
+/* ------------------------------------------------------------------------- */
+
+static PyMethodDef module_methods[] = {
+    {"salsa20_xor", (PyCFunction)(void (*)(void))sp_salsa20_xor, METH_VARARGS | METH_KEYWORDS,
+     salsa20_xor_doc},
+    {"poly1305", (PyCFunction)(void (*)(void))sp_poly1305, METH_VARARGS | METH_KEYWORDS,
+     poly1305_doc},
+    {"memory_hard_hash", (PyCFunction)(void (*)(void))sp_memory_hard_hash,
+     METH_VARARGS | METH_KEYWORDS, memory_hard_hash_doc},
+    {"armor_salsa", (PyCFunction)(void (*)(void))sp_armor_salsa, METH_VARARGS | METH_KEYWORDS,
+     armor_salsa_doc},
+    {"dearmor_salsa", (PyCFunction)(void (*)(void))sp_dearmor_salsa,
+     METH_VARARGS | METH_KEYWORDS, dearmor_salsa_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "ztone._speedups",
+    .m_doc = "Optional native accelerator for ztone's crypto (see _speedups.pyi).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+    PyObject *m;
+
+    if (PyType_Ready(&AesGmacSivType) < 0)
+        return NULL;
+    m = PyModule_Create(&speedups_module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "AesGmacSiv", (PyObject *)&AesGmacSivType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
