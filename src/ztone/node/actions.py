@@ -1,0 +1,71 @@
+"""What the core asks its host to do, drained after every input (DESIGN.md, core contract).
+
+The host calls an input method (``Node.on_wire_packet``, ``Node.on_timer``, a
+command), then ``Node.drain_actions()``, and carries out each action in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+
+from .inetaddress import InetAddress
+
+ANY_LOCAL_SOCKET = -1
+"""``SendPacket.local_socket`` value meaning: send from every bound socket."""
+
+
+class StateKind(IntEnum):
+    """Persistent state objects, keyed like upstream's ``ZT_StateObjectType``."""
+
+    IDENTITY_PUBLIC = 1
+    IDENTITY_SECRET = 2
+    PLANET = 3
+    MOON = 4
+    PEER = 5
+    NETWORK_CONFIG = 6
+
+
+@dataclass(frozen=True, slots=True)
+class SendPacket:
+    """Send ``data`` as one UDP datagram to ``remote`` from ``local_socket`` (or all)."""
+
+    local_socket: int
+    remote: InetAddress
+    data: bytes
+    ttl: int = 0  # 0: the socket's default; otherwise the IPv4 TTL for this datagram
+
+
+@dataclass(frozen=True, slots=True)
+class PutState:
+    """Store (``data``) or delete (``None``) a state object.
+
+    ``object_id`` is the world id for PLANET/MOON, the address for PEER, the
+    network id for NETWORK_CONFIG and 0 for identities.
+    """
+
+    kind: StateKind
+    object_id: int
+    data: bytes | None
+
+
+class EventKind(Enum):
+    UP = "up"
+    ONLINE = "online"
+    OFFLINE = "offline"
+    FATAL_IDENTITY_COLLISION = "fatal_identity_collision"
+    USER_MESSAGE = "user_message"
+    REMOTE_TRACE = "remote_trace"
+    TRACE = "trace"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEvent:
+    kind: EventKind
+    detail: str = ""
+    source: int = 0
+    message_type: int = 0
+    payload: bytes = b""
+
+
+Action = SendPacket | PutState | NodeEvent
