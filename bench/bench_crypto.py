@@ -53,10 +53,12 @@ def bench_backend(name: str) -> None:
     salsa_key, nonce = key48[:32], key48[32:40]
     payload = bytes(make_packet(PACKET_SIZE))
 
-    per_call = median_per_call(lambda: backend.salsa20_xor(salsa_key, nonce, payload, 12),
-                               packet_runs)
-    print(f"salsa20/12 {name}: {PACKET_SIZE / per_call / 1e6:.1f} MB/s "
-          f"({PACKET_SIZE}-byte packets)")
+    per_call = median_per_call(
+        lambda: backend.salsa20_xor(salsa_key, nonce, payload, 12), packet_runs
+    )
+    print(
+        f"salsa20/12 {name}: {PACKET_SIZE / per_call / 1e6:.1f} MB/s ({PACKET_SIZE}-byte packets)"
+    )
 
     peer = armor.PeerKey(key48)  # binds the AES engine of the active backend
     for suite in (armor.SUITE_POLY1305_SALSA2012, armor.SUITE_AES_GMAC_SIV):

@@ -108,8 +108,9 @@ A6_CRYPTFIELD_START = 135
 
 def kbkdf(key48: bytes, label: bytes) -> bytes:
     """§4.5.1, written out here so the vectors do not lean on the code under test."""
-    return hmac.new(key48, b"\x00\x00\x00\x00ZT" + label + b"\x00\x00\x00\x00\x01\x80",
-                    hashlib.sha384).digest()
+    return hmac.new(
+        key48, b"\x00\x00\x00\x00ZT" + label + b"\x00\x00\x00\x00\x01\x80", hashlib.sha384
+    ).digest()
 
 
 def with_flags(packet: bytes, flags: int) -> bytearray:
@@ -176,7 +177,8 @@ def test_a4_salsa_armor(plain: bytes, flags: int, encrypt: bool, wire: bytes) ->
 
 
 @pytest.mark.parametrize(
-    ("plain", "wire"), [(A4_PLAIN, A4_SUITE3), (A4_EMPTY_PLAIN, A4_EMPTY_SUITE3)],
+    ("plain", "wire"),
+    [(A4_PLAIN, A4_SUITE3), (A4_EMPTY_PLAIN, A4_EMPTY_SUITE3)],
     ids=["suite3", "suite3-empty"],
 )
 def test_a4_aes_gmac_siv(plain: bytes, wire: bytes) -> None:
@@ -281,8 +283,10 @@ def test_keyword_arguments_as_in_the_stub() -> None:
     native.armor_salsa(key=A4_KEY[:32], packet=packet, encrypt=True)
     assert bytes(packet) == A4_SUITE1
     assert native.dearmor_salsa(key=A4_KEY[:32], packet=packet, decrypt=False) is True
-    assert native.salsa20_xor(key=A1_KEY, nonce=A1_NONCE, data=bytes(64), rounds=12,
-                              first_block=0) == A1_S12
+    assert (
+        native.salsa20_xor(key=A1_KEY, nonce=A1_NONCE, data=bytes(64), rounds=12, first_block=0)
+        == A1_S12
+    )
     assert native.poly1305(key=A2_KEY, message=b"Hello world!").hex().startswith("a6f745")
     siv = native.AesGmacSiv(k0=kbkdf(A4_KEY, b"0")[:32], k1=kbkdf(A4_KEY, b"1")[:32])
     packet = with_flags(A4_PLAIN, 0x18)
@@ -326,10 +330,16 @@ counters = st.one_of(
 
 
 @FUZZ
-@given(key=keys32, nonce=st.binary(min_size=8, max_size=8), data=payloads,
-       rounds=st.sampled_from([8, 12, 20]), first_block=counters)
-def test_salsa20_matches_pure(key: bytes, nonce: bytes, data: bytes, rounds: int,
-                              first_block: int) -> None:
+@given(
+    key=keys32,
+    nonce=st.binary(min_size=8, max_size=8),
+    data=payloads,
+    rounds=st.sampled_from([8, 12, 20]),
+    first_block=counters,
+)
+def test_salsa20_matches_pure(
+    key: bytes, nonce: bytes, data: bytes, rounds: int, first_block: int
+) -> None:
     assert native.salsa20_xor(key, nonce, data, rounds, first_block) == salsa20.xor(
         key, nonce, data, rounds, first_block
     )
@@ -371,8 +381,9 @@ def flip_authenticated_bit(data: st.DataObject, packet: bytes | bytearray) -> by
 
 @FUZZ
 @given(key=keys32, plain=packets, encrypt=st.booleans(), data=st.data())
-def test_salsa_armor_matches_pure(key: bytes, plain: bytes, encrypt: bool,
-                                  data: st.DataObject) -> None:
+def test_salsa_armor_matches_pure(
+    key: bytes, plain: bytes, encrypt: bool, data: st.DataObject
+) -> None:
     # the flags byte is random: the cipher bits do not steer these functions, and all
     # but the hop count go into the per-packet key
     ours, theirs = bytearray(plain), bytearray(plain)
@@ -410,8 +421,7 @@ def test_salsa_dearmor_garbage_matches_pure(key: bytes, packet: bytes, decrypt: 
 
 @FUZZ
 @given(k0=keys32, k1=keys32, plain=packets, data=st.data())
-def test_aes_gmac_siv_matches_pure(k0: bytes, k1: bytes, plain: bytes,
-                                   data: st.DataObject) -> None:
+def test_aes_gmac_siv_matches_pure(k0: bytes, k1: bytes, plain: bytes, data: st.DataObject) -> None:
     ours_siv, pure_siv = native.AesGmacSiv(k0, k1), _PureAesGmacSiv(k0, k1)
     # any flags byte: a non-zero hop count at the sender makes both receivers refuse
     ours, theirs = bytearray(plain), bytearray(plain)

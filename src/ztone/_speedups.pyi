@@ -6,8 +6,13 @@ the pure-Python reference. Every function here must give byte-identical results
 to its pure-Python counterpart named in the docstring.
 """
 
-def salsa20_xor(key: bytes, nonce: bytes, data: bytes | bytearray | memoryview,
-                rounds: int, first_block: int = 0) -> bytes:
+def salsa20_xor(
+    key: bytes,
+    nonce: bytes,
+    data: bytes | bytearray | memoryview,
+    rounds: int,
+    first_block: int = 0,
+) -> bytes:
     """XOR ``data`` with the Salsa20/``rounds`` keystream from block ``first_block``.
 
     Pure: ``ztone.node.salsa20.xor``. ``rounds`` is 8, 12 or 20; key 32, nonce 8 bytes.

@@ -656,3 +656,7 @@ def main(argv: list[str], prog: str = PROGRAM) -> int:
 
 def console_main() -> None:
     sys.exit(main(sys.argv[1:], os.path.basename(sys.argv[0]) or PROGRAM))
+
+
+if __name__ == "__main__":
+    console_main()

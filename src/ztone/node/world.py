@@ -255,7 +255,7 @@ class World:
         return c25519.verify(public_key, self.signed_message(), self.signature)
 
     @classmethod
-    def make(  # noqa: PLR0917 (the arguments of World::make, in its order)
+    def make(
         cls,
         world_type: int,
         world_id: int,
