@@ -1,0 +1,609 @@
+"""``local.conf`` and ``networks.d/<nwid>.local.conf`` (PROTOCOL-NETWORK-SERVICE C.1.3, C.1.4).
+
+``local.conf`` is a JSON object::
+
+    {
+      "physical": {"<ip/bits>": {"blacklist": bool, "trustedPathId": u64, "mtu": int}},
+      "virtual":  {"<10 hex addr>": {"try": ["ip/port", ...], "blacklist": ["ip/bits", ...]}},
+      "settings": {"primaryPort": int, ... see :class:`Settings`}
+    }
+
+Types are checked strictly (a string where an integer belongs is an error, as is
+``1`` for a boolean), unlike zerotier-one which silently falls back to defaults;
+an error names the file and the key path, e.g.
+``local.conf: settings.primaryPort: expected an integer from 0 to 65535, got "abc"``.
+Unknown keys are kept (zerotier-one ignores them) and listed in
+:attr:`LocalConf.warnings`. The parsed JSON is kept as :attr:`LocalConf.raw` for
+``GET /config``.
+
+``networks.d/<nwid>.local.conf`` is a Dictionary (A.1) written as exactly
+``allowManaged=1\\nallowGlobal=0\\nallowDefault=0\\nallowDNS=0\\n``. On reading, an
+``allowManaged`` value longer than 5 bytes is a comma-separated whitelist of
+``ip/bits`` networks (and means allowManaged = true).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PrivateAttr, ValidationError
+
+from ztone.node.dictionary import Dictionary
+from ztone.node.inetaddress import InetAddress, IPAddress
+
+from .home import atomic_write_file
+
+log = logging.getLogger(__name__)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEFAULT_PRIMARY_PORT = 9993
+DEFAULT_TCP_FALLBACK_RELAY = "204.80.128.1/443"
+U64_MAX = (1 << 64) - 1
+ADDRESS_MAX = (1 << 40) - 1
+NETWORK_LOCAL_CONF_CAPACITY = 4096  # Dictionary<4096> in the reader
+ALLOW_MANAGED_CAPACITY = 1024  # Buffer<1024> for the allowManaged value
+SOFTWARE_UPDATE_MODES = ("apply", "download", "disable")
+
+
+class ConfigError(Exception):
+    """A configuration file cannot be used; ``str()`` names the file and key path(s).
+
+    ``problems`` holds ``(key path, reason)`` pairs; the key path is ``""`` for a
+    problem with the whole file.
+    """
+
+    def __init__(self, file: str, problems: list[tuple[str, str]]) -> None:
+        self.file = file
+        self.problems = problems
+        lines = [
+            f"{file}: {key}: {reason}" if key else f"{file}: {reason}" for key, reason in problems
+        ]
+        super().__init__("\n".join(lines))
+
+
+# --- value checkers (raise ValueError with the user-facing reason) ----------------------
+
+
+def _show(value: Any) -> str:
+    """A value as JSON, shortened for error messages."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"expected an integer from {lo} to {hi}, got {_show(value)}")
+        return value
+
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_show(value)}")
+    return value
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {_show(value)}")
+    return value
+
+
+def _software_update(value: Any) -> str:
+    if not isinstance(value, str) or value not in SOFTWARE_UPDATE_MODES:
+        choices = ", ".join(f'"{m}"' for m in SOFTWARE_UPDATE_MODES)
+        raise ValueError(f"expected one of {choices}, got {_show(value)}")
+    return value
+
+
+def _ip_address(value: Any) -> IPAddress:
+    """An IP address; an ``ip/port`` form is accepted too (the port is ignored, as upstream)."""
+    if isinstance(value, str):
+        ip_text, _, port_text = value.strip().partition("/")
+        try:
+            ip = ipaddress.ip_address(ip_text)
+            if port_text:
+                _int_in(0, 0xFFFF)(int(port_text))
+        except ValueError:
+            pass
+        else:
+            return ip
+    raise ValueError(f"expected an IP address, got {_show(value)}")
+
+
+def parse_network(text: str) -> IPNetwork:
+    """``ip/bits`` (host bits may be set, as ``InetAddress`` allows); ``ValueError`` if not."""
+    ip_text, slash, bits_text = text.strip().partition("/")
+    if not slash or not bits_text.isdigit():
+        raise ValueError(f"not an ip/bits network: {text!r}")
+    ip = ipaddress.ip_address(ip_text)
+    bits = int(bits_text)
+    if bits > ip.max_prefixlen:
+        raise ValueError(f"not an ip/bits network: {text!r}")
+    return ipaddress.ip_network((ip, bits), strict=False)
+
+
+def _network(value: Any) -> IPNetwork:
+    if isinstance(value, str):
+        try:
+            return parse_network(value)
+        except ValueError:
+            pass
+    raise ValueError(f'expected an IP network "ip/bits", got {_show(value)}')
+
+
+def _endpoint(value: Any) -> InetAddress:
+    if isinstance(value, str):
+        ip_text, slash, port_text = value.strip().partition("/")
+        if slash and port_text.isascii() and port_text.isdigit():
+            try:
+                return InetAddress(ipaddress.ip_address(ip_text), int(port_text))
+            except ValueError:
+                pass
+    raise ValueError(f'expected an address "ip/port", got {_show(value)}')
+
+
+_ADDRESS_TEXT = re.compile(r"[0-9a-fA-F]{10}")
+
+
+def _address(value: Any) -> int:
+    if isinstance(value, str) and _ADDRESS_TEXT.fullmatch(value) and int(value, 16) != 0:
+        return int(value, 16)
+    raise ValueError(f"expected a ZeroTier address (10 hex digits), got {_show(value)}")
+
+
+def _policies(value: Any) -> dict[str, dict[str, Any]]:
+    _object(value)
+    for name, policy in value.items():
+        if not isinstance(policy, dict):
+            raise ValueError(f"policy {_show(name)}: expected a JSON object, got {_show(policy)}")
+    return dict(value)
+
+
+Port = Annotated[int, PlainValidator(_int_in(0, 0xFFFF))]
+U64 = Annotated[int, PlainValidator(_int_in(0, U64_MAX))]
+Bool = Annotated[bool, PlainValidator(_bool)]
+Str = Annotated[str, PlainValidator(_str)]
+Object = Annotated[dict[str, Any], PlainValidator(_object)]
+IpAddressValue = Annotated[IPAddress, PlainValidator(_ip_address)]
+NetworkValue = Annotated[IPNetwork, PlainValidator(_network)]
+EndpointValue = Annotated[InetAddress, PlainValidator(_endpoint)]
+AddressValue = Annotated[int, PlainValidator(_address)]
+
+
+# --- the local.conf schema -------------------------------------------------------------
+
+_MODEL_CONFIG = ConfigDict(extra="allow", strict=True, arbitrary_types_allowed=True, frozen=True)
+
+
+class PhysicalConfig(BaseModel):
+    """``physical.<ip/bits>``: policy for a physical (underlay) network."""
+
+    model_config = _MODEL_CONFIG
+
+    blacklist: Bool = False
+    """Never use addresses in this network for ZeroTier traffic (ignored for /0)."""
+    trusted_path_id: U64 = Field(default=0, alias="trustedPathId")
+    """Non-zero: packets to/from this network use the trusted-path (no crypto) suite."""
+    mtu: Port = 0
+    """Physical UDP payload MTU for paths in this network; 0 = default (1432)."""
+
+
+class VirtualConfig(BaseModel):
+    """``virtual.<10 hex address>``: hints for one peer."""
+
+    model_config = _MODEL_CONFIG
+
+    try_: list[EndpointValue] = Field(default_factory=list, alias="try")
+    """Extra physical endpoints to try for this peer."""
+    blacklist: list[NetworkValue] = Field(default_factory=list)
+    """Physical networks never used for this peer."""
+
+
+class Settings(BaseModel):
+    """``settings``: every key of the C.1.3 table, with zerotier-one 1.14.1's defaults.
+
+    Keys are spelled as in the JSON (``primaryPort``); the Python attributes use
+    snake_case (``primary_port``). Unknown keys are kept in ``model_extra``. JSON
+    ``null`` is accepted only for the settings whose default is None ("not set").
+    """
+
+    model_config = _MODEL_CONFIG
+
+    primary_port: Port | None = Field(default=None, alias="primaryPort")
+    """None: not set (the command line's ``-p``, default 9993, applies). 0 = random."""
+    secondary_port: Port = Field(default=0, alias="secondaryPort")
+    """0: random."""
+    tertiary_port: Port = Field(default=0, alias="tertiaryPort")
+    """0: random (port mapping only)."""
+    allow_secondary_port: Bool = Field(default=True, alias="allowSecondaryPort")
+    port_mapping_enabled: Bool = Field(default=True, alias="portMappingEnabled")
+    allow_tcp_fallback_relay: Bool = Field(default=True, alias="allowTcpFallbackRelay")
+    force_tcp_relay: Bool = Field(default=False, alias="forceTcpRelay")
+    tcp_fallback_relay: EndpointValue = Field(
+        default=InetAddress.parse(DEFAULT_TCP_FALLBACK_RELAY), alias="tcpFallbackRelay"
+    )
+    bind: list[IpAddressValue] = Field(default_factory=list)
+    """Bind only these local IPs (empty: enumerate interfaces)."""
+    interface_prefix_blacklist: list[Str] = Field(
+        default_factory=list, alias="interfacePrefixBlacklist"
+    )
+    allow_management_from: list[NetworkValue] = Field(
+        default_factory=list, alias="allowManagementFrom"
+    )
+    """Networks allowed to use the JSON API besides loopback."""
+    low_bandwidth_mode: Bool = Field(default=False, alias="lowBandwidthMode")
+    multicore_enabled: Bool = Field(default=False, alias="multicoreEnabled")
+    concurrency: Annotated[int, PlainValidator(_int_in(0, 0xFFFFFFFF))] = 1
+    cpu_pinning_enabled: Bool = Field(default=False, alias="cpuPinningEnabled")
+    enable_web_server: Bool = Field(default=False, alias="enableWebServer")
+    software_update: Annotated[
+        Literal["apply", "download", "disable"], PlainValidator(_software_update)
+    ] = Field(default="disable", alias="softwareUpdate")
+    software_update_channel: Str = Field(default="release", alias="softwareUpdateChannel")
+    software_update_dist: Bool = Field(default=False, alias="softwareUpdateDist")
+    controller_db_path: Str | None = Field(default=None, alias="controllerDbPath")
+    """None: ``<home>/controller.d``."""
+    sso_redirect_url: Str | None = Field(default=None, alias="ssoRedirectURL")
+    controller_db: Object | None = Field(default=None, alias="controllerDb")
+    redis: Object | None = None
+    vault: Object | None = None
+    default_bonding_policy: Str | None = Field(default=None, alias="defaultBondingPolicy")
+    policies: Annotated[dict[str, dict[str, Any]], PlainValidator(_policies)] = Field(
+        default_factory=dict
+    )
+    peer_specific_bonds: dict[AddressValue, Str] = Field(
+        default_factory=dict, alias="peerSpecificBonds"
+    )
+    allow_loopback_paths: Bool = Field(default=False, alias="allowLoopbackPaths")
+    """ztone extension: accept 127.0.0.0/8 and ::1 as peer paths (zerotier-one never
+    does). For several nodes on one host, as in tests; off by default."""
+
+
+class LocalConf(BaseModel):
+    """A parsed ``local.conf``. Build it with :func:`load_local_conf` or :meth:`from_json`."""
+
+    model_config = _MODEL_CONFIG
+
+    physical: dict[NetworkValue, PhysicalConfig] = Field(default_factory=dict)
+    virtual: dict[AddressValue, VirtualConfig] = Field(default_factory=dict)
+    settings: Settings = Field(default_factory=Settings)
+
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The parsed JSON object as read (``{}`` when there was no file)."""
+        return self._raw
+
+    @property
+    def warnings(self) -> list[str]:
+        """Things accepted but ignored, e.g. ``local.conf: settings.foo: unknown key (ignored)``."""
+        return self._warnings
+
+    @classmethod
+    def from_json(cls, data: Any, file: str = "local.conf") -> LocalConf:
+        """Validate a parsed JSON value; :class:`ConfigError` naming ``file`` if invalid."""
+        if not isinstance(data, dict):
+            raise ConfigError(
+                file, [("", f"expected a JSON object at the top level, got {_show(data)}")]
+            )
+        try:
+            conf = cls.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(file, _problems(e)) from None
+        conf._raw = data
+        conf._warnings = [f"{file}: {key}: unknown key (ignored)" for key in conf._unknown_keys()]
+        return conf
+
+    def _unknown_keys(self) -> list[str]:
+        raw = self._raw
+        keys = [_key_path((k,)) for k in raw if k not in _known_keys(LocalConf)]
+        settings = raw.get("settings", {})
+        keys += [_key_path(("settings", k)) for k in settings if k not in _known_keys(Settings)]
+        for section, model in (("physical", PhysicalConfig), ("virtual", VirtualConfig)):
+            for entry_key, entry in raw.get(section, {}).items():
+                keys += [
+                    _key_path((section, entry_key, k)) for k in entry if k not in _known_keys(model)
+                ]
+        return keys
+
+    # --- what the daemon asks ------------------------------------------------
+
+    def physical_path_configs(self) -> list[tuple[IPNetwork, int, int]]:
+        """``(network, trustedPathId, mtu)`` for every ``physical`` entry, in a stable order
+        (family, network address, prefix length), for the core's path configuration."""
+        return [(n, p.trusted_path_id, p.mtu) for n, p in _sorted_networks(self.physical)]
+
+    def trusted_paths(self) -> list[tuple[IPNetwork, int]]:
+        """``(network, trustedPathId)`` for entries with a non-zero trusted path id."""
+        return [
+            (n, p.trusted_path_id)
+            for n, p in _sorted_networks(self.physical)
+            if p.trusted_path_id != 0
+        ]
+
+    def physical_mtu(self, ip: IPAddress | InetAddress) -> int | None:
+        """The configured MTU (>0) of the most specific ``physical`` network holding ``ip``."""
+        addr = _as_ip(ip)
+        best: tuple[int, int] | None = None
+        for net, entry in self.physical.items():
+            if entry.mtu > 0 and addr in net and (best is None or net.prefixlen > best[0]):
+                best = (net.prefixlen, entry.mtu)
+        return None if best is None else best[1]
+
+    def blacklisted_networks(self) -> list[IPNetwork]:
+        """Global physical blacklist: ``physical`` entries with ``blacklist`` and bits > 0."""
+        return [n for n, p in _sorted_networks(self.physical) if p.blacklist and n.prefixlen > 0]
+
+    def is_blacklisted(self, ip: IPAddress | InetAddress) -> bool:
+        """Whether ``ip`` lies in the global physical blacklist."""
+        addr = _as_ip(ip)
+        return any(addr in n for n in self.blacklisted_networks())
+
+    def peer_blacklisted(self, address: int, ip: IPAddress | InetAddress) -> bool:
+        """Whether ``ip`` lies in ``virtual.<address>.blacklist``."""
+        entry = self.virtual.get(int(address))
+        if entry is None:
+            return False
+        addr = _as_ip(ip)
+        return any(addr in n for n in entry.blacklist)
+
+    def peer_try_addresses(self, address: int) -> list[InetAddress]:
+        """``virtual.<address>.try`` endpoints (empty if none)."""
+        entry = self.virtual.get(int(address))
+        return [] if entry is None else list(entry.try_)
+
+    def management_networks(self) -> list[IPNetwork]:
+        """``settings.allowManagementFrom`` (loopback is always allowed besides these)."""
+        return list(self.settings.allow_management_from)
+
+    def primary_port(self, command_line_port: int = DEFAULT_PRIMARY_PORT) -> int:
+        """``settings.primaryPort`` if set, else the command line's port."""
+        p = self.settings.primary_port
+        return command_line_port if p is None else p
+
+
+def _known_keys(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(f.alias or name for name, f in model.model_fields.items())
+
+
+def _sorted_networks(
+    entries: dict[IPNetwork, PhysicalConfig],
+) -> list[tuple[IPNetwork, PhysicalConfig]]:
+    return sorted(
+        entries.items(), key=lambda kv: (kv[0].version, int(kv[0].network_address), kv[0].prefixlen)
+    )
+
+
+def _as_ip(ip: IPAddress | InetAddress) -> IPAddress:
+    return ip.ip if isinstance(ip, InetAddress) else ip
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key_path(loc: Iterable[int | str]) -> str:
+    """``("settings", "bind", 1)`` -> ``settings.bind[1]``; odd keys -> ``["10.0.0.0/8"]``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part, ensure_ascii=False)}]"
+    return out
+
+
+def _problems(error: ValidationError) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for err in error.errors():
+        loc = list(err["loc"])
+        is_key = bool(loc) and loc[-1] == "[key]"
+        if is_key:
+            loc = loc[:-1]
+        ctx = err.get("ctx") or {}
+        cause = ctx.get("error")
+        kind = err["type"]
+        if isinstance(cause, ValueError):
+            reason = str(cause)
+        elif kind == "list_type":
+            reason = f"expected a JSON array, got {_show(err['input'])}"
+        elif kind in ("dict_type", "model_type", "model_attributes_type"):
+            reason = f"expected a JSON object, got {_show(err['input'])}"
+        else:
+            reason = err["msg"]
+        if is_key:
+            reason = f"invalid key: {reason}"
+        problems.append((_key_path(loc), reason))
+    return problems
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_json(data: bytes, file: str) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as e:
+        raise ConfigError(file, [("", f"not UTF-8 text ({e})")]) from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            file, [("", f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}")]
+        ) from None
+    except ValueError as e:
+        raise ConfigError(file, [("", f"invalid JSON: {e}")]) from None
+
+
+def _read_conf_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None if missing or empty; ConfigError otherwise."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ConfigError(str(path), [("", f"cannot read: {e.strerror or e}")]) from None
+    if not data.strip():
+        return None
+    obj = _parse_json(data, str(path))
+    if not isinstance(obj, dict):
+        raise ConfigError(
+            str(path), [("", f"expected a JSON object at the top level, got {_show(obj)}")]
+        )
+    return obj
+
+
+def load_local_conf(path: str | os.PathLike[str]) -> LocalConf:
+    """Read ``local.conf``: defaults if missing or empty, :class:`ConfigError` if invalid."""
+    p = Path(path)
+    obj = _read_conf_object(p)
+    if obj is None:
+        return LocalConf()
+    return LocalConf.from_json(obj, str(p))
+
+
+def parse_local_conf(data: bytes | str, file: str = "local.conf") -> LocalConf:
+    """Validate ``local.conf`` text (for instance a request body)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if not raw.strip():
+        return LocalConf()
+    return LocalConf.from_json(_parse_json(raw, file), file)
+
+
+def dump_local_conf(obj: dict[str, Any]) -> bytes:
+    """JSON as zerotier-one writes ``local.conf``: sorted keys, 4-space indent, no newline."""
+    return json.dumps(obj, indent=4, sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
+def update_settings(path: str | os.PathLike[str], changes: dict[str, Any]) -> LocalConf:
+    """``POST /config/settings``: set ``settings.<key>`` for each key of ``changes``.
+
+    The resulting file is validated first; if it is invalid (or the current file
+    cannot be read) :class:`ConfigError` is raised and the file is left untouched.
+    Otherwise it is rewritten atomically (sorted keys, 4-space indentation) and the
+    new :class:`LocalConf` is returned.
+    """
+    p = Path(path)
+    if not isinstance(changes, dict):
+        raise ConfigError(str(p), [("settings", f"expected a JSON object, got {_show(changes)}")])
+    current = _read_conf_object(p) or {}
+    updated = dict(current)
+    settings = updated.get("settings")
+    settings = dict(settings) if isinstance(settings, dict) else {}
+    for key, value in changes.items():
+        settings[str(key)] = value
+    updated["settings"] = settings
+    conf = LocalConf.from_json(updated, str(p))
+    try:
+        atomic_write_file(p, dump_local_conf(updated))
+    except OSError as e:
+        raise ConfigError(str(p), [("", f"cannot write: {e.strerror or e}")]) from None
+    return conf
+
+
+# --- networks.d/<nwid>.local.conf -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkLocalSettings:
+    """Per-network local settings (C.1.4); the defaults are those of a missing file."""
+
+    allow_managed: bool = True
+    managed_whitelist: list[IPNetwork] = field(default_factory=list)
+    """Non-empty: managed IPs/routes must lie inside one of these networks (C.5.3)."""
+    allow_global: bool = False
+    allow_default: bool = False
+    allow_dns: bool = False
+
+
+def _whitelist_entry(text: str) -> IPNetwork | None:
+    """One entry as ``InetAddress(text)`` reads it: no ``/bits`` means bits 0."""
+    text = text.strip()
+    try:
+        if "/" in text:
+            return parse_network(text)
+        return ipaddress.ip_network((ipaddress.ip_address(text), 0), strict=False)
+    except ValueError:
+        return None
+
+
+def parse_network_local_conf(data: bytes, file: str = "local.conf") -> NetworkLocalSettings:
+    """Decode a per-network local settings dictionary as zerotier-one 1.14.1 reads it."""
+    d = Dictionary.parse(data[: NETWORK_LOCAL_CONF_CAPACITY - 1])
+    allow_managed = True
+    whitelist: list[IPNetwork] = []
+    value = d.get("allowManaged")
+    if value:
+        value = value[: ALLOW_MANAGED_CAPACITY - 1]
+        if len(value) <= 5:
+            allow_managed = value[:1] in (b"1", b"t", b"T")
+        else:
+            entries = value.decode("latin-1").split(",")
+            for entry in entries:
+                net = _whitelist_entry(entry)
+                if net is None:
+                    log.warning("%s: allowManaged: ignoring invalid network %r", file, entry)
+                else:
+                    whitelist.append(net)
+            if not whitelist:
+                # zerotier-one keeps the unparsable entries, which match nothing.
+                log.warning("%s: allowManaged: no valid network; managed addresses disabled", file)
+                allow_managed = False
+    return NetworkLocalSettings(
+        allow_managed=allow_managed,
+        managed_whitelist=whitelist,
+        allow_global=d.get_bool("allowGlobal", False),
+        allow_default=d.get_bool("allowDefault", False),
+        allow_dns=d.get_bool("allowDNS", False),
+    )
+
+
+def read_network_local_conf(path: str | os.PathLike[str]) -> NetworkLocalSettings:
+    """Read ``networks.d/<nwid>.local.conf``; defaults if missing or unreadable (never raises)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        return NetworkLocalSettings()
+    except OSError as e:
+        log.warning("cannot read %s: %s", p, e)
+        return NetworkLocalSettings()
+    return parse_network_local_conf(data, str(p))
+
+
+def format_network_local_conf(settings: NetworkLocalSettings) -> bytes:
+    """``setNetworkSettings``' exact output (an allowManaged whitelist is not written)."""
+    return (
+        f"allowManaged={int(settings.allow_managed)}\n"
+        f"allowGlobal={int(settings.allow_global)}\n"
+        f"allowDefault={int(settings.allow_default)}\n"
+        f"allowDNS={int(settings.allow_dns)}\n"
+    ).encode()
+
+
+def write_network_local_conf(path: str | os.PathLike[str], settings: NetworkLocalSettings) -> bool:
+    """Write the file atomically; False if it already had this content."""
+    return atomic_write_file(path, format_network_local_conf(settings))
