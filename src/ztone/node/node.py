@@ -58,7 +58,7 @@ from .fragment import (
 from .hello import Hello, MoonRecord, make_hello_packet
 from .identity import Identity
 from .incoming import dispatch, handle_hello
-from .inetaddress import InetAddress
+from .inetaddress import InetAddress, IpScope
 from .packet import (
     IDX_FLAGS,
     MAX_PACKET_LENGTH,
@@ -135,6 +135,7 @@ class Node:
         path_lookup: PathLookup | None = None,
         physical: list[PhysicalPathSetting] | None = None,
         version: tuple[int, int, int] = VERSION,
+        allow_loopback_paths: bool = False,
     ) -> None:
         if identity.secret is None:
             raise ValueError("the node's identity needs its private key")
@@ -146,6 +147,7 @@ class Node:
         self._hash = hash_function
         self._path_check = path_check
         self._path_lookup = path_lookup
+        self._allow_loopback = allow_loopback_paths
         self._physical = sorted(physical or [], key=lambda s: s.network.prefixlen, reverse=True)
         self._actions: list[Action] = []
         self.counters: Counter[str] = Counter()
@@ -405,7 +407,9 @@ class Node:
 
     def should_use_path(self, address: int, local_socket: int, remote: InetAddress) -> bool:
         """``Node::shouldUsePathForZeroTierTraffic`` (§8.2)."""
-        if not remote.is_valid_for_path():
+        if not remote.is_valid_for_path() and not (
+            self._allow_loopback and remote.scope() == IpScope.LOOPBACK
+        ):
             return False
         if self.topology.is_prohibited_endpoint(address, remote):
             return False
@@ -480,6 +484,7 @@ class Node:
         if peer is None:
             self.request_whois(now, source)
             if not retry:
+                self.counters["rx_unknown_source"] += 1
                 self._defer_rx(now, path, packet, authenticated or trusted, source)
             return False
         if not authenticated:

@@ -1,0 +1,143 @@
+"""``ztone``: the node daemon, with zerotier-one's switches (PROTOCOL-NETWORK-SERVICE C.3.1).
+
+    ztone [-switches] [home directory]
+
+    -h, -?   help            -v   version
+    -U       do not require root
+    -p<port> primary port (0 = random)
+    -d       fork into the background
+    -i ...   ztone-idtool     -q ...  ztone-cli
+
+``ZTONE_PURE=1`` forces the pure-Python crypto path (the native one is otherwise
+used when it was built).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from typing import TextIO
+
+from ztone import __version__
+from ztone.node import backend
+from ztone.service.home import HomeError
+from ztone.service.runner import NodeService, StartupError
+
+from . import cli as cli_main
+from . import idtool as idtool_main
+
+DEFAULT_HOME = "/var/lib/zerotier-one"
+PROGRAM = "ztone"
+
+
+def _help(out: TextIO) -> None:
+    out.write(
+        f"ztone version {__version__} (compatible with ZeroTier One 1.14.1)\n"
+        "Licensed under the MIT license\n"
+        "\n"
+        f"Usage: {PROGRAM} [-switches] [home directory]\n"
+        "\n"
+        "Available switches:\n"
+        "  -h                - Display this help\n"
+        "  -v                - Show version\n"
+        "  -U                - Skip privilege check and do not attempt to drop privileges\n"
+        "  -p<port>          - Port for UDP and TCP/HTTP (default: 9993, 0 for random)\n"
+        "  -d                - Fork and run as daemon (Unix-ish OSes)\n"
+        "  -i                - Generate and manage identities (ztone-idtool)\n"
+        "  -q                - Query API (ztone-cli)\n"
+    )
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "-i":
+        return idtool_main.main(argv[1:])
+    if argv and argv[0] == "-q":
+        return cli_main.main(argv[1:])
+    port: int | None = None
+    home: str | None = None
+    skip_root = False
+    fork = False
+    for arg in argv:
+        if arg.startswith("-") and len(arg) > 1:
+            flag, rest = arg[1], arg[2:]
+            if flag == "p":
+                if not rest.isdigit() or int(rest) > 65535:
+                    _help(sys.stdout)
+                    return 1
+                port = int(rest)
+            elif flag == "v" and not rest:
+                print("1.14.1")
+                return 0
+            elif flag == "U" and not rest:
+                skip_root = True
+            elif flag == "d" and not rest:
+                fork = True
+            else:
+                _help(sys.stdout)
+                return 0
+        elif home is None:
+            home = arg
+        else:
+            _help(sys.stdout)
+            return 0
+    home = home or os.environ.get("ZEROTIER_HOME") or DEFAULT_HOME
+    if not skip_root and os.geteuid() != 0:
+        sys.stderr.write(f"{PROGRAM}: must be run as root (uid 0)\n")
+        return 1
+    if os.environ.get("ZTONE_PURE") == "1":
+        backend.use("pure")
+    logging.basicConfig(
+        level=os.environ.get("ZTONE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s ztone %(levelname)s %(name)s: %(message)s",
+    )
+    if fork:
+        if os.fork() > 0:
+            return 0
+        os.setsid()
+    return _run(os.path.abspath(home), port)
+
+
+async def _serve(service: NodeService) -> None:
+    task = asyncio.create_task(service.run())
+    await asyncio.sleep(0)
+    try:
+        service.install_signal_handlers()
+    except (AttributeError, RuntimeError):
+        pass  # no signal support here: Ctrl-C still raises KeyboardInterrupt
+    await task
+
+
+def _run(home: str, port: int | None) -> int:
+    while True:
+        service = NodeService(home, port)
+
+        pid_written = False
+        try:
+            service.home.ensure()
+            service.home.write_pid(os.getpid())
+            pid_written = True
+            asyncio.run(_serve(service))
+        except (StartupError, HomeError) as e:
+            sys.stderr.write(f"{PROGRAM}: fatal error: {e}\n")
+            return 1
+        except KeyboardInterrupt:
+            return 0
+        except OSError as e:
+            sys.stderr.write(f"{PROGRAM}: fatal error: {e}\n")
+            return 1
+        finally:
+            if pid_written:
+                service.home.remove_pid()
+        if service.identity_collision and service.home.set_aside_identity():
+            continue  # start again with a fresh identity, as zerotier-one does
+        return 0
+
+
+def console_main() -> None:
+    sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    console_main()

@@ -1,0 +1,396 @@
+"""The daemon's asyncio runtime: one node core, its UDP sockets, timer, home and API.
+
+Start-up follows zerotier-one's order (C.3.1): home directory, ``local.conf``,
+identity, tokens, the node, the primary UDP port (``zerotier-one.port``), the
+secondary port, the local JSON API, then every moon in ``moons.d``. The core is
+driven from the event loop: each datagram and each timer expiry is one core call,
+after which its actions are carried out and the single ``call_at`` timer re-armed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import random
+import signal
+import time
+from typing import Any
+
+from ztone import __version__
+from ztone.node import backend
+from ztone.node.actions import Action, EventKind, NodeEvent, PutState, SendPacket
+from ztone.node.identity import Identity
+from ztone.node.inetaddress import InetAddress
+from ztone.node.node import Node, PhysicalPathSetting
+from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
+
+from .api.http import ApiServer
+from .api.routes import ApiRouter
+from .config import DEFAULT_PRIMARY_PORT, ConfigError, LocalConf, load_local_conf, update_settings
+from .home import FileStateStore, Home
+from .interfaces import local_addresses
+from .udp import UdpSockets, trial_bind
+
+log = logging.getLogger(__name__)
+
+LOCAL_CONF_CHECK_INTERVAL = 10.0
+BINDER_REFRESH_PERIOD = 30.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why and what to do."""
+
+
+def random_port() -> int:
+    """``_getRandomPort``: 20000 + rand % 45500, then the first that binds."""
+    r = 20000 + random.randrange(45500)
+    for _ in range(1000):
+        r += 1
+        if r > 65535:
+            r = 20000
+        if trial_bind(r):
+            return r
+    return 0
+
+
+class NodeService:
+    """Runs one node until :meth:`stop`. Also the ``ApiControl`` of the local API."""
+
+    def __init__(self, home_path: str, port: int | None = None) -> None:
+        self.home = Home(home_path)
+        self._cli_port = port
+        self.conf = LocalConf()
+        self.node: Node
+        self.store: FileStateStore
+        self.udp: UdpSockets
+        self.api: ApiServer | None = None
+        self.auth_token = ""
+        self.metrics_token = ""
+        self.allow_management_from: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self.primary_port = 0
+        self.secondary_port = 0
+        self._loop: asyncio.AbstractEventLoop
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: int | None = None
+        self._stopping: asyncio.Event | None = None
+        self._conf_mtime: float | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.exit_reason = ""
+        self.identity_collision = False
+        self.bug_count = 0
+
+    # ----------------------------------------------------------------- start-up
+
+    def _load_conf(self) -> LocalConf:
+        conf = load_local_conf(self.home.local_conf_path)
+        for warning in conf.warnings:
+            log.warning("%s", warning)
+        try:
+            self._conf_mtime = self.home.local_conf_path.stat().st_mtime
+        except OSError:
+            self._conf_mtime = None
+        return conf
+
+    def _physical(self) -> list[PhysicalPathSetting]:
+        return [
+            PhysicalPathSetting(net, tp, mtu) for net, tp, mtu in self.conf.physical_path_configs()
+        ]
+
+    def _path_check(self, address: int, local_socket: int, remote: InetAddress) -> bool:
+        if self.conf.is_blacklisted(remote.ip):
+            return False
+        return not self.conf.peer_blacklisted(address, remote.ip)
+
+    def _path_lookup(self, address: int, family: int) -> InetAddress | None:
+        candidates = [
+            a for a in self.conf.peer_try_addresses(address) if family in (0, a.ip.version)
+        ]
+        return random.choice(candidates) if candidates else None
+
+    def _bind_ports(self) -> None:
+        settings = self.conf.settings
+        port = settings.primary_port
+        if port is None:
+            port = self._cli_port if self._cli_port is not None else DEFAULT_PRIMARY_PORT
+        if port == 0:
+            for _ in range(256):
+                candidate = 20000 + random.randrange(45500)
+                if trial_bind(candidate):
+                    port = candidate
+                    break
+        if port == 0 or not trial_bind(port):
+            raise StartupError(f"cannot bind to local control interface port {port}")
+        self.primary_port = port
+        self._bind_all(port)
+        if settings.allow_secondary_port:
+            secondary = settings.secondary_port or random_port()
+            if secondary and secondary != port:
+                try:
+                    self._bind_all(secondary)
+                    self.secondary_port = secondary
+                except StartupError as e:
+                    log.warning("secondary port %d not bound: %s", secondary, e)
+
+    def _bind_all(self, port: int) -> None:
+        hosts = [str(ip) for ip in self.conf.settings.bind] or ["0.0.0.0", "::"]
+        bound = 0
+        for host in hosts:
+            try:
+                self.udp.bind(host, port)
+                bound += 1
+            except OSError as e:
+                log.warning("cannot bind UDP %s/%d: %s", host, port, e)
+        if bound == 0:
+            raise StartupError(f"cannot bind UDP port {port} on {', '.join(hosts)}")
+
+    def listening_on(self) -> list[InetAddress]:
+        if self.conf.settings.bind:
+            return [a for _, a in self.udp.bound]
+        out: list[InetAddress] = []
+        for port in (self.primary_port, self.secondary_port):
+            if port:
+                out += local_addresses(port, list(self.conf.settings.interface_prefix_blacklist))
+        return out
+
+    async def start(self) -> None:
+        """Everything up to the main loop; :class:`StartupError` if something is wrong."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        home = self.home
+        try:
+            home.ensure()
+            home.lock_down_secrets()
+            home.check_obsolete()
+            self.conf = self._load_conf()
+        except ConfigError as e:
+            raise StartupError(str(e)) from None
+        except OSError as e:
+            raise StartupError(f"cannot use home directory {home.path}: {e}") from None
+        identity = home.load_or_create_identity(lambda: Identity.generate(os.urandom))
+        self.auth_token = home.auth_token()
+        self.metrics_token = home.metrics_token()
+        self.allow_management_from = list(self.conf.management_networks())
+        self.store = FileStateStore(home)
+        self.node = Node(
+            identity,
+            now=now_ms(),
+            random_bytes=os.urandom,
+            state=self.store,
+            path_check=self._path_check,
+            path_lookup=self._path_lookup,
+            physical=self._physical(),
+            version=(1, 14, 1),
+            allow_loopback_paths=self.conf.settings.allow_loopback_paths,
+        )
+        self.udp = UdpSockets(self._loop, self._on_datagram)
+        self._bind_ports()
+        home.write_port(self.primary_port)
+        self.node.set_local_addresses(self.listening_on())
+        api_hosts = ["127.0.0.1", "::1"]
+        if self.allow_management_from:
+            api_hosts = ["0.0.0.0", "::"]
+        self.api = ApiServer(ApiRouter(self))
+        try:
+            await self.api.start(api_hosts, self.primary_port)
+        except OSError as e:
+            raise StartupError(
+                f"cannot listen for the local API on port {self.primary_port}: {e}"
+            ) from None
+        for world_id in self.store.moon_ids():
+            self.node.orbit(now_ms(), world_id, 0)
+        self._after_input()
+        self._tasks.append(asyncio.create_task(self._housekeeping()))
+        log.info(
+            "ztone %s node %s listening on UDP %d%s (crypto: %s)",
+            __version__,
+            identity.address,
+            self.primary_port,
+            f" and {self.secondary_port}" if self.secondary_port else "",
+            backend.active(),
+        )
+
+    async def run(self) -> None:
+        """Start, serve until :meth:`stop`, then shut down cleanly."""
+        await self.start()
+        assert self._stopping is not None
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.shutdown()
+
+    def stop(self, reason: str = "") -> None:
+        if self._stopping is not None and not self._stopping.is_set():
+            self.exit_reason = reason
+            self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+            self._loop.add_signal_handler(sig, self.stop, signal.Signals(sig).name)
+        for sig in (signal.SIGHUP, signal.SIGPIPE, signal.SIGUSR1, signal.SIGUSR2):
+            self._loop.add_signal_handler(sig, lambda: None)
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        try:
+            self.node.flush_state(now_ms())
+            self._apply(self.node.drain_actions(), send=False)
+        except Exception:
+            log.exception("flushing state at shutdown failed")
+        if self.api is not None:
+            self.api.close()
+            await self.api.wait_closed()
+        self.udp.close()
+        log.info("ztone stopped%s", f" ({self.exit_reason})" if self.exit_reason else "")
+
+    # ------------------------------------------------------------- event loop
+
+    def _on_datagram(self, sock_id: int, remote: InetAddress, data: bytes) -> None:
+        try:
+            self.node.on_wire_packet(now_ms(), sock_id, remote, data)
+        except Exception:
+            # The core's contract is that only bugs get here; keep serving anyway.
+            self.bug_count += 1
+            log.exception("BUG: datagram from %s raised", remote)
+        self._after_input()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_deadline = None
+        try:
+            self.node.on_timer(now_ms())
+        except Exception:
+            self.bug_count += 1
+            log.exception("BUG: timer task raised")
+        self._after_input()
+
+    def _after_input(self) -> None:
+        self._apply(self.node.drain_actions(), send=True)
+        deadline = self.node.next_deadline()
+        if self._timer is not None and self._timer_deadline == deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = max(0.0, (deadline - now_ms()) / 1000.0)
+        self._timer_deadline = deadline
+        self._timer = self._loop.call_at(self._loop.time() + delay, self._on_timer)
+
+    def _apply(self, actions: list[Action], send: bool) -> None:
+        for action in actions:
+            if isinstance(action, SendPacket):
+                if send:
+                    self.udp.send(action.local_socket, action.remote, action.data, action.ttl)
+            elif isinstance(action, PutState):
+                try:
+                    self.store.apply(action)
+                except OSError as e:
+                    log.error("cannot store %s %x: %s", action.kind.name, action.object_id, e)
+            else:
+                self._on_event(action)
+
+    def _on_event(self, event: NodeEvent) -> None:
+        if event.kind is EventKind.ONLINE:
+            log.info("online")
+        elif event.kind is EventKind.OFFLINE:
+            log.info("offline")
+        elif event.kind is EventKind.FATAL_IDENTITY_COLLISION:
+            log.error("identity collision: %s; moving the identity aside", event.detail)
+            self.identity_collision = True
+            self.stop("identity collision")
+        elif event.kind is EventKind.USER_MESSAGE:
+            log.debug("user message type %x from %010x", event.message_type, event.source)
+
+    async def _housekeeping(self) -> None:
+        """Re-read ``local.conf`` when it changes; refresh local addresses; prune peers."""
+        last_refresh = time.monotonic()
+        while True:
+            await asyncio.sleep(LOCAL_CONF_CHECK_INTERVAL)
+            try:
+                mtime = self.home.local_conf_path.stat().st_mtime
+            except OSError:
+                mtime = None
+            if mtime != self._conf_mtime:
+                try:
+                    self.conf = self._load_conf()
+                    self.allow_management_from = list(self.conf.management_networks())
+                    log.info("local.conf reloaded")
+                except ConfigError as e:
+                    self._conf_mtime = mtime
+                    log.error("%s (keeping the previous settings)", e)
+            if time.monotonic() - last_refresh >= BINDER_REFRESH_PERIOD:
+                last_refresh = time.monotonic()
+                self.node.set_local_addresses(self.listening_on())
+                self.store.prune_peers(time.time())
+
+    # -------------------------------------------------------------- ApiControl
+
+    def node_status(self) -> NodeStatus:
+        return self.node.status(now_ms())
+
+    def service_settings(self) -> dict[str, object]:
+        raw = self.conf.raw.get("settings")
+        settings: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
+        s = self.conf.settings
+        settings.update(
+            {
+                "allowTcpFallbackRelay": s.allow_tcp_fallback_relay,
+                "forceTcpRelay": s.force_tcp_relay,
+                "primaryPort": self.primary_port,
+                "secondaryPort": s.secondary_port or self.secondary_port,
+                "tertiaryPort": s.tertiary_port,
+                "homeDir": str(self.home.path),
+                "listeningOn": [str(a) for a in self.listening_on()],
+                "surfaceAddresses": [str(a) for a in self.node.surface_addresses()],
+                "portMappingEnabled": False,  # ztone has no UPnP/NAT-PMP
+                "softwareUpdate": s.software_update,
+                "softwareUpdateChannel": s.software_update_channel,
+            }
+        )
+        return settings
+
+    def local_conf(self) -> dict[str, object]:
+        return dict(self.conf.raw)
+
+    def update_settings(self, changes: dict[str, object]) -> None:
+        try:
+            update_settings(self.home.local_conf_path, dict(changes))
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+    def peers(self) -> list[PeerStatus]:
+        return self.node.peer_status(now_ms())
+
+    def moons(self) -> list[MoonStatus]:
+        return self.node.moon_status()
+
+    def orbit(self, world_id: int, seed: int) -> None:
+        self.node.orbit(now_ms(), world_id, seed)
+        self._after_input()
+
+    def deorbit(self, world_id: int) -> None:
+        self.node.deorbit(now_ms(), world_id)
+        self._after_input()
+
+    def tcp_fallback_active(self) -> bool:
+        return False  # ztone has no TCP fallback relay (UDP only)
+
+    def metrics_text(self) -> str | None:
+        """Prometheus text: the core's packet counters (``ztone_packets_total``)."""
+        lines = [
+            "# HELP ztone_packets_total Datagram and packet counters of the node core",
+            "# TYPE ztone_packets_total counter",
+        ]
+        counters = dict(self.node.counters)
+        counters["bugs"] = self.bug_count
+        counters["udp_send_errors"] = self.udp.send_errors
+        for name in sorted(counters):
+            lines.append(f'ztone_packets_total{{what="{name}"}} {counters[name]}')
+        return "\n".join(lines) + "\n"
