@@ -1,0 +1,1 @@
+"""Virtual Ethernet ports and routes, one package per OS (DESIGN.md, OS backends)."""

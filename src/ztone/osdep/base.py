@@ -1,0 +1,89 @@
+"""The small protocols every OS backend implements (DESIGN.md, OS backends).
+
+A :class:`Tap` is one virtual Ethernet port for one joined network: frames the
+host sends into it come out through ``on_frame``; frames for the host go in with
+:meth:`Tap.put`. Managed addresses are ``InetAddress`` values whose port is the
+netmask bit count (as in network configs). A :class:`TapFactory` makes taps; the
+service picks the factory for the platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ztone.node.inetaddress import InetAddress
+
+FrameHandler = Callable[[int, int, int, bytes], None]
+"""``on_frame(source MAC, destination MAC, ethertype, payload)`` for frames from the host."""
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TapError(Exception):
+    """A virtual port could not be created or changed; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class MulticastGroup:
+    mac: int
+    adi: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A managed route: ``target`` network via ``via`` (None: on-link) on a tap."""
+
+    target: IPNetwork
+    via: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    metric: int = 0
+
+
+class Tap(Protocol):
+    """One virtual Ethernet port (``EthernetTap``)."""
+
+    @property
+    def device_name(self) -> str: ...
+
+    @property
+    def mac(self) -> int: ...
+
+    @property
+    def mtu(self) -> int: ...
+
+    def start(self, loop: asyncio.AbstractEventLoop, on_frame: FrameHandler) -> None:
+        """Begin delivering the host's frames to ``on_frame`` (from the event loop)."""
+
+    def put(self, source: int, destination: int, ethertype: int, payload: bytes) -> None:
+        """Hand a frame to the host's network stack."""
+
+    def set_mtu(self, mtu: int) -> None: ...
+
+    def add_ip(self, address: InetAddress) -> bool:
+        """Assign ``ip/bits``; False if it could not be added (logged)."""
+
+    def remove_ip(self, address: InetAddress) -> bool: ...
+
+    def ips(self) -> list[InetAddress]:
+        """Addresses currently on the port (those ztone manages and others)."""
+
+    def add_route(self, route: Route) -> bool: ...
+
+    def remove_route(self, route: Route) -> bool: ...
+
+    def multicast_groups(self) -> list[MulticastGroup]:
+        """Ethernet multicast groups the host subscribed to on this port."""
+
+    def close(self) -> None:
+        """Remove the port with its addresses and routes."""
+
+
+class TapFactory(Protocol):
+    def create(self, nwid: int, mac: int, mtu: int, friendly_name: str) -> Tap:
+        """Make the port for network ``nwid``; :class:`TapError` if it cannot."""
+
+    def cleanup_stale(self) -> list[str]:
+        """Remove ports a previous run left behind (ztone's own naming only)."""
