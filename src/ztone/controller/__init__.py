@@ -1,0 +1,1 @@
+"""The embedded network controller (PROTOCOL-NETWORK-SERVICE part B)."""
