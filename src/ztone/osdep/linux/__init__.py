@@ -1,0 +1,5 @@
+"""Linux backend: TAP devices and netlink (needs pyroute2)."""
+
+from .tap import LinuxTap, LinuxTapFactory
+
+__all__ = ["LinuxTap", "LinuxTapFactory"]

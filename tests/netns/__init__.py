@@ -1,0 +1,1 @@
+"""Tests in network namespaces (root only) and the namespace helper they share."""
