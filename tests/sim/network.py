@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ztone.node.actions import NodeEvent, PutState, SendPacket, StateKind
+from ztone.node.actions import DeliverFrame, NodeEvent, PutState, SendPacket, StateKind
 from ztone.node.identity import Identity
 from ztone.node.inetaddress import InetAddress
 from ztone.node.node import Node
@@ -57,6 +57,7 @@ class SimNode:
     state: MemoryState
     node: Node
     events: list[NodeEvent] = field(default_factory=list)
+    delivered: list[DeliverFrame] = field(default_factory=list)
     received_datagrams: int = 0
     sent_datagrams: int = 0
 
@@ -110,7 +111,9 @@ class SimNetwork:
                 self._transmit(sim, action)
             elif isinstance(action, PutState):
                 sim.state.apply(action)
-            else:
+            elif isinstance(action, DeliverFrame):
+                sim.delivered.append(action)
+            elif isinstance(action, NodeEvent):
                 sim.events.append(action)
 
     def _transmit(self, sim: SimNode, action: SendPacket) -> None:

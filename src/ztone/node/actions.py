@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from typing import Any
 
 from .inetaddress import InetAddress
 
@@ -68,4 +69,28 @@ class NodeEvent:
     payload: bytes = b""
 
 
-Action = SendPacket | PutState | NodeEvent
+@dataclass(frozen=True, slots=True)
+class DeliverFrame:
+    """Hand an Ethernet frame to the network's virtual port (the host's stack)."""
+
+    nwid: int
+    source: int
+    destination: int
+    ethertype: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkConfigChanged:
+    """A network's port must be brought up, updated or destroyed.
+
+    ``view`` is a :class:`ztone.node.network.NetworkView`; ``op`` a
+    :class:`ztone.node.network.ConfigOp`.
+    """
+
+    nwid: int
+    op: Any
+    view: Any
+
+
+Action = SendPacket | PutState | NodeEvent | DeliverFrame | NetworkConfigChanged

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import constants as C
+from . import vl2
 from .actions import EventKind, NodeEvent
 from .armor import PeerKey, crypt_field, dearmor
 from .c25519 import KeyAgreementError
@@ -170,6 +171,8 @@ def _do_error(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -
                 f"root {peer.address} reports an identity collision",
             )
         )
+    else:
+        vl2.error_for_network(node, now, peer, in_re.verb, code, packet)
     node.counters[f"rx_error_{code}_{in_re.verb}"] += 1
     node.received(now, path, peer, _hops(packet), Verb.ERROR)
     return True
@@ -199,6 +202,12 @@ def _do_ok(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> b
             node.iam(now, peer, path, ok.external_address)
     elif in_re.verb == Verb.WHOIS and node.topology.is_upstream(int(peer.address)):
         node.learn_identity(now, parse_ok_whois(packet))
+    elif in_re.verb == Verb.NETWORK_CONFIG_REQUEST:
+        vl2.ok_network_config_request(node, now, peer, packet)
+    elif in_re.verb == Verb.MULTICAST_GATHER:
+        vl2.ok_multicast_gather(node, now, peer, packet)
+    elif in_re.verb == Verb.MULTICAST_FRAME:
+        vl2.ok_multicast_frame(node, now, peer, packet)
     node.received(now, path, peer, hops, Verb.OK)
     return True
 
@@ -321,6 +330,14 @@ HANDLERS: dict[int, Handler] = {
     Verb.PUSH_DIRECT_PATHS: _do_push_direct_paths,
     Verb.USER_MESSAGE: _do_user_message,
     Verb.REMOTE_TRACE: _do_remote_trace,
+    Verb.FRAME: vl2.do_frame,
+    Verb.EXT_FRAME: vl2.do_ext_frame,
+    Verb.MULTICAST_LIKE: vl2.do_multicast_like,
+    Verb.NETWORK_CREDENTIALS: vl2.do_network_credentials,
+    Verb.NETWORK_CONFIG_REQUEST: vl2.do_network_config_request,
+    Verb.NETWORK_CONFIG: vl2.do_network_config,
+    Verb.MULTICAST_GATHER: vl2.do_multicast_gather,
+    Verb.MULTICAST_FRAME: vl2.do_multicast_frame,
 }
 
 

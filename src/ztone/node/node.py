@@ -22,9 +22,10 @@ import ipaddress
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import constants as C
+from . import vl2
 from .actions import (
     ANY_LOCAL_SOCKET,
     Action,
@@ -45,6 +46,7 @@ from .armor import (
 )
 from .c25519 import KeyAgreementError
 from .default_planet import default_planet
+from .dictionary import Dictionary
 from .errors import MalformedPacket
 from .fragment import (
     DEFAULT_PHYSMTU,
@@ -59,6 +61,8 @@ from .hello import Hello, MoonRecord, make_hello_packet
 from .identity import Identity
 from .incoming import dispatch, handle_hello
 from .inetaddress import InetAddress, IpScope
+from .multicaster import Multicaster
+from .network import Network, NetworkView
 from .packet import (
     IDX_FLAGS,
     MAX_PACKET_LENGTH,
@@ -74,6 +78,7 @@ from .peer import Peer, parse_peer_cache
 from .status import MoonStatus, NodeStatus, PathStatus, PeerStatus
 from .topology import Topology
 from .verbs import Rendezvous, in_re_payload, serialize_push_direct_paths
+from .vl2_wire import MulticastGroup
 from .world import World, WorldType
 
 RandomBytes = Callable[[int], bytes]
@@ -90,6 +95,29 @@ class StateReader(Protocol):
     """Read access to the host's persistent state objects."""
 
     def get(self, kind: StateKind, object_id: int) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerAnswer:
+    """What a local controller says to a config request: a config or an error code."""
+
+    config: Any = None  # NetworkConfig
+    error: int | None = None
+    error_info: bytes = b""
+
+
+class LocalController(Protocol):
+    """The embedded network controller as the node sees it (B.1, B.2)."""
+
+    def request(self, now: int, nwid: int, identity: Identity,
+                metadata: Dictionary) -> ControllerAnswer: ...  # fmt: skip
+
+    def rate_gate(self, nwid: int, member: int, now: int) -> bool:
+        """True unless the same member asked less than 1 s ago."""
+
+    def recently_authorized(self, nwid: int, member: int, now: int) -> bool: ...
+
+    def note_authorized(self, nwid: int, member: int, now: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +164,8 @@ class Node:
         physical: list[PhysicalPathSetting] | None = None,
         version: tuple[int, int, int] = VERSION,
         allow_loopback_paths: bool = False,
+        controller: LocalController | None = None,
+        os_arch: str = "linux/x86_64",
     ) -> None:
         if identity.secret is None:
             raise ValueError("the node's identity needs its private key")
@@ -148,6 +178,10 @@ class Node:
         self._path_check = path_check
         self._path_lookup = path_lookup
         self._allow_loopback = allow_loopback_paths
+        self.controller = controller
+        self.os_arch = os_arch
+        self.networks: dict[int, Network] = {}
+        self.multicaster = Multicaster(int(identity.address))
         self._physical = sorted(physical or [], key=lambda s: s.network.prefixlen, reverse=True)
         self._actions: list[Action] = []
         self.counters: Counter[str] = Counter()
@@ -238,6 +272,48 @@ class Node:
         """USER_MESSAGE to ``destination`` (message types <= 65535 are ZeroTier's)."""
         payload = message_type.to_bytes(8, "big") + data
         self._send(now, destination, Verb.USER_MESSAGE, payload, compress=True)
+
+    def join(self, now: int, nwid: int) -> None:
+        """Join network ``nwid`` (idempotent); its config is requested at once."""
+        vl2.join(self, now, nwid)
+
+    def leave(self, now: int, nwid: int) -> bool:
+        """Leave ``nwid``; False if it was not joined."""
+        return vl2.leave(self, now, nwid)
+
+    def on_tap_frame(self, now: int, nwid: int, source: int, destination: int, ethertype: int,
+                     payload: bytes) -> None:  # fmt: skip
+        """An Ethernet frame the host sent into a network's virtual port."""
+        vl2.on_tap_frame(self, now, nwid, source, destination, ethertype, payload)
+
+    def multicast_subscribe(self, now: int, nwid: int, mac: int, adi: int = 0) -> None:
+        vl2.multicast_subscribe(self, now, nwid, MulticastGroup(mac, adi))
+
+    def multicast_unsubscribe(self, now: int, nwid: int, mac: int, adi: int = 0) -> None:
+        vl2.multicast_unsubscribe(self, now, nwid, MulticastGroup(mac, adi))
+
+    def network_views(self) -> list[NetworkView]:
+        return [self.networks[n].view() for n in sorted(self.networks)]
+
+    def push_config(self, now: int, nwid: int, member: int, config: Any) -> None:
+        """Controller side: send ``config`` to ``member`` unsolicited (NETWORK_CONFIG)."""
+        if member == self.address:
+            net = self.networks.get(nwid)
+            if net is not None:
+                vl2._set_configuration(self, now, net, config, save=True)
+            return
+        peer = self._get_peer(now, member)
+        if peer is None:
+            self.request_whois(now, member)
+            return
+        vl2.send_config(self, now, nwid, peer, config, in_re=None)
+
+    def send_revocation(self, now: int, members: list[int], revocation: Any) -> None:
+        """Controller side: send a revocation to the given members."""
+        vl2.send_revocation(self, now, members, revocation)
+        for net in self.networks.values():
+            if net.nwid == revocation.network_id:
+                vl2.add_credential(self, now, revocation, int(self.address))
 
     def set_local_addresses(self, addresses: list[InetAddress]) -> None:
         """The host's bound interface addresses, advertised by PUSH_DIRECT_PATHS."""
@@ -413,6 +489,8 @@ class Node:
             return False
         if self.topology.is_prohibited_endpoint(address, remote):
             return False
+        if vl2.static_ip_owner(self, remote.ip):
+            return False  # never ZeroTier over ZeroTier
         return self._path_check is None or self._path_check(address, local_socket, remote)
 
     # ------------------------------------------------------------- receiving
@@ -799,6 +877,10 @@ class Node:
         }
         for seed in self.topology.moon_seeds.values():
             always.setdefault(seed, ())
+        for net in self.networks.values():
+            if net.config is not None:
+                for address in net.config.always_contact_addresses():
+                    always.setdefault(address, ())
         best_root = self.best_upstream(now)
         for address, endpoints in always.items():
             if address == self.address:
@@ -830,6 +912,7 @@ class Node:
         for address, peer in list(self.peers.items()):
             if address not in always and peer.active(now):
                 self._ping_peer(now, peer)
+        vl2.periodic(self, now)
 
     def _ping_peer(self, now: int, peer: Peer) -> tuple[bool, bool]:
         """``Peer::doPingAndKeepalive``: which families (v4, v6) were contacted."""
@@ -855,6 +938,7 @@ class Node:
         return v4, v6
 
     def _housekeeping(self, now: int) -> None:
+        vl2.housekeeping(self, now)
         for address, peer in list(self.peers.items()):
             if self.topology.is_upstream(address) or peer.alive(now):
                 continue

@@ -55,6 +55,7 @@ class Peer:
         self.last_direct_path_push_receive = 0
         self.direct_path_push_cutoff_count = 0
         self.last_whois_request_received = 0
+        self.last_credentials_received = 0
         self.last_trust_established = 0
         self.last_tried_memorized_path = 0
         self.last_tried_paths: dict[tuple[int, InetAddress], int] = {}

@@ -1,0 +1,92 @@
+"""What we hold about one peer on one network (PROTOCOL-NETWORK-SERVICE A.3.7).
+
+Its latest certificate of membership, its tags, capabilities and certificates of
+ownership by id, revocation thresholds, and when we last pushed our credentials
+to it or announced our multicast groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+CREDENTIAL_TYPE_COM = 1
+CREDENTIAL_TYPE_CAPABILITY = 2
+CREDENTIAL_TYPE_TAG = 3
+CREDENTIAL_TYPE_COO = 4
+
+
+class AddResult(Enum):
+    ACCEPTED_NEW = "new"
+    ACCEPTED_REDUNDANT = "redundant"
+    REJECTED = "rejected"
+    NEEDS_WHOIS = "whois"
+
+
+@dataclass(slots=True)
+class Membership:
+    com: Any = None
+    com_revocation_threshold: int = 0
+    revocations: dict[tuple[int, int], int] = field(default_factory=dict)
+    tags: dict[int, Any] = field(default_factory=dict)
+    capabilities: dict[int, Any] = field(default_factory=dict)
+    coos: dict[int, Any] = field(default_factory=dict)
+    last_pushed_credentials: int = 0
+    last_updated_multicast: int = 0
+    last_credential_request: int = 0
+
+    def credential_timestamp_valid(
+        self, cred_type: int, cred: Any, my_ts: int, my_ctmd: int
+    ) -> bool:
+        """``_isCredentialTimestampValid``: within the window and not revoked."""
+        if abs(cred.timestamp - my_ts) > my_ctmd:
+            return False
+        threshold = self.revocations.get((cred_type, cred.id))
+        return threshold is None or cred.timestamp > threshold
+
+    def add_com(self, com: Any, verified: bool) -> AddResult:
+        if com.timestamp <= self.com_revocation_threshold:
+            return AddResult.REJECTED
+        if self.com is not None:
+            if com.timestamp < self.com.timestamp:
+                return AddResult.REJECTED
+            if com == self.com:
+                return AddResult.ACCEPTED_REDUNDANT
+        if not verified:
+            return AddResult.REJECTED
+        self.com = com
+        return AddResult.ACCEPTED_NEW
+
+    def add_keyed(
+        self, cred_type: int, table: dict[int, Any], cred: Any, verified: bool
+    ) -> AddResult:
+        current = table.get(cred.id)
+        if current is not None:
+            if current.timestamp > cred.timestamp:
+                return AddResult.REJECTED
+            if current == cred:
+                return AddResult.ACCEPTED_REDUNDANT
+        threshold = self.revocations.get((cred_type, cred.id))
+        if threshold is not None and threshold >= cred.timestamp:
+            return AddResult.REJECTED
+        if not verified:
+            return AddResult.REJECTED
+        table[cred.id] = cred
+        return AddResult.ACCEPTED_NEW
+
+    def add_revocation(self, cred_type: int, cred_id: int, threshold: int) -> AddResult:
+        if cred_type == CREDENTIAL_TYPE_COM:
+            if threshold > self.com_revocation_threshold:
+                self.com_revocation_threshold = threshold
+                return AddResult.ACCEPTED_NEW
+            return AddResult.ACCEPTED_REDUNDANT
+        if cred_type in (CREDENTIAL_TYPE_CAPABILITY, CREDENTIAL_TYPE_TAG, CREDENTIAL_TYPE_COO):
+            key = (cred_type, cred_id)
+            if threshold > self.revocations.get(key, -1):
+                self.revocations[key] = threshold
+                # Upstream quirk (A.3.7): any such revocation also revokes the current COM.
+                self.com_revocation_threshold = threshold
+                return AddResult.ACCEPTED_NEW
+            return AddResult.ACCEPTED_REDUNDANT
+        return AddResult.REJECTED
