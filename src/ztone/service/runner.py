@@ -13,29 +13,54 @@ import asyncio
 import ipaddress
 import logging
 import os
+import platform
 import random
 import signal
 import time
 from typing import Any
 
 from ztone import __version__
+from ztone.controller.api import controller_routes
+from ztone.controller.store import ControllerStore, open_controller_store
 from ztone.node import backend
-from ztone.node.actions import Action, EventKind, NodeEvent, PutState, SendPacket
+from ztone.node.actions import (
+    Action,
+    DeliverFrame,
+    EventKind,
+    NetworkConfigChanged,
+    NodeEvent,
+    PutState,
+    SendPacket,
+)
 from ztone.node.identity import Identity
 from ztone.node.inetaddress import InetAddress
+from ztone.node.network import NetworkView
 from ztone.node.node import Node, PhysicalPathSetting
 from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
+from ztone.osdep.base import TapError
+from ztone.osdep.factory import default_tap_factory
 
 from .api.http import ApiServer
+from .api.network_routes import network_routes
 from .api.routes import ApiRouter
-from .config import DEFAULT_PRIMARY_PORT, ConfigError, LocalConf, load_local_conf, update_settings
+from .config import (
+    DEFAULT_PRIMARY_PORT,
+    ConfigError,
+    LocalConf,
+    NetworkLocalSettings,
+    load_local_conf,
+    update_settings,
+)
+from .controller import EmbeddedController
 from .home import FileStateStore, Home
 from .interfaces import local_addresses
+from .networks import NetworkPorts
 from .udp import UdpSockets, trial_bind
 
 log = logging.getLogger(__name__)
 
 LOCAL_CONF_CHECK_INTERVAL = 10.0
+MULTICAST_SCAN_INTERVAL = 1.0
 BINDER_REFRESH_PERIOD = 30.0
 
 
@@ -82,6 +107,9 @@ class NodeService:
         self._conf_mtime: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.exit_reason = ""
+        self.ports: NetworkPorts | None = None
+        self.controller: EmbeddedController | None = None
+        self.controller_store: ControllerStore | None = None
         self.identity_collision = False
         self.bug_count = 0
 
@@ -177,6 +205,7 @@ class NodeService:
         self.metrics_token = home.metrics_token()
         self.allow_management_from = list(self.conf.management_networks())
         self.store = FileStateStore(home)
+        self._start_controller(identity)
         self.node = Node(
             identity,
             now=now_ms(),
@@ -187,7 +216,17 @@ class NodeService:
             physical=self._physical(),
             version=(1, 14, 1),
             allow_loopback_paths=self.conf.settings.allow_loopback_paths,
+            controller=self.controller,
+            os_arch=f"{platform.system().lower()}/{platform.machine()}",
         )
+        try:
+            factory = default_tap_factory(home.path)
+            for name in factory.cleanup_stale():
+                log.info("removed a stale virtual port %s", name)
+        except TapError as e:
+            log.warning("virtual networks unavailable: %s", e)
+            factory = None
+        self.ports = NetworkPorts(home, factory, self._loop, self._on_tap_frame)
         self.udp = UdpSockets(self._loop, self._on_datagram)
         self._bind_ports()
         home.write_port(self.primary_port)
@@ -195,7 +234,10 @@ class NodeService:
         api_hosts = ["127.0.0.1", "::1"]
         if self.allow_management_from:
             api_hosts = ["0.0.0.0", "::"]
-        self.api = ApiServer(ApiRouter(self))
+        extra = network_routes(self)
+        if self.controller is not None:
+            extra += controller_routes(self.controller)
+        self.api = ApiServer(ApiRouter(self, extra_routes=extra))
         try:
             await self.api.start(api_hosts, self.primary_port)
         except OSError as e:
@@ -204,8 +246,11 @@ class NodeService:
             ) from None
         for world_id in self.store.moon_ids():
             self.node.orbit(now_ms(), world_id, 0)
+        for nwid in self.store.network_ids():
+            self.node.join(now_ms(), nwid)
         self._after_input()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        self._tasks.append(asyncio.create_task(self._scan_multicast()))
         log.info(
             "ztone %s node %s listening on UDP %d%s (crypto: %s)",
             __version__,
@@ -248,6 +293,10 @@ class NodeService:
         if self.api is not None:
             self.api.close()
             await self.api.wait_closed()
+        if self.ports is not None:
+            self.ports.close()
+        if self.controller_store is not None:
+            self.controller_store.close()
         self.udp.close()
         log.info("ztone stopped%s", f" ({self.exit_reason})" if self.exit_reason else "")
 
@@ -288,6 +337,13 @@ class NodeService:
             if isinstance(action, SendPacket):
                 if send:
                     self.udp.send(action.local_socket, action.remote, action.data, action.ttl)
+            elif isinstance(action, DeliverFrame):
+                if self.ports is not None:
+                    self.ports.deliver(action.nwid, action.source, action.destination,
+                                       action.ethertype, action.payload)  # fmt: skip
+            elif isinstance(action, NetworkConfigChanged):
+                if self.ports is not None:
+                    self.ports.apply(action.nwid, action.op, action.view)
             elif isinstance(action, PutState):
                 try:
                     self.store.apply(action)
@@ -307,6 +363,43 @@ class NodeService:
             self.stop("identity collision")
         elif event.kind is EventKind.USER_MESSAGE:
             log.debug("user message type %x from %010x", event.message_type, event.source)
+
+    def _start_controller(self, identity: Identity) -> None:
+        controller_d = self.conf.settings.controller_db_path or str(self.home.file("controller.d"))
+        try:
+            self.controller_store = open_controller_store(controller_d)
+        except Exception as e:
+            log.error("the embedded network controller is off: %s", e)
+            return
+        self.controller = EmbeddedController(
+            identity, self.controller_store, lambda: self.node,
+            self._wake,
+        )  # fmt: skip
+
+    def _wake(self) -> None:
+        self._loop.call_soon(self._after_input)
+
+    def _on_tap_frame(self, nwid: int, source: int, destination: int, ethertype: int,
+                      payload: bytes) -> None:  # fmt: skip
+        try:
+            self.node.on_tap_frame(now_ms(), nwid, source, destination, ethertype, payload)
+        except Exception:
+            self.bug_count += 1
+            log.exception("BUG: frame from the port of %016x raised", nwid)
+        self._after_input()
+
+    async def _scan_multicast(self) -> None:
+        while True:
+            await asyncio.sleep(MULTICAST_SCAN_INTERVAL)
+            if self.ports is None:
+                continue
+            now = now_ms()
+            for nwid, added, removed in self.ports.scan_groups():
+                for mac, adi in added:
+                    self.node.multicast_subscribe(now, nwid, mac, adi)
+                for mac, adi in removed:
+                    self.node.multicast_unsubscribe(now, nwid, mac, adi)
+            self._after_input()
 
     async def _housekeeping(self) -> None:
         """Re-read ``local.conf`` when it changes; refresh local addresses; prune peers."""
@@ -378,6 +471,35 @@ class NodeService:
     def deorbit(self, world_id: int) -> None:
         self.node.deorbit(now_ms(), world_id)
         self._after_input()
+
+    # ----------------------------------------------------------- NetworkControl
+
+    def network_views(self) -> list[NetworkView]:
+        return self.node.network_views()
+
+    def join(self, nwid: int) -> NetworkView:
+        self.node.join(now_ms(), nwid)
+        self._after_input()
+        return next(v for v in self.node.network_views() if v.nwid == nwid)
+
+    def leave(self, nwid: int) -> bool:
+        left = self.node.leave(now_ms(), nwid)
+        self._after_input()
+        return left
+
+    def local_settings(self, nwid: int) -> NetworkLocalSettings:
+        assert self.ports is not None
+        return self.ports.local_settings(nwid)
+
+    def set_local_settings(self, nwid: int, settings: NetworkLocalSettings) -> None:
+        assert self.ports is not None
+        self.ports.set_local_settings(nwid, settings)
+
+    def port_info(self, nwid: int) -> tuple[str, int]:
+        port = self.ports.ports.get(nwid) if self.ports is not None else None
+        if port is None:
+            return "", 0
+        return (port.tap.device_name if port.tap is not None else "", port.error)
 
     def tcp_fallback_active(self) -> bool:
         return False  # ztone has no TCP fallback relay (UDP only)

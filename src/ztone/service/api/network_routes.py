@@ -1,0 +1,125 @@
+"""``/network`` endpoints and the network object (PROTOCOL-NETWORK-SERVICE C.2.3, C.2.5).
+
+GET ``/network`` lists joined networks in ascending id order; GET
+``/network/<nwid>`` gives one (404 ``{}`` if not joined); POST/PUT joins (idempotent)
+and sets ``allowManaged``/``allowGlobal``/``allowDefault``/``allowDNS`` (JSON booleans
+only; other types are ignored, as upstream), always rewriting
+``<nwid>.local.conf``; DELETE leaves (``{"result":true}`` if it was joined, else ``{}``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
+
+from ztone.node.mac import MAC
+from ztone.node.network import NetworkView
+
+from ..config import NetworkLocalSettings
+from .http import Request
+from .routes import EMPTY, ApiControl, Reply, Route, json_reply, route
+
+
+class NetworkControl(Protocol):
+    def network_views(self) -> list[NetworkView]: ...
+    def join(self, nwid: int) -> NetworkView: ...
+    def leave(self, nwid: int) -> bool: ...
+    def local_settings(self, nwid: int) -> NetworkLocalSettings: ...
+    def set_local_settings(self, nwid: int, settings: NetworkLocalSettings) -> None: ...
+    def port_info(self, nwid: int) -> tuple[str, int]: ...  # (device name, port error)
+
+
+def network_json(view: NetworkView, settings: NetworkLocalSettings, device: str,
+                 port_error: int) -> dict[str, Any]:  # fmt: skip
+    nwid = f"{view.nwid:016x}"
+    return {
+        "allowDNS": settings.allow_dns,
+        "allowDefault": settings.allow_default,
+        "allowGlobal": settings.allow_global,
+        "allowManaged": settings.allow_managed,
+        "assignedAddresses": [str(a) for a in view.assigned_addresses],
+        "bridge": view.bridge,
+        "broadcastEnabled": view.broadcast_enabled,
+        "dhcp": False,
+        "dns": {"domain": view.dns_domain, "servers": [str(s.ip) for s in view.dns_servers]},
+        "id": nwid,
+        "mac": str(MAC(view.mac)),
+        "mtu": view.mtu,
+        "multicastSubscriptions": [
+            {"adi": g.adi, "mac": str(MAC(g.mac))} for g in view.multicast_subscriptions
+        ],
+        "name": view.name,
+        "netconfRevision": view.netconf_revision,
+        "nwid": nwid,
+        "portDeviceName": device,
+        "portError": port_error,
+        "routes": [
+            {
+                "flags": r.flags,
+                "metric": r.metric,
+                "target": str(r.target),
+                "via": str(r.via.ip) if r.via is not None else None,
+            }
+            for r in view.routes
+        ],
+        "status": view.status,
+        "type": view.type,
+    }
+
+
+def network_routes(networks: NetworkControl) -> list[Route]:
+    def render(view: NetworkView) -> dict[str, Any]:
+        device, error = networks.port_info(view.nwid)
+        return network_json(view, networks.local_settings(view.nwid), device, error)
+
+    def find(nwid: int) -> NetworkView | None:
+        return next((v for v in networks.network_views() if v.nwid == nwid), None)
+
+    def list_all(control: ApiControl, request: Request, match: re.Match[str]) -> Reply:
+        return json_reply([render(v) for v in networks.network_views()])
+
+    def get_one(control: ApiControl, request: Request, match: re.Match[str]) -> Reply:
+        view = find(int(match.group(1), 16))
+        return json_reply(render(view)) if view is not None else Reply(404, "{}")
+
+    def post(control: ApiControl, request: Request, match: re.Match[str]) -> Reply:
+        nwid = int(match.group(1), 16)
+        networks.join(nwid)
+        settings = networks.local_settings(nwid)
+        try:
+            body = json.loads(request.body) if request.body.strip() else {}
+        except ValueError:
+            body = {}  # upstream ignores an invalid body here
+        if isinstance(body, dict):
+            changes: dict[str, Any] = {}
+            for key, attr in (
+                ("allowManaged", "allow_managed"),
+                ("allowGlobal", "allow_global"),
+                ("allowDefault", "allow_default"),
+                ("allowDNS", "allow_dns"),
+            ):
+                if isinstance(body.get(key), bool):
+                    changes[attr] = body[key]
+            if "allow_managed" in changes:
+                changes["managed_whitelist"] = []  # upstream rewrites allowManaged=1|0
+            settings = replace(settings, **changes)
+        networks.set_local_settings(nwid, settings)
+        view = find(nwid)
+        return json_reply(render(view)) if view is not None else EMPTY
+
+    def delete(control: ApiControl, request: Request, match: re.Match[str]) -> Reply:
+        return json_reply({"result": True}) if networks.leave(int(match.group(1), 16)) else EMPTY
+
+    nw = r"/network/([0-9a-fA-F]{16})"
+    return [
+        route("GET", r"/network", list_all),
+        route("GET", nw, get_one),
+        route("POST PUT", nw, post),
+        route("DELETE", nw, delete),
+    ]
+
+
+RouteFactory = Callable[[NetworkControl], list[Route]]

@@ -1,0 +1,160 @@
+"""The embedded network controller wired into the daemon (PROTOCOL-NETWORK-SERVICE B.1, B.4).
+
+It answers the node's config requests from the store (``ztone.controller.core``),
+remembers which members are online (asked within 120 s), and turns store changes
+into pushes: a changed network or member gets a fresh config, a deauthorized
+member a revocation sent to every online member.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ztone.controller.core import answer_request, make_revocation
+from ztone.controller.store import ChangeEvent, ControllerStore
+from ztone.node.dictionary import Dictionary
+from ztone.node.identity import Identity
+from ztone.node.node import ControllerAnswer, Node
+
+log = logging.getLogger(__name__)
+
+ONLINE_WINDOW = 120_000
+REQUEST_RATE_LIMIT = 1_000
+AUTHORIZED_MEMORY = 180_000
+
+
+@dataclass
+class _Online:
+    last_request: int
+    identity: Identity
+    metadata: bytes
+
+
+class EmbeddedController:
+    """``LocalController`` for the node and ``ControllerApiBackend`` for the API."""
+
+    def __init__(self, identity: Identity, store: ControllerStore, node: Callable[[], Node],
+                 wake: Callable[[], None]) -> None:  # fmt: skip
+        self.identity = identity
+        self._store = store
+        self._node = node
+        self._wake = wake
+        self._online: dict[tuple[int, int], _Online] = {}
+        self._last_request: dict[tuple[int, int], int] = {}
+        self._authorized: dict[tuple[int, int], int] = {}
+        self._answering: tuple[int, int] | None = None
+        store.add_listener(self._on_change)
+
+    # --- ControllerApiBackend ----------------------------------------------------
+
+    @property
+    def address(self) -> int:
+        return int(self.identity.address)
+
+    @property
+    def store(self) -> ControllerStore:
+        return self._store
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def random_u64(self) -> int:
+        return int.from_bytes(os.urandom(8), "big")
+
+    def notify_changed(self, nwid: int, member: int | None) -> None:
+        self._wake()
+
+    # --- LocalController ----------------------------------------------------------
+
+    def rate_gate(self, nwid: int, member: int, now: int) -> bool:
+        key = (nwid, member)
+        last = self._last_request.get(key)
+        if last is not None and now - last <= REQUEST_RATE_LIMIT:
+            return False
+        self._last_request[key] = now
+        return True
+
+    def recently_authorized(self, nwid: int, member: int, now: int) -> bool:
+        t = self._authorized.get((nwid, member))
+        return t is not None and now - t < AUTHORIZED_MEMORY
+
+    def note_authorized(self, nwid: int, member: int, now: int) -> None:
+        self._authorized[(nwid, member)] = now
+
+    def request(self, now: int, nwid: int, identity: Identity,
+                metadata: Dictionary) -> ControllerAnswer:  # fmt: skip
+        return self._answer(now, nwid, identity, metadata, real_request=True)
+
+    def _answer(self, now: int, nwid: int, identity: Identity, metadata: Dictionary,
+                real_request: bool) -> ControllerAnswer:  # fmt: skip
+        address = int(identity.address)
+        network = self._store.get_network(nwid)
+        member = self._store.get_member(nwid, address) if network else None
+        members = self._store.list_members(nwid) if network else []
+        answer = answer_request(
+            now=now,
+            controller=self.identity,
+            nwid=nwid,
+            network=network,
+            member=member,
+            requester=identity,
+            metadata=metadata,
+            members=members,
+            rand64=self.random_u64,
+            real_request=real_request,
+        )
+        if answer.config is not None:
+            self._online[(nwid, address)] = _Online(now, identity, metadata.serialize())
+        if answer.member is not None:
+            self._answering = (nwid, address)
+            try:
+                self._store.save_member(answer.member)
+            except Exception:
+                log.exception("controller: cannot save member %010x of %016x", address, nwid)
+            finally:
+                self._answering = None
+        return ControllerAnswer(answer.config, answer.error)
+
+    # --- pushing changes --------------------------------------------------------------
+
+    def _online_members(self, nwid: int, now: int) -> list[tuple[int, _Online]]:
+        return [
+            (addr, o)
+            for (n, addr), o in self._online.items()
+            if n == nwid and now - o.last_request < ONLINE_WINDOW
+        ]
+
+    def _push(self, now: int, nwid: int, address: int, online: _Online) -> None:
+        answer = self._answer(now, nwid, online.identity, Dictionary.parse(online.metadata),
+                              real_request=False)  # fmt: skip
+        if answer.config is not None:
+            self._node().push_config(now, nwid, address, answer.config)
+
+    def _on_change(self, event: ChangeEvent) -> None:
+        now = self.now_ms()
+        if event.kind == "member" and event.address is not None:
+            if self._answering == (event.nwid, event.address):
+                return  # our own save while answering: the answer carries the config
+            if event.deauthorized:
+                self._revoke(now, event.nwid, event.address)
+            online = self._online.get((event.nwid, event.address))
+            if online is not None and now - online.last_request < ONLINE_WINDOW and event.new:
+                self._push(now, event.nwid, event.address, online)
+        elif event.kind == "network":
+            if event.deleted:
+                for address, _ in self._online_members(event.nwid, now):
+                    self._revoke(now, event.nwid, address)
+                return
+            for address, online in self._online_members(event.nwid, now):
+                self._push(now, event.nwid, address, online)
+        self._wake()
+
+    def _revoke(self, now: int, nwid: int, address: int) -> None:
+        revocation = make_revocation(self.identity, nwid, address, now, self.random_u64())
+        members = [a for a, _ in self._online_members(nwid, now)]
+        self._node().send_revocation(now, members, revocation)
+        self._online.pop((nwid, address), None)
