@@ -691,3 +691,7 @@ def console_main() -> None:
 
 
 __all__ = ["PROGRAM", "console_main", "main"]
+
+
+if __name__ == "__main__":
+    console_main()
