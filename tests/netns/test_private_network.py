@@ -96,7 +96,8 @@ class Member:
             "    data=body.encode() if body else None, method=method,\n"
             "    headers={'X-ZT1-Auth': token})\n"
             "try:\n"
-            "    r = urllib.request.urlopen(req, timeout=20); print(r.status); print(r.read().decode())\n"
+            "    r = urllib.request.urlopen(req, timeout=20)\n"
+            "    print(r.status); print(r.read().decode())\n"
             "except urllib.error.HTTPError as e:\n"
             "    print(e.code); print(e.read().decode())\n"
         )
@@ -152,7 +153,7 @@ def _network_of(m: Member, nwid: str) -> dict[str, Any] | None:
 
 
 def test_private_network_end_to_end(lab: tuple[Lan, dict[str, Member]]) -> None:
-    lan, m = lab
+    _, m = lab
     root, ctrl, a, b = m["root"], m["ctrl"], m["a"], m["b"]
     for node in (root, ctrl, a, b):
         assert wait_until(node.online, 60), (node.name, node.cli("info"))
