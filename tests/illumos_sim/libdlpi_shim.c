@@ -1,0 +1,794 @@
+/*
+ * A stand-in for illumos' libdlpi.so.1 on Linux, over AF_PACKET sockets.
+ *
+ * It exports the functions, structure layouts and return codes that
+ * src/ztone/osdep/illumos/libdlpi.py declares (ILLUMOS.md section 1), with
+ * illumos' behaviour where ztone depends on it:
+ *
+ *  - dlpi_open rejects names with ':' or without a trailing digit run (or a
+ *    multi-digit run starting with 0, or 32+ characters) with
+ *    DLPI_ELINKNAMEINVAL, a missing link with DLPI_ENOLINK, and a socket the
+ *    caller may not open with DL_SYSERR + errno.
+ *  - the handle starts DL_UNBOUND; recv/send before dlpi_bind -> DL_OUTSTATE.
+ *  - binding DLPI_ANY_SAP on Ethernet binds SAP 0, which matches no Ethernet II
+ *    frame: nothing is received until DL_PROMISC_SAP is on.
+ *  - promiscuous levels PHYS, SAP, MULTI and the modifiers RX_ONLY, FIXUPS;
+ *    INCOMING/OUTGOING are newer than OmniOS r151054: DL_NOTSUPPORTED;
+ *    turning off a level that is off: DL_NOTENAB.
+ *  - a promiscuous PHYS stream sees the link's own transmissions (the frames
+ *    the host's IP stack sends) unless DL_PROMISC_RX_ONLY is on.
+ *  - dlpi_recv: *msglenp is the buffer size on input; msec 0 polls, -1 blocks;
+ *    nothing in time -> DLPI_ETIMEDOUT; a non-blocking descriptor with nothing
+ *    queued -> DL_SYSERR with errno EAGAIN; raw mode gives whole frames.
+ *  - dlpi_send in raw mode silently drops frames shorter than an Ethernet
+ *    header or longer than the link MTU + header (+4 for a VLAN tag).
+ *  - dlpi_strerror returns illumos' texts (strerror(errno) for DL_SYSERR).
+ *
+ * Test hook (not part of libdlpi): ztone_shim_fail_next(code, err) makes the
+ * next libdlpi call that returns a code return `code` with errno = `err`.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef unsigned int uint_t;
+typedef unsigned char uchar_t;
+typedef int32_t t_scalar_t;
+typedef uint32_t t_uscalar_t;
+
+#define DLPI_PHYSADDR_MAX 64
+#define DLPI_LINKNAME_MAX 32
+#define DLPI_ANY_SAP ((uint_t)-1)
+#define DLPI_DEF_TIMEOUT 5
+#define DLPI_RAW 0x0004
+#define DLPI_DEVONLY 0x0040
+#define DLPI_DEVIPNET 0x0080
+
+enum {
+	DLPI_SUCCESS = 10000, DLPI_EINVAL, DLPI_ELINKNAMEINVAL, DLPI_ENOLINK,
+	DLPI_EBADLINK, DLPI_EINHANDLE, DLPI_ETIMEDOUT, DLPI_EVERNOTSUP,
+	DLPI_EMODENOTSUP, DLPI_EUNAVAILSAP, DLPI_FAILURE, DLPI_ENOTSTYLE2,
+	DLPI_EBADMSG, DLPI_ERAWNOTSUP, DLPI_ENOTEINVAL, DLPI_ENOTENOTSUP,
+	DLPI_ENOTEIDINVAL, DLPI_EIPNETINFONOTSUP, DLPI_ERRMAX
+};
+
+#define DL_BADADDR 0x01
+#define DL_OUTSTATE 0x03
+#define DL_SYSERR 0x04
+#define DL_NOTSUPPORTED 0x12
+#define DL_NOTENAB 0x14
+#define DL_PENDING 0x1b
+
+#define DL_PROMISC_PHYS 0x01
+#define DL_PROMISC_SAP 0x02
+#define DL_PROMISC_MULTI 0x03
+#define DL_PROMISC_RX_ONLY 0x04
+#define DL_PROMISC_FIXUPS 0x07
+
+#define DL_ETHER 0x4
+#define DL_UNBOUND 0x00
+#define DL_IDLE 0x03
+#define DL_FACT_PHYS_ADDR 0x01
+#define DL_CURR_PHYS_ADDR 0x02
+#define DL_STYLE1 0x0500
+#define DL_UNKNOWN (-1)
+
+typedef struct { t_scalar_t dl_min, dl_max; } dl_priority_t;
+typedef struct { t_scalar_t dl_target_value, dl_accept_value; } dl_transdelay_t;
+typedef struct { t_scalar_t dl_min, dl_max; } dl_protect_t;
+typedef struct {
+	t_uscalar_t dl_qos_type;
+	t_scalar_t dl_trans_delay, dl_priority, dl_protection, dl_residual_error;
+} dl_qos_cl_sel1_t;
+typedef struct {
+	t_uscalar_t dl_qos_type;
+	dl_transdelay_t dl_trans_delay;
+	dl_priority_t dl_priority;
+	dl_protect_t dl_protection;
+	t_scalar_t dl_residual_error;
+} dl_qos_cl_range1_t;
+
+typedef struct {
+	uint_t di_opts, di_max_sdu, di_min_sdu, di_state, di_mactype;
+	char di_linkname[DLPI_LINKNAME_MAX];
+	uchar_t di_physaddr[DLPI_PHYSADDR_MAX];
+	uchar_t di_physaddrlen;
+	uchar_t di_bcastaddr[DLPI_PHYSADDR_MAX];
+	uchar_t di_bcastaddrlen;
+	uint_t di_sap;
+	int di_timeout;
+	dl_qos_cl_sel1_t di_qos_sel;
+	dl_qos_cl_range1_t di_qos_range;
+} dlpi_info_t;
+
+typedef struct { uint_t dsi_sap; dl_priority_t dsi_prio; } dlpi_sendinfo_t;
+typedef enum { DLPI_ADDRTYPE_UNICAST, DLPI_ADDRTYPE_GROUP } dlpi_addrtype_t;
+typedef struct {
+	uchar_t dri_destaddr[DLPI_PHYSADDR_MAX];
+	uchar_t dri_destaddrlen;
+	dlpi_addrtype_t dri_destaddrtype;
+	size_t dri_totmsglen;
+} dlpi_recvinfo_t;
+
+typedef int dlpi_walkfunc_t(const char *, void *);
+
+#define MAX_MULTI 32
+
+typedef struct shim_handle {
+	int fd;
+	int ifindex;
+	uint_t flags;
+	uint_t state;
+	uint_t sap;
+	int timeout;
+	int promisc_phys, promisc_sap, promisc_multi, rx_only, fixups;
+	int nmulti;
+	uchar_t multi[MAX_MULTI][6];
+	char linkname[DLPI_LINKNAME_MAX];
+} shim_handle_t;
+
+typedef shim_handle_t *dlpi_handle_t;
+
+/* ---- test hook ---------------------------------------------------------- */
+
+static __thread int fail_code = -1;
+static __thread int fail_errno;
+
+void
+ztone_shim_fail_next(int code, int err)
+{
+	fail_code = code;
+	fail_errno = err;
+}
+
+/* returns 1 (and sets *rc) when an injected failure is pending */
+static int
+injected(int *rc)
+{
+	if (fail_code < 0)
+		return (0);
+	*rc = fail_code;
+	errno = fail_errno;
+	fail_code = -1;
+	return (1);
+}
+
+#define INJECT() do { int _rc; if (injected(&_rc)) return (_rc); } while (0)
+
+/* ---- errors ------------------------------------------------------------- */
+
+static const char *dl_texts[] = {
+	"bad LSAP selector",
+	"DLSAP address in improper format or invalid",
+	"improper permissions for request",
+	"primitive issued in improper state",
+	NULL,
+	"sequence number not from outstanding DL_CONN_IND",
+	"user data exceeded provider limit",
+	"requested service not supplied by provider",
+	"specified PPA was invalid",
+	"primitive received not known by provider",
+	"QoS parameters contained invalid values",
+	"QoS structure type is unknown/unsupported",
+	"token used not an active stream",
+	"attempted second bind with dl_max_conind",
+	"physical link initialization failed",
+	"provider couldn't allocate alternate address",
+	"physical link not initialized",
+	"previous data unit could not be delivered",
+	"primitive is known but unsupported",
+	"limit exceeded",
+	"promiscuous mode not enabled",
+	"other streams for PPA in post-attached",
+	"automatic handling XID&TEST unsupported",
+	"automatic handling of XID unsupported",
+	"automatic handling of TEST unsupported",
+	"automatic handling of XID response",
+	"automatic handling of TEST response",
+	"pending outstanding connect indications",
+};
+
+/* In illumos' table the two notification texts come in this order (see ILLUMOS.md 1.4). */
+static const char *libdlpi_texts[] = {
+	"DLPI operation succeeded",
+	"invalid argument",
+	"invalid DLPI linkname",
+	"DLPI link does not exist",
+	"bad DLPI link",
+	"invalid DLPI handle",
+	"DLPI operation timed out",
+	"unsupported DLPI version",
+	"unsupported DLPI connection mode",
+	"unavailable DLPI SAP",
+	"DLPI operation failed",
+	"DLPI style-2 node reports style-1",
+	"bad DLPI message",
+	"DLPI raw mode not supported",
+	"DLPI notification not supported by link",
+	"invalid DLPI notification type",
+	"invalid DLPI notification id",
+	"DLPI_IPNETINFO not supported",
+};
+
+const char *
+dlpi_strerror(int err)
+{
+	if (err == DL_SYSERR)
+		return (strerror(errno));
+	if (err >= 0 && err <= DL_PENDING)
+		return (dl_texts[err]);
+	if (err >= DLPI_SUCCESS && err < DLPI_ERRMAX)
+		return (libdlpi_texts[err - DLPI_SUCCESS]);
+	return ("Unknown DLPI error");
+}
+
+const char *
+dlpi_mactype(uint_t mactype)
+{
+	switch (mactype) {
+	case 0x0: return ("CSMA/CD");
+	case 0x1: return ("Token Bus");
+	case 0x2: return ("Token Ring");
+	case DL_ETHER: return ("Ethernet");
+	case 0x8: return ("FDDI");
+	case 0x1a: return ("Infiniband");
+	}
+	return ("Unknown MAC Type");
+}
+
+uint_t
+dlpi_arptype(uint_t mactype)
+{
+	return (mactype == DL_ETHER ? 1 : 0);	/* ARPHRD_ETHER */
+}
+
+uint_t
+dlpi_iftype(uint_t mactype)
+{
+	return (mactype == DL_ETHER ? 6 : 0);	/* IFT_ETHER */
+}
+
+/* ---- names -------------------------------------------------------------- */
+
+/* ifparse_ifspec + dladm_valid_linkname, as far as libdlpi's checks go */
+static int
+valid_linkname(const char *name)
+{
+	size_t len, i, digits = 0;
+
+	if (name == NULL || strchr(name, ':') != NULL)
+		return (0);
+	len = strlen(name);
+	if (len == 0 || len >= DLPI_LINKNAME_MAX || isdigit((unsigned char)name[0]))
+		return (0);
+	for (i = len; i > 0 && isdigit((unsigned char)name[i - 1]); i--)
+		digits++;
+	if (digits == 0 || (digits > 1 && name[len - digits] == '0'))
+		return (0);
+	return (1);
+}
+
+int
+dlpi_parselink(const char *linkname, char *provider, uint_t *ppa)
+{
+	size_t len, n;
+
+	INJECT();
+	if (!valid_linkname(linkname))
+		return (DLPI_ELINKNAMEINVAL);
+	len = strlen(linkname);
+	for (n = len; n > 0 && isdigit((unsigned char)linkname[n - 1]); n--)
+		;
+	if (provider != NULL) {
+		memcpy(provider, linkname, n);
+		provider[n] = '\0';
+	}
+	if (ppa != NULL)
+		*ppa = (uint_t)strtoul(linkname + n, NULL, 10);
+	return (DLPI_SUCCESS);
+}
+
+int
+dlpi_makelink(char *linkname, const char *provider, uint_t ppa)
+{
+	size_t len;
+
+	INJECT();
+	if (linkname == NULL || provider == NULL)
+		return (DLPI_ELINKNAMEINVAL);
+	len = strlen(provider);
+	if (len == 0 || len >= DLPI_LINKNAME_MAX)
+		return (DLPI_ELINKNAMEINVAL);
+	if (!isdigit((unsigned char)provider[len - 1]))
+		(void) snprintf(linkname, DLPI_LINKNAME_MAX, "%s%u", provider, ppa);
+	else
+		(void) snprintf(linkname, DLPI_LINKNAME_MAX, "%s", provider);
+	return (DLPI_SUCCESS);
+}
+
+/* ---- sockets ------------------------------------------------------------ */
+
+/* (re)bind the packet socket: ETH_P_ALL with promiscuous SAP, the bound ethertype otherwise */
+static int
+shim_rebind(shim_handle_t *h)
+{
+	struct sockaddr_ll sll;
+	uint16_t proto = 0;
+
+	if (h->state == DL_IDLE) {
+		if (h->promisc_sap)
+			proto = ETH_P_ALL;
+		else if (h->sap > 1500 && h->sap <= 0xffff)
+			proto = (uint16_t)h->sap;
+	}
+	memset(&sll, 0, sizeof (sll));
+	sll.sll_family = AF_PACKET;
+	sll.sll_ifindex = h->ifindex;
+	sll.sll_protocol = htons(proto);
+	if (bind(h->fd, (struct sockaddr *)&sll, sizeof (sll)) < 0)
+		return (DL_SYSERR);
+	return (DLPI_SUCCESS);
+}
+
+static int
+shim_membership(shim_handle_t *h, int add, int type, const uchar_t *addr)
+{
+	struct packet_mreq mr;
+
+	memset(&mr, 0, sizeof (mr));
+	mr.mr_ifindex = h->ifindex;
+	mr.mr_type = (unsigned short)type;
+	if (addr != NULL) {
+		mr.mr_alen = 6;
+		memcpy(mr.mr_address, addr, 6);
+	}
+	if (setsockopt(h->fd, SOL_PACKET,
+	    add ? PACKET_ADD_MEMBERSHIP : PACKET_DROP_MEMBERSHIP, &mr, sizeof (mr)) < 0)
+		return (DL_SYSERR);
+	return (DLPI_SUCCESS);
+}
+
+static int
+shim_ifreq(shim_handle_t *h, unsigned long req, struct ifreq *ifr)
+{
+	memset(ifr, 0, sizeof (*ifr));
+	if (if_indextoname((unsigned)h->ifindex, ifr->ifr_name) == NULL)
+		return (-1);
+	return (ioctl(h->fd, req, ifr));
+}
+
+/* ---- open/close --------------------------------------------------------- */
+
+int
+dlpi_open(const char *linkname, dlpi_handle_t *dhp, uint_t flags)
+{
+	shim_handle_t *h;
+	unsigned idx;
+	int rc;
+
+	INJECT();
+	if (dhp == NULL)
+		return (DLPI_EINVAL);
+	if (!valid_linkname(linkname))
+		return (DLPI_ELINKNAMEINVAL);
+	if ((flags & (DLPI_DEVIPNET | DLPI_DEVONLY)) == (DLPI_DEVIPNET | DLPI_DEVONLY))
+		return (DLPI_EINVAL);
+	if ((idx = if_nametoindex(linkname)) == 0)
+		return (DLPI_ENOLINK);
+	if ((h = calloc(1, sizeof (*h))) == NULL)
+		return (DL_SYSERR);
+	h->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+	if (h->fd < 0) {
+		int saved = errno;
+		free(h);
+		errno = saved;
+		return (DL_SYSERR);
+	}
+	h->ifindex = (int)idx;
+	h->flags = flags;
+	h->state = DL_UNBOUND;
+	h->timeout = DLPI_DEF_TIMEOUT;
+	(void) snprintf(h->linkname, sizeof (h->linkname), "%s", linkname);
+	if ((rc = shim_rebind(h)) != DLPI_SUCCESS) {
+		int saved = errno;
+		(void) close(h->fd);
+		free(h);
+		errno = saved;
+		return (rc);
+	}
+	*dhp = h;
+	return (DLPI_SUCCESS);
+}
+
+void
+dlpi_close(dlpi_handle_t h)
+{
+	if (h != NULL) {
+		(void) close(h->fd);
+		free(h);
+	}
+}
+
+int
+dlpi_fd(dlpi_handle_t h)
+{
+	return (h != NULL ? h->fd : -1);
+}
+
+const char *
+dlpi_linkname(dlpi_handle_t h)
+{
+	return (h != NULL ? h->linkname : NULL);
+}
+
+uint_t
+dlpi_style(dlpi_handle_t h)
+{
+	(void) h;
+	return (DL_STYLE1);
+}
+
+int
+dlpi_set_timeout(dlpi_handle_t h, int sec)
+{
+	INJECT();
+	if (h == NULL)
+		return (DLPI_EINHANDLE);
+	h->timeout = sec;
+	return (DLPI_SUCCESS);
+}
+
+void
+dlpi_walk(dlpi_walkfunc_t *fn, void *arg, uint_t flags)
+{
+	struct if_nameindex *all, *p;
+
+	(void) flags;
+	if ((all = if_nameindex()) == NULL)
+		return;
+	for (p = all; p->if_index != 0; p++) {
+		if (valid_linkname(p->if_name) && fn(p->if_name, arg))
+			break;
+	}
+	if_freenameindex(all);
+}
+
+/* ---- info, bind, promiscuous, multicast, addresses ---------------------- */
+
+int
+dlpi_info(dlpi_handle_t h, dlpi_info_t *info, uint_t opt)
+{
+	struct ifreq ifr;
+
+	INJECT();
+	if (h == NULL)
+		return (DLPI_EINHANDLE);
+	if (info == NULL || opt != 0)
+		return (DLPI_EINVAL);
+	memset(info, 0, sizeof (*info));
+	info->di_qos_range.dl_qos_type = (t_uscalar_t)DL_UNKNOWN;
+	info->di_qos_range.dl_trans_delay.dl_target_value = DL_UNKNOWN;
+	info->di_qos_range.dl_trans_delay.dl_accept_value = DL_UNKNOWN;
+	info->di_qos_range.dl_priority.dl_min = DL_UNKNOWN;
+	info->di_qos_range.dl_priority.dl_max = DL_UNKNOWN;
+	info->di_qos_range.dl_protection.dl_min = DL_UNKNOWN;
+	info->di_qos_range.dl_protection.dl_max = DL_UNKNOWN;
+	info->di_qos_range.dl_residual_error = DL_UNKNOWN;
+	info->di_qos_sel.dl_qos_type = (t_uscalar_t)DL_UNKNOWN;
+	info->di_qos_sel.dl_trans_delay = DL_UNKNOWN;
+	info->di_qos_sel.dl_priority = DL_UNKNOWN;
+	info->di_qos_sel.dl_protection = DL_UNKNOWN;
+	info->di_qos_sel.dl_residual_error = DL_UNKNOWN;
+	if (shim_ifreq(h, SIOCGIFMTU, &ifr) < 0)
+		return (DL_SYSERR);
+	info->di_max_sdu = (uint_t)ifr.ifr_mtu;
+	info->di_min_sdu = 0;
+	info->di_state = h->state;
+	info->di_mactype = DL_ETHER;
+	(void) snprintf(info->di_linkname, sizeof (info->di_linkname), "%s", h->linkname);
+	if (h->state == DL_IDLE) {
+		if (shim_ifreq(h, SIOCGIFHWADDR, &ifr) < 0)
+			return (DL_SYSERR);
+		memcpy(info->di_physaddr, ifr.ifr_hwaddr.sa_data, 6);
+		info->di_physaddrlen = 6;
+	}
+	memset(info->di_bcastaddr, 0xff, 6);
+	info->di_bcastaddrlen = 6;
+	info->di_sap = h->sap;
+	info->di_timeout = h->timeout;
+	return (DLPI_SUCCESS);
+}
+
+int
+dlpi_bind(dlpi_handle_t h, uint_t sap, uint_t *boundsap)
+{
+	int rc;
+
+	INJECT();
+	if (h == NULL)
+		return (DLPI_EINHANDLE);
+	if (h->state != DL_UNBOUND)
+		return (DL_OUTSTATE);
+	h->sap = (sap == DLPI_ANY_SAP) ? 0 : sap;
+	h->state = DL_IDLE;
+	if ((rc = shim_rebind(h)) != DLPI_SUCCESS) {
+		h->state = DL_UNBOUND;
+		return (rc);
+	}
+	if (boundsap != NULL)
+		*boundsap = h->sap;
+	return (DLPI_SUCCESS);
+}
+
+int
+dlpi_unbind(dlpi_handle_t h)
+{
+	INJECT();
+	if (h == NULL)
+		return (DLPI_EINHANDLE);
+	if (h->state != DL_IDLE)
+		return (DL_OUTSTATE);
+	h->state = DL_UNBOUND;
+	return (shim_rebind(h));
+}
+
+static int
+shim_promisc(dlpi_handle_t h, uint_t level, int on)
+{
+	int *flag;
+	int rc = DLPI_SUCCESS;
+
+	if (h == NULL)
+		return (DLPI_EINHANDLE);
+	switch (level) {
+	case DL_PROMISC_PHYS: flag = &h->promisc_phys; break;
+	case DL_PROMISC_SAP: flag = &h->promisc_sap; break;
+	case DL_PROMISC_MULTI: flag = &h->promisc_multi; break;
+	case DL_PROMISC_RX_ONLY: flag = &h->rx_only; break;
+	case DL_PROMISC_FIXUPS: flag = &h->fixups; break;
+	default: return (DL_NOTSUPPORTED);
+	}
+	if (!on && !*flag)
+		return (DL_NOTENAB);
+	if (*flag == on)
+		return (DLPI_SUCCESS);
+	if (level == DL_PROMISC_PHYS)
+		rc = shim_membership(h, on, PACKET_MR_PROMISC, NULL);
+	else if (level == DL_PROMISC_MULTI)
+		rc = shim_membership(h, on, PACKET_MR_ALLMULTI, NULL);
+	if (rc != DLPI_SUCCESS)
+		return (rc);
+	*flag = on;
+	if (level == DL_PROMISC_SAP)
+		rc = shim_rebind(h);
+	return (rc);
+}
+
+int
+dlpi_promiscon(dlpi_handle_t h, uint_t level)
+{
+	INJECT();
+	return (shim_promisc(h, level, 1));
+}
+
+int
+dlpi_promiscoff(dlpi_handle_t h, uint_t level)
+{
+	INJECT();
+	return (shim_promisc(h, level, 0));
+}
+
+int
+dlpi_enabmulti(dlpi_handle_t h, const void *addr, size_t len)
+{
+	int rc;
+
+	INJECT();
+	if (h == NULL)
+		return (DLPI_EINHANDLE);
+	if (addr == NULL || len > DLPI_PHYSADDR_MAX)
+		return (DLPI_EINVAL);
+	if (len != 6 || !(((const uchar_t *)addr)[0] & 1))
+		return (DL_BADADDR);
+	if (h->nmulti >= MAX_MULTI)
+		return (0x13);	/* DL_TOOMANY */
+	if ((rc = shim_membership(h, 1, PACKET_MR_MULTICAST, addr)) != DLPI_SUCCESS)
+		return (rc);
+	memcpy(h->multi[h->nmulti++], addr, 6);
+	return (DLPI_SUCCESS);
+}
+
+int
+dlpi_disabmulti(dlpi_handle_t h, const void *addr, size_t len)
+{
+	int i;
+
+	INJECT();
+	if (h == NULL)
+		return (DLPI_EINHANDLE);
+	if (addr == NULL || len > DLPI_PHYSADDR_MAX)
+		return (DLPI_EINVAL);
+	for (i = 0; i < h->nmulti; i++) {
+		if (len == 6 && memcmp(h->multi[i], addr, 6) == 0) {
+			(void) shim_membership(h, 0, PACKET_MR_MULTICAST, addr);
+			memmove(h->multi[i], h->multi[i + 1], (size_t)(h->nmulti - i - 1) * 6);
+			h->nmulti--;
+			return (DLPI_SUCCESS);
+		}
+	}
+	return (DL_NOTENAB);
+}
+
+int
+dlpi_get_physaddr(dlpi_handle_t h, uint_t type, void *addr, size_t *addrlen)
+{
+	struct ifreq ifr;
+
+	INJECT();
+	if (h == NULL)
+		return (DLPI_EINHANDLE);
+	if (addr == NULL || addrlen == NULL || *addrlen < DLPI_PHYSADDR_MAX)
+		return (DLPI_EINVAL);
+	if (type != DL_CURR_PHYS_ADDR && type != DL_FACT_PHYS_ADDR)
+		return (DL_NOTSUPPORTED);
+	if (shim_ifreq(h, SIOCGIFHWADDR, &ifr) < 0)
+		return (DL_SYSERR);
+	memcpy(addr, ifr.ifr_hwaddr.sa_data, 6);
+	*addrlen = 6;
+	return (DLPI_SUCCESS);
+}
+
+int
+dlpi_set_physaddr(dlpi_handle_t h, uint_t type, const void *addr, size_t addrlen)
+{
+	struct ifreq ifr;
+
+	INJECT();
+	if (h == NULL)
+		return (DLPI_EINHANDLE);
+	if (addr == NULL || type != DL_CURR_PHYS_ADDR || addrlen > DLPI_PHYSADDR_MAX)
+		return (DLPI_EINVAL);
+	if (addrlen != 6)
+		return (DL_BADADDR);
+	memset(&ifr, 0, sizeof (ifr));
+	if (if_indextoname((unsigned)h->ifindex, ifr.ifr_name) == NULL)
+		return (DL_SYSERR);
+	ifr.ifr_hwaddr.sa_family = 1;	/* ARPHRD_ETHER */
+	memcpy(ifr.ifr_hwaddr.sa_data, addr, 6);
+	if (ioctl(h->fd, SIOCSIFHWADDR, &ifr) < 0)
+		return (DL_SYSERR);
+	return (DLPI_SUCCESS);
+}
+
+/* ---- data --------------------------------------------------------------- */
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	(void) clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* would an illumos stream in this promiscuous state get this frame? */
+static int
+wanted(const shim_handle_t *h, const struct sockaddr_ll *from)
+{
+	switch (from->sll_pkttype) {
+	case PACKET_OUTGOING:
+		return (h->promisc_phys && !h->rx_only);
+	case PACKET_OTHERHOST:
+		return (h->promisc_phys);
+	default:
+		return (1);
+	}
+}
+
+int
+dlpi_recv(dlpi_handle_t h, void *saddrp, size_t *saddrlenp, void *msgbuf,
+    size_t *msglenp, int msec, dlpi_recvinfo_t *recvp)
+{
+	struct sockaddr_ll from;
+	socklen_t fromlen;
+	struct pollfd pfd;
+	long deadline;
+	ssize_t n;
+	int wait;
+
+	(void) saddrp;
+	(void) saddrlenp;
+	INJECT();
+	if (h == NULL)
+		return (DLPI_EINHANDLE);
+	if (msgbuf == NULL || msglenp == NULL)
+		return (DLPI_EINVAL);
+	if (!(h->flags & DLPI_RAW))
+		return (DL_NOTSUPPORTED);
+	if (h->state != DL_IDLE)
+		return (DL_OUTSTATE);
+	deadline = msec < 0 ? -1 : now_ms() + msec;
+	for (;;) {
+		wait = msec < 0 ? -1 : (int)(deadline - now_ms());
+		if (wait < 0 && msec >= 0)
+			wait = 0;
+		pfd.fd = h->fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		n = poll(&pfd, 1, wait);
+		if (n < 0)
+			return (DL_SYSERR);
+		if (n == 0)
+			return (DLPI_ETIMEDOUT);
+		if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) {
+			errno = EIO;
+			return (DL_SYSERR);
+		}
+		fromlen = sizeof (from);
+		n = recvfrom(h->fd, msgbuf, *msglenp, MSG_TRUNC, (struct sockaddr *)&from,
+		    &fromlen);
+		if (n < 0)
+			return (DL_SYSERR);
+		if (!wanted(h, &from))
+			continue;	/* not for this stream: poll again */
+		if (recvp != NULL)
+			recvp->dri_totmsglen = (size_t)n;
+		if ((size_t)n < *msglenp)
+			*msglenp = (size_t)n;
+		return (DLPI_SUCCESS);
+	}
+}
+
+int
+dlpi_send(dlpi_handle_t h, const void *daddrp, size_t daddrlen, const void *msgbuf,
+    size_t msglen, const dlpi_sendinfo_t *sendp)
+{
+	struct sockaddr_ll to;
+	struct ifreq ifr;
+	const uchar_t *frame = msgbuf;
+	size_t limit;
+
+	(void) daddrp;
+	(void) daddrlen;
+	(void) sendp;
+	INJECT();
+	if (h == NULL)
+		return (DLPI_EINHANDLE);
+	if (!(h->flags & DLPI_RAW))
+		return (DL_NOTSUPPORTED);
+	if (h->state != DL_IDLE)
+		return (DL_OUTSTATE);
+	if (msgbuf == NULL)
+		return (DLPI_EINVAL);
+	if (shim_ifreq(h, SIOCGIFMTU, &ifr) < 0)
+		return (DL_SYSERR);
+	limit = (size_t)ifr.ifr_mtu + 14;
+	if (msglen >= 14 && ((const uchar_t *)msgbuf)[12] == 0x81 &&
+	    ((const uchar_t *)msgbuf)[13] == 0x00)
+		limit += 4;
+	if (msglen < 14 || msglen > limit)
+		return (DLPI_SUCCESS);	/* the kernel drops it silently */
+	memset(&to, 0, sizeof (to));
+	to.sll_family = AF_PACKET;
+	to.sll_ifindex = h->ifindex;
+	to.sll_protocol = htons((uint16_t)((frame[12] << 8) | frame[13]));
+	to.sll_halen = 6;
+	memcpy(to.sll_addr, frame, 6);
+	if (sendto(h->fd, msgbuf, msglen, 0, (struct sockaddr *)&to, sizeof (to)) < 0)
+		return (DL_SYSERR);
+	return (DLPI_SUCCESS);
+}
