@@ -1,0 +1,222 @@
+"""Data-plane throughput of a ztone network: ``sudo python3 bench/throughput.py [--seconds N]``.
+
+Builds, in network namespaces on one bridge (198.18.0.0/24, no default route), a
+ztone root, a ztone controller and two ztone members with a private planet; creates
+a network through the controller API, authorizes the members, then measures:
+
+* iperf3 TCP member -> member over the overlay (Mbit/s), and the same over the bare
+  underlay veth for reference;
+* the members' CPU seconds per GB moved (user + system time of each daemon);
+* ping RTT over the overlay (min/avg/max of 20 pings);
+* the peak RSS (VmHWM) of every daemon, and each daemon's RSS when idle with one
+  network joined.
+
+Needs root, ``ip``, ``iperf3`` and ``ping``. Sends packets only inside the
+namespaces it makes; everything is torn down at the end. Prints numbers; asserts
+nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.netns.netns import Namespace, bridge_namespaces  # noqa: E402
+from ztone.cli import idtool  # noqa: E402
+
+PORT = 9993
+IDENTITIES = ROOT / "tests" / "vectors" / "identities.json"
+
+
+def _identity(i: int) -> tuple[str, str]:
+    entry = json.loads(IDENTITIES.read_text())["identities"][i]
+    return entry["secret"], entry["public"]
+
+
+def wait_until(condition: Any, timeout: float, interval: float = 0.5) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
+
+
+class Daemon:
+    def __init__(self, name: str, ns: Namespace, home: Path, env: dict[str, str]) -> None:
+        self.name, self.ns, self.home = name, ns, home
+        log = open(home.parent / f"{name}.log", "ab")  # noqa: SIM115
+        self.proc = ns.popen(
+            ["env", *[f"{k}={v}" for k, v in env.items()], sys.executable, "-m",
+             "ztone.cli.daemon", "-U", f"-p{PORT}", str(home)],
+            stdout=log, stderr=log,
+        )  # fmt: skip
+
+    def pid(self) -> int:
+        # ip netns exec + env exec into python: the daemon is the child's child or itself
+        return int((self.home / "zerotier-one.pid").read_text())
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid()}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def memory(self) -> tuple[int, int]:
+        """(VmRSS, VmHWM) in KiB."""
+        text = Path(f"/proc/{self.pid()}/status").read_text()
+        rss = int(re.search(r"VmRSS:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+        hwm = int(re.search(r"VmHWM:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+        return rss, hwm
+
+    def api(self, method: str, path: str, body: object | None = None) -> Any:
+        script = (
+            "import json,sys,urllib.request\n"
+            "req = urllib.request.Request('http://127.0.0.1:%s%s' % (sys.argv[4], sys.argv[2]),\n"
+            "    data=sys.argv[3].encode() or None, method=sys.argv[1],\n"
+            "    headers={'X-ZT1-Auth': sys.argv[5]})\n"
+            "print(urllib.request.urlopen(req, timeout=20).read().decode())\n"
+        )
+        token = (self.home / "authtoken.secret").read_text().strip()
+        r = self.ns.run([sys.executable, "-c", script, method, path,
+                         json.dumps(body) if body is not None else "", str(PORT), token],
+                        timeout=60)  # fmt: skip
+        return json.loads(r.stdout) if r.stdout.strip() else None
+
+    def online(self) -> bool:
+        try:
+            return bool(self.api("GET", "/status")["online"])
+        except Exception:
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except Exception:
+                self.proc.kill()
+
+
+def iperf(client: Namespace, server: Namespace, target: str, seconds: int) -> float:
+    srv = server.popen(["iperf3", "-s", "-1", "-p", "5201"], stdout=open(os.devnull, "w"))  # noqa: SIM115
+    time.sleep(0.5)
+    try:
+        r = client.run(["iperf3", "-c", target, "-p", "5201", "-t", str(seconds), "-J"],
+                       timeout=seconds + 30, check=False)  # fmt: skip
+        data = json.loads(r.stdout)
+        return float(data["end"]["sum_received"]["bits_per_second"]) / 1e6
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+
+
+def ping_rtt(ns: Namespace, target: str, count: int = 20) -> str:
+    r = ns.run(["ping", "-c", str(count), "-i", "0.2", target], timeout=60, check=False)
+    m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)", r.stdout)
+    return f"{m.group(1)}/{m.group(2)}/{m.group(3)} ms" if m else "no reply"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="iperf3 duration")
+    parser.add_argument("--pure", action="store_true", help="force the pure-Python crypto path")
+    args = parser.parse_args()
+    for tool in ("iperf3", "ping", "ip"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is required (apt-get install iperf3 iputils-ping iproute2)")
+            return 2
+    if os.geteuid() != 0:
+        print("run as root (network namespaces)")
+        return 2
+    env = {"ZTONE_LOG_LEVEL": "WARNING"}
+    if args.pure:
+        env["ZTONE_PURE"] = "1"
+    with tempfile.TemporaryDirectory() as tmp, bridge_namespaces(4, "198.18.0.0/24", None) as lan:
+        work = Path(tmp)
+        names = ["root", "ctrl", "a", "b"]
+        homes = {n: work / n for n in names}
+        root_secret, root_public = _identity(0)
+        idtool.main(["genplanet", "--out", str(work / "planet"), "--id", "0x5a5a",
+                     f"{root_public}@{lan.v4[0].ip}/{PORT}"])  # fmt: skip
+        for n, h in homes.items():
+            h.mkdir()
+            shutil.copy(work / "planet", h / "planet")
+            (h / "local.conf").write_text(json.dumps({"settings": {"allowSecondaryPort": False}}))
+        (homes["root"] / "identity.secret").write_text(root_secret)
+        (homes["ctrl"] / "identity.secret").write_text(_identity(1)[0])
+        (homes["a"] / "identity.secret").write_text(_identity(2)[0])
+        (homes["b"] / "identity.secret").write_text(_identity(3)[0])
+        daemons = {n: Daemon(n, lan.hosts[i], homes[n], env) for i, n in enumerate(names)}
+        try:
+            for d in daemons.values():
+                if not wait_until(d.online, 60):
+                    print(f"{d.name} did not come online; see {d.home.parent}/{d.name}.log")
+                    return 1
+            ctrl = daemons["ctrl"]
+            ctrl_addr = (homes["ctrl"] / "identity.public").read_text()[:10]
+            net = ctrl.api("POST", f"/controller/network/{ctrl_addr}______", {
+                "name": "bench", "private": True, "v4AssignMode": {"zt": True},
+                "ipAssignmentPools": [{"ipRangeStart": "198.19.0.10",
+                                       "ipRangeEnd": "198.19.0.250"}],
+                "routes": [{"target": "198.19.0.0/24", "via": None}],
+            })  # fmt: skip
+            nwid = net["id"]
+            for n in ("a", "b"):
+                daemons[n].api("POST", f"/network/{nwid}", {})
+                addr = (homes[n] / "identity.public").read_text()[:10]
+                wait_until(lambda a=addr: ctrl.api("GET", f"/controller/network/{nwid}/member/{a}")
+                           is not None, 30)  # fmt: skip
+                ctrl.api("POST", f"/controller/network/{nwid}/member/{addr}", {"authorized": True})
+
+            def ip_of(n: str) -> str | None:
+                nets = daemons[n].api("GET", "/network") or []
+                for x in nets:
+                    if x["id"] == nwid and x["status"] == "OK" and x["assignedAddresses"]:
+                        return str(x["assignedAddresses"][0].split("/")[0])
+                return None
+
+            if not wait_until(lambda: ip_of("a") and ip_of("b"), 60):
+                print("members did not get configured")
+                return 1
+            a_ns, b_ns = lan.hosts[2], lan.hosts[3]
+            b_ip = ip_of("b")
+            assert b_ip is not None
+            wait_until(lambda: a_ns.run(["ping", "-c", "1", "-W", "1", b_ip], check=False,
+                                        timeout=10).returncode == 0, 30)  # fmt: skip
+            time.sleep(2)
+            idle = {n: d.memory()[0] for n, d in daemons.items()}
+            rtt = ping_rtt(a_ns, b_ip)
+            cpu0 = {n: daemons[n].cpu_seconds() for n in ("a", "b")}
+            mbps = iperf(a_ns, b_ns, b_ip, args.seconds)
+            cpu1 = {n: daemons[n].cpu_seconds() for n in ("a", "b")}
+            gb = mbps * args.seconds / 8 / 1000
+            underlay = iperf(a_ns, b_ns, str(lan.v4[3].ip), args.seconds)
+            print(f"crypto backend: {'pure' if args.pure else 'native if built'}")
+            print(f"iperf3 TCP overlay a->b: {mbps:.1f} Mbit/s ({args.seconds} s)")
+            for n in ("a", "b"):
+                used = cpu1[n] - cpu0[n]
+                print(f"member {n} CPU: {used:.2f} s = {used / gb if gb else 0:.1f} s per GB")
+            print(f"ping RTT overlay a->b (min/avg/max): {rtt}")
+            print(f"iperf3 TCP underlay a->b (reference): {underlay:.1f} Mbit/s")
+            for n, d in daemons.items():
+                rss, hwm = d.memory()
+                print(f"{n}: idle RSS {idle[n] / 1024:.1f} MB, peak RSS {hwm / 1024:.1f} MB")
+        finally:
+            for d in daemons.values():
+                d.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
