@@ -721,6 +721,11 @@ class Node:
         last = self._whois_sent.get(address)
         if last is not None and now - last < C.WHOIS_RETRY_DELAY:
             return
+        if last is None and len(self._whois_sent) >= C.MAX_PENDING_WHOIS:
+            # DoS bound: a flood of packets from made-up addresses must not make us
+            # flood the root with WHOIS; the table drains every 500 ms.
+            self.counters["whois_table_full"] += 1
+            return
         self._whois_sent[address] = now
         upstream = self.best_upstream(now)
         if upstream is None or int(upstream.address) == address:
