@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ztone.node.actions import DeliverFrame, NodeEvent, PutState, SendPacket, StateKind
 from ztone.node.identity import Identity
@@ -91,13 +92,14 @@ class SimNetwork:
     def random_bytes(self, n: int) -> bytes:
         return self.rng.randbytes(n)
 
-    def add_node(self, name: str, identity: Identity, ip: str,
-                 planet: World | None = None) -> SimNode:  # fmt: skip
+    def add_node(self, name: str, identity: Identity, ip: str, planet: World | None = None,
+                 **node_options: Any) -> SimNode:  # fmt: skip
         endpoint = InetAddress(ipaddress.ip_address(ip), 9993)
         state = MemoryState()
         if planet is not None:
             state.objects[(StateKind.PLANET, 0)] = planet.serialize()
-        node = Node(identity, now=self.now, random_bytes=self.random_bytes, state=state)
+        node = Node(identity, now=self.now, random_bytes=self.random_bytes, state=state,
+                    **node_options)  # fmt: skip
         sim = SimNode(name, identity, endpoint, state, node)
         self.nodes[name] = sim
         self._by_endpoint[endpoint] = sim

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from ztone.node import c25519
 from ztone.node.actions import EventKind, StateKind
 from ztone.node.constants import PEER_PATH_EXPIRATION
 from ztone.node.inetaddress import InetAddress
+from ztone.node.node import PhysicalPathSetting
 from ztone.node.status import Role
 from ztone.node.world import Root, World, WorldType
 
@@ -134,3 +136,35 @@ def test_moon_orbited_by_id_and_seed_is_fetched_and_used() -> None:
     a.node.deorbit(net.now, moon_id)
     assert moon_id not in a.node.topology.moons
     assert a.node.topology.role(moon_id) is Role.LEAF
+
+
+def test_trusted_path_carries_packets_without_crypto() -> None:
+    net = SimNetwork(seed=4)
+    # The root is outside the trusted network: as upstream, packets sent over a
+    # trusted path are not registered for replies, so WHOIS must not go that way.
+    planet = make_planet([(IDS[0], "198.18.1.10")], _signing(1))
+    trusted = [PhysicalPathSetting(ipaddress.ip_network("198.18.0.0/24"), 0x1234)]
+    net.add_node("root", IDS[0], "198.18.1.10", planet)  # the root trusts no path
+    a = net.add_node("a", IDS[1], "198.18.0.12", planet, physical=trusted)
+    b = net.add_node("b", IDS[2], "198.18.0.13", planet, physical=trusted)
+    suites: list[int] = []
+    original = net._transmit
+
+    def spy(sim: Any, action: Any) -> None:
+        data = action.data
+        if len(data) >= 28 and data[13] != 0xFF:
+            suites.append((data[18] >> 3) & 7)
+        original(sim, action)
+
+    net._transmit = spy  # type: ignore[method-assign]
+    assert net.run(30_000, lambda: a.node.online and b.node.online)
+    a.node.send_user_message(net.now, int(b.identity.address), 0x10000, b"in the clear")
+    net._drain(a)
+    assert net.run(10_000, lambda: bool(_messages(net, "b")))
+    assert net.run(20_000, lambda: _direct(net, "a", "b"))
+    suites.clear()
+    a.node.send_user_message(net.now, int(b.identity.address), 0x10000, b"direct, in the clear")
+    net._drain(a)
+    assert net.run(10_000, lambda: b"direct, in the clear" in _messages(net, "b"))
+    assert suites and set(suites) <= {0, 2}
+    assert 2 in suites  # a -> b went as trusted-path packets (suite 2), no crypto
