@@ -343,6 +343,7 @@ def test_default_route_helpers() -> None:
 
 
 def test_default_factory_per_platform(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ZTONE_TAP_BACKEND", raising=False)
     monkeypatch.setattr(sys, "platform", "darwin")
     with pytest.raises(TapError, match="no virtual network backend for darwin"):
         default_tap_factory()

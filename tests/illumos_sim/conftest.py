@@ -73,6 +73,17 @@ def run_in(
 DaemonCommand = Callable[[Path, int], list[str]]
 
 
+def daemon_command(sim: SimEnv, netns: str, home: Path, port: int) -> list[str]:
+    """argv starting ``ztone -U -p<port> <home>`` in ``netns`` under the simulation.
+
+    Any namespace will do (``sim_daemon`` uses a loopback-only one; the end-to-end
+    test one on a bridge with other ztone nodes).
+    """
+    return sim.command(
+        netns, [sys.executable, "-m", "ztone.cli.daemon", "-U", f"-p{port}", str(home)]
+    )
+
+
 @pytest.fixture
 def sim_daemon(sim: SimEnv, netns: str) -> DaemonCommand:
     """``make(home, port)`` -> argv starting ``ztone -U -p<port> <home>`` in ``netns``.
@@ -83,8 +94,6 @@ def sim_daemon(sim: SimEnv, netns: str) -> DaemonCommand:
     """
 
     def make(home: Path, port: int) -> list[str]:
-        return sim.command(
-            netns, [sys.executable, "-m", "ztone.cli.daemon", "-U", f"-p{port}", str(home)]
-        )
+        return daemon_command(sim, netns, home, port)
 
     return make

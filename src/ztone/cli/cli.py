@@ -9,6 +9,12 @@ text and exit codes are the reference's, with ``ztone-cli`` where it prints its
 has no bonding (exit 1); ``dump`` is not implemented and is treated as an unknown
 command (help on stderr, exit 0).
 
+``doctor`` is ztone's own: it runs locally, without the daemon, the preflight checks
+of the virtual network backend (:mod:`ztone.osdep.preflight`; the backend as
+``ZTONE_TAP_BACKEND`` or the platform selects it). It prints ``ok <check>: ...`` for
+each check and exits 0, or each problem as ``FAIL <check>: <message>`` with a
+``fix:`` line under it and exits 1. Run it as the user the daemon runs as.
+
 Without ``-p`` or ``-T`` the port and token are read from the home directory (``-D``,
 else ``$ZEROTIER_HOME``, else ``/var/lib/zerotier-one``): ``zerotier-one.port`` and
 ``authtoken.secret`` (else ``$HOME/.zeroTierOneAuthToken``). The token is sent as
@@ -81,6 +87,7 @@ def help_text(prog: str) -> str:
         "  listmoons               - List moons (federated root sets)\n"
         "  orbit <world ID> <seed> - Join a moon via any member root\n"
         "  deorbit <world ID>      - Leave a moon\n"
+        "  doctor                  - Check this machine for virtual networks\n"
         "\nAvailable settings:\n"
         "  Settings to use with [get/set] may include property names from \n"
         f'  the JSON output of "{prog} -j listnetworks". Additionally, \n'
@@ -650,6 +657,28 @@ class _Cli:
         self.err.write("ztone does not implement bonding\n")
         return 1
 
+    def doctor(self, home: str) -> int:
+        """Local preflight checks of the virtual network backend (no daemon needed)."""
+        from ztone.osdep.base import TapError  # noqa: PLC0415 (keep the CLI light)
+        from ztone.osdep.preflight import preflight  # noqa: PLC0415
+
+        try:
+            report = preflight(home if home and os.path.isdir(home) else None)
+        except TapError as e:
+            self.out.write(f"FAIL backend: {e}\n")
+            return 1
+        self.out.write(f"virtual network backend: {report.backend}\n")
+        if report.ok:
+            for name, passed in report.checks:
+                self.out.write(f"ok   {name}: {passed}\n")
+            return 0
+        for problem in report.problems:
+            self.out.write(f"FAIL {problem.check}: {problem.message}\n")
+            self.out.write(f"     fix: {problem.fix}\n")
+        count = len(report.problems)
+        self.out.write(f"{count} problem{'s' if count != 1 else ''} found\n")
+        return 1
+
 
 def _read_text(path: Path) -> str:
     try:
@@ -678,6 +707,8 @@ def main(
     )
     try:
         home = cli.parse(argv)
+        if cli.command == "doctor":
+            return cli.doctor(home)
         cli.discover(home)
         return cli.run()
     except _Exit as e:

@@ -28,6 +28,19 @@ class TapError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Problem:
+    """A preflight finding: why a backend cannot work here (``check``, ``message``) and
+    what to do about it (``fix``)."""
+
+    check: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.message}\n    fix: {self.fix}"
+
+
+@dataclass(frozen=True, slots=True)
 class MulticastGroup:
     mac: int
     adi: int = 0

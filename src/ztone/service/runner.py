@@ -38,7 +38,7 @@ from ztone.node.network import NetworkView
 from ztone.node.node import Node, PhysicalPathSetting
 from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
 from ztone.osdep.base import TapError
-from ztone.osdep.factory import default_tap_factory
+from ztone.osdep.factory import ILLUMOS, default_tap_factory, selected_backend
 
 from .api.http import ApiServer
 from .api.network_routes import network_routes
@@ -186,6 +186,25 @@ class NodeService:
                 out += local_addresses(port, list(self.conf.settings.interface_prefix_blacklist))
         return out
 
+    @staticmethod
+    def _illumos_preflight(home: str) -> None:
+        """Log what would keep the illumos backend from working (``ztone-cli doctor``).
+
+        The daemon starts anyway: VL1 works without virtual networks, and a port that
+        cannot be made is reported per network.
+        """
+        from ztone.osdep.illumos import run_preflight  # noqa: PLC0415 (illumos only)
+
+        try:
+            problems = run_preflight(home)
+        except Exception:
+            log.exception("illumos preflight checks failed to run")
+            return
+        for problem in problems:
+            log.error("preflight (%s): %s; fix: %s", problem.check, problem.message, problem.fix)
+        if not problems:
+            log.info("illumos preflight checks passed")
+
     async def start(self) -> None:
         """Everything up to the main loop; :class:`StartupError` if something is wrong."""
         self._loop = asyncio.get_running_loop()
@@ -220,6 +239,8 @@ class NodeService:
             os_arch=f"{platform.system().lower()}/{platform.machine()}",
         )
         try:
+            if selected_backend() == ILLUMOS:
+                self._illumos_preflight(str(home.path))
             factory = default_tap_factory(home.path)
             for name in factory.cleanup_stale():
                 log.info("removed a stale virtual port %s", name)

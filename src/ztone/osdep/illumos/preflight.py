@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-from ztone.osdep.base import TapError
+from ztone.osdep.base import Problem, TapError
 
 from .commands import CommandPaths, Commands, Runner
 from .libdlpi import Libdlpi
@@ -38,16 +37,6 @@ _ENV_FOR = {
     "svcs": "ZTONE_SVCS",
     "ppriv": "ZTONE_PPRIV",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    check: str
-    message: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.message}\n    fix: {self.fix}"
 
 
 def parse_ppriv_effective(text: str) -> set[str] | None:
@@ -158,7 +147,7 @@ def run_preflight(
                 "libdlpi",
                 f"cffi is not importable: {e}",
                 "pkg install library/python-3/cffi-313 and create the venv with "
-                "--system-site-packages (see smf/README.md)",
+                "--system-site-packages (README.md, Install on OmniOS r151054)",
             )
         )
     except OSError as e:
@@ -197,3 +186,6 @@ def run_preflight(
                             )
                         )
     return problems
+
+
+__all__ = ["REQUIRED_PRIVILEGES", "SERVICES", "Problem", "parse_ppriv_effective", "run_preflight"]
