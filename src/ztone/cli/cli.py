@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ztone import __version__
+from ztone.node.ctext import strtoull
 
 PROGRAM = "ztone-cli"
 VERSION = "1.14.1"
@@ -102,22 +103,7 @@ def help_text(prog: str) -> str:
 
 def _strtoul(text: str, base: int, limit: int = _U64_MAX) -> int:
     """C ``strtoul``/``strtoull`` (64-bit ``unsigned long``), base 10 or 16."""
-    s = text.lstrip(" \t\n\r\f\v")
-    negative = s[:1] == "-"
-    if s[:1] in ("+", "-"):
-        s = s[1:]
-    if base == 16 and s[:2].lower() == "0x" and s[2:3] and s[2] in "0123456789abcdefABCDEF":
-        s = s[2:]
-    digits = "0123456789abcdef"[:base]
-    end = 0
-    while end < len(s) and s[end].lower() in digits:
-        end += 1
-    if end == 0:
-        return 0
-    value = int(s[:end], base)
-    if value > _U64_MAX:
-        return _U64_MAX & limit
-    return ((-value) & _U64_MAX if negative else value) & limit
+    return strtoull(text, base) & limit
 
 
 def _str_to_uint(text: str) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from .ctext import strtoull
 from .errors import MalformedPacket
 
 _ESCAPE = {0x00: b"\\0", 0x0D: b"\\r", 0x0A: b"\\n", 0x5C: b"\\\\", 0x3D: b"\\e"}
@@ -54,23 +55,7 @@ def unescape_value(raw: bytes) -> bytes:
 
 def parse_hex_u64(text: bytes | str) -> int:
     """Read an unsigned integer as C ``strtoull(text, NULL, 16)`` would."""
-    s = text.encode("latin-1") if isinstance(text, str) else bytes(text)
-    s = s.lstrip(b" \t\n\r\f\v")
-    negative = False
-    if s[:1] in (b"+", b"-"):
-        negative = s[:1] == b"-"
-        s = s[1:]
-    if s[:2] in (b"0x", b"0X") and len(s) > 2 and s[2] in _HEX:
-        s = s[2:]
-    end = 0
-    while end < len(s) and s[end] in _HEX:
-        end += 1
-    if end == 0:
-        return 0
-    value = int(s[:end], 16)
-    if value > _U64_MAX:
-        return _U64_MAX
-    return (-value) & _U64_MAX if negative else value
+    return strtoull(text, 16)
 
 
 def parse_hex_i64(text: bytes | str) -> int:

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ztone.node.ctext import strtoull as _c_strtoull
 from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
 
 from . import render
@@ -129,22 +130,7 @@ _U64_MAX = (1 << 64) - 1
 
 def strtoull(text: str, base: int) -> int:
     """C ``strtoull(text, NULL, base)`` for base 10 or 16 (as ``Utils::hexStrToU64``)."""
-    s = text.lstrip(" \t\n\r\f\v")
-    negative = s[:1] == "-"
-    if s[:1] in ("+", "-"):
-        s = s[1:]
-    if base == 16 and s[:2].lower() == "0x" and s[2:3] and s[2] in "0123456789abcdefABCDEF":
-        s = s[2:]
-    digits = "0123456789abcdef"[:base]
-    end = 0
-    while end < len(s) and s[end].lower() in digits:
-        end += 1
-    if end == 0:
-        return 0
-    value = int(s[:end], base)
-    if value > _U64_MAX:
-        return _U64_MAX
-    return (-value) & _U64_MAX if negative else value
+    return _c_strtoull(text, base)
 
 
 def json_string(value: object, default: str) -> str:
