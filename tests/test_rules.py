@@ -1428,8 +1428,11 @@ def frame_of(draw: Entropy) -> tuple[int, bytes]:
     else:
         frame = blob(draw, 120)
         et = pick(draw, ETHERTYPES)
-    if num(draw, 0, 4) == 0:
+    cut = num(draw, 0, 5)
+    if cut == 0:
         frame = frame[: num(draw, 0, len(frame))]
+    elif cut == 1:  # just short of the end: the length checks' boundaries
+        frame = frame[: max(0, len(frame) - num(draw, 0, 24))]
     return et, frame
 
 
@@ -1587,3 +1590,125 @@ def test_wire_roundtrip_random_tables(e: Entropy) -> None:
     blob = serialize_rules(rules)
     assert parse_rules(blob) == (rules, len(blob))
     assert parse_rules(blob, 0, len(rules)) == (rules, len(blob))
+
+
+BOUNDARY_FRAMES: list[tuple[int, bytes]] = [
+    (V4_ET, TCP4),
+    (V4_ET, ipv4(6, tcp(flags=0xFF, ns=True), options=bytes(8))),
+    (V4_ET, UDP4),
+    (V4_ET, ICMP4),
+    (V4_ET, ipv4(132, udp(dport=0))),
+    (V6_ET, TCP6),
+    (V6_ET, ipv6(0, ext_header(43, 1) + ext_header(6) + tcp(flags=0x3F, ns=True))),
+    (V6_ET, ipv6(60, ext_header(17, 2) + udp(sport=0, dport=7))),
+    (V6_ET, ipv6(135, ext_header(58) + icmp(128, 1))),
+    (V6_ET, ndp(135)),
+    (V6_ET, ndp(136)),
+    (ARP_ET, ARP),
+]
+
+
+def _probe_rules() -> list[Rule]:
+    probes = [
+        *(R(T.MATCH_IP_PROTOCOL, ip_protocol=p) for p in (1, 6, 17, 58, 132, 60)),
+        *(R(T.MATCH_ICMP, icmp_type=t) for t in (8, 128, 135)),
+        *(R(T.MATCH_ICMP, icmp_type=t, icmp_code=1, icmp_flags=1) for t in (8, 128)),
+        R(T.MATCH_IP_SOURCE_PORT_RANGE, start=0, end=65535),
+        R(T.MATCH_IP_DEST_PORT_RANGE, start=0, end=65535),
+        R(T.MATCH_IP_DEST_PORT_RANGE, start=80, end=80),
+        R(T.MATCH_CHARACTERISTICS, characteristics=0xFFF),
+        R(T.MATCH_CHARACTERISTICS, characteristics=CHAR_SENDER_IP_AUTHENTICATED),
+        R(T.MATCH_IPV4_SOURCE, ip=bytes(4), ip_bits=0),
+        R(T.MATCH_IPV4_DEST, ip=bytes((10, 9, 8, 7)), ip_bits=32),
+        R(T.MATCH_IPV6_SOURCE, ip=bytes(16), ip_bits=0),
+        R(T.MATCH_IPV6_DEST, ip=ipaddress.IPv6Address("fd00::2").packed, ip_bits=128),
+        R(T.MATCH_IP_TOS, tos_mask=0, start=0, end=0),
+        R(T.MATCH_FRAME_SIZE_RANGE, start=20, end=48),
+    ]
+    for idx in (0, 6, 12, 33, 40, 56):
+        for fmt in (7, 15, 31, 63, 0x80 | 7, 0x80 | 11, 0x80 | 63):
+            probes.append(R(T.MATCH_INTEGER_RANGE, start=1, end=M64, idx=idx, int_format=fmt))
+    return probes
+
+
+PROBES = _probe_rules()
+
+
+@pytest.mark.parametrize(
+    ("et", "frame"),
+    BOUNDARY_FRAMES,
+    ids=lambda v: f"{v:04x}" if isinstance(v, int) else str(len(v)),
+)
+def test_differential_every_truncation(et: int, frame: bytes) -> None:
+    """Every prefix of some real frames against every length-sensitive match, both
+    directions, with and without NOT: the boundaries random frames rarely hit."""
+    for n in range(len(frame) + 1):
+        for inbound in (False, True):
+            c = ctx(frame[:n], et, inbound=inbound, ip_owned=lambda ip: ip[-1] in (3, 0x99))
+            for probe in PROBES:
+                for rule in (probe, replace(probe, t=probe.t | 0x80)):
+                    got = filter_frame([rule, ACCEPT], c, no_random)
+                    want = naive_filter([rule, ACCEPT], c, no_random)
+                    assert (got.verdict, got.zt_dest) == want[:2], (n, inbound, rule)
+
+
+def _context_probes() -> list[Rule]:
+    probes = list(PROBES)
+    for bits in (33, 40, 50, 63, 64, 100, 200, 255):
+        probes.append(R(T.MATCH_IPV4_SOURCE, ip=bytes((10, 200, 0, 0)), ip_bits=bits))
+        probes.append(R(T.MATCH_IPV4_DEST, ip=bytes((10, 9, 8, 6)), ip_bits=bits))
+    for bits in (0, 8, 127, 128, 129, 150, 191, 192, 193, 255):
+        probes.append(R(T.MATCH_IPV6_SOURCE, ip=bytes((0xFD,)) + bytes(15), ip_bits=bits))
+        probes.append(
+            R(T.MATCH_IPV6_DEST, ip=ipaddress.IPv6Address("fd00::2").packed, ip_bits=bits)
+        )
+    for bit in (*range(12), 59, 60, 61, 62, 63):
+        probes.append(R(T.MATCH_CHARACTERISTICS, characteristics=1 << bit))
+    for kind in range(44, 51):
+        for tag_id, value in ((1, 4), (1, 0), (2, 7), (3, 3)):
+            probes.append(R(kind, tag_id=tag_id, tag_value=value))
+    for addr in (ME, PEER, OTHER, 0):
+        probes.append(R(T.MATCH_SOURCE_ZEROTIER_ADDRESS, zt=addr))
+        probes.append(R(T.MATCH_DEST_ZEROTIER_ADDRESS, zt=addr))
+    for mac in (MAC_ME, MAC_PEER, BCAST):
+        probes.append(R(T.MATCH_MAC_SOURCE, mac=mac))
+        probes.append(R(T.MATCH_MAC_DEST, mac=mac))
+    probes += [R(T.MATCH_VLAN_ID, vlan_id=v) for v in (0, 1)]
+    probes += [R(T.MATCH_VLAN_PCP, vlan_pcp=v) for v in (0, 1)]
+    probes += [R(T.MATCH_VLAN_DEI, vlan_dei=v) for v in (0, 1)]
+    probes += [R(T.MATCH_ETHERTYPE, ethertype=e) for e in (V4_ET, V6_ET, ARP_ET)]
+    probes += [Rule(20), Rule(63)]
+    return probes
+
+
+@pytest.mark.parametrize("inbound", [False, True])
+def test_differential_probe_contexts(inbound: bool) -> None:
+    """Each match alone (and NOTed, and after a TEE-to-me that super-accepts inbound)
+    over whole frames in many contexts."""
+    tee_me = [R(T.MATCH_ETHERTYPE, ethertype=1), R(T.ACTION_TEE, address=ME)]
+    contexts_ = [
+        ctx(
+            frame,
+            et,
+            inbound=inbound,
+            peer=peer,
+            mac_dest=mac_dest,
+            our_tags=ours,
+            peer_tags=theirs,
+            unsupported_match_result=flag,
+            ip_owned=lambda ip: ip[-1] in (3, 0x99),
+            mac_owned=lambda mac: mac == MAC_ME,
+        )
+        for et, frame in BOUNDARY_FRAMES
+        for peer in (PEER, 0)
+        for mac_dest in (MAC_PEER, BCAST, MCAST)
+        for ours, theirs, flag in (({1: 4, 2: 7}, {1: 4}, False), ({}, {1: 0, 3: 3}, True))
+    ]
+    for c in contexts_:
+        for probe in _context_probes():
+            for rule in (probe, replace(probe, t=probe.t | 0x80)):
+                for prefix in ([], tee_me):
+                    rules = [*prefix, rule, DROP, ACCEPT]
+                    got = filter_frame(rules, c, no_random)
+                    want = naive_filter(rules, c, no_random)
+                    assert (got.verdict, got.zt_dest) == want[:2], (c, rule)

@@ -508,6 +508,9 @@ class FrameContext:
     ``our_tags`` are my tags from my network config; ``peer_tags`` are the peer's
     timestamp-valid tags from its membership (empty if none / no peer).
     ``unsupported_match_result`` is config flag 0x08 (RULES_RESULT_OF_UNSUPPORTED_MATCH).
+    ``vlan_pcp``/``vlan_dei`` are carried for completeness only: the reference never
+    looks at the frame's values (a PCP/DEI rule matches iff its own value is 0), and
+    ``vlan_id`` is always 0 in practice.
 
     ``ip_owned`` / ``mac_owned`` answer the sender-authenticated characteristics.
     Inbound: does the peer hold a timestamp-valid certificate of ownership for this
@@ -637,6 +640,37 @@ def _integer_at(rule: Rule, data: bytes) -> int:
     return value >> (64 - bits)
 
 
+# Plain-int copies of the entry types the evaluator compares against (enum member
+# lookups cost more than the comparisons themselves in the per-frame loop).
+_ACTION_ACCEPT = int(_T.ACTION_ACCEPT)
+_ACTION_BREAK = int(_T.ACTION_BREAK)
+_ACTION_DROP = int(_T.ACTION_DROP)
+_ACTION_PRIORITY = int(_T.ACTION_PRIORITY)
+_ACTION_REDIRECT = int(_T.ACTION_REDIRECT)
+_MATCH_CHARACTERISTICS = int(_T.MATCH_CHARACTERISTICS)
+_MATCH_DEST_ZEROTIER_ADDRESS = int(_T.MATCH_DEST_ZEROTIER_ADDRESS)
+_MATCH_ETHERTYPE = int(_T.MATCH_ETHERTYPE)
+_MATCH_FRAME_SIZE_RANGE = int(_T.MATCH_FRAME_SIZE_RANGE)
+_MATCH_ICMP = int(_T.MATCH_ICMP)
+_MATCH_INTEGER_RANGE = int(_T.MATCH_INTEGER_RANGE)
+_MATCH_IPV4_SOURCE = int(_T.MATCH_IPV4_SOURCE)
+_MATCH_IPV6_SOURCE = int(_T.MATCH_IPV6_SOURCE)
+_MATCH_IP_DEST_PORT_RANGE = int(_T.MATCH_IP_DEST_PORT_RANGE)
+_MATCH_IP_PROTOCOL = int(_T.MATCH_IP_PROTOCOL)
+_MATCH_IP_TOS = int(_T.MATCH_IP_TOS)
+_MATCH_MAC_DEST = int(_T.MATCH_MAC_DEST)
+_MATCH_MAC_SOURCE = int(_T.MATCH_MAC_SOURCE)
+_MATCH_RANDOM = int(_T.MATCH_RANDOM)
+_MATCH_SOURCE_ZEROTIER_ADDRESS = int(_T.MATCH_SOURCE_ZEROTIER_ADDRESS)
+_MATCH_TAGS_BITWISE_AND = int(_T.MATCH_TAGS_BITWISE_AND)
+_MATCH_TAGS_BITWISE_OR = int(_T.MATCH_TAGS_BITWISE_OR)
+_MATCH_TAGS_BITWISE_XOR = int(_T.MATCH_TAGS_BITWISE_XOR)
+_MATCH_TAGS_DIFFERENCE = int(_T.MATCH_TAGS_DIFFERENCE)
+_MATCH_TAG_RECEIVER = int(_T.MATCH_TAG_RECEIVER)
+_MATCH_TAG_SENDER = int(_T.MATCH_TAG_SENDER)
+_MATCH_VLAN_DEI = int(_T.MATCH_VLAN_DEI)
+_MATCH_VLAN_ID = int(_T.MATCH_VLAN_ID)
+_MATCH_VLAN_PCP = int(_T.MATCH_VLAN_PCP)
 _HARD_NO = 2
 _HARD_YES = 3
 
@@ -671,15 +705,15 @@ def filter_frame(
 
         if rt <= ACTION_MAX_ID:
             if set_matches:
-                if rt == _T.ACTION_PRIORITY:
+                if rt == _ACTION_PRIORITY:
                     # The bucket is not on the wire: receivers always see 0 (<= 8).
                     return FilterResult(FilterVerdict.ACCEPT, zt_dest, tee, 0)
-                if rt == _T.ACTION_DROP:
+                if rt == _ACTION_DROP:
                     if skip_drop:
                         skip_drop = False
                         continue
                     return FilterResult(FilterVerdict.DROP, zt_dest, tee)
-                if rt == _T.ACTION_ACCEPT:
+                if rt == _ACTION_ACCEPT:
                     verdict = FilterVerdict.SUPER_ACCEPT if super_accept else FilterVerdict.ACCEPT
                     return FilterResult(verdict, zt_dest, tee)
                 if rt in _FORWARD:
@@ -691,7 +725,7 @@ def filter_frame(
                             return FilterResult(FilterVerdict.SUPER_ACCEPT, zt_dest, tee)
                     elif target == zt_dest:
                         pass  # already going there
-                    elif rt == _T.ACTION_REDIRECT:
+                    elif rt == _ACTION_REDIRECT:
                         return FilterResult(FilterVerdict.REDIRECT, target, tee)
                     else:
                         length = min(frame_len, rule.length) if rule.length else frame_len
@@ -700,7 +734,7 @@ def filter_frame(
                             kind, target, length, EXT_FRAME_FLAGS[(kind, inbound)], rule.flags
                         )
                     continue
-                if rt == _T.ACTION_BREAK:
+                if rt == _ACTION_BREAK:
                     return FilterResult(FilterVerdict.NO_MATCH, zt_dest, tee)
                 continue  # unknown actions are no-ops
             if inbound and rt in _FORWARD and (rule.address & _M40) == me:
@@ -712,49 +746,49 @@ def filter_frame(
             continue  # AND short-circuit
 
         m: int
-        if rt == _T.MATCH_SOURCE_ZEROTIER_ADDRESS:
+        if rt == _MATCH_SOURCE_ZEROTIER_ADDRESS:
             m = rule.zt == zt_source
-        elif rt == _T.MATCH_DEST_ZEROTIER_ADDRESS:
+        elif rt == _MATCH_DEST_ZEROTIER_ADDRESS:
             m = rule.zt == zt_dest
-        elif rt == _T.MATCH_VLAN_ID:
+        elif rt == _MATCH_VLAN_ID:
             m = rule.vlan_id == (ctx.vlan_id & _M16)
-        elif rt == _T.MATCH_VLAN_PCP:
+        elif rt == _MATCH_VLAN_PCP:
             m = rule.vlan_pcp == 0
-        elif rt == _T.MATCH_VLAN_DEI:
+        elif rt == _MATCH_VLAN_DEI:
             m = rule.vlan_dei == 0
-        elif rt == _T.MATCH_MAC_SOURCE:
+        elif rt == _MATCH_MAC_SOURCE:
             m = rule.mac == ctx.mac_source
-        elif rt == _T.MATCH_MAC_DEST:
+        elif rt == _MATCH_MAC_DEST:
             m = rule.mac == ctx.mac_dest
         elif rt in _IPV4_MATCHES:
             if ff.is_ipv4:
-                at = 12 if rt == _T.MATCH_IPV4_SOURCE else 16
+                at = 12 if rt == _MATCH_IPV4_SOURCE else 16
                 m = _ipv4_in(rule, data[at : at + 4])
             else:
                 m = _HARD_NO
         elif rt in _IPV6_MATCHES:
             if ff.is_ipv6:
-                at = 8 if rt == _T.MATCH_IPV6_SOURCE else 24
+                at = 8 if rt == _MATCH_IPV6_SOURCE else 24
                 m = _ipv6_in(rule, data[at : at + 16])
             else:
                 m = _HARD_NO
-        elif rt == _T.MATCH_IP_TOS:
+        elif rt == _MATCH_IP_TOS:
             tos = ff.tos()
             if tos is None:
                 m = _HARD_NO
             else:
                 tos &= rule.tos_mask
                 m = rule.start <= tos <= rule.end
-        elif rt == _T.MATCH_IP_PROTOCOL:
+        elif rt == _MATCH_IP_PROTOCOL:
             proto = ff.ip_protocol()
             m = _HARD_NO if proto is None else rule.ip_protocol == proto
-        elif rt == _T.MATCH_ETHERTYPE:
+        elif rt == _MATCH_ETHERTYPE:
             m = rule.ethertype == ethertype
-        elif rt == _T.MATCH_ICMP:
+        elif rt == _MATCH_ICMP:
             m = _match_icmp(rule, ff)
         elif rt in _PORT_MATCHES:
             m = _match_port(rule, rt, ff)
-        elif rt == _T.MATCH_CHARACTERISTICS:
+        elif rt == _MATCH_CHARACTERISTICS:
             cf = CHAR_INBOUND if inbound else 0
             if (ctx.mac_dest >> 40) & 1:
                 cf |= CHAR_MULTICAST
@@ -764,22 +798,22 @@ def filter_frame(
                 owned_mask = _ownership_bits(ctx, ff)
             cf |= owned_mask | ff.tcp_flag_bits()
             m = (cf & rule.characteristics) != 0
-        elif rt == _T.MATCH_FRAME_SIZE_RANGE:
+        elif rt == _MATCH_FRAME_SIZE_RANGE:
             m = rule.start <= frame_len <= rule.end
-        elif rt == _T.MATCH_RANDOM:
+        elif rt == _MATCH_RANDOM:
             m = (prng() & _M32) <= rule.probability
         elif rt in _TAG_MATCHES:
             local = ctx.our_tags.get(rule.tag_id)
             remote = ctx.peer_tags.get(rule.tag_id)
-            if rt in (_T.MATCH_TAG_SENDER, _T.MATCH_TAG_RECEIVER):
+            if rt in (_MATCH_TAG_SENDER, _MATCH_TAG_RECEIVER):
                 if super_accept:
                     skip_drop = True
                     m = _HARD_YES
-                elif (rt == _T.MATCH_TAG_SENDER) == inbound:
+                elif (rt == _MATCH_TAG_SENDER) == inbound:
                     # sender of an inbound frame / receiver of an outbound one: the peer's tag
                     if remote is not None:
                         m = remote == rule.tag_value
-                    elif rt == _T.MATCH_TAG_RECEIVER:
+                    elif rt == _MATCH_TAG_RECEIVER:
                         skip_drop = True
                         m = _HARD_YES
                     else:
@@ -796,17 +830,17 @@ def filter_frame(
                     m = _HARD_YES
             else:
                 v = rule.tag_value
-                if rt == _T.MATCH_TAGS_DIFFERENCE:
+                if rt == _MATCH_TAGS_DIFFERENCE:
                     m = abs(local - remote) <= v
-                elif rt == _T.MATCH_TAGS_BITWISE_AND:
+                elif rt == _MATCH_TAGS_BITWISE_AND:
                     m = (local & remote) == v
-                elif rt == _T.MATCH_TAGS_BITWISE_OR:
+                elif rt == _MATCH_TAGS_BITWISE_OR:
                     m = (local | remote) == v
-                elif rt == _T.MATCH_TAGS_BITWISE_XOR:
+                elif rt == _MATCH_TAGS_BITWISE_XOR:
                     m = (local ^ remote) == v
                 else:  # TAGS_EQUAL
                     m = local == v and remote == v
-        elif rt == _T.MATCH_INTEGER_RANGE:
+        elif rt == _MATCH_INTEGER_RANGE:
             m = rule.start <= _integer_at(rule, data) <= integer_range_end(rule)
         else:
             m = ctx.unsupported_match_result
@@ -861,7 +895,7 @@ def _match_port(rule: Rule, rt: int, ff: FrameFields) -> int:
         return _HARD_NO
     if proto not in PORT_PROTOCOLS or ff.length <= pos + 4:
         return 0  # no port: a plain non-match (the NOT bit applies)
-    if rt == _T.MATCH_IP_DEST_PORT_RANGE:
+    if rt == _MATCH_IP_DEST_PORT_RANGE:
         pos += 2
     port = (data[pos] << 8) | data[pos + 1]
     if ipv6 and port == 0:
