@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -127,10 +128,73 @@ def ping_rtt(ns: Namespace, target: str, count: int = 20) -> str:
     return f"{m.group(1)}/{m.group(2)}/{m.group(3)} ms" if m else "no reply"
 
 
+def tap_counters(ns: Namespace) -> tuple[int, int, int, int]:
+    """Frames and bytes the member's port handed to the daemon (tx) and got from it (rx)."""
+    out = [0, 0, 0, 0]
+    for link in ns.ip_json("-s", "link", "show"):
+        if str(link.get("ifname", "")).startswith("zt"):
+            st = link["stats64"]
+            out = [st["tx"]["packets"], st["tx"]["bytes"], st["rx"]["packets"], st["rx"]["bytes"]]
+    return out[0], out[1], out[2], out[3]
+
+
+def start_profilers(out: Path, daemons: dict[str, Daemon],
+                    seconds: int) -> list[subprocess.Popen[bytes]]:  # fmt: skip
+    """py-spy on both members for the iperf3 run (needs ``pip install py-spy``)."""
+    if shutil.which("py-spy") is None:
+        print("py-spy not found: pip install py-spy")
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(["py-spy", "record", "-p", str(daemons[n].pid()), "-d", str(seconds),
+                          "-r", "250", "--nonblocking", "--format", "raw",
+                          "-o", str(out / f"{n}.txt")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for n in ("a", "b")
+    ]  # fmt: skip
+
+
+def summarize_profile(path: Path, top: int = 25) -> str:
+    """Self and total time per function from py-spy's collapsed stacks, as percentages."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        return f"  (no profile: {e})"
+    self_t: dict[str, int] = {}
+    total_t: dict[str, int] = {}
+    all_samples = 0
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        all_samples += n
+        frames = [re.sub(r" \((?:/[^)]*/)?([^/)]*)\)", r" (\1)", f) for f in stack.split(";")]
+        leaf = frames[-1]
+        self_t[leaf] = self_t.get(leaf, 0) + n
+        for f in set(frames):
+            total_t[f] = total_t.get(f, 0) + n
+    if not all_samples:
+        return "  (empty profile)"
+    out = [f"  {all_samples} samples; self time:"]
+    for f, n in sorted(self_t.items(), key=lambda x: -x[1])[:top]:
+        out.append(f"  {100 * n / all_samples:5.1f}%  {f}")
+    out.append("  total (inclusive) time:")
+    for f, n in sorted(total_t.items(), key=lambda x: -x[1])[:top]:
+        out.append(f"  {100 * n / all_samples:5.1f}%  {f}")
+    return "\n".join(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="iperf3 duration")
     parser.add_argument("--pure", action="store_true", help="force the pure-Python crypto path")
+    parser.add_argument("--profile", metavar="DIR", type=Path,
+                        help="record both members with py-spy during the overlay iperf3 "
+                             "(raw collapsed stacks in DIR/a.txt, DIR/b.txt)")
+    parser.add_argument("--hold", action="store_true",
+                        help="after measuring, keep the network up until Enter (or SIGINT) "
+                             "for profiling by hand; prints the members' pids and addresses")
     args = parser.parse_args()
     for tool in ("iperf3", "ping", "ip"):
         if shutil.which(tool) is None:
@@ -194,12 +258,27 @@ def main() -> int:
             assert b_ip is not None
             wait_until(lambda: a_ns.run(["ping", "-c", "1", "-W", "1", b_ip], check=False,
                                         timeout=10).returncode == 0, 30)  # fmt: skip
+            b_addr = (homes["b"] / "identity.public").read_text()[:10]
+            b_under = f"{lan.v4[3].ip}/{PORT}"
+
+            def direct() -> bool:
+                peer = daemons["a"].api("GET", f"/peer/{b_addr}") or {}
+                return any(p["address"] == b_under and p["preferred"]
+                           for p in peer.get("paths", []))  # fmt: skip
+
+            if not wait_until(direct, 30):
+                print("a has no direct path to b (traffic would go through the root)")
             time.sleep(2)
             idle = {n: d.memory()[0] for n, d in daemons.items()}
             rtt = ping_rtt(a_ns, b_ip)
-            cpu0 = {n: daemons[n].cpu_seconds() for n in ("a", "b")}
+            tap0 = tap_counters(a_ns)
+            cpu0 = {n: daemons[n].cpu_seconds() for n in ("a", "b", "root")}
+            spies = start_profilers(args.profile, daemons, args.seconds) if args.profile else []
             mbps = iperf(a_ns, b_ns, b_ip, args.seconds)
-            cpu1 = {n: daemons[n].cpu_seconds() for n in ("a", "b")}
+            for spy in spies:
+                spy.wait(60)
+            cpu1 = {n: daemons[n].cpu_seconds() for n in ("a", "b", "root")}
+            tap1 = tap_counters(a_ns)
             gb = mbps * args.seconds / 8 / 1000
             underlay = iperf(a_ns, b_ns, str(lan.v4[3].ip), args.seconds)
             print(f"crypto backend: {'pure' if args.pure else 'native if built'}")
@@ -207,11 +286,29 @@ def main() -> int:
             for n in ("a", "b"):
                 used = cpu1[n] - cpu0[n]
                 print(f"member {n} CPU: {used:.2f} s = {used / gb if gb else 0:.1f} s per GB")
+            out_n = tap1[0] - tap0[0]
+            back_n = tap1[2] - tap0[2]
+            print(f"frames a->b: {out_n} (avg {(tap1[1] - tap0[1]) / max(out_n, 1):.0f} B), "
+                  f"b->a: {back_n} (avg {(tap1[3] - tap0[3]) / max(back_n, 1):.0f} B)")
+            print(f"root CPU meanwhile: {cpu1['root'] - cpu0['root']:.2f} s")
             print(f"ping RTT overlay a->b (min/avg/max): {rtt}")
             print(f"iperf3 TCP underlay a->b (reference): {underlay:.1f} Mbit/s")
             for n, d in daemons.items():
                 rss, hwm = d.memory()
                 print(f"{n}: idle RSS {idle[n] / 1024:.1f} MB, peak RSS {hwm / 1024:.1f} MB")
+            if args.profile:
+                for n in ("a", "b"):
+                    print(f"profile of member {n}: {args.profile / f'{n}.txt'}")
+                    print(summarize_profile(args.profile / f"{n}.txt"))
+            if args.hold:
+                for n in ("a", "b"):
+                    ns_name = lan.hosts[names.index(n)].name
+                    print(f"member {n}: pid {daemons[n].pid()}, namespace {ns_name}")
+                print(f"b's overlay address: {b_ip}; press Enter to tear down")
+                try:
+                    input()
+                except (EOFError, KeyboardInterrupt):
+                    pass
         finally:
             for d in daemons.values():
                 d.stop()

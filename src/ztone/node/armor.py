@@ -174,10 +174,11 @@ def cipher_of(packet: bytes | bytearray | memoryview) -> int:
 
 def armor(packet: bytearray, key: PeerKey, suite: int) -> None:
     """Armor a fully built packet in place with ``suite`` 0, 1 or 3 (§4.4.2, §4.5.3)."""
-    set_cipher(packet, suite)
-    if suite == SUITE_AES_GMAC_SIV:
+    if suite == SUITE_AES_GMAC_SIV:  # set_cipher, inline for the common suite
+        packet[IDX_FLAGS] = (packet[IDX_FLAGS] & 0x47) | (SUITE_AES_GMAC_SIV << 3)
         key.siv.armor(packet)
         return
+    set_cipher(packet, suite)
     if suite not in (SUITE_POLY1305_NONE, SUITE_POLY1305_SALSA2012):
         raise LocalUsageError(f"cannot armor with cipher suite {suite}")
     encrypt = suite == SUITE_POLY1305_SALSA2012

@@ -101,22 +101,24 @@ def mark_fragmented(packet: bytearray, mtu: int) -> bool:
 def split(armored: bytes | bytearray, mtu: int = DEFAULT_PHYSMTU) -> list[bytes]:
     """Cut an armored packet into datagrams: the head, then fragments 1..n (§5.6)."""
     data = bytes(armored)
-    if len(data) <= mtu:
+    n = len(data)
+    if n <= mtu:
         return [data]
     per = mtu - FRAGMENT_HEADER_LENGTH
-    rest = len(data) - mtu
-    count = -(-rest // per)
-    total = count + 1
+    total = -(-(n - mtu) // per) + 1
     if total > MAX_PACKET_FRAGMENTS:
-        raise ValueError(f"packet of {len(data)} bytes needs {total} pieces (max 7)")
-    prefix = data[0:13] + bytes((FRAGMENT_INDICATOR,))
+        raise ValueError(f"packet of {n} bytes needs {total} pieces (max 7)")
+    prefix = data[0:13] + b"\xff"
     out = [data[:mtu]]
     offset = mtu
     for number in range(1, total):
-        chunk = data[offset : offset + per]
-        out.append(prefix + bytes(((total << 4) | number, 0)) + chunk)
+        out.append(prefix + _NUMBER_AND_HOPS[(total << 4) | number] + data[offset : offset + per])
         offset += per
     return out
+
+
+_NUMBER_AND_HOPS = [bytes((b, 0)) for b in range(256)]
+"""Bytes 14 and 15 of a fragment as sent: ``total << 4 | number``, then 0 hops."""
 
 
 class _Slot:
@@ -146,15 +148,16 @@ class Reassembler:
     def __init__(self, size: int = RX_QUEUE_SIZE) -> None:
         self._ring = [_Slot() for _ in range(size)]
         self._ptr = 0
+        self._index: dict[int, _Slot] = {}  # packet id -> its live slot (at most one)
         self.completed = 0
         self.evicted = 0
 
     def _find(self, packet_id: int) -> _Slot | None:
-        n = len(self._ring)
-        for k in range(n):
-            slot = self._ring[(self._ptr - 1 - k) % n]
-            if slot.timestamp and slot.packet_id == packet_id:
-                return slot
+        # A live slot (timestamp != 0) is only ever taken for an id no live slot has,
+        # so the ring holds at most one live slot per id: an index finds it directly.
+        slot = self._index.get(packet_id)
+        if slot is not None and slot.timestamp and slot.packet_id == packet_id:
+            return slot
         return None
 
     def _take(self, packet_id: int, now: int) -> _Slot:
@@ -162,7 +165,10 @@ class Reassembler:
         self._ptr = (self._ptr + 1) % len(self._ring)
         if slot.timestamp and slot.have:
             self.evicted += 1
+        if self._index.get(slot.packet_id) is slot:
+            del self._index[slot.packet_id]
         slot.reset(packet_id, now)
+        self._index[packet_id] = slot
         return slot
 
     def _complete(self, slot: _Slot) -> bytes | None:
@@ -177,6 +183,7 @@ class Reassembler:
                 return None
             parts.append(piece)
         slot.timestamp = 0
+        self._index.pop(slot.packet_id, None)
         self.completed += 1
         return b"".join(parts)
 
@@ -198,18 +205,24 @@ class Reassembler:
         Accepts only ``1 < total <= 7`` and ``1 <= number < total`` (a fragment
         claiming a number at or past its total can never complete a packet).
         """
-        total, number = fragment.total, fragment.number
+        return self.add_piece(now, fragment.packet_id, fragment.total, fragment.number,
+                              fragment.data)  # fmt: skip
+
+    def add_piece(self, now: int, packet_id: int, total: int, number: int,
+                  data: bytes) -> bytes | None:  # fmt: skip
+        """:meth:`add_fragment` from the fields of a fragment datagram."""
         if not (1 < total <= MAX_PACKET_FRAGMENTS and 1 <= number < total):
             raise MalformedPacket(f"fragment {number} of {total} is out of range")
-        slot = self._find(fragment.packet_id) or self._take(fragment.packet_id, now)
+        slot = self._find(packet_id) or self._take(packet_id, now)
         if slot.have & (1 << number):
             return None  # duplicate fragment
-        slot.pieces[number] = fragment.data
+        slot.pieces[number] = data
         slot.total = total
         slot.have |= 1 << number
         if slot.have & ~((1 << total) - 1):
             # Pieces past a (now smaller) total: this set cannot be made whole.
             slot.timestamp = 0
+            self._index.pop(slot.packet_id, None)
             raise MalformedPacket("fragments disagree about the piece count")
         return self._complete(slot)
 

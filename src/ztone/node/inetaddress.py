@@ -15,7 +15,7 @@ lists. Text form is ``ip/port`` (IPv6 compressed), as ``InetAddress::toString``.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from .errors import MalformedPacket
@@ -58,10 +58,28 @@ class InetAddress:
 
     ip: IPAddress
     port: int
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 0xFFFF:
             raise ValueError(f"port out of range: {self.port}")
+        # Paths are looked up by address for every datagram; ipaddress hashes slowly.
+        object.__setattr__(self, "_hash", hash((self.ip, self.port)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        # As the generated one, but quick for the same object or a different hash.
+        if self is other:
+            return True
+        if other.__class__ is not InetAddress:
+            return NotImplemented
+        assert isinstance(other, InetAddress)
+        return self._hash == other._hash and self.port == other.port and self.ip == other.ip
+
+    def __reduce__(self) -> tuple[type[InetAddress], tuple[IPAddress, int]]:
+        return (InetAddress, (self.ip, self.port))  # the cached hash is per process
 
     @classmethod
     def parse(cls, text: str) -> InetAddress:

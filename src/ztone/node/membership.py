@@ -35,6 +35,25 @@ class Membership:
     last_pushed_credentials: int = 0
     last_updated_multicast: int = 0
     last_credential_request: int = 0
+    agreement: tuple[Any, Any, Any, int, bool] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """(my COM, this member's COM, its identity, its COM's timestamp, agreement)."""
+
+    def com_allows(self, mine: Any, identity: Any) -> bool:
+        """Its COM is not revoked and ``mine.agrees_with(self.com, identity)``.
+
+        COMs and identities are immutable, so timestamp and agreement of one triple
+        never change; they are remembered instead of recomputed (a SHA-384 of the
+        identity) for every frame.
+        """
+        theirs = self.com
+        memo = self.agreement
+        if memo is None or memo[0] is not mine or memo[1] is not theirs or memo[2] is not identity:
+            memo = (mine, theirs, identity, theirs.timestamp,
+                    bool(mine.agrees_with(theirs, identity)))  # fmt: skip
+            self.agreement = memo
+        return memo[3] > self.com_revocation_threshold and memo[4]
 
     def credential_timestamp_valid(
         self, cred_type: int, cred: Any, my_ts: int, my_ctmd: int

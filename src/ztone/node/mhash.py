@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
-
 from .salsa20 import keystream_blocks_np
 
 MEMORY_BYTES = 2_097_152
@@ -30,6 +28,8 @@ def memory_hard_hash_from_digest(digest: bytes) -> bytes:
     """Steps 2-5 of §2.4 given ``digest`` = SHA-512(public key)."""
     if len(digest) != 64:
         raise ValueError("digest must be 64 bytes")
+    import numpy as np  # noqa: PLC0415 (lazy: only the pure path needs numpy)
+
     ks = keystream_blocks_np(digest[:32], digest[32:40], 0, FILL_BLOCKS + MIX_ROUNDS, 20)
     memory = np.bitwise_xor.accumulate(ks[:FILL_BLOCKS], axis=0)
     m: list[int] = memory.reshape(-1).view(">u8").tolist()

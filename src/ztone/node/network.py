@@ -14,7 +14,7 @@ from typing import Any
 
 from .identity import Identity
 from .inetaddress import InetAddress
-from .mac import MAC
+from .mac import MAC, _xor_mask, first_octet_for_network
 from .membership import Membership
 from .vl2_wire import BROADCAST_GROUP, MulticastGroup
 
@@ -76,6 +76,8 @@ class Network:
         self.my_address = my_address
         self.controller = nwid >> 24
         self.mac = int(MAC.from_address(my_address, nwid))
+        self.mac_first_octet = first_octet_for_network(nwid)
+        self._mac_mask = _xor_mask(nwid)
         self.config: Any = None  # NetworkConfig once configured
         self.config_bytes: bytes = b""
         self.failure = Failure.NONE
@@ -91,6 +93,7 @@ class Network:
         self.last_upstream_announce = 0
         self.assembler: Any = None
         self.parsed_rules: Any = None  # list[Rule] of the current config, parsed lazily
+        self.rule_cache: dict[tuple[bytes, int], Any] = {}  # capabilities' rules, parsed
         self.authorized_by_me: dict[int, int] = {}  # member -> time (when we are its controller)
 
     # --- status -------------------------------------------------------------------
@@ -134,6 +137,18 @@ class Network:
             dns_servers=tuple(c.dns.servers) if c.dns is not None else (),
         )
 
+    # --- MACs of members (``MAC.from_address`` / ``to_address`` without objects) ---
+
+    def member_mac(self, address: int) -> int:
+        """``MAC.from_address(address, nwid)`` as a plain int."""
+        return (self.mac_first_octet << 40) | ((address ^ self._mac_mask) & 0xFFFFFFFFFF)
+
+    def mac_to_member(self, mac: int) -> int | None:
+        """The member address behind a ZeroTier MAC of this network, else None."""
+        if (mac >> 40) != self.mac_first_octet:
+            return None
+        return (mac ^ self._mac_mask) & 0xFFFFFFFFFF
+
     # --- membership -----------------------------------------------------------------
 
     def membership(self, address: int) -> Membership:
@@ -153,9 +168,7 @@ class Network:
         m = self.memberships.get(address)
         if m is None or m.com is None or identity is None or c.com is None:
             return False
-        if m.com.timestamp <= m.com_revocation_threshold:
-            return False
-        return bool(c.com.agrees_with(m.com, identity))
+        return m.com_allows(c.com, identity)
 
     def remote_tags(self, address: int) -> dict[int, int]:
         m = self.memberships.get(address)

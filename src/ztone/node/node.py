@@ -54,7 +54,6 @@ from .fragment import (
     MIN_PHYSMTU,
     Reassembler,
     mark_fragmented,
-    parse_fragment,
     split,
 )
 from .hello import Hello, MoonRecord, make_hello_packet
@@ -89,6 +88,13 @@ PathLookup = Callable[[int, int], InetAddress | None]
 """Host hint: an address to try for (peer address, IP version 4/6 or 0 for any)."""
 
 VERSION = (1, 14, 1)
+
+_NONTRIVIAL_VERBS = frozenset(
+    int(v)
+    for v in (Verb.FRAME, Verb.EXT_FRAME, Verb.NETWORK_CONFIG_REQUEST, Verb.NETWORK_CONFIG,
+              Verb.MULTICAST_FRAME)
+)  # fmt: skip
+"""Verbs that make a peer "active" (``Peer::received``'s non-trivial receive)."""
 
 
 class StateReader(Protocol):
@@ -201,6 +207,8 @@ class Node:
         self._last_ping = 0
         self._last_housekeeping = now
         self._online = False
+        self._online_until = 0
+        self._online_generation = -1
         self.topology = Topology(int(self.address), self._load_planet())
         self._ensure_upstream_peers()
         self._check_online(now)
@@ -505,12 +513,13 @@ class Node:
         if n <= 16 or n > MAX_PACKET_LENGTH:
             self.counters["rx_bad_length"] += 1
             return
-        if data[13] == 0xFF:
-            fragment = parse_fragment(data)
-            if fragment.destination != self.address:
+        if data[13] == 0xFF:  # a fragment (parse_fragment's fields, without the object)
+            if int.from_bytes(data[8:13], "big") != self.address:
                 self._relay(now, path, data, is_fragment=True)
                 return
-            whole = self._reassembler.add_fragment(now, fragment)
+            b = data[14]
+            whole = self._reassembler.add_piece(now, int.from_bytes(data[0:8], "big"), b >> 4,
+                                                b & 0xF, bytes(data[16:]))  # fmt: skip
             if whole is not None:
                 self._decode(now, path, bytearray(whole))
             return
@@ -558,7 +567,9 @@ class Node:
             elif cipher == SUITE_POLY1305_NONE and (packet[27] & 0x1F) == Verb.HELLO:
                 handle_hello(self, now, path, packet, already_authenticated=False)
                 return True
-        peer = self._get_peer(now, source)
+        peer = self.peers.get(source)
+        if peer is None:
+            peer = self._get_peer(now, source)
         if peer is None:
             self.request_whois(now, source)
             if not retry:
@@ -799,13 +810,17 @@ class Node:
         """Compress, armor (or mark trusted), fragment and emit (§5.6, §4.2, §9.1)."""
         if compress_payload:
             compress(packet)
-        mtu = self._mtu_for(path.address)
+        address = path.address
+        if self._physical:
+            mtu = self._mtu_for(address)
+            trusted = self._trusted_path_id(address)
+        else:
+            mtu, trusted = DEFAULT_PHYSMTU, 0
         try:
             mark_fragmented(packet, mtu)
         except ValueError:
             self.counters["tx_too_big"] += 1
             return
-        trusted = self._trusted_path_id(path.address)
         if trusted:
             packet[IDX_FLAGS] = (packet[IDX_FLAGS] & 0x47) | (SUITE_NONE_TRUSTED << 3)
             packet[19:27] = trusted.to_bytes(8, "big")
@@ -818,8 +833,10 @@ class Node:
                 suite = SUITE_POLY1305_SALSA2012
             armor(packet, peer.key, suite)
             self._expect_reply(packet[0:8])
+        local_socket = path.local_socket
+        actions = self._actions
         for piece in split(packet, mtu):
-            self._actions.append(SendPacket(path.local_socket, path.address, piece))
+            actions.append(SendPacket(local_socket, address, piece))
         path.last_out = now
         self.counters["tx_packets"] += 1
 
@@ -963,10 +980,22 @@ class Node:
         }
 
     def _check_online(self, now: int) -> None:
-        online = self.topology.am_upstream or any(
-            (p := self.peers.get(a)) is not None and p.alive(now) and p.last_receive > 0
-            for a in self.topology.upstream_addresses()
-        )
+        topology = self.topology
+        if now < self._online_until and self._online_generation == topology.generation:
+            return  # online, and the upstream that makes it so is alive until then
+        until = 0
+        if topology.am_upstream:
+            online = True
+            until = 1 << 62
+        else:
+            for a in topology.upstream_addresses():
+                p = self.peers.get(a)
+                if p is not None and p.alive(now) and p.last_receive > 0:
+                    # last_receive only grows and upstream peers are never dropped
+                    until = max(until, p.last_receive + C.PEER_ACTIVITY_TIMEOUT)
+            online = until > 0
+        self._online_until = until
+        self._online_generation = topology.generation
         if online != self._online:
             self._online = online
             self._actions.append(NodeEvent(EventKind.ONLINE if online else EventKind.OFFLINE))
@@ -1029,8 +1058,7 @@ class Node:
                  trust: bool = False) -> None:  # fmt: skip
         """``Peer::received``: receive bookkeeping and path learning (§8.2)."""
         peer.last_receive = now
-        if verb in (Verb.FRAME, Verb.EXT_FRAME, Verb.NETWORK_CONFIG_REQUEST,
-                    Verb.NETWORK_CONFIG, Verb.MULTICAST_FRAME):  # fmt: skip
+        if verb in _NONTRIVIAL_VERBS:
             peer.last_nontrivial_receive = now
         if trust:
             peer.last_trust_established = now

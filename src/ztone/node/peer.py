@@ -91,6 +91,10 @@ class Peer:
 
     def best_slot(self, now: int) -> PathSlot | None:
         """``getAppropriatePath``: non-expired slot minimizing quality / priority."""
+        slots = self.slots
+        if len(slots) == 1:  # the usual case: no quality to compare
+            slot = slots[0]
+            return None if now - slot.lr >= PEER_PATH_EXPIRATION else slot
         best: PathSlot | None = None
         best_q = 0.0
         for slot in self.slots:

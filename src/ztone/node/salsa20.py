@@ -16,11 +16,13 @@ numpy (the memory-hard identity hash needs 163,840 of them).
 from __future__ import annotations
 
 import struct
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from .errors import LocalUsageError
+
+if TYPE_CHECKING:  # numpy is imported where it is used: a daemon with the native
+    import numpy as np  # accelerator never needs it (it costs ~13 MB of RSS)
+    import numpy.typing as npt
 
 _SIGMA = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)
 _M32 = 0xFFFFFFFF
@@ -111,14 +113,15 @@ def xor(
     return (int.from_bytes(data, "little") ^ int.from_bytes(ks, "little")).to_bytes(n, "little")
 
 
-def _rotl(v: npt.NDArray[np.uint32], c: int) -> npt.NDArray[np.uint32]:
-    return (v << np.uint32(c)) | (v >> np.uint32(32 - c))
-
-
 def keystream_blocks_np(
     key: bytes, nonce: bytes, first_block: int, count: int, rounds: int
 ) -> npt.NDArray[np.uint8]:
     """Blocks ``first_block .. first_block+count-1`` as a ``(count, 64)`` uint8 array."""
+    import numpy as np  # noqa: PLC0415 (lazy: see the import block)
+
+    def _rotl(v: npt.NDArray[np.uint32], c: int) -> npt.NDArray[np.uint32]:
+        return (v << np.uint32(c)) | (v >> np.uint32(32 - c))
+
     init = _initial_state(key, nonce)
     counters = np.arange(first_block, first_block + count, dtype=np.uint64)
     x = [np.full(count, w, dtype=np.uint32) for w in init]

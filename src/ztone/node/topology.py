@@ -20,6 +20,7 @@ class Topology:
         self._upstreams: dict[int, tuple[InetAddress, ...]] = {}
         self._roles: dict[int, Role] = {}
         self.am_upstream = False
+        self.generation = 0  # bumped whenever the set of upstreams may have changed
         self._memoize()
 
     def _memoize(self) -> None:
@@ -40,6 +41,7 @@ class Topology:
         self._upstreams = {a: tuple(e) for a, e in upstreams.items()}
         self._roles = roles
         self.am_upstream = am_upstream
+        self.generation += 1
 
     # --- queries ---------------------------------------------------------------
 

@@ -39,7 +39,14 @@ from .network_config import NetworkConfig, request_metadata
 from .packet import IDX_FLAGS, ErrorCode, Verb
 from .path import Path
 from .peer import Peer
-from .rules import FrameContext, Rule, filter_with_capabilities, parse_rules
+from .rules import (
+    RULE_TYPE_MASK,
+    FrameContext,
+    Rule,
+    RuleType,
+    filter_with_capabilities,
+    parse_rules,
+)
 from .verbs import IDX_ERROR_PAYLOAD, IDX_OK_PAYLOAD, in_re_payload
 from .vl2_wire import (
     ETHERTYPE_IPV6,
@@ -52,7 +59,6 @@ from .vl2_wire import (
     ndp_emulated_advertisement,
     parse_config_request,
     parse_ext_frame,
-    parse_frame,
     parse_gather,
     parse_gather_results,
     parse_multicast_frame,
@@ -70,6 +76,7 @@ if TYPE_CHECKING:
     from .node import Node
 
 MAX_BRIDGE_SPAM = 32
+_ACTION_ACCEPT = int(RuleType.ACTION_ACCEPT)
 MAX_GATHER_TARGETS = 16
 CREDENTIALS_RATE_LIMIT = 1_000
 
@@ -130,6 +137,7 @@ def _set_configuration(node: Node, now: int, net: Network, config: NetworkConfig
     net.config = config
     net.config_bytes = data
     net.parsed_rules = None
+    net.rule_cache = {}
     net.last_config_update = now
     net.failure = Failure.NONE
     net.up = True
@@ -402,6 +410,18 @@ def _rules(raw: bytes, count: int) -> list[Rule]:
     return rules
 
 
+def _cached_rules(cache: dict[tuple[bytes, int], list[Rule]], raw: bytes,
+                  count: int) -> list[Rule]:  # fmt: skip
+    """``_rules`` of a capability, parsed once per network config."""
+    key = (raw, count)
+    rules = cache.get(key)
+    if rules is None:
+        if len(cache) >= 1024:
+            cache.clear()
+        rules = cache[key] = _rules(raw, count)
+    return rules
+
+
 def _ownership(coos: list[Any]) -> tuple[Callable[[bytes], bool], Callable[[int], bool]]:
     def ip_owned(ip: bytes) -> bool:
         try:
@@ -422,8 +442,14 @@ def _filter(node: Node, now: int, net: Network, inbound: bool, other: int, src: 
     c = net.config
     if c is None:
         return 0
-    if net.parsed_rules is None:
-        net.parsed_rules = _rules(c.rules_raw, c.rule_count)
+    rules = net.parsed_rules
+    if rules is None:
+        rules = net.parsed_rules = _rules(c.rules_raw, c.rule_count)
+    if rules and rules[0].t & RULE_TYPE_MASK == _ACTION_ACCEPT:
+        # The engine's answer when the table starts with ACCEPT (the default table):
+        # plain accept, capabilities unconsulted, no copies, no random draw.
+        return 1
+    cache = net.rule_cache
     if inbound:
         m = net.memberships.get(other)
         coos = [
@@ -431,11 +457,11 @@ def _filter(node: Node, now: int, net: Network, inbound: bool, other: int, src: 
             if m is not None and m.credential_timestamp_valid(
                 CREDENTIAL_TYPE_COO, x, c.timestamp, c.credential_time_max_delta)
         ]  # fmt: skip
-        caps = [(cap.id, _rules(cap.rules_raw, cap.rule_count))
+        caps = [(cap.id, _cached_rules(cache, cap.rules_raw, cap.rule_count))
                 for cap in net.remote_capabilities(other)]  # fmt: skip
     else:
         coos = list(c.coos)
-        caps = [(cap.id, _rules(cap.rules_raw, cap.rule_count))
+        caps = [(cap.id, _cached_rules(cache, cap.rules_raw, cap.rule_count))
                 for cap in sorted(c.capabilities, key=lambda x: x.id)]  # fmt: skip
     ip_owned, mac_owned = _ownership(coos)
     ctx = FrameContext(
@@ -454,7 +480,7 @@ def _filter(node: Node, now: int, net: Network, inbound: bool, other: int, src: 
         mac_owned=mac_owned,
     )
     decision = filter_with_capabilities(
-        net.parsed_rules, caps, ctx, lambda: int.from_bytes(node._random(4), "big"),
+        rules, caps, ctx, lambda: int.from_bytes(node._random(4), "big"),
         no_tee=no_tee,
     )  # fmt: skip
     for action in decision.actions:
@@ -506,9 +532,8 @@ def on_tap_frame(node: Node, now: int, nwid: int, src: int, dst: int, ethertype:
     if dst == net.mac:
         node._actions.append(DeliverFrame(nwid, src, dst, ethertype, payload))
         return
-    mac = MAC(dst)
-    if mac.is_zerotier_member(nwid):
-        target = int(mac.to_address(nwid))
+    target = net.mac_to_member(dst)
+    if target is not None:
         if not _filter(node, now, net, False, target, src, dst, ethertype, payload):
             return
         _push_credentials_if_needed(node, now, net, target)
@@ -545,22 +570,24 @@ def on_tap_frame(node: Node, now: int, nwid: int, src: int, dst: int, ethertype:
 
 
 def do_frame(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
-    frame = parse_frame(packet[28:])
-    net = node.networks.get(frame.nwid)
-    hops = _hops(packet)
+    # parse_frame(packet[28:]), field by field: this runs for every unicast frame
+    if len(packet) < 38:
+        raise MalformedPacket("truncated FRAME")
+    nwid = int.from_bytes(packet[28:36], "big")
+    net = node.networks.get(nwid)
+    hops = packet[IDX_FLAGS] & 7
     if net is None:
         node.received(now, path, peer, hops, Verb.FRAME)
         return True
     if not _gate(node, now, net, peer):
-        return _need_certificate(node, now, path, peer, packet, frame.nwid)
-    if frame.payload:
-        src = int(MAC.from_address(int(peer.address), net.nwid))
-        if _filter(
-            node, now, net, True, int(peer.address), src, net.mac, frame.ethertype, frame.payload
-        ):
-            node._actions.append(
-                DeliverFrame(net.nwid, src, net.mac, frame.ethertype, frame.payload)
-            )
+        return _need_certificate(node, now, path, peer, packet, nwid)
+    if len(packet) > 38:
+        ethertype = (packet[36] << 8) | packet[37]
+        payload = bytes(packet[38:])
+        address = int(peer.address)
+        src = net.member_mac(address)
+        if _filter(node, now, net, True, address, src, net.mac, ethertype, payload):
+            node._actions.append(DeliverFrame(nwid, src, net.mac, ethertype, payload))
     node.received(now, path, peer, hops, Verb.FRAME, trust=True)
     return True
 

@@ -52,6 +52,7 @@ from .config import (
     update_settings,
 )
 from .controller import EmbeddedController
+from .entropy import RandomPool
 from .home import FileStateStore, Home
 from .interfaces import local_addresses
 from .networks import NetworkPorts
@@ -228,7 +229,7 @@ class NodeService:
         self.node = Node(
             identity,
             now=now_ms(),
-            random_bytes=os.urandom,
+            random_bytes=RandomPool(),
             state=self.store,
             path_check=self._path_check,
             path_lookup=self._path_lookup,

@@ -14,6 +14,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ztone.node.actions import ANY_LOCAL_SOCKET
 from ztone.node.inetaddress import InetAddress
@@ -45,6 +46,7 @@ class UdpSockets:
         self._buffer = bytearray(MAX_DATAGRAM)
         self._view = memoryview(self._buffer)
         self._addr_cache: dict[tuple[str, int], InetAddress] = {}
+        self._routes: dict[tuple[int, InetAddress], tuple[tuple[socket.socket, Any], ...]] = {}
         self.send_errors = 0
 
     @property
@@ -73,6 +75,7 @@ class UdpSockets:
         sock_id = self._next_id
         self._next_id += 1
         self._sockets[sock_id] = _Bound(sock, family, InetAddress(ip, bound_port))
+        self._routes.clear()
         self._loop.add_reader(sock.fileno(), self._on_readable, sock_id)
         return sock_id
 
@@ -81,6 +84,7 @@ class UdpSockets:
             self._loop.remove_reader(bound.sock.fileno())
             bound.sock.close()
         self._sockets.clear()
+        self._routes.clear()
 
     def _remote(self, addr: tuple[str, int] | tuple[str, int, int, int]) -> InetAddress:
         key = (addr[0], addr[1])
@@ -112,17 +116,22 @@ class UdpSockets:
 
     def send(self, sock_id: int, remote: InetAddress, data: bytes, ttl: int = 0) -> None:
         """Send from ``sock_id``, or from every socket of the right family (-1)."""
-        if sock_id != ANY_LOCAL_SOCKET and sock_id in self._sockets:
-            targets = [self._sockets[sock_id]]
-        else:
-            family = socket.AF_INET if remote.ip.version == 4 else socket.AF_INET6
-            targets = [b for b in self._sockets.values() if b.family == family]
+        if not ttl:
+            route = self._routes.get((sock_id, remote))
+            if route is None:
+                route = self._route(sock_id, remote)
+            for sock, dest in route:
+                try:
+                    sock.sendto(data, dest)
+                except OSError as e:
+                    self.send_errors += 1
+                    log.debug("send to %s failed: %s", remote, e)
+            return
+        family = socket.AF_INET if remote.ip.version == 4 else socket.AF_INET6
         dest = (str(remote.ip), remote.port)
-        for bound in targets:
-            if bound.family != (socket.AF_INET if remote.ip.version == 4 else socket.AF_INET6):
-                continue
+        for bound in self._targets(sock_id, family):
             try:
-                if ttl and bound.family == socket.AF_INET:
+                if bound.family == socket.AF_INET:
                     old = bound.sock.getsockopt(socket.IPPROTO_IP, socket.IP_TTL)
                     bound.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
                     try:
@@ -134,6 +143,23 @@ class UdpSockets:
             except OSError as e:
                 self.send_errors += 1
                 log.debug("send to %s failed: %s", remote, e)
+
+    def _targets(self, sock_id: int, family: int) -> list[_Bound]:
+        if sock_id != ANY_LOCAL_SOCKET and sock_id in self._sockets:
+            targets = [self._sockets[sock_id]]
+        else:
+            targets = list(self._sockets.values())
+        return [b for b in targets if b.family == family]
+
+    def _route(self, sock_id: int, remote: InetAddress) -> tuple[tuple[socket.socket, Any], ...]:
+        """(socket, destination) pairs for a datagram, remembered per (socket id, remote)."""
+        family = socket.AF_INET if remote.ip.version == 4 else socket.AF_INET6
+        dest = (str(remote.ip), remote.port)
+        route = tuple((b.sock, dest) for b in self._targets(sock_id, family))
+        if len(self._routes) >= 4096:
+            self._routes.clear()
+        self._routes[(sock_id, remote)] = route
+        return route
 
 
 def trial_bind(port: int) -> bool:

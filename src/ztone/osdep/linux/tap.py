@@ -278,6 +278,7 @@ class LinuxTap:
         self._on_frame: FrameHandler | None = None
         self._rbuf = bytearray(READ_BUFFER_SIZE)
         self._rview = memoryview(self._rbuf)
+        self._headers: dict[tuple[int, int, int], bytes] = {}  # Ethernet headers put lately
         self._managed_ips: list[InetAddress] = []
         self._managed_routes: list[Route] = []
         self.frames_dropped = 0
@@ -354,11 +355,17 @@ class LinuxTap:
         if self.closed or len(payload) > self._mtu:
             self.frames_dropped += 1
             return
-        header = (
-            destination.to_bytes(6, "big")
-            + source.to_bytes(6, "big")
-            + (ethertype & 0xFFFF).to_bytes(2, "big")
-        )
+        key = (source, destination, ethertype)
+        header = self._headers.get(key)
+        if header is None:
+            header = (
+                destination.to_bytes(6, "big")
+                + source.to_bytes(6, "big")
+                + (ethertype & 0xFFFF).to_bytes(2, "big")
+            )
+            if len(self._headers) >= 256:
+                self._headers.clear()
+            self._headers[key] = header
         try:
             os.writev(self._fd, (header, payload))
         except OSError as e:
