@@ -20,9 +20,9 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.sim.network import SimNetwork, make_planet, vector_identities
-from tests.sim.test_vl2_sim import ETH_IPV4, _eth_payload_ipv4, _ipv4, build, join_and_authorize
 
+from sim.network import SimNetwork, make_planet, vector_identities
+from sim.test_vl2_sim import ETH_IPV4, _eth_payload_ipv4, _ipv4, build, join_and_authorize
 from ztone.node import c25519, vl2
 from ztone.node import constants as C
 from ztone.node.actions import EventKind, NodeEvent, SendPacket
