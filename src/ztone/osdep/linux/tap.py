@@ -36,6 +36,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
@@ -83,6 +84,8 @@ GATEWAY_ROUTE_METRIC = 5000
 READ_BUFFER_SIZE = 16384
 """``ZT_TAP_BUF_SIZE``; larger than any ZeroTier MTU (10000) plus headers."""
 MAX_FRAMES_PER_WAKEUP = 128
+IPS_REFRESH_INTERVAL = 10.0
+"""Seconds a listing of the device's addresses is reused (upstream: 10 s)."""
 NETLINK_TIMEOUT = 10.0
 ALIAS_PREFIX = "ztone:"
 
@@ -280,6 +283,7 @@ class LinuxTap:
         self._rview = memoryview(self._rbuf)
         self._headers: dict[tuple[int, int, int], bytes] = {}  # Ethernet headers put lately
         self._managed_ips: list[InetAddress] = []
+        self._ips_cache: tuple[float, list[InetAddress]] | None = None
         self._managed_routes: list[Route] = []
         self.frames_dropped = 0
         self.closed = False
@@ -413,8 +417,26 @@ class LinuxTap:
         return self._addr("del", address)
 
     def ips(self) -> list[InetAddress]:
+        """The device's addresses; re-read at most every 10 s, as ``LinuxEthernetTap::ips``.
+
+        The multicast scan asks every second; a netlink dump (parsed in Python, on a
+        thread that holds the GIL meanwhile) each time would stall the data path.
+        Our own address changes refresh it at once.
+        """
         if self.closed:
             return []
+        now = time.monotonic()
+        cached = self._ips_cache
+        if cached is not None and now - cached[0] < IPS_REFRESH_INTERVAL:
+            return list(cached[1])
+        found = self._read_ips()
+        if found is None:
+            return []
+        self._ips_cache = (now, found)
+        return list(found)
+
+    def _read_ips(self) -> list[InetAddress] | None:
+        """None if netlink failed (then nothing is remembered)."""
         index = self._ifindex
 
         def dump(ipr: Any) -> list[Any]:
@@ -424,7 +446,7 @@ class LinuxTap:
             msgs = self._nl.call(dump)
         except Exception as e:
             log.warning("%s: listing addresses failed: %s", self._name, _err(e))
-            return []
+            return None
         found: set[InetAddress] = set()
         for msg in msgs:
             if msg.get("index") != index:
@@ -530,6 +552,7 @@ class LinuxTap:
             log.warning("%s: setting interface alias failed: %s", self._name, _err(e))
 
     def _addr(self, command: str, address: InetAddress) -> bool:
+        self._ips_cache = None
         index = self._ifindex
         kwargs: dict[str, Any] = {
             "index": index,
