@@ -41,6 +41,13 @@ def dearmor_salsa(key: bytes, packet: bytearray, decrypt: bool) -> bool:
     Pure: ``ztone.node.armor._pure_dearmor_salsa``.
     """
 
+def inet_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    """One's complement sum of big-endian 16-bit words plus ``initial``, folded to 16 bits.
+
+    Not complemented. ``initial`` must be below 2**32.
+    Pure: ``ztone.osdep.linux.gro.inet_sum_pure``.
+    """
+
 class AesGmacSiv:
     """AES-256-GMAC-SIV (suite 3, §4.5) keyed with K0 (GMAC) and K1 (SIV/CTR), 32 bytes each."""
 

@@ -55,6 +55,7 @@ from ..base import FrameHandler, IPNetwork, MulticastGroup, Route, TapError
 from ..managed import fork_default_route, upstream_sort_key
 from ..multicast import port_groups
 from ..naming import choose_linux_device_name, is_linux_ztone_name, read_devicemap
+from .gro import VNET_HDR_LEN, VNET_NONE, coalesce, complete_checksum
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
 IFF_UP = 0x0001
 IFF_MULTICAST = 0x1000
 SIOCGIFFLAGS = 0x8913
@@ -282,6 +284,9 @@ class LinuxTap:
         self._rbuf = bytearray(READ_BUFFER_SIZE)
         self._rview = memoryview(self._rbuf)
         self._headers: dict[tuple[int, int, int], bytes] = {}  # Ethernet headers put lately
+        self._vnet = False  # opened with IFF_VNET_HDR: every frame has a virtio_net_hdr
+        self._pending: list[tuple[bytes, bytes]] = []  # frames for the host, not yet written
+        self._flush_scheduled = False
         self._managed_ips: list[InetAddress] = []
         self._ips_cache: tuple[float, list[InetAddress]] | None = None
         self._managed_routes: list[Route] = []
@@ -297,10 +302,20 @@ class LinuxTap:
             name = choose_linux_device_name(nwid, devicemap=devicemap)
             try:
                 raw = fcntl.ioctl(
-                    fd, TUNSETIFF, _IFREQ_FLAGS.pack(name.encode(), IFF_TAP | IFF_NO_PI)
+                    fd,
+                    TUNSETIFF,
+                    _IFREQ_FLAGS.pack(name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR),
                 )
-            except OSError as e:
-                raise TapError(f"unable to configure TUN/TAP device {name} for TAP: {e}") from None
+                self._vnet = True
+            except OSError:
+                try:  # a kernel without virtio-net headers on TAPs: frames as they are
+                    raw = fcntl.ioctl(
+                        fd, TUNSETIFF, _IFREQ_FLAGS.pack(name.encode(), IFF_TAP | IFF_NO_PI)
+                    )
+                except OSError as e:
+                    raise TapError(
+                        f"unable to configure TUN/TAP device {name} for TAP: {e}"
+                    ) from None
             name = bytes(_IFREQ_FLAGS.unpack(raw)[0]).rstrip(b"\0").decode()
             try:
                 fcntl.ioctl(fd, TUNSETPERSIST, 0)
@@ -370,8 +385,34 @@ class LinuxTap:
             if len(self._headers) >= 256:
                 self._headers.clear()
             self._headers[key] = header
+        if not self._vnet:
+            self._write((header, payload))
+            return
+        # With virtio-net headers, the frames of one burst are written together at the
+        # end of the event loop's current pass, consecutive TCP segments merged (gro.py).
+        self._pending.append((header, payload))
+        if not self._flush_scheduled:
+            if self._loop is None:
+                self.flush()
+                return
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every frame :meth:`put` queued (merging TCP segments where possible)."""
+        self._flush_scheduled = False
+        frames, self._pending = self._pending, []
+        if self.closed or not frames:
+            return
+        if len(frames) == 1:
+            self._write((VNET_NONE, *frames[0]))
+            return
+        for write in coalesce(frames):
+            self._write(write)
+
+    def _write(self, parts: tuple[bytes, ...]) -> None:
         try:
-            os.writev(self._fd, (header, payload))
+            os.writev(self._fd, parts)
         except OSError as e:
             self.frames_dropped += 1
             log.debug("%s: frame to host dropped: %s", self._name, e)
@@ -488,6 +529,7 @@ class LinuxTap:
     def close(self) -> None:
         if self.closed:
             return
+        self.flush()
         for route in list(reversed(self._managed_routes)):
             self.remove_route(route)
         for address in list(self._managed_ips):
@@ -528,17 +570,32 @@ class LinuxTap:
             except OSError as e:
                 log.warning("%s: read failed: %s", self._name, e)
                 return
-            if n <= 14:  # upstream needs more than a bare header
+            at = 0
+            if self._vnet:
+                at = VNET_HDR_LEN
+                # a checksum to finish or GSO (offloads are never switched on)
+                if (buf[0] or buf[1]) and not self._finish_checksum(n):
+                    continue
+            if n <= at + 14:  # upstream needs more than a bare header
                 continue
-            limit = self._mtu + 14
-            n = min(n, limit)
-            destination = int.from_bytes(view[0:6], "big")
-            source = int.from_bytes(view[6:12], "big")
-            ethertype = (buf[12] << 8) | buf[13]
+            n = min(n, at + self._mtu + 14)
+            destination = int.from_bytes(view[at : at + 6], "big")
+            source = int.from_bytes(view[at + 6 : at + 12], "big")
+            ethertype = (buf[at + 12] << 8) | buf[at + 13]
             try:
-                self._on_frame(source, destination, ethertype, bytes(view[14:n]))
+                self._on_frame(source, destination, ethertype, bytes(view[at + 14 : n]))
             except Exception:
                 log.exception("%s: frame handler failed", self._name)
+
+    def _finish_checksum(self, n: int) -> bool:
+        """A frame read with a virtio_net_hdr asking for work: finish it in the buffer."""
+        frame = bytearray(self._rbuf[VNET_HDR_LEN:n])
+        if not complete_checksum(bytes(self._rbuf[:VNET_HDR_LEN]), frame):
+            self.frames_dropped += 1
+            log.debug("%s: dropped a GSO frame from the host (offloads are off)", self._name)
+            return False
+        self._rbuf[VNET_HDR_LEN:n] = frame
+        return True
 
     def _set_alias(self, alias: str) -> None:
         index = self._ifindex
