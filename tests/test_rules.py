@@ -1487,7 +1487,9 @@ def rule_of(draw: Entropy) -> Rule:
         a, b = pick(draw, PORTS), pick(draw, PORTS)
         return Rule(t, start=min(a, b), end=max(a, b))
     if kind == 41:
-        chars = sum(1 << pick(draw, CHAR_BITS) for _ in range(num(draw, 0, 3)))
+        chars = 0
+        for _ in range(num(draw, 0, 3)):
+            chars |= 1 << pick(draw, CHAR_BITS)  # OR, not +: a bit may be drawn twice
         return Rule(t, characteristics=chars)
     if kind == 42:
         a, b = num(draw, 0, 120), num(draw, 0, 120)
