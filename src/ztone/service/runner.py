@@ -373,6 +373,8 @@ class NodeService:
                     log.error("cannot store %s %x: %s", action.kind.name, action.object_id, e)
             else:
                 self._on_event(action)
+        if send:
+            self.udp.flush()  # datagrams held to leave together (UDP GSO)
 
     def _on_event(self, event: NodeEvent) -> None:
         if event.kind is EventKind.ONLINE:

@@ -3,6 +3,14 @@
 Each bound socket gets a small integer id, the "local socket" the core sees. A
 readable socket is drained of many datagrams per wakeup with ``recvfrom_into``;
 the stock ``DatagramProtocol`` path allocates per datagram and is slower.
+
+On Linux, runs of datagrams for one destination (a packet's head and fragments
+come together) leave in one ``sendmsg`` with ``UDP_SEGMENT`` (UDP GSO): the kernel
+cuts them into exactly the datagrams that were given, so the wire is unchanged,
+but the stack is walked once per run. Sockets opt into ``UDP_GRO``, so such runs
+(and runs a NIC merged) may also arrive in one read, with the segment size
+alongside; they are cut back into the original datagrams before the core sees
+them. Where the kernel refuses either, datagrams go and come one by one.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ import errno
 import ipaddress
 import logging
 import socket
+import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +34,12 @@ log = logging.getLogger(__name__)
 BUFFER_SIZE = 1 << 20  # ZT_UDP_DESIRED_BUF_SIZE
 MAX_DATAGRAM = 16384
 READS_PER_WAKEUP = 64
+SOL_UDP = 17
+UDP_SEGMENT = 103  # <linux/udp.h>
+UDP_GRO = 104
+GRO_BUFFER = 65536
+MAX_GSO_SEGMENTS = 64  # UDP_MAX_SEGMENTS of older kernels
+_GSO_UNSUPPORTED = (errno.ENOPROTOOPT, errno.EOPNOTSUPP)
 
 DatagramHandler = Callable[[int, InetAddress, bytes], None]
 
@@ -33,6 +49,7 @@ class _Bound:
     sock: socket.socket
     family: int
     local: InetAddress
+    gro: bool = False  # UDP_GRO is on: a read may hold several datagrams
 
 
 class UdpSockets:
@@ -48,6 +65,14 @@ class UdpSockets:
         self._addr_cache: dict[tuple[str, int], InetAddress] = {}
         self._routes: dict[tuple[int, InetAddress], tuple[tuple[socket.socket, Any], ...]] = {}
         self.send_errors = 0
+        self._gso = sys.platform.startswith("linux")
+        self._gso_refused: set[tuple[int, InetAddress]] = set()
+        self._pending: list[bytes] = []  # one run for one (socket id, remote), see send()
+        self._pending_key: tuple[int, InetAddress] = (0, InetAddress(ipaddress.ip_address(0), 0))
+        self._segment = 0
+        self._last_full = False
+        self._gro_buffer: bytearray | None = None
+        self._gro_ancillary = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
 
     @property
     def bound(self) -> list[tuple[int, InetAddress]]:
@@ -74,12 +99,20 @@ class UdpSockets:
         bound_port = sock.getsockname()[1]
         sock_id = self._next_id
         self._next_id += 1
-        self._sockets[sock_id] = _Bound(sock, family, InetAddress(ip, bound_port))
+        bound = _Bound(sock, family, InetAddress(ip, bound_port))
+        if self._gso and self._gro_ancillary:
+            try:
+                sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+                bound.gro = True
+            except OSError:
+                pass
+        self._sockets[sock_id] = bound
         self._routes.clear()
         self._loop.add_reader(sock.fileno(), self._on_readable, sock_id)
         return sock_id
 
     def close(self) -> None:
+        self.flush()
         for bound in self._sockets.values():
             self._loop.remove_reader(bound.sock.fileno())
             bound.sock.close()
@@ -101,6 +134,9 @@ class UdpSockets:
         bound = self._sockets.get(sock_id)
         if bound is None:
             return
+        if bound.gro:
+            self._read_gro(sock_id, bound.sock)
+            return
         sock = bound.sock
         for _ in range(READS_PER_WAKEUP):
             try:
@@ -114,18 +150,106 @@ class UdpSockets:
                 continue
             self._handler(sock_id, self._remote(addr), bytes(self._view[:n]))
 
+    def _read_gro(self, sock_id: int, sock: socket.socket) -> None:
+        """Reads that may hold a run of datagrams of ``segment`` bytes (the last shorter)."""
+        buf = self._gro_buffer
+        if buf is None:
+            buf = self._gro_buffer = bytearray(GRO_BUFFER)
+        view = memoryview(buf)
+        handler = self._handler
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                n, ancillary, _, addr = sock.recvmsg_into([buf], self._gro_ancillary)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    log.debug("recv on socket %d: %s", sock_id, e)
+                continue
+            remote = self._remote(addr)
+            segment = 0
+            for level, kind, data in ancillary:
+                if level == SOL_UDP and kind == UDP_GRO and len(data) >= 4:
+                    segment = int.from_bytes(data[:4], sys.byteorder)
+            if 0 < segment < n:
+                for at in range(0, n, segment):
+                    handler(sock_id, remote, bytes(view[at : min(at + segment, n)]))
+            else:
+                handler(sock_id, remote, bytes(view[:n]))
+
     def send(self, sock_id: int, remote: InetAddress, data: bytes, ttl: int = 0) -> None:
-        """Send from ``sock_id``, or from every socket of the right family (-1)."""
+        """Send from ``sock_id``, or from every socket of the right family (-1).
+
+        Datagrams may wait for :meth:`flush` (called after each batch of core
+        actions) to leave as one UDP GSO run: consecutive datagrams for the same
+        socket id and remote, all as long as the first except the last.
+        """
+        if ttl or not self._gso:
+            self.flush()
+            self._send_now(sock_id, remote, data, ttl)
+            return
+        pending = self._pending
+        if pending:
+            if (
+                self._last_full
+                and len(data) <= self._segment
+                and len(pending) < MAX_GSO_SEGMENTS
+                and self._pending_key == (sock_id, remote)
+            ):
+                pending.append(data)
+                self._last_full = len(data) == self._segment
+                return
+            self.flush()
+        self._pending = [data]
+        self._pending_key = (sock_id, remote)
+        self._segment = len(data)
+        self._last_full = True
+
+    def flush(self) -> None:
+        """Send what :meth:`send` holds."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        key = self._pending_key
+        if len(pending) == 1 or key in self._gso_refused:
+            for data in pending:
+                self._send_now(key[0], key[1], data, 0)
+            return
+        route = self._routes.get(key)
+        if route is None:
+            route = self._route(key[0], key[1])
+        control = [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", self._segment))]
+        for sock, dest in route:
+            try:
+                sock.sendmsg(pending, control, 0, dest)
+            except OSError as e:
+                if e.errno in _GSO_UNSUPPORTED:
+                    self._gso = False
+                    log.info("UDP GSO unsupported here (%s): sending datagrams one by one", e)
+                elif e.errno in (errno.EINVAL, errno.EIO):
+                    self._gso_refused.add(key)  # e.g. a run the path's MTU cannot carry
+                else:
+                    self.send_errors += 1
+                    log.debug("send to %s failed: %s", key[1], e)
+                    continue
+                for data in pending:
+                    self._send_one(sock, dest, data, key[1])
+
+    def _send_one(self, sock: socket.socket, dest: Any, data: bytes, remote: InetAddress) -> None:
+        try:
+            sock.sendto(data, dest)
+        except OSError as e:
+            self.send_errors += 1
+            log.debug("send to %s failed: %s", remote, e)
+
+    def _send_now(self, sock_id: int, remote: InetAddress, data: bytes, ttl: int) -> None:
         if not ttl:
             route = self._routes.get((sock_id, remote))
             if route is None:
                 route = self._route(sock_id, remote)
             for sock, dest in route:
-                try:
-                    sock.sendto(data, dest)
-                except OSError as e:
-                    self.send_errors += 1
-                    log.debug("send to %s failed: %s", remote, e)
+                self._send_one(sock, dest, data, remote)
             return
         family = socket.AF_INET if remote.ip.version == 4 else socket.AF_INET6
         dest = (str(remote.ip), remote.port)

@@ -1,0 +1,69 @@
+"""The daemon's UDP sockets on loopback: what is sent is what arrives, datagram for
+datagram and in order, whether runs leave as one UDP GSO ``sendmsg`` and arrive as
+one ``UDP_GRO`` read or go one by one (the kernel refusing, or switched off)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+
+import pytest
+
+from ztone.node.inetaddress import InetAddress
+from ztone.service.udp import SOL_UDP, UDP_GRO, UdpSockets
+
+
+def _datagrams(rng: random.Random) -> list[bytes]:
+    out = []
+    for _ in range(40):
+        kind = rng.randrange(4)
+        if kind == 0:  # a packet's head and its fragment
+            out += [rng.randbytes(1432), rng.randbytes(rng.randint(17, 1432))]
+        elif kind == 1:  # a head and several fragments
+            out += [rng.randbytes(1432)] * 3 + [rng.randbytes(100)]
+        elif kind == 2:  # small, same size twice
+            out += [rng.randbytes(66), rng.randbytes(66)]
+        else:
+            out.append(rng.randbytes(rng.randint(1, 1500)))
+    return out
+
+
+@pytest.mark.parametrize(("gso", "gro"), [(True, True), (True, False), (False, True),
+                                          (False, False)])  # fmt: skip
+def test_datagrams_arrive_as_sent(gso: bool, gro: bool) -> None:
+    sent = _datagrams(random.Random(3))
+
+    async def run() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+        rx = UdpSockets(loop, lambda sock_id, remote, data: got.append(data))
+        tx = UdpSockets(loop, lambda *args: None)
+        rid = rx.bind("127.0.0.1", 0)
+        tid = tx.bind("127.0.0.1", 0)
+        if not gro and rx._sockets[rid].gro:  # as on a kernel without UDP_GRO
+            rx._sockets[rid].sock.setsockopt(SOL_UDP, UDP_GRO, 0)
+            rx._sockets[rid].gro = False
+        tx._gso = tx._gso and gso
+        dest = InetAddress(ipaddress.ip_address("127.0.0.1"), rx.bound[0][1].port)
+        other = InetAddress(ipaddress.ip_address("127.0.0.1"), 9)  # a second route in between
+        try:
+            for i, data in enumerate(sent):
+                tx.send(tid, dest, data)
+                if i % 7 == 6:
+                    tx.send(tid, other, b"elsewhere")
+                if i % 11 == 10:
+                    tx.flush()
+            tx.send(tid, dest, b"with a TTL", ttl=3)
+            tx.flush()
+            for _ in range(100):
+                if len(got) >= len(sent) + 1:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            rx.close()
+            tx.close()
+        return got
+
+    got = asyncio.run(run())
+    assert got == [*sent, b"with a TTL"]
