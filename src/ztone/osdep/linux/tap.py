@@ -388,8 +388,17 @@ class LinuxTap:
         if not self._vnet:
             self._write((header, payload))
             return
-        # With virtio-net headers, the frames of one burst are written together at the
-        # end of the event loop's current pass, consecutive TCP segments merged (gro.py).
+        # With virtio-net headers, the TCP segments of one burst are written together at
+        # the end of the event loop's current pass, consecutive ones merged (gro.py).
+        # Anything else goes at once (after what waits), so pings wait for nothing.
+        if not (
+            (ethertype == 0x0800 and len(payload) > 40 and payload[9] == 6)
+            or (ethertype == 0x86DD and len(payload) > 60 and payload[6] == 6)
+        ):
+            if self._pending:
+                self.flush()
+            self._write((VNET_NONE, header, payload))
+            return
         self._pending.append((header, payload))
         if not self._flush_scheduled:
             if self._loop is None:
