@@ -5,11 +5,19 @@ ztone root, a ztone controller and two ztone members with a private planet; crea
 a network through the controller API, authorizes the members, then measures:
 
 * iperf3 TCP member -> member over the overlay (Mbit/s), and the same over the bare
-  underlay veth for reference;
-* the members' CPU seconds per GB moved (user + system time of each daemon);
-* ping RTT over the overlay (min/avg/max of 20 pings);
+  underlay veth for reference (once a's path to b is direct, not via the root);
+* the members' CPU seconds per GB moved (user + system time of each daemon), the
+  frames each way and the root's CPU meanwhile;
+* ping RTT over the overlay (min/avg/max of 20 pings) and over the underlay;
 * the peak RSS (VmHWM) of every daemon, and each daemon's RSS when idle with one
-  network joined.
+  network joined;
+* a CPU check (a fixed Python loop): this kind of VM runs at visibly different
+  speeds from one minute to the next, and every figure above moves with it.
+
+Options: ``--pure`` (ZTONE_PURE=1 daemons), ``--profile DIR`` (py-spy on both
+members during iperf3, with a summary), ``--pin`` (a and b on different CPUs),
+``--hold`` (keep the network up for profiling by hand). ``ZTONE_BENCH_PYTHONPATH``
+runs the daemons from another source tree (A/B comparisons).
 
 Needs root, ``ip``, ``iperf3`` and ``ping``. Sends packets only inside the
 namespaces it makes; everything is torn down at the end. Prints numbers; asserts
@@ -128,6 +136,18 @@ def ping_rtt(ns: Namespace, target: str, count: int = 20) -> str:
     return f"{m.group(1)}/{m.group(2)}/{m.group(3)} ms" if m else "no reply"
 
 
+def cpu_check() -> float:
+    """Milliseconds for a fixed pure-Python loop, best of 5 (this VM's speed varies)."""
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        total = 0
+        for i in range(300_000):
+            total += i & 7
+        best = min(best, time.perf_counter() - t)
+    return best * 1000
+
+
 def tap_counters(ns: Namespace) -> tuple[int, int, int, int]:
     """Frames and bytes the member's port handed to the daemon (tx) and got from it (rx)."""
     out = [0, 0, 0, 0]
@@ -189,12 +209,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="iperf3 duration")
     parser.add_argument("--pure", action="store_true", help="force the pure-Python crypto path")
-    parser.add_argument("--profile", metavar="DIR", type=Path,
-                        help="record both members with py-spy during the overlay iperf3 "
-                             "(raw collapsed stacks in DIR/a.txt, DIR/b.txt)")
-    parser.add_argument("--hold", action="store_true",
-                        help="after measuring, keep the network up until Enter (or SIGINT) "
-                             "for profiling by hand; prints the members' pids and addresses")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        type=Path,
+        help="record both members with py-spy during the overlay iperf3 "
+        "(raw collapsed stacks in DIR/a.txt, DIR/b.txt)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin member a to CPU 0 and member b to CPU 1 (the scheduler "
+        "otherwise sometimes runs both on one CPU)",
+    )
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="after measuring, keep the network up until Enter (or SIGINT) "
+        "for profiling by hand; prints the members' pids and addresses",
+    )
     args = parser.parse_args()
     for tool in ("iperf3", "ping", "ip"):
         if shutil.which(tool) is None:
@@ -204,6 +237,8 @@ def main() -> int:
         print("run as root (network namespaces)")
         return 2
     env = {"ZTONE_LOG_LEVEL": "WARNING"}
+    if os.environ.get("ZTONE_BENCH_PYTHONPATH"):  # run the daemons from another source tree
+        env["PYTHONPATH"] = os.environ["ZTONE_BENCH_PYTHONPATH"]
     if args.pure:
         env["ZTONE_PURE"] = "1"
     with tempfile.TemporaryDirectory() as tmp, bridge_namespaces(4, "198.18.0.0/24", None) as lan:
@@ -213,7 +248,7 @@ def main() -> int:
         root_secret, root_public = _identity(0)
         idtool.main(["genplanet", "--out", str(work / "planet"), "--id", "0x5a5a",
                      f"{root_public}@{lan.v4[0].ip}/{PORT}"])  # fmt: skip
-        for n, h in homes.items():
+        for h in homes.values():
             h.mkdir()
             shutil.copy(work / "planet", h / "planet")
             (h / "local.conf").write_text(json.dumps({"settings": {"allowSecondaryPort": False}}))
@@ -271,6 +306,11 @@ def main() -> int:
             time.sleep(2)
             idle = {n: d.memory()[0] for n, d in daemons.items()}
             rtt = ping_rtt(a_ns, b_ip)
+            rtt_underlay = ping_rtt(a_ns, str(lan.v4[3].ip))
+            if args.pin:
+                for cpu, n in enumerate(("a", "b")):
+                    for tid in os.listdir(f"/proc/{daemons[n].pid()}/task"):
+                        os.sched_setaffinity(int(tid), {cpu % (os.cpu_count() or 1)})
             tap0 = tap_counters(a_ns)
             cpu0 = {n: daemons[n].cpu_seconds() for n in ("a", "b", "root")}
             spies = start_profilers(args.profile, daemons, args.seconds) if args.profile else []
@@ -282,19 +322,26 @@ def main() -> int:
             gb = mbps * args.seconds / 8 / 1000
             underlay = iperf(a_ns, b_ns, str(lan.v4[3].ip), args.seconds)
             print(f"crypto backend: {'pure' if args.pure else 'native if built'}")
+            print(
+                f"CPU check: {cpu_check():.1f} ms for a fixed Python loop (lower: a faster "
+                "machine right now; the figures below scale with it)"
+            )
             print(f"iperf3 TCP overlay a->b: {mbps:.1f} Mbit/s ({args.seconds} s)")
             for n in ("a", "b"):
                 used = cpu1[n] - cpu0[n]
                 print(f"member {n} CPU: {used:.2f} s = {used / gb if gb else 0:.1f} s per GB")
             out_n = tap1[0] - tap0[0]
             back_n = tap1[2] - tap0[2]
-            print(f"frames a->b: {out_n} (avg {(tap1[1] - tap0[1]) / max(out_n, 1):.0f} B), "
-                  f"b->a: {back_n} (avg {(tap1[3] - tap0[3]) / max(back_n, 1):.0f} B)")
+            print(
+                f"frames a->b: {out_n} (avg {(tap1[1] - tap0[1]) / max(out_n, 1):.0f} B), "
+                f"b->a: {back_n} (avg {(tap1[3] - tap0[3]) / max(back_n, 1):.0f} B)"
+            )
             print(f"root CPU meanwhile: {cpu1['root'] - cpu0['root']:.2f} s")
             print(f"ping RTT overlay a->b (min/avg/max): {rtt}")
+            print(f"ping RTT underlay a->b (reference): {rtt_underlay}")
             print(f"iperf3 TCP underlay a->b (reference): {underlay:.1f} Mbit/s")
             for n, d in daemons.items():
-                rss, hwm = d.memory()
+                _, hwm = d.memory()
                 print(f"{n}: idle RSS {idle[n] / 1024:.1f} MB, peak RSS {hwm / 1024:.1f} MB")
             if args.profile:
                 for n in ("a", "b"):
