@@ -563,15 +563,31 @@ static PyObject *sp_inet_sum(PyObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     p = (const uint8_t *)data.buf;
     n = data.len;
-    /* 32-bit big-endian words into a 64-bit accumulator; folding below gives the
-       same one's complement sum as 16-bit words (2^16 = 1 modulo 2^16 - 1). */
-    for (i = 0; i + 4 <= n; i += 4)
-        acc += ((uint32_t)p[i] << 24) | ((uint32_t)p[i + 1] << 16) | ((uint32_t)p[i + 2] << 8) |
-               p[i + 3];
-    for (; i + 2 <= n; i += 2)
-        acc += ((uint32_t)p[i] << 8) | p[i + 1];
-    if (i < n)
-        acc += (uint32_t)p[i] << 8;
+    {
+        /* The one's complement sum does not depend on byte order (RFC 1071 2.(B)):
+           add the data as native 64-bit words split in 32-bit halves, fold, and swap
+           the 16-bit result if this machine is little-endian. */
+        unsigned long long sum = 0;
+        const uint16_t one = 1;
+        int little = *(const uint8_t *)&one == 1;
+        uint8_t tail[8] = {0};
+        for (i = 0; i + 8 <= n; i += 8) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            sum += (w & 0xFFFFFFFFu) + (w >> 32);
+        }
+        if (i < n) {
+            uint64_t w;
+            memcpy(tail, p + i, (size_t)(n - i)); /* zero padding, as an odd last byte */
+            memcpy(&w, tail, 8);
+            sum += (w & 0xFFFFFFFFu) + (w >> 32);
+        }
+        while (sum >> 16)
+            sum = (sum & 0xFFFFu) + (sum >> 16);
+        if (little)
+            sum = ((sum & 0xFFu) << 8) | (sum >> 8);
+        acc += sum;
+    }
     PyBuffer_Release(&data);
     while (acc >> 16)
         acc = (acc & 0xFFFFu) + (acc >> 16);
