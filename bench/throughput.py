@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers, imported as the tests do
 
-from tests.netns.netns import Namespace, bridge_namespaces  # noqa: E402
+from netns.netns import Namespace, bridge_namespaces  # noqa: E402
 from ztone.cli import idtool  # noqa: E402
 
 PORT = 9993

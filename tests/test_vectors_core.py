@@ -191,11 +191,24 @@ def test_fragment_header_a5() -> None:
 
 
 def test_fragment_split_layout() -> None:
-    packet = bytes(range(256)) * 12  # 3072 bytes: head 1432 + 1416 + 224
+    # upstream would cut 3072 bytes into 1432 + (16 + 1416) + (16 + 224): three pieces;
+    # ztone makes three pieces of even length: 1035 + (16 + 1019) + (16 + 1018)
+    packet = bytes(range(256)) * 12
     pieces = split(packet, 1432)
-    assert [len(p) for p in pieces] == [1432, 1416 + 16, 224 + 16]
+    assert [len(p) for p in pieces] == [1035, 1035, 1034]
     assert pieces[1][:16] == packet[:13] + b"\xff\x31\x00"
     assert pieces[2][14] == 0x32
+    assert pieces[0] + pieces[1][16:] + pieces[2][16:] == packet
+
+
+def test_fragment_split_piece_count_is_upstreams() -> None:
+    per = 1432 - 16
+    for n in range(1433, 9929, 7):
+        pieces = split(bytes(n), 1432)
+        assert len(pieces) == 1 + -(-(n - 1432) // per)
+        assert max(len(p) for p in pieces) <= 1432
+        assert len({len(p) for p in pieces[:-1]}) == 1 and len(pieces[-1]) <= len(pieces[0])
+        assert len(pieces[-1]) > 16
 
 
 def test_mac_a5() -> None:

@@ -9,9 +9,10 @@ Fragment datagram (16-byte header)::
     <[1] hops>               whole byte; relays write (hops + 1) & 7
     [... fragment data]
 
-A sender cuts an armored packet of ``len > mtu`` into a head of ``mtu`` bytes and
-fragments of ``mtu - 16`` data bytes. A receiver accepts at most 7 pieces, so at
-the default MTU of 1432 the largest packet is 1432 + 6 * 1416 = 9,928 bytes.
+Upstream cuts an armored packet of ``len > mtu`` into a head of ``mtu`` bytes and
+fragments of ``mtu - 16`` data bytes; ztone cuts it into as many pieces, of even
+length (:func:`split`). A receiver accepts at most 7 pieces, so at the default MTU of
+1432 the largest packet is 1432 + 6 * 1416 = 9,928 bytes.
 Reassembly uses a ring of 32 slots keyed by packet id; incomplete sets are evicted
 only by reuse of their slot, exactly as upstream, which bounds memory at 32 packets.
 """
@@ -99,7 +100,15 @@ def mark_fragmented(packet: bytearray, mtu: int) -> bool:
 
 
 def split(armored: bytes | bytearray, mtu: int = DEFAULT_PHYSMTU) -> list[bytes]:
-    """Cut an armored packet into datagrams: the head, then fragments 1..n (§5.6)."""
+    """Cut an armored packet into datagrams: the head, then fragments 1..n (§5.6).
+
+    As many pieces as upstream's cut (a head of ``mtu`` bytes, fragments of ``mtu -
+    16`` data bytes) would make, but every datagram as long as the head, the last
+    fragment excepted: the bytes are shared out evenly. A receiver concatenates
+    whatever the pieces hold (``Switch::onRemotePacket`` checks only the total), so
+    nothing changes for it; for the sender, the datagrams of a burst of full-size
+    frames all have one length and leave in one UDP GSO send (service/udp.py).
+    """
     data = bytes(armored)
     n = len(data)
     if n <= mtu:
@@ -108,12 +117,16 @@ def split(armored: bytes | bytearray, mtu: int = DEFAULT_PHYSMTU) -> list[bytes]
     total = -(-(n - mtu) // per) + 1
     if total > MAX_PACKET_FRAGMENTS:
         raise ValueError(f"packet of {n} bytes needs {total} pieces (max 7)")
+    # head = size bytes, every fragment 16 + (size - 16): total * size - 16 * (total - 1)
+    # covers n; size <= mtu because upstream's cut fits in ``total`` pieces
+    size = -(-(n + FRAGMENT_HEADER_LENGTH * (total - 1)) // total)
+    chunk = size - FRAGMENT_HEADER_LENGTH
     prefix = data[0:13] + b"\xff"
-    out = [data[:mtu]]
-    offset = mtu
+    out = [data[:size]]
+    offset = size
     for number in range(1, total):
-        out.append(prefix + _NUMBER_AND_HOPS[(total << 4) | number] + data[offset : offset + per])
-        offset += per
+        out.append(prefix + _NUMBER_AND_HOPS[(total << 4) | number] + data[offset : offset + chunk])
+        offset += chunk
     return out
 
 

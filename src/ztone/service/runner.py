@@ -104,6 +104,7 @@ class NodeService:
         self._loop: asyncio.AbstractEventLoop
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: int | None = None
+        self._after_input_scheduled = False
         self._stopping: asyncio.Event | None = None
         self._conf_mtime: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -331,7 +332,18 @@ class NodeService:
             # The core's contract is that only bugs get here; keep serving anyway.
             self.bug_count += 1
             log.exception("BUG: datagram from %s raised", remote)
-        self._after_input()
+        self._input_taken()
+
+    def _input_taken(self) -> None:
+        """Act on the core's output once per event-loop pass, not once per input.
+
+        A wakeup reads many datagrams or frames; their output leaves together at the
+        start of the next pass, so a burst's datagrams can share one UDP GSO send
+        and its frames one TAP write.
+        """
+        if not self._after_input_scheduled:
+            self._after_input_scheduled = True
+            self._loop.call_soon(self._after_input)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -344,6 +356,7 @@ class NodeService:
         self._after_input()
 
     def _after_input(self) -> None:
+        self._after_input_scheduled = False
         self._apply(self.node.drain_actions(), send=True)
         deadline = self.node.next_deadline()
         if self._timer is not None and self._timer_deadline == deadline:
@@ -410,7 +423,7 @@ class NodeService:
         except Exception:
             self.bug_count += 1
             log.exception("BUG: frame from the port of %016x raised", nwid)
-        self._after_input()
+        self._input_taken()
 
     async def _scan_multicast(self) -> None:
         while True:

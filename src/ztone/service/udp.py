@@ -4,8 +4,9 @@ Each bound socket gets a small integer id, the "local socket" the core sees. A
 readable socket is drained of many datagrams per wakeup with ``recvfrom_into``;
 the stock ``DatagramProtocol`` path allocates per datagram and is slower.
 
-On Linux, runs of datagrams for one destination (a packet's head and fragments
-come together) leave in one ``sendmsg`` with ``UDP_SEGMENT`` (UDP GSO): the kernel
+On Linux, runs of datagrams for one destination (a packet's head and fragments,
+and the next packets' when a burst of frames cuts into datagrams of one length)
+leave in one ``sendmsg`` with ``UDP_SEGMENT`` (UDP GSO): the kernel
 cuts them into exactly the datagrams that were given, so the wire is unchanged,
 but the stack is walked once per run. Sockets opt into ``UDP_GRO``, so such runs
 (and runs a NIC merged) may also arrive in one read, with the segment size
@@ -39,6 +40,8 @@ UDP_SEGMENT = 103  # <linux/udp.h>
 UDP_GRO = 104
 GRO_BUFFER = 65536
 MAX_GSO_SEGMENTS = 64  # UDP_MAX_SEGMENTS of older kernels
+MAX_GSO_BYTES = 65535 - 40 - 8
+"""A GSO run is one IP packet until the kernel cuts it: 16-bit lengths, IPv6's header."""
 _GSO_UNSUPPORTED = (errno.ENOPROTOOPT, errno.EOPNOTSUPP)
 
 DatagramHandler = Callable[[int, InetAddress, bytes], None]
@@ -194,6 +197,7 @@ class UdpSockets:
                 self._last_full
                 and len(data) <= self._segment
                 and len(pending) < MAX_GSO_SEGMENTS
+                and (len(pending) + 1) * self._segment <= MAX_GSO_BYTES
                 and self._pending_key == (sock_id, remote)
             ):
                 pending.append(data)
@@ -229,6 +233,8 @@ class UdpSockets:
                     log.info("UDP GSO unsupported here (%s): sending datagrams one by one", e)
                 elif e.errno in (errno.EINVAL, errno.EIO):
                     self._gso_refused.add(key)  # e.g. a run the path's MTU cannot carry
+                elif e.errno == errno.EMSGSIZE:
+                    pass  # this run only: one by one
                 else:
                     self.send_errors += 1
                     log.debug("send to %s failed: %s", key[1], e)
