@@ -30,6 +30,8 @@ from .netns import Namespace
 
 pytest.importorskip("pyroute2", reason="pyroute2 is not installed")
 
+import itertools
+
 from ztone.osdep.linux.tap import (
     AliasMarker,
     LinuxTap,
@@ -171,7 +173,13 @@ async def _frames_main() -> dict[str, Any]:
     factory = LinuxTapFactory()
     tap = factory.create(NWID, MAC, MTU, "test")
     frames: asyncio.Queue[tuple[int, int, int, bytes]] = asyncio.Queue()
-    tap.start(loop, lambda s, d, e, p: frames.put_nowait((s, d, e, p)))
+    events: list[str] = []
+
+    def on_frame(s: int, d: int, e: int, p: bytes) -> None:
+        events.append("frame")
+        frames.put_nowait((s, d, e, p))
+
+    tap.start(loop, on_frame, lambda: events.append("batch end"))
     tap.add_ip(TAP_V4)
 
     async def next_frame(
@@ -234,6 +242,12 @@ async def _frames_main() -> dict[str, Any]:
     before = tap.frames_dropped
     tap.put(PEER_MAC, MAC, ETH_IPV4, bytes(MTU + 1))
     r["oversize_dropped"] = tap.frames_dropped - before
+    # each wakeup that delivered frames ended with one batch end, and only such wakeups
+    r["batch_ends"] = (
+        events[-1] == "batch end"
+        and events[0] == "frame"
+        and all(x != y for x, y in itertools.pairwise(events) if x == "batch end")
+    )
     tap.close()
     tap.put(PEER_MAC, MAC, ETH_IPV4, b"after close")  # ignored, no exception
     factory.close()
@@ -368,6 +382,7 @@ def test_frames_both_ways_arp_and_ping(namespace: Namespace) -> None:
     assert neighbours[str(PEER_V4)]["lladdr"] == "02:89:e9:30:0c:28"
     assert r["vlan_frame"] == (MAC, PEER_MAC, True), "802.1Q frames pass through untouched"
     assert r["oversize_dropped"] == 1
+    assert r["batch_ends"] is True
 
 
 def test_naming_collision_and_devicemap(namespace: Namespace) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import random
 
 import pytest
@@ -42,7 +43,13 @@ def test_datagrams_arrive_as_sent(gso: bool, gro: bool) -> None:
     async def run() -> list[bytes]:
         loop = asyncio.get_running_loop()
         got: list[bytes] = []
-        rx = UdpSockets(loop, lambda sock_id, remote, data: got.append(data))
+        events: list[str] = []
+
+        def on_datagram(sock_id: int, remote: InetAddress, data: bytes) -> None:
+            got.append(data)
+            events.append("datagram")
+
+        rx = UdpSockets(loop, on_datagram, lambda: events.append("batch end"))
         tx = UdpSockets(loop, lambda *args: None)
         rid = rx.bind("127.0.0.1", 0)
         tid = tx.bind("127.0.0.1", 0)
@@ -71,6 +78,9 @@ def test_datagrams_arrive_as_sent(gso: bool, gro: bool) -> None:
         finally:
             rx.close()
             tx.close()
+        # every wakeup that handed datagrams over ends with one batch end
+        assert events[-1] == "batch end" and events[0] == "datagram"
+        assert all(x != y for x, y in itertools.pairwise(events) if x == "batch end")
         return got
 
     got = asyncio.run(run())

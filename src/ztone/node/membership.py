@@ -7,6 +7,7 @@ to it or announced our multicast groups.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -64,7 +65,9 @@ class Membership:
         threshold = self.revocations.get((cred_type, cred.id))
         return threshold is None or cred.timestamp > threshold
 
-    def add_com(self, com: Any, verified: bool) -> AddResult:
+    def add_com(self, com: Any, verify: Callable[[], bool]) -> AddResult:
+        """Membership::addCredential: the signature is checked only for a COM not held
+        already (a peer re-pushes its COM every few seconds while it talks)."""
         if com.timestamp <= self.com_revocation_threshold:
             return AddResult.REJECTED
         if self.com is not None:
@@ -72,13 +75,13 @@ class Membership:
                 return AddResult.REJECTED
             if com == self.com:
                 return AddResult.ACCEPTED_REDUNDANT
-        if not verified:
+        if not verify():
             return AddResult.REJECTED
         self.com = com
         return AddResult.ACCEPTED_NEW
 
     def add_keyed(
-        self, cred_type: int, table: dict[int, Any], cred: Any, verified: bool
+        self, cred_type: int, table: dict[int, Any], cred: Any, verify: Callable[[], bool]
     ) -> AddResult:
         current = table.get(cred.id)
         if current is not None:
@@ -89,7 +92,7 @@ class Membership:
         threshold = self.revocations.get((cred_type, cred.id))
         if threshold is not None and threshold >= cred.timestamp:
             return AddResult.REJECTED
-        if not verified:
+        if not verify():
             return AddResult.REJECTED
         table[cred.id] = cred
         return AddResult.ACCEPTED_NEW

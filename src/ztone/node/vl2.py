@@ -360,7 +360,10 @@ def add_credential(node: Node, now: int, cred: Any, source: int) -> AddResult:
                     node._send(now, address, Verb.NETWORK_CREDENTIALS, payload, compress=True)
         return result
     m = net.membership(int(cred.issued_to))
-    verified = bool(cred.verify(signer_identity))
+
+    def verified() -> bool:
+        return bool(cred.verify(signer_identity))
+
     if isinstance(cred, cr.CertificateOfMembership):
         return m.add_com(cred, verified)
     if isinstance(cred, cr.Capability):

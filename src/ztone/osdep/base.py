@@ -19,6 +19,8 @@ from ztone.node.inetaddress import InetAddress
 
 FrameHandler = Callable[[int, int, int, bytes], None]
 """``on_frame(source MAC, destination MAC, ethertype, payload)`` for frames from the host."""
+BatchEnd = Callable[[], None]
+"""Called after the frames of one wakeup went to ``on_frame``: the caller's cue to act."""
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -67,8 +69,10 @@ class Tap(Protocol):
     @property
     def mtu(self) -> int: ...
 
-    def start(self, loop: asyncio.AbstractEventLoop, on_frame: FrameHandler) -> None:
-        """Begin delivering the host's frames to ``on_frame`` (from the event loop)."""
+    def start(self, loop: asyncio.AbstractEventLoop, on_frame: FrameHandler,
+              on_batch_end: BatchEnd | None = None) -> None:  # fmt: skip
+        """Begin delivering the host's frames to ``on_frame`` (from the event loop),
+        then calling ``on_batch_end`` once per wakeup that delivered any."""
 
     def put(self, source: int, destination: int, ethertype: int, payload: bytes) -> None:
         """Hand a frame to the host's network stack."""

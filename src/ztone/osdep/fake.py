@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from ztone.node.inetaddress import InetAddress
 
-from .base import FrameHandler, MulticastGroup, Route, TapError
+from .base import BatchEnd, FrameHandler, MulticastGroup, Route, TapError
 from .managed import upstream_sort_key
 from .multicast import port_groups
 from .naming import choose_linux_device_name
@@ -60,6 +60,7 @@ class FakeTap:
         self._factory = factory
         self.loop: asyncio.AbstractEventLoop | None = None
         self.on_frame: FrameHandler | None = None
+        self.on_batch_end: BatchEnd | None = None
         self.put_frames: list[Frame] = []
         self.dropped_frames: list[Frame] = []
         self.addresses: list[InetAddress] = []
@@ -83,10 +84,12 @@ class FakeTap:
     def mtu(self) -> int:
         return self._mtu
 
-    def start(self, loop: asyncio.AbstractEventLoop, on_frame: FrameHandler) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, on_frame: FrameHandler,
+              on_batch_end: BatchEnd | None = None) -> None:  # fmt: skip
         self._check_open()
         self.loop = loop
         self.on_frame = on_frame
+        self.on_batch_end = on_batch_end
 
     def put(self, source: int, destination: int, ethertype: int, payload: bytes) -> None:
         frame = Frame(source, destination, ethertype, bytes(payload))
@@ -157,12 +160,15 @@ class FakeTap:
     def inject(
         self, source: int, destination: int, ethertype: int, payload: bytes | bytearray
     ) -> None:
-        """Deliver a frame "from the host" to ``on_frame`` now (the port must be started)."""
+        """Deliver a frame "from the host" to ``on_frame`` now (the port must be started),
+        as one wakeup's batch."""
         if self.closed:
             raise TapError(f"{self._device_name}: closed")
         if self.on_frame is None:
             raise TapError(f"{self._device_name}: not started")
         self.on_frame(source, destination, ethertype, bytes(payload))
+        if self.on_batch_end is not None:
+            self.on_batch_end()
 
     def join(self, mac: int) -> None:
         """The host joins Ethernet multicast group ``mac`` on this port."""

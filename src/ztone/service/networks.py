@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ztone.node.inetaddress import InetAddress
 from ztone.node.network import ConfigOp, NetworkView
-from ztone.osdep.base import Route, Tap, TapError, TapFactory
+from ztone.osdep.base import BatchEnd, Route, Tap, TapError, TapFactory
 from ztone.osdep.managed import plan_managed
 from ztone.osdep.multicast import port_groups
 
@@ -50,11 +50,12 @@ FrameSink = Callable[[int, int, int, int, bytes], None]
 
 class NetworkPorts:
     def __init__(self, home: Home, factory: TapFactory | None, loop: asyncio.AbstractEventLoop,
-                 on_frame: FrameSink) -> None:  # fmt: skip
+                 on_frame: FrameSink, on_batch_end: BatchEnd | None = None) -> None:  # fmt: skip
         self.home = home
         self.factory = factory
         self.loop = loop
         self.on_frame = on_frame
+        self.on_batch_end = on_batch_end
         self.ports: dict[int, Port] = {}
 
     # --- core actions ----------------------------------------------------------
@@ -85,7 +86,7 @@ class NetworkPorts:
             return port
         try:
             tap = self.factory.create(nwid, view.mac, view.mtu, view.name)
-            tap.start(self.loop, functools.partial(self.on_frame, nwid))
+            tap.start(self.loop, functools.partial(self.on_frame, nwid), self.on_batch_end)
             port.tap = tap
             log.info("network %016x: port %s up", nwid, tap.device_name)
         except TapError as e:

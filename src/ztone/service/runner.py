@@ -104,7 +104,7 @@ class NodeService:
         self._loop: asyncio.AbstractEventLoop
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: int | None = None
-        self._after_input_scheduled = False
+        self._output_pending = False
         self._stopping: asyncio.Event | None = None
         self._conf_mtime: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -249,8 +249,9 @@ class NodeService:
         except TapError as e:
             log.warning("virtual networks unavailable: %s", e)
             factory = None
-        self.ports = NetworkPorts(home, factory, self._loop, self._on_tap_frame)
-        self.udp = UdpSockets(self._loop, self._on_datagram)
+        self.ports = NetworkPorts(home, factory, self._loop, self._on_tap_frame,
+                                  self._input_batch_end)  # fmt: skip
+        self.udp = UdpSockets(self._loop, self._on_datagram, self._input_batch_end)
         self._bind_ports()
         home.write_port(self.primary_port)
         self.node.set_local_addresses(self.listening_on())
@@ -335,15 +336,17 @@ class NodeService:
         self._input_taken()
 
     def _input_taken(self) -> None:
-        """Act on the core's output once per event-loop pass, not once per input.
+        """Act on the core's output once per wakeup's batch of input, not per input.
 
-        A wakeup reads many datagrams or frames; their output leaves together at the
-        start of the next pass, so a burst's datagrams can share one UDP GSO send
-        and its frames one TAP write.
+        A socket or port wakeup reads many datagrams or frames; their output leaves
+        together when the reader says the batch ended (``_input_batch_end``), so a
+        burst's datagrams can share one UDP GSO send and its frames one TAP write.
         """
-        if not self._after_input_scheduled:
-            self._after_input_scheduled = True
-            self._loop.call_soon(self._after_input)
+        self._output_pending = True
+
+    def _input_batch_end(self) -> None:
+        if self._output_pending:
+            self._after_input()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -356,7 +359,7 @@ class NodeService:
         self._after_input()
 
     def _after_input(self) -> None:
-        self._after_input_scheduled = False
+        self._output_pending = False
         self._apply(self.node.drain_actions(), send=True)
         deadline = self.node.next_deadline()
         if self._timer is not None and self._timer_deadline == deadline:

@@ -58,9 +58,13 @@ class _Bound:
 class UdpSockets:
     """The node's UDP sockets: bind, receive into the core, send its datagrams."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, handler: DatagramHandler) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, handler: DatagramHandler,
+                 on_batch_end: Callable[[], None] | None = None) -> None:  # fmt: skip
+        """``handler`` gets each datagram; ``on_batch_end`` runs once per wakeup that
+        handed any over (the caller's cue to act on them together)."""
         self._loop = loop
         self._handler = handler
+        self._on_batch_end = on_batch_end
         self._sockets: dict[int, _Bound] = {}
         self._next_id = 1
         self._buffer = bytearray(MAX_DATAGRAM)
@@ -138,23 +142,33 @@ class UdpSockets:
         if bound is None:
             return
         if bound.gro:
-            self._read_gro(sock_id, bound.sock)
-            return
-        sock = bound.sock
+            handed = self._read_gro(sock_id, bound.sock)
+        else:
+            handed = self._read(sock_id, bound.sock)
+        if handed and self._on_batch_end is not None:
+            self._on_batch_end()
+
+    def _read(self, sock_id: int, sock: socket.socket) -> int:
+        """One datagram per read; how many were handed over."""
+        handed = 0
         for _ in range(READS_PER_WAKEUP):
             try:
                 n, addr = sock.recvfrom_into(self._buffer)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as e:
                 # ICMP errors surface here on Linux (ECONNREFUSED...): not fatal.
                 if e.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
                     log.debug("recv on socket %d: %s", sock_id, e)
                 continue
+            handed += 1
             self._handler(sock_id, self._remote(addr), bytes(self._view[:n]))
+        return handed
 
-    def _read_gro(self, sock_id: int, sock: socket.socket) -> None:
-        """Reads that may hold a run of datagrams of ``segment`` bytes (the last shorter)."""
+    def _read_gro(self, sock_id: int, sock: socket.socket) -> int:
+        """Reads that may hold a run of datagrams of ``segment`` bytes (the last shorter);
+        how many reads handed datagrams over."""
+        handed = 0
         buf = self._gro_buffer
         if buf is None:
             buf = self._gro_buffer = bytearray(GRO_BUFFER)
@@ -164,11 +178,12 @@ class UdpSockets:
             try:
                 n, ancillary, _, addr = sock.recvmsg_into([buf], self._gro_ancillary)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as e:
                 if e.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
                     log.debug("recv on socket %d: %s", sock_id, e)
                 continue
+            handed += 1
             remote = self._remote(addr)
             segment = 0
             for level, kind, data in ancillary:
@@ -179,6 +194,7 @@ class UdpSockets:
                     handler(sock_id, remote, bytes(view[at : min(at + segment, n)]))
             else:
                 handler(sock_id, remote, bytes(view[:n]))
+        return handed
 
     def send(self, sock_id: int, remote: InetAddress, data: bytes, ttl: int = 0) -> None:
         """Send from ``sock_id``, or from every socket of the right family (-1).

@@ -37,7 +37,7 @@ import errno as errno_mod
 import logging
 
 from ztone.node.inetaddress import InetAddress
-from ztone.osdep.base import FrameHandler, MulticastGroup, Route, TapError
+from ztone.osdep.base import BatchEnd, FrameHandler, MulticastGroup, Route, TapError
 
 from . import libdlpi
 from .commands import Commands, IPAddress, IPNetwork, LinkInfo
@@ -115,6 +115,7 @@ class IllumosTap:
         self._routes: dict[Route, tuple[IPAddress, bool]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_frame: FrameHandler | None = None
+        self._on_batch_end: BatchEnd | None = None
         self._rx_fd = -1
         self._rx_buffer = bytearray(RX_BUFFER)
         self._rx_errors = 0
@@ -137,11 +138,13 @@ class IllumosTap:
 
     # --- frames ---------------------------------------------------------------------
 
-    def start(self, loop: asyncio.AbstractEventLoop, on_frame: FrameHandler) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, on_frame: FrameHandler,
+              on_batch_end: BatchEnd | None = None) -> None:  # fmt: skip
         if self.closed:
             raise TapError(f"{self.device_name}: port is closed")
         self._loop = loop
         self._on_frame = on_frame
+        self._on_batch_end = on_batch_end
         self._rx_fd = self._rx.fd()
         loop.add_reader(self._rx_fd, self._on_readable)
 
@@ -154,6 +157,12 @@ class IllumosTap:
         self._rx_fd = -1
 
     def _on_readable(self) -> None:
+        if self._read_frames() and self._on_batch_end is not None:
+            self._on_batch_end()
+
+    def _read_frames(self) -> int:
+        """Up to RX_BATCH frames to ``on_frame``; how many went."""
+        delivered = 0
         buf = self._rx_buffer
         handler = self._on_frame
         for _ in range(RX_BATCH):
@@ -166,9 +175,9 @@ class IllumosTap:
                     log.error("%s: giving up reading frames after %d errors",
                               self.device_name, self._rx_errors)  # fmt: skip
                     self._stop_reader()
-                return
+                return delivered
             if n is None:
-                return
+                return delivered
             self._rx_errors = 0
             # Only what the host sent: our own frames injected through the backend
             # VNIC (and anything else on the etherstub) have other source MACs.
@@ -177,10 +186,12 @@ class IllumosTap:
             dst = int.from_bytes(buf[0:6], "big")
             ethertype = (buf[12] << 8) | buf[13]
             end = min(n, libdlpi.ETHER_HEADER + self._mtu)
+            delivered += 1
             try:
                 handler(self._mac, dst, ethertype, bytes(buf[libdlpi.ETHER_HEADER : end]))
             except Exception:
                 log.exception("%s: frame handler failed", self.device_name)
+        return delivered
 
     def put(self, source: int, destination: int, ethertype: int, payload: bytes) -> None:
         if self.closed:

@@ -51,7 +51,7 @@ from pyroute2 import (  # type: ignore[import-untyped, import-not-found, unused-
 
 from ztone.node.inetaddress import InetAddress
 
-from ..base import FrameHandler, IPNetwork, MulticastGroup, Route, TapError
+from ..base import BatchEnd, FrameHandler, IPNetwork, MulticastGroup, Route, TapError
 from ..managed import fork_default_route, upstream_sort_key
 from ..multicast import port_groups
 from ..naming import choose_linux_device_name, is_linux_ztone_name, read_devicemap
@@ -281,6 +281,7 @@ class LinuxTap:
         self._nl = netlink
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_frame: FrameHandler | None = None
+        self._on_batch_end: BatchEnd | None = None
         self._rbuf = bytearray(READ_BUFFER_SIZE)
         self._rview = memoryview(self._rbuf)
         self._headers: dict[tuple[int, int, int], bytes] = {}  # Ethernet headers put lately
@@ -361,13 +362,15 @@ class LinuxTap:
     def mtu(self) -> int:
         return self._mtu
 
-    def start(self, loop: asyncio.AbstractEventLoop, on_frame: FrameHandler) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, on_frame: FrameHandler,
+              on_batch_end: BatchEnd | None = None) -> None:  # fmt: skip
         if self.closed:
             raise TapError(f"{self._name}: closed")
         if self._loop is not None:
             self._loop.remove_reader(self._fd)
         self._loop = loop
         self._on_frame = on_frame
+        self._on_batch_end = on_batch_end
         loop.add_reader(self._fd, self._on_readable)
 
     def put(self, source: int, destination: int, ethertype: int, payload: bytes) -> None:
@@ -551,6 +554,7 @@ class LinuxTap:
                 log.debug("%s: remove_reader: %s", self._name, e)
             self._loop = None
         self._on_frame = None
+        self._on_batch_end = None
         os.close(self._fd)
         self._fd = -1
         with _live_lock:
@@ -564,21 +568,27 @@ class LinuxTap:
     # --- internals ------------------------------------------------------------------
 
     def _on_readable(self) -> None:
+        if self._read_frames() and self._on_batch_end is not None:
+            self._on_batch_end()
+
+    def _read_frames(self) -> int:
+        """Up to MAX_FRAMES_PER_WAKEUP frames to ``on_frame``; how many went."""
+        delivered = 0
         fd = self._fd
         buf = self._rbuf
         view = self._rview
         for _ in range(MAX_FRAMES_PER_WAKEUP):
             if fd < 0 or self._on_frame is None:
-                return
+                return delivered
             try:
                 n = os.readv(fd, (buf,))
             except BlockingIOError:
-                return
+                return delivered
             except InterruptedError:
                 continue
             except OSError as e:
                 log.warning("%s: read failed: %s", self._name, e)
-                return
+                return delivered
             at = 0
             if self._vnet:
                 at = VNET_HDR_LEN
@@ -591,10 +601,12 @@ class LinuxTap:
             destination = int.from_bytes(view[at : at + 6], "big")
             source = int.from_bytes(view[at + 6 : at + 12], "big")
             ethertype = (buf[at + 12] << 8) | buf[at + 13]
+            delivered += 1
             try:
                 self._on_frame(source, destination, ethertype, bytes(view[at + 14 : n]))
             except Exception:
                 log.exception("%s: frame handler failed", self._name)
+        return delivered
 
     def _finish_checksum(self, n: int) -> bool:
         """A frame read with a virtio_net_hdr asking for work: finish it in the buffer."""
