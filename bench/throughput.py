@@ -17,8 +17,7 @@ a network through the controller API, authorizes the members, then measures:
 Options: ``--pure`` (ZTONE_PURE=1 daemons), ``--profile DIR`` (py-spy on both
 members during iperf3, with a summary), ``--pin`` (a and b on different CPUs),
 ``--hold`` (keep the network up for profiling by hand). ``ZTONE_BENCH_PYTHONPATH``
-runs the daemons from another source tree (A/B comparisons); ``ZTONE_EVENT_LOOP=asyncio``
-runs them on the standard event loop instead of uvloop.
+runs the daemons from another source tree (A/B comparisons).
 
 Needs root, ``ip``, ``iperf3`` and ``ping``. Sends packets only inside the
 namespaces it makes; everything is torn down at the end. Prints numbers; asserts
@@ -247,8 +246,6 @@ def main() -> int:
     env = {"ZTONE_LOG_LEVEL": "WARNING"}
     if os.environ.get("ZTONE_BENCH_PYTHONPATH"):  # run the daemons from another source tree
         env["PYTHONPATH"] = os.environ["ZTONE_BENCH_PYTHONPATH"]
-    if os.environ.get("ZTONE_EVENT_LOOP"):  # asyncio: the standard loop even with uvloop
-        env["ZTONE_EVENT_LOOP"] = os.environ["ZTONE_EVENT_LOOP"]
     if args.pure:
         env["ZTONE_PURE"] = "1"
     with tempfile.TemporaryDirectory() as tmp, bridge_namespaces(4, "198.18.0.0/24", None) as lan:
