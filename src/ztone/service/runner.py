@@ -56,6 +56,7 @@ from .entropy import RandomPool
 from .home import FileStateStore, Home
 from .interfaces import local_addresses
 from .networks import NetworkPorts
+from .state_writer import StateWriter
 from .udp import UdpSockets, trial_bind
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class NodeService:
         self.conf = LocalConf()
         self.node: Node
         self.store: FileStateStore
+        self.state: StateWriter
         self.udp: UdpSockets
         self.api: ApiServer | None = None
         self.auth_token = ""
@@ -226,12 +228,13 @@ class NodeService:
         self.metrics_token = home.metrics_token()
         self.allow_management_from = list(self.conf.management_networks())
         self.store = FileStateStore(home)
+        self.state = StateWriter(self.store)
         self._start_controller(identity)
         self.node = Node(
             identity,
             now=now_ms(),
             random_bytes=RandomPool(),
-            state=self.store,
+            state=self.state,
             path_check=self._path_check,
             path_lookup=self._path_lookup,
             physical=self._physical(),
@@ -314,6 +317,7 @@ class NodeService:
             self._apply(self.node.drain_actions(), send=False)
         except Exception:
             log.exception("flushing state at shutdown failed")
+        self.state.close()  # every queued state write is on disk before we exit
         if self.api is not None:
             self.api.close()
             await self.api.wait_closed()
@@ -383,10 +387,7 @@ class NodeService:
                 if self.ports is not None:
                     self.ports.apply(action.nwid, action.op, action.view)
             elif isinstance(action, PutState):
-                try:
-                    self.store.apply(action)
-                except OSError as e:
-                    log.error("cannot store %s %x: %s", action.kind.name, action.object_id, e)
+                self.state.apply(action)  # on the writer's thread; failures are logged there
             else:
                 self._on_event(action)
         if send:
@@ -461,7 +462,7 @@ class NodeService:
             if time.monotonic() - last_refresh >= BINDER_REFRESH_PERIOD:
                 last_refresh = time.monotonic()
                 self.node.set_local_addresses(self.listening_on())
-                self.store.prune_peers(time.time())
+                self.state.call(lambda: self.store.prune_peers(time.time()))
 
     # -------------------------------------------------------------- ApiControl
 
