@@ -63,7 +63,6 @@ from .inetaddress import InetAddress, IpScope
 from .multicaster import Multicaster
 from .network import Network, NetworkView
 from .packet import (
-    FLAG_FRAGMENTED,
     IDX_FLAGS,
     MAX_PACKET_LENGTH,
     MIN_PACKET_LENGTH,
@@ -578,21 +577,11 @@ class Node:
                 self._defer_rx(now, path, packet, authenticated or trusted, source)
             return False
         if not authenticated:
-            if trusted:
-                pass
-            elif cipher == SUITE_AES_GMAC_SIV and len(packet) >= MIN_PACKET_LENGTH:
-                if not peer.key.siv.dearmor(packet):  # dearmor(), inlined for suite 3
-                    self.counters["rx_bad_mac"] += 1
-                    return True
-            elif not dearmor(packet, peer.key):
+            if not trusted and not dearmor(packet, peer.key):
                 self.counters["rx_bad_mac"] += 1
                 return True
-            if len(packet) < MIN_PACKET_LENGTH or packet[27] & 0x80:
-                uncompress(packet)  # (raises for a short packet)
-        if packet[27] & 0x1F == Verb.FRAME:  # dispatch(), inlined for the common verb
-            done = vl2.do_frame(self, now, path, peer, packet)
-        else:
-            done = dispatch(self, now, path, peer, packet)
+            uncompress(packet)
+        done = dispatch(self, now, path, peer, packet)
         if not done and not retry:
             self._defer_rx(now, path, packet, True, source)
         return done
@@ -827,39 +816,27 @@ class Node:
             trusted = self._trusted_path_id(address)
         else:
             mtu, trusted = DEFAULT_PHYSMTU, 0
-        # Helpers are inlined for the common case (one datagram, AES-GMAC-SIV): when a
-        # lone packet finds the CPU caches cold, every call costs microseconds.
-        n = len(packet)
-        if n <= mtu and n <= MAX_PACKET_LENGTH:
-            packet[IDX_FLAGS] &= ~FLAG_FRAGMENTED & 0xFF  # mark_fragmented(packet, mtu)
-        else:
-            try:
-                mark_fragmented(packet, mtu)
-            except ValueError:
-                self.counters["tx_too_big"] += 1
-                return
+        try:
+            mark_fragmented(packet, mtu)
+        except ValueError:
+            self.counters["tx_too_big"] += 1
+            return
         if trusted:
             packet[IDX_FLAGS] = (packet[IDX_FLAGS] & 0x47) | (SUITE_NONE_TRUSTED << 3)
             packet[19:27] = trusted.to_bytes(8, "big")
         else:
-            if encrypt and peer.supports_aes:  # armor(packet, key, suite 3), inlined
-                packet[IDX_FLAGS] = (packet[IDX_FLAGS] & 0x47) | (SUITE_AES_GMAC_SIV << 3)
-                peer.key.siv.armor(packet)
+            if not encrypt:
+                suite = SUITE_POLY1305_NONE
+            elif peer.supports_aes:
+                suite = SUITE_AES_GMAC_SIV
             else:
-                armor(packet, peer.key, SUITE_POLY1305_SALSA2012 if encrypt
-                      else SUITE_POLY1305_NONE)  # fmt: skip
-            # _expect_reply(packet[0:8])
-            bucket = self._expecting[packet[3]]
-            bucket.append(int.from_bytes(packet[0:4], "big"))
-            if len(bucket) > 32:
-                del bucket[0]
+                suite = SUITE_POLY1305_SALSA2012
+            armor(packet, peer.key, suite)
+            self._expect_reply(packet[0:8])
         local_socket = path.local_socket
-        if n <= mtu:
-            self._actions.append(SendPacket(local_socket, address, bytes(packet)))
-        else:
-            actions = self._actions
-            for piece in split(packet, mtu):
-                actions.append(SendPacket(local_socket, address, piece))
+        actions = self._actions
+        for piece in split(packet, mtu):
+            actions.append(SendPacket(local_socket, address, piece))
         path.last_out = now
         self.counters["tx_packets"] += 1
 
