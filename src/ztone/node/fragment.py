@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .address import Address
+from .bounds import REASSEMBLY_SLOTS
 from .errors import MalformedPacket
 from .packet import FLAG_FRAGMENTED, IDX_FLAGS, MAX_PACKET_LENGTH, MIN_PACKET_LENGTH
 
@@ -34,7 +35,7 @@ MAX_PACKET_FRAGMENTS = 7
 DEFAULT_PHYSMTU = 1432
 MIN_PHYSMTU = 1400
 MAX_PHYSMTU = 10324
-RX_QUEUE_SIZE = 32
+RX_QUEUE_SIZE = REASSEMBLY_SLOTS
 
 
 def is_fragment(datagram: bytes | bytearray | memoryview) -> bool:

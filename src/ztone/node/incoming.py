@@ -15,6 +15,7 @@ from . import constants as C
 from . import vl2
 from .actions import EventKind, NodeEvent
 from .armor import PeerKey, crypt_field, dearmor
+from .bounds import MAX_PEER_ECHO_GATES
 from .c25519 import KeyAgreementError
 from .errors import MalformedPacket
 from .hello import MOON_RECORD_LENGTH, OkHello
@@ -261,6 +262,8 @@ def _do_echo(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) ->
     key = (path.local_socket, path.address)
     last = peer.echo_gate.get(key, -C.ECHO_RATE_LIMIT)
     if now - last >= C.ECHO_RATE_LIMIT:
+        if key not in peer.echo_gate and len(peer.echo_gate) >= MAX_PEER_ECHO_GATES:
+            peer.echo_gate.clear()
         peer.echo_gate[key] = now
         node.send_reply(now, peer, path, Verb.OK,
                         in_re_payload(Verb.ECHO, int.from_bytes(packet[0:8], "big"))

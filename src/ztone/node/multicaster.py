@@ -1,9 +1,26 @@
 """Who subscribed to which multicast group, and multicasts waiting for members
 (PROTOCOL-NETWORK-SERVICE A.5.12.3-A.5.12.5, ``Multicaster``, ``OutboundMulticast``).
 
-Per (network, group): members with the time of their last LIKE (expire after
-600 s) and a queue of pending outbound multicasts (each lives 5 s and is offered
-to members learned meanwhile until its recipient limit is reached).
+Members: per network, per group, the members with the time of their last LIKE
+(expire after 600 s). A root holds these for other people's networks, so the store
+is compact and bounded (:mod:`ztone.node.bounds`):
+
+* ``_nets``: network id -> {group key -> member record}; group key is
+  ``mac << 32 | adi`` and a member record is ``address << 64 | like time`` for a
+  group with one member (the common case on a root) or ``{address: like time}``
+  once a second member likes it. Both dicts are kept in least-recently-liked order
+  (a refreshed entry moves to the end), which is the eviction order.
+* per-peer and per-network counts of member records, and their total.
+
+A new record from a peer already holding ``MULTICAST_MAX_PER_PEER`` is refused (a
+peer can only crowd out itself); a network at ``MULTICAST_MAX_PER_NETWORK`` loses its
+least recently liked group; at ``MULTICAST_MAX_TOTAL`` the least recently active
+network loses its least recently liked group.
+
+Sending state, kept apart because only the networks we are in have it: per
+(network, group) a queue of pending outbound multicasts (each lives 5 s and is
+offered to members learned meanwhile until its recipient limit is reached) and the
+time of the last explicit gather.
 """
 
 from __future__ import annotations
@@ -11,6 +28,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .bounds import (
+    MULTICAST_MAX_PER_NETWORK,
+    MULTICAST_MAX_PER_PEER,
+    MULTICAST_MAX_TOTAL,
+    MULTICAST_MAX_TX_GROUPS,
+)
 from .vl2_wire import MulticastGroup
 
 MULTICAST_LIKE_EXPIRE = 600_000
@@ -18,6 +41,10 @@ MULTICAST_TRANSMIT_TIMEOUT = 5_000
 TX_QUEUE_PER_GROUP = 32
 MAX_GATHER_LIMIT = 65535
 MAX_GATHER_PAYLOAD = 10024 - 28 - 18 - 6
+
+_TIME_MASK = (1 << 64) - 1
+
+Record = int | dict[int, int]
 
 
 @dataclass(slots=True)
@@ -32,8 +59,7 @@ class OutboundMulticast:
 
 
 @dataclass(slots=True)
-class _GroupState:
-    members: dict[int, int] = field(default_factory=dict)  # address -> last LIKE time
+class _TxState:
     queue: list[OutboundMulticast] = field(default_factory=list)
     last_explicit_gather: int = 0
 
@@ -42,45 +68,194 @@ Sender = Callable[[int, bytes], None]
 """``send(address, multicast frame payload)``: one copy to one member."""
 
 
+def group_key(group: MulticastGroup) -> int:
+    return (group.mac << 32) | (group.adi & 0xFFFFFFFF)
+
+
 class Multicaster:
-    def __init__(self, my_address: int) -> None:
+    def __init__(self, my_address: int, *, max_per_peer: int = MULTICAST_MAX_PER_PEER,
+                 max_per_network: int = MULTICAST_MAX_PER_NETWORK,
+                 max_total: int = MULTICAST_MAX_TOTAL) -> None:  # fmt: skip
         self.my_address = my_address
-        self._groups: dict[tuple[int, MulticastGroup], _GroupState] = {}
+        self.max_per_peer = max_per_peer
+        self.max_per_network = max_per_network
+        self.max_total = max_total
+        self._nets: dict[int, dict[int, Record]] = {}
+        self._net_count: dict[int, int] = {}
+        self._peer_count: dict[int, int] = {}
+        self._total = 0
+        self._tx: dict[tuple[int, int], _TxState] = {}
+        self.refused = 0
+        self.evicted = 0
 
-    def _state(self, nwid: int, group: MulticastGroup) -> _GroupState:
-        key = (nwid, group)
-        st = self._groups.get(key)
-        if st is None:
-            st = _GroupState()
-            self._groups[key] = st
-        return st
+    # --- counts ----------------------------------------------------------------
 
-    def add(self, now: int, nwid: int, group: MulticastGroup, member: int, send: Sender) -> None:
-        """A member LIKEd the group (or was gathered): remember it; offer queued frames."""
+    @property
+    def total(self) -> int:
+        """Member records stored (one per member per group)."""
+        return self._total
+
+    def peer_count(self, address: int) -> int:
+        return self._peer_count.get(address, 0)
+
+    def network_count(self, nwid: int) -> int:
+        return self._net_count.get(nwid, 0)
+
+    def largest_counts(self) -> tuple[int, int]:
+        """(most records held by one peer, most records in one network)."""
+        return (max(self._peer_count.values(), default=0),
+                max(self._net_count.values(), default=0))  # fmt: skip
+
+    def tx_groups(self) -> int:
+        return len(self._tx)
+
+    def _dec(self, nwid: int, address: int) -> None:
+        self._total -= 1
+        n = self._peer_count[address] - 1
+        if n:
+            self._peer_count[address] = n
+        else:
+            del self._peer_count[address]
+        n = self._net_count[nwid] - 1
+        if n:
+            self._net_count[nwid] = n
+        else:
+            del self._net_count[nwid]
+
+    def _drop_record(self, nwid: int, record: Record) -> None:
+        if isinstance(record, int):
+            self._dec(nwid, record >> 64)
+        else:
+            for address in record:
+                self._dec(nwid, address)
+
+    def _evict_from(self, nwid: int) -> None:
+        groups = self._nets[nwid]
+        gk = next(iter(groups))
+        self._drop_record(nwid, groups.pop(gk))
+        if not groups:
+            del self._nets[nwid]
+        self.evicted += 1
+
+    # --- members ---------------------------------------------------------------
+
+    def add(self, now: int, nwid: int, group: MulticastGroup, member: int, send: Sender) -> bool:
+        """A member LIKEd the group (or was gathered): remember it; offer queued frames.
+
+        False if it was not stored (it is us, or the peer is at its cap).
+        """
         if member == self.my_address:
-            return
-        st = self._state(nwid, group)
-        st.members[member] = now
-        for om in st.queue:
-            if (
-                member not in om.sent_to
-                and not om.done()
-                and now - om.created < (MULTICAST_TRANSMIT_TIMEOUT)
-            ):
-                om.sent_to.add(member)
-                send(member, om.payload)
-        st.queue = [om for om in st.queue if not om.done()]
+            return False
+        gk = group_key(group)
+        groups = self._nets.get(nwid)
+        record = groups.get(gk) if groups is not None else None
+        if groups is not None and record is not None:
+            if isinstance(record, int):
+                if record >> 64 == member:
+                    new: Record = (member << 64) | (now & _TIME_MASK)
+                    known = True
+                else:
+                    new = {record >> 64: record & _TIME_MASK}
+                    known = False
+            else:
+                new = record
+                known = member in record
+            if not known and not self._make_room(nwid, member):
+                return False
+            groups = self._nets.get(nwid)  # _make_room may have emptied the network
+            if groups is None:
+                groups = self._nets[nwid] = {}
+                new = (member << 64) | (now & _TIME_MASK)
+            elif isinstance(new, dict):
+                if gk not in groups:
+                    new = (member << 64) | (now & _TIME_MASK)  # evicted meanwhile
+                else:
+                    new[member] = now
+            groups.pop(gk, None)
+            groups[gk] = new
+        else:
+            if not self._make_room(nwid, member):
+                return False
+            groups = self._nets.get(nwid)
+            if groups is None:
+                groups = self._nets[nwid] = {}
+            groups[gk] = (member << 64) | (now & _TIME_MASK)
+            known = False
+        if not known:
+            self._total += 1
+            self._peer_count[member] = self._peer_count.get(member, 0) + 1
+            self._net_count[nwid] = self._net_count.get(nwid, 0) + 1
+        if next(reversed(self._nets)) != nwid:
+            self._nets[nwid] = self._nets.pop(nwid)
+        tx = self._tx.get((nwid, gk))
+        if tx is not None and tx.queue:
+            for om in tx.queue:
+                if (member not in om.sent_to and not om.done()
+                        and now - om.created < MULTICAST_TRANSMIT_TIMEOUT):  # fmt: skip
+                    om.sent_to.add(member)
+                    send(member, om.payload)
+            tx.queue = [om for om in tx.queue if not om.done()]
+        return True
+
+    def _make_room(self, nwid: int, member: int) -> bool:
+        """Room for one more record of ``member`` in ``nwid``; False if refused."""
+        if self._peer_count.get(member, 0) >= self.max_per_peer:
+            self.refused += 1
+            return False
+        if self._net_count.get(nwid, 0) >= self.max_per_network:
+            self._evict_from(nwid)
+        while self._total >= self.max_total and self._nets:
+            self._evict_from(next(iter(self._nets)))
+        return True
 
     def remove(self, nwid: int, group: MulticastGroup, member: int) -> None:
-        st = self._groups.get((nwid, group))
-        if st is not None:
-            st.members.pop(member, None)
+        groups = self._nets.get(nwid)
+        if groups is None:
+            return
+        gk = group_key(group)
+        record = groups.get(gk)
+        if record is None:
+            return
+        if isinstance(record, int):
+            if record >> 64 != member:
+                return
+            del groups[gk]
+        else:
+            if record.pop(member, None) is None:
+                return
+            if not record:
+                del groups[gk]
+        self._dec(nwid, member)
+        if not groups:
+            del self._nets[nwid]
 
     def members(self, now: int, nwid: int, group: MulticastGroup) -> list[int]:
-        st = self._groups.get((nwid, group))
-        if st is None:
+        """Members liked within 600 s (expired ones are dropped on the way)."""
+        groups = self._nets.get(nwid)
+        if groups is None:
             return []
-        return [a for a, t in st.members.items() if now - t < MULTICAST_LIKE_EXPIRE]
+        gk = group_key(group)
+        record = groups.get(gk)
+        if record is None:
+            return []
+        if isinstance(record, int):
+            if now - (record & _TIME_MASK) < MULTICAST_LIKE_EXPIRE:
+                return [record >> 64]
+            del groups[gk]
+            self._dec(nwid, record >> 64)
+        else:
+            live = [a for a, t in record.items() if now - t < MULTICAST_LIKE_EXPIRE]
+            if len(live) == len(record):
+                return live
+            for a in [a for a in record if now - record[a] >= MULTICAST_LIKE_EXPIRE]:
+                del record[a]
+                self._dec(nwid, a)
+            if record:
+                return live
+            del groups[gk]
+        if not groups:
+            del self._nets[nwid]
+        return []
 
     def gather(self, now: int, nwid: int, group: MulticastGroup, requester: int, limit: int,
                include_me: bool, rand: Callable[[int], int]) -> tuple[int, list[int]]:  # fmt: skip
@@ -98,31 +273,73 @@ class Multicaster:
             picked.append(candidates.pop(rand(len(candidates))))
         return total, picked
 
+    # --- sending state ---------------------------------------------------------
+
+    def _tx_state(self, nwid: int, group: MulticastGroup) -> _TxState:
+        key = (nwid, group_key(group))
+        st = self._tx.get(key)
+        if st is None:
+            if len(self._tx) >= MULTICAST_MAX_TX_GROUPS:
+                del self._tx[next(iter(self._tx))]
+            st = self._tx[key] = _TxState()
+        return st
+
     def needs_gather(self, now: int, nwid: int, group: MulticastGroup, delay: int) -> bool:
-        st = self._state(nwid, group)
+        st = self._tx_state(nwid, group)
         if not self.members(now, nwid, group) or now - st.last_explicit_gather >= delay:
             st.last_explicit_gather = now
             return True
         return False
 
     def enqueue(self, now: int, nwid: int, group: MulticastGroup, om: OutboundMulticast) -> None:
-        st = self._state(nwid, group)
+        st = self._tx_state(nwid, group)
         while len(st.queue) >= TX_QUEUE_PER_GROUP:
             st.queue.pop(0)
         if not om.done():
             st.queue.append(om)
 
+    # --- housekeeping ----------------------------------------------------------
+
     def clean(self, now: int) -> None:
-        for key in list(self._groups):
-            st = self._groups[key]
+        """Drop expired members and spent multicasts (every 30 s).
+
+        Groups are in least-recently-liked order, so each network's scan stops at
+        the first group liked within the expiry; a stale member of a group that
+        others keep liking goes when the group is next read (:meth:`members`).
+        """
+        for key in list(self._tx):
+            st = self._tx[key]
             st.queue = [
                 om for om in st.queue
                 if not om.done() and now - om.created < MULTICAST_TRANSMIT_TIMEOUT
             ]  # fmt: skip
-            st.members = {a: t for a, t in st.members.items() if now - t < MULTICAST_LIKE_EXPIRE}
-            if not st.members and not st.queue:
-                del self._groups[key]
+            if not st.queue and now - st.last_explicit_gather >= MULTICAST_LIKE_EXPIRE:
+                del self._tx[key]
+        for nwid in list(self._nets):
+            groups = self._nets[nwid]
+            while groups:
+                gk = next(iter(groups))
+                record = groups[gk]
+                if isinstance(record, int):
+                    if now - (record & _TIME_MASK) < MULTICAST_LIKE_EXPIRE:
+                        break
+                    del groups[gk]
+                    self._dec(nwid, record >> 64)
+                    continue
+                stale = [a for a, t in record.items() if now - t >= MULTICAST_LIKE_EXPIRE]
+                for a in stale:
+                    del record[a]
+                    self._dec(nwid, a)
+                if record:
+                    break
+                del groups[gk]
+            if not groups:
+                del self._nets[nwid]
 
     def forget_network(self, nwid: int) -> None:
-        for key in [k for k in self._groups if k[0] == nwid]:
-            del self._groups[key]
+        groups = self._nets.pop(nwid, None)
+        if groups is not None:
+            for record in groups.values():
+                self._drop_record(nwid, record)
+        for key in [k for k in self._tx if k[0] == nwid]:
+            del self._tx[key]

@@ -18,12 +18,14 @@ boundary, counted and the datagram dropped. Any other exception escaping
 from __future__ import annotations
 
 import hashlib
+import heapq
 import ipaddress
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import bounds as B
 from . import constants as C
 from . import vl2
 from .actions import (
@@ -74,6 +76,7 @@ from .packet import (
 )
 from .path import Path
 from .peer import Peer, parse_peer_cache
+from .root_members import RootMemberships
 from .status import MoonStatus, NodeStatus, PathStatus, PeerStatus
 from .topology import Topology
 from .verbs import Rendezvous, in_re_payload, serialize_push_direct_paths
@@ -188,6 +191,7 @@ class Node:
         self.os_arch = os_arch
         self.networks: dict[int, Network] = {}
         self.multicaster = Multicaster(int(identity.address))
+        self.root_memberships = RootMemberships()
         self._physical = sorted(physical or [], key=lambda s: s.network.prefixlen, reverse=True)
         self._actions: list[Action] = []
         self.counters: Counter[str] = Counter()
@@ -434,8 +438,24 @@ class Node:
             self.counters["peer_bad_key"] += 1
             return None
         peer = Peer(identity, key)
+        self._make_room_for_peer()
         self.peers[int(identity.address)] = peer
         return peer
+
+    def _make_room_for_peer(self) -> None:
+        """At ``MAX_PEERS``: forget the least recently heard 1/16 (never a root).
+
+        A batch, so the scan is paid once per 2,048 new peers and not per HELLO.
+        """
+        if len(self.peers) < B.MAX_PEERS:
+            return
+        topology = self.topology
+        candidates = [p for a, p in self.peers.items() if not topology.is_upstream(a)]
+        for peer in heapq.nsmallest(max(1, B.MAX_PEERS // 16), candidates,
+                                    key=lambda p: p.last_receive):  # fmt: skip
+            del self.peers[int(peer.address)]
+            self.root_memberships.forget_peer(int(peer.address))
+        self.counters["peers_evicted"] += 1
 
     def _get_peer(self, now: int, address: int) -> Peer | None:
         peer = self.peers.get(address)
@@ -471,9 +491,22 @@ class Node:
         key = (local_socket, remote)
         path = self._paths.get(key)
         if path is None:
+            if len(self._paths) >= B.MAX_PATHS:
+                self._prune_paths()
             path = Path(local_socket, remote)
             self._paths[key] = path
         return path
+
+    def _prune_paths(self) -> None:
+        """At ``MAX_PATHS``: drop the oldest paths no peer uses, down to 7/8 of it."""
+        used = {id(s.path) for p in self.peers.values() for s in p.slots}
+        target = B.MAX_PATHS * 7 // 8
+        for key in list(self._paths):
+            if len(self._paths) <= target:
+                break
+            if id(self._paths[key]) not in used:
+                del self._paths[key]
+        self.counters["paths_pruned"] += 1
 
     def _trusted_path_id(self, remote: InetAddress) -> int:
         for setting in self._physical:
@@ -588,7 +621,7 @@ class Node:
 
     def _defer_rx(self, now: int, path: Path, packet: bytearray, authenticated: bool,
                   source: int) -> None:  # fmt: skip
-        if len(self._rx) >= C.RX_QUEUE_SIZE:
+        if len(self._rx) >= B.RX_QUEUE_SIZE:
             self._rx.pop(0)
             self.counters["rx_queue_overflow"] += 1
         self._rx.append(_RxEntry(now, path, packet, authenticated, source))
@@ -685,6 +718,9 @@ class Node:
             for family in (6, 4):
                 k = (scope, family)
                 if k in pa and k in pb:
+                    self._last_unite.pop(key, None)
+                    if len(self._last_unite) >= B.MAX_UNITE_ENTRIES:
+                        del self._last_unite[next(iter(self._last_unite))]
                     self._last_unite[key] = now
                     pairs = [(b, pb[k], a, pa[k]), (a, pa[k], b, pb[k])]
                     if self._random(1)[0] & 1:
@@ -732,7 +768,7 @@ class Node:
         last = self._whois_sent.get(address)
         if last is not None and now - last < C.WHOIS_RETRY_DELAY:
             return
-        if last is None and len(self._whois_sent) >= C.MAX_PENDING_WHOIS:
+        if last is None and len(self._whois_sent) >= B.MAX_PENDING_WHOIS:
             # DoS bound: a flood of packets from made-up addresses must not make us
             # flood the root with WHOIS; the table drains every 500 ms.
             self.counters["whois_table_full"] += 1
@@ -757,7 +793,7 @@ class Node:
                 return
         else:
             self.request_whois(now, destination)
-        if len(self._tx) >= C.TX_QUEUE_SIZE:
+        if len(self._tx) >= B.TX_QUEUE_SIZE:
             self._tx.pop(0)
             self.counters["tx_queue_overflow"] += 1
         self._tx.append(_TxEntry(now, destination, verb, payload, encrypt, compress))
@@ -961,6 +997,7 @@ class Node:
 
     def _housekeeping(self, now: int) -> None:
         vl2.housekeeping(self, now)
+        self.root_memberships.clean(now, self.peers)
         for address, peer in list(self.peers.items()):
             if self.topology.is_upstream(address) or peer.alive(now):
                 continue
@@ -1006,7 +1043,8 @@ class Node:
         """One new-identity validation per source bucket per 2 s (§6.2.2)."""
         packed = remote.ip.packed
         prefix = packed[:3] if remote.ip.version == 4 else packed[:6]
-        bucket = int.from_bytes(hashlib.sha256(prefix).digest()[:2], "big") & 0x3FFF
+        digest = hashlib.sha256(prefix).digest()
+        bucket = int.from_bytes(digest[:2], "big") % B.IDENTITY_GATE_BUCKETS
         last = self._identity_gate.get(bucket)
         if last is not None and now - last < C.IDENTITY_VALIDATION_SOURCE_RATE_LIMIT:
             return False
@@ -1018,6 +1056,7 @@ class Node:
 
     def new_peer_from_hello(self, now: int, identity: Identity, key: PeerKey) -> Peer:
         peer = Peer(identity, key)
+        self._make_room_for_peer()
         self.peers[int(identity.address)] = peer
         return peer
 
@@ -1052,6 +1091,8 @@ class Node:
                     if p.scope == scope and p.address.ip.version == reported.ip.version:
                         self.attempt_contact(now, peer, p.local_socket, p.address, False)
                         slot.lr = 0
+        if key not in self._surface and len(self._surface) >= B.MAX_SURFACE_ENTRIES:
+            del self._surface[next(iter(self._surface))]
         self._surface[key] = (reported, now)
 
     def received(self, now: int, path: Path, peer: Peer, hops: int, verb: int,
@@ -1086,6 +1127,8 @@ class Node:
                         if now - t <= C.PATH_CONFIRM_INTERVAL
                     }  # fmt: skip
                     if key not in peer.last_tried_paths:
+                        if len(peer.last_tried_paths) >= B.MAX_PEER_TRIED_PATHS:
+                            peer.last_tried_paths.clear()
                         peer.last_tried_paths[key] = now
                         self.attempt_contact(now, peer, path.local_socket, path.address, True)
                         path.last_out = now

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .armor import PeerKey
+from .bounds import MAX_PEER_PATHS
 from .constants import (
     LATENCY_UNKNOWN,
     PEER_ACTIVITY_TIMEOUT,
@@ -134,7 +135,7 @@ class Peer:
         new = PathSlot(path, now, 1)
         if replace is not None:
             self.slots[replace] = new
-        elif len(self.slots) < 64:
+        elif len(self.slots) < MAX_PEER_PATHS:
             self.slots.append(new)
         else:
             oldest = max(range(len(self.slots)), key=lambda i: self.slots[i].path.age(now))

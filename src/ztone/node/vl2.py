@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import credentials as cr
 from .actions import DeliverFrame, NetworkConfigChanged, PutState, StateKind
+from .bounds import MAX_MEMBERSHIPS
 from .config_chunk import ConfigAssembler, make_config_chunks
 from .dictionary import Dictionary
 from .errors import MalformedPacket
@@ -338,6 +339,8 @@ def do_network_credentials(node: Node, now: int, path: Path, peer: Peer,
 def add_credential(node: Node, now: int, cred: Any, source: int) -> AddResult:
     """Route a credential to its network and member (A.3.7)."""
     net = node.networks.get(cred.network_id)
+    if net is None and node.topology.am_upstream:
+        return _root_proof(node, now, cred, source)
     if net is None or net.config is None:
         return AddResult.REJECTED
     signer = node.peers.get(net.controller)
@@ -359,10 +362,19 @@ def add_credential(node: Node, now: int, cred: Any, source: int) -> AddResult:
                 if address not in (source, net.controller, node.address):
                     node._send(now, address, Verb.NETWORK_CREDENTIALS, payload, compress=True)
         return result
-    m = net.membership(int(cred.issued_to))
+    checked: list[bool] = []
 
     def verified() -> bool:
-        return bool(cred.verify(signer_identity))
+        if not checked:
+            checked.append(bool(cred.verify(signer_identity)))
+        return checked[0]
+
+    member = int(cred.issued_to)
+    if member not in net.memberships and (
+        len(net.memberships) >= MAX_MEMBERSHIPS or not verified()
+    ):
+        return AddResult.REJECTED  # only a credential that verifies creates a record
+    m = net.membership(member)
 
     if isinstance(cred, cr.CertificateOfMembership):
         return m.add_com(cred, verified)
@@ -373,6 +385,19 @@ def add_credential(node: Node, now: int, cred: Any, source: int) -> AddResult:
     if isinstance(cred, cr.CertificateOfOwnership):
         return m.add_keyed(CREDENTIAL_TYPE_COO, m.coos, cred, verified)
     return AddResult.REJECTED
+
+
+def _root_proof(node: Node, now: int, cred: Any, source: int) -> AddResult:
+    """On a root: a COM its holder shows for a network we are not in (root_members)."""
+    if not isinstance(cred, cr.CertificateOfMembership) or int(cred.issued_to) != source:
+        return AddResult.REJECTED
+    nwid = cred.network_id
+    controller = node.peers.get(nwid >> 24)
+    if controller is None or not cred.verify(controller.identity):
+        node.counters["root_proof_rejected"] += 1
+        return AddResult.REJECTED
+    node.root_memberships.prove(now, nwid, source)
+    return AddResult.ACCEPTED_NEW
 
 
 def _gate(node: Node, now: int, net: Network, peer: Peer) -> bool:
@@ -710,22 +735,46 @@ def _controller_authorized(net: Network, address: int, now: int) -> bool:
     return t is not None and now - t < LOCAL_CONTROLLER_AUTH_MEMORY
 
 
+def _like_allowed(node: Node, now: int, nwid: int, peer: Peer, path: Path,
+                  packet_id: int) -> bool:  # fmt: skip
+    """May ``peer``'s LIKEs for ``nwid`` be stored (A.5.12.2, and the root rule of
+    :mod:`~ztone.node.root_members`)? Decided afresh for every network id."""
+    address = int(peer.address)
+    net = node.networks.get(nwid)
+    if net is not None and (net.is_allowed(address, peer.identity, now)
+                            or _controller_authorized(net, address, now)):  # fmt: skip
+        return True
+    controller = node.controller
+    if (nwid >> 24) == node.address and controller is not None:
+        return controller.recently_authorized(nwid, address, now)
+    if not node.topology.am_upstream:
+        return False
+    if node.root_memberships.proven(now, nwid, address):
+        return True
+    if node.root_memberships.should_ask(now, nwid, address):
+        node.counters["root_com_requested"] += 1
+        node.send_reply(now, peer, path, Verb.ERROR,
+                        in_re_payload(Verb.MULTICAST_LIKE, packet_id)
+                        + bytes((ErrorCode.NEED_MEMBERSHIP_CERTIFICATE,))
+                        + nwid.to_bytes(8, "big"))  # fmt: skip
+    return False
+
+
 def do_multicast_like(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
     address = int(peer.address)
+    packet_id = int.from_bytes(packet[0:8], "big")
     authorized = False
     last_nwid: int | None = None
     for nwid, group in parse_multicast_like(packet[28:]):
         if nwid != last_nwid:
             last_nwid = nwid
-            net = node.networks.get(nwid)
-            if net is not None:
-                authorized = (net.is_allowed(address, peer.identity, now)
-                              or _controller_authorized(net, address, now))  # fmt: skip
-            authorized = authorized or node.topology.am_upstream
-            if (nwid >> 24) == node.address and node.controller is not None:
-                authorized = authorized or node.controller.recently_authorized(nwid, address, now)
+            authorized = _like_allowed(node, now, nwid, peer, path, packet_id)
         if authorized:
-            node.multicaster.add(now, nwid, group, address, _member_sender(node, now, nwid))
+            if not node.multicaster.add(now, nwid, group, address,
+                                        _member_sender(node, now, nwid)):  # fmt: skip
+                node.counters["multicast_like_refused"] += 1
+        else:
+            node.counters["multicast_like_unauthorized"] += 1
     node.received(now, path, peer, _hops(packet), Verb.MULTICAST_LIKE)
     return True
 
@@ -745,7 +794,7 @@ def do_multicast_gather(node: Node, now: int, path: Path, peer: Peer, packet: by
     g = parse_gather(packet[28:], _parse_com)
     address = int(peer.address)
     net = node.networks.get(g.nwid)
-    if g.com is not None and net is not None:
+    if g.com is not None:
         add_credential(node, now, g.com, address)
     allowed = node.topology.am_upstream or (
         net is not None and (net.is_allowed(address, peer.identity, now)

@@ -13,9 +13,11 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ztone.controller.core import answer_request, make_revocation
 from ztone.controller.store import ChangeEvent, ControllerStore
+from ztone.node.bounds import CONTROLLER_MAX_PENDING
 from ztone.node.dictionary import Dictionary
 from ztone.node.identity import Identity
 from ztone.node.node import ControllerAnswer, Node
@@ -25,6 +27,22 @@ log = logging.getLogger(__name__)
 ONLINE_WINDOW = 120_000
 REQUEST_RATE_LIMIT = 1_000
 AUTHORIZED_MEMORY = 180_000
+
+
+T = TypeVar("T")
+
+
+def _put_bounded(table: dict[tuple[int, int], T], key: tuple[int, int], value: T,
+                 stale: Callable[[T], bool], limit: int) -> None:  # fmt: skip
+    """Set ``table[key]`` as its newest entry; at ``limit`` first drop stale entries,
+    then the oldest (the tables of :mod:`ztone.node.bounds` the controller keeps)."""
+    table.pop(key, None)
+    if len(table) >= limit:
+        for k in [k for k, v in table.items() if stale(v)]:
+            del table[k]
+        while len(table) >= limit:
+            del table[next(iter(table))]
+    table[key] = value
 
 
 @dataclass
@@ -47,6 +65,7 @@ class EmbeddedController:
         self._last_request: dict[tuple[int, int], int] = {}
         self._authorized: dict[tuple[int, int], int] = {}
         self._answering: tuple[int, int] | None = None
+        self.max_pending = CONTROLLER_MAX_PENDING
         store.add_listener(self._on_change)
 
     # --- ControllerApiBackend ----------------------------------------------------
@@ -75,7 +94,8 @@ class EmbeddedController:
         last = self._last_request.get(key)
         if last is not None and now - last <= REQUEST_RATE_LIMIT:
             return False
-        self._last_request[key] = now
+        _put_bounded(self._last_request, key, now, lambda t: now - t > REQUEST_RATE_LIMIT,
+                     self.max_pending)  # fmt: skip
         return True
 
     def recently_authorized(self, nwid: int, member: int, now: int) -> bool:
@@ -83,7 +103,8 @@ class EmbeddedController:
         return t is not None and now - t < AUTHORIZED_MEMORY
 
     def note_authorized(self, nwid: int, member: int, now: int) -> None:
-        self._authorized[(nwid, member)] = now
+        _put_bounded(self._authorized, (nwid, member), now,
+                     lambda t: now - t >= AUTHORIZED_MEMORY, self.max_pending)  # fmt: skip
 
     def request(self, now: int, nwid: int, identity: Identity,
                 metadata: Dictionary) -> ControllerAnswer:  # fmt: skip
@@ -108,7 +129,10 @@ class EmbeddedController:
             real_request=real_request,
         )
         if answer.config is not None:
-            self._online[(nwid, address)] = _Online(now, identity, metadata.serialize())
+            online = _Online(now, identity, metadata.serialize())
+            _put_bounded(self._online, (nwid, address), online,
+                         lambda o: now - o.last_request >= ONLINE_WINDOW,
+                         self.max_pending)  # fmt: skip
         if answer.member is not None:
             self._answering = (nwid, address)
             try:

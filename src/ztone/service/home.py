@@ -34,7 +34,9 @@ from pathlib import Path, PurePath
 
 from ztone.node import c25519
 from ztone.node.actions import PutState, StateKind
+from ztone.node.errors import MalformedPacket
 from ztone.node.identity import Identity
+from ztone.node.world import World, WorldType
 
 log = logging.getLogger(__name__)
 
@@ -441,6 +443,58 @@ class FileStateStore:
     def moon_ids(self) -> list[int]:
         """World ids of ``moons.d/<16 hex>.moon`` files (orbited at start)."""
         return self._ids(MOONS_DIR, _MOON_NAME)
+
+    def check_planet(self) -> None:
+        """A ``planet`` file that exists must hold one planet; else :class:`HomeError`.
+
+        Only an absent file means the built-in planet: falling back to it for a file
+        that is empty, truncated or garbage would move a node of a private network
+        onto the public roots without a word. The signature is not checked against
+        the file's own key: a planet updated by its roots is signed by the previous
+        revision's key (PROTOCOL-CORE §7.3), which the file no longer holds.
+        """
+        path = self._home.file(PLANET)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_STATE_FILE_SIZE + 1)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise HomeError(f"{path}: cannot read the planet: {e}") from None
+        if len(data) > MAX_STATE_FILE_SIZE:
+            raise HomeError(f"{path}: not a planet (larger than {MAX_STATE_FILE_SIZE} bytes)")
+        try:
+            world = World.parse(data)
+        except (MalformedPacket, ValueError) as e:
+            raise HomeError(
+                f"{path}: not a valid planet ({e or 'empty'}); replace it, or delete it"
+                " to use the default planet"
+            ) from None
+        if world.type != WorldType.PLANET:
+            raise HomeError(f"{path}: holds a world of type {int(world.type)}, not a planet")
+
+    def valid_moon_ids(self) -> list[int]:
+        """:meth:`moon_ids` whose file holds that moon; each other one is logged and skipped.
+
+        A moon only adds roots, so one unreadable moon file is no reason to stay down:
+        the node starts with its planet and the other moons, and the error names the
+        file so it can be replaced (``zerotier-cli orbit`` fetches it again).
+        """
+        good = []
+        for world_id in self.moon_ids():
+            path = self._home.file(self.relative_path(StateKind.MOON, world_id))
+            data = self.get(StateKind.MOON, world_id)
+            try:
+                if data is None:
+                    raise MalformedPacket("unreadable")
+                world = World.parse(data)
+                if world.type != WorldType.MOON or world.id != world_id:
+                    raise MalformedPacket(f"holds world {world.id:016x}, not this moon")
+            except (MalformedPacket, ValueError) as e:
+                log.error("%s: not a valid moon (%s); skipped", path, e or "empty")
+                continue
+            good.append(world_id)
+        return good
 
     def network_ids(self) -> list[int]:
         """Network ids of ``networks.d/<16 hex>.conf`` files (joined at start)."""

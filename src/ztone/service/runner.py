@@ -220,6 +220,7 @@ class NodeService:
             home.lock_down_secrets()
             home.check_obsolete()
             self.conf = self._load_conf()
+            FileStateStore(home).check_planet()
         except ConfigError as e:
             raise StartupError(str(e)) from None
         except OSError as e:
@@ -272,7 +273,7 @@ class NodeService:
             raise StartupError(
                 f"cannot listen for the local API on port {self.primary_port}: {e}"
             ) from None
-        for world_id in self.store.moon_ids():
+        for world_id in self.store.valid_moon_ids():
             self.node.orbit(now_ms(), world_id, 0)
         for nwid in self.store.network_ids():
             self.node.join(now_ms(), nwid)

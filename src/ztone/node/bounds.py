@@ -1,0 +1,90 @@
+"""Every table a remote party can grow, its bound and its eviction rule, in one place.
+
+A remote party here is anything that reaches us over the wire (a peer, or just a
+UDP source address) or through the controller's request path. Each table below has
+an explicit bound; when a new entry would cross it, the eviction rule says what
+goes. ``tests/test_bounds.py`` floods each table and checks the bound holds and that
+legitimate entries still work; ``tests/sim/test_hostile_sim.py`` checks every bound
+after a run of mutated, correctly encrypted packets (:func:`check_node_bounds`).
+
+=========================== ========================== ====================================
+table (where enforced)      bound                      eviction when full
+=========================== ========================== ====================================
+peers                       MAX_PEERS                  the least recently heard 1/16 (never
+(node._make_room_for_peer)                             a root); they reload from peers.d
+physical paths              MAX_PATHS                  paths no peer uses, oldest first,
+(node._path, _prune_paths)                             down to 7/8
+paths per peer              MAX_PEER_PATHS (64)        the slot of the oldest path
+(peer.learn_path)
+tried paths per peer        MAX_PEER_TRIED_PATHS       older than 1 s; all when still full
+(node.received)
+ECHO gate per peer          MAX_PEER_ECHO_GATES        cleared
+(incoming._do_echo)
+multicast, per peer         MULTICAST_MAX_PER_PEER     none: the peer's new group is refused
+(multicaster.add)
+multicast, per network      MULTICAST_MAX_PER_NETWORK  the network's least recently liked
+(multicaster.add)                                      group
+multicast, all              MULTICAST_MAX_TOTAL        least recently active network's least
+(multicaster.add)                                      recently liked group
+multicast send state        MULTICAST_MAX_TX_GROUPS    oldest group
+(multicaster._tx_state)
+root membership proofs      ROOT_PROOFS_MAX            least recently proven
+(root_members.prove)
+root COM requests           ROOT_COM_REQUESTS_PER_PEER none: no request until one is 60 s
+(root_members.should_ask)   per peer                   old; peers gone are forgotten
+WHOIS queue                 MAX_PENDING_WHOIS          none: a new address is not asked for
+(node.request_whois)                                   until the table drains (500 ms)
+receive queue (deferred)    RX_QUEUE_SIZE (32)         oldest
+(node._defer_rx)
+send queue (wait WHOIS)     TX_QUEUE_SIZE (32)         oldest
+(node._send)
+fragment reassembly         REASSEMBLY_SLOTS (32)      ring: the slot next in turn
+(fragment.Reassembler)
+reply expectations          256 buckets x 32 ids       oldest in the bucket
+(node._expect_reply)
+rendezvous times            MAX_UNITE_ENTRIES          oldest
+(node._unite)
+self-awareness reports      MAX_SURFACE_ENTRIES        oldest
+(node.iam)
+per-IP HELLO rate           IDENTITY_GATE_BUCKETS      none needed: fixed hash buckets of
+(node.identity_validation_                             the source /24 (v4) or /48 (v6)
+allowed)
+network memberships         MAX_MEMBERSHIPS            none: only a verifying credential
+(vl2.add_credential)        per network                creates one, refused when full
+controller request gate,    CONTROLLER_MAX_PENDING     expired entries, then the oldest
+online and authorized       each
+members (service.controller)
+=========================== ========================== ====================================
+
+Sizes: a stored multicast subscription costs about 130 bytes (bench/multicast_memory.py),
+so MULTICAST_MAX_TOTAL subscriptions stay under 20 MB; a peer costs a few kB.
+"""
+
+from __future__ import annotations
+
+MAX_PEERS = 32_768
+MAX_PATHS = 65_536
+MAX_PEER_PATHS = 64
+MAX_PEER_TRIED_PATHS = 64
+MAX_PEER_ECHO_GATES = 64
+
+MULTICAST_MAX_PER_PEER = 1_024
+MULTICAST_MAX_PER_NETWORK = 65_536
+MULTICAST_MAX_TOTAL = 131_072
+MULTICAST_MAX_TX_GROUPS = 4_096
+
+ROOT_PROOFS_MAX = 65_536
+ROOT_PROOF_LIFETIME = 600_000
+ROOT_COM_REQUESTS_PER_PEER = 16
+ROOT_COM_REQUEST_INTERVAL = 60_000
+
+MAX_PENDING_WHOIS = 1_024
+RX_QUEUE_SIZE = 32
+TX_QUEUE_SIZE = 32
+REASSEMBLY_SLOTS = 32
+MAX_UNITE_ENTRIES = 65_536
+MAX_SURFACE_ENTRIES = 4_096
+IDENTITY_GATE_BUCKETS = 0x4000
+MAX_MEMBERSHIPS = 65_536
+
+CONTROLLER_MAX_PENDING = 65_536
