@@ -5,17 +5,17 @@ Members: per network, per group, the members with the time of their last LIKE
 (expire after 600 s). A root holds these for other people's networks, so the store
 is compact and bounded (:mod:`ztone.node.bounds`):
 
-* ``_nets``: network id -> {group key -> member record}; group key is
-  ``mac << 32 | adi`` and a member record is ``address << 64 | like time`` for a
-  group with one member (the common case on a root) or ``{address: like time}``
-  once a second member likes it. Both dicts are kept in least-recently-liked order
-  (a refreshed entry moves to the end), which is the eviction order.
+* ``_groups``: ``nwid << 80 | mac << 32 | adi`` -> member record, which is
+  ``address << 64 | like time`` for a group with one member (the common case on a
+  root) or ``{address: like time}`` once a second member likes it; kept in
+  least-recently-liked order (a refreshed group moves to the end): the order of
+  expiry and of eviction. About 130 bytes per group (bench/multicast_memory.py).
 * per-peer and per-network counts of member records, and their total.
 
-A new record from a peer already holding ``MULTICAST_MAX_PER_PEER`` is refused (a
-peer can only crowd out itself); a network at ``MULTICAST_MAX_PER_NETWORK`` loses its
-least recently liked group; at ``MULTICAST_MAX_TOTAL`` the least recently active
-network loses its least recently liked group.
+A new record is refused for a peer holding ``MULTICAST_MAX_PER_PEER`` (a peer can
+only crowd out itself) or a network holding ``MULTICAST_MAX_PER_NETWORK`` (on a root
+only proven members of that network can fill it); at ``MULTICAST_MAX_TOTAL`` the
+least recently liked group goes.
 
 Sending state, kept apart because only the networks we are in have it: per
 (network, group) a queue of pending outbound multicasts (each lives 5 s and is
@@ -80,7 +80,7 @@ class Multicaster:
         self.max_per_peer = max_per_peer
         self.max_per_network = max_per_network
         self.max_total = max_total
-        self._nets: dict[int, dict[int, Record]] = {}
+        self._groups: dict[int, Record] = {}
         self._net_count: dict[int, int] = {}
         self._peer_count: dict[int, int] = {}
         self._total = 0
@@ -122,71 +122,57 @@ class Multicaster:
         else:
             del self._net_count[nwid]
 
-    def _drop_record(self, nwid: int, record: Record) -> None:
+    def _drop(self, key: int) -> None:
+        record = self._groups.pop(key)
+        nwid = key >> 80
         if isinstance(record, int):
             self._dec(nwid, record >> 64)
         else:
             for address in record:
                 self._dec(nwid, address)
 
-    def _evict_from(self, nwid: int) -> None:
-        groups = self._nets[nwid]
-        gk = next(iter(groups))
-        self._drop_record(nwid, groups.pop(gk))
-        if not groups:
-            del self._nets[nwid]
-        self.evicted += 1
-
     # --- members ---------------------------------------------------------------
 
     def add(self, now: int, nwid: int, group: MulticastGroup, member: int, send: Sender) -> bool:
         """A member LIKEd the group (or was gathered): remember it; offer queued frames.
 
-        False if it was not stored (it is us, or the peer is at its cap).
+        False if it was not stored (it is us, or the peer or the network is at its cap).
         """
         if member == self.my_address:
             return False
         gk = group_key(group)
-        groups = self._nets.get(nwid)
-        record = groups.get(gk) if groups is not None else None
-        if groups is not None and record is not None:
-            if isinstance(record, int):
-                if record >> 64 == member:
-                    new: Record = (member << 64) | (now & _TIME_MASK)
-                    known = True
-                else:
-                    new = {record >> 64: record & _TIME_MASK}
-                    known = False
-            else:
-                new = record
-                known = member in record
-            if not known and not self._make_room(nwid, member):
-                return False
-            groups = self._nets.get(nwid)  # _make_room may have emptied the network
-            if groups is None:
-                groups = self._nets[nwid] = {}
-                new = (member << 64) | (now & _TIME_MASK)
-            elif isinstance(new, dict):
-                if gk not in groups:
-                    new = (member << 64) | (now & _TIME_MASK)  # evicted meanwhile
-                else:
-                    new[member] = now
-            groups.pop(gk, None)
-            groups[gk] = new
-        else:
-            if not self._make_room(nwid, member):
-                return False
-            groups = self._nets.get(nwid)
-            if groups is None:
-                groups = self._nets[nwid] = {}
-            groups[gk] = (member << 64) | (now & _TIME_MASK)
+        key = (nwid << 80) | gk
+        groups = self._groups
+        record = groups.pop(key, None)  # re-inserted below: the newest entry
+        if record is None:
+            new: Record = (member << 64) | (now & _TIME_MASK)
             known = False
+        elif isinstance(record, int):
+            known = record >> 64 == member
+            if known:
+                new = (member << 64) | (now & _TIME_MASK)
+            else:
+                new = {record >> 64: record & _TIME_MASK, member: now}
+        else:
+            known = member in record
+            record[member] = now
+            new = record
         if not known:
+            if (self._peer_count.get(member, 0) >= self.max_per_peer
+                    or self._net_count.get(nwid, 0) >= self.max_per_network):  # fmt: skip
+                self.refused += 1
+                if record is not None:
+                    if isinstance(record, dict):
+                        del record[member]
+                    groups[key] = record
+                return False
+            while self._total >= self.max_total and groups:
+                self._drop(next(iter(groups)))
+                self.evicted += 1
             self._total += 1
             self._peer_count[member] = self._peer_count.get(member, 0) + 1
             self._net_count[nwid] = self._net_count.get(nwid, 0) + 1
-        if next(reversed(self._nets)) != nwid:
-            self._nets[nwid] = self._nets.pop(nwid)
+        groups[key] = new
         tx = self._tx.get((nwid, gk))
         if tx is not None and tx.queue:
             for om in tx.queue:
@@ -197,65 +183,41 @@ class Multicaster:
             tx.queue = [om for om in tx.queue if not om.done()]
         return True
 
-    def _make_room(self, nwid: int, member: int) -> bool:
-        """Room for one more record of ``member`` in ``nwid``; False if refused."""
-        if self._peer_count.get(member, 0) >= self.max_per_peer:
-            self.refused += 1
-            return False
-        if self._net_count.get(nwid, 0) >= self.max_per_network:
-            self._evict_from(nwid)
-        while self._total >= self.max_total and self._nets:
-            self._evict_from(next(iter(self._nets)))
-        return True
-
     def remove(self, nwid: int, group: MulticastGroup, member: int) -> None:
-        groups = self._nets.get(nwid)
-        if groups is None:
-            return
-        gk = group_key(group)
-        record = groups.get(gk)
+        key = (nwid << 80) | group_key(group)
+        record = self._groups.get(key)
         if record is None:
             return
         if isinstance(record, int):
             if record >> 64 != member:
                 return
-            del groups[gk]
+            del self._groups[key]
         else:
             if record.pop(member, None) is None:
                 return
             if not record:
-                del groups[gk]
+                del self._groups[key]
         self._dec(nwid, member)
-        if not groups:
-            del self._nets[nwid]
 
     def members(self, now: int, nwid: int, group: MulticastGroup) -> list[int]:
         """Members liked within 600 s (expired ones are dropped on the way)."""
-        groups = self._nets.get(nwid)
-        if groups is None:
-            return []
-        gk = group_key(group)
-        record = groups.get(gk)
+        key = (nwid << 80) | group_key(group)
+        record = self._groups.get(key)
         if record is None:
             return []
         if isinstance(record, int):
             if now - (record & _TIME_MASK) < MULTICAST_LIKE_EXPIRE:
                 return [record >> 64]
-            del groups[gk]
-            self._dec(nwid, record >> 64)
-        else:
-            live = [a for a, t in record.items() if now - t < MULTICAST_LIKE_EXPIRE]
-            if len(live) == len(record):
-                return live
+            self._drop(key)
+            return []
+        live = [a for a, t in record.items() if now - t < MULTICAST_LIKE_EXPIRE]
+        if len(live) < len(record):
             for a in [a for a in record if now - record[a] >= MULTICAST_LIKE_EXPIRE]:
                 del record[a]
                 self._dec(nwid, a)
-            if record:
-                return live
-            del groups[gk]
-        if not groups:
-            del self._nets[nwid]
-        return []
+            if not record:
+                del self._groups[key]
+        return live
 
     def gather(self, now: int, nwid: int, group: MulticastGroup, requester: int, limit: int,
                include_me: bool, rand: Callable[[int], int]) -> tuple[int, list[int]]:  # fmt: skip
@@ -303,43 +265,36 @@ class Multicaster:
     def clean(self, now: int) -> None:
         """Drop expired members and spent multicasts (every 30 s).
 
-        Groups are in least-recently-liked order, so each network's scan stops at
-        the first group liked within the expiry; a stale member of a group that
+        Groups are in least-recently-liked order, so the scan stops at the first
+        group liked within the expiry; a stale member of a group that
         others keep liking goes when the group is next read (:meth:`members`).
         """
-        for key in list(self._tx):
-            st = self._tx[key]
+        for tx_key in list(self._tx):
+            st = self._tx[tx_key]
             st.queue = [
                 om for om in st.queue
                 if not om.done() and now - om.created < MULTICAST_TRANSMIT_TIMEOUT
             ]  # fmt: skip
             if not st.queue and now - st.last_explicit_gather >= MULTICAST_LIKE_EXPIRE:
-                del self._tx[key]
-        for nwid in list(self._nets):
-            groups = self._nets[nwid]
-            while groups:
-                gk = next(iter(groups))
-                record = groups[gk]
-                if isinstance(record, int):
-                    if now - (record & _TIME_MASK) < MULTICAST_LIKE_EXPIRE:
-                        break
-                    del groups[gk]
-                    self._dec(nwid, record >> 64)
-                    continue
-                stale = [a for a, t in record.items() if now - t >= MULTICAST_LIKE_EXPIRE]
-                for a in stale:
-                    del record[a]
-                    self._dec(nwid, a)
-                if record:
+                del self._tx[tx_key]
+        groups = self._groups
+        while groups:
+            key = next(iter(groups))
+            record = groups[key]
+            if isinstance(record, int):
+                if now - (record & _TIME_MASK) < MULTICAST_LIKE_EXPIRE:
                     break
-                del groups[gk]
-            if not groups:
-                del self._nets[nwid]
+                self._drop(key)
+                continue
+            for a in [a for a, t in record.items() if now - t >= MULTICAST_LIKE_EXPIRE]:
+                del record[a]
+                self._dec(key >> 80, a)
+            if record:
+                break
+            del groups[key]
 
     def forget_network(self, nwid: int) -> None:
-        groups = self._nets.pop(nwid, None)
-        if groups is not None:
-            for record in groups.values():
-                self._drop_record(nwid, record)
-        for key in [k for k in self._tx if k[0] == nwid]:
-            del self._tx[key]
+        for key in [k for k in self._groups if k >> 80 == nwid]:
+            self._drop(key)
+        for tx_key in [k for k in self._tx if k[0] == nwid]:
+            del self._tx[tx_key]
