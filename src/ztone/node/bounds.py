@@ -22,10 +22,10 @@ ECHO gate per peer          MAX_PEER_ECHO_GATES        cleared
 (incoming._do_echo)
 multicast, per peer         MULTICAST_MAX_PER_PEER     none: the peer's new group is refused
 (multicaster.add)
-multicast, per network      MULTICAST_MAX_PER_NETWORK  the network's least recently liked
-(multicaster.add)                                      group
-multicast, all              MULTICAST_MAX_TOTAL        least recently active network's least
-(multicaster.add)                                      recently liked group
+multicast, per network      MULTICAST_MAX_PER_NETWORK  none: a new group is refused (on a
+(multicaster.add)                                      root only proven members add any)
+multicast, all              MULTICAST_MAX_TOTAL        the least recently liked group
+(multicaster.add)
 multicast send state        MULTICAST_MAX_TX_GROUPS    oldest group
 (multicaster._tx_state)
 root membership proofs      ROOT_PROOFS_MAX            least recently proven
@@ -56,11 +56,13 @@ online and authorized       each
 members (service.controller)
 =========================== ========================== ====================================
 
-Sizes: a stored multicast subscription costs about 130 bytes (bench/multicast_memory.py),
-so MULTICAST_MAX_TOTAL subscriptions stay under 20 MB; a peer costs a few kB.
+Sizes: a stored multicast subscription costs 137-189 bytes (bench/multicast_memory.py),
+so MULTICAST_MAX_TOTAL subscriptions stay under 25 MB; a peer costs a few kB.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 MAX_PEERS = 32_768
 MAX_PATHS = 65_536
@@ -88,3 +90,43 @@ IDENTITY_GATE_BUCKETS = 0x4000
 MAX_MEMBERSHIPS = 65_536
 
 CONTROLLER_MAX_PENDING = 65_536
+
+
+def node_bound_violations(node: Any) -> list[str]:
+    """Every table of :class:`~ztone.node.node.Node` above its bound, described.
+
+    For tests and benchmarks (it reads the node's internals); an empty list is good.
+    ``node`` is a Node (typed loosely: this module is imported by the node itself).
+    """
+    out: list[str] = []
+
+    def check(name: str, size: int, bound: int) -> None:
+        if size > bound:
+            out.append(f"{name}: {size} > {bound}")
+
+    check("peers", len(node.peers), MAX_PEERS + len(node.topology.upstream_addresses()))
+    check("paths", len(node._paths), MAX_PATHS)
+    for peer in node.peers.values():
+        check(f"paths of {peer.address}", len(peer.slots), MAX_PEER_PATHS)
+        check(f"tried paths of {peer.address}", len(peer.last_tried_paths),
+              MAX_PEER_TRIED_PATHS)  # fmt: skip
+        check(f"echo gate of {peer.address}", len(peer.echo_gate), MAX_PEER_ECHO_GATES)
+    mc = node.multicaster
+    most_by_peer, most_in_network = mc.largest_counts()
+    check("multicast records of one peer", most_by_peer, MULTICAST_MAX_PER_PEER)
+    check("multicast records of one network", most_in_network, MULTICAST_MAX_PER_NETWORK)
+    check("multicast records", mc.total, MULTICAST_MAX_TOTAL)
+    check("multicast send state", mc.tx_groups(), MULTICAST_MAX_TX_GROUPS)
+    check("root membership proofs", len(node.root_memberships), ROOT_PROOFS_MAX)
+    check("root COM request records", node.root_memberships.asked_peers(), MAX_PEERS)
+    check("WHOIS queue", len(node._whois_sent), MAX_PENDING_WHOIS)
+    check("receive queue", len(node._rx), RX_QUEUE_SIZE)
+    check("send queue", len(node._tx), TX_QUEUE_SIZE)
+    check("fragment reassembly", node._reassembler.pending(), REASSEMBLY_SLOTS)
+    check("reply expectations", max(len(b) for b in node._expecting), 32)
+    check("rendezvous times", len(node._last_unite), MAX_UNITE_ENTRIES)
+    check("self-awareness reports", len(node._surface), MAX_SURFACE_ENTRIES)
+    check("HELLO rate buckets", len(node._identity_gate), IDENTITY_GATE_BUCKETS)
+    for net in node.networks.values():
+        check(f"memberships of {net.nwid:016x}", len(net.memberships), MAX_MEMBERSHIPS)
+    return out

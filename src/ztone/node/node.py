@@ -997,7 +997,6 @@ class Node:
 
     def _housekeeping(self, now: int) -> None:
         vl2.housekeeping(self, now)
-        self.root_memberships.clean(now, self.peers)
         for address, peer in list(self.peers.items()):
             if self.topology.is_upstream(address) or peer.alive(now):
                 continue
@@ -1015,6 +1014,7 @@ class Node:
         self._surface = {
             k: v for k, v in self._surface.items() if now - v[1] < C.SELFAWARENESS_ENTRY_TIMEOUT
         }
+        self.root_memberships.clean(now, self.peers)
 
     def _check_online(self, now: int) -> None:
         topology = self.topology

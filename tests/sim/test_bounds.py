@@ -1,0 +1,254 @@
+"""Each table a remote party can grow (``ztone.node.bounds``) flooded past its bound.
+
+Every test lowers the bound it floods (monkeypatch) so the flood stays small, sends
+more than that, checks the table stayed within the bound, and checks that legitimate
+entries still work (the eviction rule is sane). Packets are real: built and armored by
+simulated nodes, delivered to the core's ``on_wire_packet``; source addresses are in
+198.18.0.0/15 and nothing leaves the process.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from ztone.controller.store import SqliteStore
+from ztone.node import bounds as B
+from ztone.node.actions import EventKind, SendPacket
+from ztone.node.address import Address
+from ztone.node.com import CertificateOfMembership
+from ztone.node.identity import Identity
+from ztone.node.inetaddress import InetAddress
+from ztone.node.membership import AddResult
+from ztone.node.multicaster import Multicaster
+from ztone.node.packet import Verb
+from ztone.node.path import Path as NodePath
+from ztone.node.root_members import RootMemberships
+from ztone.node.vl2 import add_credential
+from ztone.node.vl2_wire import MulticastGroup
+from ztone.service.controller import EmbeddedController
+
+from .network import SimNetwork, SimNode
+from .test_vl2_sim import IDS, build, join_and_authorize
+
+
+def _addr(i: int) -> InetAddress:
+    return InetAddress(ipaddress.ip_address(f"198.18.{(i >> 8) & 0xFF}.{i & 0xFF}"), 9993)
+
+
+def _online() -> tuple[SimNetwork, SimNode, SimNode]:
+    net, _controller, _nwid = build()
+    root, a = net.nodes["root"], net.nodes["a"]
+    assert net.run(60_000, lambda: a.node.online)
+    net.run(5_000)  # the root confirms a's path too
+    return net, root, a
+
+
+def _wire(sim: SimNode, verb: int, payload: bytes, to: SimNode) -> list[bytes]:
+    """Datagrams ``sim`` sends for one packet to ``to`` (taken, not delivered)."""
+    sim.node._send(sim.node._last_ping, int(to.identity.address), verb, payload)
+    out = [a.data for a in sim.node.drain_actions() if isinstance(a, SendPacket)]
+    assert out
+    return out
+
+
+def _fake_identities(n: int) -> list[Identity]:
+    """Identities as a root's OK(WHOIS) would vouch for them (no proof of work here)."""
+    public = IDS[5].public_only().public
+    return [Identity(Address(0x1000000000 + i), public) for i in range(n)]
+
+
+def test_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(B, "MAX_PEERS", 32)
+    net, root, a = _online()
+    for identity in _fake_identities(300):
+        root.node.learn_identity(net.now, identity)
+        net.now += 1
+    assert len(root.node.peers) <= 32
+    assert root.node.counters["peers_evicted"] > 0
+    assert not B.node_bound_violations(root.node)
+    # a talks to the root all the time: it was never the least recently heard
+    assert int(a.identity.address) in root.node.peers
+    assert net.run(60_000, lambda: a.node.online)
+    got: list[bytes] = []
+    root.node.send_user_message(net.now, int(a.identity.address), 0x1234, b"still here")
+    net._drain(root)
+    net.run(2_000)
+    got = [e.payload for e in a.events if e.kind == EventKind.USER_MESSAGE]
+    assert got == [b"still here"]
+
+
+def test_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(B, "MAX_PATHS", 128)
+    net, root, a = _online()
+    rng = random.Random(3)
+    for i in range(1_000):  # junk from 1,000 source addresses
+        root.node.on_wire_packet(net.now, 1, _addr(i + 256), rng.randbytes(40))
+    assert len(root.node._paths) <= 128
+    assert root.node.counters["paths_pruned"] > 0
+    # a's path is in use by its peer entry: kept, and the root still reaches a
+    root.node.send_user_message(net.now, int(a.identity.address), 7, b"ok")
+    net._drain(root)
+    net.run(2_000)
+    assert [e.payload for e in a.events if e.kind == EventKind.USER_MESSAGE] == [b"ok"]
+
+
+def test_whois_rx_and_tx_queues(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(B, "MAX_PENDING_WHOIS", 16)
+    net, root, a = _online()
+    me = int(a.identity.address).to_bytes(5, "big")
+    rng = random.Random(4)
+    for i in range(500):  # packets from 500 made-up senders
+        head = rng.randbytes(8) + me + (0x2000000000 + i).to_bytes(5, "big")
+        a.node.on_wire_packet(net.now, 1, root.endpoint, head + rng.randbytes(30))
+    for i in range(100):  # and sends to 100 unknown destinations
+        a.node.send_user_message(net.now, 0x3000000000 + i, 1, b"x")
+    assert len(a.node._whois_sent) <= 16
+    assert len(a.node._rx) <= B.RX_QUEUE_SIZE and len(a.node._tx) <= B.TX_QUEUE_SIZE
+    assert a.node.counters["whois_table_full"] > 0
+    net._drain(a)
+    net.run(12_000)
+    # the queues expired and the table drained; WHOIS for a real peer works again
+    a.node.request_whois(net.now, int(net.nodes["b"].identity.address))
+    net._drain(a)
+    assert net.run(5_000, lambda: int(net.nodes["b"].identity.address) in a.node.peers)
+
+
+def test_fragments() -> None:
+    net, root, a = _online()
+    me = int(a.identity.address).to_bytes(5, "big")
+    rng = random.Random(5)
+    for _ in range(2_000):  # orphan fragments with random packet ids
+        frag = rng.randbytes(8) + me + bytes((0xFF, (7 << 4) | rng.randint(1, 6), 0))
+        a.node.on_wire_packet(net.now, 1, root.endpoint, frag + rng.randbytes(100))
+    assert a.node._reassembler.pending() <= B.REASSEMBLY_SLOTS
+    # a message too big for one datagram still arrives whole
+    big = bytes(range(256)) * 20
+    root.node.send_user_message(net.now, int(a.identity.address), 9, big)
+    net._drain(root)
+    net.run(2_000)
+    assert [e.payload for e in a.events if e.kind == EventKind.USER_MESSAGE] == [big]
+
+
+def test_echo_gate_and_tried_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(B, "MAX_PEER_TRIED_PATHS", 16)
+    net, root, a = _online()
+    peer = root.node.peers[int(a.identity.address)]
+    for i in range(300):  # one peer's ECHOs arriving from 300 addresses
+        for data in _wire(a, Verb.ECHO, b"", root):
+            root.node.on_wire_packet(net.now, 1, _addr(i + 512), data)
+    assert len(peer.echo_gate) <= B.MAX_PEER_ECHO_GATES
+    assert len(peer.last_tried_paths) <= 16
+    assert not B.node_bound_violations(root.node)
+
+
+def test_rendezvous_and_self_awareness(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(B, "MAX_UNITE_ENTRIES", 8)
+    monkeypatch.setattr(B, "MAX_SURFACE_ENTRIES", 8)
+    net, root, a = _online()
+    node = root.node
+    peer_a = node.peers[int(a.identity.address)]
+    fakes = []
+    for i, identity in enumerate(_fake_identities(40)):
+        node.learn_identity(net.now, identity)
+        p = node.peers[int(identity.address)]
+        p.learn_path(node._path(1, _addr(i + 1024)), net.now)
+        fakes.append(p)
+    for p in fakes:
+        node._unite(net.now, peer_a, p, rate_limited=True)
+        node.iam(net.now, p, node._path(1, _addr(2000 + len(node._surface))), _addr(3000))
+    assert len(node._last_unite) <= 8 and len(node._surface) <= 8
+    # the newest introduction is remembered (and so rate-limited)
+    key = (min(int(peer_a.address), int(fakes[-1].address)),
+           max(int(peer_a.address), int(fakes[-1].address)))  # fmt: skip
+    assert key in node._last_unite
+    node.drain_actions()
+
+
+def test_hello_rate_buckets() -> None:
+    net, root, _a = _online()
+    node = root.node
+    rng = random.Random(6)
+    allowed = sum(
+        node.identity_validation_allowed(net.now, _addr(rng.getrandbits(16))) for _ in range(5_000)
+    )
+    assert len(node._identity_gate) <= B.IDENTITY_GATE_BUCKETS
+    assert allowed <= 256  # one per source /24 per 2 s: 198.18.0.0/16 has 256 of them
+    assert not node.identity_validation_allowed(net.now, _addr(1))
+    assert node.identity_validation_allowed(net.now + 2_000, _addr(1))
+
+
+def test_multicaster_caps() -> None:
+    mc = Multicaster(1, max_per_peer=10, max_per_network=20, max_total=30)
+    send = lambda a, p: None  # noqa: E731
+    now = 1_000_000
+    legit = MulticastGroup(0xFFFFFFFFFFFF, 0)
+    assert mc.add(now, 5, legit, 2, send)
+    for i in range(100):  # one peer floods one network
+        mc.add(now, 5, MulticastGroup(0x010000000000 + i, 0), 3, send)
+    assert mc.peer_count(3) == 10 and mc.refused >= 90
+    for p in range(10, 40):  # many peers flood one network
+        mc.add(now, 5, MulticastGroup(0x020000000000 + p, 0), p, send)
+    assert mc.network_count(5) == 20
+    for p in range(100, 200):  # many peers flood many networks
+        now += 1
+        mc.add(now, p, MulticastGroup(0x030000000000, 0), p, send)
+        if p % 5 == 0:
+            mc.add(now, 5, legit, 2, send)  # the legitimate member keeps liking
+    assert mc.total <= 30 and mc.evicted > 0
+    assert mc.members(now, 5, legit) == [2]
+    mc.clean(now + 600_000)
+    assert mc.total == 0 and mc.largest_counts() == (0, 0)
+
+
+def test_root_proofs_and_requests() -> None:
+    rm = RootMemberships(max_proofs=10)
+    for i in range(100):
+        rm.prove(1_000, i, 0x42)
+    assert len(rm) == 10 and rm.proven(1_000, 99, 0x42) and not rm.proven(1_000, 0, 0x42)
+    asked = sum(rm.should_ask(1_000, 1_000 + i, 0x43) for i in range(100))
+    assert asked == B.ROOT_COM_REQUESTS_PER_PEER
+    assert rm.should_ask(1_000 + B.ROOT_COM_REQUEST_INTERVAL, 5_000, 0x43)
+    rm.clean(1_000 + B.ROOT_PROOF_LIFETIME, peers=set())
+    assert len(rm) == 0 and rm.asked_peers() == 0
+
+
+def test_memberships_need_a_verifying_credential() -> None:
+    net, controller, nwid = build()
+    join_and_authorize(net, controller, nwid)
+    b = net.nodes["b"]
+    network = b.node.networks[nwid]
+    before = len(network.memberships)
+    forger = IDS[6]  # not the controller: its COMs do not verify
+    for i, identity in enumerate(_fake_identities(200)):
+        com = CertificateOfMembership.make(net.now, 7_200_000, nwid, identity).sign(forger)
+        assert add_credential(b.node, net.now, com, 0x1000000000 + i) is AddResult.REJECTED
+    assert len(network.memberships) == before
+    good = CertificateOfMembership.make(net.now, 7_200_000, nwid, IDS[7].public_only())
+    good = good.sign(IDS[1])
+    assert add_credential(b.node, net.now, good, int(IDS[7].address)) is AddResult.ACCEPTED_NEW
+    assert int(IDS[7].address) in network.memberships
+
+
+def test_controller_tables() -> None:
+    with tempfile.TemporaryDirectory() as d:
+        store = SqliteStore(Path(d) / "controller.db")
+        ctl = EmbeddedController(IDS[1], store, lambda: None, lambda: None)  # type: ignore[arg-type,return-value]
+        ctl.max_pending = 64
+        now = 1_000_000
+        for i in range(1_000):  # config requests for 1,000 (network, member) pairs
+            assert ctl.rate_gate(i, i, now)
+            ctl.note_authorized(i, i, now)
+        assert len(ctl._last_request) <= 64 and len(ctl._authorized) <= 64
+        # the gate still works for the newest requester
+        assert not ctl.rate_gate(999, 999, now + 500)
+        assert ctl.rate_gate(999, 999, now + 1_001)
+        assert ctl.recently_authorized(999, 999, now + 1)
+
+
+def test_paths_check_uses_node_path_type() -> None:
+    assert NodePath(1, _addr(1)).address == _addr(1)
