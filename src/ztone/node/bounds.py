@@ -111,13 +111,14 @@ def node_bound_violations(node: Any) -> list[str]:
         check(f"tried paths of {peer.address}", len(peer.last_tried_paths),
               MAX_PEER_TRIED_PATHS)  # fmt: skip
         check(f"echo gate of {peer.address}", len(peer.echo_gate), MAX_PEER_ECHO_GATES)
-    mc = node.multicaster
+    mc = node.multicaster  # its caps default to the constants here
     most_by_peer, most_in_network = mc.largest_counts()
-    check("multicast records of one peer", most_by_peer, MULTICAST_MAX_PER_PEER)
-    check("multicast records of one network", most_in_network, MULTICAST_MAX_PER_NETWORK)
-    check("multicast records", mc.total, MULTICAST_MAX_TOTAL)
+    check("multicast records of one peer", most_by_peer, mc.max_per_peer)
+    check("multicast records of one network", most_in_network, mc.max_per_network)
+    check("multicast records", mc.total, mc.max_total)
     check("multicast send state", mc.tx_groups(), MULTICAST_MAX_TX_GROUPS)
-    check("root membership proofs", len(node.root_memberships), ROOT_PROOFS_MAX)
+    check("root membership proofs", len(node.root_memberships),
+          node.root_memberships.max_proofs)  # fmt: skip
     check("root COM request records", node.root_memberships.asked_peers(), MAX_PEERS)
     check("WHOIS queue", len(node._whois_sent), MAX_PENDING_WHOIS)
     check("receive queue", len(node._rx), RX_QUEUE_SIZE)
