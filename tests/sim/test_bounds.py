@@ -26,7 +26,6 @@ from ztone.node.inetaddress import InetAddress
 from ztone.node.membership import AddResult
 from ztone.node.multicaster import Multicaster
 from ztone.node.packet import Verb
-from ztone.node.path import Path as NodePath
 from ztone.node.root_members import RootMemberships
 from ztone.node.vl2 import add_credential
 from ztone.node.vl2_wire import MulticastGroup
@@ -213,6 +212,9 @@ def test_root_proofs_and_requests() -> None:
     asked = sum(rm.should_ask(1_000, 1_000 + i, 0x43) for i in range(100))
     assert asked == B.ROOT_COM_REQUESTS_PER_PEER
     assert rm.should_ask(1_000 + B.ROOT_COM_REQUEST_INTERVAL, 5_000, 0x43)
+    # a fresh proof is not asked for again; one past half its lifetime is
+    assert not rm.should_ask(1_000, 99, 0x42)
+    assert rm.should_ask(1_000 + B.ROOT_PROOF_LIFETIME // 2, 99, 0x42)
     rm.clean(1_000 + B.ROOT_PROOF_LIFETIME, peers=set())
     assert len(rm) == 0 and rm.asked_peers() == 0
 
@@ -248,7 +250,3 @@ def test_controller_tables() -> None:
         assert not ctl.rate_gate(999, 999, now + 500)
         assert ctl.rate_gate(999, 999, now + 1_001)
         assert ctl.recently_authorized(999, 999, now + 1)
-
-
-def test_paths_check_uses_node_path_type() -> None:
-    assert NodePath(1, _addr(1)).address == _addr(1)

@@ -10,7 +10,8 @@ bits of the network id) and issued to that peer. Members already send their COM
 with every MULTICAST_GATHER to the root (A.5.12.5); a member whose LIKE arrives
 unproven is asked for it with ``ERROR NEED_MEMBERSHIP_CERTIFICATE`` (in re
 MULTICAST_LIKE, payload the network id), which both ztone and zerotier-one answer by
-pushing NETWORK_CREDENTIALS (A.3.7). Its next LIKE (they come every 60 s) is kept.
+pushing NETWORK_CREDENTIALS (PROTOCOL-CORE §6.3, whatever the in-re verb; A.3.7).
+Its next LIKE (they come every 60 s) is kept.
 
 Proofs: ``nwid << 40 | address`` -> time proven, least recently proven first,
 at most ``ROOT_PROOFS_MAX`` (the oldest goes), valid ``ROOT_PROOF_LIFETIME``;

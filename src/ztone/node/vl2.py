@@ -749,15 +749,14 @@ def _like_allowed(node: Node, now: int, nwid: int, peer: Peer, path: Path,
         return controller.recently_authorized(nwid, address, now)
     if not node.topology.am_upstream:
         return False
-    if node.root_memberships.proven(now, nwid, address):
-        return True
-    if node.root_memberships.should_ask(now, nwid, address):
+    proven = node.root_memberships.proven(now, nwid, address)
+    if node.root_memberships.should_ask(now, nwid, address):  # none while the proof is fresh
         node.counters["root_com_requested"] += 1
         node.send_reply(now, peer, path, Verb.ERROR,
                         in_re_payload(Verb.MULTICAST_LIKE, packet_id)
                         + bytes((ErrorCode.NEED_MEMBERSHIP_CERTIFICATE,))
                         + nwid.to_bytes(8, "big"))  # fmt: skip
-    return False
+    return proven
 
 
 def do_multicast_like(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
