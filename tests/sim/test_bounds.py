@@ -10,6 +10,7 @@ simulated nodes, delivered to the core's ``on_wire_packet``; source addresses ar
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import tempfile
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 
 from ztone.controller.store import SqliteStore
 from ztone.node import bounds as B
-from ztone.node.actions import EventKind, SendPacket
+from ztone.node.actions import EventKind, SendPacket, StateKind
 from ztone.node.address import Address
 from ztone.node.com import CertificateOfMembership
 from ztone.node.identity import Identity
@@ -30,6 +31,7 @@ from ztone.node.root_members import RootMemberships
 from ztone.node.vl2 import add_credential
 from ztone.node.vl2_wire import MulticastGroup
 from ztone.service.controller import EmbeddedController
+from ztone.service.home import FileStateStore, Home
 
 from .network import SimNetwork, SimNode
 from .test_vl2_sim import IDS, build, join_and_authorize
@@ -250,3 +252,16 @@ def test_controller_tables() -> None:
         assert not ctl.rate_gate(999, 999, now + 500)
         assert ctl.rate_gate(999, 999, now + 1_001)
         assert ctl.recently_authorized(999, 999, now + 1)
+
+
+def test_peer_files(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    home.ensure()
+    store = FileStateStore(home)
+    for i in range(40):  # 40 peers cached, one second apart
+        store.put(StateKind.PEER, 0x1000000000 + i, b"x")
+        file = tmp_path / "home" / "peers.d" / f"{0x1000000000 + i:010x}.peer"
+        os.utime(file, (1_000_000 + i, 1_000_000 + i))
+    assert store.prune_peers(1_000_100, max_files=16) == 24
+    left = sorted(p.name for p in (tmp_path / "home" / "peers.d").iterdir())
+    assert left == [f"{0x1000000000 + i:010x}.peer" for i in range(24, 40)]  # the newest

@@ -51,6 +51,10 @@ per-IP HELLO rate           IDENTITY_GATE_BUCKETS      none needed: fixed hash b
 allowed)
 network memberships         MAX_MEMBERSHIPS            none: only a verifying credential
 (vl2.add_credential)        per network                creates one, refused when full
+peers.d files               MAX_PEER_FILES             older than 30 days, then the least
+(service.home.prune_peers)                             recently written (every few minutes)
+UDP send caches             4096 each                  cleared when full
+(service.udp.UdpSockets)
 controller request gate,    CONTROLLER_MAX_PENDING     expired entries, then the oldest
 online and authorized       each
 members (service.controller)
@@ -90,6 +94,7 @@ IDENTITY_GATE_BUCKETS = 0x4000
 MAX_MEMBERSHIPS = 65_536
 
 CONTROLLER_MAX_PENDING = 65_536
+MAX_PEER_FILES = 65_536
 
 
 def node_bound_violations(node: Any) -> list[str]:

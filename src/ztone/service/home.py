@@ -34,6 +34,7 @@ from pathlib import Path, PurePath
 
 from ztone.node import c25519
 from ztone.node.actions import PutState, StateKind
+from ztone.node.bounds import MAX_PEER_FILES
 from ztone.node.errors import MalformedPacket
 from ztone.node.identity import Identity
 from ztone.node.world import World, WorldType
@@ -500,8 +501,11 @@ class FileStateStore:
         """Network ids of ``networks.d/<16 hex>.conf`` files (joined at start)."""
         return self._ids(NETWORKS_DIR, _NETWORK_NAME)
 
-    def prune_peers(self, now_s: float, max_age_s: float = PEER_MAX_AGE_S) -> int:
-        """Delete files in ``peers.d`` not modified for ``max_age_s``; return how many."""
+    def prune_peers(self, now_s: float, max_age_s: float = PEER_MAX_AGE_S,
+                    max_files: int = MAX_PEER_FILES) -> int:  # fmt: skip
+        """Delete files in ``peers.d`` not modified for ``max_age_s``, then the oldest
+        beyond ``max_files`` (peers made up by a flood must not fill the disk); return
+        how many were deleted."""
         path = self._home.path / PEERS_DIR
         cutoff = now_s - max_age_s
         removed = 0
@@ -512,11 +516,25 @@ class FileStateStore:
         except OSError as e:
             log.warning("cannot list %s: %s", path, e)
             return 0
+        kept: list[tuple[float, str]] = []
         for entry in entries:
             try:
-                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                mtime = entry.stat().st_mtime
+                if mtime < cutoff:
                     os.unlink(entry.path)
                     removed += 1
+                else:
+                    kept.append((mtime, entry.path))
             except OSError as e:
                 log.warning("cannot prune %s: %s", entry.path, e)
+        if len(kept) > max_files:
+            kept.sort()
+            for _, file in kept[: len(kept) - max_files]:
+                try:
+                    os.unlink(file)
+                    removed += 1
+                except OSError as e:
+                    log.warning("cannot prune %s: %s", file, e)
         return removed

@@ -248,6 +248,8 @@ class UdpSockets:
                     self._gso = False
                     log.info("UDP GSO unsupported here (%s): sending datagrams one by one", e)
                 elif e.errno in (errno.EINVAL, errno.EIO):
+                    if len(self._gso_refused) >= 4096:
+                        self._gso_refused.clear()
                     self._gso_refused.add(key)  # e.g. a run the path's MTU cannot carry
                 elif e.errno == errno.EMSGSIZE:
                     pass  # this run only: one by one
