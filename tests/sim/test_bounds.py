@@ -19,6 +19,7 @@ import pytest
 
 from ztone.controller.store import SqliteStore
 from ztone.node import bounds as B
+from ztone.node import network as network_module
 from ztone.node.actions import EventKind, SendPacket, StateKind
 from ztone.node.address import Address
 from ztone.node.com import CertificateOfMembership
@@ -265,3 +266,14 @@ def test_peer_files(tmp_path: Path) -> None:
     assert store.prune_peers(1_000_100, max_files=16) == 24
     left = sorted(p.name for p in (tmp_path / "home" / "peers.d").iterdir())
     assert left == [f"{0x1000000000 + i:010x}.peer" for i in range(24, 40)]  # the newest
+
+
+def test_bridge_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(network_module, "MAX_BRIDGE_ROUTES", 64)
+    net = network_module.Network(0x1122334455000001, 0x1122334455)
+    for mac in range(5):  # a modest bridge
+        net.learn_bridge_route(0x0200000000 + mac, 0x2222222222)
+    for mac in range(500):  # a bridge claiming a flood of MACs
+        net.learn_bridge_route(0x0400000000 + mac, 0x3333333333)
+        assert len(net.bridge_routes) <= 65
+    assert all(net.bridge_routes.get(0x0200000000 + m) == 0x2222222222 for m in range(5))

@@ -49,6 +49,9 @@ self-awareness reports      MAX_SURFACE_ENTRIES        oldest
 per-IP HELLO rate           IDENTITY_GATE_BUCKETS      none needed: fixed hash buckets of
 (node.identity_validation_                             the source /24 (v4) or /48 (v6)
 allowed)
+bridge routes (MAC ->       MAX_BRIDGE_ROUTES          all routes of the bridge holding the
+bridge) per network                                    most (upstream's rule; its bound is
+(network.learn_bridge_route)                           64 M, far past any bridged LAN)
 network memberships         MAX_MEMBERSHIPS            none: only a verifying credential
 (vl2.add_credential)        per network                creates one, refused when full
 peers.d files               MAX_PEER_FILES             older than 30 days, then the least
@@ -92,6 +95,7 @@ MAX_UNITE_ENTRIES = 65_536
 MAX_SURFACE_ENTRIES = 4_096
 IDENTITY_GATE_BUCKETS = 0x4000
 MAX_MEMBERSHIPS = 65_536
+MAX_BRIDGE_ROUTES = 65_536
 
 CONTROLLER_MAX_PENDING = 65_536
 MAX_PEER_FILES = 65_536
@@ -135,4 +139,5 @@ def node_bound_violations(node: Any) -> list[str]:
     check("HELLO rate buckets", len(node._identity_gate), IDENTITY_GATE_BUCKETS)
     for net in node.networks.values():
         check(f"memberships of {net.nwid:016x}", len(net.memberships), MAX_MEMBERSHIPS)
+        check(f"bridge routes of {net.nwid:016x}", len(net.bridge_routes), MAX_BRIDGE_ROUTES)
     return out

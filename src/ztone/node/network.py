@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from .bounds import MAX_BRIDGE_ROUTES
 from .identity import Identity
 from .inetaddress import InetAddress
 from .mac import MAC, _xor_mask, first_octet_for_network
@@ -222,7 +223,7 @@ class Network:
 
     def learn_bridge_route(self, mac: int, address: int) -> None:
         self.bridge_routes[mac] = address
-        if len(self.bridge_routes) > 67_108_864:
+        if len(self.bridge_routes) > MAX_BRIDGE_ROUTES:
             counts: dict[int, int] = {}
             for a in self.bridge_routes.values():
                 counts[a] = counts.get(a, 0) + 1
