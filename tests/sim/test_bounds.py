@@ -19,6 +19,7 @@ import pytest
 
 from ztone.controller.store import SqliteStore
 from ztone.node import bounds as B
+from ztone.node import multicaster as multicaster_module
 from ztone.node import network as network_module
 from ztone.node.actions import EventKind, SendPacket, StateKind
 from ztone.node.address import Address
@@ -277,3 +278,23 @@ def test_bridge_routes(monkeypatch: pytest.MonkeyPatch) -> None:
         net.learn_bridge_route(0x0400000000 + mac, 0x3333333333)
         assert len(net.bridge_routes) <= 65
     assert all(net.bridge_routes.get(0x0200000000 + m) == 0x2222222222 for m in range(5))
+
+
+def test_paths_per_peer_reply_expectations_and_send_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    net, root, a = _online()
+    peer = root.node.peers[int(a.identity.address)]
+    for i in range(200):  # OKs confirming 200 paths of one peer
+        peer.learn_path(root.node._path(1, _addr(4096 + i)), net.now + i)
+    assert len(peer.slots) <= B.MAX_PEER_PATHS
+    assert any(s.path.address == _addr(4096 + 199) for s in peer.slots)  # the newest is in
+    rng = random.Random(8)
+    for _ in range(20_000):
+        root.node._expect_reply(rng.randbytes(8))
+    assert max(len(b) for b in root.node._expecting) <= 32
+    monkeypatch.setattr(multicaster_module, "MULTICAST_MAX_TX_GROUPS", 16)
+    mc = root.node.multicaster
+    for i in range(100):  # multicasts to 100 groups of a network we are in
+        mc.needs_gather(net.now, 7, MulticastGroup(0x010000000000 + i, 0), 60_000)
+    assert mc.tx_groups() <= 16

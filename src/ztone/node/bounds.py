@@ -11,7 +11,7 @@ after a run of mutated, correctly encrypted packets (:func:`check_node_bounds`).
 table (where enforced)      bound                      eviction when full
 =========================== ========================== ====================================
 peers                       MAX_PEERS                  the least recently heard 1/16 (never
-(node._make_room_for_peer)                             a root); they reload from peers.d
+(node._make_room_for_peer)                             a root); one that returns says HELLO
 physical paths              MAX_PATHS                  paths no peer uses, oldest first,
 (node._path, _prune_paths)                             down to 7/8
 paths per peer              MAX_PEER_PATHS (64)        the slot of the oldest path

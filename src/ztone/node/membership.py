@@ -23,6 +23,7 @@ class AddResult(Enum):
     ACCEPTED_REDUNDANT = "redundant"
     REJECTED = "rejected"
     NEEDS_WHOIS = "whois"
+    NOTED = "noted"  # a root's proof of membership (root_members), not a credential we use
 
 
 @dataclass(slots=True)

@@ -397,7 +397,7 @@ def _root_proof(node: Node, now: int, cred: Any, source: int) -> AddResult:
         node.counters["root_proof_rejected"] += 1
         return AddResult.REJECTED
     node.root_memberships.prove(now, nwid, source)
-    return AddResult.ACCEPTED_NEW
+    return AddResult.NOTED
 
 
 def _gate(node: Node, now: int, net: Network, peer: Peer) -> bool:
