@@ -127,6 +127,8 @@ def test_smf_method_start_and_stop(sim: SimEnv, netns: str, tmp_path: Path) -> N
         f"ZTONE_CLI={_wrapper(tmp_path / 'ztone-cli', 'ztone.cli.cli', '-p19993')}",
         "ZTONE_START_WAIT=45",
         "ZTONE_STOP_WAIT=15",
+        # show-vnic/show-etherstub refuse -o: the cleanup must go through show-link
+        "ZTONE_SIM_DLADM_REFUSE=show-vnic,show-etherstub",
     ]
     dladm = str(sim.sbin / "dladm")
     own = ["ztaaaaaaaa2", "ztaaaaaaaa0", "ztaaaaaaaa1"]
