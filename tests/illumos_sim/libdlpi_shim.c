@@ -24,8 +24,23 @@
  *    header or longer than the link MTU + header (+4 for a VLAN tag).
  *  - dlpi_strerror returns illumos' texts (strerror(errno) for DL_SYSERR).
  *
- * Test hook (not part of libdlpi): ztone_shim_fail_next(code, err) makes the
- * next libdlpi call that returns a code return `code` with errno = `err`.
+ *  - a hung-up stream (POLLHUP) makes dlpi_recv return DL_SYSERR without
+ *    setting errno, as libdlpi's getmsg loop does: the caller sees whatever
+ *    errno the previous call left.
+ *
+ * Test hooks (not part of libdlpi):
+ *  - ztone_shim_fail_next(code, err): the next libdlpi call that returns a
+ *    code returns `code` with errno = `err`;
+ *  - ztone_shim_hangup(h): h's descriptor becomes a hung-up stream (same fd
+ *    number, readable with POLLHUP for ever, O_NONBLOCK kept);
+ *  - ztone_shim_send_queue_full(h, n): the next n dlpi_send calls on h find the
+ *    stream flow-controlled: DL_SYSERR/EAGAIN on a non-blocking descriptor; on
+ *    a blocking one the call waits (20 ms, as putmsg would until the queue
+ *    drains) and ztone_shim_blocked_sends(h) counts it;
+ *  - ztone_shim_unsupported(level): dlpi_promiscon(level) answers
+ *    DL_NOTSUPPORTED (as kernels without that modifier do); 0 clears it;
+ *  - ztone_shim_promisc(h): h's promiscuous levels as a bit mask
+ *    (1 << level for PHYS, SAP, MULTI, RX_ONLY, FIXUPS).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -136,6 +151,7 @@ typedef struct shim_handle {
 	uint_t sap;
 	int timeout;
 	int promisc_phys, promisc_sap, promisc_multi, rx_only, fixups;
+	int queue_full, blocked_sends;
 	int nmulti;
 	uchar_t multi[MAX_MULTI][6];
 	char linkname[DLPI_LINKNAME_MAX];
@@ -153,6 +169,58 @@ ztone_shim_fail_next(int code, int err)
 {
 	fail_code = code;
 	fail_errno = err;
+}
+
+static uint_t unsupported_level;
+
+void
+ztone_shim_unsupported(uint_t level)
+{
+	unsupported_level = level;
+}
+
+int
+ztone_shim_hangup(shim_handle_t *h)
+{
+	int sv[2], flags;
+
+	if (h == NULL || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return (-1);
+	(void) close(sv[1]);	/* the peer is gone: sv[0] polls POLLIN|POLLHUP */
+	flags = fcntl(h->fd, F_GETFL);
+	if (dup2(sv[0], h->fd) < 0) {
+		(void) close(sv[0]);
+		return (-1);
+	}
+	(void) close(sv[0]);
+	if (flags >= 0)
+		(void) fcntl(h->fd, F_SETFL, flags & O_NONBLOCK);
+	return (0);
+}
+
+void
+ztone_shim_send_queue_full(shim_handle_t *h, int frames)
+{
+	if (h != NULL) {
+		h->queue_full = frames;
+		h->blocked_sends = 0;
+	}
+}
+
+int
+ztone_shim_blocked_sends(shim_handle_t *h)
+{
+	return (h != NULL ? h->blocked_sends : -1);
+}
+
+int
+ztone_shim_promisc(shim_handle_t *h)
+{
+	if (h == NULL)
+		return (-1);
+	return ((h->promisc_phys << DL_PROMISC_PHYS) | (h->promisc_sap << DL_PROMISC_SAP) |
+	    (h->promisc_multi << DL_PROMISC_MULTI) | (h->rx_only << DL_PROMISC_RX_ONLY) |
+	    (h->fixups << DL_PROMISC_FIXUPS));
 }
 
 /* returns 1 (and sets *rc) when an injected failure is pending */
@@ -554,6 +622,8 @@ shim_promisc(dlpi_handle_t h, uint_t level, int on)
 
 	if (h == NULL)
 		return (DLPI_EINHANDLE);
+	if (on && unsupported_level != 0 && level == unsupported_level)
+		return (DL_NOTSUPPORTED);
 	switch (level) {
 	case DL_PROMISC_PHYS: flag = &h->promisc_phys; break;
 	case DL_PROMISC_SAP: flag = &h->promisc_sap; break;
@@ -734,7 +804,9 @@ dlpi_recv(dlpi_handle_t h, void *saddrp, size_t *saddrlenp, void *msgbuf,
 			return (DL_SYSERR);
 		if (n == 0)
 			return (DLPI_ETIMEDOUT);
-		if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) {
+		if (pfd.revents & POLLHUP)
+			return (DL_SYSERR);	/* errno untouched, as in libdlpi */
+		if (pfd.revents & (POLLERR | POLLNVAL)) {
 			errno = EIO;
 			return (DL_SYSERR);
 		}
@@ -780,6 +852,16 @@ dlpi_send(dlpi_handle_t h, const void *daddrp, size_t daddrlen, const void *msgb
 	if (msglen >= 14 && ((const uchar_t *)msgbuf)[12] == 0x81 &&
 	    ((const uchar_t *)msgbuf)[13] == 0x00)
 		limit += 4;
+	if (h->queue_full > 0) {
+		h->queue_full--;
+		if (fcntl(h->fd, F_GETFL) & O_NONBLOCK) {
+			errno = EAGAIN;
+			return (DL_SYSERR);
+		}
+		struct timespec pause = { 0, 20 * 1000000 };
+		h->blocked_sends++;
+		(void) nanosleep(&pause, NULL);
+	}
 	if (msglen < 14 || msglen > limit)
 		return (DLPI_SUCCESS);	/* the kernel drops it silently */
 	memset(&to, 0, sizeof (to));

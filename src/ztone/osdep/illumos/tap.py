@@ -20,6 +20,9 @@ Per network (names from :mod:`.names`)::
 * The backend VNIC's MAC is the network MAC with a different first octet. Every
   member MAC of a ZeroTier network shares the first octet derived from the network
   id, so the backend can never collide with a peer's MAC.
+* The receive handle asks for ``DL_PROMISC_FIXUPS`` (see :func:`enable_fixups`).
+* Both handles are non-blocking: a flow-controlled send fails with ``EAGAIN`` and
+  the frame is dropped (as a full TAP queue would) instead of blocking the loop.
 * RX runs from the event loop: ``loop.add_reader(dlpi_fd)`` on a non-blocking
   descriptor; each wake-up drains up to :data:`RX_BATCH` frames with
   ``dlpi_recv(msec=0)`` and stops at "nothing more" (``DLPI_ETIMEDOUT``/``EAGAIN``).
@@ -85,6 +88,27 @@ def _common_prefix(a: IPAddress, b: IPAddress) -> int:
     bits = a.max_prefixlen
     diff = int(a) ^ int(b)
     return bits - diff.bit_length()
+
+
+def enable_fixups(handle: DlpiHandle) -> bool:
+    """Ask MAC to finish the frames the host itself sends before we see them.
+
+    The receive handle sees the host's transmissions as promiscuous loop-back
+    copies, and those may still carry partial checksums left for hardware offload
+    or be LSO super-frames; ZeroTier would forward them as they are. illumos' own
+    vnd driver enables ``DL_PROMISC_FIXUPS`` for exactly this traffic (last, after
+    the levels). A kernel without the modifier answers ``DL_NOTSUPPORTED``: then
+    the frames are used as they come. Returns whether the modifier is on.
+    """
+    try:
+        handle.promiscon(libdlpi.DL_PROMISC_FIXUPS)
+    except DlpiError as e:
+        if e.code != libdlpi.DL_NOTSUPPORTED:
+            raise
+        log.info("%s: DL_PROMISC_FIXUPS not supported, host frames used as they come",
+                 handle.linkname)  # fmt: skip
+        return False
+    return True
 
 
 class IllumosTap:
@@ -534,7 +558,11 @@ class IllumosTapFactory:
                     libdlpi.DL_PROMISC_MULTI,
                 ):
                     handle.promiscon(level)
-                handle.set_nonblocking()
+                enable_fixups(handle)
+            # Both descriptors are non-blocking: RX is driven by the loop's reader,
+            # and a flow-controlled TX must fail with EAGAIN (put() drops the frame)
+            # instead of stalling the whole event loop in putmsg.
+            handle.set_nonblocking()
             info = handle.info()
             if info.mactype != libdlpi.DL_ETHER:
                 raise TapError(f"{link} is not Ethernet ({dl.mactype(info.mactype)})")
@@ -577,5 +605,6 @@ __all__ = [
     "IllumosTapFactory",
     "address_resolution_group",
     "backend_mac",
+    "enable_fixups",
     "multicast_mac",
 ]
