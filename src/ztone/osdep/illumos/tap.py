@@ -144,6 +144,8 @@ class IllumosTap:
         self._rx_buffer = bytearray(RX_BUFFER)
         self._rx_errors = 0
         self._tx_errors = 0
+        self.fixups = False
+        """Whether the receive stream has ``DL_PROMISC_FIXUPS`` (shown by the selftest)."""
         self.closed = False
 
     # --- Tap protocol: identity -----------------------------------------------------
@@ -525,13 +527,14 @@ class IllumosTapFactory:
             self.remove_links(names, links)
         rx: DlpiHandle | None = None
         tx: DlpiHandle | None = None
+        rx_fixups = False
         try:
             cmd.dladm.create_etherstub(names.etherstub)
             cmd.dladm.create_vnic(names.visible, names.etherstub, mac, mtu)
             cmd.dladm.create_vnic(names.backend, names.etherstub, backend_mac(mac), mtu)
             cmd.ifconfig.plumb(names.visible, 4, mtu)
-            rx = self._open(dl, names.visible, mtu, receive=True)
-            tx = self._open(dl, names.backend, mtu, receive=False)
+            rx, rx_fixups = self._open(dl, names.visible, mtu, receive=True)
+            tx, _ = self._open(dl, names.backend, mtu, receive=False)
         except (TapError, DlpiError) as e:
             for handle in (rx, tx):
                 if handle is not None:
@@ -539,14 +542,17 @@ class IllumosTapFactory:
             self.remove_links(names)
             raise TapError(f"cannot create the port for network {nwid:016x}: {e}") from e
         tap = IllumosTap(self, nwid, mac, mtu, friendly_name, names, rx, tx)
+        tap.fixups = rx_fixups
         self._taps[nwid] = tap
         log.info("network %016x: port %s (backend %s, etherstub %s), MTU %d",
                  nwid, names.visible, names.backend, names.etherstub, mtu)  # fmt: skip
         return tap
 
     @staticmethod
-    def _open(dl: Libdlpi, link: str, mtu: int, *, receive: bool) -> DlpiHandle:
+    def _open(dl: Libdlpi, link: str, mtu: int, *, receive: bool) -> tuple[DlpiHandle, bool]:
+        """The handle, bound (and promiscuous for ``receive``); whether FIXUPS is on."""
         handle = dl.open(link, libdlpi.DLPI_RAW)
+        fixups = False
         try:
             handle.bind(libdlpi.DLPI_ANY_SAP)
             if receive:
@@ -558,7 +564,7 @@ class IllumosTapFactory:
                     libdlpi.DL_PROMISC_MULTI,
                 ):
                     handle.promiscon(level)
-                enable_fixups(handle)
+                fixups = enable_fixups(handle)
             # Both descriptors are non-blocking: RX is driven by the loop's reader,
             # and a flow-controlled TX must fail with EAGAIN (put() drops the frame)
             # instead of stalling the whole event loop in putmsg.
@@ -571,7 +577,7 @@ class IllumosTapFactory:
         except BaseException:
             handle.close()
             raise
-        return handle
+        return handle, fixups
 
     def cleanup_stale(self) -> list[str]:
         """Remove links with ztone's names that no live port of this factory owns."""
