@@ -956,6 +956,8 @@ KNOWN_SERVICES = (
     "svc:/network/physical:default",
     "svc:/system/filesystem/local:default",
     "svc:/network/loopback:default",
+    # in.ndpd: the Linux kernel's own IPv6 autoconfiguration plays its part here
+    "svc:/network/routing/ndp:default",
 )
 
 

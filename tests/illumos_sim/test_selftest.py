@@ -25,6 +25,7 @@ SELFTEST = [sys.executable, "-m", "ztone.cli.cli", "doctor", "--selftest"]
 CHECKS = [
     "preflight",
     "system",
+    "python",
     "create",
     "fixups",
     "mtu",

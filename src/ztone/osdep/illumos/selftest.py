@@ -19,9 +19,12 @@ arrives with complete IPv4 and UDP checksums), ``udp-in`` (a datagram ztone send
 reaches a host socket), ``tcp-out`` (the host's SYN, checksum complete), ``tcp-in``
 (ztone's SYN-ACK completes the host's ``connect``), ``tcp-data`` (the host sends
 :data:`TCP_BYTES` bytes: every segment fits the MTU and has a complete checksum; no
-offload super-frame), ``ipv6`` (``ifconfig inet6 plumb`` on the port; whether the host
-then sends router solicitations there, i.e. in.ndpd autoconfiguration runs on ztone's
-links: an ``info`` line) and ``cleanup`` (every link gone).
+offload super-frame), ``ipv6`` (``ifconfig inet6 plumb`` on the port), ``ndp`` (an
+``info`` line: the state of in.ndpd's service and whether the host then sends router
+solicitations there, i.e. IPv6 autoconfiguration runs on ztone's links) and
+``cleanup`` (every link gone).
+Before the port, ``system`` and ``python`` (``info``: the OS, Python, whether pip is
+importable and whether ensurepip bundles a pip) record what the box is.
 
 The port lives on its own etherstub (no uplink): nothing leaves the box. The host side
 gets :data:`HOST_IP`/30 and the simulated peer :data:`PEER_IP`, both from
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import ipaddress
 import os
 import secrets
@@ -69,6 +73,7 @@ TCP_BYTES = 8000
 WAIT = 5.0
 """Seconds any one step may take."""
 NDP_WAIT = 6.0
+NDP_FMRI = "svc:/network/routing/ndp:default"
 
 ETH_ARP = 0x0806
 ETH_IPV4 = 0x0800
@@ -203,6 +208,25 @@ class Report:
         self._write(f"info {check}: {message}")
 
 
+def python_packaging() -> str:
+    """Whether this Python has pip and ensurepip's bundled pip (``python3 -m venv``).
+
+    OmniOS builds Python ``--without-ensurepip``; the README's venv recipe uses
+    ``--without-pip`` and the IPS pip, and this line records what the box really has.
+    """
+    try:
+        pip = importlib.import_module("pip")
+        has_pip = f"pip {getattr(pip, '__version__', '?')} importable"
+    except ImportError:
+        has_pip = "pip NOT importable"
+    try:
+        ensurepip = importlib.import_module("ensurepip")
+        bundled = f"ensurepip bundles pip {ensurepip.version()}"
+    except Exception as e:  # missing module or wheel: any error means "no bundled pip"
+        bundled = f"ensurepip has no bundled pip ({type(e).__name__}: {e})"
+    return f"{has_pip} ({sys.prefix}); {bundled}"
+
+
 class Peer:
     """The ZeroTier side of the port: sees what the host sends, answers through ``put``."""
 
@@ -291,6 +315,7 @@ class Selftest:
             f"{u.sysname} {u.release} {u.version} {u.machine}, Python "
             f"{sys.version.split()[0]}, ztone {__version__}",
         )
+        r.info("python", python_packaging())
         try:
             await self._run_port()
         finally:
@@ -538,18 +563,22 @@ class Selftest:
             r.fail("ipv6", f"ifconfig inet6 plumb failed: {e}", "send this output")
             return
         r.ok("ipv6", f"{self.names.visible} plumbed for IPv6 (link-local address)")
+        result = self.commands.runner.run(
+            [self.commands.paths.svcs, "-H", "-o", "state", NDP_FMRI], check=False, query=True
+        )
+        state = result.stdout.strip() if result.ok else (result.text() or "unknown")
         if await _wait_until(lambda: peer.router_solicitations > 0, NDP_WAIT):
             r.info(
                 "ndp",
-                "the host sent IPv6 router solicitations on the ztone link: IPv6 "
-                "autoconfiguration is active there (on illumos in.ndpd), so a router "
-                "advertisement on a ZeroTier network would add addresses",
+                f"{NDP_FMRI} (in.ndpd) is {state}; the host sent IPv6 router "
+                "solicitations on the ztone link: IPv6 autoconfiguration is active there, "
+                "so a router advertisement on a ZeroTier network would add addresses",
             )
         else:
             r.info(
                 "ndp",
-                f"no IPv6 router solicitation on the ztone link in {NDP_WAIT:g} s "
-                "(in.ndpd not running, or not autoconfiguring this link)",
+                f"{NDP_FMRI} (in.ndpd) is {state}; no IPv6 router solicitation on the "
+                f"ztone link in {NDP_WAIT:g} s (autoconfiguration not active there)",
             )
 
     # --- teardown ------------------------------------------------------------------
