@@ -565,15 +565,16 @@ class IllumosTapFactory:
                 ):
                     handle.promiscon(level)
                 fixups = enable_fixups(handle)
-            # Both descriptors are non-blocking: RX is driven by the loop's reader,
-            # and a flow-controlled TX must fail with EAGAIN (put() drops the frame)
-            # instead of stalling the whole event loop in putmsg.
-            handle.set_nonblocking()
             info = handle.info()
             if info.mactype != libdlpi.DL_ETHER:
                 raise TapError(f"{link} is not Ethernet ({dl.mactype(info.mactype)})")
             if info.max_sdu < mtu:
                 raise TapError(f"{link} carries {info.max_sdu} bytes, MTU {mtu} wanted")
+            # Both descriptors are non-blocking (last, after the control primitives,
+            # as bhyve's DLPI backend does): RX is driven by the loop's reader, and a
+            # flow-controlled TX must fail with EAGAIN (put() drops the frame) instead
+            # of stalling the whole event loop in putmsg.
+            handle.set_nonblocking()
         except BaseException:
             handle.close()
             raise
