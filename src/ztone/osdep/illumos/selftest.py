@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from ztone import __version__
+from ztone.node import backend
 from ztone.node.inetaddress import InetAddress
 from ztone.osdep.base import TapError
 
@@ -209,7 +210,8 @@ class Report:
 
 
 def python_packaging() -> str:
-    """Whether this Python has pip and ensurepip's bundled pip (``python3 -m venv``).
+    """Whether this Python has pip, ensurepip's bundled pip (``python3 -m venv``) and
+    ztone's native accelerator.
 
     OmniOS builds Python ``--without-ensurepip``; the README's venv recipe uses
     ``--without-pip`` and the IPS pip, and this line records what the box really has.
@@ -224,7 +226,8 @@ def python_packaging() -> str:
         bundled = f"ensurepip bundles pip {ensurepip.version()}"
     except Exception as e:  # missing module or wheel: any error means "no bundled pip"
         bundled = f"ensurepip has no bundled pip ({type(e).__name__}: {e})"
-    return f"{has_pip} ({sys.prefix}); {bundled}"
+    native = "built" if backend.native_available() else "NOT built (pure-Python crypto: slow)"
+    return f"{has_pip} ({sys.prefix}); {bundled}; native accelerator {native}"
 
 
 class Peer:
