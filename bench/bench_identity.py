@@ -1,16 +1,21 @@
-"""Identity generation and validation: ``python bench/bench_identity.py [--pure]``.
+"""Identity generation and validation: ``python bench/bench_identity.py [--pure|--no-numpy]``.
 
 Prints the median wall time of 10 identity generations (each needs on average ~15
 memory-hard hashes: the proof of work accepts 17 of 256 digests) and of validating
 an identity (one hash plus checks), for the active crypto backend. Numbers only.
+``--no-numpy`` is the pure path with numpy import blocked (an OmniOS install without
+the ``speedups`` extra and without the native accelerator): validation only, 3 runs
+(one generation would take minutes).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 from ztone.node import backend
 from ztone.node.identity import Identity
@@ -19,7 +24,24 @@ GENERATIONS = 10
 VALIDATIONS = 20
 
 
+def no_numpy() -> None:
+    sys.modules["numpy"] = None  # type: ignore[assignment]  # import numpy -> ImportError
+    backend.use("pure")
+    vtimes = []
+    vectors = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "identities.json"
+    ident = Identity.from_string(json.loads(vectors.read_text())["identities"][0]["public"])
+    for _ in range(3):
+        start = time.perf_counter()
+        ok = ident.locally_validate()
+        vtimes.append(time.perf_counter() - start)
+        assert ok
+    print(f"identity validation pure, no numpy: median {statistics.median(vtimes):.2f} s (n=3)")
+
+
 def main() -> None:
+    if "--no-numpy" in sys.argv[1:]:
+        no_numpy()
+        return
     if "--pure" in sys.argv[1:]:
         backend.use("pure")
     name = backend.active()

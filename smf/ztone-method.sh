@@ -64,24 +64,31 @@ own_link() {
 	return 1
 }
 
+# One listing of every datalink with its class, as the daemon's own cleanup reads
+# it (show-link documents -p -o; show-vnic and show-etherstub do not list -o in
+# their usage). VNICs go first: an etherstub with VNICs cannot be deleted.
 cleanup_links() {
-	for link in $("$DLADM" show-vnic -p -o link 2>/dev/null); do
-		own_link "$link" || continue
-		"$IFCONFIG" "$link" inet6 unplumb >/dev/null 2>&1
-		"$IFCONFIG" "$link" unplumb >/dev/null 2>&1
-		if "$DLADM" delete-vnic -t "$link"; then
-			log "removed VNIC $link"
-		else
-			log "could not remove VNIC $link"
-		fi
-	done
-	for link in $("$DLADM" show-etherstub -p -o link 2>/dev/null); do
-		own_link "$link" || continue
-		if "$DLADM" delete-etherstub -t "$link"; then
-			log "removed etherstub $link"
-		else
-			log "could not remove etherstub $link"
-		fi
+	if ! listing=$("$DLADM" show-link -p -o link,class 2>&1); then
+		log "cannot list datalinks, stale links not removed: $listing"
+		return 0
+	fi
+	for class in vnic etherstub; do
+		for link in $(printf '%s\n' "$listing" | sed -n "s/^\([^:]*\):$class\$/\1/p"); do
+			own_link "$link" || continue
+			if [ "$class" = vnic ]; then
+				"$IFCONFIG" "$link" inet6 unplumb >/dev/null 2>&1
+				"$IFCONFIG" "$link" unplumb >/dev/null 2>&1
+				if "$DLADM" delete-vnic -t "$link"; then
+					log "removed VNIC $link"
+				else
+					log "could not remove VNIC $link"
+				fi
+			elif "$DLADM" delete-etherstub -t "$link"; then
+				log "removed etherstub $link"
+			else
+				log "could not remove etherstub $link"
+			fi
+		done
 	done
 }
 

@@ -24,8 +24,30 @@
  *    header or longer than the link MTU + header (+4 for a VLAN tag).
  *  - dlpi_strerror returns illumos' texts (strerror(errno) for DL_SYSERR).
  *
- * Test hook (not part of libdlpi): ztone_shim_fail_next(code, err) makes the
- * next libdlpi call that returns a code return `code` with errno = `err`.
+ *  - the host's own frames seen through a promiscuous stream come as the
+ *    kernel hands them over: with checksums left for offload (only the
+ *    pseudo-header sum in the field) and as TCP super-frames (GSO). With
+ *    DL_PROMISC_FIXUPS on, the shim finishes the checksums and cuts super-frames
+ *    into MSS-sized segments, as illumos' MAC layer does for that modifier; the
+ *    packet socket's virtio-net header says what is left to do.
+ *  - a hung-up stream (POLLHUP) makes dlpi_recv return DL_SYSERR without
+ *    setting errno, as libdlpi's getmsg loop does: the caller sees whatever
+ *    errno the previous call left.
+ *
+ * Test hooks (not part of libdlpi):
+ *  - ztone_shim_fail_next(code, err): the next libdlpi call that returns a
+ *    code returns `code` with errno = `err`;
+ *  - ztone_shim_hangup(h): h's descriptor becomes a hung-up stream (same fd
+ *    number, readable with POLLHUP for ever, O_NONBLOCK kept);
+ *  - ztone_shim_send_queue_full(h, n): the next n dlpi_send calls on h find the
+ *    stream flow-controlled: DL_SYSERR/EAGAIN on a non-blocking descriptor; on
+ *    a blocking one the call waits (20 ms, as putmsg would until the queue
+ *    drains) and ztone_shim_blocked_sends(h) counts it;
+ *  - ztone_shim_unsupported(level): dlpi_promiscon(level) answers
+ *    DL_NOTSUPPORTED (as kernels without that modifier do); 0 clears it; the
+ *    environment variable ZTONE_SHIM_UNSUPPORTED=<level> does the same;
+ *  - ztone_shim_promisc(h): h's promiscuous levels as a bit mask
+ *    (1 << level for PHYS, SAP, MULTI, RX_ONLY, FIXUPS).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -33,6 +55,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_packet.h>
+#include <linux/virtio_net.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
@@ -127,6 +150,7 @@ typedef struct {
 typedef int dlpi_walkfunc_t(const char *, void *);
 
 #define MAX_MULTI 32
+#define RXBUF_MAX (65536 + 64)
 
 typedef struct shim_handle {
 	int fd;
@@ -136,6 +160,11 @@ typedef struct shim_handle {
 	uint_t sap;
 	int timeout;
 	int promisc_phys, promisc_sap, promisc_multi, rx_only, fixups;
+	int queue_full, blocked_sends;
+	uchar_t *rxbuf;			/* one whole frame as the kernel gave it */
+	struct virtio_net_hdr vh;	/* what the kernel left to do with it */
+	size_t gso_len, gso_off, gso_hlen;	/* a super-frame being cut */
+	int gso_seg;
 	int nmulti;
 	uchar_t multi[MAX_MULTI][6];
 	char linkname[DLPI_LINKNAME_MAX];
@@ -153,6 +182,70 @@ ztone_shim_fail_next(int code, int err)
 {
 	fail_code = code;
 	fail_errno = err;
+}
+
+static uint_t unsupported_level;
+
+void
+ztone_shim_unsupported(uint_t level)
+{
+	unsupported_level = level;
+}
+
+/* the hook's level, else ZTONE_SHIM_UNSUPPORTED (for processes the test starts) */
+static uint_t
+refused_level(void)
+{
+	const char *env;
+
+	if (unsupported_level != 0)
+		return (unsupported_level);
+	env = getenv("ZTONE_SHIM_UNSUPPORTED");
+	return (env != NULL ? (uint_t)strtoul(env, NULL, 0) : 0);
+}
+
+int
+ztone_shim_hangup(shim_handle_t *h)
+{
+	int sv[2], flags;
+
+	if (h == NULL || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return (-1);
+	(void) close(sv[1]);	/* the peer is gone: sv[0] polls POLLIN|POLLHUP */
+	flags = fcntl(h->fd, F_GETFL);
+	if (dup2(sv[0], h->fd) < 0) {
+		(void) close(sv[0]);
+		return (-1);
+	}
+	(void) close(sv[0]);
+	if (flags >= 0)
+		(void) fcntl(h->fd, F_SETFL, flags & O_NONBLOCK);
+	return (0);
+}
+
+void
+ztone_shim_send_queue_full(shim_handle_t *h, int frames)
+{
+	if (h != NULL) {
+		h->queue_full = frames;
+		h->blocked_sends = 0;
+	}
+}
+
+int
+ztone_shim_blocked_sends(shim_handle_t *h)
+{
+	return (h != NULL ? h->blocked_sends : -1);
+}
+
+int
+ztone_shim_promisc(shim_handle_t *h)
+{
+	if (h == NULL)
+		return (-1);
+	return ((h->promisc_phys << DL_PROMISC_PHYS) | (h->promisc_sap << DL_PROMISC_SAP) |
+	    (h->promisc_multi << DL_PROMISC_MULTI) | (h->rx_only << DL_PROMISC_RX_ONLY) |
+	    (h->fixups << DL_PROMISC_FIXUPS));
 }
 
 /* returns 1 (and sets *rc) when an injected failure is pending */
@@ -392,8 +485,13 @@ dlpi_open(const char *linkname, dlpi_handle_t *dhp, uint_t flags)
 	if ((h = calloc(1, sizeof (*h))) == NULL)
 		return (DL_SYSERR);
 	h->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-	if (h->fd < 0) {
+	h->rxbuf = malloc(RXBUF_MAX);
+	if (h->fd < 0 || h->rxbuf == NULL ||
+	    setsockopt(h->fd, SOL_PACKET, PACKET_VNET_HDR, &(int){1}, sizeof (int)) < 0) {
 		int saved = errno;
+		if (h->fd >= 0)
+			(void) close(h->fd);
+		free(h->rxbuf);
 		free(h);
 		errno = saved;
 		return (DL_SYSERR);
@@ -406,6 +504,7 @@ dlpi_open(const char *linkname, dlpi_handle_t *dhp, uint_t flags)
 	if ((rc = shim_rebind(h)) != DLPI_SUCCESS) {
 		int saved = errno;
 		(void) close(h->fd);
+		free(h->rxbuf);
 		free(h);
 		errno = saved;
 		return (rc);
@@ -419,6 +518,7 @@ dlpi_close(dlpi_handle_t h)
 {
 	if (h != NULL) {
 		(void) close(h->fd);
+		free(h->rxbuf);
 		free(h);
 	}
 }
@@ -554,6 +654,8 @@ shim_promisc(dlpi_handle_t h, uint_t level, int on)
 
 	if (h == NULL)
 		return (DLPI_EINHANDLE);
+	if (on && level == refused_level())
+		return (DL_NOTSUPPORTED);
 	switch (level) {
 	case DL_PROMISC_PHYS: flag = &h->promisc_phys; break;
 	case DL_PROMISC_SAP: flag = &h->promisc_sap; break;
@@ -699,6 +801,114 @@ wanted(const shim_handle_t *h, const struct sockaddr_ll *from)
 	}
 }
 
+/* ---- DL_PROMISC_FIXUPS emulation ---------------------------------------- */
+
+static uint32_t
+sum16(const uchar_t *p, size_t len, uint32_t acc)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < len; i += 2)
+		acc += (uint32_t)((p[i] << 8) | p[i + 1]);
+	if (len & 1)
+		acc += (uint32_t)(p[len - 1] << 8);
+	return (acc);
+}
+
+static uint16_t
+fold(uint32_t acc)
+{
+	while (acc >> 16)
+		acc = (acc & 0xffff) + (acc >> 16);
+	return ((uint16_t)acc);
+}
+
+static void
+put16(uchar_t *p, uint16_t v)
+{
+	p[0] = (uchar_t)(v >> 8);
+	p[1] = (uchar_t)v;
+}
+
+/* the checksum left for offload: the field holds the pseudo-header sum */
+static void
+finish_checksum(uchar_t *f, size_t len, const struct virtio_net_hdr *vh)
+{
+	size_t start = vh->csum_start, at = start + vh->csum_offset;
+	uint16_t c;
+
+	if (!(vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || at + 2 > len)
+		return;
+	c = (uint16_t)~fold(sum16(f + start, len - start, 0));
+	if (c == 0 && vh->csum_offset == 6)	/* UDP: 0 means "no checksum" */
+		c = 0xffff;
+	put16(f + at, c);
+}
+
+/* segment number h->gso_seg of the super-frame in h->rxbuf, into out */
+static size_t
+next_segment(shim_handle_t *h, uchar_t *out, size_t outlen, size_t *total)
+{
+	const uchar_t *f = h->rxbuf;
+	size_t hlen = h->gso_hlen, tcp = h->vh.csum_start;
+	size_t plen = h->gso_len - hlen - h->gso_off;
+	size_t n, l3 = 14;
+	uchar_t seg[RXBUF_MAX];
+	uint32_t seq, acc;
+	int last;
+
+	if (plen > h->vh.gso_size)
+		plen = h->vh.gso_size;
+	last = (hlen + h->gso_off + plen == h->gso_len);
+	n = hlen + plen;
+	memcpy(seg, f, hlen);
+	memcpy(seg + hlen, f + hlen + h->gso_off, plen);
+	if ((h->vh.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) == VIRTIO_NET_HDR_GSO_TCPV4) {
+		put16(seg + l3 + 2, (uint16_t)(n - l3));
+		put16(seg + l3 + 4, (uint16_t)(((f[l3 + 4] << 8) | f[l3 + 5]) + h->gso_seg));
+		put16(seg + l3 + 10, 0);
+		put16(seg + l3 + 10, (uint16_t)~fold(sum16(seg + l3, (size_t)(seg[l3] & 0xf) * 4, 0)));
+		acc = sum16(seg + l3 + 12, 8, 0);
+	} else {
+		put16(seg + l3 + 4, (uint16_t)(n - l3 - 40));
+		acc = sum16(seg + l3 + 8, 32, 0);
+	}
+	seq = ((uint32_t)f[tcp + 4] << 24 | (uint32_t)f[tcp + 5] << 16 |
+	    (uint32_t)f[tcp + 6] << 8 | f[tcp + 7]) + (uint32_t)h->gso_off;
+	seg[tcp + 4] = (uchar_t)(seq >> 24);
+	seg[tcp + 5] = (uchar_t)(seq >> 16);
+	seg[tcp + 6] = (uchar_t)(seq >> 8);
+	seg[tcp + 7] = (uchar_t)seq;
+	if (!last)
+		seg[tcp + 13] &= (uchar_t)~0x09;	/* FIN and PSH only on the last */
+	put16(seg + tcp + 16, 0);
+	acc += 6 + (uint32_t)(n - tcp);
+	put16(seg + tcp + 16, (uint16_t)~fold(sum16(seg + tcp, n - tcp, acc)));
+	h->gso_off += plen;
+	h->gso_seg++;
+	if (last)
+		h->gso_len = 0;
+	*total = n;
+	if (n > outlen)
+		n = outlen;
+	memcpy(out, seg, n);
+	return (n);
+}
+
+/* can this super-frame be cut (TCP over untagged IPv4/IPv6, sane offsets)? */
+static int
+gso_cuttable(const shim_handle_t *h, size_t len)
+{
+	uint16_t type = h->vh.gso_type & ~VIRTIO_NET_HDR_GSO_ECN;
+	size_t tcp = h->vh.csum_start;
+
+	if (type != VIRTIO_NET_HDR_GSO_TCPV4 && type != VIRTIO_NET_HDR_GSO_TCPV6)
+		return (0);
+	if (h->vh.gso_size == 0 || tcp + 20 > len || tcp < 14 + 20)
+		return (0);
+	return (tcp + (size_t)(h->rxbuf[tcp + 12] >> 4) * 4 < len);
+}
+
 int
 dlpi_recv(dlpi_handle_t h, void *saddrp, size_t *saddrlenp, void *msgbuf,
     size_t *msglenp, int msec, dlpi_recvinfo_t *recvp)
@@ -721,6 +931,14 @@ dlpi_recv(dlpi_handle_t h, void *saddrp, size_t *saddrlenp, void *msgbuf,
 		return (DL_NOTSUPPORTED);
 	if (h->state != DL_IDLE)
 		return (DL_OUTSTATE);
+	if (h->gso_len != 0) {	/* the rest of a super-frame being cut */
+		size_t total;
+
+		*msglenp = next_segment(h, msgbuf, *msglenp, &total);
+		if (recvp != NULL)
+			recvp->dri_totmsglen = total;
+		return (DLPI_SUCCESS);
+	}
 	deadline = msec < 0 ? -1 : now_ms() + msec;
 	for (;;) {
 		wait = msec < 0 ? -1 : (int)(deadline - now_ms());
@@ -734,21 +952,56 @@ dlpi_recv(dlpi_handle_t h, void *saddrp, size_t *saddrlenp, void *msgbuf,
 			return (DL_SYSERR);
 		if (n == 0)
 			return (DLPI_ETIMEDOUT);
-		if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) {
+		if (pfd.revents & POLLHUP)
+			return (DL_SYSERR);	/* errno untouched, as in libdlpi */
+		if (pfd.revents & (POLLERR | POLLNVAL)) {
 			errno = EIO;
 			return (DL_SYSERR);
 		}
-		fromlen = sizeof (from);
-		n = recvfrom(h->fd, msgbuf, *msglenp, MSG_TRUNC, (struct sockaddr *)&from,
-		    &fromlen);
+		{
+			struct iovec iov[2];
+			struct msghdr mh;
+
+			iov[0].iov_base = &h->vh;
+			iov[0].iov_len = sizeof (h->vh);
+			iov[1].iov_base = h->rxbuf;
+			iov[1].iov_len = RXBUF_MAX;
+			memset(&mh, 0, sizeof (mh));
+			mh.msg_name = &from;
+			mh.msg_namelen = sizeof (from);
+			mh.msg_iov = iov;
+			mh.msg_iovlen = 2;
+			n = recvmsg(h->fd, &mh, 0);
+			fromlen = mh.msg_namelen;
+		}
+		(void) fromlen;
 		if (n < 0)
 			return (DL_SYSERR);
 		if (!wanted(h, &from))
 			continue;	/* not for this stream: poll again */
+		n -= (ssize_t)sizeof (h->vh);
+		if (n < 0)
+			continue;
+		if (h->fixups && h->vh.gso_type != VIRTIO_NET_HDR_GSO_NONE &&
+		    gso_cuttable(h, (size_t)n)) {
+			size_t total;
+
+			h->gso_len = (size_t)n;
+			h->gso_off = 0;
+			h->gso_seg = 0;
+			h->gso_hlen = h->vh.csum_start + (size_t)(h->rxbuf[h->vh.csum_start + 12] >> 4) * 4;
+			*msglenp = next_segment(h, msgbuf, *msglenp, &total);
+			if (recvp != NULL)
+				recvp->dri_totmsglen = total;
+			return (DLPI_SUCCESS);
+		}
+		if (h->fixups)
+			finish_checksum(h->rxbuf, (size_t)n, &h->vh);
 		if (recvp != NULL)
 			recvp->dri_totmsglen = (size_t)n;
 		if ((size_t)n < *msglenp)
 			*msglenp = (size_t)n;
+		memcpy(msgbuf, h->rxbuf, *msglenp);
 		return (DLPI_SUCCESS);
 	}
 }
@@ -780,6 +1033,16 @@ dlpi_send(dlpi_handle_t h, const void *daddrp, size_t daddrlen, const void *msgb
 	if (msglen >= 14 && ((const uchar_t *)msgbuf)[12] == 0x81 &&
 	    ((const uchar_t *)msgbuf)[13] == 0x00)
 		limit += 4;
+	if (h->queue_full > 0) {
+		h->queue_full--;
+		if (fcntl(h->fd, F_GETFL) & O_NONBLOCK) {
+			errno = EAGAIN;
+			return (DL_SYSERR);
+		}
+		struct timespec pause = { 0, 20 * 1000000 };
+		h->blocked_sends++;
+		(void) nanosleep(&pause, NULL);
+	}
 	if (msglen < 14 || msglen > limit)
 		return (DLPI_SUCCESS);	/* the kernel drops it silently */
 	memset(&to, 0, sizeof (to));
@@ -788,7 +1051,23 @@ dlpi_send(dlpi_handle_t h, const void *daddrp, size_t daddrlen, const void *msgb
 	to.sll_protocol = htons((uint16_t)((frame[12] << 8) | frame[13]));
 	to.sll_halen = 6;
 	memcpy(to.sll_addr, frame, 6);
-	if (sendto(h->fd, msgbuf, msglen, 0, (struct sockaddr *)&to, sizeof (to)) < 0)
-		return (DL_SYSERR);
+	{
+		struct virtio_net_hdr none;	/* the socket wants one: nothing to do */
+		struct iovec iov[2];
+		struct msghdr mh;
+
+		memset(&none, 0, sizeof (none));
+		iov[0].iov_base = &none;
+		iov[0].iov_len = sizeof (none);
+		iov[1].iov_base = (void *)msgbuf;
+		iov[1].iov_len = msglen;
+		memset(&mh, 0, sizeof (mh));
+		mh.msg_name = &to;
+		mh.msg_namelen = sizeof (to);
+		mh.msg_iov = iov;
+		mh.msg_iovlen = 2;
+		if (sendmsg(h->fd, &mh, 0) < 0)
+			return (DL_SYSERR);
+	}
 	return (DLPI_SUCCESS);
 }

@@ -489,6 +489,12 @@ def dladm(argv: Sequence[str]) -> str:
     if not argv:
         raise _dl_die("usage: dladm <subcommand> <args> ...")
     sub, rest = argv[0], argv[1:]
+    # Test knob: ZTONE_SIM_DLADM_REFUSE=show-vnic,show-etherstub makes those
+    # subcommands refuse "-o" with a usage error, as a dladm whose usage text does
+    # not list -o would (nothing relying on them may then skip work silently).
+    refused = os.environ.get("ZTONE_SIM_DLADM_REFUSE", "").split(",")
+    if sub in refused and "-o" in rest:
+        raise Die(f"dladm: illegal option -- o\nusage: dladm {sub} [-p] [<name>]", code=1)
     vnic_fields = ["link", "over", "speed", "macaddress", "macaddrtype", "vid", "zone"]
     widths = {"link": 16, "over": 12, "speed": 6, "macaddress": 18, "macaddrtype": 12,
               "vid": 4, "zone": 8, "class": 10, "mtu": 6, "state": 8, "bridge": 8}  # fmt: skip
@@ -950,6 +956,8 @@ KNOWN_SERVICES = (
     "svc:/network/physical:default",
     "svc:/system/filesystem/local:default",
     "svc:/network/loopback:default",
+    # in.ndpd: the Linux kernel's own IPv6 autoconfiguration plays its part here
+    "svc:/network/routing/ndp:default",
 )
 
 

@@ -85,6 +85,16 @@ def test_tap_in_the_simulation(sim: SimEnv, netns: str) -> None:
     assert report["topology"]["ztmjfmfyq50"] == {"kind": "macvlan", "mtu": 2800}
 
 
+def test_port_under_libdlpi_faults(sim: SimEnv, netns: str) -> None:
+    """FIXUPS requested (DL_NOTSUPPORTED tolerated), a full send queue never blocks
+    the loop, a hang-up after an EAGAIN stops the reader (scenario_faults.py)."""
+    proc = run_in(sim, netns, [sys.executable, str(HERE / "scenario_faults.py")], timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["blocked_sends"] == 0 and report["after_drain"] == "drained"
+    assert report["reader_stopped"] and report["recv_calls_after_hangup"] <= 3
+
+
 def test_preflight_under_the_simulation(sim: SimEnv, monkeypatch: object) -> None:
     commands = Commands(CommandPaths.from_env({"ZTONE_ILLUMOS_SBIN": str(sim.sbin)}))
     assert run_preflight(commands=commands, library=str(sim.libdlpi)) == []
@@ -127,6 +137,8 @@ def test_smf_method_start_and_stop(sim: SimEnv, netns: str, tmp_path: Path) -> N
         f"ZTONE_CLI={_wrapper(tmp_path / 'ztone-cli', 'ztone.cli.cli', '-p19993')}",
         "ZTONE_START_WAIT=45",
         "ZTONE_STOP_WAIT=15",
+        # show-vnic/show-etherstub refuse -o: the cleanup must go through show-link
+        "ZTONE_SIM_DLADM_REFUSE=show-vnic,show-etherstub",
     ]
     dladm = str(sim.sbin / "dladm")
     own = ["ztaaaaaaaa2", "ztaaaaaaaa0", "ztaaaaaaaa1"]

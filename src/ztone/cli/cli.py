@@ -14,6 +14,8 @@ of the virtual network backend (:mod:`ztone.osdep.preflight`; the backend as
 ``ZTONE_TAP_BACKEND`` or the platform selects it). It prints ``ok <check>: ...`` for
 each check and exits 0, or each problem as ``FAIL <check>: <message>`` with a
 ``fix:`` line under it and exits 1. Run it as the user the daemon runs as.
+``doctor --selftest`` (illumos backend, root) also builds a throwaway port and passes
+frames through it both ways (:mod:`ztone.osdep.illumos.selftest`).
 
 Without ``-p`` or ``-T`` the port and token are read from the home directory (``-D``,
 else ``$ZEROTIER_HOME``, else ``/var/lib/zerotier-one``): ``zerotier-one.port`` and
@@ -89,6 +91,7 @@ def help_text(prog: str) -> str:
         "  orbit <world ID> <seed> - Join a moon via any member root\n"
         "  deorbit <world ID>      - Leave a moon\n"
         "  doctor                  - Check this machine for virtual networks\n"
+        "  doctor --selftest       - illumos: test a throwaway port (root)\n"
         "\nAvailable settings:\n"
         "  Settings to use with [get/set] may include property names from \n"
         f'  the JSON output of "{prog} -j listnetworks". Additionally, \n'
@@ -643,10 +646,24 @@ class _Cli:
         self.err.write("ztone does not implement bonding\n")
         return 1
 
-    def doctor(self, home: str) -> int:
-        """Local preflight checks of the virtual network backend (no daemon needed)."""
+    def doctor(self, home: str, selftest: bool = False) -> int:
+        """Local preflight checks of the virtual network backend (no daemon needed).
+
+        ``selftest``: on the illumos backend, build a throwaway port and pass frames
+        through it both ways (:mod:`ztone.osdep.illumos.selftest`).
+        """
         from ztone.osdep.base import TapError  # noqa: PLC0415 (keep the CLI light)
+        from ztone.osdep.factory import ILLUMOS, selected_backend  # noqa: PLC0415
         from ztone.osdep.preflight import preflight  # noqa: PLC0415
+
+        if selftest:
+            if selected_backend() != ILLUMOS:
+                self.out.write("FAIL selftest: --selftest exercises the illumos backend only "
+                               f"(this is {selected_backend()})\n")  # fmt: skip
+                return 1
+            from ztone.osdep.illumos.selftest import run_selftest  # noqa: PLC0415
+
+            return run_selftest(self.out)
 
         try:
             report = preflight(home if home and os.path.isdir(home) else None)
@@ -691,10 +708,17 @@ def main(
         now_ms if now_ms is not None else _default_now_ms,
         PROGRAM,
     )
+    selftest = False
+    if "doctor" in argv:
+        # "--selftest" is doctor's own option; the zerotier-cli switch parser would
+        # take it for -h.
+        at = argv.index("doctor")
+        selftest = "--selftest" in argv[at + 1 :]
+        argv = argv[: at + 1] + [a for a in argv[at + 1 :] if a != "--selftest"]
     try:
         home = cli.parse(argv)
         if cli.command == "doctor":
-            return cli.doctor(home)
+            return cli.doctor(home, selftest)
         cli.discover(home)
         return cli.run()
     except _Exit as e:

@@ -10,6 +10,9 @@ Every libdlpi call that returns something other than ``DLPI_SUCCESS`` raises
 ``DL_SYSERR``, the ``errno`` the call left behind. :meth:`DlpiHandle.recv` is the one
 exception: "nothing to read" (``DLPI_ETIMEDOUT``, or ``DL_SYSERR`` with ``EAGAIN`` /
 ``EWOULDBLOCK`` on a non-blocking descriptor) returns ``None`` (ILLUMOS.md §1.8).
+``errno`` is set to 0 before ``dlpi_recv`` and ``dlpi_send``: libdlpi reports a
+hang-up as ``DL_SYSERR`` without touching errno, and cffi would otherwise hand over
+the previous call's value (a ``DL_SYSERR`` with errno 0 is the hang-up).
 
 Struct layouts (LP64, checked by the tests with ``ffi.sizeof``/``ffi.offsetof``):
 ``dlpi_info_t`` 244 bytes, ``dlpi_recvinfo_t`` 80, ``dlpi_sendinfo_t`` 12.
@@ -128,6 +131,9 @@ DLPI_ADDRTYPE_UNICAST = 0
 DLPI_ADDRTYPE_GROUP = 1
 
 ETHER_HEADER = 14
+
+HANGUP_TEXT = "stream hung up (DL_SYSERR without errno)"
+""":class:`DlpiError` text of a receive on a hung-up stream (libdlpi sets no errno)."""
 
 CDEF = """
 typedef unsigned int uint_t;
@@ -503,6 +509,11 @@ class DlpiHandle:
         length = self._msglen
         length[0] = len(buffer)  # must be reset before every call (ILLUMOS.md §9.3)
         target = self._ffi.from_buffer(buffer)
+        # cffi hands the previous call's errno to the next one, and on a hang-up
+        # (POLLHUP) libdlpi returns DL_SYSERR without setting errno: a stale EAGAIN
+        # would read as "nothing to read" on every wake-up of a descriptor that
+        # stays readable. Starting from 0 makes the hang-up an error.
+        self._ffi.errno = 0
         rc = self._lib.dlpi_recv(
             self._handle(), self._ffi.NULL, self._ffi.NULL, target, length, msec, self._ffi.NULL
         )
@@ -514,6 +525,8 @@ class DlpiHandle:
             saved = self._ffi.errno
             if saved in (errno_mod.EAGAIN, errno_mod.EWOULDBLOCK):
                 return None
+            if saved == 0:
+                raise DlpiError("dlpi_recv", rc, HANGUP_TEXT, 0)
             raise self._dl.error("dlpi_recv", rc, saved)
         raise self._dl.error("dlpi_recv", rc)
 
@@ -525,6 +538,7 @@ class DlpiHandle:
     def send(self, frame: bytes | bytearray | memoryview) -> None:
         """``dlpi_send`` of a whole frame (raw mode): no address, no sendinfo."""
         data = self._ffi.from_buffer(frame)
+        self._ffi.errno = 0  # a DL_SYSERR must not inherit an older call's EAGAIN
         rc = self._lib.dlpi_send(
             self._handle(), self._ffi.NULL, 0, data, len(frame), self._ffi.NULL
         )

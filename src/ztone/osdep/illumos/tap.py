@@ -20,6 +20,9 @@ Per network (names from :mod:`.names`)::
 * The backend VNIC's MAC is the network MAC with a different first octet. Every
   member MAC of a ZeroTier network shares the first octet derived from the network
   id, so the backend can never collide with a peer's MAC.
+* The receive handle asks for ``DL_PROMISC_FIXUPS`` (see :func:`enable_fixups`).
+* Both handles are non-blocking: a flow-controlled send fails with ``EAGAIN`` and
+  the frame is dropped (as a full TAP queue would) instead of blocking the loop.
 * RX runs from the event loop: ``loop.add_reader(dlpi_fd)`` on a non-blocking
   descriptor; each wake-up drains up to :data:`RX_BATCH` frames with
   ``dlpi_recv(msec=0)`` and stops at "nothing more" (``DLPI_ETIMEDOUT``/``EAGAIN``).
@@ -87,6 +90,27 @@ def _common_prefix(a: IPAddress, b: IPAddress) -> int:
     return bits - diff.bit_length()
 
 
+def enable_fixups(handle: DlpiHandle) -> bool:
+    """Ask MAC to finish the frames the host itself sends before we see them.
+
+    The receive handle sees the host's transmissions as promiscuous loop-back
+    copies, and those may still carry partial checksums left for hardware offload
+    or be LSO super-frames; ZeroTier would forward them as they are. illumos' own
+    vnd driver enables ``DL_PROMISC_FIXUPS`` for exactly this traffic (last, after
+    the levels). A kernel without the modifier answers ``DL_NOTSUPPORTED``: then
+    the frames are used as they come. Returns whether the modifier is on.
+    """
+    try:
+        handle.promiscon(libdlpi.DL_PROMISC_FIXUPS)
+    except DlpiError as e:
+        if e.code != libdlpi.DL_NOTSUPPORTED:
+            raise
+        log.info("%s: DL_PROMISC_FIXUPS not supported, host frames used as they come",
+                 handle.linkname)  # fmt: skip
+        return False
+    return True
+
+
 class IllumosTap:
     """One network's port. Made by :meth:`IllumosTapFactory.create`."""
 
@@ -120,6 +144,8 @@ class IllumosTap:
         self._rx_buffer = bytearray(RX_BUFFER)
         self._rx_errors = 0
         self._tx_errors = 0
+        self.fixups = False
+        """Whether the receive stream has ``DL_PROMISC_FIXUPS`` (shown by the selftest)."""
         self.closed = False
 
     # --- Tap protocol: identity -----------------------------------------------------
@@ -501,13 +527,14 @@ class IllumosTapFactory:
             self.remove_links(names, links)
         rx: DlpiHandle | None = None
         tx: DlpiHandle | None = None
+        rx_fixups = False
         try:
             cmd.dladm.create_etherstub(names.etherstub)
             cmd.dladm.create_vnic(names.visible, names.etherstub, mac, mtu)
             cmd.dladm.create_vnic(names.backend, names.etherstub, backend_mac(mac), mtu)
             cmd.ifconfig.plumb(names.visible, 4, mtu)
-            rx = self._open(dl, names.visible, mtu, receive=True)
-            tx = self._open(dl, names.backend, mtu, receive=False)
+            rx, rx_fixups = self._open(dl, names.visible, mtu, receive=True)
+            tx, _ = self._open(dl, names.backend, mtu, receive=False)
         except (TapError, DlpiError) as e:
             for handle in (rx, tx):
                 if handle is not None:
@@ -515,14 +542,17 @@ class IllumosTapFactory:
             self.remove_links(names)
             raise TapError(f"cannot create the port for network {nwid:016x}: {e}") from e
         tap = IllumosTap(self, nwid, mac, mtu, friendly_name, names, rx, tx)
+        tap.fixups = rx_fixups
         self._taps[nwid] = tap
         log.info("network %016x: port %s (backend %s, etherstub %s), MTU %d",
                  nwid, names.visible, names.backend, names.etherstub, mtu)  # fmt: skip
         return tap
 
     @staticmethod
-    def _open(dl: Libdlpi, link: str, mtu: int, *, receive: bool) -> DlpiHandle:
+    def _open(dl: Libdlpi, link: str, mtu: int, *, receive: bool) -> tuple[DlpiHandle, bool]:
+        """The handle, bound (and promiscuous for ``receive``); whether FIXUPS is on."""
         handle = dl.open(link, libdlpi.DLPI_RAW)
+        fixups = False
         try:
             handle.bind(libdlpi.DLPI_ANY_SAP)
             if receive:
@@ -534,16 +564,21 @@ class IllumosTapFactory:
                     libdlpi.DL_PROMISC_MULTI,
                 ):
                     handle.promiscon(level)
-                handle.set_nonblocking()
+                fixups = enable_fixups(handle)
             info = handle.info()
             if info.mactype != libdlpi.DL_ETHER:
                 raise TapError(f"{link} is not Ethernet ({dl.mactype(info.mactype)})")
             if info.max_sdu < mtu:
                 raise TapError(f"{link} carries {info.max_sdu} bytes, MTU {mtu} wanted")
+            # Both descriptors are non-blocking (last, after the control primitives,
+            # as bhyve's DLPI backend does): RX is driven by the loop's reader, and a
+            # flow-controlled TX must fail with EAGAIN (put() drops the frame) instead
+            # of stalling the whole event loop in putmsg.
+            handle.set_nonblocking()
         except BaseException:
             handle.close()
             raise
-        return handle
+        return handle, fixups
 
     def cleanup_stale(self) -> list[str]:
         """Remove links with ztone's names that no live port of this factory owns."""
@@ -577,5 +612,6 @@ __all__ = [
     "IllumosTapFactory",
     "address_resolution_group",
     "backend_mac",
+    "enable_fixups",
     "multicast_mac",
 ]
