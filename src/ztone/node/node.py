@@ -303,6 +303,14 @@ class Node:
     def network_views(self) -> list[NetworkView]:
         return [self.networks[n].view() for n in sorted(self.networks)]
 
+    def set_port_error(self, nwid: int, error: int) -> None:
+        """What the host's port callback answered for ``nwid`` (0 = fine, e.g. -999 when
+        the virtual port could not be made); non-zero makes the status PORT_ERROR
+        (PROTOCOL-NETWORK-SERVICE A.5.5, C.5.1)."""
+        net = self.networks.get(nwid)
+        if net is not None:
+            net.port_error = error
+
     def push_config(self, now: int, nwid: int, member: int, config: Any) -> None:
         """Controller side: send ``config`` to ``member`` unsolicited (NETWORK_CONFIG)."""
         if member == self.address:

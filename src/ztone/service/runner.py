@@ -391,7 +391,8 @@ class NodeService:
                                        action.ethertype, action.payload)  # fmt: skip
             elif isinstance(action, NetworkConfigChanged):
                 if self.ports is not None:
-                    self.ports.apply(action.nwid, action.op, action.view)
+                    error = self.ports.apply(action.nwid, action.op, action.view)
+                    self.node.set_port_error(action.nwid, error)
             elif isinstance(action, PutState):
                 self.state.apply(action)  # on the writer's thread; failures are logged there
             else:
@@ -481,7 +482,7 @@ class NodeService:
         s = self.conf.settings
         settings.update(
             {
-                "allowTcpFallbackRelay": s.allow_tcp_fallback_relay,
+                "allowTcpFallbackRelay": False,  # ztone has no TCP relay client
                 "forceTcpRelay": s.force_tcp_relay,
                 "primaryPort": self.primary_port,
                 "secondaryPort": s.secondary_port or self.secondary_port,
