@@ -6,8 +6,8 @@ Switches: ``-h``/``-?`` (help), ``-v`` (version), ``-j`` (raw JSON), ``-p<port>`
 ``get``, ``listmoons``, ``orbit``, ``deorbit`` and ``/<path>`` (a raw GET). Output
 text and exit codes are the reference's, with ``ztone-cli`` where it prints its
 ``argv[0]``; its help header names ztone. ``bond`` and ``listbonds`` say that ztone
-has no bonding (exit 1); ``dump`` is not implemented and is treated as an unknown
-command (help on stderr, exit 0).
+has no bonding (exit 1); ``dump`` says that it is not implemented (exit 1).
+``--version`` prints ztone's own version beside the protocol version.
 
 ``doctor`` is ztone's own: it runs locally, without the daemon, the preflight checks
 of the virtual network backend (:mod:`ztone.osdep.preflight`; the backend as
@@ -16,9 +16,10 @@ each check and exits 0, or each problem as ``FAIL <check>: <message>`` with a
 ``fix:`` line under it and exits 1. Run it as the user the daemon runs as.
 
 Without ``-p`` or ``-T`` the port and token are read from the home directory (``-D``,
-else ``$ZEROTIER_HOME``, else ``/var/lib/zerotier-one``): ``zerotier-one.port`` and
-``authtoken.secret`` (else ``$HOME/.zeroTierOneAuthToken``). The token is sent as
-read, in the ``X-ZT1-Auth`` header.
+else as :func:`ztone.cli.homedir.cli_home` finds it: ``$ZTONE_HOME``, ``$ZEROTIER_HOME``,
+the non-root daemon's ``~/.local/share/ztone`` when it runs, ``/var/lib/zerotier-one``):
+``zerotier-one.port`` and ``authtoken.secret`` (else ``$HOME/.zeroTierOneAuthToken``).
+The token is sent as read, in the ``X-ZT1-Auth`` header.
 
 The response JSON is handled the way the reference's nlohmann::json accessors do
 (e.g. numbers printed by ``get`` as unsigned 64-bit decimals).
@@ -37,12 +38,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from ztone import __version__
+from ztone import __version__, version_line
 from ztone.node.ctext import strtoull
+
+from .homedir import cli_home
 
 PROGRAM = "ztone-cli"
 VERSION = "1.14.1"
-DEFAULT_HOME = "/var/lib/zerotier-one"
 DEFAULT_HOST = "127.0.0.1"
 HTTP_TIMEOUT = 60.0
 MAX_RESPONSE_SIZE = 16 * 1024 * 1024
@@ -72,6 +74,7 @@ def help_text(prog: str) -> str:
         + "Available switches:\n"
         "  -h                      - Display this help\n"
         "  -v                      - Show version\n"
+        "  --version               - Show ztone's version and the protocol version\n"
         "  -j                      - Display full raw JSON output\n"
         "  -D<path>                - ZeroTier home path for parameter auto-detect\n"
         "  -p<port>                - HTTP port (default: auto)\n"
@@ -234,6 +237,9 @@ class _Cli:
         """Apply the switches, collect the words; return the home directory."""
         home = ""
         for arg in argv:
+            if arg == "--version":
+                self.out.write(version_line(self.prog))
+                raise _Exit(0)
             if arg.startswith("-"):
                 flag, rest = arg[1:2], arg[2:]
                 if flag in ("q", "j"):
@@ -273,7 +279,7 @@ class _Cli:
             else:
                 self.command = arg
         if not home:
-            home = os.environ.get("ZEROTIER_HOME", DEFAULT_HOME)
+            home = cli_home()
         return home
 
     def discover(self, home: str) -> None:
@@ -382,6 +388,7 @@ class _Cli:
             "get": self.get,
             "bond": self.bonding,
             "listbonds": self.bonding,
+            "dump": self.dump,
         }
         handler = handlers.get(command)
         if handler is None:
@@ -638,6 +645,13 @@ class _Cli:
             if k < len(chosen) - 1:
                 out += "\n"
         return out
+
+    def dump(self) -> int:
+        self.err.write(
+            f"{self.prog}: dump is not implemented in ztone; use `{self.prog} -j info`, "
+            f"`{self.prog} -j listnetworks` and `{self.prog} -j peers` instead\n"
+        )
+        return 1
 
     def bonding(self) -> int:
         self.err.write("ztone does not implement bonding\n")

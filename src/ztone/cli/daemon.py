@@ -2,7 +2,12 @@
 
     ztone [-switches] [home directory]
 
-    -h, -?   help            -v   version
+Without a home directory: ``$ZTONE_HOME``, else ``$ZEROTIER_HOME``, else
+``/var/lib/zerotier-one`` as root and ``~/.local/share/ztone`` otherwise
+(:mod:`ztone.cli.homedir`).
+
+    -h, -?   help            -v   version (1.14.1, as zerotier-one)
+    --version   ztone's own version and the protocol version
     -U       do not require root
     -p<port> primary port (0 = random)
     -d       fork into the background
@@ -20,15 +25,15 @@ import os
 import sys
 from typing import TextIO
 
-from ztone import __version__
+from ztone import __version__, version_line
 from ztone.node import backend
 from ztone.service.home import HomeError
 from ztone.service.runner import NodeService, StartupError
 
 from . import cli as cli_main
 from . import idtool as idtool_main
+from .homedir import daemon_home
 
-DEFAULT_HOME = "/var/lib/zerotier-one"
 PROGRAM = "ztone"
 
 
@@ -39,9 +44,14 @@ def _help(out: TextIO) -> None:
         "\n"
         f"Usage: {PROGRAM} [-switches] [home directory]\n"
         "\n"
+        "Home directory: the argument, else $ZTONE_HOME, else $ZEROTIER_HOME, else\n"
+        "/var/lib/zerotier-one as root and $XDG_DATA_HOME/ztone (~/.local/share/ztone)\n"
+        "for other users (with -U). ztone-cli finds the same directory.\n"
+        "\n"
         "Available switches:\n"
         "  -h                - Display this help\n"
-        "  -v                - Show version\n"
+        "  -v                - Show version (of ZeroTier One that ztone follows)\n"
+        "  --version         - Show ztone's version and the protocol version\n"
         "  -U                - Skip privilege check and do not attempt to drop privileges\n"
         "  -p<port>          - Port for UDP and TCP/HTTP (default: 9993, 0 for random)\n"
         "  -d                - Fork and run as daemon (Unix-ish OSes)\n"
@@ -60,6 +70,9 @@ def main(argv: list[str]) -> int:
     skip_root = False
     fork = False
     for arg in argv:
+        if arg == "--version":
+            sys.stdout.write(version_line(PROGRAM))
+            return 0
         if arg.startswith("-") and len(arg) > 1:
             flag, rest = arg[1], arg[2:]
             if flag == "p":
@@ -82,7 +95,7 @@ def main(argv: list[str]) -> int:
         else:
             _help(sys.stdout)
             return 0
-    home = home or os.environ.get("ZEROTIER_HOME") or DEFAULT_HOME
+    home = home or daemon_home()
     if not skip_root and os.geteuid() != 0:
         sys.stderr.write(f"{PROGRAM}: must be run as root (uid 0)\n")
         return 1
