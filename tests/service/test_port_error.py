@@ -58,6 +58,7 @@ def test_failed_port_reports_port_error(tmp_path: Path) -> None:
                         prefix=_without_net_admin())  # fmt: skip
         started.append(daemon)
         daemon.wait_for_file("zerotier-one.port")
+        assert wait_until(lambda: _cli(home, "info")[0] == 0, 30), daemon.log.read_text()
         assert _cli(home, "join", NWID) == (0, "200 join OK\n")
 
         def listed() -> str:

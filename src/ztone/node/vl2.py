@@ -25,6 +25,7 @@ from .membership import (
     CREDENTIAL_TYPE_TAG,
     AddResult,
 )
+from .metrics import RX_ACCEPTED, TX_ACCEPTED
 from .multicaster import OutboundMulticast
 from .network import (
     CREDENTIAL_REQUEST_INTERVAL,
@@ -441,7 +442,15 @@ def _ownership(coos: list[Any]) -> tuple[Callable[[bytes], bool], Callable[[int]
 
 def _filter(node: Node, now: int, net: Network, inbound: bool, other: int, src: int, dst: int,
             ethertype: int, payload: bytes, no_tee: bool = False) -> int:  # fmt: skip
-    """0 drop, 1 accept, 2 accept even if bridged; sends TEE/WATCH/REDIRECT copies."""
+    """0 drop, 1 accept, 2 accept even if bridged; sends TEE/WATCH/REDIRECT copies.
+    Each verdict is counted per network and direction (``zt_network_packets``)."""
+    verdict = _verdict(node, now, net, inbound, other, src, dst, ethertype, payload, no_tee)
+    net.filter_counts[(RX_ACCEPTED if inbound else TX_ACCEPTED) + (0 if verdict else 1)] += 1
+    return verdict
+
+
+def _verdict(node: Node, now: int, net: Network, inbound: bool, other: int, src: int, dst: int,
+             ethertype: int, payload: bytes, no_tee: bool) -> int:  # fmt: skip
     c = net.config
     if c is None:
         return 0

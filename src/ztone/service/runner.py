@@ -56,6 +56,7 @@ from .controller import EmbeddedController
 from .entropy import RandomPool
 from .home import FileStateStore, Home
 from .interfaces import local_addresses
+from .metrics import ControllerSnapshot, render_metrics
 from .networks import NetworkPorts
 from .state_writer import StateWriter
 from .udp import UdpSockets, trial_bind
@@ -117,6 +118,7 @@ class NodeService:
         self.controller_store: ControllerStore | None = None
         self.identity_collision = False
         self.bug_count = 0
+        self.udp_rx_bytes = 0
 
     # ----------------------------------------------------------------- start-up
 
@@ -337,6 +339,7 @@ class NodeService:
     # ------------------------------------------------------------- event loop
 
     def _on_datagram(self, sock_id: int, remote: InetAddress, data: bytes) -> None:
+        self.udp_rx_bytes += len(data)
         try:
             self.node.on_wire_packet(now_ms(), sock_id, remote, data)
         except Exception:
@@ -553,14 +556,24 @@ class NodeService:
         return False  # ztone has no TCP fallback relay (UDP only)
 
     def metrics_text(self) -> str | None:
-        """Prometheus text: the core's packet counters (``ztone_packets_total``)."""
-        lines = [
-            "# HELP ztone_packets_total Datagram and packet counters of the node core",
-            "# TYPE ztone_packets_total counter",
-        ]
+        """Prometheus text: zerotier-one's families and ztone's own counters
+        (:mod:`ztone.service.metrics`)."""
         counters = dict(self.node.counters)
         counters["bugs"] = self.bug_count
         counters["udp_send_errors"] = self.udp.send_errors
-        for name in sorted(counters):
-            lines.append(f'ztone_packets_total{{what="{name}"}} {counters[name]}')
-        return "\n".join(lines) + "\n"
+        snapshot = None
+        if self.controller is not None:
+            store = self.controller.store
+            nwids = store.list_networks()
+            snapshot = ControllerSnapshot(
+                networks=len(nwids),
+                members=sum(len(store.list_members(n)) for n in nwids),
+                counts=self.controller.counts,
+            )
+        return render_metrics(
+            self.node,
+            now_ms(),
+            udp_bytes=(self.udp_rx_bytes, self.udp.tx_bytes),
+            controller=snapshot,
+            ztone_counters=counters,
+        )
