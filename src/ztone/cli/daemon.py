@@ -20,12 +20,16 @@ used when it was built).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import os
+import select
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
-from ztone import __version__, version_line
+from ztone import PROTOCOL_VERSION, __version__, version_line
 from ztone.node import backend
 from ztone.service.home import HomeError
 from ztone.service.runner import NodeService, StartupError
@@ -35,6 +39,7 @@ from . import idtool as idtool_main
 from .homedir import daemon_home
 
 PROGRAM = "ztone"
+READY_TIMEOUT = 60.0
 
 
 def _help(out: TextIO) -> None:
@@ -54,7 +59,7 @@ def _help(out: TextIO) -> None:
         "  --version         - Show ztone's version and the protocol version\n"
         "  -U                - Skip privilege check and do not attempt to drop privileges\n"
         "  -p<port>          - Port for UDP and TCP/HTTP (default: 9993, 0 for random)\n"
-        "  -d                - Fork and run as daemon (Unix-ish OSes)\n"
+        "  -d                - Fork and run as daemon (returns once the API answers)\n"
         "  -i                - Generate and manage identities (ztone-idtool)\n"
         "  -q                - Query API (ztone-cli)\n"
     )
@@ -81,7 +86,7 @@ def main(argv: list[str]) -> int:
                     return 1
                 port = int(rest)
             elif flag == "v" and not rest:
-                print("1.14.1")
+                print(PROTOCOL_VERSION)
                 return 0
             elif flag == "U" and not rest:
                 skip_root = True
@@ -106,14 +111,53 @@ def main(argv: list[str]) -> int:
         format="%(asctime)s ztone %(levelname)s %(name)s: %(message)s",
     )
     if fork:
-        if os.fork() > 0:
-            return 0
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child > 0:
+            os.close(write_end)
+            return _wait_until_ready(read_end, child)
+        os.close(read_end)
         os.setsid()
+        return _run(os.path.abspath(home), port, functools.partial(_detach, write_end))
     return _run(os.path.abspath(home), port)
 
 
-async def _serve(service: NodeService) -> None:
-    task = asyncio.create_task(service.run())
+def _wait_until_ready(read_end: int, child: int) -> int:
+    """``-d``: the parent returns once the daemon's API answers (so a ``ztone-cli``
+    command right after works), or with the daemon's failure (its message is already
+    on stderr)."""
+    try:
+        ready, _, _ = select.select([read_end], [], [], READY_TIMEOUT)
+        answer = os.read(read_end, 1) if ready else b""
+    finally:
+        os.close(read_end)
+    if answer == b"1":
+        return 0
+    if not ready:
+        sys.stderr.write(
+            f"{PROGRAM}: still starting after {READY_TIMEOUT:g} s (pid {child}); "
+            "run it without -d to see its log\n"
+        )
+        return 1
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status) or 1
+
+
+def _detach(write_end: int) -> None:
+    """In the ``-d`` child, once started: tell the parent, leave the terminal (the log
+    goes with it: run without -d, or under systemd, to keep it)."""
+    with contextlib.suppress(OSError):
+        os.write(write_end, b"1")
+    with contextlib.suppress(OSError):
+        os.close(write_end)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+async def _serve(service: NodeService, ready: Callable[[], None] | None) -> None:
+    task = asyncio.create_task(service.run(ready))
     await asyncio.sleep(0)
     try:
         service.install_signal_handlers()
@@ -122,7 +166,7 @@ async def _serve(service: NodeService) -> None:
     await task
 
 
-def _run(home: str, port: int | None) -> int:
+def _run(home: str, port: int | None, ready: Callable[[], None] | None = None) -> int:
     while True:
         service = NodeService(home, port)
 
@@ -131,7 +175,8 @@ def _run(home: str, port: int | None) -> int:
             service.home.ensure()
             service.home.write_pid(os.getpid())
             pid_written = True
-            asyncio.run(_serve(service))
+            asyncio.run(_serve(service, ready))
+            ready = None  # a restart after an identity collision is not a new start
         except (StartupError, HomeError) as e:
             sys.stderr.write(f"{PROGRAM}: fatal error: {e}\n")
             return 1

@@ -18,6 +18,7 @@ import platform
 import random
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ztone import __version__
@@ -295,9 +296,12 @@ class NodeService:
             backend.active(),
         )
 
-    async def run(self) -> None:
-        """Start, serve until :meth:`stop`, then shut down cleanly."""
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        """Start, call ``ready`` (the API answers from then on), serve until :meth:`stop`,
+        then shut down cleanly."""
         await self.start()
+        if ready is not None:
+            ready()
         assert self._stopping is not None
         try:
             await self._stopping.wait()
