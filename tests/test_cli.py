@@ -499,8 +499,9 @@ def test_version_and_help_of_every_program(program: str) -> None:
     from ztone.cli import daemon, idtool  # noqa: PLC0415
 
     mains = {"ztone": daemon.main, "ztone-cli": cli.main, "ztone-idtool": idtool.main}
+    name = "ztone" if program == "ztone" else f"{program} (ztone)"
     for args, expected in (
-        (["--version"], f"{program} (ztone) {__version__}, speaks ZeroTier One 1.14.1\n"),
+        (["--version"], f"{name} {__version__}, speaks ZeroTier One 1.14.1\n"),
         (["-v"], f"{PROTOCOL_VERSION}\n"),
     ):
         out = io.StringIO()

@@ -7,4 +7,5 @@ PROTOCOL_VERSION = "1.14.1"  # the ZeroTier One release whose protocol and inter
 
 def version_line(program: str) -> str:
     """What ``--version`` prints: ztone's own version beside the protocol version."""
-    return f"{program} (ztone) {__version__}, speaks ZeroTier One {PROTOCOL_VERSION}\n"
+    name = program if program == "ztone" else f"{program} (ztone)"
+    return f"{name} {__version__}, speaks ZeroTier One {PROTOCOL_VERSION}\n"
