@@ -92,12 +92,16 @@ def help_text(prog: str) -> str:
         "  orbit <world ID> <seed> - Join a moon via any member root\n"
         "  deorbit <world ID>      - Leave a moon\n"
         "  doctor                  - Check this machine for virtual networks\n"
+        "  dump                    - (not implemented in ztone: says so, exits 1)\n"
         "\nAvailable settings:\n"
         "  Settings to use with [get/set] may include property names from \n"
         f'  the JSON output of "{prog} -j listnetworks". Additionally, \n'
         "  (ip, ip4, ip6, ip6plane, and ip6prefix can be used). For instance:\n"
         f"  {prog} get <network ID> ip6plane will return the 6PLANE address\n"
         "  assigned to this node.\n"
+        "\nHome directory (for the port and token, without -D): $ZTONE_HOME, else\n"
+        "  $ZEROTIER_HOME, else (not root) ~/.local/share/ztone when a daemon runs there,\n"
+        "  else /var/lib/zerotier-one.\n"
     )
 
 

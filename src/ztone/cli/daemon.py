@@ -62,6 +62,10 @@ def _help(out: TextIO) -> None:
         "  -d                - Fork and run as daemon (returns once the API answers)\n"
         "  -i                - Generate and manage identities (ztone-idtool)\n"
         "  -q                - Query API (ztone-cli)\n"
+        "\n"
+        "Environment: ZTONE_LOG_LEVEL (DEBUG, INFO, WARNING...; default INFO),\n"
+        "ZTONE_PURE=1 (pure-Python crypto), ZTONE_TAP_BACKEND (linux or illumos).\n"
+        "Settings: <home>/local.conf, as zerotier-one's. Signals: SIGTERM/SIGINT stop.\n"
     )
 
 
