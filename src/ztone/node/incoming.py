@@ -348,7 +348,7 @@ def dispatch(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) ->
     """Route an authenticated, decompressed packet to its verb handler."""
     verb = packet[27] & 0x1F
     if verb != Verb.HELLO:
-        node.metrics.verb(RX, verb)  # counted again if it is deferred and retried, as upstream
+        node.metrics.verbs[RX][verb] += 1  # again if it is deferred and retried, as upstream
     if verb == Verb.HELLO:
         handle_hello(node, now, path, packet, already_authenticated=True)
         return True

@@ -822,7 +822,7 @@ class Node:
                        encrypt: bool = True, compress_payload: bool = False) -> None:  # fmt: skip
         """Compress, armor (or mark trusted), fragment and emit (§5.6, §4.2, §9.1)."""
         verb = packet[IDX_VERB] & 0x1F
-        self.metrics.verb(TX, verb)
+        self.metrics.verbs[TX][verb] += 1
         if verb == Verb.ERROR and len(packet) > IDX_PAYLOAD + 9:
             self.metrics.error(TX, packet[IDX_PAYLOAD + 9])  # after in-re verb and packet id
         peer.metrics.tx += 1

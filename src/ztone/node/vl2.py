@@ -444,15 +444,10 @@ def _filter(node: Node, now: int, net: Network, inbound: bool, other: int, src: 
             ethertype: int, payload: bytes, no_tee: bool = False) -> int:  # fmt: skip
     """0 drop, 1 accept, 2 accept even if bridged; sends TEE/WATCH/REDIRECT copies.
     Each verdict is counted per network and direction (``zt_network_packets``)."""
-    verdict = _verdict(node, now, net, inbound, other, src, dst, ethertype, payload, no_tee)
-    net.filter_counts[(RX_ACCEPTED if inbound else TX_ACCEPTED) + (0 if verdict else 1)] += 1
-    return verdict
-
-
-def _verdict(node: Node, now: int, net: Network, inbound: bool, other: int, src: int, dst: int,
-             ethertype: int, payload: bytes, no_tee: bool) -> int:  # fmt: skip
+    counted = RX_ACCEPTED if inbound else TX_ACCEPTED  # +1: dropped
     c = net.config
     if c is None:
+        net.filter_counts[counted + 1] += 1
         return 0
     rules = net.parsed_rules
     if rules is None:
@@ -460,6 +455,7 @@ def _verdict(node: Node, now: int, net: Network, inbound: bool, other: int, src:
     if rules and rules[0].t & RULE_TYPE_MASK == _ACTION_ACCEPT:
         # The engine's answer when the table starts with ACCEPT (the default table):
         # plain accept, capabilities unconsulted, no copies, no random draw.
+        net.filter_counts[counted] += 1
         return 1
     cache = net.rule_cache
     if inbound:
@@ -499,6 +495,7 @@ def _verdict(node: Node, now: int, net: Network, inbound: bool, other: int, src:
         body = payload[: action.length]
         ext = serialize_ext_frame(net.nwid, action.ext_flags, dst, src, ethertype, body)
         node._send(now, action.target, Verb.EXT_FRAME, ext, compress=True)
+    net.filter_counts[counted if decision.accept else counted + 1] += 1
     return decision.accept
 
 
