@@ -429,11 +429,9 @@ def test_switches(run: Runner) -> None:
         assert call(*args) == Result(code, help_text, ""), args
     # -q is ignored; extra words overwrite the second argument.
     assert run("a", "-q", "get", NWID, "ip4", "name").out == "lab\n"
-    # Unknown commands print the help on stderr, exit 0; dump says it is not built.
+    # Unknown commands print the help on stderr, exit 0.
     assert run("a", "frobnicate") == Result(0, "", help_text)
-    dump = run("a", "dump")
-    assert (dump.code, dump.out) == (1, "")
-    assert dump.err.startswith("ztone-cli: dump is not implemented in ztone")
+
     assert run("a") == Result(0, "", help_text)
     assert run("a", "bond", "list") == Result(1, "", "ztone does not implement bonding\n")
     assert run("a", "listbonds") == Result(1, "", "ztone does not implement bonding\n")
@@ -536,3 +534,37 @@ def test_home_lookup(tmp_path: Path) -> None:
         assert lookup({**env, "ZTONE_HOME": "/z", "ZEROTIER_HOME": "/q"}, euid=0) == "/z"
         assert lookup({**env, "ZEROTIER_HOME": "/q"}, euid=1000) == "/q"
     assert cli_home({**env, "ZEROTIER_HOME": ""}, euid=1000) == ""
+
+
+def test_dump(run: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """zerotier-cli's dump: the API's /status, /network and /peer bodies, local.conf and
+    the interfaces, written to ./zerotier_dump.txt."""
+    home = tmp_path / "home"
+    home.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    report = work / "zerotier_dump.txt"
+    report.write_text("x" * 100_000)  # an older, longer dump is replaced whole
+    result = run("a", f"-D{home}", "dump")
+    assert result == Result(0, f"Writing dump to: {report}\n", "")
+    text = report.read_text()
+    bodies = [compact(api("a")[p][1]) for p in ("/status", "/network", "/peer")]
+    assert text.startswith(
+        "platform: Linux\nzerotier version: 1.14.1\n\n"
+        f"status\n------\n{bodies[0]}\n\nnetworks\n--------\n{bodies[1]}\n"
+        f"\npeers\n-----\n{bodies[2]}\n\nlocal.conf\n----------\nNone Present\n"
+        "\nNetwork Interfaces\n------------------\n\n"
+    )
+    assert "x" not in text.rsplit("------------------", 1)[1]
+    for block in text.split("Interface ")[1:]:
+        lines = block.splitlines()
+        assert lines[1] == "-----------" and lines[2].startswith("Name: ")
+        assert "Addresses: " in lines
+    (home / "local.conf").write_text('{"settings": {}}')
+    assert run("a", f"-D{home}", "dump").code == 0
+    assert '\nlocal.conf\n----------\n{"settings": {}}\n' in report.read_text()
+    # The daemon unreachable: zerotier-cli's connection error, exit 1.
+    out = io.StringIO()
+    code = cli.main([f"-p{unused_port()}", "-Tx", f"-D{home}", "dump"], stdout=out)
+    assert code == 1 and out.getvalue().startswith("Error connecting to the ZeroTier service: ")

@@ -6,7 +6,7 @@ Switches: ``-h``/``-?`` (help), ``-v`` (version), ``-j`` (raw JSON), ``-p<port>`
 ``get``, ``listmoons``, ``orbit``, ``deorbit`` and ``/<path>`` (a raw GET). Output
 text and exit codes are the reference's, with ``ztone-cli`` where it prints its
 ``argv[0]``; its help header names ztone. ``bond`` and ``listbonds`` say that ztone
-has no bonding (exit 1); ``dump`` says that it is not implemented (exit 1).
+has no bonding (exit 1); ``dump`` writes zerotier-cli's report (:mod:`.dump`).
 ``--version`` prints ztone's own version beside the protocol version.
 
 ``doctor`` is ztone's own: it runs locally, without the daemon, the preflight checks
@@ -92,7 +92,7 @@ def help_text(prog: str) -> str:
         "  orbit <world ID> <seed> - Join a moon via any member root\n"
         "  deorbit <world ID>      - Leave a moon\n"
         "  doctor                  - Check this machine for virtual networks\n"
-        "  dump                    - (not implemented in ztone: says so, exits 1)\n"
+        "  dump                    - Debug settings dump for support\n"
         "\nAvailable settings:\n"
         "  Settings to use with [get/set] may include property names from \n"
         f'  the JSON output of "{prog} -j listnetworks". Additionally, \n'
@@ -373,10 +373,12 @@ class _Cli:
 
     # --- commands ---------------------------------------------------------------------
 
-    def run(self) -> int:
+    def run(self, home: str = "") -> int:
         command = self.command
         if command.startswith("/"):
             return self.raw_get()
+        if command == "dump":
+            return self.dump(home)
         handlers: dict[str, Callable[[], int]] = {
             "info": self.info,
             "status": self.info,
@@ -392,7 +394,6 @@ class _Cli:
             "get": self.get,
             "bond": self.bonding,
             "listbonds": self.bonding,
-            "dump": self.dump,
         }
         handler = handlers.get(command)
         if handler is None:
@@ -650,12 +651,20 @@ class _Cli:
                 out += "\n"
         return out
 
-    def dump(self) -> int:
-        self.err.write(
-            f"{self.prog}: dump is not implemented in ztone; use `{self.prog} -j info`, "
-            f"`{self.prog} -j listnetworks` and `{self.prog} -j peers` instead\n"
-        )
-        return 1
+    def dump(self, home: str) -> int:
+        """zerotier-cli's ``dump`` (:mod:`ztone.cli.dump`)."""
+        from . import dump  # noqa: PLC0415 (only this command needs it)
+
+        bodies = []
+        for path in ("/status", "/network", "/peer"):
+            status, body = self.request("GET", path)
+            if status != 200:
+                self.out.write(CONNECT_ERROR.format(body))
+                return 1
+            bodies.append(body)
+        local_conf = _read_text(Path(home, "local.conf")) if home else ""
+        head = dump.report_head(VERSION, bodies, local_conf)
+        return dump.write_report(head, self.out, self.err)
 
     def bonding(self) -> int:
         self.err.write("ztone does not implement bonding\n")
@@ -714,7 +723,7 @@ def main(
         if cli.command == "doctor":
             return cli.doctor(home)
         cli.discover(home)
-        return cli.run()
+        return cli.run(home)
     except _Exit as e:
         return e.code
 
