@@ -347,9 +347,8 @@ HANDLERS: dict[int, Handler] = {
 def dispatch(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
     """Route an authenticated, decompressed packet to its verb handler."""
     verb = packet[27] & 0x1F
-    if verb != Verb.HELLO:
-        node.metrics.verbs[RX][verb] += 1  # again if it is deferred and retried, as upstream
     if verb == Verb.HELLO:
-        handle_hello(node, now, path, packet, already_authenticated=True)
+        handle_hello(node, now, path, packet, already_authenticated=True)  # counts it
         return True
+    node.metrics.verbs[RX][verb] += 1  # again if it is deferred and retried, as upstream
     return HANDLERS.get(verb, _do_received_only)(node, now, path, peer, packet)
