@@ -6,6 +6,7 @@ Expected outputs are the reference zerotier-cli's recorded stdout
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import json
@@ -356,6 +357,7 @@ def test_home_directory(run: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyP
     home.mkdir()
     monkeypatch.setenv("HOME", str(tmp_path / "user"))
     monkeypatch.delenv("ZEROTIER_HOME", raising=False)
+    monkeypatch.delenv("ZTONE_HOME", raising=False)
 
     def call(*args: str) -> Result:
         out, err = io.StringIO(), io.StringIO()
@@ -427,9 +429,9 @@ def test_switches(run: Runner) -> None:
         assert call(*args) == Result(code, help_text, ""), args
     # -q is ignored; extra words overwrite the second argument.
     assert run("a", "-q", "get", NWID, "ip4", "name").out == "lab\n"
-    # Unknown commands (and dump, not implemented) print the help on stderr, exit 0.
+    # Unknown commands print the help on stderr, exit 0.
     assert run("a", "frobnicate") == Result(0, "", help_text)
-    assert run("a", "dump") == Result(0, "", help_text)
+
     assert run("a") == Result(0, "", help_text)
     assert run("a", "bond", "list") == Result(1, "", "ztone does not implement bonding\n")
     assert run("a", "listbonds") == Result(1, "", "ztone does not implement bonding\n")
@@ -484,3 +486,85 @@ def test_peers_relay_and_tunneled() -> None:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+# --- version, help and the shared home lookup (issue 12) ---------------------------------
+
+
+@pytest.mark.parametrize("program", ["ztone", "ztone-cli", "ztone-idtool"])
+def test_version_and_help_of_every_program(program: str) -> None:
+    from ztone import PROTOCOL_VERSION, __version__  # noqa: PLC0415
+    from ztone.cli import daemon, idtool  # noqa: PLC0415
+
+    mains = {"ztone": daemon.main, "ztone-cli": cli.main, "ztone-idtool": idtool.main}
+    name = "ztone" if program == "ztone" else f"{program} (ztone)"
+    for args, expected in (
+        (["--version"], f"{name} {__version__}, speaks ZeroTier One 1.14.1\n"),
+        (["-v"], f"{PROTOCOL_VERSION}\n"),
+    ):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = mains[program](args) if program != "ztone-cli" else cli.main(args, stdout=out)
+        assert (code, out.getvalue()) == (0, expected), (program, args)
+    for args in (["-h"], ["--help"]):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = mains[program](args) if program != "ztone-cli" else cli.main(args, stdout=out)
+        assert code == 0 and "Usage: " in out.getvalue(), (program, args)
+
+
+def test_home_lookup(tmp_path: Path) -> None:
+    from ztone.cli.homedir import cli_home, daemon_home  # noqa: PLC0415
+
+    env = {"HOME": str(tmp_path / "u")}
+    mine = str(tmp_path / "u" / ".local" / "share" / "ztone")
+    assert daemon_home(env, euid=0) == "/var/lib/zerotier-one"
+    assert daemon_home(env, euid=1000) == mine
+    assert daemon_home({**env, "XDG_DATA_HOME": str(tmp_path / "x")}, euid=1000) == str(
+        tmp_path / "x" / "ztone"
+    )
+    # The CLI of a user takes the user's daemon only once it runs (its port file).
+    assert cli_home(env, euid=1000) == "/var/lib/zerotier-one"
+    Path(mine).mkdir(parents=True)
+    Path(mine, "zerotier-one.port").write_text("9993")
+    assert cli_home(env, euid=1000) == mine
+    assert cli_home(env, euid=0) == "/var/lib/zerotier-one"
+    # $ZTONE_HOME, then $ZEROTIER_HOME (empty: none), for both programs.
+    for lookup in (cli_home, daemon_home):
+        assert lookup({**env, "ZTONE_HOME": "/z", "ZEROTIER_HOME": "/q"}, euid=0) == "/z"
+        assert lookup({**env, "ZEROTIER_HOME": "/q"}, euid=1000) == "/q"
+    assert cli_home({**env, "ZEROTIER_HOME": ""}, euid=1000) == ""
+
+
+def test_dump(run: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """zerotier-cli's dump: the API's /status, /network and /peer bodies, local.conf and
+    the interfaces, written to ./zerotier_dump.txt."""
+    home = tmp_path / "home"
+    home.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    report = work / "zerotier_dump.txt"
+    report.write_text("x" * 100_000)  # an older, longer dump is replaced whole
+    result = run("a", f"-D{home}", "dump")
+    assert result == Result(0, f"Writing dump to: {report}\n", "")
+    text = report.read_text()
+    bodies = [compact(api("a")[p][1]) for p in ("/status", "/network", "/peer")]
+    assert text.startswith(
+        "platform: Linux\nzerotier version: 1.14.1\n\n"
+        f"status\n------\n{bodies[0]}\n\nnetworks\n--------\n{bodies[1]}\n"
+        f"\npeers\n-----\n{bodies[2]}\n\nlocal.conf\n----------\nNone Present\n"
+        "\nNetwork Interfaces\n------------------\n\n"
+    )
+    assert "x" not in text.rsplit("------------------", 1)[1]
+    for block in text.split("Interface ")[1:]:
+        lines = block.splitlines()
+        assert lines[1] == "-----------" and lines[2].startswith("Name: ")
+        assert "Addresses: " in lines
+    (home / "local.conf").write_text('{"settings": {}}')
+    assert run("a", f"-D{home}", "dump").code == 0
+    assert '\nlocal.conf\n----------\n{"settings": {}}\n' in report.read_text()
+    # The daemon unreachable: zerotier-cli's connection error, exit 1.
+    out = io.StringIO()
+    code = cli.main([f"-p{unused_port()}", "-Tx", f"-D{home}", "dump"], stdout=out)
+    assert code == 1 and out.getvalue().startswith("Error connecting to the ZeroTier service: ")

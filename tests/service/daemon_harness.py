@@ -74,7 +74,8 @@ def make_planet(workdir: Path, root_public: str, root_port: int) -> bytes:
 
 
 class Daemon:
-    def __init__(self, home: Path, port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, port: int, env: dict[str, str] | None = None,
+                 prefix: list[str] | None = None) -> None:  # fmt: skip
         self.home = home
         self.port = port
         self.log = home.parent / f"{home.name}.log"
@@ -82,8 +83,9 @@ class Daemon:
         full_env.update(env or {})
         full_env.setdefault("ZTONE_LOG_LEVEL", "INFO")
         self._log_file = open(self.log, "wb")  # noqa: SIM115 (closed in stop())
+        command = [sys.executable, "-m", "ztone.cli.daemon", "-U", f"-p{port}", str(home)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ztone.cli.daemon", "-U", f"-p{port}", str(home)],
+            [*(prefix or []), *command],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             env=full_env,

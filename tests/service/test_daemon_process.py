@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -186,3 +188,27 @@ def test_invalid_json_local_conf(tmp_path: Path) -> None:
 
 def test_loopback_conf_helper_is_valid_json() -> None:
     assert json.loads(loopback_conf())["settings"]["allowLoopbackPaths"] is True
+
+
+def test_fork_returns_once_the_api_answers(tmp_path: Path) -> None:
+    """``ztone -d`` returns 0 once its API answers (a CLI command right after works),
+    and returns the daemon's failure when it cannot start."""
+    _, root_public = vector_identity(0)
+    port = free_port()
+    home = make_home(tmp_path / "n", make_planet(tmp_path, root_public, free_port()),
+                     vector_identity(1)[0])  # fmt: skip
+    daemon = [sys.executable, "-m", "ztone.cli.daemon", "-U", "-d", f"-p{port}", str(home)]
+    proc = subprocess.run(daemon, capture_output=True, timeout=90, text=True, check=False)
+    pid = int((home / "zerotier-one.pid").read_text())
+    try:
+        assert proc.returncode == 0, proc.stderr
+        rc, out = run_cli(f"-D{home}", "info")
+        assert rc == 0 and out.startswith("200 info "), out
+    finally:
+        os.kill(pid, signal.SIGTERM)  # the daemon this test started, by its pid
+        assert wait_until(lambda: not (home / "zerotier-one.pid").exists(), 15)
+    bad = make_home(tmp_path / "bad", None, vector_identity(1)[0],
+                    json.dumps({"settings": {"primaryPort": "abc"}}))  # fmt: skip
+    proc = subprocess.run([*daemon[:-1], str(bad)], capture_output=True, timeout=90, text=True,
+                          check=False)  # fmt: skip
+    assert proc.returncode == 1 and "settings.primaryPort" in proc.stderr, proc.stderr

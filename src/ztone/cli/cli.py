@@ -6,8 +6,8 @@ Switches: ``-h``/``-?`` (help), ``-v`` (version), ``-j`` (raw JSON), ``-p<port>`
 ``get``, ``listmoons``, ``orbit``, ``deorbit`` and ``/<path>`` (a raw GET). Output
 text and exit codes are the reference's, with ``ztone-cli`` where it prints its
 ``argv[0]``; its help header names ztone. ``bond`` and ``listbonds`` say that ztone
-has no bonding (exit 1); ``dump`` is not implemented and is treated as an unknown
-command (help on stderr, exit 0).
+has no bonding (exit 1); ``dump`` writes zerotier-cli's report (:mod:`.dump`).
+``--version`` prints ztone's own version beside the protocol version.
 
 ``doctor`` is ztone's own: it runs locally, without the daemon, the preflight checks
 of the virtual network backend (:mod:`ztone.osdep.preflight`; the backend as
@@ -18,9 +18,10 @@ each check and exits 0, or each problem as ``FAIL <check>: <message>`` with a
 frames through it both ways (:mod:`ztone.osdep.illumos.selftest`).
 
 Without ``-p`` or ``-T`` the port and token are read from the home directory (``-D``,
-else ``$ZEROTIER_HOME``, else ``/var/lib/zerotier-one``): ``zerotier-one.port`` and
-``authtoken.secret`` (else ``$HOME/.zeroTierOneAuthToken``). The token is sent as
-read, in the ``X-ZT1-Auth`` header.
+else as :func:`ztone.cli.homedir.cli_home` finds it: ``$ZTONE_HOME``, ``$ZEROTIER_HOME``,
+the non-root daemon's ``~/.local/share/ztone`` when it runs, ``/var/lib/zerotier-one``):
+``zerotier-one.port`` and ``authtoken.secret`` (else ``$HOME/.zeroTierOneAuthToken``).
+The token is sent as read, in the ``X-ZT1-Auth`` header.
 
 The response JSON is handled the way the reference's nlohmann::json accessors do
 (e.g. numbers printed by ``get`` as unsigned 64-bit decimals).
@@ -39,12 +40,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from ztone import __version__
+from ztone import __version__, version_line
 from ztone.node.ctext import strtoull
+
+from .homedir import cli_home
 
 PROGRAM = "ztone-cli"
 VERSION = "1.14.1"
-DEFAULT_HOME = "/var/lib/zerotier-one"
 DEFAULT_HOST = "127.0.0.1"
 HTTP_TIMEOUT = 60.0
 MAX_RESPONSE_SIZE = 16 * 1024 * 1024
@@ -74,6 +76,7 @@ def help_text(prog: str) -> str:
         + "Available switches:\n"
         "  -h                      - Display this help\n"
         "  -v                      - Show version\n"
+        "  --version               - Show ztone's version and the protocol version\n"
         "  -j                      - Display full raw JSON output\n"
         "  -D<path>                - ZeroTier home path for parameter auto-detect\n"
         "  -p<port>                - HTTP port (default: auto)\n"
@@ -92,12 +95,16 @@ def help_text(prog: str) -> str:
         "  deorbit <world ID>      - Leave a moon\n"
         "  doctor                  - Check this machine for virtual networks\n"
         "  doctor --selftest       - illumos: test a throwaway port (root)\n"
+        "  dump                    - Debug settings dump for support\n"
         "\nAvailable settings:\n"
         "  Settings to use with [get/set] may include property names from \n"
         f'  the JSON output of "{prog} -j listnetworks". Additionally, \n'
         "  (ip, ip4, ip6, ip6plane, and ip6prefix can be used). For instance:\n"
         f"  {prog} get <network ID> ip6plane will return the 6PLANE address\n"
         "  assigned to this node.\n"
+        "\nHome directory (for the port and token, without -D): $ZTONE_HOME, else\n"
+        "  $ZEROTIER_HOME, else (not root) ~/.local/share/ztone when a daemon runs there,\n"
+        "  else /var/lib/zerotier-one.\n"
     )
 
 
@@ -237,6 +244,9 @@ class _Cli:
         """Apply the switches, collect the words; return the home directory."""
         home = ""
         for arg in argv:
+            if arg == "--version":
+                self.out.write(version_line(self.prog))
+                raise _Exit(0)
             if arg.startswith("-"):
                 flag, rest = arg[1:2], arg[2:]
                 if flag in ("q", "j"):
@@ -276,7 +286,7 @@ class _Cli:
             else:
                 self.command = arg
         if not home:
-            home = os.environ.get("ZEROTIER_HOME", DEFAULT_HOME)
+            home = cli_home()
         return home
 
     def discover(self, home: str) -> None:
@@ -366,10 +376,12 @@ class _Cli:
 
     # --- commands ---------------------------------------------------------------------
 
-    def run(self) -> int:
+    def run(self, home: str = "") -> int:
         command = self.command
         if command.startswith("/"):
             return self.raw_get()
+        if command == "dump":
+            return self.dump(home)
         handlers: dict[str, Callable[[], int]] = {
             "info": self.info,
             "status": self.info,
@@ -642,6 +654,21 @@ class _Cli:
                 out += "\n"
         return out
 
+    def dump(self, home: str) -> int:
+        """zerotier-cli's ``dump`` (:mod:`ztone.cli.dump`)."""
+        from . import dump  # noqa: PLC0415 (only this command needs it)
+
+        bodies = []
+        for path in ("/status", "/network", "/peer"):
+            status, body = self.request("GET", path)
+            if status != 200:
+                self.out.write(CONNECT_ERROR.format(body))
+                return 1
+            bodies.append(body)
+        local_conf = _read_text(Path(home, "local.conf")) if home else ""
+        head = dump.report_head(VERSION, bodies, local_conf)
+        return dump.write_report(head, self.out, self.err)
+
     def bonding(self) -> int:
         self.err.write("ztone does not implement bonding\n")
         return 1
@@ -720,7 +747,7 @@ def main(
         if cli.command == "doctor":
             return cli.doctor(home, selftest)
         cli.discover(home)
-        return cli.run()
+        return cli.run(home)
     except _Exit as e:
         return e.code
 

@@ -2,7 +2,12 @@
 
     ztone [-switches] [home directory]
 
-    -h, -?   help            -v   version
+Without a home directory: ``$ZTONE_HOME``, else ``$ZEROTIER_HOME``, else
+``/var/lib/zerotier-one`` as root and ``~/.local/share/ztone`` otherwise
+(:mod:`ztone.cli.homedir`).
+
+    -h, -?   help            -v   version (1.14.1, as zerotier-one)
+    --version   ztone's own version and the protocol version
     -U       do not require root
     -p<port> primary port (0 = random)
     -d       fork into the background
@@ -15,21 +20,26 @@ used when it was built).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import os
+import select
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
-from ztone import __version__
+from ztone import PROTOCOL_VERSION, __version__, version_line
 from ztone.node import backend
 from ztone.service.home import HomeError
 from ztone.service.runner import NodeService, StartupError
 
 from . import cli as cli_main
 from . import idtool as idtool_main
+from .homedir import daemon_home
 
-DEFAULT_HOME = "/var/lib/zerotier-one"
 PROGRAM = "ztone"
+READY_TIMEOUT = 60.0
 
 
 def _help(out: TextIO) -> None:
@@ -39,14 +49,23 @@ def _help(out: TextIO) -> None:
         "\n"
         f"Usage: {PROGRAM} [-switches] [home directory]\n"
         "\n"
+        "Home directory: the argument, else $ZTONE_HOME, else $ZEROTIER_HOME, else\n"
+        "/var/lib/zerotier-one as root and $XDG_DATA_HOME/ztone (~/.local/share/ztone)\n"
+        "for other users (with -U). ztone-cli finds the same directory.\n"
+        "\n"
         "Available switches:\n"
         "  -h                - Display this help\n"
-        "  -v                - Show version\n"
+        "  -v                - Show version (of ZeroTier One that ztone follows)\n"
+        "  --version         - Show ztone's version and the protocol version\n"
         "  -U                - Skip privilege check and do not attempt to drop privileges\n"
         "  -p<port>          - Port for UDP and TCP/HTTP (default: 9993, 0 for random)\n"
-        "  -d                - Fork and run as daemon (Unix-ish OSes)\n"
+        "  -d                - Fork and run as daemon (returns once the API answers)\n"
         "  -i                - Generate and manage identities (ztone-idtool)\n"
         "  -q                - Query API (ztone-cli)\n"
+        "\n"
+        "Environment: ZTONE_LOG_LEVEL (DEBUG, INFO, WARNING...; default INFO),\n"
+        "ZTONE_PURE=1 (pure-Python crypto), ZTONE_TAP_BACKEND (linux or illumos).\n"
+        "Settings: <home>/local.conf, as zerotier-one's. Signals: SIGTERM/SIGINT stop.\n"
     )
 
 
@@ -60,6 +79,9 @@ def main(argv: list[str]) -> int:
     skip_root = False
     fork = False
     for arg in argv:
+        if arg == "--version":
+            sys.stdout.write(version_line(PROGRAM))
+            return 0
         if arg.startswith("-") and len(arg) > 1:
             flag, rest = arg[1], arg[2:]
             if flag == "p":
@@ -68,7 +90,7 @@ def main(argv: list[str]) -> int:
                     return 1
                 port = int(rest)
             elif flag == "v" and not rest:
-                print("1.14.1")
+                print(PROTOCOL_VERSION)
                 return 0
             elif flag == "U" and not rest:
                 skip_root = True
@@ -82,7 +104,7 @@ def main(argv: list[str]) -> int:
         else:
             _help(sys.stdout)
             return 0
-    home = home or os.environ.get("ZEROTIER_HOME") or DEFAULT_HOME
+    home = home or daemon_home()
     if not skip_root and os.geteuid() != 0:
         sys.stderr.write(f"{PROGRAM}: must be run as root (uid 0)\n")
         return 1
@@ -93,14 +115,53 @@ def main(argv: list[str]) -> int:
         format="%(asctime)s ztone %(levelname)s %(name)s: %(message)s",
     )
     if fork:
-        if os.fork() > 0:
-            return 0
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child > 0:
+            os.close(write_end)
+            return _wait_until_ready(read_end, child)
+        os.close(read_end)
         os.setsid()
+        return _run(os.path.abspath(home), port, functools.partial(_detach, write_end))
     return _run(os.path.abspath(home), port)
 
 
-async def _serve(service: NodeService) -> None:
-    task = asyncio.create_task(service.run())
+def _wait_until_ready(read_end: int, child: int) -> int:
+    """``-d``: the parent returns once the daemon's API answers (so a ``ztone-cli``
+    command right after works), or with the daemon's failure (its message is already
+    on stderr)."""
+    try:
+        ready, _, _ = select.select([read_end], [], [], READY_TIMEOUT)
+        answer = os.read(read_end, 1) if ready else b""
+    finally:
+        os.close(read_end)
+    if answer == b"1":
+        return 0
+    if not ready:
+        sys.stderr.write(
+            f"{PROGRAM}: still starting after {READY_TIMEOUT:g} s (pid {child}); "
+            "run it without -d to see its log\n"
+        )
+        return 1
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status) or 1
+
+
+def _detach(write_end: int) -> None:
+    """In the ``-d`` child, once started: tell the parent, leave the terminal (the log
+    goes with it: run without -d, or under systemd, to keep it)."""
+    with contextlib.suppress(OSError):
+        os.write(write_end, b"1")
+    with contextlib.suppress(OSError):
+        os.close(write_end)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+async def _serve(service: NodeService, ready: Callable[[], None] | None) -> None:
+    task = asyncio.create_task(service.run(ready))
     await asyncio.sleep(0)
     try:
         service.install_signal_handlers()
@@ -109,7 +170,7 @@ async def _serve(service: NodeService) -> None:
     await task
 
 
-def _run(home: str, port: int | None) -> int:
+def _run(home: str, port: int | None, ready: Callable[[], None] | None = None) -> int:
     while True:
         service = NodeService(home, port)
 
@@ -118,7 +179,8 @@ def _run(home: str, port: int | None) -> int:
             service.home.ensure()
             service.home.write_pid(os.getpid())
             pid_written = True
-            asyncio.run(_serve(service))
+            asyncio.run(_serve(service, ready))
+            ready = None  # a restart after an identity collision is not a new start
         except (StartupError, HomeError) as e:
             sys.stderr.write(f"{PROGRAM}: fatal error: {e}\n")
             return 1

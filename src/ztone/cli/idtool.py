@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ztone import __version__
+from ztone import PROTOCOL_VERSION, __version__, version_line
 from ztone.node import c25519
 from ztone.node.dictionary import parse_hex_u64
 from ztone.node.errors import LocalUsageError, MalformedPacket
@@ -81,6 +81,10 @@ def print_help(out: TextIO, prog: str) -> None:
     out.write(HELP_HEADER)
     out.write(f"Usage: {prog} <command> [<args>]\n\nCommands:\n")
     out.write(HELP_COMMANDS)
+    out.write(
+        "\nSwitches (ztone): -h, --help this help; -v the protocol version (1.14.1);\n"
+        "  --version ztone's version and the protocol version.\n"
+    )
 
 
 # --- helpers reproducing the reference's parsing -------------------------------------
@@ -619,6 +623,15 @@ def _dispatch(argv: list[str], prog: str) -> int:
         print_help(sys.stdout, prog)
         return 1
     command, args = argv[0], argv[1:]
+    if command in ("-h", "--help", "-?", "help"):
+        print_help(sys.stdout, prog)
+        return 0
+    if command == "-v":
+        sys.stdout.write(f"{PROTOCOL_VERSION}\n")
+        return 0
+    if command == "--version":
+        sys.stdout.write(version_line(prog))
+        return 0
     # Commands and how many arguments they need (upstream prints help and exits 1
     # when one is missing, except initmoon and genmoon, which exit 0).
     needed = {"validate": 1, "getpublic": 1, "sign": 2, "verify": 3, "initmoon": 1, "genmoon": 1}

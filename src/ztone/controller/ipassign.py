@@ -110,14 +110,14 @@ def assign(
         for pool in pools:
             got = _auto_v6(address, pool, routes, allocated, mine, rand64)
             if got is not None:
-                assignments.append(str(got.ip))
+                assignments.append(got.ip_string())
                 ips.append(got)
                 break
     if not no_auto and v4mode.get("zt") is True and not have4:
         for pool in pools:
             got = _auto_v4(address, pool, routes, allocated, mine)
             if got is not None:
-                assignments.append(str(got.ip))
+                assignments.append(got.ip_string())
                 ips.append(got)
                 break
     return ips[:MAX_STATIC_IPS], ndp

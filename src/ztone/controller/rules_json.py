@@ -40,6 +40,7 @@ import math
 import re
 from collections.abc import Iterable
 
+from ztone.node.inetaddress import ntop6
 from ztone.node.rules import (
     ACTION_MAX_ID,
     RULE_FLAG_NOT,
@@ -91,44 +92,8 @@ class UnsupportedRule(ValueError):
 # --------------------------------------------------------------------------- render
 
 
-def _ntop6(packed: bytes) -> str:
-    """IPv6 text exactly as glibc ``inet_ntop`` writes it (dotted tail for ::a.b.c.d
-    and ::ffff:a.b.c.d, which Python's ``ipaddress`` renders differently)."""
-    words = [(packed[i] << 8) | packed[i + 1] for i in range(0, 16, 2)]
-    best_base, best_len, cur_base, cur_len = -1, 0, -1, 0
-    for i, w in enumerate(words):
-        if w == 0:
-            if cur_base == -1:
-                cur_base, cur_len = i, 1
-            else:
-                cur_len += 1
-        elif cur_base != -1:
-            if best_base == -1 or cur_len > best_len:
-                best_base, best_len = cur_base, cur_len
-            cur_base = -1
-    if cur_base != -1 and (best_base == -1 or cur_len > best_len):
-        best_base, best_len = cur_base, cur_len
-    if best_base != -1 and best_len < 2:
-        best_base = -1
-    out = ""
-    for i in range(8):
-        if best_base != -1 and best_base <= i < best_base + best_len:
-            if i == best_base:
-                out += ":"
-            continue
-        if i:
-            out += ":"
-        if i == 6 and best_base == 0 and (best_len == 6 or (best_len == 5 and words[5] == 0xFFFF)):
-            out += ".".join(str(b) for b in packed[12:16])
-            break
-        out += f"{words[i]:x}"
-    if best_base != -1 and best_base + best_len == 8:
-        out += ":"
-    return out
-
-
 def _ip_text(ip: bytes, bits: int) -> str:
-    text = ".".join(str(b) for b in ip) if len(ip) == 4 else _ntop6(ip)
+    text = ".".join(str(b) for b in ip) if len(ip) == 4 else ntop6(ip)
     return f"{text}/{bits}"
 
 

@@ -21,6 +21,7 @@ from .errors import MalformedPacket
 from .hello import MOON_RECORD_LENGTH, OkHello
 from .identity import Identity
 from .inetaddress import InetAddress, parse_inet
+from .metrics import RX
 from .packet import IDX_FLAGS, PROTO_VERSION, PROTO_VERSION_MIN, ErrorCode, Verb
 from .path import Path
 from .peer import Peer
@@ -54,6 +55,7 @@ def handle_hello(node: Node, now: int, path: Path, packet: bytearray,
     """``_doHELLO`` (§6.2.2): may create the peer; answers OK(HELLO)."""
     if len(packet) < 41:
         raise MalformedPacket("truncated HELLO")
+    node.metrics.verb(RX, Verb.HELLO)
     hops = _hops(packet)
     proto = packet[28]
     version = (packet[29], packet[30], int.from_bytes(packet[31:33], "big"))
@@ -175,6 +177,7 @@ def _do_error(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -
     else:
         vl2.error_for_network(node, now, peer, in_re.verb, code, packet)
     node.counters[f"rx_error_{code}_{in_re.verb}"] += 1
+    node.metrics.error(RX, code)
     node.received(now, path, peer, _hops(packet), Verb.ERROR)
     return True
 
@@ -348,6 +351,7 @@ def dispatch(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) ->
     """Route an authenticated, decompressed packet to its verb handler."""
     verb = packet[27] & 0x1F
     if verb == Verb.HELLO:
-        handle_hello(node, now, path, packet, already_authenticated=True)
+        handle_hello(node, now, path, packet, already_authenticated=True)  # counts it
         return True
+    node.metrics.verbs[RX][verb] += 1  # again if it is deferred and retried, as upstream
     return HANDLERS.get(verb, _do_received_only)(node, now, path, peer, packet)

@@ -52,6 +52,51 @@ _PRIVATE_V4 = [
 ]
 
 
+def ntop6(packed: bytes) -> str:
+    """IPv6 text exactly as glibc ``inet_ntop`` writes it, which ``InetAddress::toIpString``
+    uses: the first longest run (two words or more) of zero words becomes ``::``, and
+    ``::a.b.c.d`` and ``::ffff:a.b.c.d`` keep a dotted IPv4 tail (Python 3.11's
+    ``ipaddress`` writes ``::ffff:102:304`` for the latter)."""
+    words = [(packed[i] << 8) | packed[i + 1] for i in range(0, 16, 2)]
+    best_base, best_len, cur_base, cur_len = -1, 0, -1, 0
+    for i, w in enumerate(words):
+        if w == 0:
+            if cur_base == -1:
+                cur_base, cur_len = i, 1
+            else:
+                cur_len += 1
+        elif cur_base != -1:
+            if best_base == -1 or cur_len > best_len:
+                best_base, best_len = cur_base, cur_len
+            cur_base = -1
+    if cur_base != -1 and (best_base == -1 or cur_len > best_len):
+        best_base, best_len = cur_base, cur_len
+    if best_base != -1 and best_len < 2:
+        best_base = -1
+    out = ""
+    for i in range(8):
+        if best_base != -1 and best_base <= i < best_base + best_len:
+            if i == best_base:
+                out += ":"
+            continue
+        if i:
+            out += ":"
+        if i == 6 and best_base == 0 and (best_len == 6 or (best_len == 5 and words[5] == 0xFFFF)):
+            out += ".".join(str(b) for b in packed[12:16])
+            break
+        out += f"{words[i]:x}"
+    if best_base != -1 and best_base + best_len == 8:
+        out += ":"
+    return out
+
+
+def ip_text(ip: IPAddress) -> str:
+    """``InetAddress::toIpString``: dotted quad for IPv4, :func:`ntop6` for IPv6."""
+    if ip.version == 4:
+        return str(ip)
+    return ntop6(ip.packed)
+
+
 @dataclass(frozen=True, slots=True)
 class InetAddress:
     """An IP address with a port (or a netmask bit count, by context)."""
@@ -94,10 +139,10 @@ class InetAddress:
         return self.ip.version
 
     def __str__(self) -> str:
-        return f"{self.ip}/{self.port}"
+        return f"{ip_text(self.ip)}/{self.port}"
 
     def ip_string(self) -> str:
-        return str(self.ip)
+        return ip_text(self.ip)
 
     def scope(self) -> IpScope:
         """Classify as ``InetAddress::ipScope`` does."""

@@ -85,6 +85,7 @@ class Network:
         self.last_config_update = 0
         self.last_request_sent = 0
         self.port_error = 0
+        self.filter_counts = [0, 0, 0, 0]  # metrics.RX_ACCEPTED, RX_DROPPED, TX_...
         self.destroyed = False
         self.up = False
         self.memberships: dict[int, Membership] = {}

@@ -62,10 +62,13 @@ from .hello import Hello, MoonRecord, make_hello_packet
 from .identity import Identity
 from .incoming import dispatch, handle_hello
 from .inetaddress import InetAddress, IpScope
+from .metrics import TX, NodeMetrics
 from .multicaster import Multicaster
 from .network import Network, NetworkView
 from .packet import (
     IDX_FLAGS,
+    IDX_PAYLOAD,
+    IDX_VERB,
     MAX_PACKET_LENGTH,
     MIN_PACKET_LENGTH,
     PROTO_VERSION,
@@ -195,6 +198,7 @@ class Node:
         self._physical = sorted(physical or [], key=lambda s: s.network.prefixlen, reverse=True)
         self._actions: list[Action] = []
         self.counters: Counter[str] = Counter()
+        self.metrics = NodeMetrics()
         self.peers: dict[int, Peer] = {}
         self._paths: dict[tuple[int, InetAddress], Path] = {}
         self._reassembler = Reassembler()
@@ -306,6 +310,14 @@ class Node:
 
     def network_views(self) -> list[NetworkView]:
         return [self.networks[n].view() for n in sorted(self.networks)]
+
+    def set_port_error(self, nwid: int, error: int) -> None:
+        """What the host's port callback answered for ``nwid`` (0 = fine, e.g. -999 when
+        the virtual port could not be made); non-zero makes the status PORT_ERROR
+        (PROTOCOL-NETWORK-SERVICE A.5.5, C.5.1)."""
+        net = self.networks.get(nwid)
+        if net is not None:
+            net.port_error = error
 
     def push_config(self, now: int, nwid: int, member: int, config: Any) -> None:
         """Controller side: send ``config`` to ``member`` unsolicited (NETWORK_CONFIG)."""
@@ -612,6 +624,7 @@ class Node:
         if not authenticated:
             if not trusted and not dearmor(packet, peer.key):
                 self.counters["rx_bad_mac"] += 1
+                peer.metrics.errors += 1
                 return True
             uncompress(packet)
         done = dispatch(self, now, path, peer, packet)
@@ -844,6 +857,11 @@ class Node:
     def _send_via_path(self, now: int, peer: Peer, packet: bytearray, path: Path,
                        encrypt: bool = True, compress_payload: bool = False) -> None:  # fmt: skip
         """Compress, armor (or mark trusted), fragment and emit (§5.6, §4.2, §9.1)."""
+        verb = packet[IDX_VERB] & 0x1F
+        self.metrics.verbs[TX][verb] += 1
+        if verb == Verb.ERROR and len(packet) > IDX_PAYLOAD + 9:
+            self.metrics.error(TX, packet[IDX_PAYLOAD + 9])  # after in-re verb and packet id
+        peer.metrics.tx += 1
         if compress_payload:
             compress(packet)
         address = path.address
@@ -892,6 +910,8 @@ class Node:
                       planet.id, planet.timestamp, tuple(moons))  # fmt: skip
         packet_id = self._random(8)
         wire = make_hello_packet(packet_id, peer.address, peer.key, hello)
+        self.metrics.verb(TX, Verb.HELLO)
+        peer.metrics.tx += 1
         self._expect_reply(packet_id)
         self._actions.append(SendPacket(local_socket, remote, wire))
         if local_socket != ANY_LOCAL_SOCKET:
@@ -993,6 +1013,7 @@ class Node:
                     v6 = True
             keep.append(slot)
         peer.slots = keep
+        peer.metrics.latency.observe(peer.latency(now))
         return v4, v6
 
     def _housekeeping(self, now: int) -> None:
@@ -1098,6 +1119,7 @@ class Node:
     def received(self, now: int, path: Path, peer: Peer, hops: int, verb: int,
                  trust: bool = False) -> None:  # fmt: skip
         """``Peer::received``: receive bookkeeping and path learning (§8.2)."""
+        peer.metrics.rx += 1
         peer.last_receive = now
         if verb in _NONTRIVIAL_VERBS:
             peer.last_nontrivial_receive = now

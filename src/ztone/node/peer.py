@@ -24,6 +24,7 @@ from .constants import (
 from .errors import MalformedPacket
 from .identity import Identity
 from .inetaddress import InetAddress, parse_inet, serialize_inet
+from .metrics import PeerMetrics
 from .path import Path
 
 CACHE_FORMAT = 2
@@ -61,6 +62,7 @@ class Peer:
         self.last_tried_memorized_path = 0
         self.last_tried_paths: dict[tuple[int, InetAddress], int] = {}
         self.echo_gate: dict[tuple[int, InetAddress], int] = {}
+        self.metrics = PeerMetrics()
 
     # --- state -----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from .membership import (
     CREDENTIAL_TYPE_TAG,
     AddResult,
 )
+from .metrics import RX_ACCEPTED, TX_ACCEPTED
 from .multicaster import OutboundMulticast
 from .network import (
     CREDENTIAL_REQUEST_INTERVAL,
@@ -466,9 +467,12 @@ def _ownership(coos: list[Any]) -> tuple[Callable[[bytes], bool], Callable[[int]
 
 def _filter(node: Node, now: int, net: Network, inbound: bool, other: int, src: int, dst: int,
             ethertype: int, payload: bytes, no_tee: bool = False) -> int:  # fmt: skip
-    """0 drop, 1 accept, 2 accept even if bridged; sends TEE/WATCH/REDIRECT copies."""
+    """0 drop, 1 accept, 2 accept even if bridged; sends TEE/WATCH/REDIRECT copies.
+    Each verdict is counted per network and direction (``zt_network_packets``)."""
+    counted = RX_ACCEPTED if inbound else TX_ACCEPTED  # +1: dropped
     c = net.config
     if c is None:
+        net.filter_counts[counted + 1] += 1
         return 0
     rules = net.parsed_rules
     if rules is None:
@@ -476,6 +480,7 @@ def _filter(node: Node, now: int, net: Network, inbound: bool, other: int, src: 
     if rules and rules[0].t & RULE_TYPE_MASK == _ACTION_ACCEPT:
         # The engine's answer when the table starts with ACCEPT (the default table):
         # plain accept, capabilities unconsulted, no copies, no random draw.
+        net.filter_counts[counted] += 1
         return 1
     cache = net.rule_cache
     if inbound:
@@ -515,6 +520,7 @@ def _filter(node: Node, now: int, net: Network, inbound: bool, other: int, src: 
         body = payload[: action.length]
         ext = serialize_ext_frame(net.nwid, action.ext_flags, dst, src, ethertype, body)
         node._send(now, action.target, Verb.EXT_FRAME, ext, compress=True)
+    net.filter_counts[counted if decision.accept else counted + 1] += 1
     return decision.accept
 
 

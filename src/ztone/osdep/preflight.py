@@ -124,7 +124,7 @@ def linux_preflight(
                 + ("" if caps is not None else " (cannot read its capabilities)")
                 + ": it cannot create TAP devices or set addresses and routes",
                 "run ztone as root, or grant CAP_NET_ADMIN (systemd: "
-                "AmbientCapabilities=CAP_NET_ADMIN)",
+                "AmbientCapabilities=CAP_NET_ADMIN, as packaging/systemd/ztone.service does)",
             )
         )
 

@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ztone.controller.core import answer_request, make_revocation
+from ztone.controller.objects import is_authorized
 from ztone.controller.store import ChangeEvent, ControllerStore
 from ztone.node.bounds import CONTROLLER_MAX_PENDING
 from ztone.node.dictionary import Dictionary
 from ztone.node.identity import Identity
 from ztone.node.node import ControllerAnswer, Node
+
+from .metrics import ControllerCounts
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class EmbeddedController:
         self._authorized: dict[tuple[int, int], int] = {}
         self._answering: tuple[int, int] | None = None
         self.max_pending = CONTROLLER_MAX_PENDING
+        self.counts = ControllerCounts()
         store.add_listener(self._on_change)
 
     # --- ControllerApiBackend ----------------------------------------------------
@@ -108,6 +112,7 @@ class EmbeddedController:
 
     def request(self, now: int, nwid: int, identity: Identity,
                 metadata: Dictionary) -> ControllerAnswer:  # fmt: skip
+        self.counts.config_requests += 1
         return self._answer(now, nwid, identity, metadata, real_request=True)
 
     def _answer(self, now: int, nwid: int, identity: Identity, metadata: Dictionary,
@@ -158,7 +163,23 @@ class EmbeddedController:
         if answer.config is not None:
             self._node().push_config(now, nwid, address, answer.config)
 
+    def _count(self, event: ChangeEvent) -> None:
+        """The ``controller_*_count`` counters, as the reference's DB change hooks count."""
+        if event.kind == "network":
+            if event.old is not None and event.new is not None:
+                self.counts.network_changes += 1
+            return
+        was = event.old is not None and is_authorized(event.old)
+        now_authorized = event.new is not None and is_authorized(event.new)
+        if now_authorized and not was:
+            self.counts.member_auths += 1
+        elif was and not now_authorized:
+            self.counts.member_deauths += 1
+        else:
+            self.counts.member_changes += 1
+
     def _on_change(self, event: ChangeEvent) -> None:
+        self._count(event)
         now = self.now_ms()
         if event.kind == "member" and event.address is not None:
             if self._answering == (event.nwid, event.address):

@@ -60,10 +60,12 @@ class NetworkPorts:
 
     # --- core actions ----------------------------------------------------------
 
-    def apply(self, nwid: int, op: ConfigOp, view: NetworkView) -> None:
+    def apply(self, nwid: int, op: ConfigOp, view: NetworkView) -> int:
+        """Carry out one port operation; the answer is the port's error (0 = fine,
+        ``PORT_ERROR_TAP_FAILED`` while it has no working virtual port)."""
         if op is ConfigOp.DESTROY:
             self.destroy(nwid, delete_local_conf=True)
-            return
+            return 0
         port = self.ports.get(nwid)
         if port is None:
             port = self._create(nwid, view)
@@ -75,6 +77,7 @@ class NetworkPorts:
             except TapError as e:
                 log.warning("network %016x: cannot set MTU %d: %s", nwid, view.mtu, e)
             self.sync_managed(port)
+        return port.error
 
     def _create(self, nwid: int, view: NetworkView) -> Port:
         settings = read_network_local_conf(self.home.network_local_conf_path(nwid))

@@ -18,6 +18,7 @@ import platform
 import random
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ztone import __version__
@@ -56,6 +57,7 @@ from .controller import EmbeddedController
 from .entropy import RandomPool
 from .home import FileStateStore, Home
 from .interfaces import local_addresses
+from .metrics import ControllerSnapshot, render_metrics
 from .networks import NetworkPorts
 from .state_writer import StateWriter
 from .udp import UdpSockets, trial_bind
@@ -117,6 +119,7 @@ class NodeService:
         self.controller_store: ControllerStore | None = None
         self.identity_collision = False
         self.bug_count = 0
+        self.udp_rx_bytes = 0
 
     # ----------------------------------------------------------------- start-up
 
@@ -294,9 +297,12 @@ class NodeService:
             backend.active(),
         )
 
-    async def run(self) -> None:
-        """Start, serve until :meth:`stop`, then shut down cleanly."""
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        """Start, call ``ready`` (the API answers from then on), serve until :meth:`stop`,
+        then shut down cleanly."""
         await self.start()
+        if ready is not None:
+            ready()
         assert self._stopping is not None
         try:
             await self._stopping.wait()
@@ -338,6 +344,7 @@ class NodeService:
     # ------------------------------------------------------------- event loop
 
     def _on_datagram(self, sock_id: int, remote: InetAddress, data: bytes) -> None:
+        self.udp_rx_bytes += len(data)
         try:
             self.node.on_wire_packet(now_ms(), sock_id, remote, data)
         except Exception:
@@ -392,7 +399,8 @@ class NodeService:
                                        action.ethertype, action.payload)  # fmt: skip
             elif isinstance(action, NetworkConfigChanged):
                 if self.ports is not None:
-                    self.ports.apply(action.nwid, action.op, action.view)
+                    error = self.ports.apply(action.nwid, action.op, action.view)
+                    self.node.set_port_error(action.nwid, error)
             elif isinstance(action, PutState):
                 self.state.apply(action)  # on the writer's thread; failures are logged there
             else:
@@ -482,7 +490,7 @@ class NodeService:
         s = self.conf.settings
         settings.update(
             {
-                "allowTcpFallbackRelay": s.allow_tcp_fallback_relay,
+                "allowTcpFallbackRelay": False,  # ztone has no TCP relay client
                 "forceTcpRelay": s.force_tcp_relay,
                 "primaryPort": self.primary_port,
                 "secondaryPort": s.secondary_port or self.secondary_port,
@@ -553,14 +561,24 @@ class NodeService:
         return False  # ztone has no TCP fallback relay (UDP only)
 
     def metrics_text(self) -> str | None:
-        """Prometheus text: the core's packet counters (``ztone_packets_total``)."""
-        lines = [
-            "# HELP ztone_packets_total Datagram and packet counters of the node core",
-            "# TYPE ztone_packets_total counter",
-        ]
+        """Prometheus text: zerotier-one's families and ztone's own counters
+        (:mod:`ztone.service.metrics`)."""
         counters = dict(self.node.counters)
         counters["bugs"] = self.bug_count
         counters["udp_send_errors"] = self.udp.send_errors
-        for name in sorted(counters):
-            lines.append(f'ztone_packets_total{{what="{name}"}} {counters[name]}')
-        return "\n".join(lines) + "\n"
+        snapshot = None
+        if self.controller is not None:
+            store = self.controller.store
+            nwids = store.list_networks()
+            snapshot = ControllerSnapshot(
+                networks=len(nwids),
+                members=sum(len(store.list_members(n)) for n in nwids),
+                counts=self.controller.counts,
+            )
+        return render_metrics(
+            self.node,
+            now_ms(),
+            udp_bytes=(self.udp_rx_bytes, self.udp.tx_bytes),
+            controller=snapshot,
+            ztone_counters=counters,
+        )

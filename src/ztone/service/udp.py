@@ -72,6 +72,7 @@ class UdpSockets:
         self._addr_cache: dict[tuple[str, int], InetAddress] = {}
         self._routes: dict[tuple[int, InetAddress], tuple[tuple[socket.socket, Any], ...]] = {}
         self.send_errors = 0
+        self.tx_bytes = 0  # handed to the kernel without an error (zt_data)
         self._gso = sys.platform.startswith("linux")
         self._gso_refused: set[tuple[int, InetAddress]] = set()
         self._pending: list[bytes] = []  # one run for one (socket id, remote), see send()
@@ -243,6 +244,7 @@ class UdpSockets:
         for sock, dest in route:
             try:
                 sock.sendmsg(pending, control, 0, dest)
+                self.tx_bytes += sum(len(d) for d in pending)
             except OSError as e:
                 if e.errno in _GSO_UNSUPPORTED:
                     self._gso = False
@@ -262,7 +264,7 @@ class UdpSockets:
 
     def _send_one(self, sock: socket.socket, dest: Any, data: bytes, remote: InetAddress) -> None:
         try:
-            sock.sendto(data, dest)
+            self.tx_bytes += sock.sendto(data, dest)
         except OSError as e:
             self.send_errors += 1
             log.debug("send to %s failed: %s", remote, e)
@@ -283,11 +285,11 @@ class UdpSockets:
                     old = bound.sock.getsockopt(socket.IPPROTO_IP, socket.IP_TTL)
                     bound.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
                     try:
-                        bound.sock.sendto(data, dest)
+                        self.tx_bytes += bound.sock.sendto(data, dest)
                     finally:
                         bound.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, old)
                 else:
-                    bound.sock.sendto(data, dest)
+                    self.tx_bytes += bound.sock.sendto(data, dest)
             except OSError as e:
                 self.send_errors += 1
                 log.debug("send to %s failed: %s", remote, e)

@@ -13,7 +13,6 @@ C.2.7 (moon).
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Mapping
 
 from ztone.node.inetaddress import InetAddress
@@ -50,13 +49,8 @@ def dump_pretty(obj: object) -> str:
 
 
 def ip_text(address: InetAddress) -> str:
-    """``InetAddress::toIpString``: the C library's ``inet_ntop`` form.
-
-    (For IPv4-mapped and IPv4-compatible IPv6 addresses this differs from Python's
-    ``str(IPv6Address)``, e.g. ``::ffff:1.2.3.4``.)
-    """
-    family = socket.AF_INET if address.ip.version == 4 else socket.AF_INET6
-    return socket.inet_ntop(family, address.ip.packed)
+    """``InetAddress::toIpString`` (:func:`ztone.node.inetaddress.ip_text`)."""
+    return address.ip_string()
 
 
 def inet_text(address: InetAddress | None) -> str:
