@@ -704,35 +704,36 @@ def test_timeouts(control: FakeControl) -> None:
         assert request(srv.port, "GET", "/health")[0] == 200
 
 
-def test_full_server_sheds_idle_before_partial(control: FakeControl) -> None:
+def test_full_server_sheds_oldest_untrusted_first(control: FakeControl) -> None:
     with ServerThread(ApiRouter(control), max_connections=2) as srv:
-        with (
-            socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT) as partial,
-            socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT) as idle,
-        ):
-            partial.sendall(b"GET /health HTTP/1.1\r\n")
-            _wait_for(lambda: srv.server.open_connections == 2)
-            time.sleep(0.1)
-            # A third client is served, and the idle connection made room for it.
-            assert request(srv.port, "GET", "/health")[0] == 200
-            assert read_until_close(idle) == b""
-            # The partial request survived and can still finish.
-            partial.sendall(b"Host: a\r\n\r\n")
-            assert status_of(read_one_response(partial)) == 200
-        # Many more clients than the cap, each held open: the newest is always served.
-        held = []
+        trusted = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=TIMEOUT)
         try:
-            for _ in range(10):
-                s = socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT)
-                held.append(s)
-                s.sendall(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
-                assert status_of(read_one_response(s)) == 200
-            assert auth_get(srv.port, "/status")[0] == 200
-            assert srv.server.open_connections <= 2
-            assert srv.server.shed >= 9
+            trusted.request("GET", "/peer", headers={"X-ZT1-Auth": TOKEN})
+            assert trusted.getresponse().read()
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT) as slow:
+                slow.sendall(b"GET /health HTTP/1.1\r\n")
+                _wait_for(lambda: srv.server.open_connections == 2)
+                # A third client is served; the token-less partial request made room.
+                assert request(srv.port, "GET", "/health")[0] == 200
+                assert read_until_close(slow) == b""
+            # Many more clients than the cap, each held open: the newest is always
+            # served, and the connection that showed a token outlives them all.
+            held = []
+            try:
+                for _ in range(10):
+                    s = socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT)
+                    held.append(s)
+                    s.sendall(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+                    assert status_of(read_one_response(s)) == 200
+                assert srv.server.open_connections <= 2
+                assert srv.server.shed >= 10
+            finally:
+                for s in held:
+                    s.close()
+            trusted.request("GET", "/peer", headers={"X-ZT1-Auth": TOKEN})
+            assert trusted.getresponse().status == 200
         finally:
-            for s in held:
-                s.close()
+            trusted.close()
 
 
 def test_unauthorized_answer_closes_the_pipeline(server: ServerThread) -> None:

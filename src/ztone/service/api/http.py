@@ -28,11 +28,13 @@ works with zerotier-one is cut off sooner here; zerotier-cli sends each request 
 once on a new connection.
 
 Shedding: when ``max_connections`` are open a new connection is still accepted and
-an old one is dropped instead: first the connection idle longest (no request begun),
-then the one whose partial request began earliest among connections that have not
-yet had an answer other than ``401``, then any partial request, then any other. A
-client that connects and sends its request at once is never refused, whatever other
-local processes hold.
+an old one is dropped instead: among connections that never sent a valid token
+(``Response.trusted``), then among the others, the one whose current request cycle
+(idle wait, head, body, answer) began earliest. Idle and slow connections are old
+by the time the cap is reached, so a client that connects and sends its request at
+once is served whatever other local processes hold; to shed it an attacker would
+have to open ``max_connections`` new connections within that request's
+milliseconds.
 
 Pipelining: requests are read from one buffer with a moving offset (no copy of the
 rest of the buffer per request), answered in order, and after each answer the loop
@@ -115,13 +117,15 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """An answer; ``close`` ends the connection after it (``Connection: close``)."""
+    """An answer; ``close`` ends the connection after it (``Connection: close``);
+    ``trusted`` says the request carried a valid token (its connection is shed last)."""
 
     status: int
     body: bytes
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = field(default=())
     close: bool = False
+    trusted: bool = False
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -239,28 +243,25 @@ def _error_kind(error: BaseException) -> tuple[str, str, int]:
     return (type(error).__qualname__, tb.tb_frame.f_code.co_filename, tb.tb_lineno)
 
 
-_IDLE, _READING, _ANSWERING = 0, 1, 2
+_IDLE, _READING, _ANSWERING = 0, 1, 2  # _IDLE: nothing of a request received yet
 
 
 class _Conn:
     """What shedding needs to know about one open connection."""
 
-    __slots__ = ("answered", "since", "state", "task", "writer")
+    __slots__ = ("since", "state", "task", "trusted", "writer")
 
     def __init__(self, task: asyncio.Task[None], writer: asyncio.StreamWriter) -> None:
         self.task = task
         self.writer = writer
         self.state = _IDLE
         self.since = time.monotonic()
-        self.answered = False  # has had an answer other than 401
+        self.trusted = False  # a request on it carried a valid token
 
-    def shed_rank(self) -> tuple[int, float]:
-        """Lower goes first (see the module docstring)."""
-        if self.state == _IDLE:
-            return (0, self.since)
-        if self.state == _READING:
-            return (2 if self.answered else 1, self.since)
-        return (3, self.since)
+    def shed_rank(self) -> tuple[bool, float]:
+        """Lower goes first: connections without a valid token before those with
+        one, then the one whose current request cycle began earliest."""
+        return (self.trusted, self.since)
 
 
 class _Stream:
@@ -473,8 +474,7 @@ class ApiServer:
             conn.state = _ANSWERING
             response = await self._dispatch(request)
             close = response.close or served == self._max_requests
-            if not close:
-                conn.answered = True
+            conn.trusted = conn.trusted or response.trusted
             data = self._response_bytes(h11_conn, request, response, close)
             await self._send(stream.writer, data)
             if h11_conn.our_state is not h11.DONE or h11_conn.their_state is not h11.DONE:

@@ -27,6 +27,7 @@ with ``500`` or ignores it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import ipaddress
 import logging
@@ -381,7 +382,14 @@ class ApiRouter:
     async def __call__(self, request: Request) -> Response:
         if not authorized(self.control, request):
             answer = set_content(request, 401, "{}")
-            return Response(answer.status, answer.body, answer.content_type, close=True)
+            return dataclasses.replace(answer, close=True)
+        answer = await self._route(request)
+        token = self.control.auth_token
+        if token and _presented_token_ok(request, [token]):
+            return dataclasses.replace(answer, trusted=True)
+        return answer
+
+    async def _route(self, request: Request) -> Response:
         for r in self.routes:
             if request.method not in r.methods:
                 continue
