@@ -133,12 +133,32 @@ def test_config_settings_written_file_restarts(node: Node, tmp_path: Path) -> No
     assert written["settings"]["lowBandwidthMode"] is True
     assert written["settings"]["softwareUpdateChannel"] == "b\u00e9ta"
     assert "mtu" not in written["settings"] and "authorized" not in written["settings"]
+    # Every other kind of state the API writes, at the edges of what it accepts.
+    for nwid in ("0000000000000000", "ffffffffffffffff"):
+        assert node.request("POST", f"/network/{nwid}", b'{"allowDNS": true}')[0] == 200
+    assert node.request("POST", "/moon/ffffffffff", b'{"seed": "ffffffffff"}')[0] == 200
+    member = "/controller/network/0000000000000000/member/0000000000"
+    name = '{"name": "\\u00e9\\ud83d\\ude00 ' + "x" * 10000 + '"}'
+    assert node.request("POST", "/controller/network/0000000000000000", name.encode())[0] == 200
+    assert node.request("POST", member, b'{"authorized": true, "name": "\\ud83d\\ude00"}')[0] == 200
     assert node.daemon.stop() == 0
     again = _start(node.daemon.home, node.port)
     try:
-        assert Node(again).status_answers()
+        restarted = Node(again)
+        assert restarted.status_answers()
+        status, body = restarted.request("GET", "/network/ffffffffffffffff")
+        assert status == 200 and json.loads(body)["allowDNS"] is True
+        status, body = restarted.request("GET", member)
+        assert status == 200 and json.loads(body)["name"] == "\U0001f600"
+        assert (
+            json.loads(restarted.request("GET", "/status")[1])["config"]["settings"][
+                "softwareUpdateChannel"
+            ]
+            == "b\u00e9ta"
+        )
     finally:
         assert again.stop() == 0
+    assert "Traceback" not in again.log.read_text(errors="replace")
 
 
 # --- item 5: bad JSON of any kind is 400 on every route, never a traceback ---------------
