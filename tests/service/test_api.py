@@ -430,16 +430,27 @@ def test_router_metrics(control: FakeControl) -> None:
     assert (response.status, response.body) == (401, b"{}")
 
 
-def test_router_handler_exception_is_500(control: FakeControl) -> None:
+def test_router_handler_exception_is_500_logged_once(
+    control: FakeControl, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A route's unexpected exception reaches the server's one handler: 500, and one
+    traceback however often it happens."""
+
     def broken() -> NodeStatus:
         raise RuntimeError("boom")
 
     control.node_status = broken  # type: ignore[method-assign]
-    response = asyncio.run(
-        ApiRouter(control)(make_request("/status", headers={"x-zt1-auth": TOKEN}))
-    )
-    assert response.status == 500
-    assert json.loads(response.body) == {"error": 500, "description": "boom"}
+    with pytest.raises(RuntimeError):
+        asyncio.run(ApiRouter(control)(make_request("/status", headers={"x-zt1-auth": TOKEN})))
+    with ServerThread(ApiRouter(control)) as srv, caplog.at_level("ERROR"):
+        for _ in range(20):
+            status, _, body = request(srv.port, "GET", "/status", headers={"X-ZT1-Auth": TOKEN})
+            assert status == 500
+            assert json.loads(body) == {"error": 500, "description": "boom"}
+        assert auth_get(srv.port, "/peer")[0] == 200
+    tracebacks = [r for r in caplog.records if r.exc_info is not None]
+    assert len(tracebacks) == 1
+    assert srv.server.errors.total == 20
 
 
 # --- over HTTP --------------------------------------------------------------------------------
@@ -659,28 +670,136 @@ def test_limits(server: ServerThread) -> None:
     assert request(server.port, "GET", "/health")[0] == 200
 
 
-def test_connection_limit_and_timeout(control: FakeControl) -> None:
-    with ServerThread(ApiRouter(control), max_connections=2, read_timeout=0.5) as srv:
-        held = [
-            socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT) for _ in range(2)
-        ]
-        try:
-            deadline = time.monotonic() + TIMEOUT
-            while len(srv.server._tasks) < 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            with socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT) as extra:
-                assert read_until_close(extra) == b""
-            # A partial request times out with 408; an idle connection just closes.
-            held[0].sendall(b"GET /health HTTP/1.1\r\n")
-            assert status_of(read_until_close(held[0])) == 408
-            assert read_until_close(held[1]) == b""
-        finally:
-            for s in held:
-                s.close()
-        deadline = time.monotonic() + TIMEOUT
-        while srv.server._tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
+def _wait_for(condition: Any) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition()
+
+
+def test_timeouts(control: FakeControl) -> None:
+    with ServerThread(ApiRouter(control), head_timeout=0.3, request_timeout=0.6) as srv:
+        with (
+            socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT) as idle,
+            socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT) as partial,
+            socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT) as body,
+        ):
+            # An idle connection just closes; a partial head or body times out with 408.
+            partial.sendall(b"GET /health HTTP/1.1\r\n")
+            body.sendall(b"POST /config/settings HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\n{")
+            assert read_until_close(idle) == b""
+            assert status_of(read_until_close(partial)) == 408
+            assert status_of(read_until_close(body)) == 408
+        # A dribbled head is cut off at the head deadline, however steady the dribble.
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT) as slow:
+            slow.sendall(b"GET /health HTTP/1.1\r\n")
+            for _ in range(20):
+                try:
+                    slow.sendall(b"X")
+                except OSError:
+                    break
+                time.sleep(0.05)
+            assert status_of(read_until_close(slow)) == 408
+        _wait_for(lambda: srv.server.open_connections == 0)
         assert request(srv.port, "GET", "/health")[0] == 200
+
+
+def test_full_server_sheds_oldest_untrusted_first(control: FakeControl) -> None:
+    with ServerThread(ApiRouter(control), max_connections=2) as srv:
+        trusted = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=TIMEOUT)
+        try:
+            trusted.request("GET", "/peer", headers={"X-ZT1-Auth": TOKEN})
+            assert trusted.getresponse().read()
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT) as slow:
+                slow.sendall(b"GET /health HTTP/1.1\r\n")
+                _wait_for(lambda: srv.server.open_connections == 2)
+                # A third client is served; the token-less partial request made room.
+                assert request(srv.port, "GET", "/health")[0] == 200
+                assert read_until_close(slow) == b""
+            # Many more clients than the cap, each held open: the newest is always
+            # served, and the connection that showed a token outlives them all.
+            held = []
+            try:
+                for _ in range(10):
+                    s = socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT)
+                    held.append(s)
+                    s.sendall(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+                    assert status_of(read_one_response(s)) == 200
+                assert srv.server.open_connections <= 2
+                assert srv.server.shed >= 10
+            finally:
+                for s in held:
+                    s.close()
+            trusted.request("GET", "/peer", headers={"X-ZT1-Auth": TOKEN})
+            assert trusted.getresponse().status == 200
+        finally:
+            trusted.close()
+
+
+def test_unauthorized_answer_closes_the_pipeline(server: ServerThread) -> None:
+    one = b"GET /status HTTP/1.1\r\nHost: a\r\n\r\n"
+    answer = raw_exchange(server.port, one * 1000)
+    assert answer.count(b"HTTP/1.1 ") == 1
+    assert status_of(answer) == 401
+    assert b"connection: close\r\n" in answer.lower()
+
+
+def test_requests_per_connection_are_capped(control: FakeControl) -> None:
+    with ServerThread(ApiRouter(control), max_requests=7) as srv:
+        one = f"GET /health?auth={TOKEN} HTTP/1.1\r\nHost: a\r\n\r\n".encode()
+        answer = raw_exchange(srv.port, one * 50)
+        assert answer.count(b"HTTP/1.1 200 OK\r\n") == 7
+        assert answer.lower().count(b"connection: close\r\n") == 1
+
+
+def test_many_pipelined_requests_in_one_buffer(server: ServerThread) -> None:
+    # One send holding 100 requests (the default cap) and some bodies: each answered.
+    post = (
+        b"POST /moon/0000000001 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        + f"X-ZT1-Auth: {TOKEN}\r\n\r\n{{}}".encode()
+    )
+    get = f"GET /health HTTP/1.1\r\nX-ZT1-Auth: {TOKEN}\r\n\r\n".encode()
+    answer = raw_exchange(server.port, (get + post) * 50 + get)
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == 100
+
+
+def test_last_answer_goes_out_whole_before_close() -> None:
+    """A slow reader gets a long last answer whole, even past ``write_timeout``, as
+    long as it keeps taking bytes."""
+    big = bytes(range(256)) * (64 * 1024)  # 16 MiB, far more than the socket buffers
+
+    async def handler(req: Request) -> Response:
+        return Response(200, big, "application/octet-stream")
+
+    with ServerThread(handler, write_timeout=0.5) as srv:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(TIMEOUT)
+            s.connect(("127.0.0.1", srv.port))
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            answer = bytearray()
+            started = time.monotonic()
+            while chunk := s.recv(1 << 20):
+                answer += chunk
+                if time.monotonic() - started < 1.5:
+                    time.sleep(0.002)  # slow: the whole answer takes longer than 0.5 s
+        assert body_of(bytes(answer)) == big
+
+
+def test_client_that_does_not_read_is_dropped() -> None:
+    big = b"x" * (16 << 20)
+
+    async def handler(req: Request) -> Response:
+        return Response(200, big, "text/plain")
+
+    with ServerThread(handler, write_timeout=0.3) as srv:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(TIMEOUT)
+            s.connect(("127.0.0.1", srv.port))
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+            _wait_for(lambda: srv.server.open_connections == 0)
+        assert request(srv.port, "GET", "/ok")[0] == 200
 
 
 def test_handler_exception_in_server() -> None:

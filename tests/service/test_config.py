@@ -506,9 +506,69 @@ def test_update_settings_missing_file_refused_leaves_nothing(tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"mtu": 1}, "settings.mtu"),
+        ({"authorized": True, "lowBandwidthMode": True}, "settings.authorized"),
+        ({"lowBandwidthMode": True, "name": "n", "routes": []}, "settings.name"),
+        ({"controllerDb": {"x": float("inf")}}, "settings"),
+        ({"softwareUpdateChannel": "\ud800"}, "settings"),
+        ({"controllerDb": {"x": {1, 2}}}, "settings"),
+    ],
+)
+def test_update_settings_refuses_what_it_could_not_read_back(
+    tmp_path: Path, changes: dict[str, Any], key: str
+) -> None:
+    path = tmp_path / "local.conf"
+    original = b'{"settings": {"primaryPort": 9993, "foo": 1}}'
+    path.write_bytes(original)
+    with pytest.raises(ConfigError) as info:
+        update_settings(path, changes)
+    assert f"{path}: {key}" in str(info.value)
+    assert path.read_bytes() == original
+
+
+def test_update_settings_output_is_what_a_read_accepts(tmp_path: Path) -> None:
+    path = tmp_path / "local.conf"
+    path.write_bytes(b'{"settings": {"foo": [1, 2.5]}, "x": {"y": "\\u00e9"}}')
+    conf = update_settings(path, {"softwareUpdateChannel": "b\u00e9ta\U0001f600"})
+    assert load_local_conf(path).raw == conf.raw
+    assert conf.warnings == [
+        f"{path}: x: unknown key (ignored)",
+        f"{path}: settings.foo: unknown key (ignored)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (b'{"settings": {"foo": 1e999}}', "number out of range at settings.foo"),
+        (b'{"settings": {"softwareUpdateChannel": "\\udc00"}}', "surrogate"),
+        (b'{"settings": {"foo": Infinity}}', "Infinity"),
+        (b'{"settings": ' * 100 + b"1" + b"}" * 100, "levels"),
+    ],
+)
+def test_local_conf_text_that_would_not_write_back_is_refused(
+    tmp_path: Path, text: bytes, reason: str
+) -> None:
+    path = tmp_path / "local.conf"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError, match="invalid JSON") as info:
+        load_local_conf(path)
+    assert reason in str(info.value)
+
+
 # --- networks.d/<nwid>.local.conf ---------------------------------------------------------
 
 EXACT = b"allowManaged=1\nallowGlobal=0\nallowDefault=0\nallowDNS=0\n"
+
+
+def test_network_local_conf_round_trips() -> None:
+    """What ``POST /network/<nwid>`` writes reads back as the same settings."""
+    for bits in range(16):
+        s = NetworkLocalSettings(bool(bits & 1), [], bool(bits & 2), bool(bits & 4), bool(bits & 8))
+        assert parse_network_local_conf(format_network_local_conf(s)) == s
 
 
 def test_recorded_network_local_conf() -> None:

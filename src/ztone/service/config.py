@@ -12,9 +12,15 @@ Types are checked strictly (a string where an integer belongs is an error, as is
 ``1`` for a boolean), unlike zerotier-one which silently falls back to defaults;
 an error names the file and the key path, e.g.
 ``local.conf: settings.primaryPort: expected an integer from 0 to 65535, got "abc"``.
-Unknown keys are kept (zerotier-one ignores them) and listed in
-:attr:`LocalConf.warnings`. The parsed JSON is kept as :attr:`LocalConf.raw` for
-``GET /config``.
+The text itself is read by :func:`ztone.service.strict_json.loads` (no infinite
+numbers, no unpaired surrogates, at most 64 levels deep). Unknown keys in a file are
+kept (zerotier-one ignores them) and listed in :attr:`LocalConf.warnings`. The parsed
+JSON is kept as :attr:`LocalConf.raw` for ``GET /config``.
+
+Writes (:func:`update_settings`, for ``POST /config/settings``) accept only the keys
+of :class:`Settings`, validate the whole new file as a read would, and then read
+back the exact bytes about to be written with :func:`parse_local_conf`; only if that
+succeeds are they written. What the daemon writes, it can always start from.
 
 ``networks.d/<nwid>.local.conf`` is a Dictionary (A.1) written as exactly
 ``allowManaged=1\\nallowGlobal=0\\nallowDefault=0\\nallowDNS=0\\n``. On reading, an
@@ -29,6 +35,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PrivateAttr, 
 from ztone.node.dictionary import Dictionary
 from ztone.node.inetaddress import InetAddress, IPAddress
 
+from . import strict_json
 from .home import atomic_write_file
 
 log = logging.getLogger(__name__)
@@ -441,20 +449,10 @@ def _problems(error: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _parse_json(data: bytes, file: str) -> Any:
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as e:
-        raise ConfigError(file, [("", f"not UTF-8 text ({e})")]) from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            file, [("", f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}")]
-        ) from None
-    except ValueError as e:
+        return strict_json.loads(data)
+    except strict_json.JsonError as e:
         raise ConfigError(file, [("", f"invalid JSON: {e}")]) from None
 
 
@@ -494,33 +492,57 @@ def parse_local_conf(data: bytes | str, file: str = "local.conf") -> LocalConf:
 
 
 def dump_local_conf(obj: dict[str, Any]) -> bytes:
-    """JSON as zerotier-one writes ``local.conf``: sorted keys, 4-space indent, no newline."""
-    return json.dumps(obj, indent=4, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    """JSON as zerotier-one writes ``local.conf``: sorted keys, 4-space indent, no newline.
+
+    ``ValueError`` for a value JSON cannot hold (an infinite number, an unpaired
+    surrogate), ``TypeError`` for one that is not JSON at all.
+    """
+    text = json.dumps(obj, indent=4, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8")
+
+
+_write_lock = threading.Lock()  # one read-modify-write of local.conf at a time
 
 
 def update_settings(path: str | os.PathLike[str], changes: dict[str, Any]) -> LocalConf:
     """``POST /config/settings``: set ``settings.<key>`` for each key of ``changes``.
 
-    The resulting file is validated first; if it is invalid (or the current file
-    cannot be read) :class:`ConfigError` is raised and the file is left untouched.
-    Otherwise it is rewritten atomically (sorted keys, 4-space indentation) and the
-    new :class:`LocalConf` is returned.
+    Refused with :class:`ConfigError` naming the key, and the file left untouched,
+    if a key is not a :class:`Settings` key, if the new file would not validate, if
+    its text would not read back (for instance a number Python reads as infinite),
+    or if the current file cannot be read. Otherwise it is rewritten atomically
+    (sorted keys, 4-space indentation) and the new :class:`LocalConf` is returned.
+    Keys already in the file that ztone does not know are kept (the read warns).
     """
     p = Path(path)
     if not isinstance(changes, dict):
         raise ConfigError(str(p), [("settings", f"expected a JSON object, got {_show(changes)}")])
-    current = _read_conf_object(p) or {}
-    updated = dict(current)
-    settings = updated.get("settings")
-    settings = dict(settings) if isinstance(settings, dict) else {}
-    for key, value in changes.items():
-        settings[str(key)] = value
-    updated["settings"] = settings
-    conf = LocalConf.from_json(updated, str(p))
-    try:
-        atomic_write_file(p, dump_local_conf(updated))
-    except OSError as e:
-        raise ConfigError(str(p), [("", f"cannot write: {e.strerror or e}")]) from None
+    known = _known_keys(Settings)
+    unknown = [
+        (_key_path(("settings", str(k))), "unknown setting (not a zerotier-one 1.14 key)")
+        for k in changes
+        if k not in known
+    ]
+    if unknown:
+        raise ConfigError(str(p), unknown)
+    with _write_lock:
+        current = _read_conf_object(p) or {}
+        updated = dict(current)
+        settings = updated.get("settings")
+        settings = dict(settings) if isinstance(settings, dict) else {}
+        for key, value in changes.items():
+            settings[str(key)] = value
+        updated["settings"] = settings
+        LocalConf.from_json(updated, str(p))  # names the key of a bad value
+        try:
+            text = dump_local_conf(updated)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(p), [("settings", f"not storable as JSON: {e}")]) from None
+        conf = parse_local_conf(text, str(p))  # exactly what the next start will read
+        try:
+            atomic_write_file(p, text)
+        except OSError as e:
+            raise ConfigError(str(p), [("", f"cannot write: {e.strerror or e}")]) from None
     return conf
 
 

@@ -5,11 +5,14 @@ GET ``/network`` lists joined networks in ascending id order; GET
 and sets ``allowManaged``/``allowGlobal``/``allowDefault``/``allowDNS`` (JSON booleans
 only; other types are ignored, as upstream), always rewriting
 ``<nwid>.local.conf``; DELETE leaves (``{"result":true}`` if it was joined, else ``{}``).
+
+An empty POST body counts as ``{}``. Deviation: a body that is not acceptable JSON
+(:func:`~.routes.parse_json_body`) or not a JSON object is answered ``400`` before
+anything is joined or written; upstream ignores it and joins.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,7 +23,16 @@ from ztone.node.network import NetworkView
 
 from ..config import NetworkLocalSettings
 from .http import Request
-from .routes import EMPTY, ApiControl, Reply, Route, json_reply, route
+from .routes import (
+    EMPTY,
+    ApiControl,
+    BadRequest,
+    Reply,
+    Route,
+    json_reply,
+    parse_json_body,
+    route,
+)
 
 
 class NetworkControl(Protocol):
@@ -87,13 +99,12 @@ def network_routes(networks: NetworkControl) -> list[Route]:
 
     def post(control: ApiControl, request: Request, match: re.Match[str]) -> Reply:
         nwid = int(match.group(1), 16)
+        body = parse_json_body(request) if request.body.strip() else {}
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
         networks.join(nwid)
         settings = networks.local_settings(nwid)
-        try:
-            body = json.loads(request.body) if request.body.strip() else {}
-        except ValueError:
-            body = {}  # upstream ignores an invalid body here
-        if isinstance(body, dict):
+        if body:
             changes: dict[str, Any] = {}
             for key, attr in (
                 ("allowManaged", "allow_managed"),

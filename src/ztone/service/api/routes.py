@@ -13,16 +13,23 @@ not served yet: they go into :data:`NETWORK_ROUTES` (or ``extra_routes``) later.
 
 Bodies are compact nlohmann-style JSON (sorted keys); an empty body becomes ``{}`` and
 ``?jsonp=<fn>`` wraps it as ``<fn>(<json>);`` (``application/javascript``), as the
-reference's ``setContent`` does. Deviation: a request body that is not valid JSON
-(where JSON is expected) is answered with ``400 {"error": "..."}`` and changes nothing;
-the reference answers ``500`` or ignores it.
+reference's ``setContent`` does. A ``401`` closes the connection (see :mod:`.http`).
+
+Errors, the same for every route: a request body is read only by
+:func:`parse_json_body` (:mod:`ztone.service.strict_json`: UTF-8, valid JSON, finite
+numbers, no unpaired surrogates, at most 64 levels deep), and a route refuses bad
+input by raising :class:`BadRequest`: both give ``400 {"error": "..."}`` and change
+nothing. Anything else a route raises is a bug; it goes on to the server's single
+handler (``500``, logged once per kind). Deviation: the reference answers bad JSON
+with ``500`` or ignores it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import inspect
 import ipaddress
-import json
 import logging
 import math
 import re
@@ -33,6 +40,7 @@ from typing import Protocol
 from ztone.node.ctext import strtoull as _c_strtoull
 from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
 
+from .. import strict_json
 from . import render
 from .http import IPAddress, Request, Response
 
@@ -58,7 +66,9 @@ class ApiControl(Protocol):
 
     def local_conf(self) -> dict[str, object]: ...  # raw local.conf JSON ({} if none)
 
-    def update_settings(self, changes: dict[str, object]) -> None: ...  # ValueError if invalid
+    # Validate like a read of local.conf, then write; ValueError naming the key if
+    # invalid (nothing written). Called on a worker thread.
+    def update_settings(self, changes: dict[str, object]) -> None: ...
 
     def peers(self) -> list[PeerStatus]: ...
 
@@ -107,16 +117,12 @@ def set_content(request: Request, status: int, content: str) -> Response:
 
 
 def parse_json_body(request: Request) -> object:
-    """The request body as JSON; :class:`BadRequest` if it is not valid JSON."""
+    """The request body as JSON (:func:`ztone.service.strict_json.loads`);
+    :class:`BadRequest` saying what is wrong and where if it is not acceptable."""
     try:
-        text = request.body.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise BadRequest(f"request body is not valid JSON: {e}") from e
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
+        return strict_json.loads(request.body)
+    except strict_json.JsonError as e:
+        raise BadRequest(f"request body is not valid JSON: {e}") from None
 
 
 class BadRequest(Exception):
@@ -245,12 +251,13 @@ def _config_get(control: ApiControl, request: Request, match: re.Match[str]) -> 
     return json_reply(control.local_conf() or {})
 
 
-def _config_post(control: ApiControl, request: Request, match: re.Match[str]) -> Reply:
+async def _config_post(control: ApiControl, request: Request, match: re.Match[str]) -> Reply:
     changes = parse_json_body(request)
     if not isinstance(changes, dict):
         raise BadRequest("request body must be a JSON object of settings")
     try:
-        control.update_settings(changes)
+        # Validation and the durable write (an fsync) off the event loop.
+        await asyncio.to_thread(control.update_settings, changes)
     except ValueError as e:
         raise BadRequest(str(e)) from e
     return EMPTY
@@ -374,23 +381,28 @@ class ApiRouter:
 
     async def __call__(self, request: Request) -> Response:
         if not authorized(self.control, request):
-            return set_content(request, 401, "{}")
+            answer = set_content(request, 401, "{}")
+            return dataclasses.replace(answer, close=True)
+        answer = await self._route(request)
+        token = self.control.auth_token
+        if token and _presented_token_ok(request, [token]):
+            return dataclasses.replace(answer, trusted=True)
+        return answer
+
+    async def _route(self, request: Request) -> Response:
         for r in self.routes:
             if request.method not in r.methods:
                 continue
             match = r.pattern.fullmatch(request.path)
             if match is None:
                 continue
+            # Anything but BadRequest is a bug: the server's handler answers 500.
             try:
                 reply = r.handler(self.control, request, match)
                 if inspect.isawaitable(reply):
                     reply = await reply
             except BadRequest as e:
                 reply = error_reply(400, str(e))
-            except Exception as e:
-                log.exception("local API: %s %s failed", request.method, request.path)
-                description = json.dumps(str(e), ensure_ascii=False)
-                reply = Reply(500, '{"error": 500, "description": ' + description + "}")
             assert isinstance(reply, Reply)
             if reply.content_type is not None:
                 return Response(reply.status, reply.content.encode("utf-8"), reply.content_type)
