@@ -3,7 +3,7 @@
 A remote party here is anything that reaches us over the wire (a peer, or just a
 UDP source address) or through the controller's request path. Each table below has
 an explicit bound; when a new entry would cross it, the eviction rule says what
-goes. ``tests/test_bounds.py`` floods each table and checks the bound holds and that
+goes. ``tests/sim/test_bounds.py`` floods each table and checks the bound holds and that
 legitimate entries still work; ``tests/sim/test_hostile_sim.py`` checks every bound
 after a run of mutated, correctly encrypted packets (:func:`check_node_bounds`).
 
