@@ -65,6 +65,7 @@ RSS_GROWTH_TARGET_MB = 30
 PING_LOSS_TARGET = 5.0
 STATUS_TARGET_MS = 200
 PING_INTERVAL = 0.2
+PING_WAIT = 2
 SOURCES = 64
 
 TARGETS = {
@@ -134,6 +135,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1024,
         help="stop an attack when its target's RSS passes this many MB",
     )
+    parser.add_argument(
+        "--senders",
+        type=int,
+        default=1,
+        help="sender processes per UDP attack (default 1: one peer, one core)",
+    )
+    parser.add_argument(
+        "--verbs",
+        default="",
+        help="mutated: only these verb numbers (comma-separated), to find the one that hurts",
+    )
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=None,
+        help="copy the daemons' logs into this directory at the end",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds = float(QUICK_SECONDS)
@@ -143,6 +161,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--seconds must be in (0, 3600]")
     if not 0 <= args.settle <= 3600:
         parser.error("--settle must be in [0, 3600]")
+    try:
+        args.verb_list = [int(v, 0) for v in args.verbs.split(",") if v.strip()]
+    except ValueError:
+        parser.error("--verbs takes verb numbers, e.g. 8,16")
+    if not all(0 <= v <= 31 for v in args.verb_list):
+        parser.error("--verbs: verb numbers are 0..31")
+    if not 1 <= args.senders <= 16:
+        parser.error("--senders must be in [1, 16]")
     if not 1 <= args.identities <= 4096:
         parser.error("--identities must be in [1, 4096]")
     names = ATTACKS if args.attacks == "all" else [a.strip() for a in args.attacks.split(",")]
@@ -263,8 +289,16 @@ class Result:
         return int(self.worker.get("sent", 0))
 
     @property
+    def ping_late(self) -> int:
+        """Replies ping counted although they came after its 2 s wait: lost for any use."""
+        return sum(1 for t in self.rtts if t > PING_WAIT * 1000)
+
+    @property
     def ping_loss(self) -> float:
-        return 100.0 * (1 - self.ping_received / self.ping_sent) if self.ping_sent else 100.0
+        """Percent of pings without a reply within 2 s."""
+        if not self.ping_sent:
+            return 100.0
+        return 100.0 * (1 - (self.ping_received - self.ping_late) / self.ping_sent)
 
     @property
     def growth_mb(self) -> float:
@@ -314,8 +348,8 @@ def report(r: Result) -> str:
         f"after {_mb(r.rss_after)}"
         + (f", settled {_mb(r.rss_settled)}" if r.rss_settled is not None else "")
         + f"; CPU {r.cpu_s:.1f} s",
-        f"   ping a->b: {r.ping_received}/{r.ping_sent} answered, loss {r.ping_loss:.1f}%, "
-        f"RTT ms min/median/max {_rtt(r)}",
+        f"   ping a->b: {r.ping_received}/{r.ping_sent} answered ({r.ping_late} after over "
+        f"{PING_WAIT} s), loss {r.ping_loss:.1f}%, RTT ms min/median/max {_rtt(r)}",
         f"   /status ms median/max {_status(r)} ({len(r.status_ms)} answered)",
     ]
     if r.notes:
@@ -468,6 +502,22 @@ def _collect(proc: subprocess.Popen[str], timeout: float, what: str,
     return result
 
 
+def merge(tallies: list[dict[str, Any]]) -> dict[str, Any]:
+    """One tally from several sender processes: counts add up, times take the longest."""
+    out: dict[str, Any] = {}
+    for tally in tallies:
+        for k, v in tally.items():
+            if k.endswith("_s"):
+                out[k] = max(out.get(k, 0.0), v)
+            elif isinstance(v, int):
+                out[k] = out.get(k, 0) + v
+            else:
+                out.setdefault(k, v)
+    if len(tallies) > 1:
+        out["senders"] = len(tallies)
+    return out
+
+
 def run_attack(lab: Lab, attack: str, index: int, args: argparse.Namespace) -> Result:
     target = TARGETS[attack]
     r = Result(attack, target, args.seconds)
@@ -488,25 +538,31 @@ def run_attack(lab: Lab, attack: str, index: int, args: argparse.Namespace) -> R
         "timeout": 5.0, "max_count": int(seconds / PING_INTERVAL) + 10,
     }, work / f"{attack}.probe.json")  # fmt: skip
     count = max(1, int(seconds / PING_INTERVAL))
-    ping = lab.ns("a").popen(["ping", "-n", "-i", str(PING_INTERVAL), "-c", str(count), "-W", "2",
-                              lab.b_ip], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)  # fmt: skip
+    ping_cmd = ["ping", "-n", "-i", str(PING_INTERVAL), "-c", str(count), "-W", str(PING_WAIT),
+                lab.b_ip]  # fmt: skip
+    ping = lab.ns("a").popen(ping_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if attack in UDP_ATTACKS:
         spec: dict[str, Any] = {
             "attack": attack, "target_ip": lab.ip(target), "target_port": PORT,
             "target_identity": _identity(0)[1] if target == "root" else lab.public(target),
             "sources": lab.sources, "pool": str(lab.pool), "seconds": seconds,
             "max_count": int(seconds * 200_000), "nwid": lab.nwid,
-            "controller": lab.public("ctrl")[:10], "peer_index": index, "seed": index + 1,
+            "controller": lab.public("ctrl")[:10], "peer_index": index, "verbs": args.verb_list,
         }  # fmt: skip
-        worker = _spawn(lab.attacker, "udp", spec, work / f"{attack}.json")
+        workers = [_spawn(lab.attacker, "udp", {**spec, "seed": index * 100 + k},
+                          work / f"{attack}.{k}.json") for k in range(args.senders)]  # fmt: skip
     else:
         spec = {"attack": attack, "port": PORT, "seconds": seconds,
                 "max_count": int(seconds * 20_000), "seed": index + 1}  # fmt: skip
-        worker = _spawn(lab.ns(target), "api", spec, work / f"{attack}.json")
-    watch = RssWatch(pid, args.rss_limit * 1024, worker.terminate)
+        workers = [_spawn(lab.ns(target), "api", spec, work / f"{attack}.json")]
+
+    def cut() -> None:
+        for w in workers:
+            w.terminate()
+
+    watch = RssWatch(pid, args.rss_limit * 1024, cut)
     watch.start()
-    r.worker = _collect(worker, seconds + 90, "attack worker", r.notes)
+    r.worker = merge([_collect(w, seconds + 90, "attack worker", r.notes) for w in workers])
     probe_out = _collect(probe, seconds + 60, "status probe", r.notes)
     r.status_ms = list(probe_out.get("latencies_ms", []))
     r.status_failures = dict(probe_out.get("failures", {}))
@@ -589,6 +645,10 @@ def main(argv: list[str] | None = None) -> int:
             if not isinstance(lab_or_error, str):
                 for d in lab_or_error.daemons.values():
                     d.stop()
+            if args.logs is not None:
+                args.logs.mkdir(parents=True, exist_ok=True)
+                for log in work.glob("*.log"):
+                    shutil.copy(log, args.logs / log.name)
     return 0
 
 

@@ -271,9 +271,11 @@ UNMUTATED = (Verb.RENDEZVOUS, Verb.PUSH_DIRECT_PATHS)  # their endpoints must st
 
 
 def mutated_packet(rng: random.Random, me: Identity, key: PeerKey, target: int,
-                   real_nwid: int, controller: int) -> bytes:  # fmt: skip
-    """A correctly armored packet of a random verb whose plaintext payload is mutated."""
-    verb = rng.choice(MUTATED_VERBS)
+                   real_nwid: int, controller: int,
+                   verbs: list[int] = MUTATED_VERBS) -> bytes:  # fmt: skip
+    """A correctly armored packet of a random verb (of ``verbs``) whose plaintext payload
+    is mutated."""
+    verb = rng.choice(verbs)
     payload = verb_payload(rng, verb, me, real_nwid, controller)
     if verb not in UNMUTATED:
         payload = mutate(rng, payload)[:1300]
@@ -300,6 +302,7 @@ class UdpContext:
     sockets: list[socket.socket]
     real_nwid: int
     controller: int
+    verbs: list[int] = field(default_factory=list)  # mutated: only these verbs
     keys: dict[int, PeerKey] = field(default_factory=dict)
     replies: int = 0
     introduced: int = 0
@@ -428,7 +431,8 @@ def generator_for(attack: str, ctx: UdpContext, deadline: float, peer_index: int
                           lambda: config_request_payload(
                               rng, random_config_nwid(rng, ctx.controller)))  # fmt: skip
     if attack == "mutated":
-        return ((0, mutated_packet(rng, me, key, t, ctx.real_nwid, ctx.controller))
+        verbs = ctx.verbs or MUTATED_VERBS
+        return ((0, mutated_packet(rng, me, key, t, ctx.real_nwid, ctx.controller, verbs))
                 for _ in iter(int, 1))  # fmt: skip
     raise ValueError(f"unknown UDP attack {attack!r}")
 
@@ -453,7 +457,7 @@ def run_udp(spec: dict[str, Any]) -> dict[str, Any]:
     ctx = UdpContext(random.Random(spec["seed"]), Identity.from_string(spec["target_identity"]),
                      InetAddress(target_ip, int(spec["target_port"])),
                      load_pool(spec["pool"]), sockets, int(spec["nwid"], 16),
-                     int(spec["controller"], 16))  # fmt: skip
+                     int(spec["controller"], 16), list(spec.get("verbs", [])))  # fmt: skip
     to = ctx._to()
     gen = generator_for(spec["attack"], ctx, deadline, int(spec["peer_index"]))
     setup = time.monotonic() - start

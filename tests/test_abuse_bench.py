@@ -58,10 +58,18 @@ def test_arguments() -> None:
     args = abuse.parse_args(["--attacks", "whois, junk", "--seconds", "30", "--settle", "600"])
     assert (args.seconds, args.settle, args.selected) == (30.0, 600.0, ["whois", "junk"])
     assert abuse.parse_args([]).seconds == 60.0
+    assert abuse.parse_args(["--senders", "2"]).senders == 2
     for bad in (["--attacks", "hello,nope"], ["--seconds", "0"], ["--seconds", "7200"],
-                ["--settle", "-1"], ["--identities", "0"]):  # fmt: skip
+                ["--settle", "-1"], ["--identities", "0"], ["--senders", "0"]):  # fmt: skip
         with pytest.raises(SystemExit):
             abuse.parse_args(bad)
+
+
+def test_tallies_of_several_senders_add_up() -> None:
+    merged = abuse.merge([{"sent": 3, "bytes": 30, "elapsed_s": 5.0, "setup_s": 0.1},
+                          {"sent": 4, "bytes": 40, "elapsed_s": 5.2, "setup_s": 0.0}])  # fmt: skip
+    assert merged == {"sent": 7, "bytes": 70, "elapsed_s": 5.2, "setup_s": 0.1, "senders": 2}
+    assert abuse.merge([{}]) == {}
 
 
 def test_hello_is_accepted_by_a_real_node() -> None:
