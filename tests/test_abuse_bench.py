@@ -59,8 +59,11 @@ def test_arguments() -> None:
     assert (args.seconds, args.settle, args.selected) == (30.0, 600.0, ["whois", "junk"])
     assert abuse.parse_args([]).seconds == 60.0
     assert abuse.parse_args(["--senders", "2"]).senders == 2
+    assert abuse.parse_args(["--verbs", "8, 0x10"]).verb_list == [8, 16]
+    assert abuse.parse_args([]).verb_list == []
     for bad in (["--attacks", "hello,nope"], ["--seconds", "0"], ["--seconds", "7200"],
-                ["--settle", "-1"], ["--identities", "0"], ["--senders", "0"]):  # fmt: skip
+                ["--settle", "-1"], ["--identities", "0"], ["--senders", "0"], ["--verbs", "x"],
+                ["--verbs", "40"]):  # fmt: skip
         with pytest.raises(SystemExit):
             abuse.parse_args(bad)
 
@@ -165,6 +168,9 @@ def test_mutated_packets_authenticate_and_keep_endpoints_in_the_lab() -> None:
             for pushed in parse_push_direct_paths(data):
                 assert pushed.endpoint is not None and pushed.endpoint.ip in w.SAFE_ENDPOINTS
     assert set(w.MUTATED_VERBS) <= verbs
+    only = w.mutated_packet(rng, ATTACKER, mine, int(TARGET.address), 0x1234, 1, [Verb.ECHO])
+    data = bytearray(only)
+    assert dearmor(data, theirs) and data[27] == Verb.ECHO
 
 
 def test_mutated_packets_do_not_break_a_real_node() -> None:
