@@ -66,6 +66,8 @@ PING_LOSS_TARGET = 5.0
 STATUS_TARGET_MS = 200
 PING_INTERVAL = 0.2
 PING_WAIT = 2
+RECOVERED_MS = 1000  # the attacked daemon has recovered when /status answers within this
+RECOVERY_LIMIT = 120.0
 SOURCES = 64
 
 TARGETS = {
@@ -276,6 +278,7 @@ class Result:
     rss_peak: int = 0
     rss_after: int | None = None
     rss_settled: int | None = None
+    recovered_s: float | None = None  # from the attack's end to a /status under 1 s
     cpu_s: float = 0.0
     ping_sent: int = 0
     ping_received: int = 0
@@ -350,7 +353,9 @@ def report(r: Result) -> str:
         + f"; CPU {r.cpu_s:.1f} s",
         f"   ping a->b: {r.ping_received}/{r.ping_sent} answered ({r.ping_late} after over "
         f"{PING_WAIT} s), loss {r.ping_loss:.1f}%, RTT ms min/median/max {_rtt(r)}",
-        f"   /status ms median/max {_status(r)} ({len(r.status_ms)} answered)",
+        f"   /status ms median/max {_status(r)} ({len(r.status_ms)} answered); after the "
+        f"attack answered within {RECOVERED_MS} ms "
+        + (f"after {r.recovered_s:.1f} s" if r.recovered_s is not None else "never"),
     ]
     if r.notes:
         lines.append("   notes: " + "; ".join(r.notes))
@@ -361,8 +366,8 @@ def report(r: Result) -> str:
 
 def summary(results: list[Result]) -> str:
     head = (f"{'attack':17} {'target':6} {'sent':>9} {'RSS MB before/peak/after':>25} "
-            f"{'+MB':>6} {'loss%':>6} {'RTT ms min/med/max':>20} {'/status ms med/max':>20}  "
-            "missed targets")  # fmt: skip
+            f"{'+MB':>6} {'loss%':>6} {'RTT ms min/med/max':>20} {'/status ms med/max':>20} "
+            f"{'recov s':>7}  missed targets")  # fmt: skip
     rows = [head, "-" * len(head)]
     for r in results:
         rss = f"{_mb(r.rss_before)}/{_mb(r.rss_peak)}/{_mb(r.rss_after)}"
@@ -374,8 +379,9 @@ def summary(results: list[Result]) -> str:
         rtt = _rtt(r) if r.rtts else "-"
         misses = r.misses() + [n.split(";")[0] for n in r.notes
                                if n.startswith(("CRASHED", "cut"))]  # fmt: skip
+        recov = "never" if r.recovered_s is None else f"{r.recovered_s:.1f}"
         rows.append(f"{r.attack:17} {r.target:6} {r.sent:>9} {rss:>25} {r.growth_mb:>6.1f} "
-                    f"{r.ping_loss:>6.1f} {rtt:>20} {status:>20}  "
+                    f"{r.ping_loss:>6.1f} {rtt:>20} {status:>20} {recov:>7}  "
                     f"{', '.join(misses) or '-'}")  # fmt: skip
     return "\n".join(rows)
 
@@ -573,14 +579,24 @@ def run_attack(lab: Lab, attack: str, index: int, args: argparse.Namespace) -> R
         ping_out, _ = ping.communicate(timeout=10)
     r.ping_sent, r.ping_received, r.rtts = ping_figures(ping_out)
     alive = daemon.proc.poll() is None and rss_kb(pid) is not None
+    recovered = True
     if alive:  # the peak is watched through the settle too (queued datagrams still count)
         r.cpu_s = daemon.cpu_seconds() - cpu0
         t_end = time.monotonic()
+        recovery = _spawn(lab.ns(target), "probe", {
+            "port": PORT, "token": token, "seconds": RECOVERY_LIMIT, "interval": 0.5,
+            "timeout": 5.0, "max_count": int(RECOVERY_LIMIT / 0.5) + 10,
+            "until_ms": RECOVERED_MS, "since": time.time(),
+        }, work / f"{attack}.recovery.json")  # fmt: skip
         time.sleep(min(5.0, args.settle))
         r.rss_after = rss_kb(pid)
         if args.settle > 5.0:
             time.sleep(max(0.0, args.settle - (time.monotonic() - t_end)))
             r.rss_settled = rss_kb(pid)
+        answers = _collect(recovery, RECOVERY_LIMIT + 30, "recovery probe", r.notes)
+        recovered = any(x < RECOVERED_MS for x in answers.get("latencies_ms", []))
+        if recovered:
+            r.recovered_s = float(answers.get("elapsed_s", 0.0))
     else:
         r.notes.append(f"CRASHED: {target} exited ({daemon.proc.returncode}); "
                        f"see {work}/{target}.log")  # fmt: skip
@@ -589,8 +605,12 @@ def run_attack(lab: Lab, attack: str, index: int, args: argparse.Namespace) -> R
     if watch.limit_hit_at is not None:
         r.notes.append(f"cut at the {args.rss_limit} MB RSS limit after {watch.limit_hit_at:.1f} s")
     last = r.rss_settled if r.rss_settled is not None else r.rss_after
-    if alive and (watch.limit_hit_at is not None
-                  or (last or 0) - r.rss_before > RSS_GROWTH_TARGET_MB * 1024):  # fmt: skip
+    if alive and not recovered:
+        r.notes.append(f"{target} did not answer /status within {RECOVERED_MS} ms for "
+                       f"{RECOVERY_LIMIT:.0f} s after the attack: restarted")  # fmt: skip
+        lab.restart(target)
+    elif alive and (watch.limit_hit_at is not None
+                    or (last or 0) - r.rss_before > RSS_GROWTH_TARGET_MB * 1024):  # fmt: skip
         # what it still holds would skew the next attacks' figures
         r.notes.append(f"{target} restarted afterwards (RSS still {_mb(last)} MB)")
         lab.restart(target)

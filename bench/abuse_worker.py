@@ -96,6 +96,7 @@ VERSION = (1, 14, 1)
 LIKES_PER_DATAGRAM = 76  # 28 + 76 * 18 = 1,396 bytes: one datagram under the 1,432 MTU
 WHOIS_PER_DATAGRAM = 100
 BROADCAST = 0xFFFFFFFFFFFF
+INTRODUCE_SECONDS = 10.0
 
 UDP_ATTACKS = (
     "hello", "hello-spread", "hello-invalid", "whois", "multicast-like", "multicast-gather",
@@ -328,22 +329,34 @@ class UdpContext:
                     break
                 self.replies += 1
 
-    def introduce(self, me: Identity, sock: int, deadline: float) -> bool:
-        """HELLO until the target answers (the per-/24 gate may hold the first ones)."""
-        s = self.sockets[sock]
-        self.drain()
-        for _ in range(40):
-            if _stop or time.monotonic() > deadline:
-                return False
-            s.sendto(hello_packet(self.rng, me, self.key(me), int(self.target.address),
-                                  self.endpoint, self.now_ms()), self._to())  # fmt: skip
-            ready, _, _ = select.select([s], [], [], 0.5)
-            if ready:
-                with contextlib.suppress(OSError):
-                    s.recv(65535)
-                    self.introduced += 1
-                    return True
-        return False
+    def introduce(self, who: list[tuple[int, Identity]], deadline: float) -> set[int]:
+        """HELLO from each (socket index, identity) until the target answers it (the
+        per-/24 gate, or a backlog, may hold the first ones): every unanswered one again
+        each second, until ``deadline``. The addresses answered."""
+        answered: set[int] = set()
+        target = int(self.target.address)
+        last_round = 0.0
+        while not _stop and time.monotonic() < deadline and len(answered) < len(who):
+            if time.monotonic() - last_round >= 1.0:
+                last_round = time.monotonic()
+                for sock, me in who:
+                    if int(me.address) not in answered:
+                        with contextlib.suppress(BlockingIOError):
+                            self.sockets[sock].sendto(hello_packet(
+                                self.rng, me, self.key(me), target, self.endpoint,
+                                self.now_ms()), self._to())  # fmt: skip
+            ready, _, _ = select.select(self.sockets, [], [], 0.2)
+            for s in ready:
+                for _ in range(1000):
+                    try:
+                        data = s.recv(65535)
+                    except OSError:
+                        break
+                    self.replies += 1
+                    if len(data) >= 18 and int.from_bytes(data[13:18], "big") == target:
+                        answered.add(int.from_bytes(data[8:13], "big"))
+        self.introduced += len(answered)
+        return answered
 
     def _to(self) -> tuple[str, int]:
         return str(self.endpoint.ip), self.endpoint.port
@@ -354,8 +367,9 @@ Generator = Iterator[tuple[int, bytes]]
 
 
 def _one_peer(ctx: UdpContext, index: int, deadline: float) -> tuple[Identity, PeerKey]:
+    """The attack's one peer: HELLO first (for at most 10 s), then attack regardless."""
     me = ctx.pool[index % len(ctx.pool)]
-    ctx.introduce(me, 0, deadline)
+    ctx.introduce([(0, me)], min(deadline, time.monotonic() + INTRODUCE_SECONDS))
     return me, ctx.key(me)
 
 
@@ -389,12 +403,9 @@ def gen_sealed(ctx: UdpContext, me: Identity, key: PeerKey, verb: int,
 
 def gen_config_real(ctx: UdpContext, deadline: float) -> Generator:
     """Every pool identity HELLOs from its own /24, then asks for the real network."""
-    members: list[tuple[int, Identity]] = []
-    for i, me in enumerate(ctx.pool):
-        if ctx.introduce(me, i % len(ctx.sockets), deadline):
-            members.append((i % len(ctx.sockets), me))
-    if not members:
-        return
+    who = [(i % len(ctx.sockets), me) for i, me in enumerate(ctx.pool)]
+    known = ctx.introduce(who, min(deadline, time.monotonic() + INTRODUCE_SECONDS))
+    members = [(sock, me) for sock, me in who if int(me.address) in known] or who
     t = int(ctx.target.address)
     i = 0
     while True:
@@ -633,7 +644,9 @@ def run_api(spec: dict[str, Any]) -> dict[str, Any]:
 def run_probe(spec: dict[str, Any]) -> dict[str, Any]:
     """An authorized ``GET /status`` on a new connection every ``interval`` s (as a CLI
     would); latency of each in ms, failures by kind."""
-    deadline = time.monotonic() + float(spec["seconds"])
+    start = time.monotonic()
+    deadline = start + float(spec["seconds"])
+    until_ms = spec.get("until_ms")  # stop at the first answer this fast (recovery check)
     latencies: list[float] = []
     failures: dict[str, int] = {}
     for _ in range(int(spec["max_count"])):
@@ -648,6 +661,8 @@ def run_probe(spec: dict[str, Any]) -> dict[str, Any]:
             response.read()
             if response.status == 200:
                 latencies.append((time.monotonic() - t0) * 1000)
+                if until_ms is not None and latencies[-1] < float(until_ms):
+                    break
             else:
                 failures[str(response.status)] = failures.get(str(response.status), 0) + 1
         except (OSError, http.client.HTTPException) as e:
@@ -656,7 +671,9 @@ def run_probe(spec: dict[str, Any]) -> dict[str, Any]:
         finally:
             conn.close()
         time.sleep(max(0.0, float(spec["interval"]) - (time.monotonic() - t0)))
-    return {"latencies_ms": [round(x, 2) for x in latencies], "failures": failures}
+    since = float(spec.get("since", time.time() - (time.monotonic() - start)))  # wall clock
+    return {"latencies_ms": [round(x, 2) for x in latencies], "failures": failures,
+            "elapsed_s": round(time.time() - since, 2)}  # fmt: skip
 
 
 RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
