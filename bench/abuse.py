@@ -259,6 +259,16 @@ def rss_kb(pid: int) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def udp_counters(ns: Namespace) -> dict[str, int]:
+    """The namespace's UDP counters (``/proc/net/snmp``): RcvbufErrors counts datagrams the
+    kernel dropped because a socket was not read fast enough."""
+    r = ns.run(["cat", "/proc/net/snmp"], check=False, timeout=10)
+    rows = [line.split()[1:] for line in r.stdout.splitlines() if line.startswith("Udp:")]
+    if len(rows) < 2:
+        return {}
+    return {k: int(v) for k, v in zip(rows[0], rows[1], strict=False) if v.isdigit()}
+
+
 def ping_figures(output: str) -> tuple[int, int, list[float]]:
     """(transmitted, received, RTTs in ms) from ping's output."""
     m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", output)
@@ -279,6 +289,7 @@ class Result:
     rss_after: int | None = None
     rss_settled: int | None = None
     recovered_s: float | None = None  # from the attack's end to a /status under 1 s
+    rcvbuf_drops: int = 0  # datagrams the target's kernel dropped, its socket being full
     cpu_s: float = 0.0
     ping_sent: int = 0
     ping_received: int = 0
@@ -350,7 +361,7 @@ def report(r: Result) -> str:
         f"   target RSS MB before {_mb(r.rss_before)}, peak {_mb(r.rss_peak)}, "
         f"after {_mb(r.rss_after)}"
         + (f", settled {_mb(r.rss_settled)}" if r.rss_settled is not None else "")
-        + f"; CPU {r.cpu_s:.1f} s",
+        + f"; CPU {r.cpu_s:.1f} s; UDP receive-buffer drops {r.rcvbuf_drops}",
         f"   ping a->b: {r.ping_received}/{r.ping_sent} answered ({r.ping_late} after over "
         f"{PING_WAIT} s), loss {r.ping_loss:.1f}%, RTT ms min/median/max {_rtt(r)}",
         f"   /status ms median/max {_status(r)} ({len(r.status_ms)} answered); after the "
@@ -536,6 +547,7 @@ def run_attack(lab: Lab, attack: str, index: int, args: argparse.Namespace) -> R
     pid = daemon.pid()
     r.rss_before = rss_kb(pid) or 0
     cpu0 = daemon.cpu_seconds()
+    udp0 = udp_counters(lab.ns(target))
     seconds = args.seconds
     work = lab.work
     token = (work / target / "authtoken.secret").read_text().strip()
@@ -578,6 +590,9 @@ def run_attack(lab: Lab, attack: str, index: int, args: argparse.Namespace) -> R
         ping.kill()
         ping_out, _ = ping.communicate(timeout=10)
     r.ping_sent, r.ping_received, r.rtts = ping_figures(ping_out)
+    r.rcvbuf_drops = udp_counters(lab.ns(target)).get("RcvbufErrors", 0) - udp0.get(
+        "RcvbufErrors", 0
+    )
     alive = daemon.proc.poll() is None and rss_kb(pid) is not None
     recovered = True
     if alive:  # the peak is watched through the settle too (queued datagrams still count)

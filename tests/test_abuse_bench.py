@@ -197,3 +197,21 @@ def test_unsafe_targets_are_refused() -> None:
     spec = {"attack": "junk", "target_ip": "192.0.2.1", "sources": [], "seconds": 1}
     with pytest.raises(SystemExit, match="refusing"):
         w.run_udp(spec)
+
+
+def test_ping_figures_and_the_targets_missed() -> None:
+    out = ("64 bytes from 198.19.0.72: icmp_seq=1 ttl=64 time=0.71 ms\n"
+           "64 bytes from 198.19.0.72: icmp_seq=2 ttl=64 time=2500 ms\n"
+           "64 bytes from 198.19.0.72: icmp_seq=3 ttl=64 time=1.20 ms\n"
+           "--- 198.19.0.72 ping statistics ---\n"
+           "4 packets transmitted, 3 received, 25% packet loss, time 600ms\n")  # fmt: skip
+    sent, received, rtts = abuse.ping_figures(out)
+    assert (sent, received, rtts) == (4, 3, [0.71, 2500.0, 1.2])
+    r = abuse.Result("junk", "root", 5.0, ping_sent=sent, ping_received=received, rtts=rtts,
+                     rss_before=60 * 1024, rss_peak=100 * 1024, status_ms=[5.0, 250.0])  # fmt: skip
+    assert r.ping_late == 1 and r.ping_loss == 50.0  # the reply after 2.5 s counts as lost
+    assert r.misses() == ["RSS +40 MB", "ping loss 50%", "/status max 250 ms"]
+    met = abuse.Result("junk", "root", 5.0, ping_sent=4, ping_received=4, rtts=[1.0] * 4,
+                       rss_before=1000, rss_peak=1000, status_ms=[3.0])  # fmt: skip
+    assert met.misses() == []
+    assert "junk" in abuse.summary([r, met]) and "targets: met" in abuse.report(met)
