@@ -11,7 +11,10 @@ namespace, to its 127.0.0.1:9993), while
 * an authorized client polls ``GET /status`` on the attacked daemon every 0.2 s on a
   new connection each time (latency median/max, failures);
 * the attacked daemon's RSS is sampled every 0.2 s (before, peak, after ``--settle``
-  seconds; with a ``--settle`` over 5 s both 5 s after and at the end).
+  seconds; with a ``--settle`` over 5 s both 5 s after and at the end);
+* after the attack, the time until that daemon answers ``/status`` within 1 s again
+  (at most 120 s, else it is restarted), and the datagrams its kernel dropped during
+  the attack because the daemon did not read them fast enough (``RcvbufErrors``).
 
 The attacker's datagrams are built with ztone's own core (bench/abuse_worker.py):
 correct HELLO MACs, verbs armored with the agreed key, from a pool of real identities
