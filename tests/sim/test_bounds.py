@@ -298,3 +298,19 @@ def test_paths_per_peer_reply_expectations_and_send_state(
     for i in range(100):  # multicasts to 100 groups of a network we are in
         mc.needs_gather(net.now, 7, MulticastGroup(0x010000000000 + i, 0), 60_000)
     assert mc.tx_groups() <= 16
+
+
+def test_counters_keyed_by_wire_values() -> None:
+    """ERRORs with every code byte and in-re verb grow the counters by at most the known
+    codes: unknown codes share one key (the table keyed by the sender's bytes is bounded)."""
+    net, root, a = _online()
+    before = len(root.node.counters)
+    for code in range(256):
+        for verb in (0x01, 0x04, 0x1F):
+            payload = bytes((verb,)) + (code * 7 + verb).to_bytes(8, "big") + bytes((code,))
+            for datagram in _wire(a, Verb.ERROR, payload, root):
+                root.node.on_wire_packet(net.now, 1, a.endpoint, datagram)
+    grown = len(root.node.counters) - before
+    assert root.node.counters["rx_error_unknown_code"] == (256 - 10) * 3
+    assert grown <= 10 * 3 + 1 + 5  # the known codes, the shared key, a few others
+    assert net.run(60_000, lambda: a.node.online)

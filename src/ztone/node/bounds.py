@@ -58,6 +58,9 @@ peers.d files               MAX_PEER_FILES             older than 30 days, then 
 (service.home.prune_peers)                             recently written (every few minutes)
 UDP send caches             4096 each                  cleared when full
 (service.udp.UdpSockets)
+counters keyed by wire    32 verbs x 10 ERROR codes  none needed: an unknown ERROR code
+values (node.counters,     + 1; 32 unhandled verbs    counts under one key (verbs are 5
+incoming._do_error)                                   bits)
 controller request gate,    CONTROLLER_MAX_PENDING     expired entries, then the oldest
 online and authorized       each
 members (service.controller)

@@ -176,10 +176,16 @@ def _do_error(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -
         )
     else:
         vl2.error_for_network(node, now, peer, in_re.verb, code, packet)
-    node.counters[f"rx_error_{code}_{in_re.verb}"] += 1
+    # The code is the sender's byte: one counter per known code, one for all others,
+    # so a peer cannot grow the counters table by trying every value.
+    known = code in _ERROR_CODES
+    node.counters[f"rx_error_{code}_{in_re.verb}" if known else "rx_error_unknown_code"] += 1
     node.metrics.error(RX, code)
     node.received(now, path, peer, _hops(packet), Verb.ERROR)
     return True
+
+
+_ERROR_CODES = frozenset(int(c) for c in ErrorCode)
 
 
 def _do_ok(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
