@@ -9,10 +9,12 @@ import asyncio
 import ipaddress
 import itertools
 import random
+import socket
 
 import pytest
 
 from ztone.node.inetaddress import InetAddress
+from ztone.service import udp
 from ztone.service.udp import SOL_UDP, UDP_GRO, UdpSockets
 
 
@@ -85,3 +87,73 @@ def test_datagrams_arrive_as_sent(gso: bool, gro: bool) -> None:
 
     got = asyncio.run(run())
     assert got == [*sent, *burst, b"with a TTL"]
+
+
+def test_a_flooding_source_does_not_hold_up_another() -> None:
+    """Datagrams wait per source and are handed round-robin: a datagram from a second
+    source, read behind 150 of a flood, reaches the core within the first few handed
+    (read one by one in arrival order, it would be the 151st)."""
+
+    async def run() -> list[int]:
+        loop = asyncio.get_running_loop()
+        got: list[int] = []
+        rx = UdpSockets(loop, lambda sock_id, remote, data: got.append(remote.port))
+        rid = rx.bind("127.0.0.1", 0)
+        if rx._sockets[rid].gro:  # every datagram its own read, as from a real flood
+            rx._sockets[rid].sock.setsockopt(SOL_UDP, UDP_GRO, 0)
+            rx._sockets[rid].gro = False
+        dest = ("127.0.0.1", rx.bound[0][1].port)
+        flood, other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(
+            socket.AF_INET, socket.SOCK_DGRAM)  # fmt: skip
+        try:
+            for i in range(300):  # all queued in the kernel before the loop reads any
+                flood.sendto(i.to_bytes(2, "big") * 8, dest)
+                if i == 150:
+                    for _ in range(3):
+                        other.sendto(b"ping", dest)
+            for _ in range(100):
+                if len(got) >= 303:
+                    break
+                await asyncio.sleep(0.02)
+            return [i for i, port in enumerate(got) if port == other.getsockname()[1]]
+        finally:
+            rx.close()
+            flood.close()
+            other.close()
+
+    positions = asyncio.run(run())
+    assert len(positions) == 3
+    assert positions[-1] < 10, positions
+
+
+def test_waiting_datagrams_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sources, datagrams per source and bytes in all stay within their bounds; when
+    the bytes are full, the source with the most waiting makes room for a newcomer."""
+    monkeypatch.setattr(udp, "RX_SOURCES", 4)
+    monkeypatch.setattr(udp, "RX_PER_SOURCE", 50)
+    monkeypatch.setattr(udp, "RX_BYTES", 3000)
+    loop = asyncio.new_event_loop()
+    try:
+        rx = UdpSockets(loop, lambda *args: None)
+
+        def key(port: int) -> tuple[int, InetAddress]:
+            return (1, InetAddress(ipaddress.ip_address("198.18.0.7"), port))
+
+        def waiting_bytes() -> int:
+            return sum(len(d) for q in rx._waiting.values() for d in q)
+
+        for _ in range(80):  # the flood: 50 kept (per source), 30 shed
+            rx._queue(key(1), bytes(20))
+        assert len(rx._waiting[key(1)]) == 50 and rx.rx_shed == 30
+        for _ in range(200):  # fills the bytes: 3000 in all at most
+            rx._queue(key(2), bytes(100))
+            assert waiting_bytes() <= 3000
+        assert waiting_bytes() == rx._waiting_bytes
+        rx._queue(key(3), b"newcomer")  # the fattest (2) makes room
+        assert list(rx._waiting[key(3)]) == [b"newcomer"]
+        rx._queue(key(4), b"x")
+        rx._queue(key(5), b"one source too many")
+        assert key(5) not in rx._waiting and len(rx._waiting) == 4
+        assert waiting_bytes() == rx._waiting_bytes <= 3000
+    finally:
+        loop.close()

@@ -12,6 +12,16 @@ but the stack is walked once per run. Sockets opt into ``UDP_GRO``, so such runs
 (and runs a NIC merged) may also arrive in one read, with the segment size
 alongside; they are cut back into the original datagrams before the core sees
 them. Where the kernel refuses either, datagrams go and come one by one.
+
+Received datagrams wait in one queue per source (socket id and remote address) and
+are handed to the core round-robin, a bounded number per loop turn. Reading is much
+cheaper than handling (a few microseconds against tens), so under a flood the socket
+is still drained at line rate: the kernel's buffer does not overflow and drop
+datagrams blindly, and the flooding source only overflows its own queue. One peer
+sending as fast as it can then delays another's ping by one round, not by the whole
+backlog. Bounds: ``RX_SOURCES`` sources waiting, ``RX_PER_SOURCE`` datagrams from
+one, ``RX_BYTES`` bytes in all; past the last, the newest datagram of the source with
+the most waiting is dropped (a flood makes room for a newcomer, not the reverse).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import logging
 import socket
 import struct
 import sys
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +45,14 @@ log = logging.getLogger(__name__)
 
 BUFFER_SIZE = 1 << 20  # ZT_UDP_DESIRED_BUF_SIZE
 MAX_DATAGRAM = 16384
-READS_PER_WAKEUP = 64
+READS_PER_WAKEUP = 1024
+"""Reads per readable wakeup at most: several times what one turn hands over, so the
+socket is drained faster than a flood fills it."""
+HAND_PER_TURN = 128
+"""Datagrams handed to the core per loop turn before other events get their turn."""
+RX_SOURCES = 256
+RX_PER_SOURCE = 1024
+RX_BYTES = 4 << 20
 SOL_UDP = 17
 UDP_SEGMENT = 103  # <linux/udp.h>
 UDP_GRO = 104
@@ -81,6 +99,13 @@ class UdpSockets:
         self._last_full = False
         self._gro_buffer: bytearray | None = None
         self._gro_ancillary = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
+        # per (socket id, remote): datagrams read but not yet handed; dict order is the
+        # round-robin order
+        self._waiting: dict[tuple[int, InetAddress], deque[bytes]] = {}
+        self._waiting_bytes = 0
+        self._fattest: tuple[int, InetAddress] | None = None  # most waiting (kept lazily)
+        self._hand_scheduled = False
+        self.rx_shed = 0  # datagrams dropped because their source's queue was full
 
     @property
     def bound(self) -> list[tuple[int, InetAddress]]:
@@ -126,6 +151,8 @@ class UdpSockets:
             bound.sock.close()
         self._sockets.clear()
         self._routes.clear()
+        self._waiting.clear()
+        self._waiting_bytes = 0
 
     def _remote(self, addr: tuple[str, int] | tuple[str, int, int, int]) -> InetAddress:
         key = (addr[0], addr[1])
@@ -143,14 +170,80 @@ class UdpSockets:
         if bound is None:
             return
         if bound.gro:
-            handed = self._read_gro(sock_id, bound.sock)
+            self._read_gro(sock_id, bound.sock)
         else:
-            handed = self._read(sock_id, bound.sock)
-        if handed and self._on_batch_end is not None:
+            self._read(sock_id, bound.sock)
+        if self._waiting and not self._hand_scheduled:
+            self._hand()
+
+    def _queue(self, key: tuple[int, InetAddress], data: bytes) -> None:
+        """Keep ``data`` for the core, within the bounds (module docstring)."""
+        waiting = self._waiting
+        queue = waiting.get(key)
+        if queue is None:
+            if len(waiting) >= RX_SOURCES:
+                self.rx_shed += 1
+                return
+            queue = waiting[key] = deque()
+        elif len(queue) >= RX_PER_SOURCE:
+            self.rx_shed += 1
+            return
+        queue.append(data)
+        self._waiting_bytes += len(data)
+        fattest = waiting.get(self._fattest) if self._fattest is not None else None
+        if fattest is None or len(queue) > len(fattest):
+            self._fattest = key
+        while self._waiting_bytes > RX_BYTES:
+            self._drop_from_fattest()
+
+    def _drop_from_fattest(self) -> None:
+        waiting = self._waiting
+        key = self._fattest
+        if key is None or key not in waiting:
+            key = self._fattest = max(waiting, key=lambda k: len(waiting[k]))
+        queue = waiting[key]
+        self._waiting_bytes -= len(queue.pop())
+        self.rx_shed += 1
+        if not queue:
+            del waiting[key]
+            self._fattest = None
+
+    def _hand(self) -> None:
+        """Hand up to ``HAND_PER_TURN`` waiting datagrams to the core, one per source in
+        turn (a source served goes to the back); the rest wait for the next loop turn."""
+        self._hand_scheduled = False
+        waiting = self._waiting
+        handler = self._handler
+        budget = HAND_PER_TURN
+        while budget > 0 and waiting:
+            if len(waiting) == 1:  # one source: its datagrams in a row
+                key, queue = next(iter(waiting.items()))
+                for _ in range(min(budget, len(queue))):
+                    data = queue.popleft()
+                    self._waiting_bytes -= len(data)
+                    handler(key[0], key[1], data)
+                    budget -= 1
+                if not queue:
+                    del waiting[key]
+                continue
+            for key, queue in list(waiting.items()):
+                data = queue.popleft()
+                self._waiting_bytes -= len(data)
+                handler(key[0], key[1], data)
+                budget -= 1
+                del waiting[key]
+                if queue:
+                    waiting[key] = queue
+                if budget == 0:
+                    break
+        if budget < HAND_PER_TURN and self._on_batch_end is not None:
             self._on_batch_end()
+        if waiting:
+            self._hand_scheduled = True
+            self._loop.call_soon(self._hand)
 
     def _read(self, sock_id: int, sock: socket.socket) -> int:
-        """One datagram per read; how many were handed over."""
+        """One datagram per read; how many were queued for the core."""
         handed = 0
         for _ in range(READS_PER_WAKEUP):
             try:
@@ -163,7 +256,7 @@ class UdpSockets:
                     log.debug("recv on socket %d: %s", sock_id, e)
                 continue
             handed += 1
-            self._handler(sock_id, self._remote(addr), bytes(self._view[:n]))
+            self._queue((sock_id, self._remote(addr)), bytes(self._view[:n]))
         return handed
 
     def _read_gro(self, sock_id: int, sock: socket.socket) -> int:
@@ -174,7 +267,7 @@ class UdpSockets:
         if buf is None:
             buf = self._gro_buffer = bytearray(GRO_BUFFER)
         view = memoryview(buf)
-        handler = self._handler
+        queue = self._queue
         for _ in range(READS_PER_WAKEUP):
             try:
                 n, ancillary, _, addr = sock.recvmsg_into([buf], self._gro_ancillary)
@@ -185,16 +278,16 @@ class UdpSockets:
                     log.debug("recv on socket %d: %s", sock_id, e)
                 continue
             handed += 1
-            remote = self._remote(addr)
+            key = (sock_id, self._remote(addr))
             segment = 0
             for level, kind, data in ancillary:
                 if level == SOL_UDP and kind == UDP_GRO and len(data) >= 4:
                     segment = int.from_bytes(data[:4], sys.byteorder)
             if 0 < segment < n:
                 for at in range(0, n, segment):
-                    handler(sock_id, remote, bytes(view[at : min(at + segment, n)]))
+                    queue(key, bytes(view[at : min(at + segment, n)]))
             else:
-                handler(sock_id, remote, bytes(view[:n]))
+                queue(key, bytes(view[:n]))
         return handed
 
     def send(self, sock_id: int, remote: InetAddress, data: bytes, ttl: int = 0) -> None:
