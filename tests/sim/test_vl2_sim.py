@@ -145,12 +145,22 @@ def test_members_get_configs_and_exchange_frames() -> None:
     a, b = net.nodes["a"], net.nodes["b"]
     va = next(v for v in a.node.network_views() if v.nwid == nwid)
     assert va.name == "simnet" and va.type == "PRIVATE" and va.mtu == 2800
-    ips = [str(x) for x in va.assigned_addresses]
-    assert any(x.startswith("fd") and x.endswith("/88") for x in ips)
-    assert any(x.startswith("198.19.0.") and x.endswith("/24") for x in ips)
+    vb = next(v for v in b.node.network_views() if v.nwid == nwid)
+    # Worked out by hand (PROTOCOL-NETWORK-SERVICE A.5.1, B.3). Network 2d299c6c91000042;
+    # pool 198.19.0.10-.250 has len 240. a = 1e26eb3bf1: 0x26eb3bf1 = 652950513,
+    # % 240 = 33 -> .43; b = b5f5a2c9ae: 0xf5a2c9ae = 4121086382, % 240 = 62 -> .72.
+    # rfc4193 = fd | nwid | 99 93 | address.
+    assert sorted(str(x) for x in va.assigned_addresses) == [
+        "198.19.0.43/24",
+        "fd2d:299c:6c91:0:4299:931e:26eb:3bf1/88",
+    ]
+    assert sorted(str(x) for x in vb.assigned_addresses) == [
+        "198.19.0.72/24",
+        "fd2d:299c:6c91:0:4299:93b5:f5a2:c9ae/88",
+    ]
     assert [str(r.target) for r in va.routes] == ["198.19.0.0/24"]
     a_ip, b_ip = _ipv4(a, nwid), _ipv4(b, nwid)
-    assert a_ip != b_ip
+    assert (a_ip, b_ip) == ("198.19.0.43", "198.19.0.72")
     for sim in (a, b):
         _subscribe_arp_and_v6(sim, net, nwid)
     net.run(2_000)
@@ -182,7 +192,6 @@ def test_members_get_configs_and_exchange_frames() -> None:
     net._drain(a)
     assert net.run(10_000, lambda: any(f.payload.endswith(b"v6 multicast") for f in b.delivered))
     # NDP emulation: a neighbor solicitation for b's rfc4193 address is answered locally
-    vb = next(v for v in b.node.network_views() if v.nwid == nwid)
     b6 = next(x for x in vb.assigned_addresses if x.ip.version == 6).ip.packed
     ns = bytearray(64)
     ns[0], ns[6], ns[40] = 0x60, 58, 135
