@@ -250,6 +250,9 @@ def test_auth_token_must_be_known_and_well_formed() -> None:
     network = _network(authTokens={"s3cret": 0})
     for meta in (b"a=token:nope", b"a=s3cret", b"a=token:", b"", b"a=tokens3cret"):
         assert _ask(network, metadata=meta).error == ErrorCode.NETWORK_ACCESS_DENIED, meta
+    # the shortest token there is: "token:" and one character (guards "> 6" -> "> 7")
+    answer = _ask(_network(authTokens={"k": 0}), metadata=b"a=token:k")
+    assert answer.error is None and answer.member["lastAuthorizedCredential"] == "k"
     # the default authTokens value [null] (an array) authorizes nobody
     assert _ask(_network(), metadata=b"a=token:s3cret").error == ErrorCode.NETWORK_ACCESS_DENIED
 
@@ -308,3 +311,21 @@ def test_authorized_member_gets_exact_addresses() -> None:
     again = _ask(network, answer.member, members=[other, answer.member])
     assert _ips(again.config.static_ips)[1:] == ["10.1.0.67/24"]
     assert again.member["ipAssignments"] == ["10.1.0.67"]
+
+
+def test_certificate_of_ownership_holds_the_first_16_addresses() -> None:
+    """B.2 step 19: one COO (id 1) with the first 16 static IPs; the config still
+    carries all of them (up to 32). Guards ``static_ips[:16]`` -> ``[:17]``."""
+    network = _network(routes=[{"target": "10.5.0.0/24", "via": None}])
+    member = init_member(NWID, ADDR, NOW - 5000)
+    member["authorized"] = True
+    member["ipAssignments"] = [f"10.5.0.{i}" for i in range(1, 21)]
+    answer = _ask(network, member)
+    assert _ips(answer.config.static_ips) == [f"10.5.0.{i}/24" for i in range(1, 21)]
+    [coo] = answer.config.coos
+    assert (coo.id, int(coo.issued_to), coo.timestamp) == (1, ADDR, NOW)
+    # each thing: type 2 (IPv4 address, A.3.5) and the address in the first 4 of 16 bytes
+    assert [(int(t), ipaddress.IPv4Address(raw[:4])) for t, raw in coo.things] == [
+        (2, ipaddress.IPv4Address(f"10.5.0.{i}")) for i in range(1, 17)
+    ]
+    assert coo.verify(CONTROLLER)
