@@ -24,6 +24,9 @@ reached are reported as "not run"):
    ``killed / (killed + survived + no tests)`` (a timeout counts as killed), then
    every survivor with its file:line and diff.
 
+``--recheck`` (same ``--sample`` and ``--seed``) tests again only the mutants of the
+sample that were not killed, after tests were added.
+
 Survivors named in ``bench/mutation-equivalents.txt`` (one ``<mutant name>  <reason>``
 a line) are equivalent mutants: listed with their reason and left out of the score.
 Mutant names number the mutants of one function, so an edit to that function can
@@ -167,6 +170,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=1200, help="time bound (default 1200)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the sample")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="test again only the sample's mutants not already killed in an earlier run "
+        "(after adding tests: same --sample and --seed)",
+    )
     args = parser.parse_args()
     try:
         import mutmut  # noqa: F401, PLC0415 (only to say how to install it)
@@ -185,10 +194,15 @@ def main() -> int:
     totals = Counter(m.package for m in mutants)
     print(f"{len(mutants)} mutants ({', '.join(f'{p}: {n}' for p, n in sorted(totals.items()))});"
           f" testing {len(sample)} (seed {args.seed})", flush=True)  # fmt: skip
-    code = _run_bounded(
-        ["mutmut", "run", "--max-children", str(args.max_children), *(m.name for m in sample)],
-        deadline,
-    )
+    to_run = [m for m in sample if not (args.recheck and m.exit_code in KILLED)]
+    if args.recheck:
+        print(f"rechecking {len(to_run)} not killed before", flush=True)
+    code = 0
+    if to_run:
+        code = _run_bounded(
+            ["mutmut", "run", "--max-children", str(args.max_children), *(m.name for m in to_run)],
+            deadline,
+        )
     elapsed = time.monotonic() - start
     if code is None:
         print(f"stopped at the time bound ({args.seconds:.0f} s)")

@@ -329,3 +329,39 @@ def test_certificate_of_ownership_holds_the_first_16_addresses() -> None:
         (2, ipaddress.IPv4Address(f"10.5.0.{i}")) for i in range(1, 17)
     ]
     assert coo.verify(CONTROLLER)
+
+
+def test_active_bridges_are_specialists() -> None:
+    """B.2 step 12: every member with ``activeBridge: true`` is listed with the
+    active-bridge flag 0x0000020000000000; others are not. Guards ``is True`` ->
+    ``is not True``."""
+    bridge = init_member(NWID, 0x1E26EB3BF1, NOW)
+    bridge["activeBridge"] = True
+    plain = init_member(NWID, 0xB5F5A2C9AE, NOW)
+    member = init_member(NWID, ADDR, NOW)
+    member["authorized"] = True
+    answer = _ask(_network(), member, members=[bridge, plain, member])
+    assert answer.config.specialists == (0x0000021E26EB3BF1,)
+    member["activeBridge"] = True  # the requester itself, not yet in the stored list
+    answer = _ask(_network(), member, members=[bridge, plain])
+    assert answer.config.specialists == (0x0000021E26EB3BF1, 0x0000022D299C6C91)
+
+
+def test_capabilities_with_junk_entries() -> None:
+    """Capabilities that are not objects or have no integer id are skipped (B.2 step 14),
+    never a crash. Guards the ``and`` of that test turned into ``or``."""
+    network = _network(
+        capabilities=[
+            5,
+            {"id": "seven", "default": True, "rules": []},
+            {"id": 7, "default": True, "rules": [{"type": "ACTION_ACCEPT"}]},
+        ]
+    )
+    answer = _ask(network, init_member(NWID, ADDR, NOW) | {"authorized": True},
+                  metadata=b"revr=1")  # fmt: skip
+    # not a new member: defaults are not added, and it holds none
+    assert answer.error is None and answer.config.capabilities == ()
+    assert answer.member["capabilities"] == []
+    fresh = _ask(network | {"private": False}, metadata=b"revr=1")
+    assert fresh.member["capabilities"] == [7]
+    assert [c.id for c in fresh.config.capabilities] == [7]

@@ -636,6 +636,11 @@ def test_config(server: ServerThread, control: FakeControl) -> None:
         status, _, answer = request(server.port, "PUT", "/config/settings", bad, auth)
         assert status == 400, bad
         assert json.loads(answer)["error"]
+    status, _, answer = request(server.port, "POST", "/config/settings", b"[1,2]", auth)
+    assert (status, json.loads(answer)) == (
+        400,
+        {"error": "request body must be a JSON object of settings"},
+    )
     assert control.settings_changes == [{"allowTcpFallbackRelay": True}]
     status, _, answer = request(
         server.port, "PUT", "/config/settings", b'{"primaryPort":"x"}', auth
@@ -794,9 +799,11 @@ def test_malformed_requests_get_400_and_server_survives(server: ServerThread) ->
 
 def test_limits(server: ServerThread) -> None:
     huge_header = b"GET /health HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
-    assert status_of(raw_exchange(server.port, huge_header)) == 431
     endless_header = b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 40000
-    assert status_of(raw_exchange(server.port, endless_header)) == 431
+    for data in (huge_header, endless_header):
+        answer = raw_exchange(server.port, data)
+        assert status_of(answer) == 431
+        assert json.loads(body_of(answer)) == {"error": "request header fields too large"}
     declared = (
         b"POST /config/settings HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n"
         + b"x" * 1000
