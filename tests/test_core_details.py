@@ -1,0 +1,91 @@
+"""Small behaviours of the protocol core that the mutation sample found unchecked
+(bench/mutation.py); each test names the mutation it guards."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+import pytest
+
+from sim.network import SimNetwork, make_planet, vector_identities
+from ztone.node import c25519
+from ztone.node.address import Address
+from ztone.node.credentials import Tag
+from ztone.node.dictionary import Dictionary
+from ztone.node.fragment import Reassembler
+from ztone.node.inetaddress import InetAddress
+from ztone.node.network import Network
+from ztone.node.network_config import NetworkConfig
+from ztone.node.verbs import parse_push_direct_paths, serialize_push_direct_paths
+
+IDS = vector_identities()
+NWID = 0x1FAD486CAFE468E2
+
+
+def test_public_identity_has_no_secret_string() -> None:
+    """Guards the message of ``to_string(include_private=True)`` without a secret."""
+    with pytest.raises(ValueError, match=r"^identity has no private key$"):
+        IDS[1].public_only().to_string(include_private=True)
+
+
+def test_network_name_with_bad_utf8_is_replaced() -> None:
+    """A name that is not UTF-8 reads with U+FFFD (never an error). Guards the
+    ``errors="replace"`` of the config's text fields."""
+    d = Dictionary.parse(b"v=6\nnwid=1fad486cafe468e2\nid=42\nn=ab\xffcd")
+    assert NetworkConfig.from_dictionary(d).name == "ab\ufffdcd"
+
+
+def test_reassembler_counts_completed_packets() -> None:
+    """Head (fragmented flag 0x40 in byte 18) plus fragment 1 of 2 gives the whole
+    packet, counted once. Guards ``completed += 1``."""
+    r = Reassembler()
+    head = bytearray(bytes(range(8)) + bytes(20) + b"head")
+    head[18] = 0x40
+    assert r.add_head(1000, bytes(head)) is None
+    assert r.completed == 0
+    whole = r.add_piece(1001, int.from_bytes(head[:8], "big"), 2, 1, b"tail")
+    assert whole == bytes(head) + b"tail"
+    assert r.completed == 1
+
+
+def test_push_direct_paths_split_into_datagrams() -> None:
+    """Many endpoints go out in several PUSH_DIRECT_PATHS, each under 1,200 bytes with
+    its record count in front; read back, they are the endpoints in order. Guards the
+    count of every payload after the first (``to_bytes(2, "big")``)."""
+    endpoints = [
+        InetAddress(ipaddress.IPv4Address(f"198.18.{i // 200}.{i % 200 + 1}"), 9000 + i)
+        for i in range(250)
+    ]
+    payloads = serialize_push_direct_paths(endpoints)
+    assert len(payloads) >= 3
+    back: list[InetAddress | None] = []
+    for payload in payloads:
+        packet = bytes(28) + payload  # header and verb, then the payload
+        assert len(packet) < 1200
+        records = parse_push_direct_paths(packet)
+        assert len(records) == int.from_bytes(payload[:2], "big")
+        back += [r.endpoint for r in records]
+    assert back == endpoints
+
+
+def test_my_tags_from_the_config() -> None:
+    """Guards ``if c is not None`` inverted in ``Network.my_tags``."""
+    net = Network(NWID, int(IDS[1].address))
+    assert net.my_tags() == {}
+    config = NetworkConfig.from_dictionary(Dictionary.parse(b"v=6\nnwid=1fad486cafe468e2\nid=42"))
+    tags = (Tag(NWID, 1, 5, 9, Address(0x42)), Tag(NWID, 1, 7, 0xFFFFFFFF, Address(0x42)))
+    net.config = dataclasses.replace(config, tags=tags)
+    assert net.my_tags() == {5: 9, 7: 0xFFFFFFFF}
+
+
+def test_hello_carries_the_version() -> None:
+    """HELLO: protocol at 28, major 29, minor 30, revision 31..32 big-endian (§6.2.1).
+    Version 1.14.300 puts a non-zero byte at 31, so reading minor from 31 shows."""
+    net = SimNetwork(seed=5)
+    planet = make_planet([(IDS[0], "198.18.0.10")], c25519.generate(lambda n: b"\x03" * n))
+    net.add_node("root", IDS[0], "198.18.0.10", planet)
+    net.add_node("a", IDS[1], "198.18.0.12", planet, version=(1, 14, 300))
+    assert net.run(30_000, lambda: net.nodes["a"].node.online)
+    peer = net.nodes["root"].node.peers[int(IDS[1].address)]
+    assert peer.version == (1, 14, 300)
