@@ -11,8 +11,9 @@ import pytest
 from sim.network import SimNetwork, make_planet, vector_identities
 from ztone.node import c25519
 from ztone.node.address import Address
-from ztone.node.credentials import Tag
+from ztone.node.credentials import CertificateOfOwnership, Tag
 from ztone.node.dictionary import Dictionary
+from ztone.node.errors import MalformedPacket
 from ztone.node.fragment import Reassembler
 from ztone.node.inetaddress import InetAddress
 from ztone.node.network import Network
@@ -89,3 +90,27 @@ def test_hello_carries_the_version() -> None:
     assert net.run(30_000, lambda: net.nodes["a"].node.online)
     peer = net.nodes["root"].node.peers[int(IDS[1].address)]
     assert peer.version == (1, 14, 300)
+
+
+def test_best_upstream_ties_go_to_the_later_address() -> None:
+    """§8 ``getUpstreamPeer``: equal relay quality (here: nothing heard from either root,
+    both +inf) goes to the later root in ascending address order. Guards ``<=`` -> ``<``."""
+    planet = make_planet([(IDS[0], "198.18.0.10"), (IDS[2], "198.18.0.11")],
+                         c25519.generate(lambda n: b"\x04" * n))  # fmt: skip
+    net = SimNetwork(seed=1)
+    leaf = net.add_node("leaf", IDS[1], "198.18.0.12", planet).node
+    assert sorted(str(i.address) for i in (IDS[0], IDS[2])) == ["1e26eb3bf1", "d41df8ed6a"]
+    best = leaf.best_upstream(net.now)
+    assert best is not None and str(best.address) == "d41df8ed6a"
+
+
+def test_truncated_certificate_of_ownership_names_the_field() -> None:
+    """A.3.5 layout: nwid 8, ts 8, flags 8, id 4, count 2, things 17 each, issuedTo 5,
+    signedBy 5, signature. A cut inside a field says which one. Guards those texts."""
+    coo = CertificateOfOwnership(NWID, 1, 1, Address(0x42)).add_ip(
+        ipaddress.IPv4Address("10.0.0.1")
+    )
+    data = coo.serialize()
+    for cut, field in ((30 + 17 + 2, "COO recipient"), (30 + 17 + 5 + 3, "COO signer")):
+        with pytest.raises(MalformedPacket, match=rf"^truncated {field}$"):
+            CertificateOfOwnership.parse(data[:cut])
