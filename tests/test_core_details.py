@@ -10,6 +10,7 @@ import pytest
 
 from sim.network import SimNetwork, make_planet, vector_identities
 from ztone.node import c25519
+from ztone.node.actions import PutState, SendPacket, StateKind
 from ztone.node.address import Address
 from ztone.node.credentials import CertificateOfOwnership, Tag
 from ztone.node.dictionary import Dictionary
@@ -18,6 +19,7 @@ from ztone.node.fragment import Reassembler
 from ztone.node.inetaddress import InetAddress
 from ztone.node.network import Network
 from ztone.node.network_config import NetworkConfig
+from ztone.node.peer import parse_peer_cache
 from ztone.node.verbs import parse_push_direct_paths, serialize_push_direct_paths
 
 IDS = vector_identities()
@@ -114,3 +116,58 @@ def test_truncated_certificate_of_ownership_names_the_field() -> None:
     for cut, field in ((30 + 17 + 2, "COO recipient"), (30 + 17 + 5 + 3, "COO signer")):
         with pytest.raises(MalformedPacket, match=rf"^truncated {field}$"):
             CertificateOfOwnership.parse(data[:cut])
+
+
+def _root_and_leaf(leaf_version: tuple[int, int, int] = (1, 14, 1)) -> SimNetwork:
+    net = SimNetwork(seed=6)
+    planet = make_planet([(IDS[0], "198.18.0.10")], c25519.generate(lambda n: b"\x05" * n))
+    net.add_node("root", IDS[0], "198.18.0.10", planet)
+    net.add_node("a", IDS[1], "198.18.0.12", planet, version=leaf_version)
+    assert net.run(30_000, lambda: net.nodes["a"].node.online)
+    return net
+
+
+def test_flush_state_writes_the_peer_cache() -> None:
+    """``flush_state`` stores each peer as a ``peers.d`` object: format 2, the binary
+    public identity (address, type 0, key, private length 0), protocol 12, version
+    1.14.1 as three u16, one path 198.18.0.10/9993 (type 4, IP, port)."""
+    net = _root_and_leaf()
+    a = net.nodes["a"].node
+    a.drain_actions()
+    a.flush_state(net.now)
+    puts = [x for x in a.drain_actions() if isinstance(x, PutState)]
+    assert [(p.kind, p.object_id) for p in puts] == [(StateKind.PEER, int(IDS[0].address))]
+    expected = (
+        b"\x02"
+        + bytes.fromhex("d41df8ed6a") + b"\x00" + IDS[0].public + b"\x00"
+        + bytes.fromhex("000c 0001 000e 0001")
+        + bytes.fromhex("0001") + bytes.fromhex("04" "c612000a" "2709")
+    )  # fmt: skip
+    assert puts[0].data == expected
+    cached = parse_peer_cache(expected)
+    assert cached.identity == IDS[0].public_only()
+    assert (cached.v_proto, cached.version) == (12, (1, 14, 1))
+    assert [str(x) for x in cached.addresses] == ["198.18.0.10/9993"]
+
+
+def test_peer_cache_rejects_what_it_is_not() -> None:
+    good = (b"\x02" + IDS[0].public_only().serialize() + bytes(10))
+    assert parse_peer_cache(good).addresses == ()
+    for bad, message in (
+        (b"", "unknown peer cache format"),
+        (b"\x01" + good[1:], "unknown peer cache format"),
+        (good[:-1], "truncated peer cache"),
+    ):
+        with pytest.raises(MalformedPacket, match=message):
+            parse_peer_cache(bad)
+
+
+def test_user_messages_are_compressed() -> None:
+    """USER_MESSAGE goes out compressed when that is shorter (§5.3): 4,000 zero
+    bytes fit in far fewer. Guards ``compress=True`` -> ``False``."""
+    net = _root_and_leaf()
+    a = net.nodes["a"].node
+    a.drain_actions()
+    a.send_user_message(net.now, int(IDS[0].address), 0x1234, bytes(4000))
+    [sent] = [x for x in a.drain_actions() if isinstance(x, SendPacket)]
+    assert len(sent.data) < 400
