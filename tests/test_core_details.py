@@ -171,3 +171,17 @@ def test_user_messages_are_compressed() -> None:
     a.send_user_message(net.now, int(IDS[0].address), 0x1234, bytes(4000))
     [sent] = [x for x in a.drain_actions() if isinstance(x, SendPacket)]
     assert len(sent.data) < 400
+
+
+def test_peer_known_only_by_whois_caches_version_zero() -> None:
+    """A peer learned from OK(WHOIS), before any HELLO, has protocol and version 0
+    (§8.1) and no paths. Guards the initial ``v_proto = 0``."""
+    net = _root_and_leaf()
+    a = net.nodes["a"].node
+    a.learn_identity(net.now, IDS[3].public_only())
+    a.drain_actions()
+    a.flush_state(net.now)
+    data = {p.object_id: p.data for p in a.drain_actions() if isinstance(p, PutState)}
+    assert data[int(IDS[3].address)] == (
+        b"\x02" + IDS[3].public_only().serialize() + bytes(8) + b"\x00\x00"
+    )
