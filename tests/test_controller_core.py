@@ -365,3 +365,15 @@ def test_capabilities_with_junk_entries() -> None:
     fresh = _ask(network | {"private": False}, metadata=b"revr=1")
     assert fresh.member["capabilities"] == [7]
     assert [c.id for c in fresh.config.capabilities] == [7]
+
+
+def test_manual_ipv6_stops_auto_ipv6() -> None:
+    """B.3 step 4: auto IPv6 only when no IPv6 came from the manual assignments.
+    Guards ``have6 = have6 or ...`` -> ``and``."""
+    network = {
+        "v6AssignMode": {"zt": True},
+        "ipAssignmentPools": [{"ipRangeStart": "fd00::", "ipRangeEnd": "fd00::ffff:ffff:ffff"}],
+        "routes": [{"target": "fd00::/64", "via": None}],
+    }
+    ips, _, saved = _assign(network, {"ipAssignments": ["fd00::1"]})
+    assert (ips, saved) == (["fd00::1/64"], ["fd00::1"])
