@@ -8,18 +8,19 @@ import ipaddress
 
 import pytest
 
-from sim.network import SimNetwork, make_planet, vector_identities
-from ztone.node import c25519
-from ztone.node.actions import PutState, SendPacket, StateKind
+from sim.network import START, SimNetwork, make_planet, vector_identities
+from ztone.node import backend, c25519
+from ztone.node.actions import NetworkConfigChanged, PutState, SendPacket, StateKind
 from ztone.node.address import Address
 from ztone.node.credentials import CertificateOfOwnership, Tag
 from ztone.node.dictionary import Dictionary
 from ztone.node.errors import MalformedPacket
 from ztone.node.fragment import Reassembler
 from ztone.node.inetaddress import InetAddress
-from ztone.node.network import Network
-from ztone.node.network_config import NetworkConfig
+from ztone.node.network import ConfigOp, Network
+from ztone.node.network_config import NetworkConfig, Route
 from ztone.node.peer import parse_peer_cache
+from ztone.node.status import NodeStatus
 from ztone.node.verbs import parse_push_direct_paths, serialize_push_direct_paths
 
 IDS = vector_identities()
@@ -185,3 +186,71 @@ def test_peer_known_only_by_whois_caches_version_zero() -> None:
     assert data[int(IDS[3].address)] == (
         b"\x02" + IDS[3].public_only().serialize() + bytes(8) + b"\x00\x00"
     )
+
+
+def test_node_status() -> None:
+    """``/status`` fields from the core: address, public identity (never the secret),
+    online, planet id and timestamp, the clock asked for."""
+    net = _root_and_leaf()
+    a = net.nodes["a"].node
+    status = a.status(net.now + 5)
+    assert status == NodeStatus(
+        address=0x2D299C6C91,
+        public_identity=IDS[1].to_string(),
+        online=True,
+        planet_world_id=0x5A5A,
+        planet_world_timestamp=START,
+        clock=net.now + 5,
+    )
+    assert ":" + IDS[1].secret.hex() not in status.public_identity  # type: ignore[union-attr]
+
+
+def test_leave_answers_whether_it_was_joined() -> None:
+    """``leave``: True and the port destroyed and the stored config deleted when the
+    network was joined; False (nothing done) when it was not."""
+    net = _root_and_leaf()
+    a = net.nodes["a"].node
+    a.join(net.now, NWID)
+    a.drain_actions()
+    assert a.leave(net.now, NWID) is True
+    actions = a.drain_actions()
+    assert [(x.op, x.view.nwid) for x in actions if isinstance(x, NetworkConfigChanged)] == [
+        (ConfigOp.DESTROY, NWID)
+    ]
+    assert [
+        (x.kind, x.object_id, x.data) for x in actions if isinstance(x, PutState)
+    ] == [(StateKind.NETWORK_CONFIG, NWID, None)]
+    assert a.network_views() == []
+    assert a.leave(net.now, NWID) is False
+    assert a.drain_actions() == []
+
+
+def test_datagram_from_ourselves_is_dropped() -> None:
+    """A packet whose source field (bytes 13..17) is our own address is counted and
+    dropped (§5.9). Guards the slice of the source address."""
+    net = _root_and_leaf()
+    a = net.nodes["a"].node
+    data = (bytes(8) + IDS[0].address.to_bytes5() + IDS[1].address.to_bytes5()
+            + b"\x08" + bytes(8) + b"\x01" + bytes(12))  # fmt: skip
+    a.on_wire_packet(net.now, 1, net.nodes["root"].endpoint, data)
+    assert a.counters["rx_from_self"] == 1
+
+
+def test_route_metric_survives_the_dictionary() -> None:
+    """A.2.3 route record: target, via, u16 flags, u16 metric."""
+    config = NetworkConfig.from_dictionary(Dictionary.parse(b"v=6\nnwid=1fad486cafe468e2\nid=42"))
+    route = Route(InetAddress(ipaddress.IPv4Address("10.9.0.0"), 16), None, 0x0102, 0x0304)
+    back = NetworkConfig.from_dictionary(
+        Dictionary.parse(dataclasses.replace(config, routes=(route,)).to_dictionary().serialize())
+    )
+    assert back.routes == (route,)
+
+
+def test_native_available_says_whether_the_extension_imports() -> None:
+    try:
+        from ztone import _speedups  # noqa: F401, PLC0415
+    except ImportError:
+        present = False
+    else:
+        present = True
+    assert backend.native_available() is present

@@ -77,3 +77,15 @@ def test_relay_at_the_hop_limit_drops_and_counts_once(make: object) -> None:
         assert _deliver(net, make(hops)) == []  # type: ignore[operator]
         assert root.counters["relay_hops_exceeded"] == exceeded
     assert root.counters["relayed"] == relayed
+
+
+def test_leaf_refuses_to_relay() -> None:
+    """Only roots/moons, or a path with trust established, relay (§5.8): a leaf
+    counts and drops a datagram for someone else. Guards that counter."""
+    net = _online()
+    a, root = net.nodes["a"].node, net.nodes["root"]
+    a.drain_actions()
+    for n in (1, 2):
+        a.on_wire_packet(net.now, 1, root.endpoint, _fragment(0))
+        assert [x for x in a.drain_actions() if isinstance(x, SendPacket)] == []
+        assert a.counters["relay_refused"] == n
