@@ -201,6 +201,18 @@ def test_members_get_configs_and_exchange_frames() -> None:
     net._drain(a)
     na = [f for f in a.delivered if f.ethertype == ETH_IPV6 and f.payload[40] == 136]
     assert na and na[0].source == int(b_mac) and na[0].payload[48:64] == b6
+    # Its ICMPv6 checksum is right (RFC 4443 2.3): the one's-complement sum of the
+    # pseudo-header (source, destination, length, next header 58) and the message,
+    # checksum included, is 0xffff.
+    ip6 = na[0].payload
+    length = int.from_bytes(ip6[4:6], "big")
+    message = ip6[40 : 40 + length]
+    words = ip6[8:40] + length.to_bytes(4, "big") + b"\x00\x00\x00\x3a" + message
+    words += b"\x00" * (len(words) % 2)
+    total = sum(int.from_bytes(words[i : i + 2], "big") for i in range(0, len(words), 2))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    assert ip6[6] == 58 and total == 0xFFFF
 
 
 def test_frames_flow_with_loss() -> None:
