@@ -560,3 +560,10 @@ def test_member_list_and_unstable_helpers() -> None:
     listed = unstable_member_list(members)
     assert listed["meta"] == {"totalCount": 2, "authorizedCount": 1}
     assert listed["data"][0] == REF_MEMBER_A
+
+
+def test_rule_that_is_not_an_object_is_named_in_the_error() -> None:
+    """Guards the text of the error for a rule that is not a JSON object."""
+    with pytest.raises(ControllerInputError, match=r"^rules\[1\]: expected a rule object, got "):
+        apply_network_post(init_network(0x1FAD486CAFE468E2, 0), {"rules": [
+            {"type": "ACTION_ACCEPT"}, 5]}, 0)  # fmt: skip

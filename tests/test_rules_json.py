@@ -495,3 +495,13 @@ def test_random_json_raises_only_value_error(
     again = rule_from_json(rendered, allow_integer_range=True)
     # not/or on actions are parsed but never rendered
     assert again == (replace(rule, t=rule.t & 0x3F) if rule.is_action else rule)
+
+
+def test_icmp_type_and_code_are_bytes() -> None:
+    """MATCH_ICMP's ``icmpType`` and ``icmpCode`` are one byte each (A.4.2): 255 is
+    read, 256 is refused. Guards the 0xFF bound of ``icmpType``."""
+    rule = rule_from_json({"type": "MATCH_ICMP", "icmpType": 255, "icmpCode": 255})
+    assert rule_to_json(rule)["icmpType"] == 255
+    for key in ("icmpType", "icmpCode"):
+        with pytest.raises(ValueError, match=rf"^{key}: 256 is out of range 0\.\.255$"):
+            rule_from_json({"type": "MATCH_ICMP", "icmpType": 3, "icmpCode": 3} | {key: 256})

@@ -25,10 +25,14 @@ import pytest
 from ztone.cli import cli
 from ztone.node.identity import Identity
 from ztone.node.inetaddress import InetAddress
+from ztone.node.network import NetworkView, RouteView
 from ztone.node.status import MoonStatus, NodeStatus, PathStatus, PeerStatus, Role
+from ztone.node.vl2_wire import MulticastGroup
 from ztone.node.world import Root, World, WorldType
 from ztone.service.api import ApiRouter, ApiServer, Request, Response, render
+from ztone.service.api.network_routes import network_routes
 from ztone.service.api.routes import authorized, bearer_token_valid, strtoull
+from ztone.service.config import NetworkLocalSettings
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 LAB = VECTORS / "lab1_api"
@@ -66,6 +70,47 @@ def peer_from_json(p: dict[str, Any]) -> PeerStatus:
     return PeerStatus(int(p["address"], 16), version, p["latency"], Role(p["role"]), paths)
 
 
+def _mac(text: str) -> int:
+    return int(text.replace(":", ""), 16)
+
+
+def network_from_json(n: dict[str, Any]) -> tuple[NetworkView, NetworkLocalSettings, str, int]:
+    """A recorded ``/network/<nwid>`` object as the daemon's view, settings and port."""
+    view = NetworkView(
+        nwid=int(n["nwid"], 16),
+        mac=_mac(n["mac"]),
+        name=n["name"],
+        status=n["status"],
+        type=n["type"],
+        mtu=n["mtu"],
+        bridge=n["bridge"],
+        broadcast_enabled=n["broadcastEnabled"],
+        netconf_revision=n["netconfRevision"],
+        assigned_addresses=tuple(InetAddress.parse(a) for a in n["assignedAddresses"]),
+        routes=tuple(
+            RouteView(
+                InetAddress.parse(r["target"]),
+                InetAddress.parse(r["via"]) if r["via"] is not None else None,
+                r["flags"],
+                r["metric"],
+            )
+            for r in n["routes"]
+        ),
+        multicast_subscriptions=tuple(
+            MulticastGroup(_mac(g["mac"]), g["adi"]) for g in n["multicastSubscriptions"]
+        ),
+        dns_domain=n["dns"]["domain"],
+        dns_servers=tuple(InetAddress.parse(a) for a in n["dns"]["servers"]),
+    )
+    settings = NetworkLocalSettings(
+        allow_managed=n["allowManaged"],
+        allow_global=n["allowGlobal"],
+        allow_default=n["allowDefault"],
+        allow_dns=n["allowDNS"],
+    )
+    return view, settings, n["portDeviceName"], n["portError"]
+
+
 @dataclass
 class FakeControl:
     """An ApiControl answering with a recorded node's state."""
@@ -82,9 +127,46 @@ class FakeControl:
     settings_changes: list[dict[str, object]] = field(default_factory=list)
     metrics: str | None = "# HELP x\nx 1\n"
     tunnel: bool = False
+    networks: dict[int, tuple[NetworkView, NetworkLocalSettings, str, int]] = field(
+        default_factory=dict
+    )
+    joins: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for n in self._data()["/network"][1]:
+            view, settings, device, error = network_from_json(n)
+            self.networks[view.nwid] = (view, settings, device, error)
 
     def _data(self) -> dict[str, Any]:
         return recorded(self.node)
+
+    # NetworkControl: the recorded node's joined networks
+
+    def network_views(self) -> list[NetworkView]:
+        return [self.networks[nwid][0] for nwid in sorted(self.networks)]
+
+    def join(self, nwid: int) -> NetworkView:
+        self.joins.append(nwid)
+        if nwid not in self.networks:
+            view = NetworkView(nwid, 0x02AABBCCDDEE, "", "REQUESTING_CONFIGURATION", "PRIVATE",
+                               2800, False, True, 0, (), (), (), "", ())  # fmt: skip
+            self.networks[nwid] = (view, NetworkLocalSettings(), "", 0)
+        return self.networks[nwid][0]
+
+    def leave(self, nwid: int) -> bool:
+        return self.networks.pop(nwid, None) is not None
+
+    def local_settings(self, nwid: int) -> NetworkLocalSettings:
+        entry = self.networks.get(nwid)
+        return entry[1] if entry is not None else NetworkLocalSettings()
+
+    def set_local_settings(self, nwid: int, settings: NetworkLocalSettings) -> None:
+        view, _, device, error = self.networks[nwid]
+        self.networks[nwid] = (view, settings, device, error)
+
+    def port_info(self, nwid: int) -> tuple[str, int]:
+        entry = self.networks.get(nwid)
+        return (entry[2], entry[3]) if entry is not None else ("", 0)
 
     def node_status(self) -> NodeStatus:
         s = self._data()["/status"][1]
@@ -166,9 +248,14 @@ def control() -> FakeControl:
     return FakeControl()
 
 
+def router(control: FakeControl) -> ApiRouter:
+    """The daemon's router: the node routes and the real ``/network`` handlers."""
+    return ApiRouter(control, extra_routes=network_routes(control))
+
+
 @pytest.fixture
 def server(control: FakeControl) -> Iterator[ServerThread]:
-    with ServerThread(ApiRouter(control)) as s:
+    with ServerThread(router(control)) as s:
         yield s
 
 
@@ -560,6 +647,11 @@ def test_config(server: ServerThread, control: FakeControl) -> None:
         status, _, answer = request(server.port, "PUT", "/config/settings", bad, auth)
         assert status == 400, bad
         assert json.loads(answer)["error"]
+    status, _, answer = request(server.port, "POST", "/config/settings", b"[1,2]", auth)
+    assert (status, json.loads(answer)) == (
+        400,
+        {"error": "request body must be a JSON object of settings"},
+    )
     assert control.settings_changes == [{"allowTcpFallbackRelay": True}]
     status, _, answer = request(
         server.port, "PUT", "/config/settings", b'{"primaryPort":"x"}', auth
@@ -572,13 +664,87 @@ def test_unknown_paths_and_methods(server: ServerThread) -> None:
     for method, path in (
         ("GET", "/nothing"),
         ("GET", "/status/"),
-        ("GET", "/network"),  # virtual networks: not served yet
-        ("GET", "/network/1fad486cafe468e2"),
+        ("GET", "/network/1fad486cafe468e2"),  # the root node joined no network
+        ("GET", "/network/1fad486cafe468e"),  # not 16 digits
+        ("DELETE", "/network"),
         ("POST", "/status"),
         ("DELETE", "/peer"),
         ("GET", "/app/index.html"),  # no token needed, but nothing served
     ):
         assert request(server.port, method, path, headers=auth)[::2] == (404, b"{}"), path
+
+
+# --- /network (the daemon's real handlers, service/api/network_routes.py) ----------------
+
+NWID = "1fad486cafe468e2"
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_network_get_equals_the_reference(node: str) -> None:
+    """GET /network and /network/<nwid> answer what 1.14.1 answered on that node
+    (the root and the controller joined nothing: ``[]`` and 404 ``{}``)."""
+    control = FakeControl(node=node)
+    with ServerThread(router(control)) as srv:
+        for path in ("/network", f"/network/{NWID}"):
+            status, body = recorded(node)[path]
+            assert auth_get(srv.port, path) == (status, body), path
+            assert auth_get(srv.port, path.upper().replace("/NETWORK", "/network")) == (
+                status,
+                body,
+            )
+
+
+def test_network_get_unknown_is_404() -> None:
+    """Guards: GET /network/<unknown> answering 200 (or the joined network) instead
+    of 404 ``{}``."""
+    with ServerThread(router(FakeControl(node="a"))) as srv:
+        for other in ("1fad486cafe468e3", "0000000000000000", "ffffffffffffffff"):
+            assert request(srv.port, "GET", f"/network/{other}", headers={"X-ZT1-Auth": TOKEN})[
+                ::2
+            ] == (404, b"{}")
+        # no token: 401 before anything is looked up
+        assert request(srv.port, "GET", f"/network/{NWID}")[0] == 401
+
+
+def test_network_join_set_and_leave() -> None:
+    """POST joins (idempotent) and takes only JSON booleans; DELETE leaves."""
+    control = FakeControl(node="a")
+    auth = {"X-ZT1-Auth": TOKEN}
+    reference = recorded("a")[f"/network/{NWID}"][1]
+    with ServerThread(router(control)) as srv:
+        body = b'{"allowDefault": true, "allowGlobal": 1, "allowManaged": "no"}'
+        status, _, answer = request(srv.port, "POST", f"/network/{NWID}", body, auth)
+        assert status == 200
+        assert json.loads(answer) == {**reference, "allowDefault": True}
+        assert control.joins == [int(NWID, 16)]
+        # an invalid body is refused (400, where zerotier-one ignores it): the network
+        # stays joined with its settings unchanged, nothing else is joined
+        status, _, answer = request(srv.port, "PUT", f"/network/{NWID}", b"{", auth)
+        assert status == 400 and b"JSON" in answer
+        assert auth_get(srv.port, f"/network/{NWID}")[1]["allowDefault"] is True
+        assert control.joins == [int(NWID, 16)]
+        # a new network: joined, and listed after the recorded one
+        new = "8056c2e21c000001"
+        status, _, answer = request(srv.port, "POST", f"/network/{new}", b"", auth)
+        assert (status, json.loads(answer)["id"], json.loads(answer)["nwid"]) == (200, new, new)
+        assert [n["id"] for n in auth_get(srv.port, "/network")[1]] == [NWID, new]
+        # leave: {"result":true} once, then {} (not joined)
+        assert request(srv.port, "DELETE", f"/network/{new}", headers=auth)[::2] == (
+            200,
+            b'{"result":true}',
+        )
+        assert request(srv.port, "DELETE", f"/network/{new}", headers=auth)[::2] == (200, b"{}")
+        assert auth_get(srv.port, f"/network/{new}") == (404, {})
+
+
+def test_cli_listnetworks_against_server() -> None:
+    """ztone-cli listnetworks on a member node reproduces the reference's output."""
+    with ServerThread(router(FakeControl(node="a"))) as srv:
+        for command in ("listnetworks", "-j listnetworks"):
+            out, err = io.StringIO(), io.StringIO()
+            args = [f"-p{srv.port}", f"-T{TOKEN}", *command.split()]
+            assert cli.main(args, stdout=out, stderr=err) == 0
+            assert out.getvalue() == recorded_cli("a")[command]
 
 
 def test_jsonp(server: ServerThread) -> None:
@@ -647,9 +813,11 @@ def test_malformed_requests_get_400_and_server_survives(server: ServerThread) ->
 
 def test_limits(server: ServerThread) -> None:
     huge_header = b"GET /health HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
-    assert status_of(raw_exchange(server.port, huge_header)) == 431
     endless_header = b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 40000
-    assert status_of(raw_exchange(server.port, endless_header)) == 431
+    for data in (huge_header, endless_header):
+        answer = raw_exchange(server.port, data)
+        assert status_of(answer) == 431
+        assert json.loads(body_of(answer)) == {"error": "request header fields too large"}
     declared = (
         b"POST /config/settings HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n"
         + b"x" * 1000
@@ -865,5 +1033,5 @@ def test_cli_against_server(server: ServerThread) -> None:
     assert cli.main([*args, "orbit", "1234567890", "1234567890"], stdout=out, stderr=err) == 0
     assert out.getvalue() == "200 orbit OK\n"
     out = io.StringIO()
-    assert cli.main([*args, "listnetworks"], stdout=out, stderr=err) == 1
-    assert out.getvalue() == "404 listnetworks {}\n"
+    assert cli.main([*args, "listnetworks"], stdout=out, stderr=err) == 0
+    assert out.getvalue() == recorded_cli("root")["listnetworks"]

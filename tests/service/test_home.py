@@ -396,9 +396,23 @@ def test_unreadable_file_reads_as_none(tmp_path: Path) -> None:
 def test_put_failure_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "moons.d").write_bytes(b"a file where a directory belongs")
     store = FileStateStore(Home(tmp_path))
+    moon = tmp_path / "moons.d" / "0000000000000001.moon"
     with caplog.at_level(logging.ERROR, logger="ztone.service.home"):
         store.put(StateKind.MOON, 1, b"moon")
-    assert caplog.records
+    [record] = caplog.records
+    assert (record.name, record.levelno) == ("ztone.service.home", logging.ERROR)
+    assert record.getMessage().startswith(f"cannot write {moon}: [Errno ")
+    assert (tmp_path / "moons.d").read_bytes() == b"a file where a directory belongs"
+    # a failed delete is reported the same way (here the name is a directory)
+    (tmp_path / "moons.d").unlink()
+    moon.mkdir(parents=True)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="ztone.service.home"):
+        store.put(StateKind.MOON, 1, None)
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR
+    assert record.getMessage().startswith(f"cannot delete {moon}: ")
+    assert moon.is_dir()
 
 
 def test_ids_only_exact_names(tmp_path: Path) -> None:

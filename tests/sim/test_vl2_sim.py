@@ -145,12 +145,22 @@ def test_members_get_configs_and_exchange_frames() -> None:
     a, b = net.nodes["a"], net.nodes["b"]
     va = next(v for v in a.node.network_views() if v.nwid == nwid)
     assert va.name == "simnet" and va.type == "PRIVATE" and va.mtu == 2800
-    ips = [str(x) for x in va.assigned_addresses]
-    assert any(x.startswith("fd") and x.endswith("/88") for x in ips)
-    assert any(x.startswith("198.19.0.") and x.endswith("/24") for x in ips)
+    vb = next(v for v in b.node.network_views() if v.nwid == nwid)
+    # Worked out by hand (PROTOCOL-NETWORK-SERVICE A.5.1, B.3). Network 2d299c6c91000042;
+    # pool 198.19.0.10-.250 has len 240. a = 1e26eb3bf1: 0x26eb3bf1 = 652950513,
+    # % 240 = 33 -> .43; b = b5f5a2c9ae: 0xf5a2c9ae = 4121086382, % 240 = 62 -> .72.
+    # rfc4193 = fd | nwid | 99 93 | address.
+    assert sorted(str(x) for x in va.assigned_addresses) == [
+        "198.19.0.43/24",
+        "fd2d:299c:6c91:0:4299:931e:26eb:3bf1/88",
+    ]
+    assert sorted(str(x) for x in vb.assigned_addresses) == [
+        "198.19.0.72/24",
+        "fd2d:299c:6c91:0:4299:93b5:f5a2:c9ae/88",
+    ]
     assert [str(r.target) for r in va.routes] == ["198.19.0.0/24"]
     a_ip, b_ip = _ipv4(a, nwid), _ipv4(b, nwid)
-    assert a_ip != b_ip
+    assert (a_ip, b_ip) == ("198.19.0.43", "198.19.0.72")
     for sim in (a, b):
         _subscribe_arp_and_v6(sim, net, nwid)
     net.run(2_000)
@@ -182,7 +192,6 @@ def test_members_get_configs_and_exchange_frames() -> None:
     net._drain(a)
     assert net.run(10_000, lambda: any(f.payload.endswith(b"v6 multicast") for f in b.delivered))
     # NDP emulation: a neighbor solicitation for b's rfc4193 address is answered locally
-    vb = next(v for v in b.node.network_views() if v.nwid == nwid)
     b6 = next(x for x in vb.assigned_addresses if x.ip.version == 6).ip.packed
     ns = bytearray(64)
     ns[0], ns[6], ns[40] = 0x60, 58, 135
@@ -192,6 +201,18 @@ def test_members_get_configs_and_exchange_frames() -> None:
     net._drain(a)
     na = [f for f in a.delivered if f.ethertype == ETH_IPV6 and f.payload[40] == 136]
     assert na and na[0].source == int(b_mac) and na[0].payload[48:64] == b6
+    # Its ICMPv6 checksum is right (RFC 4443 2.3): the one's-complement sum of the
+    # pseudo-header (source, destination, length, next header 58) and the message,
+    # checksum included, is 0xffff.
+    ip6 = na[0].payload
+    length = int.from_bytes(ip6[4:6], "big")
+    message = ip6[40 : 40 + length]
+    words = ip6[8:40] + length.to_bytes(4, "big") + b"\x00\x00\x00\x3a" + message
+    words += b"\x00" * (len(words) % 2)
+    total = sum(int.from_bytes(words[i : i + 2], "big") for i in range(0, len(words), 2))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    assert ip6[6] == 58 and total == 0xFFFF
 
 
 def test_frames_flow_with_loss() -> None:

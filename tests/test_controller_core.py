@@ -1,0 +1,379 @@
+"""The controller's answer to a config request and its IP assignment, by exact value.
+
+Every expected address below is worked out by hand from PROTOCOL-NETWORK-SERVICE
+A.5.1 (rfc4193, 6plane) and B.3 (pools), with the arithmetic in the comments; the
+authorization cases follow B.2 step 5 (stored identity) and step 7 (member flag,
+public network, ``authTokens`` expiry).
+
+Numbers used throughout:
+
+* controller ``d41df8ed6a`` (vector identity 0), network ``d41df8ed6a000001``;
+* requester ``2d299c6c91`` (vector identity 1): its low 32 bits are ``0x299c6c91``
+  = 41*2^24 + 156*2^16 + 108*2^8 + 145 = 698117265.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ztone.controller import ipassign
+from ztone.controller.core import FLAG_ENABLE_BROADCAST, FLAG_NDP_EMULATION, answer_request
+from ztone.controller.objects import init_member, init_network
+from ztone.node.dictionary import Dictionary
+from ztone.node.identity import Identity
+from ztone.node.network_config import NetworkType
+from ztone.node.packet import ErrorCode
+
+VECTORS = Path(__file__).resolve().parent / "vectors"
+IDS = [
+    Identity.from_string(e["secret"])
+    for e in json.loads((VECTORS / "identities.json").read_text())["identities"]
+]
+CONTROLLER = IDS[0]
+REQUESTER = IDS[1].public_only()
+NWID = 0xD41DF8ED6A000001
+ADDR = 0x2D299C6C91
+NOW = 1_700_000_000_000
+
+
+def _no_random() -> int:
+    raise AssertionError("no random number expected here")
+
+
+def _network(**fields: Any) -> dict[str, Any]:
+    n = init_network(NWID, NOW - 1000)
+    n.update(fields)
+    return n
+
+
+def _ask(network: dict[str, Any] | None, member: dict[str, Any] | None = None,
+         requester: Identity = REQUESTER, metadata: bytes = b"",
+         members: list[dict[str, Any]] | None = None) -> Any:  # fmt: skip
+    return answer_request(
+        now=NOW,
+        controller=CONTROLLER,
+        nwid=NWID,
+        network=network,
+        member=member,
+        requester=requester,
+        metadata=Dictionary.parse(metadata),
+        members=members or [],
+        rand64=_no_random,
+    )
+
+
+def _ips(ips: list[Any] | tuple[Any, ...]) -> list[str]:
+    return [str(a) for a in ips]
+
+
+# --- B.3 IP assignment: ipassign.assign ----------------------------------------------
+
+
+def _assign(
+    network: dict[str, Any],
+    member: dict[str, Any] | None = None,
+    allocated: frozenset[str] | set[str] = frozenset(),
+    address: int = ADDR,
+    nwid: int = NWID,
+    rand: list[int] | None = None,
+) -> tuple[list[str], bool, list[Any]]:
+    m = member if member is not None else {}
+    values = iter(rand or [])
+    ips, ndp = ipassign.assign(
+        nwid,
+        address,
+        network,
+        m,
+        ipassign.parse_routes(network.get("routes")),
+        {ipaddress.ip_address(a) for a in allocated},
+        lambda: next(values),
+    )
+    return _ips(ips), ndp, m.get("ipAssignments", [])
+
+
+def _v4(start: str, end: str, *routes: str) -> dict[str, Any]:
+    return {
+        "v4AssignMode": {"zt": True},
+        "ipAssignmentPools": [{"ipRangeStart": start, "ipRangeEnd": end}],
+        "routes": [{"target": r, "via": None} for r in routes],
+    }
+
+
+def test_v4_pool_exact_address() -> None:
+    """Pool 10.1.0.1-10.1.0.101: len 100, 698117265 % 100 = 65, so 10.1.0.66."""
+    ips, ndp, saved = _assign(_v4("10.1.0.1", "10.1.0.101", "10.1.0.0/24"))
+    assert (ips, ndp, saved) == (["10.1.0.66/24"], False, ["10.1.0.66"])
+
+
+def test_v4_address_of_another_member_is_not_given_again() -> None:
+    """Guards: the ``ip not in allocated`` test removed (a duplicate address).
+
+    10.1.0.66 belongs to another member: the counter moves on, 698117266 % 100 = 66,
+    so 10.1.0.67; with .67 taken too, 10.1.0.68."""
+    network = _v4("10.1.0.1", "10.1.0.101", "10.1.0.0/24")
+    assert _assign(network, allocated={"10.1.0.66"})[0] == ["10.1.0.67/24"]
+    assert _assign(network, allocated={"10.1.0.66", "10.1.0.67"})[0] == ["10.1.0.68/24"]
+
+
+def test_v4_skips_dot_255_and_may_give_dot_0() -> None:
+    """Guards: the ``.255`` skip removed.
+
+    Member 1200000037 (low 32 bits 55), pool 10.0.0.200-10.0.1.100: len 156,
+    55 % 156 = 55, 10.0.0.200 + 55 = 10.0.0.255 is skipped; then 56 gives 10.0.1.0,
+    which upstream allows (only a last octet of 255 is skipped, B.3 step 5)."""
+    network = _v4("10.0.0.200", "10.0.1.100", "10.0.0.0/23")
+    assert _assign(network, address=0x1200000037)[0] == ["10.0.1.0/23"]
+    # .0 taken: 57 -> 10.0.1.1
+    assert _assign(network, address=0x1200000037, allocated={"10.0.1.0"})[0] == ["10.0.1.1/23"]
+
+
+def test_v4_pool_exhausted_gives_nothing() -> None:
+    """Pool 10.2.0.1-10.2.0.3 has len 2 (the end is never chosen), so only .1 and .2
+    can be given; both taken: no address, nothing saved in the member."""
+    network = _v4("10.2.0.1", "10.2.0.3", "10.2.0.0/24")
+    assert _assign(network, allocated={"10.2.0.1", "10.2.0.2"}) == ([], False, [])
+    assert _assign(network, allocated={"10.2.0.1"})[0] == ["10.2.0.2/24"]
+
+
+def test_v4_single_address_pool_and_route_rules() -> None:
+    """len 0: the start itself. No covering route: nothing. Prefix: first route that
+    contains the address (with or without via)."""
+    assert _assign(_v4("10.3.0.9", "10.3.0.9", "10.3.0.0/24"))[0] == ["10.3.0.9/24"]
+    assert _assign(_v4("10.3.0.9", "10.3.0.9", "10.4.0.0/24"))[0] == []
+    assert _assign(_v4("10.3.0.9", "10.3.0.9", "10.3.0.0/16", "10.3.0.0/24"))[0] == ["10.3.0.9/16"]
+    assert _assign(_v4("0.0.0.0", "0.0.0.9", "0.0.0.0/8"))[0] == []  # start 0: pool skipped
+    assert _assign(_v4("10.3.0.9", "10.3.0.1", "10.3.0.0/24"))[0] == []  # end < start
+
+
+def test_rfc4193_and_6plane_spec_example() -> None:
+    """A.5.1's example: network 8056c2e21c000001, member 89e92ceee5."""
+    network = {"v6AssignMode": {"rfc4193": True, "6plane": True, "zt": False}}
+    ips, ndp, saved = _assign(network, address=0x89E92CEEE5, nwid=0x8056C2E21C000001)
+    assert ips == ["fd80:56c2:e21c:0:199:9389:e92c:eee5/88", "fc9c:56c2:e389:e92c:eee5::1/40"]
+    assert ndp is True and saved == []
+
+
+def test_rfc4193_and_6plane_for_our_network() -> None:
+    """rfc4193 = fd | d41df8ed6a000001 | 99 93 | 2d299c6c91;
+    6plane = fc | (6a000001 ^ d41df8ed = be1df8ec) | 2d299c6c91 | 00*5 | 01."""
+    for mode, expected in (
+        ({"rfc4193": True}, ["fdd4:1df8:ed6a:0:199:932d:299c:6c91/88"]),
+        ({"6plane": True}, ["fcbe:1df8:ec2d:299c:6c91::1/40"]),
+    ):
+        ips, ndp, _ = _assign({"v6AssignMode": mode})
+        assert (ips, ndp) == (expected, True)
+
+
+def test_order_manual_and_no_auto() -> None:
+    """Order: rfc4193, 6plane, manual (largest covering prefix), auto v6, auto v4.
+    A manual IPv4 stops auto IPv4; ``noAutoAssignIps`` keeps only manual ones."""
+    network = _v4("10.1.0.1", "10.1.0.101", "10.1.0.0/24", "10.0.0.0/8")
+    network["v6AssignMode"] = {"rfc4193": True, "6plane": True, "zt": True}
+    network["ipAssignmentPools"].append(
+        {"ipRangeStart": "fd00::", "ipRangeEnd": "fd00::ffff:ffff:ffff"}
+    )
+    network["routes"].append({"target": "fd00::/64", "via": None})
+    member: dict[str, Any] = {"ipAssignments": ["10.1.0.5", "192.168.9.9"]}
+    ips, ndp, saved = _assign(network, member)
+    # trial 0 of the v6 pool: e.lo - s.lo = 0xffffffffffff >= 0xffffffffff, so
+    # s.lo + member address = fd00::2d:299c:6c91
+    assert ips == [
+        "fdd4:1df8:ed6a:0:199:932d:299c:6c91/88",
+        "fcbe:1df8:ec2d:299c:6c91::1/40",
+        "10.1.0.5/24",
+        "fd00::2d:299c:6c91/64",
+    ]
+    assert ndp is True
+    assert saved == ["10.1.0.5", "192.168.9.9", "fd00::2d:299c:6c91"]
+    member = {"ipAssignments": ["10.1.0.5"], "noAutoAssignIps": True}
+    assert _assign(network, member)[:2] == (["10.1.0.5/24"], False)
+
+
+def test_v6_pool_collision_takes_random_candidates() -> None:
+    """Trial 0's fd00::2d:299c:6c91 is taken; then hi = s.hi (e.hi = s.hi, no draw)
+    and lo = s.lo + r % (e.lo - s.lo) with the random r = 7: fd00::7."""
+    network = {
+        "v6AssignMode": {"zt": True},
+        "ipAssignmentPools": [{"ipRangeStart": "fd00::", "ipRangeEnd": "fd00::ffff:ffff:ffff"}],
+        "routes": [{"target": "fd00::/64", "via": None}],
+    }
+    ips, _, _ = _assign(network, allocated={"fd00::2d:299c:6c91"}, rand=[7])
+    assert ips == ["fd00::7/64"]
+
+
+# --- B.2 answer_request --------------------------------------------------------------
+
+
+def test_new_member_of_private_network_is_denied_and_saved() -> None:
+    answer = _ask(_network())
+    assert answer.config is None and answer.error == ErrorCode.NETWORK_ACCESS_DENIED
+    assert answer.member["authorized"] is False
+    assert answer.member["identity"] == REQUESTER.to_string()
+    assert (answer.member["id"], answer.member["nwid"]) == ("2d299c6c91", "d41df8ed6a000001")
+
+
+def test_public_network_authorizes_automatically() -> None:
+    """Guards: ``private: false`` no longer auto-authorizing (B.2 step 7)."""
+    answer = _ask(_network(private=False))
+    assert answer.error is None and answer.config is not None
+    assert answer.config.type == NetworkType.PUBLIC
+    assert answer.member["authorized"] is True
+    assert answer.member["lastAuthorizedCredentialType"] == "public"
+    assert answer.member["lastAuthorizedTime"] == NOW
+
+
+@pytest.mark.parametrize(
+    ("expiry", "authorized"),
+    [(0, True), (NOW + 1, True), (NOW + 86_400_000, True), (NOW, False), (NOW - 1, False)],
+)
+def test_auth_token_expiry(expiry: int, authorized: bool) -> None:
+    """Guards: the authTokens expiry check flipped or loosened (``expiry > now`` as
+    ``<``, ``>=``, or dropped): a token is good if its value is 0 or later than now."""
+    network = _network(authTokens={"s3cret": expiry, "other": 0})
+    answer = _ask(network, metadata=b"a=token:s3cret")
+    if authorized:
+        assert answer.error is None and answer.config is not None
+        assert answer.member["lastAuthorizedCredentialType"] == "token"
+        assert answer.member["lastAuthorizedCredential"] == "s3cret"
+        assert answer.member["authorized"] is True
+    else:
+        assert answer.config is None and answer.error == ErrorCode.NETWORK_ACCESS_DENIED
+        assert answer.member["authorized"] is False
+
+
+def test_auth_token_must_be_known_and_well_formed() -> None:
+    network = _network(authTokens={"s3cret": 0})
+    for meta in (b"a=token:nope", b"a=s3cret", b"a=token:", b"", b"a=tokens3cret"):
+        assert _ask(network, metadata=meta).error == ErrorCode.NETWORK_ACCESS_DENIED, meta
+    # the shortest token there is: "token:" and one character (guards "> 6" -> "> 7")
+    answer = _ask(_network(authTokens={"k": 0}), metadata=b"a=token:k")
+    assert answer.error is None and answer.member["lastAuthorizedCredential"] == "k"
+    # the default authTokens value [null] (an array) authorizes nobody
+    assert _ask(_network(), metadata=b"a=token:s3cret").error == ErrorCode.NETWORK_ACCESS_DENIED
+
+
+def test_stored_identity_different_from_requester_is_denied() -> None:
+    """Guards: a stored identity different from the requester's no longer denied
+    (B.2 step 5) even when the member is authorized; nothing is saved."""
+    member = init_member(NWID, ADDR, NOW - 5000)
+    member["authorized"] = True
+    # same address, another key: what an impostor without the key pair would send
+    member["identity"] = f"2d299c6c91:0:{IDS[2].public.hex()}"
+    answer = _ask(_network(), member)
+    assert (answer.config, answer.error, answer.member) == (
+        None,
+        ErrorCode.NETWORK_ACCESS_DENIED,
+        None,
+    )
+    member["identity"] = "not an identity"
+    assert _ask(_network(), member).error == ErrorCode.NETWORK_ACCESS_DENIED
+    member["identity"] = REQUESTER.to_string()
+    assert _ask(_network(), member).error is None
+
+
+def test_unknown_network_and_foreign_controller() -> None:
+    assert _ask(None).error == ErrorCode.OBJ_NOT_FOUND
+    assert _ask({}).error == ErrorCode.OBJ_NOT_FOUND
+    other = answer_request(now=NOW, controller=IDS[3], nwid=NWID, network=_network(), member=None,
+                           requester=REQUESTER, metadata=Dictionary(), members=[],
+                           rand64=_no_random)  # fmt: skip
+    assert (other.config, other.error, other.member) == (None, None, None)
+
+
+def test_authorized_member_gets_exact_addresses() -> None:
+    """An authorized member of a network with rfc4193 and a v4 pool gets the
+    hand-worked addresses; another member's 10.1.0.66 pushes it to 10.1.0.67."""
+    network = _network(
+        v4AssignMode={"zt": True},
+        v6AssignMode={"rfc4193": True, "6plane": False, "zt": False},
+        ipAssignmentPools=[{"ipRangeStart": "10.1.0.1", "ipRangeEnd": "10.1.0.101"}],
+        routes=[{"target": "10.1.0.0/24", "via": None}],
+    )
+    member = init_member(NWID, ADDR, NOW - 5000)
+    member["authorized"] = True
+    other = init_member(NWID, 0x1E26EB3BF1, NOW - 5000)
+    other["ipAssignments"] = ["10.1.0.66"]
+    answer = _ask(network, member, members=[other, member])
+    assert answer.error is None
+    assert _ips(answer.config.static_ips) == [
+        "fdd4:1df8:ed6a:0:199:932d:299c:6c91/88",
+        "10.1.0.67/24",
+    ]
+    assert answer.config.flags == FLAG_ENABLE_BROADCAST | FLAG_NDP_EMULATION
+    assert answer.member["ipAssignments"] == ["10.1.0.67"]
+    assert int(answer.config.issued_to) == ADDR and answer.config.network_id == NWID
+    # the member's own earlier address is not "another member's"
+    again = _ask(network, answer.member, members=[other, answer.member])
+    assert _ips(again.config.static_ips)[1:] == ["10.1.0.67/24"]
+    assert again.member["ipAssignments"] == ["10.1.0.67"]
+
+
+def test_certificate_of_ownership_holds_the_first_16_addresses() -> None:
+    """B.2 step 19: one COO (id 1) with the first 16 static IPs; the config still
+    carries all of them (up to 32). Guards ``static_ips[:16]`` -> ``[:17]``."""
+    network = _network(routes=[{"target": "10.5.0.0/24", "via": None}])
+    member = init_member(NWID, ADDR, NOW - 5000)
+    member["authorized"] = True
+    member["ipAssignments"] = [f"10.5.0.{i}" for i in range(1, 21)]
+    answer = _ask(network, member)
+    assert _ips(answer.config.static_ips) == [f"10.5.0.{i}/24" for i in range(1, 21)]
+    [coo] = answer.config.coos
+    assert (coo.id, int(coo.issued_to), coo.timestamp) == (1, ADDR, NOW)
+    # each thing: type 2 (IPv4 address, A.3.5) and the address in the first 4 of 16 bytes
+    assert [(int(t), ipaddress.IPv4Address(raw[:4])) for t, raw in coo.things] == [
+        (2, ipaddress.IPv4Address(f"10.5.0.{i}")) for i in range(1, 17)
+    ]
+    assert coo.verify(CONTROLLER)
+
+
+def test_active_bridges_are_specialists() -> None:
+    """B.2 step 12: every member with ``activeBridge: true`` is listed with the
+    active-bridge flag 0x0000020000000000; others are not. Guards ``is True`` ->
+    ``is not True``."""
+    bridge = init_member(NWID, 0x1E26EB3BF1, NOW)
+    bridge["activeBridge"] = True
+    plain = init_member(NWID, 0xB5F5A2C9AE, NOW)
+    member = init_member(NWID, ADDR, NOW)
+    member["authorized"] = True
+    answer = _ask(_network(), member, members=[bridge, plain, member])
+    assert answer.config.specialists == (0x0000021E26EB3BF1,)
+    member["activeBridge"] = True  # the requester itself, not yet in the stored list
+    answer = _ask(_network(), member, members=[bridge, plain])
+    assert answer.config.specialists == (0x0000021E26EB3BF1, 0x0000022D299C6C91)
+
+
+def test_capabilities_with_junk_entries() -> None:
+    """Capabilities that are not objects or have no integer id are skipped (B.2 step 14),
+    never a crash. Guards the ``and`` of that test turned into ``or``."""
+    network = _network(
+        capabilities=[
+            5,
+            {"id": "seven", "default": True, "rules": []},
+            {"id": 7, "default": True, "rules": [{"type": "ACTION_ACCEPT"}]},
+        ]
+    )
+    answer = _ask(network, init_member(NWID, ADDR, NOW) | {"authorized": True},
+                  metadata=b"revr=1")  # fmt: skip
+    # not a new member: defaults are not added, and it holds none
+    assert answer.error is None and answer.config.capabilities == ()
+    assert answer.member["capabilities"] == []
+    fresh = _ask(network | {"private": False}, metadata=b"revr=1")
+    assert fresh.member["capabilities"] == [7]
+    assert [c.id for c in fresh.config.capabilities] == [7]
+
+
+def test_manual_ipv6_stops_auto_ipv6() -> None:
+    """B.3 step 4: auto IPv6 only when no IPv6 came from the manual assignments.
+    Guards ``have6 = have6 or ...`` -> ``and``."""
+    network = {
+        "v6AssignMode": {"zt": True},
+        "ipAssignmentPools": [{"ipRangeStart": "fd00::", "ipRangeEnd": "fd00::ffff:ffff:ffff"}],
+        "routes": [{"target": "fd00::/64", "via": None}],
+    }
+    ips, _, saved = _assign(network, {"ipAssignments": ["fd00::1"]})
+    assert (ips, saved) == (["fd00::1/64"], ["fd00::1"])
