@@ -80,6 +80,7 @@ def test_tcp_relay_client_bytes_match_upstream() -> None:
         # what upstream's relay writes back: a record naming the source, split anywhere
         back = (bytes([0x17, 0x03, 0x03, 0x00, 27, 4, 127, 0, 0, 1]) + struct.pack(">H", 4444)
                 + b"reply-datagram-20...")  # fmt: skip
+        writers[0].write(b"\x17\x03\x03\x00\x00")  # an empty record: ignored, as upstream
         for i in range(0, len(back), 5):
             writers[0].write(back[i : i + 5])
             await writers[0].drain()

@@ -64,7 +64,7 @@ class _Tunnel(asyncio.Protocol):
         self.owner.received_bytes += len(data)
         try:
             bodies = self.reader.feed(data)
-            records = [parse_body(b) for b in bodies]
+            records = [parse_body(b) for b in bodies if b]  # empty ones: ignored
         except FramingError as e:
             log.warning("TCP fallback relay sent a bad record (%s): closing the tunnel", e)
             self.close()
