@@ -1,5 +1,5 @@
 #!/bin/sh
-# Install ztone, ztone-cli, ztone-idtool and the test tools into a virtual environment
+# Install ztone, ztone-cli, ztone-idtool, ztone-relay and the test tools into a virtual environment
 # (./.venv, or $ZTONE_VENV), then say how to start the daemon. A virtual environment
 # because Debian's and Ubuntu's system python3 is "externally managed" (PEP 668): pip
 # must not install into it. Nothing is started here.
@@ -42,7 +42,7 @@ bin=$(cd "$VENV/bin" && pwd)
 version=$("$bin/ztone" --version)
 cat <<EOT
 Installed $version in $bin
-(ztone, ztone-cli and ztone-idtool; ". $VENV/bin/activate" puts them on PATH).
+(ztone, ztone-cli, ztone-idtool and ztone-relay; ". $VENV/bin/activate" puts them on PATH).
 
 Start the daemon, on ZeroTier's public planet unless its home has a planet file:
   as root, with virtual networks (TAP):  sudo $bin/ztone -d

@@ -14,7 +14,10 @@ a network through the controller API, authorizes the members, then measures:
 * a CPU check (a fixed Python loop): this kind of VM runs at visibly different
   speeds from one minute to the next, and every figure above moves with it.
 
-Options: ``--pure`` (ZTONE_PURE=1 daemons), ``--profile DIR`` (py-spy on both
+Options: ``--tcp-relay`` (a fifth namespace runs ``ztone-relay`` with no rate limit
+and member a sends everything through it: ``forceTcpRelay`` with
+``tcpFallbackRelayAnyScope``; the overlay figures are then through the relay),
+``--pure`` (ZTONE_PURE=1 daemons), ``--profile DIR`` (py-spy on both
 members during iperf3, with a summary), ``--pin`` (a and b on different CPUs),
 ``--hold`` (keep the network up for profiling by hand). ``ZTONE_BENCH_PYTHONPATH``
 runs the daemons from another source tree (A/B comparisons).
@@ -45,6 +48,7 @@ from netns.netns import Namespace, bridge_namespaces  # noqa: E402
 from ztone.cli import idtool  # noqa: E402
 
 PORT = 9993
+RELAY_PORT = 4443
 IDENTITIES = ROOT / "tests" / "vectors" / "identities.json"
 
 
@@ -217,6 +221,12 @@ def main() -> int:
     parser.add_argument("--pings", type=int, default=50, help="pings for the RTT figures")
     parser.add_argument("--pure", action="store_true", help="force the pure-Python crypto path")
     parser.add_argument(
+        "--tcp-relay",
+        action="store_true",
+        help="member a sends everything through a ztone-relay in a fifth namespace "
+        "(forceTcpRelay): overlay iperf3 and ping through the TCP fallback tunnel",
+    )
+    parser.add_argument(
         "--profile",
         metavar="DIR",
         type=Path,
@@ -248,21 +258,37 @@ def main() -> int:
         env["PYTHONPATH"] = os.environ["ZTONE_BENCH_PYTHONPATH"]
     if args.pure:
         env["ZTONE_PURE"] = "1"
-    with tempfile.TemporaryDirectory() as tmp, bridge_namespaces(4, "198.18.0.0/24", None) as lan:
+    hosts = 5 if args.tcp_relay else 4
+    with tempfile.TemporaryDirectory() as tmp, bridge_namespaces(hosts, "198.18.0.0/24",
+                                                                 None) as lan:  # fmt: skip
         work = Path(tmp)
         names = ["root", "ctrl", "a", "b"]
+        relay_ip = str(lan.v4[4].ip) if args.tcp_relay else ""
         homes = {n: work / n for n in names}
         root_secret, root_public = _identity(0)
         idtool.main(["genplanet", "--out", str(work / "planet"), "--id", "0x5a5a",
                      f"{root_public}@{lan.v4[0].ip}/{PORT}"])  # fmt: skip
-        for h in homes.values():
+        for n, h in homes.items():
             h.mkdir()
             shutil.copy(work / "planet", h / "planet")
-            (h / "local.conf").write_text(json.dumps({"settings": {"allowSecondaryPort": False}}))
+            settings: dict[str, object] = {"allowSecondaryPort": False}
+            if args.tcp_relay:  # every node names the bench's relay, never the public one
+                settings["tcpFallbackRelay"] = f"{relay_ip}/{RELAY_PORT}"
+                if n == "a":
+                    settings.update(forceTcpRelay=True, tcpFallbackRelayAnyScope=True)
+            (h / "local.conf").write_text(json.dumps({"settings": settings}))
         (homes["root"] / "identity.secret").write_text(root_secret)
         (homes["ctrl"] / "identity.secret").write_text(_identity(1)[0])
         (homes["a"] / "identity.secret").write_text(_identity(2)[0])
         (homes["b"] / "identity.secret").write_text(_identity(3)[0])
+        relay = None
+        if args.tcp_relay:
+            relay_log = open(work / "relay.log", "ab")  # noqa: SIM115
+            relay = lan.hosts[4].popen(
+                [sys.executable, "-m", "ztone.relay.main", "--listen", relay_ip, "--port",
+                 str(RELAY_PORT), "--udp-bind", relay_ip, "--rate", "0"],
+                stdout=relay_log, stderr=relay_log, env={**os.environ, **env},
+            )  # fmt: skip
         daemons = {n: Daemon(n, lan.hosts[i], homes[n], env) for i, n in enumerate(names)}
         try:
             for d in daemons.values():
@@ -329,6 +355,9 @@ def main() -> int:
             gb = mbps * args.seconds / 8 / 1000
             underlay = iperf(a_ns, b_ns, str(lan.v4[3].ip), args.seconds)
             print(f"crypto backend: {'pure' if args.pure else 'native if built'}")
+            if args.tcp_relay:
+                active = (daemons["a"].api("GET", "/status") or {}).get("tcpFallbackActive")
+                print(f"member a through ztone-relay (forceTcpRelay), tunnel active: {active}")
             print(
                 f"CPU check: {cpu_check():.1f} ms for a fixed Python loop (lower: a faster "
                 "machine right now; the figures below scale with it)"
@@ -366,6 +395,12 @@ def main() -> int:
         finally:
             for d in daemons.values():
                 d.stop()
+            if relay is not None and relay.poll() is None:
+                relay.terminate()
+                try:
+                    relay.wait(15)
+                except Exception:
+                    relay.kill()
     return 0
 
 

@@ -242,10 +242,12 @@ BAD_SETTINGS: list[tuple[str, Any]] = [
             "enableWebServer",
             "softwareUpdateDist",
             "allowLoopbackPaths",
+            "tcpFallbackRelayAnyScope",
         )
         for v in NOT_BOOL
     ],
     *[("concurrency", v) for v in [*NOT_INT, -1, 1 << 32]],
+    *[("tcpFallbackAfter", v) for v in [*NOT_INT, 0, 999, 86_400_001]],
     *[("tcpFallbackRelay", v) for v in [*NOT_STR, "nonsense", "1.2.3.4", "1.2.3.4/70000", "x/1"]],
     *[("bind", v) for v in ["1.2.3.4", {}, 1, [1], ["nope"], [None], ["1.2.3.4", "1.2.3"]]],
     *[("interfacePrefixBlacklist", v) for v in ["eth", 1, [1], [None], [["eth"]]]],

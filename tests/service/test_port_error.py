@@ -79,10 +79,10 @@ def test_failed_port_reports_port_error(tmp_path: Path) -> None:
         )
         assert daemon.alive()
         assert "cannot create its virtual port" in daemon.log.read_text()
-        # Honest status elsewhere too: no TCP relay exists, so none is allowed.
+        # Honest status elsewhere too: the TCP relay is allowed (the default), not active.
         code, out = _cli(home, "-j", "info")
         settings = json.loads(out)["config"]["settings"]
         assert (settings["allowTcpFallbackRelay"], json.loads(out)["tcpFallbackActive"]) == (
-            False,
+            True,
             False,
         )

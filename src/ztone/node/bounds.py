@@ -58,9 +58,21 @@ peers.d files               MAX_PEER_FILES             older than 30 days, then 
 (service.home.prune_peers)                             recently written (every few minutes)
 UDP send caches             4096 each                  cleared when full
 (service.udp.UdpSockets)
-counters keyed by wire    32 verbs x 10 ERROR codes  none needed: an unknown ERROR code
-values (node.counters,     + 1; 32 unhandled verbs    counts under one key (verbs are 5
-incoming._do_error)                                   bits)
+counters keyed by wire      32 verbs x 10 ERROR codes  none needed: an unknown ERROR code
+values (node.counters,      + 1; 32 unhandled verbs    counts under one key (verbs are 5
+incoming._do_error)                                    bits)
+UDP datagrams read, not     RX_SOURCES (256) sources,  the newest datagram of the source
+yet handed to the core      RX_PER_SOURCE (1024) each, with the most waiting (a new
+(service.udp.UdpSockets)    RX_BYTES (4 MiB) in all    source beyond 256: refused)
+TCP fallback scope cache    TCP_FALLBACK_SCOPE_CACHE   cleared when full
+(service.tcp_fallback)
+TCP fallback tunnel queue   TCP_FALLBACK_QUEUE_BYTES   none: a datagram that would cross
+(service.tcp_fallback)      (upstream's 64 KiB)        it is dropped
+ztone-relay clients         RelayLimits.max_clients    none: a new connection is refused
+(relay.server)              (--max-clients, 1024)
+ztone-relay per client      128 KiB queued to the      the datagram that would cross it;
+(relay.server)              client, 1 partial record,  rate-limited datagrams are dropped;
+                            --rate bytes/s             idle --idle-timeout: closed
 controller request gate,    CONTROLLER_MAX_PENDING     expired entries, then the oldest
 online and authorized       each
 members (service.controller)
@@ -102,6 +114,8 @@ MAX_BRIDGE_ROUTES = 65_536
 
 CONTROLLER_MAX_PENDING = 65_536
 MAX_PEER_FILES = 65_536
+TCP_FALLBACK_SCOPE_CACHE = 4_096
+TCP_FALLBACK_QUEUE_BYTES = 65_536
 
 
 def node_bound_violations(node: Any) -> list[str]:

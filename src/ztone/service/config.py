@@ -283,6 +283,15 @@ class Settings(BaseModel):
     peer_specific_bonds: dict[AddressValue, Str] = Field(
         default_factory=dict, alias="peerSpecificBonds"
     )
+    tcp_fallback_relay_any_scope: Bool = Field(default=False, alias="tcpFallbackRelayAnyScope")
+    """ztone extension: the TCP fallback tunnel carries datagrams for IPv4 addresses of
+    every scope, and UDP from any address proves UDP works (zerotier-one: global scope
+    only). For private deployments whose roots have private addresses."""
+    tcp_fallback_after: Annotated[int, PlainValidator(_int_in(1000, 86_400_000))] = Field(
+        default=60000, alias="tcpFallbackAfter"
+    )
+    """ztone extension: milliseconds without direct UDP before the tunnel engages
+    (zerotier-one's fixed ZT_TCP_FALLBACK_AFTER, 60000)."""
     allow_loopback_paths: Bool = Field(default=False, alias="allowLoopbackPaths")
     """ztone extension: accept 127.0.0.0/8 and ::1 as peer paths (zerotier-one never
     does). For several nodes on one host, as in tests; off by default."""

@@ -124,10 +124,12 @@ def render_metrics(
     now: int,
     *,
     udp_bytes: tuple[int, int],
+    tcp_bytes: tuple[int, int] = (0, 0),
     controller: ControllerSnapshot | None,
     ztone_counters: Mapping[str, int],
 ) -> str:
-    """The whole ``/metrics`` text. ``udp_bytes`` is (received, sent)."""
+    """The whole ``/metrics`` text. ``udp_bytes`` and ``tcp_bytes`` (the TCP fallback
+    tunnel's stream) are (received, sent)."""
     out = _Writer()
     m = node.metrics
     out.family("zt_packet", "counter", "ZeroTier packet type counts", (
@@ -141,9 +143,8 @@ def render_metrics(
     out.family("zt_data", "counter", "number of bytes ZeroTier has transmitted or received", [
         ({"protocol": "udp", "direction": "rx"}, udp_bytes[0]),
         ({"protocol": "udp", "direction": "tx"}, udp_bytes[1]),
-        # ztone has no TCP relay: nothing is ever sent or received over TCP
-        ({"protocol": "tcp", "direction": "rx"}, 0),
-        ({"protocol": "tcp", "direction": "tx"}, 0),
+        ({"protocol": "tcp", "direction": "rx"}, tcp_bytes[0]),
+        ({"protocol": "tcp", "direction": "tx"}, tcp_bytes[1]),
     ])  # fmt: skip
     networks = [node.networks[n] for n in sorted(node.networks)]
     out.family("zt_num_networks", "gauge", "number of networks this instance is joined to",

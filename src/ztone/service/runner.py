@@ -26,6 +26,7 @@ from ztone.controller.api import controller_routes
 from ztone.controller.store import ControllerStore, open_controller_store
 from ztone.node import backend
 from ztone.node.actions import (
+    ANY_LOCAL_SOCKET,
     Action,
     DeliverFrame,
     EventKind,
@@ -60,12 +61,15 @@ from .interfaces import local_addresses
 from .metrics import ControllerSnapshot, render_metrics
 from .networks import NetworkPorts
 from .state_writer import StateWriter
+from .tcp_fallback import FallbackSettings, TcpFallback
 from .udp import UdpSockets, trial_bind
 
 log = logging.getLogger(__name__)
 
 LOCAL_CONF_CHECK_INTERVAL = 10.0
 MULTICAST_SCAN_INTERVAL = 1.0
+TCP_FALLBACK_TICK = 0.5
+VERSION = (1, 14, 1)
 BINDER_REFRESH_PERIOD = 30.0
 
 
@@ -120,6 +124,7 @@ class NodeService:
         self.identity_collision = False
         self.bug_count = 0
         self.udp_rx_bytes = 0
+        self.fallback: TcpFallback | None = None
 
     # ----------------------------------------------------------------- start-up
 
@@ -243,7 +248,7 @@ class NodeService:
             path_check=self._path_check,
             path_lookup=self._path_lookup,
             physical=self._physical(),
-            version=(1, 14, 1),
+            version=VERSION,
             allow_loopback_paths=self.conf.settings.allow_loopback_paths,
             controller=self.controller,
             os_arch=f"{platform.system().lower()}/{platform.machine()}",
@@ -260,6 +265,9 @@ class NodeService:
         self.ports = NetworkPorts(home, factory, self._loop, self._on_tap_frame,
                                   self._input_batch_end)  # fmt: skip
         self.udp = UdpSockets(self._loop, self._on_datagram, self._input_batch_end)
+        self.fallback = TcpFallback(self._loop, self._on_tunnel_datagram,
+                                    self._input_batch_end, VERSION, now_ms)  # fmt: skip
+        self._configure_fallback()
         self._bind_ports()
         home.write_port(self.primary_port)
         self.node.set_local_addresses(self.listening_on())
@@ -283,6 +291,7 @@ class NodeService:
         self._after_input()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         self._tasks.append(asyncio.create_task(self._scan_multicast()))
+        self._tasks.append(asyncio.create_task(self._tick_fallback()))
         # What start-up built (modules, settings, the API's routes) lives as long as the
         # daemon. Frozen, it is out of the cyclic collector's reach: a full collection
         # walking those ~50,000 objects holds every packet up for tens of milliseconds.
@@ -338,6 +347,8 @@ class NodeService:
             self.ports.close()
         if self.controller_store is not None:
             self.controller_store.close()
+        if self.fallback is not None:
+            self.fallback.close()
         self.udp.close()
         log.info("ztone stopped%s", f" ({self.exit_reason})" if self.exit_reason else "")
 
@@ -345,13 +356,45 @@ class NodeService:
 
     def _on_datagram(self, sock_id: int, remote: InetAddress, data: bytes) -> None:
         self.udp_rx_bytes += len(data)
+        now = now_ms()
+        fallback = self.fallback
+        if fallback is not None and not fallback.udp_received(now, remote, len(data)):
+            return  # forceTcpRelay: UDP is not used at all
         try:
-            self.node.on_wire_packet(now_ms(), sock_id, remote, data)
+            self.node.on_wire_packet(now, sock_id, remote, data)
         except Exception:
             # The core's contract is that only bugs get here; keep serving anyway.
             self.bug_count += 1
             log.exception("BUG: datagram from %s raised", remote)
         self._input_taken()
+
+    def _on_tunnel_datagram(self, remote: InetAddress, data: bytes) -> None:
+        try:
+            self.node.on_wire_packet(now_ms(), ANY_LOCAL_SOCKET, remote, data)
+        except Exception:
+            self.bug_count += 1
+            log.exception("BUG: datagram from %s (TCP relay) raised", remote)
+        self._input_taken()
+
+    def _configure_fallback(self) -> None:
+        if self.fallback is None:
+            return
+        s = self.conf.settings
+        self.fallback.configure(
+            FallbackSettings(
+                allow=s.allow_tcp_fallback_relay,
+                force=s.force_tcp_relay,
+                relay=s.tcp_fallback_relay,
+                any_scope=s.tcp_fallback_relay_any_scope,
+                after=s.tcp_fallback_after,
+            )
+        )
+
+    async def _tick_fallback(self) -> None:
+        while True:
+            await asyncio.sleep(TCP_FALLBACK_TICK)
+            if self.fallback is not None:
+                self.fallback.tick(now_ms())
 
     def _input_taken(self) -> None:
         """Act on the core's output once per wakeup's batch of input, not per input.
@@ -389,9 +432,11 @@ class NodeService:
         self._timer = self._loop.call_at(self._loop.time() + delay, self._on_timer)
 
     def _apply(self, actions: list[Action], send: bool) -> None:
+        fallback = self.fallback
+        now = now_ms() if fallback is not None else 0
         for action in actions:
             if isinstance(action, SendPacket):
-                if send:
+                if send and (fallback is None or fallback.send(now, action.remote, action.data)):
                     self.udp.send(action.local_socket, action.remote, action.data, action.ttl)
             elif isinstance(action, DeliverFrame):
                 if self.ports is not None:
@@ -470,6 +515,7 @@ class NodeService:
                 try:
                     self.conf = self._load_conf()
                     self.allow_management_from = list(self.conf.management_networks())
+                    self._configure_fallback()
                     log.info("local.conf reloaded")
                 except ConfigError as e:
                     self._conf_mtime = mtime
@@ -490,7 +536,7 @@ class NodeService:
         s = self.conf.settings
         settings.update(
             {
-                "allowTcpFallbackRelay": False,  # ztone has no TCP relay client
+                "allowTcpFallbackRelay": s.allow_tcp_fallback_relay,
                 "forceTcpRelay": s.force_tcp_relay,
                 "primaryPort": self.primary_port,
                 "secondaryPort": s.secondary_port or self.secondary_port,
@@ -558,7 +604,7 @@ class NodeService:
         return (port.tap.device_name if port.tap is not None else "", port.error)
 
     def tcp_fallback_active(self) -> bool:
-        return False  # ztone has no TCP fallback relay (UDP only)
+        return self.fallback is not None and self.fallback.active
 
     def metrics_text(self) -> str | None:
         """Prometheus text: zerotier-one's families and ztone's own counters
@@ -566,6 +612,9 @@ class NodeService:
         counters = dict(self.node.counters)
         counters["bugs"] = self.bug_count
         counters["udp_send_errors"] = self.udp.send_errors
+        if self.fallback is not None:
+            counters["tcp_fallback_connects"] = self.fallback.connects
+            counters["tcp_fallback_dropped"] = self.fallback.dropped
         snapshot = None
         if self.controller is not None:
             store = self.controller.store
@@ -579,6 +628,11 @@ class NodeService:
             self.node,
             now_ms(),
             udp_bytes=(self.udp_rx_bytes, self.udp.tx_bytes),
+            tcp_bytes=(
+                (self.fallback.received_bytes, self.fallback.sent_bytes)
+                if self.fallback is not None
+                else (0, 0)
+            ),
             controller=snapshot,
             ztone_counters=counters,
         )
