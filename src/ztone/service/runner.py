@@ -612,6 +612,7 @@ class NodeService:
         counters = dict(self.node.counters)
         counters["bugs"] = self.bug_count
         counters["udp_send_errors"] = self.udp.send_errors
+        counters["udp_rx_shed"] = self.udp.rx_shed
         if self.fallback is not None:
             counters["tcp_fallback_connects"] = self.fallback.connects
             counters["tcp_fallback_dropped"] = self.fallback.dropped
