@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import json
 import os
 import socket
 import sys
@@ -30,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from illumos_sim.scenario_run import check, run_scenario
 from ztone.osdep.illumos import IllumosTapFactory, libdlpi
 from ztone.osdep.illumos.commands import Commands
 
@@ -38,15 +38,6 @@ MAC = 0x82AABBCCDD02
 PEER_MAC = 0x820000000003
 MTU = 2800
 ETHERTYPE = 0x88B5  # IEEE local experimental: the host stack ignores it
-
-
-class Failed(Exception):
-    pass
-
-
-def check(condition: bool, what: str) -> None:
-    if not condition:
-        raise Failed(what)
 
 
 def shim_hooks() -> Any:
@@ -141,15 +132,5 @@ async def scenario() -> dict[str, Any]:
     return report
 
 
-def main() -> int:
-    try:
-        report = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
-    except Failed as e:
-        print(f"SCENARIO FAILED: {e}")
-        return 1
-    print(json.dumps(report, sort_keys=True))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_scenario(scenario, timeout=60))

@@ -19,6 +19,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from illumos_sim.neighbour import Neighbour, ping
+from illumos_sim.scenario_run import check, run_scenario
 from ztone.node.inetaddress import InetAddress
 from ztone.osdep.base import MulticastGroup, Route
 from ztone.osdep.illumos import IllumosTapFactory
@@ -34,15 +35,6 @@ PEER4 = ipaddress.IPv4Address("198.18.1.2")
 HOST6 = ipaddress.IPv6Address("fd00:5a5a::1")
 PEER6 = ipaddress.IPv6Address("fd00:5a5a::2")
 STALE_NWID = 0x1122334455667788
-
-
-class Failed(Exception):
-    pass
-
-
-def check(condition: bool, what: str) -> None:
-    if not condition:
-        raise Failed(what)
 
 
 def links() -> dict[str, dict[str, Any]]:
@@ -159,15 +151,5 @@ async def scenario() -> dict[str, Any]:
     return report
 
 
-def main() -> int:
-    try:
-        report = asyncio.run(asyncio.wait_for(scenario(), timeout=120))
-    except Failed as e:
-        print(f"SCENARIO FAILED: {e}")
-        return 1
-    print(json.dumps(report, sort_keys=True))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_scenario(scenario, timeout=120))
