@@ -57,7 +57,15 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers, imported as the t
 sys.path.insert(0, str(BENCH))
 
 from abuse_worker import API_ATTACKS, UDP_ATTACKS  # noqa: E402
-from throughput import PORT, Daemon, _identity, cpu_check, wait_until  # noqa: E402
+from throughput import (  # noqa: E402
+    PORT,
+    Daemon,
+    _identity,
+    cpu_check,
+    daemon_env,
+    lab_unavailable,
+    wait_until,
+)
 
 from netns.netns import Lan, Namespace, bridge_namespaces  # noqa: E402
 from ztone.cli import idtool  # noqa: E402
@@ -643,17 +651,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print(attack_list())
         return 0
-    for tool in ("ping", "ip"):
-        if shutil.which(tool) is None:
-            print(f"{tool} is required (apt-get install iputils-ping iproute2)")
-            return 2
-    if os.geteuid() != 0:
-        print("run as root (network namespaces)")
+    unavailable = lab_unavailable(("ping", "ip"), "iputils-ping iproute2")
+    if unavailable:
+        print(unavailable)
         return 2
     pool = identity_pool(args.cache_dir, args.identities)
-    env = {"ZTONE_LOG_LEVEL": "WARNING"}
-    if os.environ.get("ZTONE_BENCH_PYTHONPATH"):  # run the daemons from another source tree
-        env["PYTHONPATH"] = os.environ["ZTONE_BENCH_PYTHONPATH"]
+    env = daemon_env()
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp, \
             bridge_namespaces(5, "198.18.0.0/16", None) as lan:  # fmt: skip

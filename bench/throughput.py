@@ -146,6 +146,25 @@ def ping_rtt(ns: Namespace, target: str, count: int) -> str:
     return f"{m.group(1)}/{m.group(2)}/{m.group(3)} ms, median {times[len(times) // 2]:.3f} ms"
 
 
+def lab_unavailable(tools: tuple[str, ...], packages: str) -> str | None:
+    """Why a namespace lab cannot run here (a tool missing, not root), or None."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            return f"{tool} is required (apt-get install {packages})"
+    if os.geteuid() != 0:
+        return "run as root (network namespaces)"
+    return None
+
+
+def daemon_env() -> dict[str, str]:
+    """The daemons' environment: quiet logs, and ``ZTONE_BENCH_PYTHONPATH`` (run the
+    daemons from another source tree, for A/B runs)."""
+    env = {"ZTONE_LOG_LEVEL": "WARNING"}
+    if os.environ.get("ZTONE_BENCH_PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["ZTONE_BENCH_PYTHONPATH"]
+    return env
+
+
 def cpu_check() -> float:
     """Milliseconds for a fixed pure-Python loop, best of 5 (this VM's speed varies)."""
     best = float("inf")
@@ -246,16 +265,11 @@ def main() -> int:
         "for profiling by hand; prints the members' pids and addresses",
     )
     args = parser.parse_args()
-    for tool in ("iperf3", "ping", "ip"):
-        if shutil.which(tool) is None:
-            print(f"{tool} is required (apt-get install iperf3 iputils-ping iproute2)")
-            return 2
-    if os.geteuid() != 0:
-        print("run as root (network namespaces)")
+    unavailable = lab_unavailable(("iperf3", "ping", "ip"), "iperf3 iputils-ping iproute2")
+    if unavailable:
+        print(unavailable)
         return 2
-    env = {"ZTONE_LOG_LEVEL": "WARNING"}
-    if os.environ.get("ZTONE_BENCH_PYTHONPATH"):  # run the daemons from another source tree
-        env["PYTHONPATH"] = os.environ["ZTONE_BENCH_PYTHONPATH"]
+    env = daemon_env()
     if args.pure:
         env["ZTONE_PURE"] = "1"
     hosts = 5 if args.tcp_relay else 4

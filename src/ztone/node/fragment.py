@@ -35,7 +35,6 @@ MAX_PACKET_FRAGMENTS = 7
 DEFAULT_PHYSMTU = 1432
 MIN_PHYSMTU = 1400
 MAX_PHYSMTU = 10324
-RX_QUEUE_SIZE = REASSEMBLY_SLOTS
 
 
 def is_fragment(datagram: bytes | bytearray | memoryview) -> bool:
@@ -159,7 +158,7 @@ class _Slot:
 class Reassembler:
     """The receive ring of §5.7 for fragmented packets addressed to us."""
 
-    def __init__(self, size: int = RX_QUEUE_SIZE) -> None:
+    def __init__(self, size: int = REASSEMBLY_SLOTS) -> None:
         self._ring = [_Slot() for _ in range(size)]
         self._ptr = 0
         self._index: dict[int, _Slot] = {}  # packet id -> its live slot (at most one)
