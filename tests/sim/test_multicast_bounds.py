@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import random
 
+from ztone.node.actions import SendPacket
+from ztone.node.armor import PeerKey, dearmor
 from ztone.node.bounds import ROOT_COM_REQUESTS_PER_PEER
 from ztone.node.multicaster import Multicaster
-from ztone.node.packet import Verb
+from ztone.node.packet import Verb, uncompress
 from ztone.node.vl2 import push_credentials
 from ztone.node.vl2_wire import MulticastGroup
 
@@ -106,3 +108,26 @@ def test_authorization_does_not_carry_over_to_the_next_network() -> None:
         mac = int.from_bytes(payload[i + 8:i + 14], "big")
         adi = int.from_bytes(payload[i + 14:i + 18], "big")
         assert _known(mc, net.now, other, mac, adi) == 0
+
+
+def test_the_roots_certificate_request_is_upstreams_error() -> None:
+    """The root's request for a certificate is ERROR(NEED_MEMBERSHIP_CERTIFICATE) as
+    spec §6.3 lays it out, so a zerotier-one member answers it: in-re verb
+    MULTICAST_LIKE (0x09), the LIKE's packet id, code 0x06, then the network id."""
+    net, _controller, _nwid = build()
+    root, a = net.nodes["root"], net.nodes["a"]
+    assert net.run(60_000, lambda: a.node.online)
+    nwid = 0x1122334455000001
+    like = nwid.to_bytes(8, "big") + bytes.fromhex("333300000001") + bytes(4)
+    a.node._send(net.now, int(root.identity.address), Verb.MULTICAST_LIKE, like)
+    sent = [x.data for x in a.node.drain_actions() if isinstance(x, SendPacket)]
+    assert len(sent) == 1
+    root.node.on_wire_packet(net.now, 1, a.endpoint, sent[0])
+    replies = [x.data for x in root.node.drain_actions() if isinstance(x, SendPacket)]
+    assert len(replies) == 1
+    reply = bytearray(replies[0])
+    assert dearmor(reply, PeerKey(a.identity.agree(root.identity)))
+    reply = uncompress(reply)
+    assert reply[27] & 0x1F == Verb.ERROR
+    assert bytes(reply[28:]) == (bytes((0x09,)) + sent[0][0:8] + bytes((0x06,))
+                                 + nwid.to_bytes(8, "big"))  # fmt: skip
