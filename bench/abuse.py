@@ -69,7 +69,7 @@ from throughput import (  # noqa: E402
 
 from netns.netns import Lan, Namespace, bridge_namespaces  # noqa: E402
 from ztone.cli import idtool  # noqa: E402
-from ztone.node.identity import Identity  # noqa: E402
+from ztone.node.wire.identity import Identity  # noqa: E402
 
 QUICK_SECONDS = 5
 RSS_GROWTH_TARGET_MB = 30

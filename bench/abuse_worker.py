@@ -67,23 +67,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ztone.node import c25519
-from ztone.node.address import Address
-from ztone.node.armor import (
+from ztone.crypto import c25519
+from ztone.crypto.armor import (
     SUITE_AES_GMAC_SIV,
     SUITE_POLY1305_NONE,
     SUITE_POLY1305_SALSA2012,
     PeerKey,
     armor,
 )
-from ztone.node.fragment import Fragment
-from ztone.node.hello import Hello, make_hello_packet
-from ztone.node.identity import Identity
-from ztone.node.inetaddress import InetAddress, serialize_inet
-from ztone.node.network_config import request_metadata
-from ztone.node.packet import PROTO_VERSION, Verb, build_packet
-from ztone.node.verbs import Rendezvous, in_re_payload, serialize_push_direct_paths
-from ztone.node.vl2_wire import (
+from ztone.node.wire.address import Address
+from ztone.node.wire.fragment import Fragment
+from ztone.node.wire.hello import Hello, make_hello_packet
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress, serialize_inet
+from ztone.node.wire.network_config import request_metadata
+from ztone.node.wire.packet import PROTO_VERSION, Verb, build_packet
+from ztone.node.wire.verbs import Rendezvous, in_re_payload, serialize_push_direct_paths
+from ztone.node.wire.vl2_verbs import (
     MulticastGroup,
     serialize_config_request,
     serialize_gather,

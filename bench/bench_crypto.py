@@ -1,9 +1,9 @@
 """Crypto hot paths, native accelerator vs pure Python: ``python bench/bench_crypto.py``.
 
-For each available backend (``ztone.node.backend``), prints:
+For each available backend (``ztone.crypto.backend``), prints:
 
 * Salsa20/12 throughput on 1432-byte packets (MB/s, 10^6 bytes per second);
-* armor + dearmor of a 1432-byte packet through the public ``ztone.node.armor`` API,
+* armor + dearmor of a 1432-byte packet through the public ``ztone.crypto.armor`` API,
   suite 1 (Salsa20/12 + Poly1305) and suite 3 (AES-GMAC-SIV), in microseconds
   (median over batches);
 * the memory-hard identity hash of PROTOCOL-CORE §2.4, in milliseconds (median).
@@ -18,7 +18,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from ztone.node import armor, backend
+from ztone.crypto import armor, backend
 
 PACKET_SIZE = 1432  # ZT_DEFAULT_PHYSMTU
 BATCH = 100

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from ztone.node import backend
-from ztone.node.identity import Identity
+from ztone.crypto import backend
+from ztone.node.wire.identity import Identity
 
 GENERATIONS = 10
 VALIDATIONS = 20

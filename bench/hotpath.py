@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # the simulator, imported as the tests 
 
 from sim.network import SimNetwork  # noqa: E402
 from sim.test_vl2_sim import build, join_and_authorize  # noqa: E402
-from ztone.node import backend  # noqa: E402
+from ztone.crypto import backend  # noqa: E402
 from ztone.node.actions import DeliverFrame, SendPacket  # noqa: E402
-from ztone.node.mac import MAC  # noqa: E402
+from ztone.node.wire.mac import MAC  # noqa: E402
 
 ETH_IPV4 = 0x0800
 BATCH = 200

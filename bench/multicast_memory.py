@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the simulator, imported as the tests do
 
 from sim.test_vl2_sim import build  # noqa: E402
-from ztone.node.com import CertificateOfMembership  # noqa: E402
-from ztone.node.multicaster import Multicaster  # noqa: E402
-from ztone.node.packet import Verb  # noqa: E402
-from ztone.node.vl2_wire import MulticastGroup, serialize_gather  # noqa: E402
+from ztone.node.vl2.multicaster import Multicaster  # noqa: E402
+from ztone.node.wire.com import CertificateOfMembership  # noqa: E402
+from ztone.node.wire.packet import Verb  # noqa: E402
+from ztone.node.wire.vl2_verbs import MulticastGroup, serialize_gather  # noqa: E402
 
 
 def rss_mb() -> float:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ztone.node import backend
+from ztone.crypto import backend
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from sim.network import START, SimNetwork, make_planet, vector_identities
-from ztone.node import c25519
-from ztone.node.armor import PeerKey, dearmor
-from ztone.node.dictionary import Dictionary
-from ztone.node.fragment import is_fragment, parse_fragment
-from ztone.node.hello import parse_hello
-from ztone.node.inetaddress import InetAddress
-from ztone.node.packet import MAX_PACKET_LENGTH, Verb, uncompress
-from ztone.node.verbs import parse_push_direct_paths, parse_rendezvous, parse_whois
-from ztone.node.vl2_wire import parse_config_request, parse_gather, parse_multicast_like
+from ztone.crypto import c25519
+from ztone.crypto.armor import PeerKey, dearmor
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.fragment import is_fragment, parse_fragment
+from ztone.node.wire.hello import parse_hello
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.packet import MAX_PACKET_LENGTH, Verb, uncompress
+from ztone.node.wire.verbs import parse_push_direct_paths, parse_rendezvous, parse_whois
+from ztone.node.wire.vl2_verbs import parse_config_request, parse_gather, parse_multicast_like
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))

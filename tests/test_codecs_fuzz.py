@@ -12,16 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ztone.node.address import Address
-from ztone.node.armor import PeerKey, armor, dearmor
-from ztone.node.dictionary import Dictionary
-from ztone.node.errors import MalformedPacket
-from ztone.node.fragment import Fragment, Reassembler, is_fragment, parse_fragment, split
-from ztone.node.hello import Hello, MoonRecord, OkHello, make_hello_packet, parse_hello
-from ztone.node.identity import Identity
-from ztone.node.inetaddress import InetAddress, parse_inet, serialize_inet
-from ztone.node.mac import MAC
-from ztone.node.packet import (
+from ztone.crypto.armor import PeerKey, armor, dearmor
+from ztone.errors import MalformedPacket
+from ztone.node.wire.address import Address
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.fragment import Fragment, Reassembler, is_fragment, parse_fragment, split
+from ztone.node.wire.hello import Hello, MoonRecord, OkHello, make_hello_packet, parse_hello
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress, parse_inet, serialize_inet
+from ztone.node.wire.mac import MAC
+from ztone.node.wire.packet import (
     build_packet,
     compress,
     parse_header,

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from conftest import VECTORS
 from test_lab1_capture import IDX_OK_PAYLOAD, dissect
-from ztone.node.config_chunk import (
+from ztone.errors import MalformedPacket
+from ztone.node.wire.config_chunk import (
     DICT_CAPACITY,
     MAX_CHUNK_LENGTH,
     MAX_UPDATE_CHUNKS,
@@ -19,10 +20,9 @@ from ztone.node.config_chunk import (
     ConfigChunk,
     make_config_chunks,
 )
-from ztone.node.errors import MalformedPacket
-from ztone.node.identity import Identity
-from ztone.node.network_config import NetworkConfig
-from ztone.node.packet import IDX_PAYLOAD, Verb
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.network_config import NetworkConfig
+from ztone.node.wire.packet import IDX_PAYLOAD, Verb
 
 LAB1 = VECTORS / "lab1"
 CTRL = Identity.from_string((LAB1 / "ctrl" / "identity.secret").read_text())

@@ -24,10 +24,10 @@ import pytest
 from ztone.controller import ipassign
 from ztone.controller.core import FLAG_ENABLE_BROADCAST, FLAG_NDP_EMULATION, answer_request
 from ztone.controller.objects import init_member, init_network
-from ztone.node.dictionary import Dictionary
-from ztone.node.identity import Identity
-from ztone.node.network_config import NetworkType
-from ztone.node.packet import ErrorCode
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.network_config import NetworkType
+from ztone.node.wire.packet import ErrorCode
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 IDS = [

@@ -9,19 +9,19 @@ import ipaddress
 import pytest
 
 from sim.network import START, SimNetwork, make_planet, vector_identities
-from ztone.node import backend, c25519
+from ztone.crypto import backend, c25519
+from ztone.errors import MalformedPacket
 from ztone.node.actions import NetworkConfigChanged, PutState, SendPacket, StateKind
-from ztone.node.address import Address
-from ztone.node.credentials import CertificateOfOwnership, Tag
-from ztone.node.dictionary import Dictionary
-from ztone.node.errors import MalformedPacket
-from ztone.node.fragment import Reassembler
-from ztone.node.inetaddress import InetAddress
-from ztone.node.network import ConfigOp, Network
-from ztone.node.network_config import NetworkConfig, Route
-from ztone.node.peer import parse_peer_cache
 from ztone.node.status import NodeStatus
-from ztone.node.verbs import parse_push_direct_paths, serialize_push_direct_paths
+from ztone.node.vl1.peer import parse_peer_cache
+from ztone.node.vl2.network import ConfigOp, Network
+from ztone.node.wire.address import Address
+from ztone.node.wire.credentials import CertificateOfOwnership, Tag
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.fragment import Reassembler
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.network_config import NetworkConfig, Route
+from ztone.node.wire.verbs import parse_push_direct_paths, serialize_push_direct_paths
 
 IDS = vector_identities()
 NWID = 0x1FAD486CAFE468E2
@@ -152,7 +152,7 @@ def test_flush_state_writes_the_peer_cache() -> None:
 
 
 def test_peer_cache_rejects_what_it_is_not() -> None:
-    good = (b"\x02" + IDS[0].public_only().serialize() + bytes(10))
+    good = b"\x02" + IDS[0].public_only().serialize() + bytes(10)
     assert parse_peer_cache(good).addresses == ()
     for bad, message in (
         (b"", "unknown peer cache format"),
@@ -217,9 +217,9 @@ def test_leave_answers_whether_it_was_joined() -> None:
     assert [(x.op, x.view.nwid) for x in actions if isinstance(x, NetworkConfigChanged)] == [
         (ConfigOp.DESTROY, NWID)
     ]
-    assert [
-        (x.kind, x.object_id, x.data) for x in actions if isinstance(x, PutState)
-    ] == [(StateKind.NETWORK_CONFIG, NWID, None)]
+    assert [(x.kind, x.object_id, x.data) for x in actions if isinstance(x, PutState)] == [
+        (StateKind.NETWORK_CONFIG, NWID, None)
+    ]
     assert a.network_views() == []
     assert a.leave(net.now, NWID) is False
     assert a.drain_actions() == []

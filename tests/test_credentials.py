@@ -13,11 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import VECTORS
-from ztone.node.address import Address
-from ztone.node.capability import Capability, CustodyEntry, rule_table_end
-from ztone.node.com import CertificateOfMembership, Qualifier, identity_hash_words
-from ztone.node.credential_wire import NO_SIGNATURE, controller_for
-from ztone.node.credentials import (
+from ztone.errors import LocalUsageError, MalformedPacket
+from ztone.node.wire.address import Address
+from ztone.node.wire.capability import Capability, CustodyEntry, rule_table_end
+from ztone.node.wire.com import CertificateOfMembership, Qualifier, identity_hash_words
+from ztone.node.wire.credential_base import NO_SIGNATURE, controller_for
+from ztone.node.wire.credentials import (
     MAX_PACKET_LENGTH,
     PACKET_HEADER_LENGTH,
     CertificateOfOwnership,
@@ -28,9 +29,8 @@ from ztone.node.credentials import (
     Tag,
     pack_credentials,
 )
-from ztone.node.errors import LocalUsageError, MalformedPacket
-from ztone.node.identity import Identity
-from ztone.node.inetaddress import InetAddress
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress
 
 LAB1 = VECTORS / "lab1"
 CTRL = Identity.from_string((LAB1 / "ctrl" / "identity.secret").read_text())

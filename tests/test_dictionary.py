@@ -6,7 +6,7 @@ it is, including the very first byte.
 
 from __future__ import annotations
 
-from ztone.node.dictionary import Dictionary
+from ztone.node.wire.dictionary import Dictionary
 
 
 def test_nul_as_first_byte_ends_the_input() -> None:

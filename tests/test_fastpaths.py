@@ -23,17 +23,18 @@ from hypothesis import strategies as st
 
 from sim.network import SimNetwork, make_planet, vector_identities
 from sim.test_vl2_sim import ETH_IPV4, _eth_payload_ipv4, _ipv4, build, join_and_authorize
-from ztone.node import c25519, vl2
+from ztone.crypto import c25519
+from ztone.crypto.armor import PeerKey
+from ztone.errors import MalformedPacket
 from ztone.node import constants as C
 from ztone.node.actions import EventKind, NodeEvent, SendPacket
-from ztone.node.armor import PeerKey
-from ztone.node.errors import MalformedPacket
-from ztone.node.fragment import MAX_PACKET_FRAGMENTS, Reassembler, _Slot, split
-from ztone.node.inetaddress import InetAddress
-from ztone.node.membership import Membership
-from ztone.node.path import Path
-from ztone.node.peer import PathSlot, Peer
-from ztone.node.rules import (
+from ztone.node.vl1.path import Path
+from ztone.node.vl1.peer import PathSlot, Peer
+from ztone.node.vl2 import conduct as vl2
+from ztone.node.vl2.membership import Membership
+from ztone.node.wire.fragment import MAX_PACKET_FRAGMENTS, Reassembler, _Slot, split
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.rules import (
     FrameContext,
     Rule,
     RuleType,

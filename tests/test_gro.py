@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ztone.node import backend
+from ztone.crypto import backend
 from ztone.osdep.linux.gro import (
     F_NEEDS_CSUM,
     GSO_TCPV4,

@@ -27,9 +27,9 @@ import pytest
 
 from sim.network import SimNetwork, make_planet, vector_identities
 from ztone.cli import idtool
-from ztone.node import backend, c25519
-from ztone.node.address import Address
-from ztone.node.identity import Identity
+from ztone.crypto import backend, c25519
+from ztone.node.wire.address import Address
+from ztone.node.wire.identity import Identity
 
 IDS = vector_identities()
 ROOT_IP, LEAF_IP = "198.18.0.10", "198.18.0.12"

@@ -20,9 +20,9 @@ import pytest
 
 from conftest import VECTORS
 from ztone.cli import idtool
-from ztone.node import c25519
-from ztone.node.identity import Identity
-from ztone.node.world import Root, World, WorldType
+from ztone.crypto import c25519
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.world import Root, World, WorldType
 
 WORLDS = VECTORS / "worlds"
 DATA: dict[str, Any] = json.loads((VECTORS / "identities.json").read_text())

@@ -9,7 +9,7 @@ import socket
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ztone.node.inetaddress import InetAddress, ip_text, ntop6
+from ztone.node.wire.inetaddress import InetAddress, ip_text, ntop6
 from ztone.service.api.render import inet_text
 
 

@@ -27,8 +27,8 @@ import pytest
 
 from conftest import BACKENDS, VECTORS
 from pcap import IpAddress, IpPacket, PcapStats, UdpDatagram, read_ip, udp_of
-from ztone.node import backend
-from ztone.node.armor import (
+from ztone.crypto import backend
+from ztone.crypto.armor import (
     SUITE_AES_GMAC_SIV,
     SUITE_POLY1305_NONE,
     SUITE_POLY1305_SALSA2012,
@@ -36,13 +36,13 @@ from ztone.node.armor import (
     cipher_of,
     dearmor,
 )
-from ztone.node.dictionary import Dictionary
-from ztone.node.errors import MalformedPacket
-from ztone.node.fragment import Reassembler, is_fragment, parse_fragment
-from ztone.node.hello import Hello, OkHello, parse_hello
-from ztone.node.identity import Identity
-from ztone.node.inetaddress import InetAddress
-from ztone.node.packet import (
+from ztone.errors import MalformedPacket
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.fragment import Reassembler, is_fragment, parse_fragment
+from ztone.node.wire.hello import Hello, OkHello, parse_hello
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.packet import (
     FLAG_ENCRYPTED,
     IDX_PAYLOAD,
     IDX_VERB,

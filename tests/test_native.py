@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.poly1305 import Poly1305
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ztone.node import mhash, poly1305, salsa20
-from ztone.node.armor import _pure_armor_salsa, _pure_dearmor_salsa, _PureAesGmacSiv
+from ztone.crypto import mhash, poly1305, salsa20
+from ztone.crypto.armor import _pure_armor_salsa, _pure_dearmor_salsa, _PureAesGmacSiv
 
 try:
     from ztone import _speedups as native

@@ -11,15 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import VECTORS
-from ztone.node.address import Address
-from ztone.node.capability import Capability
-from ztone.node.com import CertificateOfMembership, identity_hash_words
-from ztone.node.credentials import CertificateOfOwnership, CooThing, Tag
-from ztone.node.dictionary import Dictionary
-from ztone.node.errors import MalformedPacket
-from ztone.node.identity import Identity
-from ztone.node.inetaddress import InetAddress
-from ztone.node.network_config import (
+from ztone.errors import MalformedPacket
+from ztone.node.wire.address import Address
+from ztone.node.wire.capability import Capability
+from ztone.node.wire.com import CertificateOfMembership, identity_hash_words
+from ztone.node.wire.credentials import CertificateOfOwnership, CooThing, Tag
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.network_config import (
     SPECIALIST_ACTIVE_BRIDGE,
     SPECIALIST_ANCHOR,
     SPECIALIST_MULTICAST_REPLICATOR,

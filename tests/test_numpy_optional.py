@@ -26,8 +26,8 @@ from test_vectors_core import (
     SALSA_KEY,
     SALSA_NONCE,
 )
-from ztone.node import mhash
-from ztone.node.identity import Identity
+from ztone.crypto import mhash
+from ztone.node.wire.identity import Identity
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
@@ -35,8 +35,8 @@ _CHILD = textwrap.dedent(
     """
     import json, sys
     sys.modules["numpy"] = None  # any "import numpy" now raises ImportError
-    from ztone.node import backend, mhash, salsa20
-    from ztone.node.identity import Identity
+    from ztone.crypto import backend, mhash, salsa20
+    from ztone.node.wire.identity import Identity
     backend.use("pure")
     args = json.loads(sys.argv[1])
     key, nonce = bytes.fromhex(args["key"]), bytes.fromhex(args["nonce"])

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ztone.node.inetaddress import InetAddress
+from ztone.node.wire.inetaddress import InetAddress
 from ztone.osdep.base import MulticastGroup, Route, Tap, TapError, TapFactory
 from ztone.osdep.factory import default_tap_factory
 from ztone.osdep.fake import FakeTap, FakeTapFactory, Frame

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from ztone.node.errors import MalformedPacket
-from ztone.node.frame_fields import ipv6_payload
-from ztone.node.rules import (
+from ztone.errors import MalformedPacket
+from ztone.node.wire.frame_fields import ipv6_payload
+from ztone.node.wire.rules import (
     CHAR_BROADCAST,
     CHAR_INBOUND,
     CHAR_MULTICAST,

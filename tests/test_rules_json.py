@@ -21,7 +21,7 @@ from ztone.controller.rules_json import (
     rules_from_json,
     rules_to_json,
 )
-from ztone.node.rules import DEFAULT_RULES, Rule, RuleType
+from ztone.node.wire.rules import DEFAULT_RULES, Rule, RuleType
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 T = RuleType

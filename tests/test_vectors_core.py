@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 
 from conftest import VECTORS
-from ztone.node import backend, c25519, mhash
-from ztone.node.address import Address
-from ztone.node.armor import PeerKey, armor, crypt_field, dearmor, kbkdf_hmac_sha384
-from ztone.node.dictionary import Dictionary
-from ztone.node.fragment import Fragment, split
-from ztone.node.hello import Hello, MoonRecord, make_hello_packet, parse_hello
-from ztone.node.identity import Identity
-from ztone.node.inetaddress import InetAddress, parse_inet, serialize_inet
-from ztone.node.mac import MAC
-from ztone.node.packet import build_packet, compress, uncompress
+from ztone.crypto import backend, c25519, mhash
+from ztone.crypto.armor import PeerKey, armor, crypt_field, dearmor, kbkdf_hmac_sha384
+from ztone.node.wire.address import Address
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.fragment import Fragment, split
+from ztone.node.wire.hello import Hello, MoonRecord, make_hello_packet, parse_hello
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress, parse_inet, serialize_inet
+from ztone.node.wire.mac import MAC
+from ztone.node.wire.packet import build_packet, compress, uncompress
 
 H = bytes.fromhex
 

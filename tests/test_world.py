@@ -15,13 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import VECTORS
-from ztone.node import c25519
-from ztone.node.address import Address
-from ztone.node.default_planet import DEFAULT_PLANET_BYTES, default_planet
-from ztone.node.errors import LocalUsageError, MalformedPacket
-from ztone.node.identity import Identity
-from ztone.node.inetaddress import InetAddress
-from ztone.node.world import (
+from ztone.crypto import c25519
+from ztone.errors import LocalUsageError, MalformedPacket
+from ztone.node.wire.address import Address
+from ztone.node.wire.default_planet import DEFAULT_PLANET_BYTES, default_planet
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.world import (
     MAX_SERIALIZED_LENGTH,
     SIGNATURE_PREFIX,
     SIGNATURE_SUFFIX,

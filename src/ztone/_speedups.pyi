@@ -1,7 +1,7 @@
 """Typing stub and contract of the optional native accelerator ``ztone._speedups``.
 
 Built from ``src/ztone/_speedups.c`` when a C compiler (and OpenSSL's libcrypto
-headers) are present; otherwise absent, and ``ztone.node.backend`` falls back to
+headers) are present; otherwise absent, and ``ztone.crypto.backend`` falls back to
 the pure-Python reference. Every function here must give byte-identical results
 to its pure-Python counterpart named in the docstring.
 """
@@ -15,16 +15,16 @@ def salsa20_xor(
 ) -> bytes:
     """XOR ``data`` with the Salsa20/``rounds`` keystream from block ``first_block``.
 
-    Pure: ``ztone.node.salsa20.xor``. ``rounds`` is 8, 12 or 20; key 32, nonce 8 bytes.
+    Pure: ``ztone.crypto.salsa20.xor``. ``rounds`` is 8, 12 or 20; key 32, nonce 8 bytes.
     """
 
 def poly1305(key: bytes, message: bytes | bytearray | memoryview) -> bytes:
-    """16-byte Poly1305 tag. Pure: ``ztone.node.poly1305.poly1305``."""
+    """16-byte Poly1305 tag. Pure: ``ztone.crypto.poly1305.poly1305``."""
 
 def memory_hard_hash(digest: bytes) -> bytes:
     """Steps 2-5 of PROTOCOL-CORE §2.4 given ``digest`` = SHA-512(public key) (64 bytes).
 
-    Returns the final 64-byte D. Pure: ``ztone.node.mhash.memory_hard_hash_from_digest``.
+    Returns the final 64-byte D. Pure: ``ztone.crypto.mhash.memory_hard_hash_from_digest``.
     """
 
 def armor_salsa(key: bytes, packet: bytearray, encrypt: bool) -> None:
@@ -32,13 +32,13 @@ def armor_salsa(key: bytes, packet: bytearray, encrypt: bool) -> None:
 
     The header (incl. flags with the cipher bits) must be final. Writes the 8-byte
     MAC at [19:27]; encrypts [27:] when ``encrypt``.
-    Pure: ``ztone.node.armor._pure_armor_salsa``.
+    Pure: ``ztone.crypto.armor._pure_armor_salsa``.
     """
 
 def dearmor_salsa(key: bytes, packet: bytearray, decrypt: bool) -> bool:
     """Suites 0/1 dearmor in place (§4.4.3); False (packet untouched) on MAC mismatch.
 
-    Pure: ``ztone.node.armor._pure_dearmor_salsa``.
+    Pure: ``ztone.crypto.armor._pure_dearmor_salsa``.
     """
 
 def inet_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:

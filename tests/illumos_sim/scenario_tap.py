@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from illumos_sim.neighbour import Neighbour, ping
 from illumos_sim.scenario_run import check, run_scenario
-from ztone.node.inetaddress import InetAddress
+from ztone.node.wire.inetaddress import InetAddress
 from ztone.osdep.base import MulticastGroup, Route
 from ztone.osdep.illumos import IllumosTapFactory
 from ztone.osdep.illumos.commands import Commands

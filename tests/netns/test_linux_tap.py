@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from ztone.node.inetaddress import InetAddress
+from ztone.node.wire.inetaddress import InetAddress
 from ztone.osdep.base import MulticastGroup, Route, Tap, TapError, TapFactory
 
 from .netns import Namespace

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from ztone.cli import idtool
-from ztone.node import backend
+from ztone.crypto import backend
 
 from .netns import Lan, bridge_namespaces
 from .test_private_network import PORT, Member, _identity, _network_of, _skip_reason, wait_until

@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 
 from ztone.cli import cli
-from ztone.node.identity import Identity
-from ztone.node.inetaddress import InetAddress
-from ztone.node.network import NetworkView, RouteView
 from ztone.node.status import MoonStatus, NodeStatus, PathStatus, PeerStatus, Role
-from ztone.node.vl2_wire import MulticastGroup
-from ztone.node.world import Root, World, WorldType
+from ztone.node.vl2.network import NetworkView, RouteView
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.vl2_verbs import MulticastGroup
+from ztone.node.wire.world import Root, World, WorldType
 from ztone.service.api import ApiRouter, ApiServer, Request, Response, render
 from ztone.service.api.network_routes import network_routes
 from ztone.service.api.routes import authorized, bearer_token_valid, strtoull

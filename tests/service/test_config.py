@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ztone.node.inetaddress import InetAddress
+from ztone.node.wire.inetaddress import InetAddress
 from ztone.service.config import (
     ConfigError,
     LocalConf,

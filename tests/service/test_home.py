@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ztone.node.actions import PutState, StateKind
-from ztone.node.identity import Identity
+from ztone.node.wire.identity import Identity
 from ztone.service.home import (
     FileStateStore,
     Home,

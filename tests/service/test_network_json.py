@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ztone.node.dictionary import Dictionary
-from ztone.node.mac import MAC
-from ztone.node.network import Network
-from ztone.node.network_config import NetworkConfig
-from ztone.node.vl2_wire import MulticastGroup
+from ztone.node.vl2.network import Network
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.mac import MAC
+from ztone.node.wire.network_config import NetworkConfig
+from ztone.node.wire.vl2_verbs import MulticastGroup
 from ztone.service.api.network_routes import network_json
 from ztone.service.config import NetworkLocalSettings
 

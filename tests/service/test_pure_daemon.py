@@ -1,7 +1,7 @@
 """The daemon without the native accelerator: as installed where no C compiler was.
 
 ``ztone._speedups`` is made unimportable in the daemon processes (a ``sitecustomize``
-on their ``PYTHONPATH`` marks it missing), so ``ztone.node.backend`` falls back to
+on their ``PYTHONPATH`` marks it missing), so ``ztone.crypto.backend`` falls back to
 the pure-Python crypto. A root and two leaves on loopback must come online and
 reach each other, and say which crypto they run. (The netns test
 ``test_pure_network`` moves real frames over a network with ``ZTONE_PURE=1``.)

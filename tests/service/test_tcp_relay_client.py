@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import cast
 
-from ztone.node.inetaddress import InetAddress
+from ztone.node.wire.inetaddress import InetAddress
 from ztone.relay.server import RelayLimits, RelayServer
 from ztone.service.tcp_fallback import FallbackSettings, TcpFallback
 

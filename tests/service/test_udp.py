@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from ztone.node.inetaddress import InetAddress
+from ztone.node.wire.inetaddress import InetAddress
 from ztone.service import udp
 from ztone.service.udp import SOL_UDP, UDP_GRO, UdpSockets
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ztone.node.actions import DeliverFrame, NodeEvent, PutState, SendPacket, StateKind
-from ztone.node.identity import Identity
-from ztone.node.inetaddress import InetAddress
 from ztone.node.node import Node
-from ztone.node.world import Root, World, WorldType
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.world import Root, World, WorldType
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 START = 1_700_000_000_000  # a wall-clock-like start: the core's clock is in ms

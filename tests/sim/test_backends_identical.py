@@ -16,10 +16,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from ztone.node import backend
+from ztone.crypto import backend
 from ztone.node.actions import SendPacket
-from ztone.node.mac import BROADCAST, MAC
-from ztone.node.peer import Peer
+from ztone.node.vl1.peer import Peer
+from ztone.node.wire.mac import BROADCAST, MAC
 
 from .network import SimNetwork, SimNode
 from .test_vl2_sim import (

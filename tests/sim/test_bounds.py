@@ -19,19 +19,19 @@ import pytest
 
 from ztone.controller.store import SqliteStore
 from ztone.node import bounds as B
-from ztone.node import multicaster as multicaster_module
-from ztone.node import network as network_module
 from ztone.node.actions import EventKind, SendPacket, StateKind
-from ztone.node.address import Address
-from ztone.node.com import CertificateOfMembership
-from ztone.node.identity import Identity
-from ztone.node.inetaddress import InetAddress
-from ztone.node.membership import AddResult
-from ztone.node.multicaster import Multicaster
-from ztone.node.packet import Verb
-from ztone.node.root_members import RootMemberships
-from ztone.node.vl2 import add_credential
-from ztone.node.vl2_wire import MulticastGroup
+from ztone.node.vl1.root_members import RootMemberships
+from ztone.node.vl2 import multicaster as multicaster_module
+from ztone.node.vl2 import network as network_module
+from ztone.node.vl2.conduct import add_credential
+from ztone.node.vl2.membership import AddResult
+from ztone.node.vl2.multicaster import Multicaster
+from ztone.node.wire.address import Address
+from ztone.node.wire.com import CertificateOfMembership
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.packet import Verb
+from ztone.node.wire.vl2_verbs import MulticastGroup
 from ztone.service.controller import EmbeddedController
 from ztone.service.home import FileStateStore, Home
 

@@ -25,22 +25,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import ztone.node.hello as hello_module
 import ztone.node.node as node_module
-from ztone.node import bounds as B
-from ztone.node.address import Address
-from ztone.node.armor import (
+import ztone.node.wire.hello as hello_module
+from ztone.crypto.armor import (
     SUITE_AES_GMAC_SIV,
     SUITE_POLY1305_NONE,
     SUITE_POLY1305_SALSA2012,
     PeerKey,
     armor,
 )
-from ztone.node.inetaddress import InetAddress
-from ztone.node.mac import BROADCAST
-from ztone.node.packet import IDX_FLAGS, MAX_PACKET_LENGTH, Verb, build_packet
-from ztone.node.verbs import Rendezvous, serialize_push_direct_paths
-from ztone.node.vl2_wire import serialize_ext_frame
+from ztone.node import bounds as B
+from ztone.node.wire.address import Address
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.mac import BROADCAST
+from ztone.node.wire.packet import IDX_FLAGS, MAX_PACKET_LENGTH, Verb, build_packet
+from ztone.node.wire.verbs import Rendezvous, serialize_push_direct_paths
+from ztone.node.wire.vl2_verbs import serialize_ext_frame
 
 from .network import SimNetwork
 from .test_vl2_sim import (
@@ -178,7 +178,7 @@ def _mutate(packet: bytearray, ops: list[tuple[str, int, int]]) -> bytearray:
         elif op == "set" and body > 0:
             packet[28 + pos % body] = value
         elif op == "cut":
-            del packet[28 + (pos % (body + 1)):]
+            del packet[28 + (pos % (body + 1)) :]
         elif op == "insert":
             packet.insert(28 + pos % (body + 1), value)
         elif op == "grow":
@@ -250,4 +250,3 @@ def test_the_nodes_survived_and_still_work() -> None:
         print(world.delivered, {k: v for k, v in counters.items() if v})
         assert counters["rx_malformed"] > 100  # the parse-error family was reached...
         assert counters["multicast_like_unauthorized"] > 0  # ... and so were the handlers
-

@@ -2,7 +2,7 @@
 
 A peer that has only said HELLO floods the root with LIKEs for random networks:
 the root must store none of them (it keeps LIKEs only of networks the sender proved
-membership of, see ``ztone.node.root_members``), must not answer a GATHER with them,
+membership of, see ``ztone.node.vl1.root_members``), must not answer a GATHER with them,
 and may ask for a certificate only a bounded number of times. Real members still
 get their LIKEs stored on the root. A member must not let the authorization of one
 network id carry over to the next network id of the same LIKE packet.
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import random
 
+from ztone.crypto.armor import PeerKey, dearmor
 from ztone.node.actions import SendPacket
-from ztone.node.armor import PeerKey, dearmor
 from ztone.node.bounds import ROOT_COM_REQUESTS_PER_PEER
-from ztone.node.multicaster import Multicaster
-from ztone.node.packet import Verb, uncompress
-from ztone.node.vl2 import push_credentials
-from ztone.node.vl2_wire import MulticastGroup
+from ztone.node.vl2.conduct import push_credentials
+from ztone.node.vl2.multicaster import Multicaster
+from ztone.node.wire.packet import Verb, uncompress
+from ztone.node.wire.vl2_verbs import MulticastGroup
 
 from .test_vl2_sim import build, join_and_authorize
 
@@ -105,8 +105,8 @@ def test_authorization_does_not_carry_over_to_the_next_network() -> None:
     assert _known(mc, net.now, nwid, int.from_bytes(first[:6], "big"),
                   int.from_bytes(first[6:], "big")) == 1  # fmt: skip
     for i in range(18, len(payload), 18):
-        mac = int.from_bytes(payload[i + 8:i + 14], "big")
-        adi = int.from_bytes(payload[i + 14:i + 18], "big")
+        mac = int.from_bytes(payload[i + 8 : i + 14], "big")
+        adi = int.from_bytes(payload[i + 14 : i + 18], "big")
         assert _known(mc, net.now, other, mac, adi) == 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ztone.node import c25519
+from ztone.crypto import c25519
 from ztone.node.actions import SendPacket
 
 from .network import SimNetwork, make_planet, vector_identities

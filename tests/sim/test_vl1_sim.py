@@ -5,13 +5,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from ztone.node import c25519
+from ztone.crypto import c25519
 from ztone.node.actions import EventKind, StateKind
 from ztone.node.constants import PEER_PATH_EXPIRATION
-from ztone.node.inetaddress import InetAddress
 from ztone.node.node import PhysicalPathSetting
 from ztone.node.status import Role
-from ztone.node.world import Root, World, WorldType
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.world import Root, World, WorldType
 
 from .network import SimNetwork, make_planet, vector_identities
 

@@ -13,11 +13,11 @@ from typing import Any
 
 from ztone.controller.core import answer_request, make_revocation
 from ztone.controller.objects import apply_member_post, apply_network_post, init_network
-from ztone.node import c25519
-from ztone.node.dictionary import Dictionary
-from ztone.node.identity import Identity
-from ztone.node.mac import BROADCAST, MAC
+from ztone.crypto import c25519
 from ztone.node.node import ControllerAnswer
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.mac import BROADCAST, MAC
 
 from .network import SimNetwork, SimNode, make_planet, vector_identities
 

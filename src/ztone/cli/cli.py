@@ -41,9 +41,8 @@ from pathlib import Path
 from typing import TextIO
 
 from ztone import __version__, version_line
-from ztone.node.ctext import strtoull
-
-from .homedir import cli_home
+from ztone.cli.homedir import cli_home
+from ztone.util.ctext import strtoull
 
 PROGRAM = "ztone-cli"
 VERSION = "1.14.1"
@@ -656,7 +655,7 @@ class _Cli:
 
     def dump(self, home: str) -> int:
         """zerotier-cli's ``dump`` (:mod:`ztone.cli.dump`)."""
-        from . import dump  # noqa: PLC0415 (only this command needs it)
+        from ztone.cli import dump  # noqa: PLC0415 (only this command needs it)
 
         bodies = []
         for path in ("/status", "/network", "/peer"):

@@ -30,13 +30,12 @@ from collections.abc import Callable
 from typing import TextIO
 
 from ztone import PROTOCOL_VERSION, __version__, version_line
-from ztone.node import backend
+from ztone.cli import cli as cli_main
+from ztone.cli import idtool as idtool_main
+from ztone.cli.homedir import daemon_home
+from ztone.crypto import backend
 from ztone.service.home import HomeError
 from ztone.service.runner import NodeService, StartupError
-
-from . import cli as cli_main
-from . import idtool as idtool_main
-from .homedir import daemon_home
 
 PROGRAM = "ztone"
 READY_TIMEOUT = 60.0

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ztone import PROTOCOL_VERSION, __version__, version_line
-from ztone.node import c25519
-from ztone.node.dictionary import parse_hex_u64
-from ztone.node.errors import LocalUsageError, MalformedPacket
-from ztone.node.identity import Identity
-from ztone.node.inetaddress import InetAddress
-from ztone.node.world import (
+from ztone.crypto import c25519
+from ztone.errors import LocalUsageError, MalformedPacket
+from ztone.node.wire.dictionary import parse_hex_u64
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.world import (
     MAX_ROOTS,
     MAX_STABLE_ENDPOINTS_PER_ROOT,
     Root,

@@ -46,19 +46,7 @@ import re
 from collections.abc import Callable
 from typing import Protocol
 
-from ztone.service.api.http import Request
-from ztone.service.api.routes import (
-    ApiControl,
-    BadRequest,
-    Reply,
-    Route,
-    error_reply,
-    json_reply,
-    parse_json_body,
-    route,
-)
-
-from .objects import (
+from ztone.controller.objects import (
     ControllerInputError,
     JsonObject,
     address_hex,
@@ -73,7 +61,18 @@ from .objects import (
     unstable_member_list,
     unstable_network_entry,
 )
-from .store import ControllerStore, StoreError, UnknownNetwork
+from ztone.controller.store import ControllerStore, StoreError, UnknownNetwork
+from ztone.service.api.http import Request
+from ztone.service.api.routes import (
+    ApiControl,
+    BadRequest,
+    Reply,
+    Route,
+    error_reply,
+    json_reply,
+    parse_json_body,
+    route,
+)
 
 API_VERSION = 4
 """``ZT_NETCONF_CONTROLLER_API_VERSION``."""

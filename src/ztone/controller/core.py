@@ -16,20 +16,19 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ztone.node.address import Address
-from ztone.node.capability import Capability
-from ztone.node.com import CertificateOfMembership
-from ztone.node.credentials import CertificateOfOwnership, Revocation, Tag
-from ztone.node.dictionary import Dictionary
-from ztone.node.identity import Identity
-from ztone.node.inetaddress import InetAddress
-from ztone.node.network_config import DnsConfig, NetworkConfig, NetworkType, Route
-from ztone.node.packet import ErrorCode
-from ztone.node.rules import Rule, RuleType, serialize_rules
-
-from . import ipassign
-from .objects import address_hex, init_member, network_id_hex
-from .rules_json import rule_from_json
+from ztone.controller import ipassign
+from ztone.controller.objects import address_hex, init_member, network_id_hex
+from ztone.controller.rules_json import rule_from_json
+from ztone.node.wire.address import Address
+from ztone.node.wire.capability import Capability
+from ztone.node.wire.com import CertificateOfMembership
+from ztone.node.wire.credentials import CertificateOfOwnership, Revocation, Tag
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.network_config import DnsConfig, NetworkConfig, NetworkType, Route
+from ztone.node.wire.packet import ErrorCode
+from ztone.node.wire.rules import Rule, RuleType, serialize_rules
 
 CTMD_DEFAULT = 1_800_000
 CTMD_MIN = 300_000

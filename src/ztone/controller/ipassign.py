@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ztone.node.inetaddress import InetAddress
-from ztone.node.vl2_wire import rfc4193_address, sixplane_address
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.vl2_verbs import rfc4193_address, sixplane_address
 
 MAX_STATIC_IPS = 32
 TRIALS = 1000

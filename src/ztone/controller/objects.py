@@ -41,7 +41,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .rules_json import rule_from_json, rule_to_json
+from ztone.controller.rules_json import rule_from_json, rule_to_json
 
 JsonObject = dict[str, Any]
 

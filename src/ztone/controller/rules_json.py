@@ -40,8 +40,8 @@ import math
 import re
 from collections.abc import Iterable
 
-from ztone.node.inetaddress import ntop6
-from ztone.node.rules import (
+from ztone.node.wire.inetaddress import ntop6
+from ztone.node.wire.rules import (
     ACTION_MAX_ID,
     RULE_FLAG_NOT,
     RULE_FLAG_OR,

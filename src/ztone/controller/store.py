@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from .objects import (
+from ztone.controller.objects import (
     JsonObject,
     address_hex,
     is_authorized,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import Any
 
-from .inetaddress import InetAddress
+from ztone.node.wire.inetaddress import InetAddress
 
 ANY_LOCAL_SOCKET = -1
 """``SendPacket.local_socket`` value meaning: send from every bound socket."""
@@ -84,8 +84,8 @@ class DeliverFrame:
 class NetworkConfigChanged:
     """A network's port must be brought up, updated or destroyed.
 
-    ``view`` is a :class:`ztone.node.network.NetworkView`; ``op`` a
-    :class:`ztone.node.network.ConfigOp`.
+    ``view`` is a :class:`ztone.node.vl2.network.NetworkView`; ``op`` a
+    :class:`ztone.node.vl2.network.ConfigOp`.
     """
 
     nwid: int

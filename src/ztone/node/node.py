@@ -10,7 +10,7 @@ Inputs, each taking ``now`` (the host's clock, milliseconds):
 After each input the host drains :meth:`Node.drain_actions` (datagrams to send,
 state objects to store, events) and re-arms its timer. Randomness and persistent
 state come in through the constructor. Hostile datagrams raise
-:class:`~ztone.node.errors.MalformedPacket` internally; it is caught at the packet
+:class:`~ztone.errors.MalformedPacket` internally; it is caught at the packet
 boundary, counted and the datagram dropped. Any other exception escaping
 ``on_wire_packet`` is a bug (the fuzz tests check this).
 """
@@ -25,19 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import bounds as B
-from . import constants as C
-from . import vl2
-from .actions import (
-    ANY_LOCAL_SOCKET,
-    Action,
-    EventKind,
-    NodeEvent,
-    PutState,
-    SendPacket,
-    StateKind,
-)
-from .armor import (
+from ztone.crypto.armor import (
     SUITE_AES_GMAC_SIV,
     SUITE_NONE_TRUSTED,
     SUITE_POLY1305_NONE,
@@ -46,11 +34,32 @@ from .armor import (
     armor,
     dearmor,
 )
-from .c25519 import KeyAgreementError
-from .default_planet import default_planet
-from .dictionary import Dictionary
-from .errors import MalformedPacket
-from .fragment import (
+from ztone.crypto.c25519 import KeyAgreementError
+from ztone.errors import MalformedPacket
+from ztone.node import bounds as B
+from ztone.node import constants as C
+from ztone.node.actions import (
+    ANY_LOCAL_SOCKET,
+    Action,
+    EventKind,
+    NodeEvent,
+    PutState,
+    SendPacket,
+    StateKind,
+)
+from ztone.node.metrics import TX, NodeMetrics
+from ztone.node.status import MoonStatus, NodeStatus, PathStatus, PeerStatus
+from ztone.node.vl1.incoming import dispatch, handle_hello
+from ztone.node.vl1.path import Path
+from ztone.node.vl1.peer import Peer, parse_peer_cache
+from ztone.node.vl1.root_members import RootMemberships
+from ztone.node.vl1.topology import Topology
+from ztone.node.vl2 import conduct as vl2
+from ztone.node.vl2.multicaster import Multicaster
+from ztone.node.vl2.network import Network, NetworkView
+from ztone.node.wire.default_planet import default_planet
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.fragment import (
     DEFAULT_PHYSMTU,
     MAX_PHYSMTU,
     MIN_PHYSMTU,
@@ -58,14 +67,10 @@ from .fragment import (
     mark_fragmented,
     split,
 )
-from .hello import Hello, MoonRecord, make_hello_packet
-from .identity import Identity
-from .incoming import dispatch, handle_hello
-from .inetaddress import InetAddress, IpScope
-from .metrics import TX, NodeMetrics
-from .multicaster import Multicaster
-from .network import Network, NetworkView
-from .packet import (
+from ztone.node.wire.hello import Hello, MoonRecord, make_hello_packet
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress, IpScope
+from ztone.node.wire.packet import (
     IDX_FLAGS,
     IDX_PAYLOAD,
     IDX_VERB,
@@ -77,14 +82,9 @@ from .packet import (
     compress,
     uncompress,
 )
-from .path import Path
-from .peer import Peer, parse_peer_cache
-from .root_members import RootMemberships
-from .status import MoonStatus, NodeStatus, PathStatus, PeerStatus
-from .topology import Topology
-from .verbs import Rendezvous, in_re_payload, serialize_push_direct_paths
-from .vl2_wire import MulticastGroup
-from .world import World, WorldType
+from ztone.node.wire.verbs import Rendezvous, in_re_payload, serialize_push_direct_paths
+from ztone.node.wire.vl2_verbs import MulticastGroup
+from ztone.node.wire.world import World, WorldType
 
 RandomBytes = Callable[[int], bytes]
 HashFunction = Callable[[bytes], bytes]

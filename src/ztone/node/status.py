@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .inetaddress import InetAddress
-from .world import World
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.world import World
 
 
 class Role(Enum):

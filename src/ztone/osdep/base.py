@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ztone.node.inetaddress import InetAddress
+from ztone.node.wire.inetaddress import InetAddress
 
 FrameHandler = Callable[[int, int, int, bytes], None]
 """``on_frame(source MAC, destination MAC, ethertype, payload)`` for frames from the host."""

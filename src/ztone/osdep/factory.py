@@ -26,7 +26,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from .base import TapError, TapFactory
+from ztone.osdep.base import TapError, TapFactory
 
 BACKEND_ENV = "ZTONE_TAP_BACKEND"
 LINUX = "linux"
@@ -66,13 +66,13 @@ def default_tap_factory(home: str | os.PathLike[str] | None = None) -> TapFactor
     backend = selected_backend()
     if backend == LINUX:
         try:
-            from .linux import LinuxTapFactory  # noqa: PLC0415 (needs pyroute2)
+            from ztone.osdep.linux import LinuxTapFactory  # noqa: PLC0415 (needs pyroute2)
         except ImportError as e:
             raise TapError(f"Linux virtual network backend unavailable: {e}") from None
         return LinuxTapFactory(home)
     if backend == ILLUMOS:
         try:
-            from .illumos import IllumosTapFactory  # noqa: PLC0415
+            from ztone.osdep.illumos import IllumosTapFactory  # noqa: PLC0415
         except ImportError as e:
             raise TapError(f"illumos virtual network backend unavailable: {e}") from None
         # Commands and libdlpi come from the environment (ZTONE_ILLUMOS_SBIN,

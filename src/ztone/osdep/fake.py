@@ -25,12 +25,11 @@ from __future__ import annotations
 import asyncio
 from typing import NamedTuple
 
-from ztone.node.inetaddress import InetAddress
-
-from .base import BatchEnd, FrameHandler, MulticastGroup, Route, TapError
-from .managed import upstream_sort_key
-from .multicast import port_groups
-from .naming import choose_linux_device_name
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.osdep.base import BatchEnd, FrameHandler, MulticastGroup, Route, TapError
+from ztone.osdep.managed import upstream_sort_key
+from ztone.osdep.multicast import port_groups
+from ztone.osdep.naming import choose_linux_device_name
 
 
 class Frame(NamedTuple):

@@ -19,9 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from ztone.node.inetaddress import InetAddress, IPAddress, IpScope
-
-from .base import IPNetwork, Route
+from ztone.node.wire.inetaddress import InetAddress, IPAddress, IpScope
+from ztone.osdep.base import IPNetwork, Route
 
 ConfigRoute = tuple[IPNetwork, IPAddress | None, int]
 """A network-config route: (target network, gateway or None for on-link, metric)."""

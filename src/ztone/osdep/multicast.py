@@ -12,9 +12,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from ztone.node.inetaddress import InetAddress
-
-from .base import MulticastGroup
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.osdep.base import MulticastGroup
 
 BROADCAST_MAC = 0xFFFFFFFFFFFF
 SOLICITED_NODE_MAC_PREFIX = 0x3333FF000000

@@ -21,8 +21,8 @@ import stat
 import sys
 from dataclasses import dataclass, field
 
-from .base import Problem, TapError
-from .factory import ILLUMOS, LINUX, selected_backend
+from ztone.osdep.base import Problem, TapError
+from ztone.osdep.factory import ILLUMOS, LINUX, selected_backend
 
 TUN_PATH = "/dev/net/tun"
 CAP_NET_ADMIN = 12
@@ -152,7 +152,7 @@ def preflight(home: str | None = None, backend: str | None = None) -> Report:
     if backend == LINUX:
         return Report(LINUX, CHECKS[LINUX], linux_preflight(home))
     if backend == ILLUMOS:
-        from .illumos.preflight import run_preflight  # noqa: PLC0415 (illumos only)
+        from ztone.osdep.illumos.preflight import run_preflight  # noqa: PLC0415 (illumos only)
 
         return Report(ILLUMOS, CHECKS[ILLUMOS], run_preflight(home))
     raise TapError(f"no virtual network backend for {sys.platform}")

@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 
-from .server import RelayLimits, RelayServer
+from ztone.relay.server import RelayLimits, RelayServer
 
 log = logging.getLogger("ztone.relay")
 

@@ -20,7 +20,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 
-from .framing import (
+from ztone.relay.framing import (
     Datagram,
     FramingError,
     Hello,

@@ -43,11 +43,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PrivateAttr, ValidationError
 
-from ztone.node.dictionary import Dictionary
-from ztone.node.inetaddress import InetAddress, IPAddress
-
-from . import strict_json
-from .home import atomic_write_file
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.inetaddress import InetAddress, IPAddress
+from ztone.service import strict_json
+from ztone.service.home import atomic_write_file
 
 log = logging.getLogger(__name__)
 

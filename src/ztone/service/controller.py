@@ -19,11 +19,10 @@ from ztone.controller.core import answer_request, make_revocation
 from ztone.controller.objects import is_authorized
 from ztone.controller.store import ChangeEvent, ControllerStore
 from ztone.node.bounds import CONTROLLER_MAX_PENDING
-from ztone.node.dictionary import Dictionary
-from ztone.node.identity import Identity
 from ztone.node.node import ControllerAnswer, Node
-
-from .metrics import ControllerCounts
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.identity import Identity
+from ztone.service.metrics import ControllerCounts
 
 log = logging.getLogger(__name__)
 

@@ -32,12 +32,12 @@ import stat
 from collections.abc import Callable
 from pathlib import Path, PurePath
 
-from ztone.node import c25519
+from ztone.crypto import c25519
+from ztone.errors import MalformedPacket
 from ztone.node.actions import PutState, StateKind
 from ztone.node.bounds import MAX_PEER_FILES
-from ztone.node.errors import MalformedPacket
-from ztone.node.identity import Identity
-from ztone.node.world import World, WorldType
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.world import World, WorldType
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import socket
 import struct
 import sys
 
-from ztone.node.inetaddress import InetAddress, IpScope
+from ztone.node.wire.inetaddress import InetAddress, IpScope
 
 _SKIP_PREFIXES = ("lo", "zt", "tun", "tap")
 _USABLE = (IpScope.GLOBAL, IpScope.PRIVATE, IpScope.PSEUDOPRIVATE, IpScope.SHARED)

@@ -28,7 +28,7 @@ from ztone.node.metrics import (
     TX_DROPPED,
 )
 from ztone.node.node import Node
-from ztone.node.packet import ErrorCode, Verb
+from ztone.node.wire.packet import ErrorCode, Verb
 
 # zt_packet's packet_type label for each verb (verbs without one are not in this family)
 PACKET_TYPES: tuple[tuple[str, int], ...] = (
@@ -149,9 +149,12 @@ def render_metrics(
     networks = [node.networks[n] for n in sorted(node.networks)]
     out.family("zt_num_networks", "gauge", "number of networks this instance is joined to",
                [({}, len(networks))])  # fmt: skip
-    out.family("zt_network_multicast_groups_subscribed", "gauge",
-               "number of multicast groups networks are subscribed to",
-               (({"network_id": f"{n.nwid:016x}"}, len(n.subscriptions)) for n in networks))
+    out.family(
+        "zt_network_multicast_groups_subscribed",
+        "gauge",
+        "number of multicast groups networks are subscribed to",
+        (({"network_id": f"{n.nwid:016x}"}, len(n.subscriptions)) for n in networks),
+    )
     out.family("zt_network_packets", "counter",
                "number of incoming/outgoing packets per network", (
         ({"network_id": f"{n.nwid:016x}", "direction": d, "accepted": a}, n.filter_counts[i])
@@ -185,8 +188,12 @@ def render_metrics(
          p.metrics.rx if d == "rx" else p.metrics.tx)
         for p in peers for d in ("rx", "tx")
     ))  # fmt: skip
-    out.family("zt_peer_packet_errors", "counter", "number of incoming packet errors from a peer",
-               (({"node_id": f"{int(p.address):010x}"}, p.metrics.errors) for p in peers))
+    out.family(
+        "zt_peer_packet_errors",
+        "counter",
+        "number of incoming packet errors from a peer",
+        (({"node_id": f"{int(p.address):010x}"}, p.metrics.errors) for p in peers),
+    )
     if controller is not None:
         c = controller.counts
         for name, kind, help_text, value in (
@@ -206,7 +213,10 @@ def render_metrics(
              "count of config requests handled", c.config_requests),
         ):  # fmt: skip
             out.family(name, kind, help_text, [({}, value)])
-    out.family("ztone_packets_total", "counter",
-               "Datagram and packet counters of the node core (ztone's own)",
-               (({"what": k}, v) for k, v in sorted(ztone_counters.items())))
+    out.family(
+        "ztone_packets_total",
+        "counter",
+        "Datagram and packet counters of the node core (ztone's own)",
+        (({"what": k}, v) for k, v in sorted(ztone_counters.items())),
+    )
     return "\n".join(out.lines) + "\n"

@@ -18,14 +18,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ztone.node.inetaddress import InetAddress
-from ztone.node.network import ConfigOp, NetworkView
+from ztone.node.vl2.network import ConfigOp, NetworkView
+from ztone.node.wire.inetaddress import InetAddress
 from ztone.osdep.base import BatchEnd, Route, Tap, TapError, TapFactory
 from ztone.osdep.managed import plan_managed
 from ztone.osdep.multicast import port_groups
-
-from .config import NetworkLocalSettings, read_network_local_conf, write_network_local_conf
-from .home import Home
+from ztone.service.config import (
+    NetworkLocalSettings,
+    read_network_local_conf,
+    write_network_local_conf,
+)
+from ztone.service.home import Home
 
 log = logging.getLogger(__name__)
 

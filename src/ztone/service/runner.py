@@ -24,7 +24,7 @@ from typing import Any
 from ztone import __version__
 from ztone.controller.api import controller_routes
 from ztone.controller.store import ControllerStore, open_controller_store
-from ztone.node import backend
+from ztone.crypto import backend
 from ztone.node.actions import (
     ANY_LOCAL_SOCKET,
     Action,
@@ -35,18 +35,17 @@ from ztone.node.actions import (
     PutState,
     SendPacket,
 )
-from ztone.node.identity import Identity
-from ztone.node.inetaddress import InetAddress
-from ztone.node.network import NetworkView
 from ztone.node.node import Node, PhysicalPathSetting
 from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
+from ztone.node.vl2.network import NetworkView
+from ztone.node.wire.identity import Identity
+from ztone.node.wire.inetaddress import InetAddress
 from ztone.osdep.base import TapError
 from ztone.osdep.factory import ILLUMOS, default_tap_factory, selected_backend
-
-from .api.http import ApiServer
-from .api.network_routes import network_routes
-from .api.routes import ApiRouter
-from .config import (
+from ztone.service.api.http import ApiServer
+from ztone.service.api.network_routes import network_routes
+from ztone.service.api.routes import ApiRouter
+from ztone.service.config import (
     DEFAULT_PRIMARY_PORT,
     ConfigError,
     LocalConf,
@@ -54,15 +53,15 @@ from .config import (
     load_local_conf,
     update_settings,
 )
-from .controller import EmbeddedController
-from .entropy import RandomPool
-from .home import FileStateStore, Home
-from .interfaces import local_addresses
-from .metrics import ControllerSnapshot, render_metrics
-from .networks import NetworkPorts
-from .state_writer import StateWriter
-from .tcp_fallback import FallbackSettings, TcpFallback
-from .udp import UdpSockets, trial_bind
+from ztone.service.controller import EmbeddedController
+from ztone.service.entropy import RandomPool
+from ztone.service.home import FileStateStore, Home
+from ztone.service.interfaces import local_addresses
+from ztone.service.metrics import ControllerSnapshot, render_metrics
+from ztone.service.networks import NetworkPorts
+from ztone.service.state_writer import StateWriter
+from ztone.service.tcp_fallback import FallbackSettings, TcpFallback
+from ztone.service.udp import UdpSockets, trial_bind
 
 log = logging.getLogger(__name__)
 

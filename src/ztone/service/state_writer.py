@@ -23,8 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from ztone.node.actions import PutState, StateKind
-
-from .home import FileStateStore
+from ztone.service.home import FileStateStore
 
 log = logging.getLogger(__name__)
 

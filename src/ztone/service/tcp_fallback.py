@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ztone.node.bounds import TCP_FALLBACK_QUEUE_BYTES, TCP_FALLBACK_SCOPE_CACHE
 from ztone.node.constants import PING_CHECK_INTERVAL
-from ztone.node.inetaddress import InetAddress, IpScope
+from ztone.node.wire.inetaddress import InetAddress, IpScope
 from ztone.relay.framing import (
     Datagram,
     FramingError,

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ztone.node.actions import ANY_LOCAL_SOCKET
-from ztone.node.inetaddress import InetAddress
+from ztone.node.wire.inetaddress import InetAddress
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ runs this code unchanged on Linux.
 
 from __future__ import annotations
 
-from .preflight import Problem, run_preflight
-from .tap import IllumosTap, IllumosTapFactory
+from ztone.osdep.illumos.preflight import Problem, run_preflight
+from ztone.osdep.illumos.tap import IllumosTap, IllumosTapFactory
 
 __all__ = ["IllumosTap", "IllumosTapFactory", "Problem", "run_preflight"]

@@ -20,10 +20,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ztone.osdep.base import Problem, TapError
-
-from .commands import CommandPaths, Commands, Runner
-from .libdlpi import Libdlpi
-from .names import link_names
+from ztone.osdep.illumos.commands import CommandPaths, Commands, Runner
+from ztone.osdep.illumos.libdlpi import Libdlpi
+from ztone.osdep.illumos.names import link_names
 
 REQUIRED_PRIVILEGES = ("net_rawaccess", "sys_dl_config", "sys_ip_config")
 SERVICES = (

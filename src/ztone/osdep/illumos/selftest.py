@@ -50,15 +50,14 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from ztone import __version__
-from ztone.node import backend
-from ztone.node.inetaddress import InetAddress
+from ztone.crypto import backend
+from ztone.node.wire.inetaddress import InetAddress
 from ztone.osdep.base import TapError
-
-from .commands import Commands
-from .libdlpi import DlpiError
-from .names import link_names
-from .preflight import run_preflight
-from .tap import IllumosTap, IllumosTapFactory
+from ztone.osdep.illumos.commands import Commands
+from ztone.osdep.illumos.libdlpi import DlpiError
+from ztone.osdep.illumos.names import link_names
+from ztone.osdep.illumos.preflight import run_preflight
+from ztone.osdep.illumos.tap import IllumosTap, IllumosTapFactory
 
 SELFTEST_NWID = 0x5E1F7E5700005E1F
 """A network id no controller hands out by chance (its names are zt...0/1/2 as always)."""

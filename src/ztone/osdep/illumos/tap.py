@@ -39,13 +39,12 @@ import asyncio
 import errno as errno_mod
 import logging
 
-from ztone.node.inetaddress import InetAddress
+from ztone.node.wire.inetaddress import InetAddress
 from ztone.osdep.base import BatchEnd, FrameHandler, MulticastGroup, Route, TapError
-
-from . import libdlpi
-from .commands import Commands, IPAddress, IPNetwork, LinkInfo
-from .libdlpi import DlpiError, DlpiHandle, Libdlpi
-from .names import LinkNames, is_own_link, link_names
+from ztone.osdep.illumos import libdlpi
+from ztone.osdep.illumos.commands import Commands, IPAddress, IPNetwork, LinkInfo
+from ztone.osdep.illumos.libdlpi import DlpiError, DlpiHandle, Libdlpi
+from ztone.osdep.illumos.names import LinkNames, is_own_link, link_names
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Linux backend: TAP devices and netlink (needs pyroute2)."""
 
-from .tap import LinuxTap, LinuxTapFactory
+from ztone.osdep.linux.tap import LinuxTap, LinuxTapFactory
 
 __all__ = ["LinuxTap", "LinuxTapFactory"]

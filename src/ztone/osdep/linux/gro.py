@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from ztone.node import backend
+from ztone.crypto import backend
 
 VNET_HDR_LEN = 10
 """``sizeof(struct virtio_net_hdr)``: the TAP's default with ``IFF_VNET_HDR``."""

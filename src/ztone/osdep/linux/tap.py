@@ -49,13 +49,12 @@ from pyroute2 import (  # type: ignore[import-untyped, import-not-found, unused-
     NetlinkError,
 )
 
-from ztone.node.inetaddress import InetAddress
-
-from ..base import BatchEnd, FrameHandler, IPNetwork, MulticastGroup, Route, TapError
-from ..managed import fork_default_route, upstream_sort_key
-from ..multicast import port_groups
-from ..naming import choose_linux_device_name, is_linux_ztone_name, read_devicemap
-from .gro import VNET_HDR_LEN, VNET_NONE, coalesce, complete_checksum
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.osdep.base import BatchEnd, FrameHandler, IPNetwork, MulticastGroup, Route, TapError
+from ztone.osdep.linux.gro import VNET_HDR_LEN, VNET_NONE, coalesce, complete_checksum
+from ztone.osdep.managed import fork_default_route, upstream_sort_key
+from ztone.osdep.multicast import port_groups
+from ztone.osdep.naming import choose_linux_device_name, is_linux_ztone_name, read_devicemap
 
 log = logging.getLogger(__name__)
 

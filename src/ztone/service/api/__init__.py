@@ -11,7 +11,7 @@ Typical use::
     await server.start(["127.0.0.1", "::1"], port)
 """
 
-from .http import ApiServer, Handler, Request, Response
-from .routes import ApiControl, ApiRouter, Route
+from ztone.service.api.http import ApiServer, Handler, Request, Response
+from ztone.service.api.routes import ApiControl, ApiRouter, Route
 
 __all__ = ["ApiControl", "ApiRouter", "ApiServer", "Handler", "Request", "Response", "Route"]

@@ -18,12 +18,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from ztone.node.mac import MAC
-from ztone.node.network import NetworkView
-
-from ..config import NetworkLocalSettings
-from .http import Request
-from .routes import (
+from ztone.node.vl2.network import NetworkView
+from ztone.node.wire.mac import MAC
+from ztone.service.api.http import Request
+from ztone.service.api.routes import (
     EMPTY,
     ApiControl,
     BadRequest,
@@ -33,6 +31,7 @@ from .routes import (
     parse_json_body,
     route,
 )
+from ztone.service.config import NetworkLocalSettings
 
 
 class NetworkControl(Protocol):

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from ztone.node.inetaddress import InetAddress
 from ztone.node.status import MoonStatus, NodeStatus, PathStatus, PeerStatus
-from ztone.node.world import World
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.world import World
 
 VERSION_MAJOR = 1
 VERSION_MINOR = 14
@@ -49,7 +49,7 @@ def dump_pretty(obj: object) -> str:
 
 
 def ip_text(address: InetAddress) -> str:
-    """``InetAddress::toIpString`` (:func:`ztone.node.inetaddress.ip_text`)."""
+    """``InetAddress::toIpString`` (:func:`ztone.node.wire.inetaddress.ip_text`)."""
     return address.ip_string()
 
 

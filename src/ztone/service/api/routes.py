@@ -37,12 +37,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ztone.node.ctext import strtoull as _c_strtoull
 from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
-
-from .. import strict_json
-from . import render
-from .http import IPAddress, Request, Response
+from ztone.service import strict_json
+from ztone.service.api import render
+from ztone.service.api.http import IPAddress, Request, Response
+from ztone.util.ctext import strtoull as _c_strtoull
 
 log = logging.getLogger(__name__)
 
