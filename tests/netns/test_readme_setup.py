@@ -157,8 +157,17 @@ def test_readme_commands_work_when_pasted() -> None:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
-            (home / "local.conf").write_text(json.dumps({"settings": {
-                "primaryPort": port, "allowSecondaryPort": False, "bind": ["127.0.0.1"]}}))
+            (home / "local.conf").write_text(
+                json.dumps(
+                    {
+                        "settings": {
+                            "primaryPort": port,
+                            "allowSecondaryPort": False,
+                            "bind": ["127.0.0.1"],
+                        }
+                    }
+                )
+            )
             command = ["sh", "-c", script]
         ran = subprocess.run(command, check=False, cwd=checkout, env=env, capture_output=True,
                              text=True, timeout=180)  # fmt: skip

@@ -99,7 +99,9 @@ def test_unit_privileges_make_a_tap(namespace: Namespace) -> None:
         log = open(base / "daemon.log", "wb")  # noqa: SIM115 (closed below)
         daemon = namespace.popen(
             [*as_service, sys.executable, "-m", "ztone.cli.daemon", "-U", str(home)],
-            stdout=log, stderr=subprocess.STDOUT, env={**env, "ZTONE_TAP_BACKEND": "linux"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**env, "ZTONE_TAP_BACKEND": "linux"},
         )
 
         def _cli(home: Path, *args: str) -> tuple[int, str]:

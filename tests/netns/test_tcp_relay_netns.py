@@ -176,8 +176,8 @@ def test_tcp_relay_member_behind_udp_block(
     # let UDP through: a returns to direct UDP paths and closes the tunnel
     unblock_udp(a.ns)
     assert wait_until(lambda: status(a).get("tcpFallbackActive") is False, 90), (
-        (a.home.parent / "a.log").read_text()[-3000:]
-    )
+        a.home.parent / "a.log"
+    ).read_text()[-3000:]
     assert a.cli("info")[1].strip().endswith("ONLINE")
     assert wait_until(lambda: a.ping(b4, count=1), 30)
 

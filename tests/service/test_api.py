@@ -31,8 +31,9 @@ from ztone.node.wire.vl2_verbs import MulticastGroup
 from ztone.node.wire.world import Root, World, WorldType
 from ztone.service.api import ApiRouter, ApiServer, Request, Response, render
 from ztone.service.api.network_routes import network_routes
-from ztone.service.api.routes import authorized, bearer_token_valid, strtoull
+from ztone.service.api.routes import authorized, bearer_token_valid
 from ztone.service.config import NetworkLocalSettings
+from ztone.util.ctext import strtoull
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 LAB = VECTORS / "lab1_api"

@@ -13,12 +13,8 @@ import pytest
 
 from ztone.node.actions import PutState, StateKind
 from ztone.node.wire.identity import Identity
-from ztone.service.home import (
-    FileStateStore,
-    Home,
-    HomeError,
-    atomic_write_file,
-)
+from ztone.service.home import FileStateStore, Home, HomeError
+from ztone.util.atomic import atomic_write_file
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 HOME_A = VECTORS / "homes" / "a"

@@ -83,7 +83,7 @@ UPSTREAM: dict[str, tuple[str, str, frozenset[str]]] = {
 }  # fmt: skip
 LATENCY_BOUNDS = ["1", "3", "6", "10", "30", "60", "100", "300", "600", "1000", "+Inf"]
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 Samples = list[tuple[str, dict[str, str], float]]
@@ -130,9 +130,9 @@ def check_families(text: str) -> Samples:
     families, samples = parse(text)
     for name, (kind, help_text, labels) in UPSTREAM.items():
         assert families.get(name) == (kind, help_text), name
-        names = {f"{name}_bucket", f"{name}_sum", f"{name}_count"} if kind == "histogram" else {
-            name
-        }
+        names = (
+            {f"{name}_bucket", f"{name}_sum", f"{name}_count"} if kind == "histogram" else {name}
+        )
         for sample_name, lab, _ in samples:
             if sample_name in names:
                 keys = set(lab) - ({"le"} if sample_name.endswith("_bucket") else set())

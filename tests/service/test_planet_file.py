@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs root and unshare(1) to run the daemon in an isolated network namespace",
 )
 
-_ISOLATED = "ip link set lo up 2>/dev/null; exec \"$@\""
+_ISOLATED = 'ip link set lo up 2>/dev/null; exec "$@"'
 
 
 def _daemon_argv(home: Path, port: int) -> list[str]:

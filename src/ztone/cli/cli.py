@@ -42,7 +42,8 @@ from typing import TextIO
 
 from ztone import __version__, version_line
 from ztone.cli.homedir import cli_home
-from ztone.util.ctext import strtoull
+from ztone.util.ctext import U64_MAX, strtoull
+from ztone.util.jsontext import json_string
 
 PROGRAM = "ztone-cli"
 VERSION = "1.14.1"
@@ -64,7 +65,6 @@ CONNECT_ERROR = (
     "via 127.0.0.1.\n"
 )
 
-_U64_MAX = (1 << 64) - 1
 _U32_MAX = (1 << 32) - 1
 
 
@@ -110,7 +110,7 @@ def help_text(prog: str) -> str:
 # --- C and nlohmann::json behaviours ------------------------------------------------------
 
 
-def _strtoul(text: str, base: int, limit: int = _U64_MAX) -> int:
+def _strtoul(text: str, base: int, limit: int = U64_MAX) -> int:
     """C ``strtoul``/``strtoull`` (64-bit ``unsigned long``), base 10 or 16."""
     return strtoull(text, base) & limit
 
@@ -126,7 +126,7 @@ def _hex_to_u64(text: str) -> int:
 
 
 def _to_int64(value: int) -> int:
-    value &= _U64_MAX
+    value &= U64_MAX
     return value - (1 << 64) if value >> 63 else value
 
 
@@ -146,22 +146,12 @@ def _number(value: object) -> int | None:
     return None
 
 
-def json_string(value: object, default: str) -> str:
-    """``OSUtils::jsonString``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    number = _number(value)
-    return str(number & _U64_MAX) if number is not None else default
-
-
 def json_int(value: object, default: int) -> int:
     """``OSUtils::jsonInt`` (an unsigned 64-bit value)."""
     if isinstance(value, str):
         return _strtoul(value, 10)
     number = _number(value)
-    return number & _U64_MAX if number is not None else default
+    return number & U64_MAX if number is not None else default
 
 
 def json_bool(value: object, default: bool) -> bool:
@@ -171,7 +161,7 @@ def json_bool(value: object, default: bool) -> bool:
     if isinstance(value, str):
         return value[:1] in ("t", "T", "1")
     number = _number(value)
-    return (number & _U64_MAX) > 0 if number is not None else default
+    return (number & U64_MAX) > 0 if number is not None else default
 
 
 def _truthy(value: object) -> bool:

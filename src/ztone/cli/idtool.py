@@ -40,6 +40,9 @@ from ztone.node.wire.world import (
     World,
     WorldType,
 )
+from ztone.util.atomic import atomic_write_file
+from ztone.util.ctext import U64_MAX
+from ztone.util.jsontext import json_string
 
 PROGRAM = "ztone-idtool"
 # The reference prints its product name, copyright and licence in these three lines.
@@ -68,7 +71,6 @@ HELP_COMMANDS = (
 IDENTITY_STRING_BUFFER_LENGTH = 384  # longer identity text is refused, as upstream
 UNHEX_BUFFER_LENGTH = 4096
 _ADDRESS_LENGTH = 5
-_U64_MAX = (1 << 64) - 1
 _VANITY_MASK = (1 << 40) - 1
 _SIGNING_KEY_FILE_LENGTH = c25519.PUBLIC_KEY_LEN + c25519.PRIVATE_KEY_LEN
 
@@ -139,8 +141,8 @@ def _strtoul10(text: str) -> int:
         if not "0" <= c <= "9":
             break
         digits += c
-    value = min(int(digits), _U64_MAX) if digits else 0
-    return (-value) & _U64_MAX if negative else value
+    value = min(int(digits), U64_MAX) if digits else 0
+    return (-value) & U64_MAX if negative else value
 
 
 def _endpoint_from_json_string(text: str) -> InetAddress | None:
@@ -189,34 +191,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def write_file_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename.
-
-    ``mode`` is filtered by the umask, as for any new file.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 # --- commands --------------------------------------------------------------------------
 
 
@@ -240,7 +214,7 @@ def _generate(args: list[str]) -> int:
             if vanity_bits > 0:
                 sys.stderr.write(f"vanity address: found {address:010x} !\n")
             break
-        wanted = (vanity << (40 - vanity_bits)) & _U64_MAX
+        wanted = (vanity << (40 - vanity_bits)) & U64_MAX
         sys.stderr.write(
             f"vanity address: tried {address:010x} looking for first {vanity_bits} bits of "
             f"{wanted:010x}\n"
@@ -254,7 +228,7 @@ def _generate(args: list[str]) -> int:
         outputs.append((args[1], identity.to_string(), 0o644))
     for path, text, mode in outputs:
         try:
-            write_file_atomic(Path(path), text.encode(), mode)
+            atomic_write_file(path, text.encode(), mode, make_parents=False)
         except OSError as e:
             raise _Failure(f"Error writing to {path}") from e
         sys.stdout.write(f"{path} written\n")
@@ -332,20 +306,6 @@ def _json_dump(value: Any) -> str:
     return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False)
 
 
-def _json_string(value: Any, default: str) -> str:
-    """``OSUtils::jsonString``: strings as is, numbers as unsigned decimal, booleans 1/0."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        try:
-            return str(int(value) & _U64_MAX)
-        except (ValueError, OverflowError):  # NaN, infinities
-            return default
-    return default
-
-
 def _genmoon(path: str) -> int:
     try:
         text = Path(path).read_bytes()
@@ -359,7 +319,7 @@ def _genmoon(path: str) -> int:
         definition = {}
     if not isinstance(definition, dict):
         raise _Failure(f"ID in {path} is invalid")
-    world_id = parse_hex_u64(_json_string(definition.get("id"), "0"))
+    world_id = parse_hex_u64(json_string(definition.get("id"), "0"))
     if not world_id:
         raise _Failure(f"ID in {path} is invalid")
     kind = definition.get("worldType")
@@ -371,7 +331,7 @@ def _genmoon(path: str) -> int:
         raise _Failure("invalid worldType")
 
     def key(name: str, length: int) -> bytes:
-        raw = _unhex(_json_string(definition.get(name), "").encode("latin-1", "replace"), length)
+        raw = _unhex(json_string(definition.get(name), "").encode("latin-1", "replace"), length)
         return raw + bytes(length - len(raw))
 
     signing_private = key("signingKey_SECRET", c25519.PRIVATE_KEY_LEN)
@@ -382,13 +342,13 @@ def _genmoon(path: str) -> int:
     for r in roots_json if isinstance(roots_json, list) else []:
         if not isinstance(r, dict):
             continue
-        identity_text = _json_string(r.get("identity"), "")
+        identity_text = json_string(r.get("identity"), "")
         identity = _identity_from_text(identity_text)
         if identity is None:
             raise _Failure(f"{path}: invalid root identity {identity_text!r}")
         endpoints_json = r.get("stableEndpoints")
         endpoints = [
-            _endpoint_from_json_string(_json_string(e, ""))
+            _endpoint_from_json_string(json_string(e, ""))
             for e in (endpoints_json if isinstance(endpoints_json, list) else [])
         ]
         roots.append(_sorted_root(identity, endpoints))
@@ -403,7 +363,7 @@ def _genmoon(path: str) -> int:
         raise _Failure(f"{path}: {e}") from e
     name = f"{world.id:016x}.moon"
     try:
-        write_file_atomic(Path(name), world.serialize())
+        atomic_write_file(name, world.serialize(), make_parents=False)
     except OSError as e:
         raise _Failure(f"cannot write {name}: {e.strerror}") from e
     sys.stdout.write(f"wrote {name} (signed world with timestamp {now})\n")
@@ -419,7 +379,7 @@ def _parse_u64_option(name: str, text: str, allow_hex: bool) -> int:
         value = int(text[2:], 16) if hex_form else int(text, 10)
     except ValueError as e:
         raise _Failure(f"genplanet: {name} {text!r} is not a number") from e
-    if not 0 <= value <= _U64_MAX:
+    if not 0 <= value <= U64_MAX:
         raise _Failure(f"genplanet: {name} {text!r} is out of range (unsigned 64-bit)")
     return value
 
@@ -598,11 +558,11 @@ def _genplanet(args: list[str]) -> int:
 
     if new_key:
         try:
-            write_file_atomic(key_path, key_public + key_private, 0o600)
+            atomic_write_file(key_path, key_public + key_private, 0o600, make_parents=False)
         except OSError as e:
             raise _Failure(f"genplanet: cannot write {key_path}: {e.strerror}") from e
     try:
-        write_file_atomic(out, world.serialize())
+        atomic_write_file(out, world.serialize(), make_parents=False)
     except OSError as e:
         raise _Failure(f"genplanet: cannot write {out}: {e.strerror}") from e
     sys.stdout.write(f"wrote {out} (signed world with timestamp {timestamp})\n")

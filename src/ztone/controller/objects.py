@@ -42,11 +42,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ztone.controller.rules_json import rule_from_json, rule_to_json
+from ztone.util.ctext import U64_MAX
 
 JsonObject = dict[str, Any]
 
 U32_MAX = 0xFFFFFFFF
-U64_MAX = 0xFFFFFFFFFFFFFFFF
 
 DEFAULT_MTU = 2800
 MIN_MTU = 1280

@@ -43,6 +43,7 @@ from ztone.controller.objects import (
     parse_network_id,
     revise,
 )
+from ztone.util.atomic import fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -263,20 +264,6 @@ def _record_member_ids(record: JsonObject) -> tuple[int, int]:
     return nwid, address
 
 
-def _fsync_directory(directory: Path) -> None:
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-    try:
-        fd = os.open(directory, flags)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class SqliteStore:
     """The embedded controller database (see the module docstring).
 
@@ -305,7 +292,7 @@ class SqliteStore:
             self._db = None
             raise
         if not existed:
-            _fsync_directory(self.path.parent)
+            fsync_directory(self.path.parent)
 
     def _setup(self) -> None:
         db = self._conn()

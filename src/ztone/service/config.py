@@ -46,7 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PrivateAttr, 
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.inetaddress import InetAddress, IPAddress
 from ztone.service import strict_json
-from ztone.service.home import atomic_write_file
+from ztone.util.atomic import atomic_write_file
+from ztone.util.ctext import U64_MAX
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_PRIMARY_PORT = 9993
 DEFAULT_TCP_FALLBACK_RELAY = "204.80.128.1/443"
-U64_MAX = (1 << 64) - 1
 ADDRESS_MAX = (1 << 40) - 1
 NETWORK_LOCAL_CONF_CAPACITY = 4096  # Dictionary<4096> in the reader
 ALLOW_MANAGED_CAPACITY = 1024  # Buffer<1024> for the allowManaged value

@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path, PurePath
@@ -38,6 +37,7 @@ from ztone.node.actions import PutState, StateKind
 from ztone.node.bounds import MAX_PEER_FILES
 from ztone.node.wire.identity import Identity
 from ztone.node.wire.world import World, WorldType
+from ztone.util.atomic import atomic_write_file
 
 log = logging.getLogger(__name__)
 
@@ -72,74 +72,6 @@ RandomBytes = Callable[[int], bytes]
 
 class HomeError(Exception):
     """The home directory cannot be used as it is (the message names the file)."""
-
-
-# --- atomic file writing --------------------------------------------------------------
-
-
-def _fsync_directory(directory: Path) -> None:
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-    try:
-        fd = os.open(directory, flags)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot fsync a directory; the rename is still atomic
-    finally:
-        os.close(fd)
-
-
-def atomic_write_file(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> bool:
-    """Replace ``path`` by ``data`` atomically; return False if it already held ``data``.
-
-    The bytes go to a temporary file in the same directory (created with ``mode``,
-    or else with the replaced file's mode, or ``0666 & ~umask`` for a new file),
-    which is fsynced and renamed over ``path``; then the directory is fsynced. A
-    symlink at ``path`` is followed. Missing parent directories are created.
-    Raises ``OSError`` on failure, leaving ``path`` as it was and no temporary file.
-    """
-    target = Path(path)
-    if target.is_symlink():
-        target = target.resolve()
-    try:
-        current_mode: int | None = stat.S_IMODE(target.stat().st_mode)
-    except OSError:
-        current_mode = None
-    try:
-        same = target.read_bytes() == data
-    except OSError:
-        same = False
-    if same:
-        if mode is not None and current_mode != mode:
-            os.chmod(target, mode)
-        return False
-    directory = target.parent
-    directory.mkdir(mode=SUBDIR_MODE, parents=True, exist_ok=True)
-    temp = directory / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    final_mode = mode if mode is not None else current_mode
-    # Secrets never exist with looser permissions than asked, not even briefly.
-    create_mode = 0o666 if final_mode is None else (final_mode & 0o600)
-    fd = os.open(
-        temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), create_mode
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if final_mode is not None:
-                os.fchmod(f.fileno(), final_mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    _fsync_directory(directory)
-    return True
 
 
 def _lock_down(path: Path) -> None:

@@ -1,6 +1,6 @@
 """The core's state writes, done on a worker thread so the event loop never waits for a disk.
 
-Every write is atomic and durable (``home.atomic_write_file``: fsync of the file and of
+Every write is atomic and durable (``ztone.util.atomic.atomic_write_file``: fsync of the file and of
 its directory), which on an ordinary disk takes milliseconds; a member rewrites its
 network's config file each time the controller re-issues it, and peers' files as
 paths change. Done on the event loop, each such write would hold up every packet

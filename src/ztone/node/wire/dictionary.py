@@ -16,13 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ztone.errors import MalformedPacket
-from ztone.util.ctext import strtoull
+from ztone.util.ctext import U64_MAX, strtoull
 
 _ESCAPE = {0x00: b"\\0", 0x0D: b"\\r", 0x0A: b"\\n", 0x5C: b"\\\\", 0x3D: b"\\e"}
 _UNESCAPE = {ord("r"): 0x0D, ord("n"): 0x0A, ord("0"): 0x00, ord("e"): 0x3D}
 _FORBIDDEN_KEY_BYTES = frozenset(b"\x00\r\n=")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-_U64_MAX = (1 << 64) - 1
 
 
 def escape_value(value: bytes) -> bytes:
@@ -70,7 +69,7 @@ def parse_hex_i64(text: bytes | str) -> int:
 
 def format_u64(value: int) -> str:
     """16 lower-case hex digits, zero padded (``Utils::hex(uint64_t)``)."""
-    return f"{value & _U64_MAX:016x}"
+    return f"{value & U64_MAX:016x}"
 
 
 def format_i64(value: int) -> str:

@@ -41,6 +41,7 @@ from ztone.crypto import c25519
 from ztone.errors import LocalUsageError, MalformedPacket
 from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress, parse_inet, serialize_inet
+from ztone.util.ctext import U64_MAX
 
 MAX_ROOTS = 4
 MAX_STABLE_ENDPOINTS_PER_ROOT = 32
@@ -51,7 +52,6 @@ WORLD_ID_MARS = 227883110
 SIGNATURE_PREFIX = b"\x7f" * 8
 SIGNATURE_SUFFIX = b"\xf7" * 8
 _HEADER_LENGTH = 1 + 8 + 8 + c25519.PUBLIC_KEY_LEN + c25519.SIGNATURE_LEN + 1
-_U64_MAX = (1 << 64) - 1
 
 
 class WorldType(IntEnum):
@@ -132,7 +132,7 @@ class World:
         if self.type not in (WorldType.NULL, WorldType.PLANET, WorldType.MOON):
             raise LocalUsageError(f"invalid world type {self.type}")
         object.__setattr__(self, "type", WorldType(self.type))
-        if not 0 <= self.id <= _U64_MAX or not 0 <= self.timestamp <= _U64_MAX:
+        if not 0 <= self.id <= U64_MAX or not 0 <= self.timestamp <= U64_MAX:
             raise LocalUsageError("world id and timestamp are unsigned 64-bit")
         if len(self.updates_must_be_signed_by) != c25519.PUBLIC_KEY_LEN:
             raise LocalUsageError("updatesMustBeSignedBy must be 64 bytes")

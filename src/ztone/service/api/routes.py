@@ -31,7 +31,6 @@ import dataclasses
 import inspect
 import ipaddress
 import logging
-import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -41,7 +40,8 @@ from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
 from ztone.service import strict_json
 from ztone.service.api import render
 from ztone.service.api.http import IPAddress, Request, Response
-from ztone.util.ctext import strtoull as _c_strtoull
+from ztone.util.ctext import strtoull
+from ztone.util.jsontext import json_string
 
 log = logging.getLogger(__name__)
 
@@ -129,27 +129,6 @@ class BadRequest(Exception):
 
 
 # --- C strtoull ----------------------------------------------------------------------------
-
-_U64_MAX = (1 << 64) - 1
-
-
-def strtoull(text: str, base: int) -> int:
-    """C ``strtoull(text, NULL, base)`` for base 10 or 16 (as ``Utils::hexStrToU64``)."""
-    return _c_strtoull(text, base)
-
-
-def json_string(value: object, default: str) -> str:
-    """``OSUtils::jsonString``: strings as is, numbers as unsigned decimal, booleans
-    as ``1``/``0``, anything else ``default``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value & _U64_MAX)
-    if isinstance(value, float) and math.isfinite(value):
-        return str(int(value) & _U64_MAX)
-    return default
 
 
 # --- authentication -------------------------------------------------------------------------

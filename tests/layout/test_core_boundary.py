@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-NODE = Path(__file__).resolve().parents[1] / "src" / "ztone" / "node"
+from locations import ROOT
+
+NODE = ROOT / "src" / "ztone" / "node"
 FORBIDDEN = {
     "asyncio", "socket", "select", "selectors", "threading", "time", "random", "secrets",
     "os", "subprocess", "multiprocessing", "concurrent", "signal", "pathlib", "shutil",

@@ -37,10 +37,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from locations import ROOT, VECTORS
 from ztone.cli import idtool
-
-ROOT = Path(__file__).resolve().parents[1]
-VECTORS = Path(__file__).resolve().parent / "vectors"
 
 OMNIOS_MARKERS = {
     "os_name": "posix",

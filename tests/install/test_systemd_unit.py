@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parents[1] / "packaging" / "systemd" / "ztone.service"
+from locations import ROOT
+
+UNIT = ROOT / "packaging" / "systemd" / "ztone.service"
 INSTALLED = "/opt/ztone/bin/ztone"
 
 

@@ -26,12 +26,12 @@ from typing import Any
 
 import pytest
 
+from locations import TESTS, VECTORS
 from ztone.controller.api import controller_routes
 from ztone.controller.store import SqliteStore
 from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
 from ztone.service.api import ApiRouter, ApiServer
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
 CONTROLLER_D = VECTORS / "lab1_controller" / "controller.d"
 API: dict[str, Any] = json.loads((VECTORS / "lab1_api" / "ctrl" / "api.json").read_text())
 
@@ -458,7 +458,11 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     port_file = tmp_path / "port"
     log = open(tmp_path / "child.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, __file__, str(db), str(port_file)], stdout=log, stderr=log
+        [sys.executable, __file__, str(db), str(port_file)],
+        stdout=log,
+        stderr=log,
+        # Run as a script, this file finds tests/locations.py through PYTHONPATH.
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])},
     )
     try:
         deadline = time.monotonic() + 20

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from locations import VECTORS
 from ztone.controller.objects import (
     ControllerInputError,
     apply_member_post,
@@ -31,7 +31,6 @@ from ztone.controller.objects import (
     unstable_network_entry,
 )
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
 API = json.loads((VECTORS / "lab1_api" / "ctrl" / "api.json").read_text())
 
 NWID = 0x1FAD486CAFE468E2

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from locations import VECTORS
 from ztone.controller.objects import (
     apply_member_post,
     apply_network_post,
@@ -30,7 +31,6 @@ from ztone.controller.store import (
     read_controller_d,
 )
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
 CONTROLLER_D = VECTORS / "lab1_controller" / "controller.d"
 API = json.loads((VECTORS / "lab1_api" / "ctrl" / "api.json").read_text())
 

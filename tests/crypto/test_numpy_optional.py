@@ -14,11 +14,11 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from test_vectors_core import (
+from locations import ROOT
+from node.test_vectors_core import (
     KNOWN_GOOD,
     KNOWN_GOOD_HASH,
     SALSA12_KS,
@@ -29,7 +29,7 @@ from test_vectors_core import (
 from ztone.crypto import mhash
 from ztone.node.wire.identity import Identity
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = ROOT / "src"
 
 _CHILD = textwrap.dedent(
     """

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from locations import VECTORS
 from ztone.controller import ipassign
 from ztone.controller.core import FLAG_ENABLE_BROADCAST, FLAG_NDP_EMULATION, answer_request
 from ztone.controller.objects import init_member, init_network
@@ -29,7 +29,6 @@ from ztone.node.wire.identity import Identity
 from ztone.node.wire.network_config import NetworkType
 from ztone.node.wire.packet import ErrorCode
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
 IDS = [
     Identity.from_string(e["secret"])
     for e in json.loads((VECTORS / "identities.json").read_text())["identities"]

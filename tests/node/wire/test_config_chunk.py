@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import VECTORS
-from test_lab1_capture import IDX_OK_PAYLOAD, dissect
+from node.test_lab1_capture import IDX_OK_PAYLOAD, dissect
 from ztone.errors import MalformedPacket
 from ztone.node.wire.config_chunk import (
     DICT_CAPACITY,

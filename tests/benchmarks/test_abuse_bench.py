@@ -6,10 +6,10 @@ from __future__ import annotations
 import ipaddress
 import random
 import sys
-from pathlib import Path
 
 import pytest
 
+from locations import ROOT
 from sim.network import START, SimNetwork, make_planet, vector_identities
 from ztone.crypto import c25519
 from ztone.crypto.armor import PeerKey, dearmor
@@ -21,7 +21,7 @@ from ztone.node.wire.packet import MAX_PACKET_LENGTH, Verb, uncompress
 from ztone.node.wire.verbs import parse_push_direct_paths, parse_rendezvous, parse_whois
 from ztone.node.wire.vl2_verbs import parse_config_request, parse_gather, parse_multicast_like
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
 
 import abuse  # noqa: E402

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from locations import ROOT
 from ztone.relay.main import parser
 
-UNIT = Path(__file__).resolve().parents[1] / "packaging" / "systemd" / "ztone-relay.service"
+UNIT = ROOT / "packaging" / "systemd" / "ztone-relay.service"
 INSTALLED = "/opt/ztone/bin/ztone-relay"
 
 

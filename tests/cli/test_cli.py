@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 
+from locations import VECTORS
 from ztone.cli import cli
+from ztone.util.jsontext import json_string
 
-LAB = Path(__file__).resolve().parent / "vectors" / "lab1_api"
+LAB = VECTORS / "lab1_api"
 NODES = ("root", "ctrl", "a", "b")
 NWID = "1fad486cafe468e2"
 TOKEN = "abcdefghijklmnopqrstuvwx"
@@ -249,9 +251,9 @@ def test_get_addresses_quirks() -> None:
     # The 6PLANE address is not the last IPv6 one: the reference leaves a newline.
     assert get(addresses, "ip6plane") == "fc12:3456:78ab:cdef::1\n"
     assert get(addresses, "ip6prefix") == "fc12:3456:78ab:cdef::1\n"[:24]
-    assert cli.json_string(-999, "-") == "18446744073709550617"
-    assert cli.json_string(True, "-") == "1"
-    assert cli.json_string(None, "-") == "-"
+    assert json_string(-999, "-") == "18446744073709550617"
+    assert json_string(True, "-") == "1"
+    assert json_string(None, "-") == "-"
 
 
 # --- commands that change things --------------------------------------------------------------

@@ -5,13 +5,13 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from locations import VECTORS
 from ztone.controller.rules_json import (
     DEFAULT_RULES_JSON,
     UnsupportedRule,
@@ -23,7 +23,6 @@ from ztone.controller.rules_json import (
 )
 from ztone.node.wire.rules import DEFAULT_RULES, Rule, RuleType
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
 T = RuleType
 R = Rule.make
 M64 = (1 << 64) - 1
