@@ -47,20 +47,20 @@ def make_packet(size: int) -> bytearray:
 
 
 def bench_backend(name: str) -> None:
-    backend.use(name)
+    crypto = backend.named(name)
     packet_runs, hash_runs = RUNS[name]
     key48 = bytes(range(1, 49))
     salsa_key, nonce = key48[:32], key48[32:40]
     payload = bytes(make_packet(PACKET_SIZE))
 
     per_call = median_per_call(
-        lambda: backend.salsa20_xor(salsa_key, nonce, payload, 12), packet_runs
+        lambda: crypto.salsa20_xor(salsa_key, nonce, payload, 12), packet_runs
     )
     print(
         f"salsa20/12 {name}: {PACKET_SIZE / per_call / 1e6:.1f} MB/s ({PACKET_SIZE}-byte packets)"
     )
 
-    peer = armor.PeerKey(key48)  # binds the AES engine of the active backend
+    peer = armor.PeerKey(key48, crypto)  # binds the AES engine of this backend
     for suite in (armor.SUITE_POLY1305_SALSA2012, armor.SUITE_AES_GMAC_SIV):
         packet = make_packet(PACKET_SIZE)
 
@@ -77,7 +77,7 @@ def bench_backend(name: str) -> None:
     samples = []
     for _ in range(hash_runs):
         start = time.perf_counter()
-        backend.memory_hard_hash(public_key)
+        crypto.memory_hard_hash(public_key)
         samples.append(time.perf_counter() - start)
     print(f"memory-hard hash {name}: {statistics.median(samples) * 1e3:.1f} ms")
 

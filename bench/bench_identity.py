@@ -26,13 +26,12 @@ VALIDATIONS = 20
 
 def no_numpy() -> None:
     sys.modules["numpy"] = None  # type: ignore[assignment]  # import numpy -> ImportError
-    backend.use("pure")
     vtimes = []
     vectors = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "identities.json"
     ident = Identity.from_string(json.loads(vectors.read_text())["identities"][0]["public"])
     for _ in range(3):
         start = time.perf_counter()
-        ok = ident.locally_validate()
+        ok = ident.locally_validate(backend.PURE.memory_hard_hash)
         vtimes.append(time.perf_counter() - start)
         assert ok
     print(f"identity validation pure, no numpy: median {statistics.median(vtimes):.2f} s (n=3)")
@@ -42,14 +41,13 @@ def main() -> None:
     if "--no-numpy" in sys.argv[1:]:
         no_numpy()
         return
-    if "--pure" in sys.argv[1:]:
-        backend.use("pure")
-    name = backend.active()
+    crypto = backend.PURE if "--pure" in sys.argv[1:] else backend.DEFAULT
+    name = crypto.name
     times = []
     identity = None
     for _ in range(GENERATIONS):
         start = time.perf_counter()
-        identity = Identity.generate(os.urandom)
+        identity = Identity.generate(os.urandom, crypto.memory_hard_hash)
         times.append(time.perf_counter() - start)
     assert identity is not None
     print(f"identity generation {name}: median {statistics.median(times):.3f} s "
@@ -58,7 +56,7 @@ def main() -> None:
     vtimes = []
     for _ in range(runs):
         start = time.perf_counter()
-        ok = identity.locally_validate()
+        ok = identity.locally_validate(crypto.memory_hard_hash)
         vtimes.append(time.perf_counter() - start)
         assert ok
     print(f"identity validation {name}: median {statistics.median(vtimes) * 1e3:.1f} ms "

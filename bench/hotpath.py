@@ -48,8 +48,8 @@ def _ipv4_payload(src: str, dst: str, size: int) -> bytes:
     return bytes(header) + bytes(i & 0xFF for i in range(size - 20))
 
 
-def _setup() -> tuple[SimNetwork, int]:
-    net, controller, nwid = build()
+def _setup(crypto: backend.Backend) -> tuple[SimNetwork, int]:
+    net, controller, nwid = build(crypto=crypto)
     join_and_authorize(net, controller, nwid)
     net.run(5_000)  # direct paths settle
     return net, nwid
@@ -62,9 +62,8 @@ def main() -> int:
     parser.add_argument("--pure", action="store_true", help="pure-Python crypto")
     parser.add_argument("--profile", action="store_true", help="cProfile both sides")
     args = parser.parse_args()
-    if args.pure:
-        backend.use("pure")
-    net, nwid = _setup()
+    crypto = backend.PURE if args.pure else backend.DEFAULT
+    net, nwid = _setup(crypto)
     a, b = net.nodes["a"].node, net.nodes["b"].node
     a_mac = int(MAC.from_address(int(a.address), nwid))
     b_mac = int(MAC.from_address(int(b.address), nwid))
@@ -95,7 +94,7 @@ def main() -> int:
     if len(got) != 1 or got[0].payload != payload:
         print("frames do not arrive: the set-up is wrong")
         return 1
-    print(f"crypto backend: {'pure' if args.pure else backend.active()}; "
+    print(f"crypto backend: {crypto.name}; "
           f"{len(datagrams)} datagram(s) per {args.size}-byte frame")  # fmt: skip
 
     sent: list[bytes] = []

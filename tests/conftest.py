@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ztone.crypto import backend
+from ztone.crypto.backend import Backend, named
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 
@@ -27,12 +26,6 @@ BACKENDS = ["pure", "native"] if _native_importable() else ["pure"]
 
 
 @pytest.fixture(params=BACKENDS)
-def crypto_backend(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run a test once per available crypto backend, restoring the default after."""
-    previous = backend.active()
-    name: str = request.param
-    backend.use(name)
-    try:
-        yield name
-    finally:
-        backend.use(previous)
+def crypto_backend(request: pytest.FixtureRequest) -> Backend:
+    """Run a test once per available crypto backend; the test passes it on."""
+    return named(request.param)

@@ -37,14 +37,14 @@ _CHILD = textwrap.dedent(
     sys.modules["numpy"] = None  # any "import numpy" now raises ImportError
     from ztone.crypto import backend, mhash, salsa20
     from ztone.node.wire.identity import Identity
-    backend.use("pure")
+    pure = backend.PURE
     args = json.loads(sys.argv[1])
     key, nonce = bytes.fromhex(args["key"]), bytes.fromhex(args["nonce"])
     ident = Identity.from_string(args["identity"])
     out = {
-        "s12": backend.salsa20_xor(key, nonce, bytes(64), 12).hex(),
-        "s20": backend.salsa20_xor(key, nonce, bytes(64), 20).hex(),
-        "hash": backend.memory_hard_hash(ident.public).hex(),
+        "s12": pure.salsa20_xor(key, nonce, bytes(64), 12).hex(),
+        "s20": pure.salsa20_xor(key, nonce, bytes(64), 20).hex(),
+        "hash": pure.memory_hard_hash(ident.public).hex(),
         "numpy_loaded": sys.modules.get("numpy") is not None,
     }
     try:

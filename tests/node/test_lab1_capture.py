@@ -27,7 +27,6 @@ import pytest
 
 from conftest import BACKENDS, VECTORS
 from pcap import IpAddress, IpPacket, PcapStats, UdpDatagram, read_ip, udp_of
-from ztone.crypto import backend
 from ztone.crypto.armor import (
     SUITE_AES_GMAC_SIV,
     SUITE_POLY1305_NONE,
@@ -36,6 +35,7 @@ from ztone.crypto.armor import (
     cipher_of,
     dearmor,
 )
+from ztone.crypto.backend import DEFAULT, named
 from ztone.errors import MalformedPacket
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.fragment import Reassembler, is_fragment, parse_fragment
@@ -227,6 +227,7 @@ class Dissection:
 class _Dissector:
     def __init__(self, backend_name: str, pcap: Path = PCAP) -> None:
         self.out = Dissection(backend_name)
+        crypto = named(backend_name)
         self.current = -1  # index of the datagram being dissected, for failure messages
         self.pcap = pcap
         self.ids = load_identities()
@@ -236,7 +237,7 @@ class _Dissector:
         for x in self.ids.values():
             for y in self.ids.values():
                 if x.address < y.address:
-                    key = PeerKey(x.agree(y))
+                    key = PeerKey(x.agree(y), crypto)
                     if y.agree(x) != key.key:
                         self.fail(f"key agreement {x.address}/{y.address} is not symmetric")
                     self.keys[(x.address, y.address)] = self.keys[(y.address, x.address)] = key
@@ -551,15 +552,10 @@ _CACHE: dict[str, Dissection] = {}
 
 
 def dissect(backend_name: str | None = None) -> Dissection:
-    """Dissect the capture with the named crypto backend (default: the active one); cached."""
-    name = backend_name or backend.active()
+    """Dissect the capture with the named crypto backend (default: the best built); cached."""
+    name = backend_name or DEFAULT.name
     if name not in _CACHE:
-        previous = backend.active()
-        backend.use(name)
-        try:
-            _CACHE[name] = _Dissector(name).run()
-        finally:
-            backend.use(previous)
+        _CACHE[name] = _Dissector(name).run()
     return _CACHE[name]
 
 
@@ -785,7 +781,7 @@ def test_damage_is_detected(tmp_path: Path) -> None:
     # 65: a suite-0 HELLO, 100: a suite-3 MULTICAST_GATHER, 76: the relayed (hops 1) copy
     # of a suite-1 ERROR, 224: the fragment of the first 2400-byte ping.
     _rewrite_pcap(PCAP, damaged, drop={224}, corrupt={65, 100, 76})
-    failures = _Dissector(backend.active(), damaged).run().failures
+    failures = _Dissector(DEFAULT.name, damaged).run().failures
     assert len(failures) == 5, failures
     assert failures[0].startswith("datagram 65: de-armor failed: b->ctrl suite 0")
     assert failures[1].startswith("datagram 76: de-armor failed: ctrl->b suite 1")

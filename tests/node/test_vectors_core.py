@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from conftest import VECTORS
-from ztone.crypto import backend, c25519, mhash
+from ztone.crypto import c25519, mhash
 from ztone.crypto.armor import PeerKey, armor, crypt_field, dearmor, kbkdf_hmac_sha384
+from ztone.crypto.backend import Backend
 from ztone.node.wire.address import Address
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.fragment import Fragment, split
@@ -98,26 +99,27 @@ def _identities() -> dict[str, Any]:
     return data
 
 
-def test_salsa20_a1(crypto_backend: str) -> None:
-    assert backend.salsa20_xor(SALSA_KEY, SALSA_NONCE, bytes(64), 12) == SALSA12_KS
-    assert backend.salsa20_xor(SALSA_KEY, SALSA_NONCE, bytes(64), 20) == SALSA20_KS
+def test_salsa20_a1(crypto_backend: Backend) -> None:
+    assert crypto_backend.salsa20_xor(SALSA_KEY, SALSA_NONCE, bytes(64), 12) == SALSA12_KS
+    assert crypto_backend.salsa20_xor(SALSA_KEY, SALSA_NONCE, bytes(64), 20) == SALSA20_KS
     # block offsets: block 1 of a 128-byte stream equals first_block=1
-    two = backend.salsa20_xor(SALSA_KEY, SALSA_NONCE, bytes(128), 12)
-    assert backend.salsa20_xor(SALSA_KEY, SALSA_NONCE, bytes(64), 12, 1) == two[64:]
+    two = crypto_backend.salsa20_xor(SALSA_KEY, SALSA_NONCE, bytes(128), 12)
+    assert crypto_backend.salsa20_xor(SALSA_KEY, SALSA_NONCE, bytes(64), 12, 1) == two[64:]
 
 
-def test_poly1305_a2(crypto_backend: str) -> None:
+def test_poly1305_a2(crypto_backend: Backend) -> None:
     key = b"this is 32-byte key for Poly1305"
-    assert backend.poly1305_tag(key, bytes(32)) == H("49ec78090e481ec6c26b33b91ccc0307")
-    assert backend.poly1305_tag(key, b"Hello world!") == H("a6f745008f81c916a20dcc74eef2b2f0")
+    tag = crypto_backend.poly1305_tag
+    assert tag(key, bytes(32)) == H("49ec78090e481ec6c26b33b91ccc0307")
+    assert tag(key, b"Hello world!") == H("a6f745008f81c916a20dcc74eef2b2f0")
 
 
-def test_memory_hard_hash_a3(crypto_backend: str) -> None:
+def test_memory_hard_hash_a3(crypto_backend: Backend) -> None:
     ident = Identity.from_string(KNOWN_GOOD)
-    assert backend.memory_hard_hash(ident.public) == KNOWN_GOOD_HASH
-    assert ident.locally_validate()
+    assert crypto_backend.memory_hard_hash(ident.public) == KNOWN_GOOD_HASH
+    assert ident.locally_validate(crypto_backend.memory_hard_hash)
     bad = Identity.from_string("9e4df28b72" + KNOWN_GOOD[10:])
-    assert not bad.locally_validate()
+    assert not bad.locally_validate(crypto_backend.memory_hard_hash)
 
 
 def test_pure_hash_matches_known_answer() -> None:
@@ -136,8 +138,8 @@ def test_kbkdf_a4() -> None:
 
 
 @pytest.mark.parametrize("suite", [0, 1, 3])
-def test_armor_a4(crypto_backend: str, suite: int) -> None:
-    key = PeerKey(SYNTH_KEY)
+def test_armor_a4(crypto_backend: Backend, suite: int) -> None:
+    key = PeerKey(SYNTH_KEY, crypto_backend)
     packet = bytearray(PLAIN)
     armor(packet, key, suite)
     assert bytes(packet) == ARMORED[suite]
@@ -147,8 +149,8 @@ def test_armor_a4(crypto_backend: str, suite: int) -> None:
 
 
 @pytest.mark.parametrize("suite", [1, 3])
-def test_armor_empty_payload_a4(crypto_backend: str, suite: int) -> None:
-    key = PeerKey(SYNTH_KEY)
+def test_armor_empty_payload_a4(crypto_backend: Backend, suite: int) -> None:
+    key = PeerKey(SYNTH_KEY, crypto_backend)
     packet = bytearray(EMPTY)
     armor(packet, key, suite)
     assert bytes(packet) == EMPTY_ARMORED[suite]
@@ -157,28 +159,28 @@ def test_armor_empty_payload_a4(crypto_backend: str, suite: int) -> None:
 
 
 @pytest.mark.parametrize("suite", [0, 1, 3])
-def test_dearmor_rejects_tampering(crypto_backend: str, suite: int) -> None:
-    key = PeerKey(SYNTH_KEY)
+def test_dearmor_rejects_tampering(crypto_backend: Backend, suite: int) -> None:
+    key = PeerKey(SYNTH_KEY, crypto_backend)
     for index in (0, 9, 14, 18, 20, 27, len(PLAIN) - 1):
         packet = bytearray(ARMORED[suite])
         packet[index] ^= 0x10
         before = bytes(packet)
         assert not dearmor(packet, key), f"suite {suite} accepted a flip at byte {index}"
         assert bytes(packet) == before
-    wrong = PeerKey(bytes(48))
+    wrong = PeerKey(bytes(48), crypto_backend)
     assert not dearmor(bytearray(ARMORED[suite]), wrong)
 
 
-def test_relay_hop_increment_keeps_mac_valid(crypto_backend: str) -> None:
-    key = PeerKey(SYNTH_KEY)
+def test_relay_hop_increment_keeps_mac_valid(crypto_backend: Backend) -> None:
+    key = PeerKey(SYNTH_KEY, crypto_backend)
     for suite in (0, 1, 3):
         packet = bytearray(ARMORED[suite])
         packet[18] = (packet[18] & 0xF8) | 2
         assert dearmor(packet, key), suite
 
 
-def test_unknown_suites_rejected(crypto_backend: str) -> None:
-    key = PeerKey(SYNTH_KEY)
+def test_unknown_suites_rejected(crypto_backend: Backend) -> None:
+    key = PeerKey(SYNTH_KEY, crypto_backend)
     for suite in (2, 4, 5, 6, 7):
         packet = bytearray(ARMORED[1])
         packet[18] = (packet[18] & 0x47) | (suite << 3)
@@ -256,11 +258,11 @@ def test_dictionary_example_a16() -> None:
     assert d2.get_u64("v") == 7 and d2.get_i64("n") == -2
 
 
-def test_hello_a6(crypto_backend: str) -> None:
+def test_hello_a6(crypto_backend: Backend) -> None:
     a = Identity.from_string(KNOWN_GOOD)
     b = Identity.from_string(RECEIVER_B)
     assert a.agree(b) == HELLO_SHARED_KEY == b.agree(a)
-    key = PeerKey(HELLO_SHARED_KEY)
+    key = PeerKey(HELLO_SHARED_KEY, crypto_backend)
     assert key.aes_k0 == H("d1fdffb7651c4fa214f4a93eb951a9b4ba94aba2d10b513d5f7b30c45c550c9a")
     assert key.aes_k1 == H("a5a7f8303c9c2895828f3c1fa49447a684c5f86693e83adfc487e95e68170da5")
     hello = Hello(
@@ -292,7 +294,7 @@ def test_signature_a6() -> None:
     )
 
 
-def test_reference_identities_validate(crypto_backend: str) -> None:
+def test_reference_identities_validate(crypto_backend: Backend) -> None:
     data = _identities()
     assert len(data["identities"]) == 8
     for entry in data["identities"]:
@@ -300,20 +302,21 @@ def test_reference_identities_validate(crypto_backend: str) -> None:
         public = Identity.from_string(entry["public"])
         assert str(secret.address) == entry["address"]
         assert secret == public
-        assert public.locally_validate(), entry["address"]
-        if crypto_backend == "native":  # the same hash again; the pure path is slow
-            assert secret.locally_validate(), entry["address"]
+        assert public.locally_validate(crypto_backend.memory_hard_hash), entry["address"]
+        if crypto_backend.name == "native":  # the same hash again; the pure path is slow
+            assert secret.locally_validate(crypto_backend.memory_hard_hash), entry["address"]
         assert secret.to_string(True) == entry["secret"]
         assert public.to_string() == entry["public"]
         assert c25519.public_from_private(secret.secret or b"") == secret.public
 
 
-def test_reference_invalid_identities_rejected(crypto_backend: str) -> None:
+def test_reference_invalid_identities_rejected(crypto_backend: Backend) -> None:
     data = _identities()
     assert len(data["invalid"]) == 2
     for entry in data["invalid"]:
         assert entry["reference_exit"] == 1
-        assert not Identity.from_string(entry["public"]).locally_validate()
+        identity = Identity.from_string(entry["public"])
+        assert not identity.locally_validate(crypto_backend.memory_hard_hash)
 
 
 def test_reference_signatures_reproduced() -> None:
@@ -331,7 +334,7 @@ def test_reference_signatures_reproduced() -> None:
     assert count == 32
 
 
-def test_generated_identity_validates(crypto_backend: str) -> None:
+def test_generated_identity_validates(crypto_backend: Backend) -> None:
     counter = iter(range(1, 1 << 30))
 
     def rng(n: int) -> bytes:
@@ -339,8 +342,8 @@ def test_generated_identity_validates(crypto_backend: str) -> None:
         seed = next(counter).to_bytes(4, "big")
         return (seed * ((n // 4) + 1))[:n]
 
-    ident = Identity.generate(rng)
-    assert ident.locally_validate()
+    ident = Identity.generate(rng, crypto_backend.memory_hard_hash)
+    assert ident.locally_validate(crypto_backend.memory_hard_hash)
     assert Identity.from_string(ident.to_string(True)) == ident
     parsed, end = Identity.parse(ident.serialize(True))
     assert parsed == ident and parsed.secret == ident.secret and end == 135

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ztone.crypto.backend import DEFAULT, Backend
 from ztone.node.actions import DeliverFrame, NodeEvent, PutState, SendPacket, StateKind
 from ztone.node.node import Node
 from ztone.node.wire.identity import Identity
@@ -74,8 +75,10 @@ class _Flight:
 
 class SimNetwork:
     def __init__(self, seed: int = 1, loss: float = 0.0, duplicate: float = 0.0,
-                 min_delay: int = 1, max_delay: int = 5) -> None:  # fmt: skip
+                 min_delay: int = 1, max_delay: int = 5,
+                 crypto: Backend = DEFAULT) -> None:  # fmt: skip
         self.now = START
+        self.crypto = crypto  # every node's crypto backend
         self.rng = random.Random(seed)
         self.loss = loss
         self.duplicate = duplicate
@@ -98,6 +101,7 @@ class SimNetwork:
         state = MemoryState()
         if planet is not None:
             state.objects[(StateKind.PLANET, 0)] = planet.serialize()
+        node_options.setdefault("crypto", self.crypto)
         node = Node(identity, now=self.now, random_bytes=self.random_bytes, state=state,
                     **node_options)  # fmt: skip
         sim = SimNode(name, identity, endpoint, state, node)

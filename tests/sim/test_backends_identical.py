@@ -12,11 +12,10 @@ encryption, fragmentation and everything the core decides from what it decrypted
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from ztone.crypto import backend
+from ztone.crypto.backend import Backend
 from ztone.node.actions import SendPacket
 from ztone.node.vl1.peer import Peer
 from ztone.node.wire.mac import BROADCAST, MAC
@@ -41,14 +40,8 @@ pytestmark = pytest.mark.skipif(
 Datagram = tuple[str, str, int, bytes]
 
 
-@pytest.fixture(autouse=True)
-def _restore_backend() -> Iterator[None]:
-    before = backend.active()
-    yield
-    backend.use(before)
-
-
-def _scenario(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Datagram], list[bytes]]:
+def _scenario(monkeypatch: pytest.MonkeyPatch,
+              crypto: Backend) -> tuple[list[Datagram], list[bytes]]:  # fmt: skip
     """Run the scenario; every datagram sent (sender, remote, ttl, bytes) and b's frames."""
     sent: list[Datagram] = []
     transmit = SimNetwork._transmit
@@ -58,7 +51,7 @@ def _scenario(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Datagram], list[byt
         transmit(self, sim, action)
 
     monkeypatch.setattr(SimNetwork, "_transmit", recording)
-    net, controller, nwid = build(seed=11)
+    net, controller, nwid = build(seed=11, crypto=crypto)
     join_and_authorize(net, controller, nwid)
     a, b = net.nodes["a"], net.nodes["b"]
     for sim in (a, b):
@@ -86,9 +79,8 @@ def _scenario(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Datagram], list[byt
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, name: str) -> tuple[list[Datagram], list[bytes]]:
-    backend.use(name)
     with monkeypatch.context() as m:
-        return _scenario(m)
+        return _scenario(m, backend.named(name))
 
 
 def _assert_same(native: list[Datagram], pure: list[Datagram]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from ztone.controller.core import answer_request, make_revocation
 from ztone.controller.objects import apply_member_post, apply_network_post, init_network
 from ztone.crypto import c25519
+from ztone.crypto.backend import DEFAULT, Backend
 from ztone.node.node import ControllerAnswer
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.identity import Identity
@@ -83,9 +84,9 @@ def _arp_request(sender_mac: int, sender_ip: str, target_ip: str) -> bytes:
 
 
 def build(
-    loss: float = 0.0, seed: int = 3, ctmd: int | None = None
+    loss: float = 0.0, seed: int = 3, ctmd: int | None = None, crypto: Backend = DEFAULT
 ) -> tuple[SimNetwork, MemoryController, int]:
-    net = SimNetwork(seed=seed, loss=loss, max_delay=20 if loss else 5)
+    net = SimNetwork(seed=seed, loss=loss, max_delay=20 if loss else 5, crypto=crypto)
     signing = c25519.generate(lambda n: bytes([9]) * n)
     planet = make_planet([(IDS[0], "198.18.0.10")], signing)
     net.add_node("root", IDS[0], "198.18.0.10", planet)

@@ -33,7 +33,7 @@ from ztone import PROTOCOL_VERSION, __version__, version_line
 from ztone.cli import cli as cli_main
 from ztone.cli import idtool as idtool_main
 from ztone.cli.homedir import daemon_home
-from ztone.crypto import backend
+from ztone.crypto.backend import DEFAULT, PURE, Backend
 from ztone.service.home import HomeError
 from ztone.service.runner import NodeService, StartupError
 
@@ -107,8 +107,7 @@ def main(argv: list[str]) -> int:
     if not skip_root and os.geteuid() != 0:
         sys.stderr.write(f"{PROGRAM}: must be run as root (uid 0)\n")
         return 1
-    if os.environ.get("ZTONE_PURE") == "1":
-        backend.use("pure")
+    crypto = PURE if os.environ.get("ZTONE_PURE") == "1" else DEFAULT
     logging.basicConfig(
         level=os.environ.get("ZTONE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s ztone %(levelname)s %(name)s: %(message)s",
@@ -121,8 +120,8 @@ def main(argv: list[str]) -> int:
             return _wait_until_ready(read_end, child)
         os.close(read_end)
         os.setsid()
-        return _run(os.path.abspath(home), port, functools.partial(_detach, write_end))
-    return _run(os.path.abspath(home), port)
+        return _run(os.path.abspath(home), port, crypto, functools.partial(_detach, write_end))
+    return _run(os.path.abspath(home), port, crypto)
 
 
 def _wait_until_ready(read_end: int, child: int) -> int:
@@ -169,9 +168,10 @@ async def _serve(service: NodeService, ready: Callable[[], None] | None) -> None
     await task
 
 
-def _run(home: str, port: int | None, ready: Callable[[], None] | None = None) -> int:
+def _run(home: str, port: int | None, crypto: Backend,
+         ready: Callable[[], None] | None = None) -> int:  # fmt: skip
     while True:
-        service = NodeService(home, port)
+        service = NodeService(home, port, crypto)
 
         pid_written = False
         try:

@@ -24,7 +24,8 @@ from typing import Protocol
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ztone.crypto import backend, poly1305, salsa20
+from ztone.crypto import poly1305, salsa20
+from ztone.crypto.backend import DEFAULT, Backend
 from ztone.errors import LocalUsageError
 
 SUITE_POLY1305_NONE = 0
@@ -139,19 +140,21 @@ class _PureAesGmacSiv:
 class PeerKey:
     """The symmetric state shared with one peer: the 48-byte key and what derives from it.
 
-    The AES engine is bound to the backend active when the key was made.
+    ``crypto`` is the backend every operation with this key uses (default: the best
+    built); the AES engine is bound to it here.
     """
 
-    __slots__ = ("_native", "aes_k0", "aes_k1", "key", "salsa_key", "siv")
+    __slots__ = ("_native", "aes_k0", "aes_k1", "crypto", "key", "salsa_key", "siv")
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, crypto: Backend = DEFAULT) -> None:
         if len(key) != 48:
             raise LocalUsageError("peer key must be 48 bytes")
         self.key = key
         self.salsa_key = key[:32]
         self.aes_k0 = kbkdf_hmac_sha384(key, 0x30)[:32]
         self.aes_k1 = kbkdf_hmac_sha384(key, 0x31)[:32]
-        n = backend.native()
+        self.crypto = crypto
+        n = crypto.native
         self._native = n
         self.siv: _SivEngine
         if n is not None:
@@ -219,4 +222,4 @@ def crypt_field(key: PeerKey, packet: bytearray, start: int) -> None:
         return
     nonce = bytearray(packet[:8])
     nonce[7] &= 0xF8
-    packet[start:] = backend.salsa20_xor(key.salsa_key, bytes(nonce), packet[start:], 12, 0)
+    packet[start:] = key.crypto.salsa20_xor(key.salsa_key, bytes(nonce), packet[start:], 12, 0)

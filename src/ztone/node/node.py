@@ -34,6 +34,7 @@ from ztone.crypto.armor import (
     armor,
     dearmor,
 )
+from ztone.crypto.backend import DEFAULT, Backend
 from ztone.crypto.c25519 import KeyAgreementError
 from ztone.errors import MalformedPacket
 from ztone.node import bounds as B
@@ -171,6 +172,7 @@ class Node:
         random_bytes: RandomBytes,
         state: StateReader,
         hash_function: HashFunction | None = None,
+        crypto: Backend = DEFAULT,
         path_check: PathCheck | None = None,
         path_lookup: PathLookup | None = None,
         physical: list[PhysicalPathSetting] | None = None,
@@ -186,7 +188,8 @@ class Node:
         self.version = version
         self._random = random_bytes
         self._state = state
-        self._hash = hash_function
+        self.crypto = crypto  # the peer keys' backend (ztone.crypto.backend)
+        self._hash = hash_function or crypto.memory_hard_hash
         self._path_check = path_check
         self._path_lookup = path_lookup
         self._allow_loopback = allow_loopback_paths
@@ -445,7 +448,7 @@ class Node:
 
     def _add_peer(self, identity: Identity) -> Peer | None:
         try:
-            key = PeerKey(self.identity.agree(identity))
+            key = PeerKey(self.identity.agree(identity), self.crypto)
         except KeyAgreementError:
             self.counters["peer_bad_key"] += 1
             return None

@@ -24,7 +24,7 @@ from typing import Any
 from ztone import __version__
 from ztone.controller.api import controller_routes
 from ztone.controller.store import ControllerStore, open_controller_store
-from ztone.crypto import backend
+from ztone.crypto.backend import DEFAULT, Backend
 from ztone.node.actions import (
     ANY_LOCAL_SOCKET,
     Action,
@@ -95,8 +95,10 @@ def random_port() -> int:
 class NodeService:
     """Runs one node until :meth:`stop`. Also the ``ApiControl`` of the local API."""
 
-    def __init__(self, home_path: str, port: int | None = None) -> None:
+    def __init__(self, home_path: str, port: int | None = None,
+                 crypto: Backend = DEFAULT) -> None:  # fmt: skip
         self.home = Home(home_path)
+        self.crypto = crypto
         self._cli_port = port
         self.conf = LocalConf()
         self.node: Node
@@ -232,7 +234,9 @@ class NodeService:
             raise StartupError(str(e)) from None
         except OSError as e:
             raise StartupError(f"cannot use home directory {home.path}: {e}") from None
-        identity = home.load_or_create_identity(lambda: Identity.generate(os.urandom))
+        identity = home.load_or_create_identity(
+            lambda: Identity.generate(os.urandom, self.crypto.memory_hard_hash)
+        )
         self.auth_token = home.auth_token()
         self.metrics_token = home.metrics_token()
         self.allow_management_from = list(self.conf.management_networks())
@@ -244,6 +248,7 @@ class NodeService:
             now=now_ms(),
             random_bytes=RandomPool(),
             state=self.state,
+            crypto=self.crypto,
             path_check=self._path_check,
             path_lookup=self._path_lookup,
             physical=self._physical(),
@@ -302,7 +307,7 @@ class NodeService:
             identity.address,
             self.primary_port,
             f" and {self.secondary_port}" if self.secondary_port else "",
-            backend.active(),
+            self.crypto.name,
         )
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:

@@ -71,7 +71,7 @@ def test_pinned_digests() -> None:
         (WORK18, 18, "a2f9f0f7c8"),
         (WORK16, 16, "750eb7c767"),
     ):
-        digest = backend.memory_hard_hash(identity.public)
+        digest = backend.DEFAULT.memory_hard_hash(identity.public)
         assert digest[0] == first
         assert digest[59:64].hex() == address == str(identity.address)
         assert c25519.public_from_private(identity.secret or b"") == identity.public
@@ -152,7 +152,7 @@ def test_hello_proof_of_work_boundary_injected_hash(first: int, accepted: bool) 
     def root_hash(public: bytes) -> bytes:
         if public == leaf.public:
             return _digest_with_first_byte(leaf, first)
-        return backend.memory_hard_hash(public)
+        return backend.DEFAULT.memory_hard_hash(public)
 
     net = _hello_to_root(leaf, hash_function=root_hash)
     root = net.nodes["root"].node

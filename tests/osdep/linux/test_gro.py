@@ -124,7 +124,7 @@ def rebuild(v6: bool, header: bytes, ip_hl: int, seq: int, flags: int, payload: 
 
 def sums() -> list[object]:
     fns: list[object] = [inet_sum_pure]
-    native = backend.native()
+    native = backend.DEFAULT.native
     if native is not None:
         fns.append(native.inet_sum)
     return fns
@@ -211,7 +211,7 @@ def test_interleaved_flows_keep_their_order() -> None:
 def test_inet_sum_pure_and_native(data: bytes, initial: int) -> None:
     expected = ref_sum(data, initial)
     assert inet_sum_pure(data, initial) == expected
-    native = backend.native()
+    native = backend.DEFAULT.native
     if native is not None:
         assert native.inet_sum(data, initial) == expected
         assert native.inet_sum(memoryview(bytearray(data))) == ref_sum(data)

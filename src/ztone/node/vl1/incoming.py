@@ -85,7 +85,7 @@ def handle_hello(node: Node, now: int, path: Path, packet: bytearray,
             node.counters["hello_rate_limited"] += 1
             return
         try:
-            key = PeerKey(node.identity.agree(identity))
+            key = PeerKey(node.identity.agree(identity), node.crypto)
         except KeyAgreementError:
             node.counters["peer_bad_key"] += 1
             return
@@ -153,7 +153,7 @@ def _identity_collision(node: Node, now: int, path: Path, packet: bytearray,
     if not node.identity_validation_allowed(now, path.address):
         return
     try:
-        key = PeerKey(node.identity.agree(identity))
+        key = PeerKey(node.identity.agree(identity), node.crypto)
     except KeyAgreementError:
         return
     if dearmor(packet, key):

@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ztone.crypto import backend, c25519
+from ztone.crypto import c25519
+from ztone.crypto.backend import DEFAULT
 from ztone.errors import MalformedPacket
 from ztone.node.wire.address import Address
 
@@ -133,10 +134,14 @@ class Identity:
         return Identity(self.address, self.public, None)
 
     def locally_validate(self, hash_function: HashFunction | None = None) -> bool:
-        """Full §2.5 validation (the memory-hard proof of work); tens of ms native."""
+        """Full §2.5 validation (the memory-hard proof of work); tens of ms native.
+
+        ``hash_function``: the chosen backend's ``memory_hard_hash`` (default: the best
+        built, :data:`ztone.crypto.backend.DEFAULT`).
+        """
         if self.address.is_reserved:
             return False
-        digest = (hash_function or backend.memory_hard_hash)(self.public)
+        digest = (hash_function or DEFAULT.memory_hard_hash)(self.public)
         if digest[0] >= POW_FIRST_BYTE_LESS_THAN:
             return False
         if int.from_bytes(digest[59:64], "big") != self.address:
@@ -174,7 +179,7 @@ class Identity:
         Walks private keys as upstream does (bytes 8..16 incremented, 16..24
         decremented, little-endian) so only the X25519 half changes per try.
         """
-        hash_fn = hash_function or backend.memory_hard_hash
+        hash_fn = hash_function or DEFAULT.memory_hard_hash
         while True:
             private = bytearray(random_bytes(64))
             if len(private) != 64:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from ztone.crypto import backend
+from ztone.crypto.backend import DEFAULT, Backend
 
 VNET_HDR_LEN = 10
 """``sizeof(struct virtio_net_hdr)``: the TAP's default with ``IFF_VNET_HDR``."""
@@ -70,9 +70,9 @@ def inet_sum_pure(data: bytes | bytearray | memoryview, initial: int = 0) -> int
     return n
 
 
-def inet_sum_function() -> InetSum:
-    """The active backend's ``inet_sum`` (native unless the pure path is forced)."""
-    native = backend.native()
+def inet_sum_function(crypto: Backend = DEFAULT) -> InetSum:
+    """``crypto``'s ``inet_sum`` (the native one unless that backend is pure)."""
+    native = crypto.native
     if native is not None:
         fn: InetSum = native.inet_sum
         return fn
