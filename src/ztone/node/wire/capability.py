@@ -26,11 +26,11 @@ from dataclasses import dataclass, replace
 from ztone.errors import LocalUsageError, MalformedPacket
 from ztone.node.wire.address import Address
 from ztone.node.wire.credential_base import (
-    FOR_SIGN_MARK,
     NO_SIGNATURE,
     WireReader,
     address_bytes,
     controller_for,
+    for_sign,
     read_signature,
     signature_section,
     skip_extension,
@@ -141,7 +141,7 @@ class Capability:
 
     def signed_message(self) -> bytes:
         """What every custody signature signs (the chain itself is not covered)."""
-        return FOR_SIGN_MARK + self._body() + b"\x00\x00" + FOR_SIGN_MARK
+        return for_sign(self._body())
 
     def sign(self, identity: Identity, to: int) -> Capability:
         """Append a custody entry ``identity -> to`` (``Capability::sign``)."""

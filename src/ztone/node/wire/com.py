@@ -24,7 +24,7 @@ from ztone.node.wire.credential_base import (
     NO_SIGNATURE,
     NULL_ADDRESS,
     WireReader,
-    controller_for,
+    signed_by_controller,
     to_int64,
 )
 from ztone.node.wire.identity import Identity
@@ -123,11 +123,11 @@ class CertificateOfMembership:
 
     def verify(self, signer: Identity) -> bool:
         """Signed, by the network's controller (``signer``), with at most 8 qualifiers."""
-        if self.signed_by == 0 or self.signed_by != controller_for(self.network_id):
+        if len(self.qualifiers) > MAX_QUALIFIERS:
             return False
-        if len(self.qualifiers) > MAX_QUALIFIERS or signer.address != self.signed_by:
-            return False
-        return signer.verify(self.signed_message(), self.signature)
+        return signed_by_controller(
+            self.network_id, self.signed_by, signer, self.signed_message(), self.signature
+        )
 
     def _value(self, qid: int) -> int | None:
         for q in self.qualifiers:

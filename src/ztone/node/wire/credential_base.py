@@ -1,4 +1,4 @@
-"""Wire helpers shared by the network credentials (PROTOCOL-NETWORK-SERVICE A.3.1).
+"""What the network credentials share (PROTOCOL-NETWORK-SERVICE A.3.1).
 
 All integers are big-endian. Every credential but the COM is signed over its
 *for-sign* form ``7f x8 | body without the signature section | u16 0 | 7f x8``; its
@@ -6,14 +6,22 @@ wire form ends ``u8 1 | u16 96 | 96-byte signature | u16 extLen | extLen bytes``
 On parse a signature type other than 1 makes the reader skip ``u16 len`` bytes and
 keep no signature (an all-zero one, as upstream); type 1 with a length other than
 96 is an error; the trailing extension is skipped.
+
+:class:`SignedCredential` is that contract once, for Tag, Revocation and the
+Certificate of Ownership: each states only its fields and its :meth:`body`.
+Capability (a chain of custody instead of one signature) uses :func:`for_sign`, and
+the COM (qualifiers signed bare) :func:`signed_by_controller`.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import IntEnum
+from typing import Any, Self
 
 from ztone.errors import MalformedPacket
 from ztone.node.wire.address import Address
+from ztone.node.wire.identity import Identity
 
 SIGNATURE_LENGTH = 96
 SIGNATURE_TYPE_C25519 = 1
@@ -134,3 +142,59 @@ def u32_bytes(v: int) -> bytes:
 
 def address_bytes(v: int) -> bytes:
     return (v & 0xFFFFFFFFFF).to_bytes(5, "big")
+
+
+def for_sign(body: bytes) -> bytes:
+    """The message a credential's signature covers: ``7f x8 | body | u16 0 | 7f x8``."""
+    return FOR_SIGN_MARK + body + b"\x00\x00" + FOR_SIGN_MARK
+
+
+def signed_by_controller(
+    network_id: int, signed_by: int, signer: Identity, message: bytes, signature: bytes
+) -> bool:
+    """``signed_by`` is non-zero and the network's controller, ``signer`` is that
+    identity, and ``signature`` over ``message`` is valid."""
+    if signed_by == 0 or signed_by != controller_for(network_id):
+        return False
+    if signer.address != signed_by:
+        return False
+    return signer.verify(message, signature)
+
+
+class SignedCredential:
+    """A credential with one controller signature (Tag, COO, Revocation; A.3.4-A.3.6).
+
+    Mixed into a frozen dataclass that has the fields ``network_id``, ``signed_by``
+    and ``signature``; the subclass writes :meth:`body`, its wire form up to the
+    signature section (the signer's address included). Wire form:
+    ``body | u8 1 | u16 96 | signature | u16 0``.
+    """
+
+    __slots__ = ()
+
+    network_id: int
+    signed_by: Address
+    signature: bytes
+
+    def body(self) -> bytes:
+        """The credential's own fields, as on the wire, up to the signature section."""
+        raise NotImplementedError
+
+    def serialize(self) -> bytes:
+        return self.body() + signature_section(self.signature) + b"\x00\x00"
+
+    def signed_message(self) -> bytes:
+        return for_sign(self.body())
+
+    def sign(self, identity: Identity) -> Self:
+        """A copy signed by ``identity`` (its address becomes ``signed_by``)."""
+        this: Any = self  # a dataclass: replace() copies it with new field values
+        unsigned = replace(this, signed_by=identity.address)
+        signed: Self = replace(unsigned, signature=identity.sign(unsigned.signed_message()))
+        return signed
+
+    def verify(self, signer: Identity) -> bool:
+        """Signed by the network's controller (``signer``), signature valid."""
+        return signed_by_controller(
+            self.network_id, self.signed_by, signer, self.signed_message(), self.signature
+        )

@@ -1,11 +1,9 @@
-"""Network credentials (PROTOCOL-NETWORK-SERVICE A.3, PROTOCOL-CORE §6.11, §6.22).
+"""The NETWORK_CREDENTIALS payload (PROTOCOL-CORE §6.11; PROTOCOL-NETWORK-SERVICE A.3).
 
-Defined here: :class:`Tag`, :class:`CertificateOfOwnership`, :class:`Revocation`
-and the NETWORK_CREDENTIALS (verb 0x0a) payload :class:`NetworkCredentials` with
-:func:`pack_credentials`. Re-exported so that this module is the one place to
-import credentials from: :class:`CertificateOfMembership` (:mod:`.com`),
-:class:`Capability` (:mod:`.capability`), :class:`CredentialType` and the wire
-helpers (:mod:`.credential_wire`).
+Defined here: :class:`NetworkCredentials` and :func:`pack_credentials`. The five
+credentials it carries live one per module (:mod:`.com`, :mod:`.capability`,
+:mod:`.tag`, :mod:`.revocation`, :mod:`.coo`, their shared contract in
+:mod:`.credential_base`) and are re-exported here for the verb's callers.
 
 Every credential is a frozen dataclass with ``parse(data, offset) -> (obj, end)``
 (raising :class:`MalformedPacket` on any truncation or invalid field),
@@ -36,12 +34,9 @@ x86-64 (so the split points are upstream's, not tight).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass
 
-from ztone.node.wire.address import Address
 from ztone.node.wire.capability import (
     MAX_CAPABILITY_RULES,
     MAX_CUSTODY_CHAIN_LENGTH,
@@ -49,27 +44,10 @@ from ztone.node.wire.capability import (
     CustodyEntry,
 )
 from ztone.node.wire.com import CertificateOfMembership, Qualifier, identity_hash_words
-from ztone.node.wire.credential_base import (
-    COO_THING_VALUE_SIZE,
-    FOR_SIGN_MARK,
-    MAX_COO_THINGS,
-    NO_SIGNATURE,
-    NULL_ADDRESS,
-    REVOCATION_FLAG_FAST_PROPAGATE,
-    CooThing,
-    CredentialType,
-    WireReader,
-    address_bytes,
-    controller_for,
-    read_signature,
-    signature_section,
-    skip_extension,
-    to_int64,
-    u32_bytes,
-    u64_bytes,
-)
-from ztone.node.wire.identity import Identity
-from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.coo import CertificateOfOwnership
+from ztone.node.wire.credential_base import CooThing, CredentialType, WireReader, controller_for
+from ztone.node.wire.revocation import Revocation
+from ztone.node.wire.tag import Tag
 
 __all__ = [
     "MAX_CAPABILITY_RULES",
@@ -88,240 +66,6 @@ __all__ = [
     "identity_hash_words",
     "pack_credentials",
 ]
-
-
-# --- Tag -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Tag:
-    """A signed ``id -> u32 value`` attribute of a member (A.3.4)."""
-
-    network_id: int
-    timestamp: int
-    id: int
-    value: int
-    issued_to: Address
-    signed_by: Address = NULL_ADDRESS
-    signature: bytes = NO_SIGNATURE
-
-    @classmethod
-    def parse(cls, data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[Tag, int]:
-        r = WireReader(data, offset)
-        nwid = r.u64("tag network id")
-        ts = to_int64(r.u64("tag timestamp"))
-        tag_id = r.u32("tag id")
-        value = r.u32("tag value")
-        issued_to = r.address("tag recipient")
-        signed_by = r.address("tag signer")
-        signature = read_signature(r)
-        skip_extension(r)
-        return cls(nwid, ts, tag_id, value, issued_to, signed_by, signature), r.pos
-
-    def _body(self) -> bytes:
-        return (
-            u64_bytes(self.network_id)
-            + u64_bytes(self.timestamp)
-            + u32_bytes(self.id)
-            + u32_bytes(self.value)
-            + address_bytes(self.issued_to)
-            + address_bytes(self.signed_by)
-        )
-
-    def serialize(self) -> bytes:
-        return self._body() + signature_section(self.signature) + b"\x00\x00"
-
-    def signed_message(self) -> bytes:
-        return FOR_SIGN_MARK + self._body() + b"\x00\x00" + FOR_SIGN_MARK
-
-    def sign(self, identity: Identity) -> Tag:
-        unsigned = replace(self, signed_by=identity.address)
-        return replace(unsigned, signature=identity.sign(unsigned.signed_message()))
-
-    def verify(self, signer: Identity) -> bool:
-        return _verify_simple(self.network_id, self.signed_by, signer, self)
-
-
-class _SignedCredential(Protocol):
-    @property
-    def signature(self) -> bytes: ...
-
-    def signed_message(self) -> bytes: ...
-
-
-def _verify_simple(
-    network_id: int, signed_by: int, signer: Identity, cred: _SignedCredential
-) -> bool:
-    """Signer non-zero, the network's controller, and the signature valid."""
-    if signed_by == 0 or signed_by != controller_for(network_id):
-        return False
-    if signer.address != signed_by:
-        return False
-    return signer.verify(cred.signed_message(), cred.signature)
-
-
-# --- Certificate of Ownership ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CertificateOfOwnership:
-    """Proof that a member owns IPs or MACs (A.3.5). ``things``: (type, 16 bytes)."""
-
-    network_id: int
-    timestamp: int
-    id: int
-    issued_to: Address
-    things: tuple[tuple[int, bytes], ...] = ()
-    flags: int = 0
-    signed_by: Address = NULL_ADDRESS
-    signature: bytes = NO_SIGNATURE
-
-    @classmethod
-    def parse(
-        cls, data: bytes | bytearray | memoryview, offset: int = 0
-    ) -> tuple[CertificateOfOwnership, int]:
-        r = WireReader(data, offset)
-        nwid = r.u64("COO network id")
-        ts = to_int64(r.u64("COO timestamp"))
-        flags = r.u64("COO flags")
-        coo_id = r.u32("COO id")
-        count = r.u16("COO thing count")
-        things: list[tuple[int, bytes]] = []
-        # Quirk (A.3.5): things beyond 16 are neither kept nor consumed.
-        for _ in range(min(count, MAX_COO_THINGS)):
-            kind = r.u8("COO thing type")
-            things.append((kind, r.take(COO_THING_VALUE_SIZE, "COO thing")))
-        issued_to = r.address("COO recipient")
-        signed_by = r.address("COO signer")
-        signature = read_signature(r)
-        skip_extension(r)
-        coo = cls(nwid, ts, coo_id, issued_to, tuple(things), flags, signed_by, signature)
-        return coo, r.pos
-
-    def _body(self) -> bytes:
-        out = bytearray(
-            u64_bytes(self.network_id)
-            + u64_bytes(self.timestamp)
-            + u64_bytes(self.flags)
-            + u32_bytes(self.id)
-            + len(self.things).to_bytes(2, "big")
-        )
-        for kind, value in self.things:
-            out.append(kind & 0xFF)
-            out += value[:COO_THING_VALUE_SIZE].ljust(COO_THING_VALUE_SIZE, b"\x00")
-        out += address_bytes(self.issued_to) + address_bytes(self.signed_by)
-        return bytes(out)
-
-    def serialize(self) -> bytes:
-        return self._body() + signature_section(self.signature) + b"\x00\x00"
-
-    def signed_message(self) -> bytes:
-        return FOR_SIGN_MARK + self._body() + b"\x00\x00" + FOR_SIGN_MARK
-
-    def sign(self, identity: Identity) -> CertificateOfOwnership:
-        unsigned = replace(self, signed_by=identity.address)
-        return replace(unsigned, signature=identity.sign(unsigned.signed_message()))
-
-    def verify(self, signer: Identity) -> bool:
-        return _verify_simple(self.network_id, self.signed_by, signer, self)
-
-    def _with(self, kind: int, value: bytes) -> CertificateOfOwnership:
-        if len(self.things) >= MAX_COO_THINGS:
-            return self  # silently full, as upstream's addThing
-        thing = (kind, value.ljust(COO_THING_VALUE_SIZE, b"\x00"))
-        return replace(self, things=(*self.things, thing))
-
-    def add_ip(
-        self, ip: InetAddress | ipaddress.IPv4Address | ipaddress.IPv6Address
-    ) -> CertificateOfOwnership:
-        """A copy with one more IP thing (unchanged when already 16 things)."""
-        addr = ip.ip if isinstance(ip, InetAddress) else ip
-        kind = CooThing.IPV4 if addr.version == 4 else CooThing.IPV6
-        return self._with(kind, addr.packed)
-
-    def add_mac(self, mac: int) -> CertificateOfOwnership:
-        return self._with(CooThing.MAC, (mac & 0xFFFFFFFFFFFF).to_bytes(6, "big"))
-
-    def _owns(self, kind: int, value: bytes) -> bool:
-        return any(t == kind and v[: len(value)] == value for t, v in self.things)
-
-    def owns_ip(self, ip: InetAddress | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        addr = ip.ip if isinstance(ip, InetAddress) else ip
-        return self._owns(CooThing.IPV4 if addr.version == 4 else CooThing.IPV6, addr.packed)
-
-    def owns_mac(self, mac: int) -> bool:
-        return self._owns(CooThing.MAC, (mac & 0xFFFFFFFFFFFF).to_bytes(6, "big"))
-
-
-# --- Revocation ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Revocation:
-    """Revokes a member's credentials of one type up to a timestamp (A.3.6)."""
-
-    id: int
-    network_id: int
-    credential_id: int
-    threshold: int
-    flags: int
-    target: Address
-    credential_type: int
-    signed_by: Address = NULL_ADDRESS
-    signature: bytes = NO_SIGNATURE
-
-    @classmethod
-    def parse(cls, data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[Revocation, int]:
-        r = WireReader(data, offset)
-        r.skip(4, "revocation reserved")
-        rev_id = r.u32("revocation id")
-        nwid = r.u64("revocation network id")
-        r.skip(4, "revocation reserved")
-        credential_id = r.u32("revoked credential id")
-        threshold = to_int64(r.u64("revocation threshold"))
-        flags = r.u64("revocation flags")
-        target = r.address("revocation target")
-        signed_by = r.address("revocation signer")
-        kind = r.u8("revoked credential type")
-        signature = read_signature(r)
-        skip_extension(r)
-        rev = cls(rev_id, nwid, credential_id, threshold, flags, target, kind, signed_by, signature)
-        return rev, r.pos
-
-    def _body(self) -> bytes:
-        return (
-            bytes(4)
-            + u32_bytes(self.id)
-            + u64_bytes(self.network_id)
-            + bytes(4)
-            + u32_bytes(self.credential_id)
-            + u64_bytes(self.threshold)
-            + u64_bytes(self.flags)
-            + address_bytes(self.target)
-            + address_bytes(self.signed_by)
-            + bytes((self.credential_type & 0xFF,))
-        )
-
-    def serialize(self) -> bytes:
-        return self._body() + signature_section(self.signature) + b"\x00\x00"
-
-    def signed_message(self) -> bytes:
-        return FOR_SIGN_MARK + self._body() + b"\x00\x00" + FOR_SIGN_MARK
-
-    def sign(self, identity: Identity) -> Revocation:
-        unsigned = replace(self, signed_by=identity.address)
-        return replace(unsigned, signature=identity.sign(unsigned.signed_message()))
-
-    def verify(self, signer: Identity) -> bool:
-        return _verify_simple(self.network_id, self.signed_by, signer, self)
-
-    @property
-    def signer(self) -> Address:
-        return self.signed_by
-
-    @property
-    def fast_propagate(self) -> bool:
-        return bool(self.flags & REVOCATION_FLAG_FAST_PROPAGATE)
 
 
 # --- NETWORK_CREDENTIALS payload ---

@@ -29,10 +29,11 @@ from ztone.errors import MalformedPacket
 from ztone.node.wire.address import Address
 from ztone.node.wire.capability import Capability, rule_table_end
 from ztone.node.wire.com import CertificateOfMembership
+from ztone.node.wire.coo import CertificateOfOwnership
 from ztone.node.wire.credential_base import NULL_ADDRESS, WireReader, to_int64
-from ztone.node.wire.credentials import CertificateOfOwnership, Tag
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.inetaddress import InetAddress, parse_inet, serialize_inet
+from ztone.node.wire.tag import Tag
 
 CONFIG_VERSION = 7
 MIN_CONFIG_VERSION = 6
