@@ -31,16 +31,11 @@ from ztone.node.actions import EventKind, NodeEvent, SendPacket
 from ztone.node.vl1.path import Path
 from ztone.node.vl1.peer import PathSlot, Peer
 from ztone.node.vl2 import conduct as vl2
+from ztone.node.vl2.filter import FrameContext, Verdict, filter_with_capabilities
 from ztone.node.vl2.membership import Membership
 from ztone.node.wire.fragment import MAX_PACKET_FRAGMENTS, Reassembler, _Slot, split
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.node.wire.rules import (
-    FrameContext,
-    Rule,
-    RuleType,
-    filter_with_capabilities,
-    serialize_rules,
-)
+from ztone.node.wire.rules import Rule, RuleType, serialize_rules
 from ztone.service.entropy import RandomPool
 
 T = RuleType
@@ -92,7 +87,7 @@ def test_accept_first_table_is_a_plain_accept(negate: bool, or_: bool, rest: lis
             return iter(capabilities())
 
     decision = filter_with_capabilities(rules, Lazy(), ctx, _no_random, no_tee=no_tee)
-    assert decision.accept == 1 and decision.actions == ()
+    assert decision.accept == Verdict.ACCEPT and decision.actions == ()
     assert caps is not None  # (the capability tables are never looked at)
 
 
@@ -113,7 +108,7 @@ def test_vl2_filter_still_runs_the_engine_otherwise() -> None:
     payload = _eth_payload_ipv4(_ipv4(a, nwid), "198.19.0.99", b"x")
     verdict = vl2._filter(a.node, net.now, n, False, 0x1122334455, n.mac, 0x32112233445A,
                           ETH_IPV4, payload)  # fmt: skip
-    assert verdict == 1
+    assert verdict == Verdict.ACCEPT
     sent = [x for x in a.node.drain_actions() if isinstance(x, SendPacket)]
     assert sent or a.node._tx  # the TEE copy went out (or waits for a path)
 

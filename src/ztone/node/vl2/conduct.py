@@ -17,6 +17,7 @@ from ztone.node.bounds import MAX_MEMBERSHIPS
 from ztone.node.metrics import RX_ACCEPTED, TX_ACCEPTED
 from ztone.node.vl1.path import Path
 from ztone.node.vl1.peer import Peer
+from ztone.node.vl2.filter import FrameContext, Verdict, filter_with_capabilities
 from ztone.node.vl2.membership import (
     CREDENTIAL_TYPE_CAPABILITY,
     CREDENTIAL_TYPE_COO,
@@ -41,14 +42,7 @@ from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.mac import BROADCAST, MAC
 from ztone.node.wire.network_config import NetworkConfig, request_metadata
 from ztone.node.wire.packet import IDX_FLAGS, ErrorCode, Verb
-from ztone.node.wire.rules import (
-    RULE_TYPE_MASK,
-    FrameContext,
-    Rule,
-    RuleType,
-    filter_with_capabilities,
-    parse_rules,
-)
+from ztone.node.wire.rules import RULE_TYPE_MASK, Rule, RuleType, parse_rules
 from ztone.node.wire.verbs import IDX_ERROR_PAYLOAD, IDX_OK_PAYLOAD, in_re_payload
 from ztone.node.wire.vl2_verbs import (
     ETHERTYPE_IPV6,
@@ -466,14 +460,14 @@ def _ownership(coos: list[Any]) -> tuple[Callable[[bytes], bool], Callable[[int]
 
 
 def _filter(node: Node, now: int, net: Network, inbound: bool, other: int, src: int, dst: int,
-            ethertype: int, payload: bytes, no_tee: bool = False) -> int:  # fmt: skip
-    """0 drop, 1 accept, 2 accept even if bridged; sends TEE/WATCH/REDIRECT copies.
+            ethertype: int, payload: bytes, no_tee: bool = False) -> Verdict:  # fmt: skip
+    """The frame's :class:`Verdict`; sends the TEE/WATCH/REDIRECT copies.
     Each verdict is counted per network and direction (``zt_network_packets``)."""
     counted = RX_ACCEPTED if inbound else TX_ACCEPTED  # +1: dropped
     c = net.config
     if c is None:
         net.filter_counts[counted + 1] += 1
-        return 0
+        return Verdict.DROP
     rules = net.parsed_rules
     if rules is None:
         rules = net.parsed_rules = _rules(c.rules_raw, c.rule_count)
@@ -481,7 +475,7 @@ def _filter(node: Node, now: int, net: Network, inbound: bool, other: int, src: 
         # The engine's answer when the table starts with ACCEPT (the default table):
         # plain accept, capabilities unconsulted, no copies, no random draw.
         net.filter_counts[counted] += 1
-        return 1
+        return Verdict.ACCEPT
     cache = net.rule_cache
     if inbound:
         m = net.memberships.get(other)
@@ -642,9 +636,9 @@ def do_ext_frame(node: Node, now: int, path: Path, peer: Peer, packet: bytearray
     if ext.payload and ext.source not in (0, net.mac):
         verdict = _filter(node, now, net, True, int(peer.address), ext.source, ext.destination,
                           ext.ethertype, ext.payload)  # fmt: skip
-        if verdict == 2:
+        if verdict == Verdict.SUPER_ACCEPT:
             deliver = True
-        elif verdict == 1:
+        elif verdict == Verdict.ACCEPT:
             deliver = True
             if ext.source != sender_mac:
                 if net.is_active_bridge(int(peer.address)):
@@ -949,7 +943,7 @@ def send_multicast(node: Node, now: int, net: Network, origin: int, group: Multi
 
     def eligible(address: int) -> bool:
         return _filter(node, now, net, False, address, source or net.mac, group.mac, ethertype,
-                       payload, no_tee=True) > 0  # fmt: skip
+                       payload, no_tee=True) != Verdict.DROP  # fmt: skip
 
     if len(members) >= limit:
         frame = serialize_multicast_frame(net.nwid, flags | MCFRAME_FLAG_GATHER_LIMIT, 1, source,
