@@ -33,7 +33,9 @@ from ztone.node.vl1.peer import PathSlot, Peer
 from ztone.node.vl2 import conduct as vl2
 from ztone.node.vl2.filter import FrameContext, Verdict, filter_with_capabilities
 from ztone.node.vl2.membership import Membership
+from ztone.node.wire.com import CertificateOfMembership
 from ztone.node.wire.fragment import MAX_PACKET_FRAGMENTS, Reassembler, _Slot, split
+from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.rules import Rule, RuleType, serialize_rules
 from ztone.service.entropy import RandomPool
@@ -173,30 +175,32 @@ def test_reassembly_round_trip_through_split() -> None:
 # ------------------------------------------------------------------ COM agreement
 
 
-class _Com:
-    def __init__(self, timestamp: int, agrees: bool) -> None:
-        self.timestamp = timestamp
-        self.agrees = agrees
-        self.calls = 0
+def test_com_agreement_is_remembered_per_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    agrees_with = CertificateOfMembership.agrees_with
 
-    def agrees_with(self, other: object, identity: object) -> bool:
-        self.calls += 1
-        return self.agrees
+    def counting(self: CertificateOfMembership, other: CertificateOfMembership,
+                 identity: Identity) -> bool:  # fmt: skip
+        calls.append(1)
+        return agrees_with(self, other, identity)
 
-
-def test_com_agreement_is_remembered_per_objects() -> None:
-    mine, theirs, identity = _Com(0, True), _Com(100, True), object()
+    monkeypatch.setattr(CertificateOfMembership, "agrees_with", counting)
+    ids = vector_identities()
+    nwid = (int(ids[0].address) << 24) | 1
+    identity = ids[3].public_only()
+    mine = CertificateOfMembership.make(0, 1000, nwid, ids[2])
+    theirs = CertificateOfMembership.make(100, 1000, nwid, identity)
     m = Membership(com=theirs)
     assert m.com_allows(mine, identity) and m.com_allows(mine, identity)
-    assert mine.calls == 1
+    assert len(calls) == 1
     m.com_revocation_threshold = 100  # revoked: the remembered verdict does not hide it
     assert not m.com_allows(mine, identity)
     m.com_revocation_threshold = 0
-    other_identity = object()
-    assert m.com_allows(mine, other_identity) and mine.calls == 2
-    m.com = _Com(200, True)
-    assert m.com_allows(mine, other_identity) and mine.calls == 3
-    refusing = _Com(0, False)
+    other_identity = Identity.from_string(identity.to_string())  # equal, another object
+    assert m.com_allows(mine, other_identity) and len(calls) == 2
+    m.com = CertificateOfMembership.make(200, 1000, nwid, identity)
+    assert m.com_allows(mine, other_identity) and len(calls) == 3
+    refusing = CertificateOfMembership.make(0, 1000, nwid + 1, ids[2])  # another network
     assert not m.com_allows(refusing, other_identity)
 
 

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from enum import IntEnum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Self, cast
 
 from ztone.errors import MalformedPacket
 from ztone.node.wire.address import Address
 from ztone.node.wire.identity import Identity
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 SIGNATURE_LENGTH = 96
 SIGNATURE_TYPE_C25519 = 1
@@ -188,10 +191,10 @@ class SignedCredential:
 
     def sign(self, identity: Identity) -> Self:
         """A copy signed by ``identity`` (its address becomes ``signed_by``)."""
-        this: Any = self  # a dataclass: replace() copies it with new field values
-        unsigned = replace(this, signed_by=identity.address)
-        signed: Self = replace(unsigned, signature=identity.sign(unsigned.signed_message()))
-        return signed
+        this = cast("DataclassInstance", self)  # every subclass is a frozen dataclass
+        unsigned = cast(Self, replace(this, signed_by=identity.address))
+        signature = identity.sign(unsigned.signed_message())
+        return cast(Self, replace(this, signed_by=identity.address, signature=signature))
 
     def verify(self, signer: Identity) -> bool:
         """Signed by the network's controller (``signer``), signature valid."""

@@ -16,8 +16,8 @@ Offsets below are relative to the verb payload (packet offset 28)::
     OK(MULTICAST_FRAME) <[8] nwid> <[6] MAC> <[4] ADI> <[1] flags> [COM] [gather results]
     NETWORK_CONFIG_REQUEST <[8] nwid> <[2] n> <[n] metadata> [<[8] revision> <[8] timestamp>]
 
-The inline COM (deprecated flag 0x01) is parsed with a caller-supplied function so
-this module stays independent of the credential codecs.
+The inline COM (deprecated flag 0x01) is parsed with a caller-supplied function
+(normally ``CertificateOfMembership.parse``; one that skips it keeps None).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ztone.errors import MalformedPacket
 from ztone.node.wire.address import Address
+from ztone.node.wire.com import CertificateOfMembership
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.mac import BROADCAST, MAC
 
@@ -43,7 +43,10 @@ MCFRAME_FLAG_GATHER_LIMIT = 0x02
 MCFRAME_FLAG_SOURCE_MAC = 0x04
 MCFRAME_FLAG_REPLICATE = 0x08
 
-ComParser = Callable[[bytes | bytearray | memoryview, int], tuple[Any, int]]
+ComParser = Callable[
+    [bytes | bytearray | memoryview, int], tuple[CertificateOfMembership | None, int]
+]
+"""Reads the inline COM at an offset: (the COM or None to ignore it, offset after it)."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -132,7 +135,7 @@ def serialize_frame(nwid: int, ethertype: int, payload: bytes) -> bytes:
 class ExtFrame:
     nwid: int
     flags: int
-    com: Any
+    com: CertificateOfMembership | None
     destination: int
     source: int
     ethertype: int
@@ -196,7 +199,7 @@ class Gather:
     flags: int
     group: MulticastGroup
     limit: int
-    com: Any
+    com: CertificateOfMembership | None
 
 
 def parse_gather(p: bytes | bytearray | memoryview, parse_com: ComParser) -> Gather:
@@ -235,7 +238,7 @@ def parse_gather_results(p: bytes | bytearray | memoryview, pos: int) -> tuple[i
 class MulticastFrame:
     nwid: int
     flags: int
-    com: Any
+    com: CertificateOfMembership | None
     gather_limit: int
     source: int | None
     group: MulticastGroup
