@@ -16,11 +16,12 @@ from ztone.node.status import NodeStatus
 from ztone.node.vl1.peer import parse_peer_cache
 from ztone.node.vl2.network import ConfigOp, Network
 from ztone.node.wire.address import Address
-from ztone.node.wire.credentials import CertificateOfOwnership, Tag
+from ztone.node.wire.coo import CertificateOfOwnership
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.fragment import Reassembler
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.network_config import NetworkConfig, Route
+from ztone.node.wire.tag import Tag
 from ztone.node.wire.verbs import parse_push_direct_paths, serialize_push_direct_paths
 
 IDS = vector_identities()

@@ -17,20 +17,18 @@ from ztone.errors import LocalUsageError, MalformedPacket
 from ztone.node.wire.address import Address
 from ztone.node.wire.capability import Capability, CustodyEntry, rule_table_end
 from ztone.node.wire.com import CertificateOfMembership, Qualifier, identity_hash_words
-from ztone.node.wire.credential_base import NO_SIGNATURE, controller_for
+from ztone.node.wire.coo import CertificateOfOwnership
+from ztone.node.wire.credential_base import NO_SIGNATURE, CooThing, CredentialType, controller_for
 from ztone.node.wire.credentials import (
     MAX_PACKET_LENGTH,
     PACKET_HEADER_LENGTH,
-    CertificateOfOwnership,
-    CooThing,
-    CredentialType,
     NetworkCredentials,
-    Revocation,
-    Tag,
     pack_credentials,
 )
 from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.revocation import Revocation
+from ztone.node.wire.tag import Tag
 
 LAB1 = VECTORS / "lab1"
 CTRL = Identity.from_string((LAB1 / "ctrl" / "identity.secret").read_text())

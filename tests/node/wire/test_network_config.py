@@ -15,7 +15,8 @@ from ztone.errors import MalformedPacket
 from ztone.node.wire.address import Address
 from ztone.node.wire.capability import Capability
 from ztone.node.wire.com import CertificateOfMembership, identity_hash_words
-from ztone.node.wire.credentials import CertificateOfOwnership, CooThing, Tag
+from ztone.node.wire.coo import CertificateOfOwnership
+from ztone.node.wire.credential_base import CooThing
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress
@@ -30,6 +31,7 @@ from ztone.node.wire.network_config import (
     Status,
     request_metadata,
 )
+from ztone.node.wire.tag import Tag
 
 NETCONF = VECTORS / "netconf"
 LAB1 = VECTORS / "lab1"

@@ -171,5 +171,3 @@ def test_wire_roundtrip_random_tables(e: Entropy) -> None:
     blob = serialize_rules(rules)
     assert parse_rules(blob) == (rules, len(blob))
     assert parse_rules(blob, 0, len(rules)) == (rules, len(blob))
-
-
