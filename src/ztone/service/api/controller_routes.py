@@ -5,6 +5,13 @@ plug into the local API (``ApiRouter(control, extra_routes=controller_routes(c))
 they share its listener, authentication and JSON/jsonp output. What the routes need
 from the daemon is a :class:`ControllerApiBackend`.
 
+Why here and not in :mod:`ztone.controller`: the HTTP surface (listener, ``authCheck``,
+jsonp, error bodies) is the service's (C.2), and the controller's endpoints are one
+more group of routes on it, like :mod:`.network_routes`. Keeping them here leaves
+:mod:`ztone.controller` a library with no HTTP in it (objects, rules, store, the
+config answer) that imports nothing from the service; moving the HTTP layer into a
+package both use would have made the controller depend on a web framework instead.
+
 =======  ==================================================  ==========================
 method   path                                                answer
 =======  ==================================================  ==========================
