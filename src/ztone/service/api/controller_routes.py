@@ -53,8 +53,8 @@ import re
 from collections.abc import Callable
 from typing import Protocol
 
+from ztone.controller.bodies import ControllerInputError
 from ztone.controller.objects import (
-    ControllerInputError,
     JsonObject,
     address_hex,
     apply_member_post,
