@@ -276,6 +276,10 @@ def _pairs_by_id(pairs: list[list[int]]) -> list[list[int]]:
     return [[k, v] for k, v in sorted({p[0]: p[1] for p in pairs}.items())]
 
 
+def _sorted_ids(ids: list[int]) -> list[int]:
+    return sorted(set(ids))
+
+
 # --- bodies -----------------------------------------------------------------------------
 
 
@@ -306,11 +310,11 @@ class _Body(BaseModel):
 class NetworkBody(_Body):
     """What a network POST may set (``networkUpdateFromPostData``)."""
 
-    name: JsonStr = Field(default="")
-    private: JsonBool = Field(default=True)
+    name: JsonStr = ""
+    private: JsonBool = True
     enable_broadcast: JsonBool = Field(default=True, alias="enableBroadcast")
     multicast_limit: U64 = Field(default=32, alias="multicastLimit")
-    mtu: Annotated[U64, AfterValidator(_clamp_mtu)] = Field(default=2800)
+    mtu: Annotated[U64, AfterValidator(_clamp_mtu)] = 2800
     remote_trace_target: TraceTarget = Field(default=None, alias="remoteTraceTarget")
     remote_trace_level: U64 = Field(default=0, alias="remoteTraceLevel")
     v4_assign_mode: V4AssignMode = Field(default_factory=V4AssignMode, alias="v4AssignMode")
@@ -334,8 +338,10 @@ class NetworkBody(_Body):
     def _dns_not_an_object_is_left(cls, value: object) -> object:
         # The reference ignores a "dns" that is not an object, so the default []
         # round-trips: null or an array leaves the stored value as it is.
-        if isinstance(value, dict) and (value.get("dns") is None or isinstance(value["dns"], list)):
-            return {k: v for k, v in value.items() if k != "dns"}
+        if isinstance(value, dict) and "dns" in value:
+            dns = value["dns"]
+            if dns is None or isinstance(dns, list):
+                return {k: v for k, v in value.items() if k != "dns"}
         return value
 
 
@@ -343,11 +349,11 @@ class MemberBody(_Body):
     """What a member POST may set (``authorized`` is returned as a value; stamping
     the authorization times is the caller's, see ``apply_member_post``)."""
 
-    authorized: JsonBool = Field(default=False)
+    authorized: JsonBool = False
     active_bridge: JsonBool = Field(default=False, alias="activeBridge")
     no_auto_assign_ips: JsonBool = Field(default=False, alias="noAutoAssignIps")
     authentication_expiry_time: U64 = Field(default=0, alias="authenticationExpiryTime")
-    name: JsonStr = Field(default="")
+    name: JsonStr = ""
     remote_trace_target: TraceTarget = Field(default=None, alias="remoteTraceTarget")
     remote_trace_level: U64 = Field(default=0, alias="remoteTraceLevel")
     ip_assignments: Array[IpText] = Field(default_factory=list, alias="ipAssignments")
@@ -355,6 +361,4 @@ class MemberBody(_Body):
         Array[Annotated[list[U32], BeforeValidator(_pair)]],
         AfterValidator(_pairs_by_id),
     ] = Field(default_factory=list)
-    capabilities: Annotated[Array[U32], AfterValidator(lambda ids: sorted(set(ids)))] = Field(
-        default_factory=list
-    )
+    capabilities: Annotated[Array[U32], AfterValidator(_sorted_ids)] = Field(default_factory=list)
