@@ -172,7 +172,20 @@ def ip_allowed(ip: IPAddress, allowed: Iterable[ManagementNetwork]) -> bool:
     return any(ip in net for net in allowed if net.version == ip.version)
 
 
-def authorized(control: ApiControl, request: Request) -> bool:
+class AccessPolicy(Protocol):
+    """What authentication reads (an :class:`ApiControl` is one)."""
+
+    @property
+    def auth_token(self) -> str: ...
+
+    @property
+    def metrics_token(self) -> str: ...
+
+    @property
+    def allow_management_from(self) -> Sequence[ManagementNetwork]: ...
+
+
+def authorized(control: AccessPolicy, request: Request) -> bool:
     """The reference's ``authCheck`` pre-routing handler (C.2.2)."""
     if request.path == "/metrics":
         # Auth token or metrics token, from any source address.
