@@ -107,6 +107,8 @@ def test_records_keep_what_they_hold_and_gain_defaults() -> None:
     assert record["remoteTraceLevel"] == 0  # the reference's misspelled-key quirk
     assert record["authTokens"] == [None]
     assert imported["objtype"] == "x"  # the input is not touched
+    assert NetworkRecord.with_defaults({"creationTime": None}, NOW)["creationTime"] is None
+    assert NetworkRecord.with_defaults({}, NOW)["creationTime"] == NOW
 
 
 def test_record_defaults_are_fresh_copies() -> None:

@@ -118,7 +118,7 @@ class _Record(BaseModel):
         reset to 0 (quirk: the reference checks ``removeTraceLevel``)."""
         model = cls.model_validate(copy.deepcopy(dict(record)))
         out = model.model_dump(by_alias=True)
-        if out["creationTime"] is None:
+        if "creation_time" not in model.model_fields_set:
             out["creationTime"] = now_ms
         out["remoteTraceLevel"] = 0
         return out
@@ -133,7 +133,7 @@ class NetworkRecord(_Record):
     """A network's keys and defaults (``DB::initNetwork``, B.7)."""
 
     private: JsonValue = True
-    creation_time: JsonValue = _default(None, "creationTime")  # None: set to now
+    creation_time: JsonValue = _default(None, "creationTime")  # missing: now_ms
     name: JsonValue = ""
     multicast_limit: JsonValue = _default(DEFAULT_MULTICAST_LIMIT, "multicastLimit")
     enable_broadcast: JsonValue = _default(True, "enableBroadcast")
@@ -172,7 +172,7 @@ class MemberRecord(_Record):
     active_bridge: JsonValue = _default(False, "activeBridge")
     tags: JsonValue = _default([])
     capabilities: JsonValue = _default([])
-    creation_time: JsonValue = _default(None, "creationTime")  # None: set to now
+    creation_time: JsonValue = _default(None, "creationTime")  # missing: now_ms
     no_auto_assign_ips: JsonValue = _default(False, "noAutoAssignIps")
     revision: JsonValue = 0
     last_deauthorized_time: JsonValue = _default(0, "lastDeauthorizedTime")
