@@ -96,12 +96,14 @@ def test_arrays_are_bounded() -> None:
 
 
 def test_records_keep_what_they_hold_and_gain_defaults() -> None:
-    imported = {"id": "1fad486cafe468e2", "private": 1, "mtu": 1500.0, "objtype": "x",
-                "remoteTraceLevel": 9, "custom": {"a": [1, None]}, "creationTime": 5}  # fmt: skip
+    imported: dict[str, Any] = {"id": "1fad486cafe468e2", "private": 1, "mtu": 1500.0,
+                                "objtype": "x", "remoteTraceLevel": 9,
+                                "custom": {"a": [1, None]}, "creationTime": 5}  # fmt: skip
     record = NetworkRecord.with_defaults(imported, NOW)
     assert record["private"] == 1 and record["private"] is not True  # not re-typed
     assert isinstance(record["mtu"], float)
     assert record["custom"] == {"a": [1, None]}
+    assert record["custom"]["a"] is not imported["custom"]["a"]  # a copy, all the way down
     assert record["creationTime"] == 5
     assert record["objtype"] == "network"
     assert record["remoteTraceLevel"] == 0  # the reference's misspelled-key quirk

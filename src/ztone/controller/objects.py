@@ -116,7 +116,8 @@ class _Record(BaseModel):
         """A deep copy of ``record`` with every missing key set to its default
         (``creationTime`` to ``now_ms``), ``objtype`` reset and ``remoteTraceLevel``
         reset to 0 (quirk: the reference checks ``removeTraceLevel``)."""
-        model = cls.model_validate(copy.deepcopy(dict(record)))
+        # Validation leaves ``record`` as it is; the dump builds new containers.
+        model = cls.model_validate(dict(record))
         out = model.model_dump(by_alias=True)
         if "creation_time" not in model.model_fields_set:
             out["creationTime"] = now_ms
@@ -125,8 +126,10 @@ class _Record(BaseModel):
 
 
 def _default(value: JsonValue, alias: str | None = None) -> Any:
-    """A record field: missing keys get a fresh deep copy of ``value``."""
-    return Field(default_factory=lambda: copy.deepcopy(value), alias=alias)
+    """A record field defaulting to ``value``. Sharing one default object is safe:
+    a record model only lives for :meth:`_Record.with_defaults`, whose dump builds
+    new containers."""
+    return Field(default=value, alias=alias)
 
 
 class NetworkRecord(_Record):
