@@ -2,8 +2,8 @@
 
 ztone reads three kinds of JSON with pydantic v2 models: ``local.conf``
 (:mod:`ztone.service.config`, strict types), and the controller's network and member
-records and POST bodies (:mod:`ztone.controller.objects`, zerotier-one's lenient
-numbers). Both report a problem the same way, as ``<key path>: <reason>`` where the
+POST bodies (:mod:`ztone.controller.bodies`, zerotier-one's lenient numbers). Both
+report a problem the same way, as ``<key path>: <reason>`` where the
 reason names the value and what was expected, e.g.
 ``settings.bind[1]: expected an IP address, got "1.2.3"`` or
 ``routes[0].target: '10.0.0.0/33': more than 32 bits``.

@@ -35,7 +35,7 @@ As the reference: ids in paths are hex of any case; network records are stored u
 the lower-case id. 404 answers have the body ``{}``.
 
 Deliberate differences: a body that is not JSON, or not a JSON object, or a field of
-the wrong type (see :mod:`ztone.controller.objects`) is answered ``400
+the wrong type (see :mod:`ztone.controller.bodies`) is answered ``400
 {"error": "<message>"}`` and changes nothing (the reference answers 500 or silently
 uses a default); an empty body counts as ``{}`` (the reference answers 500); a member
 POST stores ``id``/``address``/``nwid`` in lower case (the reference stores the path's
