@@ -305,7 +305,7 @@ class LocalConf(BaseModel):
         try:
             conf = cls.model_validate(data)
         except ValidationError as e:
-            raise ConfigError(file, _problems(e)) from None
+            raise ConfigError(file, problems(e)) from None
         conf._raw = data
         conf._warnings = [f"{file}: {key}: unknown key (ignored)" for key in conf._unknown_keys()]
         return conf
@@ -392,10 +392,6 @@ def _sorted_networks(
 
 def _as_ip(ip: IPAddress | InetAddress) -> IPAddress:
     return ip.ip if isinstance(ip, InetAddress) else ip
-
-
-def _problems(error: ValidationError) -> list[tuple[str, str]]:
-    return problems(error)
 
 
 def _parse_json(data: bytes, file: str) -> Any:
