@@ -1,4 +1,5 @@
-"""The controller's answer to a config request and its IP assignment, by exact value.
+"""The controller's answer to a config request, by exact value (IP assignment
+itself: test_ipassign.py).
 
 Every expected address below is worked out by hand from PROTOCOL-NETWORK-SERVICE
 A.5.1 (rfc4193, 6plane) and B.3 (pools), with the arithmetic in the comments; the
@@ -21,7 +22,6 @@ from typing import Any
 import pytest
 
 from locations import VECTORS
-from ztone.controller import ipassign
 from ztone.controller.core import FLAG_ENABLE_BROADCAST, FLAG_NDP_EMULATION, answer_request
 from ztone.controller.objects import init_member, init_network
 from ztone.node.wire.dictionary import Dictionary
@@ -68,141 +68,6 @@ def _ask(network: dict[str, Any] | None, member: dict[str, Any] | None = None,
 
 def _ips(ips: list[Any] | tuple[Any, ...]) -> list[str]:
     return [str(a) for a in ips]
-
-
-# --- B.3 IP assignment: ipassign.assign ----------------------------------------------
-
-
-def _assign(
-    network: dict[str, Any],
-    member: dict[str, Any] | None = None,
-    allocated: frozenset[str] | set[str] = frozenset(),
-    address: int = ADDR,
-    nwid: int = NWID,
-    rand: list[int] | None = None,
-) -> tuple[list[str], bool, list[Any]]:
-    m = member if member is not None else {}
-    values = iter(rand or [])
-    ips, ndp = ipassign.assign(
-        nwid,
-        address,
-        network,
-        m,
-        ipassign.parse_routes(network.get("routes")),
-        {ipaddress.ip_address(a) for a in allocated},
-        lambda: next(values),
-    )
-    return _ips(ips), ndp, m.get("ipAssignments", [])
-
-
-def _v4(start: str, end: str, *routes: str) -> dict[str, Any]:
-    return {
-        "v4AssignMode": {"zt": True},
-        "ipAssignmentPools": [{"ipRangeStart": start, "ipRangeEnd": end}],
-        "routes": [{"target": r, "via": None} for r in routes],
-    }
-
-
-def test_v4_pool_exact_address() -> None:
-    """Pool 10.1.0.1-10.1.0.101: len 100, 698117265 % 100 = 65, so 10.1.0.66."""
-    ips, ndp, saved = _assign(_v4("10.1.0.1", "10.1.0.101", "10.1.0.0/24"))
-    assert (ips, ndp, saved) == (["10.1.0.66/24"], False, ["10.1.0.66"])
-
-
-def test_v4_address_of_another_member_is_not_given_again() -> None:
-    """Guards: the ``ip not in allocated`` test removed (a duplicate address).
-
-    10.1.0.66 belongs to another member: the counter moves on, 698117266 % 100 = 66,
-    so 10.1.0.67; with .67 taken too, 10.1.0.68."""
-    network = _v4("10.1.0.1", "10.1.0.101", "10.1.0.0/24")
-    assert _assign(network, allocated={"10.1.0.66"})[0] == ["10.1.0.67/24"]
-    assert _assign(network, allocated={"10.1.0.66", "10.1.0.67"})[0] == ["10.1.0.68/24"]
-
-
-def test_v4_skips_dot_255_and_may_give_dot_0() -> None:
-    """Guards: the ``.255`` skip removed.
-
-    Member 1200000037 (low 32 bits 55), pool 10.0.0.200-10.0.1.100: len 156,
-    55 % 156 = 55, 10.0.0.200 + 55 = 10.0.0.255 is skipped; then 56 gives 10.0.1.0,
-    which upstream allows (only a last octet of 255 is skipped, B.3 step 5)."""
-    network = _v4("10.0.0.200", "10.0.1.100", "10.0.0.0/23")
-    assert _assign(network, address=0x1200000037)[0] == ["10.0.1.0/23"]
-    # .0 taken: 57 -> 10.0.1.1
-    assert _assign(network, address=0x1200000037, allocated={"10.0.1.0"})[0] == ["10.0.1.1/23"]
-
-
-def test_v4_pool_exhausted_gives_nothing() -> None:
-    """Pool 10.2.0.1-10.2.0.3 has len 2 (the end is never chosen), so only .1 and .2
-    can be given; both taken: no address, nothing saved in the member."""
-    network = _v4("10.2.0.1", "10.2.0.3", "10.2.0.0/24")
-    assert _assign(network, allocated={"10.2.0.1", "10.2.0.2"}) == ([], False, [])
-    assert _assign(network, allocated={"10.2.0.1"})[0] == ["10.2.0.2/24"]
-
-
-def test_v4_single_address_pool_and_route_rules() -> None:
-    """len 0: the start itself. No covering route: nothing. Prefix: first route that
-    contains the address (with or without via)."""
-    assert _assign(_v4("10.3.0.9", "10.3.0.9", "10.3.0.0/24"))[0] == ["10.3.0.9/24"]
-    assert _assign(_v4("10.3.0.9", "10.3.0.9", "10.4.0.0/24"))[0] == []
-    assert _assign(_v4("10.3.0.9", "10.3.0.9", "10.3.0.0/16", "10.3.0.0/24"))[0] == ["10.3.0.9/16"]
-    assert _assign(_v4("0.0.0.0", "0.0.0.9", "0.0.0.0/8"))[0] == []  # start 0: pool skipped
-    assert _assign(_v4("10.3.0.9", "10.3.0.1", "10.3.0.0/24"))[0] == []  # end < start
-
-
-def test_rfc4193_and_6plane_spec_example() -> None:
-    """A.5.1's example: network 8056c2e21c000001, member 89e92ceee5."""
-    network = {"v6AssignMode": {"rfc4193": True, "6plane": True, "zt": False}}
-    ips, ndp, saved = _assign(network, address=0x89E92CEEE5, nwid=0x8056C2E21C000001)
-    assert ips == ["fd80:56c2:e21c:0:199:9389:e92c:eee5/88", "fc9c:56c2:e389:e92c:eee5::1/40"]
-    assert ndp is True and saved == []
-
-
-def test_rfc4193_and_6plane_for_our_network() -> None:
-    """rfc4193 = fd | d41df8ed6a000001 | 99 93 | 2d299c6c91;
-    6plane = fc | (6a000001 ^ d41df8ed = be1df8ec) | 2d299c6c91 | 00*5 | 01."""
-    for mode, expected in (
-        ({"rfc4193": True}, ["fdd4:1df8:ed6a:0:199:932d:299c:6c91/88"]),
-        ({"6plane": True}, ["fcbe:1df8:ec2d:299c:6c91::1/40"]),
-    ):
-        ips, ndp, _ = _assign({"v6AssignMode": mode})
-        assert (ips, ndp) == (expected, True)
-
-
-def test_order_manual_and_no_auto() -> None:
-    """Order: rfc4193, 6plane, manual (largest covering prefix), auto v6, auto v4.
-    A manual IPv4 stops auto IPv4; ``noAutoAssignIps`` keeps only manual ones."""
-    network = _v4("10.1.0.1", "10.1.0.101", "10.1.0.0/24", "10.0.0.0/8")
-    network["v6AssignMode"] = {"rfc4193": True, "6plane": True, "zt": True}
-    network["ipAssignmentPools"].append(
-        {"ipRangeStart": "fd00::", "ipRangeEnd": "fd00::ffff:ffff:ffff"}
-    )
-    network["routes"].append({"target": "fd00::/64", "via": None})
-    member: dict[str, Any] = {"ipAssignments": ["10.1.0.5", "192.168.9.9"]}
-    ips, ndp, saved = _assign(network, member)
-    # trial 0 of the v6 pool: e.lo - s.lo = 0xffffffffffff >= 0xffffffffff, so
-    # s.lo + member address = fd00::2d:299c:6c91
-    assert ips == [
-        "fdd4:1df8:ed6a:0:199:932d:299c:6c91/88",
-        "fcbe:1df8:ec2d:299c:6c91::1/40",
-        "10.1.0.5/24",
-        "fd00::2d:299c:6c91/64",
-    ]
-    assert ndp is True
-    assert saved == ["10.1.0.5", "192.168.9.9", "fd00::2d:299c:6c91"]
-    member = {"ipAssignments": ["10.1.0.5"], "noAutoAssignIps": True}
-    assert _assign(network, member)[:2] == (["10.1.0.5/24"], False)
-
-
-def test_v6_pool_collision_takes_random_candidates() -> None:
-    """Trial 0's fd00::2d:299c:6c91 is taken; then hi = s.hi (e.hi = s.hi, no draw)
-    and lo = s.lo + r % (e.lo - s.lo) with the random r = 7: fd00::7."""
-    network = {
-        "v6AssignMode": {"zt": True},
-        "ipAssignmentPools": [{"ipRangeStart": "fd00::", "ipRangeEnd": "fd00::ffff:ffff:ffff"}],
-        "routes": [{"target": "fd00::/64", "via": None}],
-    }
-    ips, _, _ = _assign(network, allocated={"fd00::2d:299c:6c91"}, rand=[7])
-    assert ips == ["fd00::7/64"]
 
 
 # --- B.2 answer_request --------------------------------------------------------------
@@ -364,15 +229,3 @@ def test_capabilities_with_junk_entries() -> None:
     fresh = _ask(network | {"private": False}, metadata=b"revr=1")
     assert fresh.member["capabilities"] == [7]
     assert [c.id for c in fresh.config.capabilities] == [7]
-
-
-def test_manual_ipv6_stops_auto_ipv6() -> None:
-    """B.3 step 4: auto IPv6 only when no IPv6 came from the manual assignments.
-    Guards ``have6 = have6 or ...`` -> ``and``."""
-    network = {
-        "v6AssignMode": {"zt": True},
-        "ipAssignmentPools": [{"ipRangeStart": "fd00::", "ipRangeEnd": "fd00::ffff:ffff:ffff"}],
-        "routes": [{"target": "fd00::/64", "via": None}],
-    }
-    ips, _, saved = _assign(network, {"ipAssignments": ["fd00::1"]})
-    assert (ips, saved) == (["fd00::1/64"], ["fd00::1"])

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from locations import VECTORS
+from ztone.controller.bodies import ControllerInputError
 from ztone.controller.objects import (
-    ControllerInputError,
     apply_member_post,
     apply_network_post,
     init_member,
@@ -566,3 +566,128 @@ def test_rule_that_is_not_an_object_is_named_in_the_error() -> None:
     with pytest.raises(ControllerInputError, match=r"^rules\[1\]: expected a rule object, got "):
         apply_network_post(init_network(0x1FAD486CAFE468E2, 0), {"rules": [
             {"type": "ACTION_ACCEPT"}, 5]}, 0)  # fmt: skip
+
+
+# --- every refusal names the field, the value and what was expected ---------------------
+
+EXPECTED_NETWORK_MESSAGES = [
+    "request body: expected a JSON object, got an array",
+    "request body: expected a JSON object, got a string",
+    "request body: expected a JSON object, got null",
+    "name: expected a string, got null",
+    "name: expected a string, got an array",
+    "name: expected a string, got a number",
+    "private: expected a boolean, got null",
+    "private: 'yes' is not a boolean",
+    "private: expected a boolean, got an array",
+    "enableBroadcast: expected a boolean, got an object",
+    "multicastLimit: -1 is out of range (0..18446744073709551615)",
+    "multicastLimit: 'lots' is not a decimal integer",
+    "multicastLimit: 1.5 is not an integer",
+    "multicastLimit: expected an integer, got null",
+    "mtu: 'big' is not a decimal integer",
+    "remoteTraceTarget: expected a string, got an array",
+    "remoteTraceLevel: -2 is out of range (0..18446744073709551615)",
+    'v4AssignMode: expected an object like {"zt": true}, got a boolean',
+    "v4AssignMode.zt: expected a boolean, got an array",
+    'v6AssignMode: expected an object like {"6plane": true}, got a number',
+    "v6AssignMode.6plane: expected a boolean, got null",
+    'routes: expected a JSON array, got {"target": "10.0.0.0/8"}',
+    "routes: expected a JSON array, got null",
+    'routes[0]: expected a JSON object, got "10.0.0.0/8"',
+    "routes[0]: needs target",
+    "routes[0].target: '10.0.0.0' is not of the form IP/bits",
+    "routes[0].target: '10.0.0.0/33': more than 32 bits",
+    "routes[0].target: 'fd00::/129': more than 128 bits",
+    "routes[0].target: '10.0.0.999/8' is not an IP address",
+    "routes[0].target: '10.0.0.0/x': bad /bits part",
+    "routes[0].target: 'host/8' is not an IP address",
+    "routes[0].via: 'fd00::1' is not of the target's address family",
+    "routes[0].via: 'nope' is not an IP address",
+    "routes[0].via: expected an IP address string, got a number",
+    'ipAssignmentPools: expected a JSON array, got "10.0.0.0/24"',
+    "ipAssignmentPools[0]: needs ipRangeEnd",
+    "ipAssignmentPools[0]: ipRangeStart and ipRangeEnd differ in family",
+    "ipAssignmentPools[0].ipRangeEnd: expected an IP address string, got a number",
+    "ipAssignmentPools[0].ipRangeEnd: '10.0.0' is not an IP address",
+    'rules: expected a JSON array, got {"type": "ACTION_ACCEPT"}',
+    "rules[0]: expected a rule object, got a number",
+    "rules[0]: unknown rule type 'ACTION_NOPE'",
+    "rules[0]: unknown rule type None",
+    "rules[0]: INTEGER_RANGE rules are not accepted by the controller",
+    "rules[0]: etherType: 'ipv4' is not a decimal integer",
+    "rules[0]: zt: 'not hex' is not a ZeroTier address (10 hex digits)",
+    "authTokens: expected an object of token: expiry, got a string",
+    "authTokens: expected an object of token: expiry, got a number",
+    "authTokens.t: expected an expiry time number, got a string",
+    "authTokens.t: -1 is not >= 0",
+    "authTokens.t: expected an expiry time number, got a boolean",
+    "capabilities: expected a JSON array, got {}",
+    "capabilities[0]: expected a JSON object, got 1",
+    "capabilities[0]: needs id",
+    "capabilities[0].id: 'x' is not a decimal integer",
+    "capabilities[0].rules[0]: unknown rule type 'BAD'",
+    "capabilities[0].id: 4294967296 is out of range (0..4294967295)",
+    "tags[0]: expected a JSON object, got [1, 2]",
+    "tags[0]: needs id",
+    "tags[0].default: 'x' is not a decimal integer",
+    'dns: expected an object like {"domain": ..., "servers": [...]}, got a string',
+    'dns: expected an object like {"domain": ..., "servers": [...]}, got a number',
+    "dns.domain: expected a string, got a number",
+    "dns.servers: expected an array, got a string",
+    "dns.servers[0]: 'not-an-ip' is not an IP address",
+    "dns.servers[0]: expected an IP address string, got a number",
+    "routes: more than 16384 entries",
+]
+
+EXPECTED_MEMBER_MESSAGES = [
+    "request body: expected a JSON object, got an array",
+    "request body: expected a JSON object, got a number",
+    "authorized: expected a boolean, got null",
+    "authorized: 'maybe' is not a boolean",
+    "authorized: expected a boolean, got an object",
+    "activeBridge: expected a boolean, got an array",
+    "noAutoAssignIps: expected a boolean, got null",
+    "authenticationExpiryTime: -5 is out of range (0..18446744073709551615)",
+    "authenticationExpiryTime: 'soon' is not a decimal integer",
+    "name: expected a string, got null",
+    'ipAssignments: expected a JSON array, got "10.0.0.1"',
+    "ipAssignments[0]: expected an IP address string, got a number",
+    "ipAssignments[0]: expected an IP address string, got null",
+    "ipAssignments[0]: '10.0.0.300' is not an IP address",
+    "ipAssignments[0]: 'zt' is not an IP address",
+    "tags[0]: expected an [id, value] pair, got a number",
+    "tags[0]: expected an [id, value] pair, got an array",
+    "tags[0][1]: 'x' is not a decimal integer",
+    'tags: expected a JSON array, got {"1": 2}',
+    "capabilities[0]: expected an integer, got null",
+    "capabilities[0]: -1 is out of range (0..4294967295)",
+    "capabilities: expected a JSON array, got 5",
+    "remoteTraceLevel: 'high' is not a decimal integer",
+]
+
+
+def test_exact_messages_for_every_bad_body() -> None:
+    """The models' refusals, one per bad body above, word for word (pinned when the
+    hand-written checks became pydantic models: same words, or the value shown)."""
+    network = []
+    for body in BAD_NETWORK_BODIES:
+        with pytest.raises(ControllerInputError) as info:
+            apply_network_post(REF_NETWORK, body, NOW)
+        network.append(str(info.value))
+    assert network == EXPECTED_NETWORK_MESSAGES
+    member = []
+    for body in BAD_MEMBER_BODIES:
+        with pytest.raises(ControllerInputError) as info:
+            apply_member_post(REF_MEMBER_A, body, NOW)
+        member.append(str(info.value))
+    assert member == EXPECTED_MEMBER_MESSAGES
+
+
+def test_several_bad_fields_are_all_named() -> None:
+    with pytest.raises(ControllerInputError) as info:
+        apply_network_post(REF_NETWORK, {"mtu": "big", "routes": [{"target": 1}]}, NOW)
+    assert str(info.value) == (
+        "mtu: 'big' is not a decimal integer; routes[0].target: expected an IP/bits string, "
+        "got a number"
+    )

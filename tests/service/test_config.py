@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.service.config import (
@@ -663,3 +665,49 @@ def test_network_local_conf_whitelist_quirks() -> None:
     s = parse_network_local_conf(b"allowManaged=foo,10.0.0.0/8")
     assert s.allow_managed is True
     assert s.managed_whitelist == [net("10.0.0.0/8")]
+
+
+# --- the model's declared types say what they want ----------------------------------------
+
+
+EXACT_MESSAGES: list[tuple[str, Any, str]] = [
+    ("secondaryPort", True, "expected an integer from 0 to 65535, got true"),
+    ("concurrency", 1 << 32, "expected an integer from 0 to 4294967295, got 4294967296"),
+    ("tcpFallbackAfter", 999, "expected an integer from 1000 to 86400000, got 999"),
+    ("forceTcpRelay", "true", 'expected true or false, got "true"'),
+    ("softwareUpdateChannel", 1, "expected a string, got 1"),
+    ("vault", [], "expected a JSON object, got []"),
+    ("softwareUpdate", "Apply", 'expected one of "apply", "download", "disable", got "Apply"'),
+    ("bind", "1.2.3.4", 'expected a JSON array, got "1.2.3.4"'),
+    ("interfacePrefixBlacklist", [["eth"]], '[0]: expected a string, got ["eth"]'),
+    ("policies", {"p": 1}, 'policy "p": expected a JSON object, got 1'),
+    ("peerSpecificBonds", {"xyz": "p"}, ".xyz: invalid key: expected a ZeroTier address (10 hex "
+     'digits), got "xyz"'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "value", "tail"), EXACT_MESSAGES)
+def test_exact_messages(key: str, value: Any, tail: str) -> None:
+    """Each kind of declared type (pydantic's strict int/bool/str/dict/Literal with
+    constraints, lists, the address parsers) names the key, the value and what it wanted."""
+    sep = "" if tail[0] in "[." else ": "
+    assert conf_error({"settings": {key: value}}) == f"local.conf: settings.{key}{sep}{tail}"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"allow_managed": "1"},
+        {"allow_dns": 1},
+        {"managed_whitelist": ["10.0.0.0/8"]},
+        {"managed_whitelist": "10.0.0.0/8"},
+    ],
+)
+def test_network_local_settings_check_their_types(changes: dict[str, Any]) -> None:
+    """A pydantic dataclass: construction and ``dataclasses.replace`` refuse wrong types."""
+    with pytest.raises(ValidationError):
+        NetworkLocalSettings(**changes)
+    with pytest.raises(ValidationError):
+        dataclasses.replace(NetworkLocalSettings(), **changes)
+    ok = dataclasses.replace(NetworkLocalSettings(), managed_whitelist=[net("10.0.0.0/8")])
+    assert ok.managed_whitelist == [net("10.0.0.0/8")] and ok.allow_managed

@@ -1,31 +1,30 @@
-"""The controller's JSON objects: defaults, API POST semantics, revisions.
+"""The controller's network and member records: defaults, POST semantics, revisions.
 
-Pure functions over plain JSON values (``dict``/``list``/``str``/``int``/``float``/
-``bool``/``None``): no I/O, no clock (``now_ms`` is an argument), no randomness.
+No I/O, no clock (``now_ms`` is an argument), no randomness.
 PROTOCOL-NETWORK-SERVICE B.7 (network object), B.8 (member object), B.5 (revisions).
 
-Defaults and keys are those of zerotier-one 1.14.1 (``DB::initNetwork``,
-``DB::initMember``), including two of its quirks, kept on purpose because stored
-records and API answers must look the same:
+A record is the JSON object the store keeps and GET returns. :class:`NetworkRecord`
+and :class:`MemberRecord` declare its keys and the defaults of zerotier-one 1.14.1
+(``DB::initNetwork``, ``DB::initMember``); a record keeps whatever else it holds
+(unknown keys, and values of a record imported from a reference ``controller.d``
+exactly as they were: upstream never re-validates what it stored, so neither do
+the record models; what a POST sets is validated by :mod:`ztone.controller.bodies`).
+Two quirks of the reference are kept on purpose because stored records and API
+answers must look the same:
 
 * the default ``authTokens`` is the JSON array ``[null]``;
 * ``remoteTraceLevel`` is reset to 0 whenever defaults are applied to a record (the
   reference tests for a misspelled key), so every POST that does not carry
   ``remoteTraceLevel`` sets it back to 0.
 
-POST bodies are read field by field as the reference reads them (same accepted JSON
-types, same conversions and normalizations, unknown keys ignored, the legacy string
-forms of ``v4AssignMode``/``v6AssignMode`` understood), with one deliberate
-difference: where the reference would silently turn a value of the wrong type into a
-default, drop a malformed entry (a route whose target is not an address, an IP that
-does not parse, ...) or fail with a 500, these functions raise
-:class:`ControllerInputError` naming the field, and nothing is changed. Values that
-GET returns are always accepted back (``"dns": []``, ``"authTokens": [null]``,
-``"remoteTraceTarget": null``, ...), so a client can POST a fetched object back.
-Rules (network ``rules`` and capability rules) are parsed and re-rendered by
-:mod:`ztone.controller.rules_json` as the reference does, so a POSTed rule is stored
-in its canonical form (the default ``ACTION_ACCEPT`` literal, which carries
-``not``/``or``, comes back without them once POSTed).
+A POST (:func:`apply_network_post`, :func:`apply_member_post`) reads its body with
+:class:`~ztone.controller.bodies.NetworkBody` / :class:`~ztone.controller.bodies.MemberBody`
+and sets the fields the body carried on the record with its defaults applied. A body
+the controller does not accept raises :class:`ControllerInputError` naming the field,
+and nothing is changed. Rules (network ``rules`` and capability rules) are parsed and
+re-rendered by :mod:`ztone.controller.rules_json` as the reference does, so a POSTed
+rule is stored in its canonical form (the default ``ACTION_ACCEPT`` literal, which
+carries ``not``/``or``, comes back without them once POSTed).
 
 Revisions (B.5) are not touched by the POST functions: :func:`revise` is what a
 store applies when it saves a record (``revision + 1`` if anything other than
@@ -35,25 +34,20 @@ store applies when it saves a record (``revision + 1`` if anything other than
 from __future__ import annotations
 
 import copy
-import math
 import re
-import socket
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
-from ztone.controller.rules_json import rule_from_json, rule_to_json
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+from ztone.controller.bodies import MemberBody, NetworkBody
+from ztone.controller.lenient import json_bool, json_int
 from ztone.util.ctext import U64_MAX
 
 JsonObject = dict[str, Any]
 
-U32_MAX = 0xFFFFFFFF
-
 DEFAULT_MTU = 2800
-MIN_MTU = 1280
-MAX_MTU = 10000
 DEFAULT_MULTICAST_LIMIT = 32
-MAX_ARRAY_SIZE = 16384
-"""``ZT_CONTROLLER_MAX_ARRAY_SIZE``: the longest routes/pools/rules/... array kept."""
 
 NETWORK_COMPUTED_FIELDS = (
     "clock",
@@ -75,18 +69,10 @@ MEMBER_COMPUTED_FIELDS = (
 )
 """Dropped from a member before every save (``DB::cleanMember``)."""
 
-DEFAULT_RULES: list[JsonObject] = [{"not": False, "or": False, "type": "ACTION_ACCEPT"}]
+DEFAULT_RULES: list[JsonValue] = [{"not": False, "or": False, "type": "ACTION_ACCEPT"}]
 
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 _HEX10 = re.compile(r"[0-9a-fA-F]{10}")
-_DECIMAL = re.compile(r"\+?[0-9]+")
-
-
-class ControllerInputError(ValueError):
-    """A POST body (or one of its fields) the controller does not accept.
-
-    The API answers ``400 {"error": <message>}`` and nothing is changed.
-    """
 
 
 # --- ids --------------------------------------------------------------------------------
@@ -116,65 +102,111 @@ def parse_address(text: object) -> int | None:
     return None
 
 
-# --- defaults ---------------------------------------------------------------------------
+# --- records and their defaults ---------------------------------------------------------
+
+
+class _Record(BaseModel):
+    """A stored record: the declared keys with their defaults, plus every other key
+    it holds; values are kept exactly as they are (JSON values, not re-typed)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=False)
+
+    @classmethod
+    def with_defaults(cls, record: Mapping[str, Any], now_ms: int) -> JsonObject:
+        """A deep copy of ``record`` with every missing key set to its default
+        (``creationTime`` to ``now_ms``), ``objtype`` reset and ``remoteTraceLevel``
+        reset to 0 (quirk: the reference checks ``removeTraceLevel``)."""
+        # Validation leaves ``record`` as it is; the dump builds new containers.
+        model = cls.model_validate(dict(record))
+        out = model.model_dump(by_alias=True)
+        if "creation_time" not in model.model_fields_set:
+            out["creationTime"] = now_ms
+        out["remoteTraceLevel"] = 0
+        return out
+
+
+def _default(value: JsonValue, alias: str | None = None) -> Any:
+    """A record field defaulting to ``value``. Sharing one default object is safe:
+    a record model only lives for :meth:`_Record.with_defaults`, whose dump builds
+    new containers."""
+    return Field(default=value, alias=alias)
+
+
+class NetworkRecord(_Record):
+    """A network's keys and defaults (``DB::initNetwork``, B.7)."""
+
+    private: JsonValue = True
+    creation_time: JsonValue = _default(None, "creationTime")  # missing: now_ms
+    name: JsonValue = ""
+    multicast_limit: JsonValue = _default(DEFAULT_MULTICAST_LIMIT, "multicastLimit")
+    enable_broadcast: JsonValue = _default(True, "enableBroadcast")
+    v4_assign_mode: JsonValue = _default({"zt": False}, "v4AssignMode")
+    v6_assign_mode: JsonValue = _default(
+        {"rfc4193": False, "zt": False, "6plane": False}, "v6AssignMode"
+    )
+    auth_tokens: JsonValue = _default([None], "authTokens")
+    capabilities: JsonValue = _default([])
+    tags: JsonValue = _default([])
+    routes: JsonValue = _default([])
+    ip_assignment_pools: JsonValue = _default([], "ipAssignmentPools")
+    mtu: JsonValue = DEFAULT_MTU
+    remote_trace_target: JsonValue = _default(None, "remoteTraceTarget")
+    remote_trace_level: JsonValue = _default(0, "remoteTraceLevel")
+    rules_source: JsonValue = _default("", "rulesSource")
+    rules: JsonValue = _default(DEFAULT_RULES)
+    dns: JsonValue = _default([])
+    sso_enabled: JsonValue = _default(False, "ssoEnabled")
+    client_id: JsonValue = _default("", "clientId")
+    authorization_endpoint: JsonValue = _default("", "authorizationEndpoint")
+    objtype: Literal["network"] = Field(default="network", validate_default=True)
+
+    @field_validator("objtype", mode="plain")
+    @classmethod
+    def _always_network(cls, value: object) -> str:
+        return "network"
+
+
+class MemberRecord(_Record):
+    """A member's keys and defaults (``DB::initMember``, B.8)."""
+
+    authorized: JsonValue = False
+    sso_exempt: JsonValue = _default(False, "ssoExempt")
+    ip_assignments: JsonValue = _default([], "ipAssignments")
+    active_bridge: JsonValue = _default(False, "activeBridge")
+    tags: JsonValue = _default([])
+    capabilities: JsonValue = _default([])
+    creation_time: JsonValue = _default(None, "creationTime")  # missing: now_ms
+    no_auto_assign_ips: JsonValue = _default(False, "noAutoAssignIps")
+    revision: JsonValue = 0
+    last_deauthorized_time: JsonValue = _default(0, "lastDeauthorizedTime")
+    last_authorized_time: JsonValue = _default(0, "lastAuthorizedTime")
+    last_authorized_credential_type: JsonValue = _default(None, "lastAuthorizedCredentialType")
+    last_authorized_credential: JsonValue = _default(None, "lastAuthorizedCredential")
+    authentication_expiry_time: JsonValue = _default(0, "authenticationExpiryTime")
+    v_major: JsonValue = _default(-1, "vMajor")
+    v_minor: JsonValue = _default(-1, "vMinor")
+    v_rev: JsonValue = _default(-1, "vRev")
+    v_proto: JsonValue = _default(-1, "vProto")
+    remote_trace_target: JsonValue = _default(None, "remoteTraceTarget")
+    remote_trace_level: JsonValue = _default(0, "remoteTraceLevel")
+    objtype: Literal["member"] = Field(default="member", validate_default=True)
+
+    @field_validator("objtype", mode="plain")
+    @classmethod
+    def _always_member(cls, value: object) -> str:
+        return "member"
 
 
 def network_defaults(network: Mapping[str, Any], now_ms: int) -> JsonObject:
     """``DB::initNetwork``: a copy of ``network`` with every missing key defaulted,
     ``objtype`` reset to ``"network"`` and ``remoteTraceLevel`` reset to 0 (quirk)."""
-    n: JsonObject = copy.deepcopy(dict(network))
-    n.setdefault("private", True)
-    n.setdefault("creationTime", now_ms)
-    n.setdefault("name", "")
-    n.setdefault("multicastLimit", DEFAULT_MULTICAST_LIMIT)
-    n.setdefault("enableBroadcast", True)
-    n.setdefault("v4AssignMode", {"zt": False})
-    n.setdefault("v6AssignMode", {"rfc4193": False, "zt": False, "6plane": False})
-    n.setdefault("authTokens", [None])
-    n.setdefault("capabilities", [])
-    n.setdefault("tags", [])
-    n.setdefault("routes", [])
-    n.setdefault("ipAssignmentPools", [])
-    n.setdefault("mtu", DEFAULT_MTU)
-    n.setdefault("remoteTraceTarget", None)
-    n["remoteTraceLevel"] = 0  # the reference checks "removeTraceLevel" (sic)
-    n.setdefault("rulesSource", "")
-    if "rules" not in n:
-        n["rules"] = copy.deepcopy(DEFAULT_RULES)
-    n.setdefault("dns", [])
-    n.setdefault("ssoEnabled", False)
-    n.setdefault("clientId", "")
-    n.setdefault("authorizationEndpoint", "")
-    n["objtype"] = "network"
-    return n
+    return NetworkRecord.with_defaults(network, now_ms)
 
 
 def member_defaults(member: Mapping[str, Any], now_ms: int) -> JsonObject:
     """``DB::initMember``: a copy of ``member`` with every missing key defaulted,
     ``objtype`` reset to ``"member"`` and ``remoteTraceLevel`` reset to 0 (quirk)."""
-    m: JsonObject = copy.deepcopy(dict(member))
-    m.setdefault("authorized", False)
-    m.setdefault("ssoExempt", False)
-    m.setdefault("ipAssignments", [])
-    m.setdefault("activeBridge", False)
-    m.setdefault("tags", [])
-    m.setdefault("capabilities", [])
-    m.setdefault("creationTime", now_ms)
-    m.setdefault("noAutoAssignIps", False)
-    m.setdefault("revision", 0)
-    m.setdefault("lastDeauthorizedTime", 0)
-    m.setdefault("lastAuthorizedTime", 0)
-    m.setdefault("lastAuthorizedCredentialType", None)
-    m.setdefault("lastAuthorizedCredential", None)
-    m.setdefault("authenticationExpiryTime", 0)
-    m.setdefault("vMajor", -1)
-    m.setdefault("vMinor", -1)
-    m.setdefault("vRev", -1)
-    m.setdefault("vProto", -1)
-    m.setdefault("remoteTraceTarget", None)
-    m["remoteTraceLevel"] = 0  # the reference checks "removeTraceLevel" (sic)
-    m["objtype"] = "member"
-    return m
+    return MemberRecord.with_defaults(member, now_ms)
 
 
 def init_network(nwid: int, now_ms: int) -> JsonObject:
@@ -238,8 +270,8 @@ def _revision(record: Mapping[str, Any] | None) -> int:
     if record is None:
         return 0
     try:
-        return _json_int(record.get("revision", 0), "revision")
-    except ControllerInputError:
+        return json_int(U64_MAX)(record.get("revision", 0))
+    except ValueError:
         return 0
 
 
@@ -256,316 +288,7 @@ def revise(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> JsonObject 
     return record
 
 
-# --- JSON value conversions (OSUtils::jsonBool / jsonInt / jsonString, strict) ----------
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _bad(field: str, expected: str, value: object) -> ControllerInputError:
-    return ControllerInputError(f"{field}: expected {expected}, got {_type_name(value)}")
-
-
-def _json_bool(value: object, field: str) -> bool:
-    """``jsonBool``: a boolean; a number (non-zero after truncation is true); a string starting with
-    ``t``/``T``/``1`` (true) or ``f``/``F``/``0`` or empty (false)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value != 0
-    if isinstance(value, float) and math.isfinite(value):
-        return int(value) != 0  # (uint64_t) cast: 0.5 is false
-    if isinstance(value, str):
-        if value[:1] in ("t", "T", "1"):
-            return True
-        if value[:1] in ("", "f", "F", "0"):
-            return False
-        raise ControllerInputError(f"{field}: {value!r} is not a boolean")
-    raise _bad(field, "a boolean", value)
-
-
-def _json_int(value: object, field: str, maximum: int = U64_MAX) -> int:
-    """``jsonInt``: a number (an integral float is accepted), a decimal string, or a
-    boolean (0/1); it must be within ``0 .. maximum``."""
-    result: int
-    if isinstance(value, bool):
-        result = int(value)
-    elif isinstance(value, int):
-        result = value
-    elif isinstance(value, float):
-        if not math.isfinite(value) or value != math.floor(value):
-            raise ControllerInputError(f"{field}: {value!r} is not an integer")
-        result = int(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if not _DECIMAL.fullmatch(text):
-            raise ControllerInputError(f"{field}: {value!r} is not a decimal integer")
-        result = int(text)
-    else:
-        raise _bad(field, "an integer", value)
-    if not 0 <= result <= maximum:
-        raise ControllerInputError(f"{field}: {result} is out of range (0..{maximum})")
-    return result
-
-
-def _json_string(value: object, field: str) -> str:
-    """``jsonString``: a string; a number (as unsigned decimal); a boolean (``1``/``0``)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value & U64_MAX)
-    raise _bad(field, "a string", value)
-
-
-def _remote_trace_target(value: object, field: str) -> str | None:
-    """A 10-character string is kept; anything else (incl. null) becomes null."""
-    if value is None:
-        return None
-    text = _json_string(value, field)
-    return text if len(text) == 10 else None
-
-
-def _array(value: object, field: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise _bad(field, "an array", value)
-    if len(value) > MAX_ARRAY_SIZE:
-        raise ControllerInputError(f"{field}: more than {MAX_ARRAY_SIZE} entries")
-    return value
-
-
-# --- IP addresses (InetAddress::fromString, toIpString, toString) ------------------------
-
-
-def _parse_inet(text: str, field: str, *, bits_required: bool) -> tuple[int, bytes, int | None]:
-    """``IP`` or ``IP/n`` as ``InetAddress::fromString`` reads it (a ``:`` means IPv6,
-    else a ``.`` means IPv4); returns (family, packed address, n or None).
-
-    Unlike the reference, an address ``inet_pton`` rejects is an error, not 0.0.0.0."""
-    ip_text, slash, suffix = text.partition("/")
-    bits: int | None = None
-    if slash:
-        if not suffix.isascii() or not suffix.isdigit():
-            raise ControllerInputError(f"{field}: {text!r}: bad /bits part")
-        bits = int(suffix)
-    elif bits_required:
-        raise ControllerInputError(f"{field}: {text!r} is not of the form IP/bits")
-    if ":" in ip_text:
-        family = socket.AF_INET6
-    elif "." in ip_text:
-        family = socket.AF_INET
-    else:
-        raise ControllerInputError(f"{field}: {text!r} is not an IP address")
-    try:
-        packed = socket.inet_pton(family, ip_text)
-    except (OSError, ValueError) as e:
-        raise ControllerInputError(f"{field}: {text!r} is not an IP address") from e
-    return family, packed, bits
-
-
-def _ip_string(family: int, packed: bytes) -> str:
-    return socket.inet_ntop(family, packed)
-
-
-def normalize_ip(text: object, field: str) -> tuple[int, str]:
-    """An IP string (an ``/n`` suffix is accepted and dropped, as the reference does)
-    as (family, ``inet_ntop`` text)."""
-    if not isinstance(text, str):
-        raise _bad(field, "an IP address string", text)
-    family, packed, _ = _parse_inet(text, field, bits_required=False)
-    return family, _ip_string(family, packed)
-
-
-def normalize_cidr(text: object, field: str) -> tuple[int, str]:
-    """An ``IP/bits`` route target as (family, normalized ``IP/bits``); bits ≤ 32/128
-    (``netmaskBitsValid``). The address is not reduced to its network address."""
-    if not isinstance(text, str):
-        raise _bad(field, "an IP/bits string", text)
-    family, packed, bits = _parse_inet(text, field, bits_required=True)
-    assert bits is not None
-    limit = 32 if family == socket.AF_INET else 128
-    if bits > limit:
-        raise ControllerInputError(f"{field}: {text!r}: more than {limit} bits")
-    return family, f"{_ip_string(family, packed)}/{bits}"
-
-
-# --- rules -----------------------------------------------------------------------------
-
-
-def _check_rule(rule: object, field: str) -> JsonObject:
-    """One rule, parsed by :func:`~ztone.controller.rules_json.rule_from_json` and
-    re-rendered (``_parseRule`` then ``_renderRule``, as the reference stores rules:
-    e.g. ``not``/``or`` appear on match rules only, integers become numbers). A rule
-    the reference would drop (unknown ``type``, ``INTEGER_RANGE``...) or a field that
-    cannot be read is an error here."""
-    if not isinstance(rule, dict):
-        raise _bad(field, "a rule object", rule)
-    try:
-        parsed = rule_from_json(rule)
-    except ValueError as e:
-        raise ControllerInputError(f"{field}: {e}") from e
-    return dict(rule_to_json(parsed))
-
-
-def _rules(value: object, field: str) -> list[JsonObject]:
-    return [_check_rule(r, f"{field}[{i}]") for i, r in enumerate(_array(value, field))]
-
-
 # --- network POST (networkUpdateFromPostData) ------------------------------------------
-
-
-def _body_object(body: object) -> Mapping[str, Any]:
-    if not isinstance(body, dict):
-        raise ControllerInputError(f"request body: expected a JSON object, got {_type_name(body)}")
-    return body
-
-
-def _v4_assign_mode(value: object) -> JsonObject:
-    if isinstance(value, str):  # legacy form
-        return {"zt": value == "zt"}
-    if isinstance(value, dict):
-        zt = value.get("zt")
-        return {"zt": False if zt is None else _json_bool(zt, "v4AssignMode.zt")}
-    if value is None:
-        return {"zt": False}
-    raise _bad("v4AssignMode", 'an object like {"zt": true}', value)
-
-
-def _v6_assign_mode(value: object) -> JsonObject:
-    if isinstance(value, str):  # legacy form: comma-separated mode names
-        names = set(value.split(","))
-        return {name: name in names for name in ("rfc4193", "zt", "6plane")}
-    if isinstance(value, dict):
-        # Only the keys present in the body are kept (the others read as false).
-        return {
-            name: _json_bool(value[name], f"v6AssignMode.{name}")
-            for name in ("rfc4193", "zt", "6plane")
-            if name in value
-        }
-    if value is None:
-        return {"rfc4193": False, "zt": False, "6plane": False}
-    raise _bad("v6AssignMode", 'an object like {"6plane": true}', value)
-
-
-def _routes(value: object) -> list[JsonObject]:
-    out: list[JsonObject] = []
-    for i, rt in enumerate(_array(value, "routes")):
-        field = f"routes[{i}]"
-        if not isinstance(rt, dict):
-            raise _bad(field, "an object", rt)
-        family, target = normalize_cidr(rt.get("target"), f"{field}.target")
-        via_value = rt.get("via")
-        via: str | None = None
-        if via_value is not None and via_value != "":
-            via_family, via = normalize_ip(via_value, f"{field}.via")
-            if via_family != family:
-                raise ControllerInputError(
-                    f"{field}.via: {via_value!r} is not of the target's address family"
-                )
-        out.append({"target": target, "via": via})
-    return out
-
-
-def _ip_assignment_pools(value: object) -> list[JsonObject]:
-    out: list[JsonObject] = []
-    for i, pool in enumerate(_array(value, "ipAssignmentPools")):
-        field = f"ipAssignmentPools[{i}]"
-        if not isinstance(pool, dict):
-            raise _bad(field, "an object", pool)
-        if "ipRangeStart" not in pool or "ipRangeEnd" not in pool:
-            raise ControllerInputError(f"{field}: needs ipRangeStart and ipRangeEnd")
-        f_family, start = normalize_ip(pool["ipRangeStart"], f"{field}.ipRangeStart")
-        t_family, end = normalize_ip(pool["ipRangeEnd"], f"{field}.ipRangeEnd")
-        if f_family != t_family:
-            raise ControllerInputError(f"{field}: ipRangeStart and ipRangeEnd differ in family")
-        out.append({"ipRangeStart": start, "ipRangeEnd": end})
-    return out
-
-
-def _auth_tokens(value: object) -> Any:
-    if isinstance(value, dict):
-        kept: JsonObject = {}
-        for token, expiry in value.items():
-            if isinstance(expiry, bool) or not isinstance(expiry, int | float):
-                raise _bad(f"authTokens[{token!r}]", "an expiry time number", expiry)
-            if not math.isfinite(expiry) or expiry < 0:
-                raise ControllerInputError(f"authTokens[{token!r}]: {expiry!r} is not >= 0")
-            kept[token] = expiry
-        # An object with no entries is stored as null, as the reference does.
-        return kept if kept else None
-    if value is None or isinstance(value, list):
-        return [None]  # the reference's reset value
-    raise _bad("authTokens", "an object of token: expiry", value)
-
-
-def _capabilities(value: object) -> list[JsonObject]:
-    caps: dict[int, JsonObject] = {}
-    for i, cap in enumerate(_array(value, "capabilities")):
-        field = f"capabilities[{i}]"
-        if not isinstance(cap, dict):
-            raise _bad(field, "an object", cap)
-        if "id" not in cap:
-            raise ControllerInputError(f"{field}: needs an id")
-        cap_id = _json_int(cap["id"], f"{field}.id", U32_MAX)
-        default = cap.get("default")
-        rules = cap.get("rules")
-        caps[cap_id] = {
-            "id": cap_id,
-            "default": False if default is None else _json_bool(default, f"{field}.default"),
-            "rules": [] if rules is None else _rules(rules, f"{field}.rules"),
-        }
-    return [caps[k] for k in sorted(caps)]
-
-
-def _network_tags(value: object) -> list[JsonObject]:
-    tags: dict[int, JsonObject] = {}
-    for i, tag in enumerate(_array(value, "tags")):
-        field = f"tags[{i}]"
-        if not isinstance(tag, dict):
-            raise _bad(field, "an object", tag)
-        if "id" not in tag:
-            raise ControllerInputError(f"{field}: needs an id")
-        tag_id = _json_int(tag["id"], f"{field}.id", U32_MAX)
-        default = tag.get("default")
-        tags[tag_id] = {
-            "id": tag_id,
-            "default": None if default is None else _json_int(default, f"{field}.default", U32_MAX),
-        }
-    return [tags[k] for k in sorted(tags)]
-
-
-def _dns(value: object) -> JsonObject | None:
-    """The new ``dns`` object, or None to leave it unchanged (the reference ignores a
-    non-object, so the default ``[]`` round-trips)."""
-    if isinstance(value, list) or value is None:
-        return None
-    if not isinstance(value, dict):
-        raise _bad("dns", 'an object like {"domain": ..., "servers": [...]}', value)
-    domain = value.get("domain")
-    if domain is not None and not isinstance(domain, str):
-        raise _bad("dns.domain", "a string", domain)
-    out: JsonObject = {"domain": domain}
-    servers = value.get("servers")
-    if servers is not None:
-        checked = _array(servers, "dns.servers")
-        for i, server in enumerate(checked):
-            normalize_ip(server, f"dns.servers[{i}]")
-        out["servers"] = list(checked)
-    return out
 
 
 def apply_network_post(current: Mapping[str, Any], body: object, now_ms: int) -> JsonObject:
@@ -573,81 +296,18 @@ def apply_network_post(current: Mapping[str, Any], body: object, now_ms: int) ->
 
     ``current`` is the stored network, or :func:`init_network` for a new one (its
     ``id`` names the network). Defaults are applied (:func:`network_defaults`), the
-    recognized body fields set, ``id``/``nwid`` rewritten and the computed fields
-    dropped. Raises :class:`ControllerInputError` (and changes nothing) on bad input.
+    fields the body carried set (:class:`~ztone.controller.bodies.NetworkBody`),
+    ``id``/``nwid`` rewritten and the computed fields dropped. Raises
+    :class:`ControllerInputError` (and changes nothing) on bad input.
     """
     nwid = parse_network_id(current.get("id"))
     if nwid is None:
         raise ValueError("current network has no 16-hex id")
-    b = _body_object(body)
+    changes = NetworkBody.read(body).changes()
     n = network_defaults(current, now_ms)
-    if "name" in b:
-        n["name"] = _json_string(b["name"], "name")
-    if "private" in b:
-        n["private"] = _json_bool(b["private"], "private")
-    if "enableBroadcast" in b:
-        n["enableBroadcast"] = _json_bool(b["enableBroadcast"], "enableBroadcast")
-    if "multicastLimit" in b:
-        n["multicastLimit"] = _json_int(b["multicastLimit"], "multicastLimit")
-    if "mtu" in b:
-        n["mtu"] = max(MIN_MTU, min(MAX_MTU, _json_int(b["mtu"], "mtu")))
-    if "remoteTraceTarget" in b:
-        n["remoteTraceTarget"] = _remote_trace_target(b["remoteTraceTarget"], "remoteTraceTarget")
-    if "remoteTraceLevel" in b:
-        n["remoteTraceLevel"] = _json_int(b["remoteTraceLevel"], "remoteTraceLevel")
-    if "v4AssignMode" in b:
-        n["v4AssignMode"] = _v4_assign_mode(b["v4AssignMode"])
-    if "v6AssignMode" in b:
-        n["v6AssignMode"] = _v6_assign_mode(b["v6AssignMode"])
-    if "routes" in b:
-        n["routes"] = _routes(b["routes"])
-    if "ipAssignmentPools" in b:
-        n["ipAssignmentPools"] = _ip_assignment_pools(b["ipAssignmentPools"])
-    if "rules" in b:
-        n["rules"] = _rules(b["rules"], "rules")
-    if "authTokens" in b:
-        n["authTokens"] = _auth_tokens(b["authTokens"])
-    if "capabilities" in b:
-        n["capabilities"] = _capabilities(b["capabilities"])
-    if "tags" in b:
-        n["tags"] = _network_tags(b["tags"])
-    if "dns" in b:
-        dns = _dns(b["dns"])
-        if dns is not None:
-            n["dns"] = dns
+    n.update(changes)
     n["id"] = n["nwid"] = network_id_hex(nwid)
     return clean_network(n)
-
-
-# --- member POST -----------------------------------------------------------------------
-
-
-def _ip_assignments(value: object) -> list[str]:
-    out: list[str] = []
-    for i, ip in enumerate(_array(value, "ipAssignments")):
-        _, text = normalize_ip(ip, f"ipAssignments[{i}]")
-        out.append(text)
-    return out
-
-
-def _member_tags(value: object) -> list[list[int]]:
-    tags: dict[int, int] = {}
-    for i, pair in enumerate(_array(value, "tags")):
-        field = f"tags[{i}]"
-        if not isinstance(pair, list) or len(pair) != 2:
-            raise _bad(field, "an [id, value] pair", pair)
-        tags[_json_int(pair[0], f"{field}[0]", U32_MAX)] = _json_int(
-            pair[1], f"{field}[1]", U32_MAX
-        )
-    return [[k, tags[k]] for k in sorted(tags)]
-
-
-def _member_capabilities(value: object) -> list[int]:
-    ids = {
-        _json_int(c, f"capabilities[{i}]", U32_MAX)
-        for i, c in enumerate(_array(value, "capabilities"))
-    }
-    return sorted(ids)
 
 
 def apply_member_post(current: Mapping[str, Any], body: object, now_ms: int) -> JsonObject:
@@ -655,52 +315,29 @@ def apply_member_post(current: Mapping[str, Any], body: object, now_ms: int) -> 
 
     ``current`` is the stored member, or :func:`init_member` for a new one (its
     ``nwid`` and ``id`` name it). Defaults are applied (:func:`member_defaults`), the
-    recognized body fields set (``authorized`` flips stamp ``lastAuthorizedTime`` or
-    ``lastDeauthorizedTime`` with ``now_ms``; a new authorization records the
-    credential type ``"api"``), ``id``/``address``/``nwid`` rewritten and the computed
-    fields dropped. ``identity``, ``ssoExempt``, ``vMajor``... are not settable.
+    fields the body carried set (:class:`~ztone.controller.bodies.MemberBody`);
+    an ``authorized`` flip stamps ``lastAuthorizedTime`` or ``lastDeauthorizedTime``
+    with ``now_ms``, and a new authorization records the credential type ``"api"``.
+    ``id``/``address``/``nwid`` are rewritten and the computed fields dropped.
+    ``identity``, ``ssoExempt``, ``vMajor``... are not settable.
     Raises :class:`ControllerInputError` (and changes nothing) on bad input.
     """
     nwid = parse_network_id(current.get("nwid"))
     address = parse_address(current.get("id"))
     if nwid is None or address is None:
         raise ValueError("current member has no 16-hex nwid or 10-hex id")
-    b = _body_object(body)
+    changes = MemberBody.read(body).changes()
     m = member_defaults(current, now_ms)
-    if "activeBridge" in b:
-        m["activeBridge"] = _json_bool(b["activeBridge"], "activeBridge")
-    if "noAutoAssignIps" in b:
-        m["noAutoAssignIps"] = _json_bool(b["noAutoAssignIps"], "noAutoAssignIps")
-    if "authenticationExpiryTime" in b:
-        m["authenticationExpiryTime"] = _json_int(
-            b["authenticationExpiryTime"], "authenticationExpiryTime"
-        )
-    if "name" in b:
-        m["name"] = _json_string(b["name"], "name")
-    if "remoteTraceTarget" in b:
-        m["remoteTraceTarget"] = _remote_trace_target(b["remoteTraceTarget"], "remoteTraceTarget")
-    if "remoteTraceLevel" in b:
-        m["remoteTraceLevel"] = _json_int(b["remoteTraceLevel"], "remoteTraceLevel")
-    if "authorized" in b:
-        authorized = _json_bool(b["authorized"], "authorized")
-        try:
-            was = _json_bool(m.get("authorized"), "authorized")
-        except ControllerInputError:
-            was = False
-        if authorized != was:
-            m["authorized"] = authorized
-            if authorized:
-                m["lastAuthorizedTime"] = now_ms
-                m["lastAuthorizedCredentialType"] = "api"
-                m["lastAuthorizedCredential"] = None
-            else:
-                m["lastDeauthorizedTime"] = now_ms
-    if "ipAssignments" in b:
-        m["ipAssignments"] = _ip_assignments(b["ipAssignments"])
-    if "tags" in b:
-        m["tags"] = _member_tags(b["tags"])
-    if "capabilities" in b:
-        m["capabilities"] = _member_capabilities(b["capabilities"])
+    authorized = changes.pop("authorized", None)
+    m.update(changes)
+    if authorized is not None and authorized != is_authorized(m):
+        m["authorized"] = authorized
+        if authorized:
+            m["lastAuthorizedTime"] = now_ms
+            m["lastAuthorizedCredentialType"] = "api"
+            m["lastAuthorizedCredential"] = None
+        else:
+            m["lastDeauthorizedTime"] = now_ms
     m["id"] = m["address"] = address_hex(address)
     m["nwid"] = network_id_hex(nwid)
     return clean_member(m)
@@ -729,8 +366,8 @@ def member_for_api(member: Mapping[str, Any], now_ms: int = 0) -> JsonObject:
 def is_authorized(member: Mapping[str, Any]) -> bool:
     """``jsonBool(member["authorized"], false)``."""
     try:
-        return _json_bool(member.get("authorized", False), "authorized")
-    except ControllerInputError:
+        return json_bool(member.get("authorized", False))
+    except ValueError:
         return False
 
 
@@ -741,8 +378,8 @@ def member_revisions(members: Iterable[Mapping[str, Any]]) -> JsonObject:
         member_id = m.get("id")
         if isinstance(member_id, str) and len(member_id) == 10:
             try:
-                out[member_id] = _json_int(m.get("revision", 0), "revision")
-            except ControllerInputError:
+                out[member_id] = json_int(U64_MAX)(m.get("revision", 0))
+            except ValueError:
                 out[member_id] = 0
     return out
 

@@ -36,18 +36,28 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PrivateAttr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    Strict,
+    ValidationError,
+)
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.inetaddress import InetAddress, IPAddress
 from ztone.service import strict_json
 from ztone.util.atomic import atomic_write_file
 from ztone.util.ctext import U64_MAX
+from ztone.util.schema import expect, key_path, problems, show
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_PRIMARY_PORT = 9993
 DEFAULT_TCP_FALLBACK_RELAY = "204.80.128.1/443"
 ADDRESS_MAX = (1 << 40) - 1
+U32_MAX = 0xFFFFFFFF
 NETWORK_LOCAL_CONF_CAPACITY = 4096  # Dictionary<4096> in the reader
 ALLOW_MANAGED_CAPACITY = 1024  # Buffer<1024> for the allowManaged value
 SOFTWARE_UPDATE_MODES = ("apply", "download", "disable")
@@ -77,49 +88,18 @@ class ConfigError(Exception):
         super().__init__("\n".join(lines))
 
 
-# --- value checkers (raise ValueError with the user-facing reason) ----------------------
+# --- value types ---------------------------------------------------------------------
+#
+# Plain JSON types are pydantic's own, strict (no "1" for 1, no 1 for true), with
+# their ranges as constraints; :func:`expect` says what was wanted when one fails.
+# Addresses and networks have their own parsers: zerotier-one's text forms
+# (``ip/port``, ``ip/bits`` with host bits set) are not pydantic's.
 
 
-def _show(value: Any) -> str:
-    """A value as JSON, shortened for error messages."""
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise ValueError(f"expected an integer from {lo} to {hi}, got {_show(value)}")
-        return value
-
-    return check
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {_show(value)}")
-    return value
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_show(value)}")
-    return value
-
-
-def _object(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object, got {_show(value)}")
-    return value
-
-
-def _software_update(value: Any) -> str:
-    if not isinstance(value, str) or value not in SOFTWARE_UPDATE_MODES:
-        choices = ", ".join(f'"{m}"' for m in SOFTWARE_UPDATE_MODES)
-        raise ValueError(f"expected one of {choices}, got {_show(value)}")
+def _policies(value: dict[str, Any]) -> dict[str, Any]:
+    for name, policy in value.items():
+        if not isinstance(policy, dict):
+            raise ValueError(f"policy {show(name)}: expected a JSON object, got {show(policy)}")
     return value
 
 
@@ -129,13 +109,13 @@ def _ip_address(value: Any) -> IPAddress:
         ip_text, _, port_text = value.strip().partition("/")
         try:
             ip = ipaddress.ip_address(ip_text)
-            if port_text:
-                _int_in(0, 0xFFFF)(int(port_text))
+            if port_text and not 0 <= int(port_text) <= 0xFFFF:
+                raise ValueError(port_text)
         except ValueError:
             pass
         else:
             return ip
-    raise ValueError(f"expected an IP address, got {_show(value)}")
+    raise ValueError(f"expected an IP address, got {show(value)}")
 
 
 def parse_network(text: str) -> IPNetwork:
@@ -156,7 +136,7 @@ def _network(value: Any) -> IPNetwork:
             return parse_network(value)
         except ValueError:
             pass
-    raise ValueError(f'expected an IP network "ip/bits", got {_show(value)}')
+    raise ValueError(f'expected an IP network "ip/bits", got {show(value)}')
 
 
 def _endpoint(value: Any) -> InetAddress:
@@ -167,7 +147,7 @@ def _endpoint(value: Any) -> InetAddress:
                 return InetAddress(ipaddress.ip_address(ip_text), int(port_text))
             except ValueError:
                 pass
-    raise ValueError(f'expected an address "ip/port", got {_show(value)}')
+    raise ValueError(f'expected an address "ip/port", got {show(value)}')
 
 
 _ADDRESS_TEXT = re.compile(r"[0-9a-fA-F]{10}")
@@ -176,22 +156,25 @@ _ADDRESS_TEXT = re.compile(r"[0-9a-fA-F]{10}")
 def _address(value: Any) -> int:
     if isinstance(value, str) and _ADDRESS_TEXT.fullmatch(value) and int(value, 16) != 0:
         return int(value, 16)
-    raise ValueError(f"expected a ZeroTier address (10 hex digits), got {_show(value)}")
+    raise ValueError(f"expected a ZeroTier address (10 hex digits), got {show(value)}")
 
 
-def _policies(value: Any) -> dict[str, dict[str, Any]]:
-    _object(value)
-    for name, policy in value.items():
-        if not isinstance(policy, dict):
-            raise ValueError(f"policy {_show(name)}: expected a JSON object, got {_show(policy)}")
-    return dict(value)
-
-
-Port = Annotated[int, PlainValidator(_int_in(0, 0xFFFF))]
-U64 = Annotated[int, PlainValidator(_int_in(0, U64_MAX))]
-Bool = Annotated[bool, PlainValidator(_bool)]
-Str = Annotated[str, PlainValidator(_str)]
-Object = Annotated[dict[str, Any], PlainValidator(_object)]
+Port = Annotated[int, Strict(), Field(ge=0, le=0xFFFF), expect("an integer from 0 to 65535")]
+U64 = Annotated[int, Strict(), Field(ge=0, le=U64_MAX), expect(f"an integer from 0 to {U64_MAX}")]
+U32 = Annotated[
+    int, Strict(), Field(ge=0, le=0xFFFFFFFF), expect("an integer from 0 to 4294967295")
+]
+Milliseconds = Annotated[
+    int, Strict(), Field(ge=1000, le=86_400_000), expect("an integer from 1000 to 86400000")
+]
+Bool = Annotated[bool, Strict(), expect("true or false")]
+Str = Annotated[str, Strict(), expect("a string")]
+Object = Annotated[dict[str, Any], Strict(), expect("a JSON object")]
+SoftwareUpdate = Annotated[
+    Literal["apply", "download", "disable"],
+    expect("one of " + ", ".join(f'"{m}"' for m in SOFTWARE_UPDATE_MODES)),
+]
+Policies = Annotated[Object, AfterValidator(_policies)]
 IpAddressValue = Annotated[IPAddress, PlainValidator(_ip_address)]
 NetworkValue = Annotated[IPNetwork, PlainValidator(_network)]
 EndpointValue = Annotated[InetAddress, PlainValidator(_endpoint)]
@@ -261,12 +244,10 @@ class Settings(BaseModel):
     """Networks allowed to use the JSON API besides loopback."""
     low_bandwidth_mode: Bool = Field(default=False, alias="lowBandwidthMode")
     multicore_enabled: Bool = Field(default=False, alias="multicoreEnabled")
-    concurrency: Annotated[int, PlainValidator(_int_in(0, 0xFFFFFFFF))] = 1
+    concurrency: U32 = 1
     cpu_pinning_enabled: Bool = Field(default=False, alias="cpuPinningEnabled")
     enable_web_server: Bool = Field(default=False, alias="enableWebServer")
-    software_update: Annotated[
-        Literal["apply", "download", "disable"], PlainValidator(_software_update)
-    ] = Field(default="disable", alias="softwareUpdate")
+    software_update: SoftwareUpdate = Field(default="disable", alias="softwareUpdate")
     software_update_channel: Str = Field(default="release", alias="softwareUpdateChannel")
     software_update_dist: Bool = Field(default=False, alias="softwareUpdateDist")
     controller_db_path: Str | None = Field(default=None, alias="controllerDbPath")
@@ -276,9 +257,7 @@ class Settings(BaseModel):
     redis: Object | None = None
     vault: Object | None = None
     default_bonding_policy: Str | None = Field(default=None, alias="defaultBondingPolicy")
-    policies: Annotated[dict[str, dict[str, Any]], PlainValidator(_policies)] = Field(
-        default_factory=dict
-    )
+    policies: Policies = Field(default_factory=dict)
     peer_specific_bonds: dict[AddressValue, Str] = Field(
         default_factory=dict, alias="peerSpecificBonds"
     )
@@ -286,9 +265,7 @@ class Settings(BaseModel):
     """ztone extension: the TCP fallback tunnel carries datagrams for IPv4 addresses of
     every scope, and UDP from any address proves UDP works (zerotier-one: global scope
     only). For private deployments whose roots have private addresses."""
-    tcp_fallback_after: Annotated[int, PlainValidator(_int_in(1000, 86_400_000))] = Field(
-        default=60000, alias="tcpFallbackAfter"
-    )
+    tcp_fallback_after: Milliseconds = Field(default=60000, alias="tcpFallbackAfter")
     """ztone extension: milliseconds without direct UDP before the tunnel engages
     (zerotier-one's fixed ZT_TCP_FALLBACK_AFTER, 60000)."""
     allow_loopback_paths: Bool = Field(default=False, alias="allowLoopbackPaths")
@@ -323,25 +300,25 @@ class LocalConf(BaseModel):
         """Validate a parsed JSON value; :class:`ConfigError` naming ``file`` if invalid."""
         if not isinstance(data, dict):
             raise ConfigError(
-                file, [("", f"expected a JSON object at the top level, got {_show(data)}")]
+                file, [("", f"expected a JSON object at the top level, got {show(data)}")]
             )
         try:
             conf = cls.model_validate(data)
         except ValidationError as e:
-            raise ConfigError(file, _problems(e)) from None
+            raise ConfigError(file, problems(e)) from None
         conf._raw = data
         conf._warnings = [f"{file}: {key}: unknown key (ignored)" for key in conf._unknown_keys()]
         return conf
 
     def _unknown_keys(self) -> list[str]:
         raw = self._raw
-        keys = [_key_path((k,)) for k in raw if k not in _known_keys(LocalConf)]
+        keys = [key_path((k,)) for k in raw if k not in _known_keys(LocalConf)]
         settings = raw.get("settings", {})
-        keys += [_key_path(("settings", k)) for k in settings if k not in _known_keys(Settings)]
+        keys += [key_path(("settings", k)) for k in settings if k not in _known_keys(Settings)]
         for section, model in (("physical", PhysicalConfig), ("virtual", VirtualConfig)):
             for entry_key, entry in raw.get(section, {}).items():
                 keys += [
-                    _key_path((section, entry_key, k)) for k in entry if k not in _known_keys(model)
+                    key_path((section, entry_key, k)) for k in entry if k not in _known_keys(model)
                 ]
         return keys
 
@@ -417,46 +394,6 @@ def _as_ip(ip: IPAddress | InetAddress) -> IPAddress:
     return ip.ip if isinstance(ip, InetAddress) else ip
 
 
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _key_path(loc: Iterable[int | str]) -> str:
-    """``("settings", "bind", 1)`` -> ``settings.bind[1]``; odd keys -> ``["10.0.0.0/8"]``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _PLAIN_KEY.fullmatch(part):
-            out += f".{part}" if out else part
-        else:
-            out += f"[{json.dumps(part, ensure_ascii=False)}]"
-    return out
-
-
-def _problems(error: ValidationError) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    for err in error.errors():
-        loc = list(err["loc"])
-        is_key = bool(loc) and loc[-1] == "[key]"
-        if is_key:
-            loc = loc[:-1]
-        ctx = err.get("ctx") or {}
-        cause = ctx.get("error")
-        kind = err["type"]
-        if isinstance(cause, ValueError):
-            reason = str(cause)
-        elif kind == "list_type":
-            reason = f"expected a JSON array, got {_show(err['input'])}"
-        elif kind in ("dict_type", "model_type", "model_attributes_type"):
-            reason = f"expected a JSON object, got {_show(err['input'])}"
-        else:
-            reason = err["msg"]
-        if is_key:
-            reason = f"invalid key: {reason}"
-        problems.append((_key_path(loc), reason))
-    return problems
-
-
 def _parse_json(data: bytes, file: str) -> Any:
     try:
         return strict_json.loads(data)
@@ -477,7 +414,7 @@ def _read_conf_object(path: Path) -> dict[str, Any] | None:
     obj = _parse_json(data, str(path))
     if not isinstance(obj, dict):
         raise ConfigError(
-            str(path), [("", f"expected a JSON object at the top level, got {_show(obj)}")]
+            str(path), [("", f"expected a JSON object at the top level, got {show(obj)}")]
         )
     return obj
 
@@ -524,10 +461,10 @@ def update_settings(path: str | os.PathLike[str], changes: dict[str, Any]) -> Lo
     """
     p = Path(path)
     if not isinstance(changes, dict):
-        raise ConfigError(str(p), [("settings", f"expected a JSON object, got {_show(changes)}")])
+        raise ConfigError(str(p), [("settings", f"expected a JSON object, got {show(changes)}")])
     known = _known_keys(Settings)
     unknown = [
-        (_key_path(("settings", str(k))), "unknown setting (not a zerotier-one 1.14 key)")
+        (key_path(("settings", str(k))), "unknown setting (not a zerotier-one 1.14 key)")
         for k in changes
         if k not in known
     ]
@@ -557,9 +494,14 @@ def update_settings(path: str | os.PathLike[str], changes: dict[str, Any]) -> Lo
 # --- networks.d/<nwid>.local.conf -------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(strict=True))
 class NetworkLocalSettings:
-    """Per-network local settings (C.1.4); the defaults are those of a missing file."""
+    """Per-network local settings (C.1.4); the defaults are those of a missing file.
+
+    A pydantic dataclass: every construction (also ``dataclasses.replace``) checks
+    the types, so a setting the API or a caller gets wrong fails where it is made,
+    not when the file is written or the port configured.
+    """
 
     allow_managed: bool = True
     managed_whitelist: list[IPNetwork] = field(default_factory=list)

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ztone import __version__
-from ztone.controller.api import controller_routes
 from ztone.controller.store import ControllerStore, open_controller_store
 from ztone.crypto.backend import DEFAULT, Backend
 from ztone.node.actions import (
@@ -42,6 +41,7 @@ from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.osdep.base import TapError
 from ztone.osdep.factory import ILLUMOS, default_tap_factory, selected_backend
+from ztone.service.api.controller_routes import controller_routes
 from ztone.service.api.http import ApiServer
 from ztone.service.api.network_routes import network_routes
 from ztone.service.api.routes import ApiRouter

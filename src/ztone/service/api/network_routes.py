@@ -16,7 +16,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 
 from ztone.node.vl2.network import NetworkView
 from ztone.node.wire.mac import MAC
@@ -32,6 +34,34 @@ from ztone.service.api.routes import (
     route,
 )
 from ztone.service.config import NetworkLocalSettings
+
+
+def _bool_or_ignored(value: object) -> bool | None:
+    # Upstream reads these keys only when they hold a JSON boolean (is_boolean()).
+    return value if isinstance(value, bool) else None
+
+
+BoolOrIgnored = Annotated[bool | None, PlainValidator(_bool_or_ignored)]
+
+
+class NetworkSettingsBody(BaseModel):
+    """The body of ``POST /network/<nwid>``: the four local settings; a key whose
+    value is not a JSON boolean is ignored, as are unknown keys (as upstream)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    allow_managed: BoolOrIgnored = Field(default=None, alias="allowManaged")
+    allow_global: BoolOrIgnored = Field(default=None, alias="allowGlobal")
+    allow_default: BoolOrIgnored = Field(default=None, alias="allowDefault")
+    allow_dns: BoolOrIgnored = Field(default=None, alias="allowDNS")
+
+    def applied_to(self, settings: NetworkLocalSettings) -> NetworkLocalSettings:
+        """``settings`` with every setting the body gave replaced; a new
+        ``allowManaged`` drops the whitelist (upstream rewrites ``allowManaged=1|0``)."""
+        changes: dict[str, Any] = self.model_dump(exclude_none=True)
+        if "allow_managed" in changes:
+            changes["managed_whitelist"] = []
+        return replace(settings, **changes)
 
 
 class NetworkControl(Protocol):
@@ -101,22 +131,9 @@ def network_routes(networks: NetworkControl) -> list[Route]:
         body = parse_json_body(request) if request.body.strip() else {}
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object")
+        wanted = NetworkSettingsBody.model_validate(body)
         networks.join(nwid)
-        settings = networks.local_settings(nwid)
-        if body:
-            changes: dict[str, Any] = {}
-            for key, attr in (
-                ("allowManaged", "allow_managed"),
-                ("allowGlobal", "allow_global"),
-                ("allowDefault", "allow_default"),
-                ("allowDNS", "allow_dns"),
-            ):
-                if isinstance(body.get(key), bool):
-                    changes[attr] = body[key]
-            if "allow_managed" in changes:
-                changes["managed_whitelist"] = []  # upstream rewrites allowManaged=1|0
-            settings = replace(settings, **changes)
-        networks.set_local_settings(nwid, settings)
+        networks.set_local_settings(nwid, wanted.applied_to(networks.local_settings(nwid)))
         view = find(nwid)
         return json_reply(render(view)) if view is not None else EMPTY
 

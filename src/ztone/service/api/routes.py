@@ -34,7 +34,9 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Annotated, Protocol
+
+from pydantic import BaseModel, ConfigDict, PlainValidator
 
 from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
 from ztone.service import strict_json
@@ -170,7 +172,20 @@ def ip_allowed(ip: IPAddress, allowed: Iterable[ManagementNetwork]) -> bool:
     return any(ip in net for net in allowed if net.version == ip.version)
 
 
-def authorized(control: ApiControl, request: Request) -> bool:
+class AccessPolicy(Protocol):
+    """What authentication reads (an :class:`ApiControl` is one)."""
+
+    @property
+    def auth_token(self) -> str: ...
+
+    @property
+    def metrics_token(self) -> str: ...
+
+    @property
+    def allow_management_from(self) -> Sequence[ManagementNetwork]: ...
+
+
+def authorized(control: AccessPolicy, request: Request) -> bool:
     """The reference's ``authCheck`` pre-routing handler (C.2.2)."""
     if request.path == "/metrics":
         # Auth token or metrics token, from any source address.
@@ -285,13 +300,26 @@ def _moon_get(control: ApiControl, request: Request, match: re.Match[str]) -> Re
     return EMPTY
 
 
+def _hex_of_text(value: object) -> int:
+    # Upstream reads the seed as text (a number's decimal digits) and parses it as hex.
+    return strtoull(json_string(value, "0"), 16)
+
+
+class MoonBody(BaseModel):
+    """The body of ``POST /moon/<id>``: ``seed``, the 10-hex address of a node to
+    fetch the moon from; anything else (or no body, or not an object) is seed 0."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    seed: Annotated[int, PlainValidator(_hex_of_text)] = 0
+
+
 def _moon_post(control: ApiControl, request: Request, match: re.Match[str]) -> Reply:
     seed = 0
     if request.body.strip():
         body = parse_json_body(request)
         if isinstance(body, dict):
-            # The seed is read as text (a number's decimal digits) parsed as hex.
-            seed = strtoull(json_string(body.get("seed"), "0"), 16)
+            seed = MoonBody.model_validate(body).seed
     world_id = strtoull(match.group(1), 16)
     for moon in _fetched_moons(control):
         if moon.world_id == world_id:

@@ -3,7 +3,7 @@
 The server runs on 127.0.0.1 (ephemeral port) in a background event loop. Answers are
 compared with what the 1.14.1 controller answered in the lab
 (tests/vectors/lab1_api/ctrl/api.json). The durability test runs this file as a child
-process serving the API (``python tests/test_controller_api.py <db> <port file>``) and
+process serving the API (``python tests/service/api/test_controller_routes.py <db> <port>``) and
 kills it with SIGKILL in the middle of a burst of writes.
 """
 
@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 
 from locations import TESTS, VECTORS
-from ztone.controller.api import controller_routes
 from ztone.controller.store import SqliteStore
 from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
 from ztone.service.api import ApiRouter, ApiServer
+from ztone.service.api.controller_routes import controller_routes
 
 CONTROLLER_D = VECTORS / "lab1_controller" / "controller.d"
 API: dict[str, Any] = json.loads((VECTORS / "lab1_api" / "ctrl" / "api.json").read_text())

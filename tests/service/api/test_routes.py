@@ -1,4 +1,5 @@
-"""The local JSON API: HTTP server, authentication, routes and rendering.
+"""The local JSON API through its router: authentication, routes and rendering, served
+by the real HTTP server (its own guarantees: test_http.py).
 
 The server runs on 127.0.0.1 (ephemeral port) in a background event loop; the fake
 daemon answers with the lab1 root node's recorded state, so bodies can be compared
@@ -17,11 +18,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from locations import VECTORS
 from ztone.cli import cli
 from ztone.node.status import MoonStatus, NodeStatus, PathStatus, PeerStatus, Role
 from ztone.node.vl2.network import NetworkView, RouteView
@@ -35,7 +36,6 @@ from ztone.service.api.routes import authorized, bearer_token_valid
 from ztone.service.config import NetworkLocalSettings
 from ztone.util.ctext import strtoull
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 LAB = VECTORS / "lab1_api"
 NODES = ("root", "ctrl", "a", "b")
 TOKEN = "0123456789abcdefghijklmn"

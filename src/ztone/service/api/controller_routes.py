@@ -5,6 +5,13 @@ plug into the local API (``ApiRouter(control, extra_routes=controller_routes(c))
 they share its listener, authentication and JSON/jsonp output. What the routes need
 from the daemon is a :class:`ControllerApiBackend`.
 
+Why here and not in :mod:`ztone.controller`: the HTTP surface (listener, ``authCheck``,
+jsonp, error bodies) is the service's (C.2), and the controller's endpoints are one
+more group of routes on it, like :mod:`.network_routes`. Keeping them here leaves
+:mod:`ztone.controller` a library with no HTTP in it (objects, rules, store, the
+config answer) that imports nothing from the service; moving the HTTP layer into a
+package both use would have made the controller depend on a web framework instead.
+
 =======  ==================================================  ==========================
 method   path                                                answer
 =======  ==================================================  ==========================
@@ -28,7 +35,7 @@ As the reference: ids in paths are hex of any case; network records are stored u
 the lower-case id. 404 answers have the body ``{}``.
 
 Deliberate differences: a body that is not JSON, or not a JSON object, or a field of
-the wrong type (see :mod:`ztone.controller.objects`) is answered ``400
+the wrong type (see :mod:`ztone.controller.bodies`) is answered ``400
 {"error": "<message>"}`` and changes nothing (the reference answers 500 or silently
 uses a default); an empty body counts as ``{}`` (the reference answers 500); a member
 POST stores ``id``/``address``/``nwid`` in lower case (the reference stores the path's
@@ -46,8 +53,8 @@ import re
 from collections.abc import Callable
 from typing import Protocol
 
+from ztone.controller.bodies import ControllerInputError
 from ztone.controller.objects import (
-    ControllerInputError,
     JsonObject,
     address_hex,
     apply_member_post,
