@@ -21,10 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from illumos_sim.neighbour import Neighbour, ping
 from illumos_sim.scenario_run import check, run_scenario
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import MulticastGroup, Route
+from ztone.node.wire.vl2_verbs import MulticastGroup
 from ztone.osdep.illumos import IllumosTapFactory
 from ztone.osdep.illumos.commands import Commands
 from ztone.osdep.illumos.names import link_names
+from ztone.osdep.managed import managed_route
 
 NWID = 0x8056C2E21C000001
 MAC = 0x82AABBCCDDEE
@@ -116,9 +117,9 @@ async def scenario() -> dict[str, Any]:
     check(MulticastGroup(0x3333FF000001, 0) in groups, "no solicited-node group")
     check(MulticastGroup(0x333300000001, 0) in groups, "no all-nodes group (netstat)")
 
-    via = Route(ipaddress.IPv4Network("198.19.0.0/16"), PEER4)
-    onlink = Route(ipaddress.IPv4Network("198.20.0.0/16"))
-    via6 = Route(ipaddress.IPv6Network("fd00:6666::/64"), PEER6)
+    via = managed_route(ipaddress.IPv4Network("198.19.0.0/16"), PEER4)
+    onlink = managed_route(ipaddress.IPv4Network("198.20.0.0/16"))
+    via6 = managed_route(ipaddress.IPv6Network("fd00:6666::/64"), PEER6)
     for r in (via, onlink, via6):
         check(tap.add_route(r), f"add_route {r}")
     table = run_routes()

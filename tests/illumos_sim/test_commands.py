@@ -11,7 +11,7 @@ from ztone.osdep.base import TapError
 from ztone.osdep.illumos.commands import (
     CommandError,
     CommandPaths,
-    Route,
+    RouteCommand,
     Runner,
     _parsable_fields,
     format_mac,
@@ -86,13 +86,13 @@ def test_dladm_parsable_escapes() -> None:
 def test_route_argv() -> None:
     net4 = ipaddress.IPv4Network("10.99.0.0/16")
     gw4 = ipaddress.IPv4Address("10.147.17.1")
-    assert Route.argv_tail(net4, gw4, "zt0", False) == [
+    assert RouteCommand.argv_tail(net4, gw4, "zt0", False) == [
         "-net", "10.99.0.0/16", "10.147.17.1", "-ifp", "zt0"]  # fmt: skip
     host = ipaddress.IPv4Network("1.2.3.4/32")
-    assert Route.argv_tail(host, gw4, "zt0", True)[:2] == ["-host", "1.2.3.4"]
-    assert "-interface" in Route.argv_tail(host, gw4, "zt0", True)
+    assert RouteCommand.argv_tail(host, gw4, "zt0", True)[:2] == ["-host", "1.2.3.4"]
+    assert "-interface" in RouteCommand.argv_tail(host, gw4, "zt0", True)
     net6 = ipaddress.IPv6Network("fd00:aa::/64")
-    assert Route.argv_tail(net6, ipaddress.IPv6Address("fd00::1"), "zt0", False) == [
+    assert RouteCommand.argv_tail(net6, ipaddress.IPv6Address("fd00::1"), "zt0", False) == [
         "-inet6", "fd00:aa::/64", "fd00::1", "-ifp", "zt0"]  # fmt: skip
 
 

@@ -24,7 +24,9 @@ from typing import Any
 import pytest
 
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import MulticastGroup, Route, Tap, TapError, TapFactory
+from ztone.node.wire.vl2_verbs import MulticastGroup
+from ztone.osdep.base import Tap, TapError, TapFactory
+from ztone.osdep.managed import managed_route
 
 from .netns import Namespace
 
@@ -89,15 +91,15 @@ def _scenario_device_and_config() -> dict[str, Any]:
     r["add_v6"] = tap.add_ip(TAP_V6)
     r["add_bad_prefix"] = tap.add_ip(InetAddress.parse("198.18.9.1/33"))
     routes = {
-        "gateway": Route(ipaddress.ip_network("198.19.7.0/24"), PEER_V4),
-        "onlink6": Route(ipaddress.ip_network("fd00:6::/64")),
-        "default": Route(ipaddress.ip_network("0.0.0.0/0"), PEER_V4),
-        "metric": Route(ipaddress.ip_network("198.19.8.0/24"), PEER_V4, 77),
+        "gateway": managed_route(ipaddress.ip_network("198.19.7.0/24"), PEER_V4),
+        "onlink6": managed_route(ipaddress.ip_network("fd00:6::/64")),
+        "default": managed_route(ipaddress.ip_network("0.0.0.0/0"), PEER_V4),
+        "metric": managed_route(ipaddress.ip_network("198.19.8.0/24"), PEER_V4, 77),
     }
     r["add_routes"] = {k: tap.add_route(v) for k, v in routes.items()}
     r["add_route_again"] = tap.add_route(routes["gateway"])
     r["add_route_unreachable"] = tap.add_route(
-        Route(ipaddress.ip_network("198.19.9.0/24"), ipaddress.ip_address("198.19.200.1"))
+        managed_route(ipaddress.ip_network("198.19.9.0/24"), ipaddress.ip_address("198.19.200.1"))
     )
     r["addr"] = _ipj("addr", "show", "dev", tap.device_name)[0]
     r["routes4"] = _ipj("-4", "route", "show")
@@ -115,7 +117,9 @@ def _scenario_device_and_config() -> dict[str, Any]:
     r["replace"] = tap.add_ip(InetAddress.parse("198.18.5.1/25"))
     r["ips_after_replace"] = [str(a) for a in tap.ips() if a.ip.version == 4]
     r["remove_absent_ip"] = tap.remove_ip(InetAddress.parse("198.18.5.9/24"))
-    r["remove_absent_route"] = tap.remove_route(Route(ipaddress.ip_network("198.19.99.0/24")))
+    r["remove_absent_route"] = tap.remove_route(
+        managed_route(ipaddress.ip_network("198.19.99.0/24"))
+    )
     tap.set_mtu(1400)
     r["mtu_after"] = _ipj("link", "show", "dev", tap.device_name)[0]["mtu"]
     try:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.network_config import Route
+from ztone.node.wire.vl2_verbs import MulticastGroup
 
 FrameHandler = Callable[[int, int, int, bytes], None]
 """``on_frame(source MAC, destination MAC, ethertype, payload)`` for frames from the host."""
@@ -40,21 +42,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.message}\n    fix: {self.fix}"
-
-
-@dataclass(frozen=True, slots=True)
-class MulticastGroup:
-    mac: int
-    adi: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A managed route: ``target`` network via ``via`` (None: on-link) on a tap."""
-
-    target: IPNetwork
-    via: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
-    metric: int = 0
 
 
 class Tap(Protocol):

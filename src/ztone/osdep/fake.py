@@ -26,7 +26,9 @@ import asyncio
 from typing import NamedTuple
 
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import BatchEnd, FrameHandler, MulticastGroup, Route, TapError
+from ztone.node.wire.network_config import Route
+from ztone.node.wire.vl2_verbs import MulticastGroup
+from ztone.osdep.base import BatchEnd, FrameHandler, TapError
 from ztone.osdep.managed import upstream_sort_key
 from ztone.osdep.multicast import port_groups
 from ztone.osdep.naming import choose_linux_device_name

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import logging
 import os
 from collections.abc import Callable
@@ -20,7 +19,9 @@ from dataclasses import dataclass, field
 
 from ztone.node.vl2.network import ConfigOp, NetworkView
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import BatchEnd, Route, Tap, TapError, TapFactory
+from ztone.node.wire.network_config import Route
+from ztone.node.wire.vl2_verbs import MulticastGroup
+from ztone.osdep.base import BatchEnd, Tap, TapError, TapFactory
 from ztone.osdep.managed import plan_managed
 from ztone.osdep.multicast import port_groups
 from ztone.service.config import (
@@ -44,7 +45,7 @@ class Port:
     error: int = 0
     applied_ips: list[InetAddress] = field(default_factory=list)
     applied_routes: list[Route] = field(default_factory=list)
-    groups: set[tuple[int, int]] = field(default_factory=set)
+    groups: set[MulticastGroup] = field(default_factory=set)
 
 
 FrameSink = Callable[[int, int, int, int, bytes], None]
@@ -136,13 +137,9 @@ class NetworkPorts:
         if tap is None:
             return
         view = port.view
-        routes = [
-            (ipaddress.ip_network(f"{r.target.ip}/{r.target.port}", strict=False),
-             r.via.ip if r.via is not None else None, r.metric)
-            for r in view.routes
-        ]  # fmt: skip
-        want_ips, want_routes = plan_managed(view.assigned_addresses, routes, port.settings,
-                                             tap_ips=[])  # fmt: skip
+        want_ips, want_routes = plan_managed(
+            view.assigned_addresses, view.routes, port.settings, tap_ips=[]
+        )
         for ip in [i for i in port.applied_ips if i not in want_ips]:
             tap.remove_ip(ip)
         for ip in want_ips:
@@ -172,7 +169,7 @@ class NetworkPorts:
 
     # --- multicast -----------------------------------------------------------------
 
-    def scan_groups(self) -> list[tuple[int, list[tuple[int, int]], list[tuple[int, int]]]]:
+    def scan_groups(self) -> list[tuple[int, list[MulticastGroup], list[MulticastGroup]]]:
         """Per network: (nwid, groups joined since last scan, groups left)."""
         out = []
         for nwid, port in self.ports.items():
@@ -180,7 +177,7 @@ class NetworkPorts:
                 continue
             try:
                 joined = [g.mac for g in port.tap.multicast_groups()]
-                groups = {(g.mac, g.adi) for g in port_groups(joined, port.tap.ips())}
+                groups = set(port_groups(joined, port.tap.ips()))
             except TapError:
                 continue
             added = sorted(groups - port.groups)

@@ -495,10 +495,10 @@ class NodeService:
                 continue
             now = now_ms()
             for nwid, added, removed in self.ports.scan_groups():
-                for mac, adi in added:
-                    self.node.multicast_subscribe(now, nwid, mac, adi)
-                for mac, adi in removed:
-                    self.node.multicast_unsubscribe(now, nwid, mac, adi)
+                for group in added:
+                    self.node.multicast_subscribe(now, nwid, group.mac, group.adi)
+                for group in removed:
+                    self.node.multicast_unsubscribe(now, nwid, group.mac, group.adi)
             self._after_input()
 
     async def _housekeeping(self) -> None:

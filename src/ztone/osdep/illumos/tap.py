@@ -40,11 +40,14 @@ import errno as errno_mod
 import logging
 
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import BatchEnd, FrameHandler, MulticastGroup, Route, TapError
+from ztone.node.wire.network_config import Route
+from ztone.node.wire.vl2_verbs import MulticastGroup
+from ztone.osdep.base import BatchEnd, FrameHandler, TapError
 from ztone.osdep.illumos import libdlpi
 from ztone.osdep.illumos.commands import Commands, IPAddress, IPNetwork, LinkInfo
 from ztone.osdep.illumos.libdlpi import DlpiError, DlpiHandle, Libdlpi
 from ztone.osdep.illumos.names import LinkNames, is_own_link, link_names
+from ztone.osdep.managed import route_gateway, route_network
 
 log = logging.getLogger(__name__)
 
@@ -343,11 +346,12 @@ class IllumosTap:
         return best
 
     def _route_args(self, route: Route) -> tuple[IPAddress, bool] | None:
-        if route.via is not None:
-            if route.via.version != route.target.version:
+        via = route_gateway(route)
+        if via is not None:
+            if via.version != route.target.ip.version:
                 return None
-            return route.via, False
-        source = self._source_for(route.target)
+            return via, False
+        source = self._source_for(route_network(route))
         return None if source is None else (source, True)
 
     def add_route(self, route: Route) -> bool:
@@ -359,7 +363,7 @@ class IllumosTap:
                 log.warning("%s: no address to route %s from", self.device_name, route.target)
                 return False
             gateway, on_link = args
-            self._cmd.route.add(route.target, gateway, self.device_name, on_link)
+            self._cmd.route.add(route_network(route), gateway, self.device_name, on_link)
         except TapError as e:
             log.warning("%s: could not add route %s: %s", self.device_name, route, e)
             return False
@@ -375,7 +379,7 @@ class IllumosTap:
                 args = self._route_args(route)
             if args is None:
                 return False
-            self._cmd.route.delete(route.target, args[0], self.device_name, args[1])
+            self._cmd.route.delete(route_network(route), args[0], self.device_name, args[1])
         except TapError as e:
             log.warning("%s: could not remove route %s: %s", self.device_name, route, e)
             return False
@@ -410,7 +414,7 @@ class IllumosTap:
         self._tx.close()
         for route, (gateway, on_link) in list(self._routes.items()):
             try:
-                self._cmd.route.delete(route.target, gateway, self.device_name, on_link)
+                self._cmd.route.delete(route_network(route), gateway, self.device_name, on_link)
             except TapError as e:
                 log.warning("%s: could not remove route %s: %s", self.device_name, route, e)
         self._routes.clear()

@@ -50,9 +50,16 @@ from pyroute2 import (  # type: ignore[import-untyped, import-not-found, unused-
 )
 
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import BatchEnd, FrameHandler, IPNetwork, MulticastGroup, Route, TapError
+from ztone.node.wire.network_config import Route
+from ztone.node.wire.vl2_verbs import MulticastGroup
+from ztone.osdep.base import BatchEnd, FrameHandler, IPNetwork, TapError
 from ztone.osdep.linux.gro import VNET_HDR_LEN, VNET_NONE, coalesce, complete_checksum
-from ztone.osdep.managed import fork_default_route, upstream_sort_key
+from ztone.osdep.managed import (
+    fork_default_route,
+    route_gateway,
+    route_network,
+    upstream_sort_key,
+)
 from ztone.osdep.multicast import port_groups
 from ztone.osdep.naming import choose_linux_device_name, is_linux_ztone_name, read_devicemap
 
@@ -516,7 +523,7 @@ class LinuxTap:
         if self.closed:
             return False
         ok = True
-        for piece in fork_default_route(route.target):
+        for piece in fork_default_route(route_network(route)):
             ok = self._route("add", route, piece) and ok
         if ok and route not in self._managed_routes:
             self._managed_routes.append(route)
@@ -528,7 +535,7 @@ class LinuxTap:
         if route in self._managed_routes:
             self._managed_routes.remove(route)
         ok = True
-        for piece in fork_default_route(route.target):
+        for piece in fork_default_route(route_network(route)):
             ok = self._route("del", route, piece) and ok
         return ok
 
@@ -670,12 +677,13 @@ class LinuxTap:
             "type": RTN_UNICAST,
         }
         metric = route.metric
-        if route.via is not None:
-            spec["gateway"] = str(route.via)
+        via = route_gateway(route)
+        if via is not None:
+            spec["gateway"] = str(via)
             metric = metric or GATEWAY_ROUTE_METRIC
         if metric:
             spec["priority"] = metric
-        text = f"{piece} via {route.via or '-'} dev {self._name} metric {metric or '-'}"
+        text = f"{piece} via {via or '-'} dev {self._name} metric {metric or '-'}"
 
         def run(ipr: Any) -> None:
             ipr.route(command, **spec)
