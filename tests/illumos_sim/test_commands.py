@@ -19,8 +19,9 @@ from ztone.osdep.illumos.commands import (
     parse_mac,
     parse_netstat_groups,
 )
+from ztone.osdep.illumos.link import address_resolution_group, multicast_mac
 from ztone.osdep.illumos.preflight import _missing_privileges, parse_ppriv_effective
-from ztone.osdep.illumos.tap import address_resolution_group, backend_mac, multicast_mac
+from ztone.osdep.illumos.tap import backend_mac
 
 IFCONFIG_A = """\
 lo0: flags=2001000849<UP,LOOPBACK,RUNNING,MULTICAST,IPv4,VIRTUAL> mtu 8232 index 1

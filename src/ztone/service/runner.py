@@ -55,6 +55,7 @@ from ztone.service.config import (
 )
 from ztone.service.controller import EmbeddedController
 from ztone.service.entropy import RandomPool
+from ztone.service.frame_pump import FramePump
 from ztone.service.home import FileStateStore, Home
 from ztone.service.interfaces import local_addresses
 from ztone.service.metrics import ControllerSnapshot, render_metrics
@@ -118,6 +119,7 @@ class NodeService:
         self._tasks: list[asyncio.Task[None]] = []
         self.exit_reason = ""
         self.ports: NetworkPorts | None = None
+        self.pump: FramePump | None = None
         self.controller: EmbeddedController | None = None
         self.controller_store: ControllerStore | None = None
         self.identity_collision = False
@@ -261,8 +263,8 @@ class NodeService:
         except TapError as e:
             log.warning("virtual networks unavailable: %s", e)
             factory = None
-        self.ports = NetworkPorts(home, factory, self._loop, self._on_tap_frame,
-                                  self._input_batch_end)  # fmt: skip
+        self.pump = FramePump(self._loop, self._on_tap_frame, self._input_batch_end)
+        self.ports = NetworkPorts(home, factory, self.pump)
         self.udp = UdpSockets(self._loop, self._on_datagram, self._input_batch_end)
         self.fallback = TcpFallback(self._loop, self._on_tunnel_datagram,
                                     self._input_batch_end, VERSION, now_ms)  # fmt: skip
@@ -432,15 +434,16 @@ class NodeService:
 
     def _apply(self, actions: list[Action], send: bool) -> None:
         fallback = self.fallback
+        pump = self.pump
         now = now_ms() if fallback is not None else 0
         for action in actions:
             if isinstance(action, SendPacket):
                 if send and (fallback is None or fallback.send(now, action.remote, action.data)):
                     self.udp.send(action.local_socket, action.remote, action.data, action.ttl)
             elif isinstance(action, DeliverFrame):
-                if self.ports is not None:
-                    self.ports.deliver(action.nwid, action.source, action.destination,
-                                       action.ethertype, action.payload)  # fmt: skip
+                if pump is not None:
+                    pump.put(action.nwid, action.source, action.destination,
+                             action.ethertype, action.payload)  # fmt: skip
             elif isinstance(action, NetworkConfigChanged):
                 if self.ports is not None:
                     error = self.ports.apply(action.nwid, action.op, action.view)
@@ -451,6 +454,8 @@ class NodeService:
                 self._on_event(action)
         if send:
             self.udp.flush()  # datagrams held to leave together (UDP GSO)
+        if pump is not None:
+            pump.flush()  # each port's frames leave in one batch
 
     def _on_event(self, event: NodeEvent) -> None:
         if event.kind is EventKind.ONLINE:
