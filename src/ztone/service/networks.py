@@ -107,7 +107,6 @@ class NetworkPorts:
         except TapError as e:
             log.warning("network %016x: closing its port: %s", nwid, e)
 
-
     def destroy(self, nwid: int, delete_local_conf: bool) -> None:
         port = self.ports.pop(nwid, None)
         if port is not None and port.tap is not None:
