@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from ztone.osdep.base import TapError
+from ztone.osdep.base import FrameDevice, LinkConfig, Tap, TapError, TapFactory
 from ztone.osdep.illumos.commands import (
     CommandError,
     CommandPaths,
@@ -21,7 +21,7 @@ from ztone.osdep.illumos.commands import (
 )
 from ztone.osdep.illumos.link import address_resolution_group, multicast_mac
 from ztone.osdep.illumos.preflight import _missing_privileges, parse_ppriv_effective
-from ztone.osdep.illumos.tap import backend_mac
+from ztone.osdep.illumos.tap import IllumosTap, IllumosTapFactory, backend_mac
 
 IFCONFIG_A = """\
 lo0: flags=2001000849<UP,LOOPBACK,RUNNING,MULTICAST,IPv4,VIRTUAL> mtu 8232 index 1
@@ -124,3 +124,10 @@ def test_ppriv_parsing() -> None:
     assert effective == {"basic", "net_rawaccess"}
     assert _missing_privileges(effective) == ["sys_dl_config", "sys_ip_config"]
     assert _missing_privileges({"all"}) == []
+
+
+def _protocol_check(
+    tap: IllumosTap, factory: IllumosTapFactory
+) -> tuple[Tap, TapFactory, FrameDevice, LinkConfig]:
+    """Never called: mypy checks that the illumos classes satisfy the protocols."""
+    return tap, factory, tap.device, tap.link

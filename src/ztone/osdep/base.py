@@ -63,9 +63,10 @@ class FrameDevice(Protocol):
         """The descriptor that polls readable when :meth:`read_batch` has frames."""
 
     def read_batch(self, limit: int) -> list[EthernetFrame]:
-        """Up to ``limit`` frames the host sent, as they are read; ``[]`` when there is
-        none now. :class:`FrameDeviceError` if reading failed before any frame came
-        (an error after some frames is left for the next call)."""
+        """The frames the host sent, from at most ``limit`` reads (so at most ``limit``
+        frames); ``[]`` when there is none now. :class:`FrameDeviceError` if reading
+        failed before any frame came (an error after some frames is left for the next
+        call)."""
 
     def write_batch(self, frames: Sequence[EthernetFrame]) -> int:
         """Hand ``frames`` to the host's network stack in order; returns how many were

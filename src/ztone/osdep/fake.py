@@ -19,8 +19,8 @@ protocols:
 * any operation named in a ``fail`` set returns False or fails, to exercise error
   paths: the link's ``"add_ip"``, ``"remove_ip"``, ``"add_route"``,
   ``"remove_route"``, ``"set_mtu"`` (raises :class:`TapError`); the device's
-  ``"read"`` (``read_batch`` raises :class:`FrameDeviceError`) and ``"write"``
-  (``write_batch`` drops everything).
+  ``"read"`` (``read_batch`` raises :class:`FrameDeviceError`), ``"read_once"``
+  (the same, once) and ``"write"`` (``write_batch`` drops everything).
 
 :class:`FakeTapFactory` names ports with the Linux rule, collisions included (the
 names in ``existing_names`` and those of open fake ports count as taken).
@@ -71,7 +71,8 @@ class FakeDevice:
     def read_batch(self, limit: int) -> list[EthernetFrame]:
         if self.closed:
             return []
-        if "read" in self.fail:
+        if "read" in self.fail or "read_once" in self.fail:
+            self.fail.discard("read_once")
             raise FrameDeviceError(f"{self.name}: read failed (injected failure)")
         frames: list[EthernetFrame] = []
         for _ in range(limit):
