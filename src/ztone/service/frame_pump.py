@@ -107,8 +107,7 @@ class FramePump:
 
     # --- core -> host ---------------------------------------------------------------
 
-    def put(self, nwid: int, source: int, destination: int, ethertype: int,
-            payload: bytes) -> None:  # fmt: skip
+    def put(self, nwid: int, source: int, destination: int, ethertype: int, payload: bytes) -> None:
         """Queue a frame for the host; it leaves with the next :meth:`flush`."""
         port = self._ports.get(nwid)
         if port is None:
@@ -148,8 +147,11 @@ class FramePump:
             self.read_errors += 1
             log.warning("network %016x: %s", port.nwid, e)
             if port.read_errors >= MAX_READ_ERRORS:
-                log.error("network %016x: giving up reading frames after %d errors",
-                          port.nwid, port.read_errors)  # fmt: skip
+                log.error(
+                    "network %016x: giving up reading frames after %d errors",
+                    port.nwid,
+                    port.read_errors,
+                )
                 self._stop_reading(port)
             return
         if not frames:

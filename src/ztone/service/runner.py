@@ -252,8 +252,9 @@ class NodeService:
         self.pump = FramePump(self._loop, self._on_tap_frame, self._input_batch_end)
         self.ports = NetworkPorts(home, factory, self.pump)
         self.udp = UdpSockets(self._loop, self._on_datagram, self._input_batch_end)
-        self.fallback = TcpFallback(self._loop, self._on_tunnel_datagram,
-                                    self._input_batch_end, VERSION, now_ms)  # fmt: skip
+        self.fallback = TcpFallback(
+            self._loop, self._on_tunnel_datagram, self._input_batch_end, VERSION, now_ms
+        )
         self._configure_fallback()
         self._bind_ports()
         home.write_port(self.primary_port)
@@ -449,8 +450,13 @@ class NodeService:
                     self.udp.send(action.local_socket, action.remote, action.data, action.ttl)
             elif isinstance(action, DeliverFrame):
                 if pump is not None:
-                    pump.put(action.nwid, action.source, action.destination,
-                             action.ethertype, action.payload)  # fmt: skip
+                    pump.put(
+                        action.nwid,
+                        action.source,
+                        action.destination,
+                        action.ethertype,
+                        action.payload,
+                    )
             elif isinstance(action, NetworkConfigChanged):
                 if self.ports is not None:
                     error = self.ports.apply(action.nwid, action.op, action.view)
@@ -484,15 +490,18 @@ class NodeService:
             log.error("the embedded network controller is off: %s", e)
             return
         self.controller = EmbeddedController(
-            identity, self.controller_store, lambda: self.node,
+            identity,
+            self.controller_store,
+            lambda: self.node,
             self._wake,
-        )  # fmt: skip
+        )
 
     def _wake(self) -> None:
         self._loop.call_soon(self._after_input)
 
-    def _on_tap_frame(self, nwid: int, source: int, destination: int, ethertype: int,
-                      payload: bytes) -> None:  # fmt: skip
+    def _on_tap_frame(
+        self, nwid: int, source: int, destination: int, ethertype: int, payload: bytes
+    ) -> None:
         try:
             self.node.on_tap_frame(now_ms(), nwid, source, destination, ethertype, payload)
         except Exception:

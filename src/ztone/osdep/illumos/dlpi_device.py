@@ -91,8 +91,9 @@ class DlpiDevice:
                 if e.sys_errno in (errno_mod.EAGAIN, errno_mod.EWOULDBLOCK, errno_mod.ENOBUFS):
                     log.debug("%s: dlpi_send flow-controlled, frame dropped", self.name)
                 elif self.tx_errors == 1 or self.tx_errors % 1000 == 0:
-                    log.warning("%s: dlpi_send failed (%d so far): %s",
-                                self.name, self.tx_errors, e)  # fmt: skip
+                    log.warning(
+                        "%s: dlpi_send failed (%d so far): %s", self.name, self.tx_errors, e
+                    )
         return dropped
 
     def close(self) -> None:

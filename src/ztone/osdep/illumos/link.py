@@ -78,8 +78,14 @@ class IllumosLink:
         if self.closed or mtu == self._mtu:
             return
         if not MIN_MTU <= mtu <= MAX_MTU:
-            log.warning("%s: MTU %d outside the etherstub range %d..%d; keeping %d",
-                        self.device_name, mtu, MIN_MTU, MAX_MTU, self._mtu)  # fmt: skip
+            log.warning(
+                "%s: MTU %d outside the etherstub range %d..%d; keeping %d",
+                self.device_name,
+                mtu,
+                MIN_MTU,
+                MAX_MTU,
+                self._mtu,
+            )
             return
         try:
             if mtu > self._mtu:

@@ -71,8 +71,9 @@ def enable_fixups(handle: DlpiHandle) -> bool:
     except DlpiError as e:
         if e.code != libdlpi.DL_NOTSUPPORTED:
             raise
-        log.info("%s: DL_PROMISC_FIXUPS not supported, host frames used as they come",
-                 handle.linkname)  # fmt: skip
+        log.info(
+            "%s: DL_PROMISC_FIXUPS not supported, host frames used as they come", handle.linkname
+        )
         return False
     return True
 
@@ -222,8 +223,10 @@ class IllumosTapFactory:
         names = self._choose_names(nwid)
         links = cmd.dladm.show_links()
         if any(name in links for name in names.all()):
-            log.info("removing links left from an earlier run: %s",
-                     ", ".join(n for n in names.all() if n in links))  # fmt: skip
+            log.info(
+                "removing links left from an earlier run: %s",
+                ", ".join(n for n in names.all() if n in links),
+            )
             self.remove_links(names, links)
         rx: DlpiHandle | None = None
         tx: DlpiHandle | None = None
@@ -244,8 +247,14 @@ class IllumosTapFactory:
         tap = IllumosTap(self, nwid, mac, mtu, friendly_name, names, rx, tx)
         tap.fixups = rx_fixups
         self._taps[nwid] = tap
-        log.info("network %016x: port %s (backend %s, etherstub %s), MTU %d",
-                 nwid, names.visible, names.backend, names.etherstub, mtu)  # fmt: skip
+        log.info(
+            "network %016x: port %s (backend %s, etherstub %s), MTU %d",
+            nwid,
+            names.visible,
+            names.backend,
+            names.etherstub,
+            mtu,
+        )
         return tap
 
     @staticmethod
