@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from illumos_sim.scenario_run import check, run_scenario
 from ztone.osdep.illumos import IllumosTapFactory, libdlpi
 from ztone.osdep.illumos.commands import Commands
+from ztone.service.frame_pump import FramePump
 
 NWID = 0x8056C2E21C000002
 MAC = 0x82AABBCCDD02
@@ -71,13 +72,13 @@ async def scenario() -> dict[str, Any]:
         old_kernel = factory.create(NWID, MAC, MTU, "old kernel")
     finally:
         hooks.ztone_shim_unsupported(0)
-    mask = hooks.ztone_shim_promisc(raw_handle(old_kernel._rx))
+    mask = hooks.ztone_shim_promisc(raw_handle(old_kernel.device.rx))
     report["promisc_without_fixups"] = mask
     check(not mask & (1 << libdlpi.DL_PROMISC_FIXUPS), "FIXUPS on although refused")
     old_kernel.close()
 
     tap = factory.create(NWID, MAC, MTU, "faults")
-    mask = hooks.ztone_shim_promisc(raw_handle(tap._rx))
+    mask = hooks.ztone_shim_promisc(raw_handle(tap.device.rx))
     report["promisc"] = mask
     wanted = (libdlpi.DL_PROMISC_PHYS, libdlpi.DL_PROMISC_SAP, libdlpi.DL_PROMISC_MULTI,
               libdlpi.DL_PROMISC_FIXUPS)  # fmt: skip
@@ -89,24 +90,33 @@ async def scenario() -> dict[str, Any]:
     sniffer.settimeout(2.0)
     loop = asyncio.get_running_loop()
     frames: list[bytes] = []
-    tap.start(loop, lambda *args: frames.append(bytes(args[3])))
-    tx = raw_handle(tap._tx)
+    pump = FramePump(loop, lambda *args: frames.append(bytes(args[4])))
+    pump.attach(NWID, tap)
+
+    def put(payload: bytes) -> None:
+        pump.put(NWID, PEER_MAC, MAC, ETHERTYPE, payload)
+        pump.flush()
+
+    tx = raw_handle(tap.device.tx)
     hooks.ztone_shim_send_queue_full(tx, 5)
     for i in range(5):
-        tap.put(PEER_MAC, MAC, ETHERTYPE, b"queued%d" % i + bytes(50))
+        pump.put(NWID, PEER_MAC, MAC, ETHERTYPE, b"queued%d" % i + bytes(50))
+    pump.flush()
     blocked = hooks.ztone_shim_blocked_sends(tx)
     report["blocked_sends"] = blocked
-    report["tx_errors"] = tap._tx_errors
+    report["tx_errors"] = tap.device.tx_errors
     check(blocked == 0, f"{blocked} dlpi_send calls waited on a blocking descriptor")
-    check(tap._tx_errors == 5, f"{tap._tx_errors} send errors counted, 5 expected")
-    tap.put(PEER_MAC, MAC, ETHERTYPE, b"drained" + bytes(50))
+    tx_errors = tap.device.tx_errors
+    check(tx_errors == 5, f"{tx_errors} send errors counted, 5 expected")
+    check(pump.frames_dropped == 5, f"the pump counted {pump.frames_dropped} drops, 5 expected")
+    put(b"drained" + bytes(50))
     got = await loop.run_in_executor(None, sniffer.recv, 4096)
     report["after_drain"] = got[14:21].decode(errors="replace")
     check(got[14:21] == b"drained", f"first frame after the queue drained: {got[:32].hex()}")
     sniffer.close()
 
     # --- a hang-up while cffi's saved errno is the sends' EAGAIN ---
-    rx = tap._rx
+    rx = tap.device.rx
     calls = 0
     real_recv = rx.recv_into
 
@@ -117,17 +127,18 @@ async def scenario() -> dict[str, Any]:
 
     rx.recv_into = counting_recv  # type: ignore[method-assign]
     hooks.ztone_shim_send_queue_full(tx, 1)
-    tap.put(PEER_MAC, MAC, ETHERTYPE, bytes(60))  # leaves errno = EAGAIN behind
+    put(bytes(60))  # leaves errno = EAGAIN behind
     check(hooks.ztone_shim_hangup(raw_handle(rx)) == 0, "shim could not hang up the stream")
     # The shim swapped the file description under the same fd number (dup2), which
     # epoll forgets; on illumos it is the same stream. Register the reader again.
-    tap._stop_reader()
-    tap.start(loop, lambda *args: frames.append(bytes(args[3])))
+    pump.detach(NWID)
+    pump.attach(NWID, tap)
     await asyncio.sleep(0.5)  # the descriptor now polls readable (POLLHUP) for ever
     report["recv_calls_after_hangup"] = calls
-    report["reader_stopped"] = tap._rx_fd == -1
-    check(tap._rx_fd == -1, f"reader still registered after {calls} dlpi_recv calls")
+    report["reader_stopped"] = not pump.reading(NWID)
+    check(not pump.reading(NWID), f"reader still registered after {calls} dlpi_recv calls")
     check(calls <= 3, f"{calls} dlpi_recv calls on a hung-up stream")
+    pump.detach(NWID)
     tap.close()
     return report
 

@@ -21,10 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from illumos_sim.neighbour import Neighbour, ping
 from illumos_sim.scenario_run import check, run_scenario
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import MulticastGroup, Route
+from ztone.node.wire.vl2_verbs import MulticastGroup
 from ztone.osdep.illumos import IllumosTapFactory
 from ztone.osdep.illumos.commands import Commands
 from ztone.osdep.illumos.names import link_names
+from ztone.osdep.managed import managed_route
+from ztone.service.frame_pump import FramePump
 
 NWID = 0x8056C2E21C000001
 MAC = 0x82AABBCCDDEE
@@ -86,16 +88,23 @@ async def scenario() -> dict[str, Any]:
     check(int(vis["address"].replace(":", ""), 16) == MAC, "visible VNIC MAC")
     report["topology"] = {n: {"kind": kind(ls[n]), "mtu": ls[n]["mtu"]} for n in names.all()}
 
-    check(tap.add_ip(InetAddress(HOST4, 24)), "add_ip IPv4")
-    check(tap.add_ip(InetAddress(HOST6, 88)), "add_ip IPv6")
-    check(tap.add_ip(InetAddress(HOST4, 24)), "add_ip IPv4 again (idempotent)")
-    ips = tap.ips()
+    check(tap.link.add_ip(InetAddress(HOST4, 24)), "add_ip IPv4")
+    check(tap.link.add_ip(InetAddress(HOST6, 88)), "add_ip IPv6")
+    check(tap.link.add_ip(InetAddress(HOST4, 24)), "add_ip IPv4 again (idempotent)")
+    ips = tap.link.ips()
     report["ips"] = [str(a) for a in ips]
     check(InetAddress(HOST4, 24) in ips and InetAddress(HOST6, 88) in ips, f"ips {ips}")
 
     loop = asyncio.get_running_loop()
-    neighbour = Neighbour(NEIGHBOUR_MAC, PEER4, PEER6, tap.put)
-    tap.start(loop, neighbour)
+
+    # The daemon's frame pump drives the port, as in ztone-one.
+    def put(source: int, destination: int, ethertype: int, payload: bytes) -> None:
+        pump.put(NWID, source, destination, ethertype, payload)
+        pump.flush()
+
+    neighbour = Neighbour(NEIGHBOUR_MAC, PEER4, PEER6, put)
+    pump = FramePump(loop, lambda nwid, s, d, e, p: neighbour(s, d, e, p))
+    pump.attach(NWID, tap)
     pings: dict[str, int] = {}
     for label, addr, size in (
         ("v4", PEER4, 56),
@@ -110,38 +119,39 @@ async def scenario() -> dict[str, Any]:
     report["answered"] = neighbour.answered
     check(all(n == 3 for n in pings.values()), f"pings {pings}")
 
-    groups = tap.multicast_groups()
+    groups = tap.link.multicast_groups()
     report["groups"] = [f"{g.mac:012x}/{g.adi:08x}" for g in groups]
     check(MulticastGroup(0xFFFFFFFFFFFF, int(HOST4)) in groups, "no ARP group")
     check(MulticastGroup(0x3333FF000001, 0) in groups, "no solicited-node group")
     check(MulticastGroup(0x333300000001, 0) in groups, "no all-nodes group (netstat)")
 
-    via = Route(ipaddress.IPv4Network("198.19.0.0/16"), PEER4)
-    onlink = Route(ipaddress.IPv4Network("198.20.0.0/16"))
-    via6 = Route(ipaddress.IPv6Network("fd00:6666::/64"), PEER6)
+    via = managed_route(ipaddress.IPv4Network("198.19.0.0/16"), PEER4)
+    onlink = managed_route(ipaddress.IPv4Network("198.20.0.0/16"))
+    via6 = managed_route(ipaddress.IPv6Network("fd00:6666::/64"), PEER6)
     for r in (via, onlink, via6):
-        check(tap.add_route(r), f"add_route {r}")
+        check(tap.link.add_route(r), f"add_route {r}")
     table = run_routes()
     check(f"198.19.0.0/16 via {PEER4} dev {names.visible}" in table, table)
     check(f"198.20.0.0/16 dev {names.visible}" in table, table)
     check(f"fd00:6666::/64 via {PEER6} dev {names.visible}" in table, table)
-    check(tap.add_route(via), "add_route twice (entry exists) is fine")
-    check(tap.remove_route(via) and tap.remove_route(via6), "remove_route")
+    check(tap.link.add_route(via), "add_route twice (entry exists) is fine")
+    check(tap.link.remove_route(via) and tap.link.remove_route(via6), "remove_route")
     table = run_routes()
     check("198.19.0.0/16" not in table and "fd00:6666" not in table, table)
     check(await asyncio.wait_for(loop.run_in_executor(None, ping, PEER4, 56, 1, 2.0), 10) == 1,
           "ping after route changes")  # fmt: skip
 
-    tap.set_mtu(2000)
-    check(links()[names.visible]["mtu"] == 2000 and tap.mtu == 2000, "set_mtu 2000")
-    tap.set_mtu(MTU)
-    check(links()[names.visible]["mtu"] == MTU and tap.mtu == MTU, "set_mtu back")
+    tap.link.set_mtu(2000)
+    check(links()[names.visible]["mtu"] == 2000 and tap.link.mtu == 2000, "set_mtu 2000")
+    tap.link.set_mtu(MTU)
+    check(links()[names.visible]["mtu"] == MTU and tap.link.mtu == MTU, "set_mtu back")
 
-    check(tap.remove_ip(InetAddress(HOST4, 24)), "remove_ip")
-    check(InetAddress(HOST4, 24) not in tap.ips(), "address still there")
+    check(tap.link.remove_ip(InetAddress(HOST4, 24)), "remove_ip")
+    check(InetAddress(HOST4, 24) not in tap.link.ips(), "address still there")
 
     with_route = onlink  # left in place on purpose: close() must remove it
     report["left_for_close"] = str(with_route.target)
+    pump.detach(NWID)
     tap.close()
     tap.close()
     ls = links()

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from ztone.osdep.base import TapError
+from ztone.osdep.base import FrameDevice, LinkConfig, Tap, TapError, TapFactory
 from ztone.osdep.illumos.commands import (
     CommandError,
     CommandPaths,
-    Route,
+    RouteCommand,
     Runner,
     _parsable_fields,
     format_mac,
@@ -19,8 +19,9 @@ from ztone.osdep.illumos.commands import (
     parse_mac,
     parse_netstat_groups,
 )
+from ztone.osdep.illumos.link import address_resolution_group, multicast_mac
 from ztone.osdep.illumos.preflight import _missing_privileges, parse_ppriv_effective
-from ztone.osdep.illumos.tap import address_resolution_group, backend_mac, multicast_mac
+from ztone.osdep.illumos.tap import IllumosTap, IllumosTapFactory, backend_mac
 
 IFCONFIG_A = """\
 lo0: flags=2001000849<UP,LOOPBACK,RUNNING,MULTICAST,IPv4,VIRTUAL> mtu 8232 index 1
@@ -86,13 +87,13 @@ def test_dladm_parsable_escapes() -> None:
 def test_route_argv() -> None:
     net4 = ipaddress.IPv4Network("10.99.0.0/16")
     gw4 = ipaddress.IPv4Address("10.147.17.1")
-    assert Route.argv_tail(net4, gw4, "zt0", False) == [
+    assert RouteCommand.argv_tail(net4, gw4, "zt0", False) == [
         "-net", "10.99.0.0/16", "10.147.17.1", "-ifp", "zt0"]  # fmt: skip
     host = ipaddress.IPv4Network("1.2.3.4/32")
-    assert Route.argv_tail(host, gw4, "zt0", True)[:2] == ["-host", "1.2.3.4"]
-    assert "-interface" in Route.argv_tail(host, gw4, "zt0", True)
+    assert RouteCommand.argv_tail(host, gw4, "zt0", True)[:2] == ["-host", "1.2.3.4"]
+    assert "-interface" in RouteCommand.argv_tail(host, gw4, "zt0", True)
     net6 = ipaddress.IPv6Network("fd00:aa::/64")
-    assert Route.argv_tail(net6, ipaddress.IPv6Address("fd00::1"), "zt0", False) == [
+    assert RouteCommand.argv_tail(net6, ipaddress.IPv6Address("fd00::1"), "zt0", False) == [
         "-inet6", "fd00:aa::/64", "fd00::1", "-ifp", "zt0"]  # fmt: skip
 
 
@@ -123,3 +124,10 @@ def test_ppriv_parsing() -> None:
     assert effective == {"basic", "net_rawaccess"}
     assert _missing_privileges(effective) == ["sys_dl_config", "sys_ip_config"]
     assert _missing_privileges({"all"}) == []
+
+
+def _protocol_check(
+    tap: IllumosTap, factory: IllumosTapFactory
+) -> tuple[Tap, TapFactory, FrameDevice, LinkConfig]:
+    """Never called: mypy checks that the illumos classes satisfy the protocols."""
+    return tap, factory, tap.device, tap.link

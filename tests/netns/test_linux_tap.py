@@ -24,7 +24,9 @@ from typing import Any
 import pytest
 
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import MulticastGroup, Route, Tap, TapError, TapFactory
+from ztone.node.wire.vl2_verbs import MulticastGroup
+from ztone.osdep.base import Tap, TapError, TapFactory
+from ztone.osdep.managed import managed_route
 
 from .netns import Namespace
 
@@ -32,12 +34,9 @@ pytest.importorskip("pyroute2", reason="pyroute2 is not installed")
 
 import itertools
 
-from ztone.osdep.linux.tap import (
-    AliasMarker,
-    LinuxTap,
-    LinuxTapFactory,
-    process_start_time,
-)
+from ztone.osdep.linux.stale import AliasMarker, process_start_time
+from ztone.osdep.linux.tap import LinuxTap, LinuxTapFactory
+from ztone.service.frame_pump import FramePump
 
 
 def _skip_reason() -> str | None:
@@ -84,51 +83,53 @@ def _scenario_device_and_config() -> dict[str, Any]:
     tap = factory.create(NWID, MAC, MTU, f"ZeroTier One [{NWID:016x}]")
     r["name"] = tap.device_name
     r["link"] = _ipj("-d", "link", "show", "dev", tap.device_name)[0]
-    r["add_v4"] = tap.add_ip(TAP_V4)
-    r["add_v4_again"] = tap.add_ip(TAP_V4)
-    r["add_v6"] = tap.add_ip(TAP_V6)
-    r["add_bad_prefix"] = tap.add_ip(InetAddress.parse("198.18.9.1/33"))
+    r["add_v4"] = tap.link.add_ip(TAP_V4)
+    r["add_v4_again"] = tap.link.add_ip(TAP_V4)
+    r["add_v6"] = tap.link.add_ip(TAP_V6)
+    r["add_bad_prefix"] = tap.link.add_ip(InetAddress.parse("198.18.9.1/33"))
     routes = {
-        "gateway": Route(ipaddress.ip_network("198.19.7.0/24"), PEER_V4),
-        "onlink6": Route(ipaddress.ip_network("fd00:6::/64")),
-        "default": Route(ipaddress.ip_network("0.0.0.0/0"), PEER_V4),
-        "metric": Route(ipaddress.ip_network("198.19.8.0/24"), PEER_V4, 77),
+        "gateway": managed_route(ipaddress.ip_network("198.19.7.0/24"), PEER_V4),
+        "onlink6": managed_route(ipaddress.ip_network("fd00:6::/64")),
+        "default": managed_route(ipaddress.ip_network("0.0.0.0/0"), PEER_V4),
+        "metric": managed_route(ipaddress.ip_network("198.19.8.0/24"), PEER_V4, 77),
     }
-    r["add_routes"] = {k: tap.add_route(v) for k, v in routes.items()}
-    r["add_route_again"] = tap.add_route(routes["gateway"])
-    r["add_route_unreachable"] = tap.add_route(
-        Route(ipaddress.ip_network("198.19.9.0/24"), ipaddress.ip_address("198.19.200.1"))
+    r["add_routes"] = {k: tap.link.add_route(v) for k, v in routes.items()}
+    r["add_route_again"] = tap.link.add_route(routes["gateway"])
+    r["add_route_unreachable"] = tap.link.add_route(
+        managed_route(ipaddress.ip_network("198.19.9.0/24"), ipaddress.ip_address("198.19.200.1"))
     )
     r["addr"] = _ipj("addr", "show", "dev", tap.device_name)[0]
     r["routes4"] = _ipj("-4", "route", "show")
     r["routes6"] = _ipj("-6", "route", "show")
-    r["ips"] = [str(a) for a in tap.ips()]
+    r["ips"] = [str(a) for a in tap.link.ips()]
     groups: list[MulticastGroup] = []
 
     def have_all_nodes() -> bool:
-        groups[:] = tap.multicast_groups()
+        groups[:] = tap.link.multicast_groups()
         return any(g.mac == 0x333300000001 for g in groups)
 
     _wait_for(have_all_nodes, 3.0)
     r["groups"] = [(g.mac, g.adi) for g in groups]
     # Same IP, other prefix: replaced, not added beside.
-    r["replace"] = tap.add_ip(InetAddress.parse("198.18.5.1/25"))
-    r["ips_after_replace"] = [str(a) for a in tap.ips() if a.ip.version == 4]
-    r["remove_absent_ip"] = tap.remove_ip(InetAddress.parse("198.18.5.9/24"))
-    r["remove_absent_route"] = tap.remove_route(Route(ipaddress.ip_network("198.19.99.0/24")))
-    tap.set_mtu(1400)
+    r["replace"] = tap.link.add_ip(InetAddress.parse("198.18.5.1/25"))
+    r["ips_after_replace"] = [str(a) for a in tap.link.ips() if a.ip.version == 4]
+    r["remove_absent_ip"] = tap.link.remove_ip(InetAddress.parse("198.18.5.9/24"))
+    r["remove_absent_route"] = tap.link.remove_route(
+        managed_route(ipaddress.ip_network("198.19.99.0/24"))
+    )
+    tap.link.set_mtu(1400)
     r["mtu_after"] = _ipj("link", "show", "dev", tap.device_name)[0]["mtu"]
     try:
-        tap.set_mtu(70000)
+        tap.link.set_mtu(70000)
         r["bad_mtu"] = "accepted"
     except TapError as e:
         r["bad_mtu"] = f"TapError: {e}"
-    r["mtu_property"] = tap.mtu
+    r["mtu_property"] = tap.link.mtu
     tap.close()
     r["links_after_close"] = [link["ifname"] for link in _ipj("link", "show")]
     r["routes4_after_close"] = _ipj("-4", "route", "show")
     r["routes6_after_close"] = _ipj("-6", "route", "show")
-    r["ips_after_close"] = tap.ips()
+    r["ips_after_close"] = tap.link.ips()
     factory.close()
     return r
 
@@ -175,12 +176,19 @@ async def _frames_main() -> dict[str, Any]:
     frames: asyncio.Queue[tuple[int, int, int, bytes]] = asyncio.Queue()
     events: list[str] = []
 
-    def on_frame(s: int, d: int, e: int, p: bytes) -> None:
+    def on_frame(nwid: int, s: int, d: int, e: int, p: bytes) -> None:
         events.append("frame")
         frames.put_nowait((s, d, e, p))
 
-    tap.start(loop, on_frame, lambda: events.append("batch end"))
-    tap.add_ip(TAP_V4)
+    # The daemon's frame pump drives the port.
+    pump = FramePump(loop, on_frame, lambda: events.append("batch end"))
+    pump.attach(NWID, tap)
+
+    def put(source: int, destination: int, ethertype: int, payload: bytes) -> None:
+        pump.put(NWID, source, destination, ethertype, payload)
+        pump.flush()
+
+    tap.link.add_ip(TAP_V4)
 
     async def next_frame(
         match: Callable[[int, int, int, bytes], bool],
@@ -207,14 +215,14 @@ async def _frames_main() -> dict[str, Any]:
         lambda s, d, e, p: e == ETH_ARP and p[6:8] == b"\0\x01" and p[24:28] == PEER_V4.packed
     )
     r["arp_request"] = None if arp is None else (arp[0], arp[1], arp[2])
-    tap.put(PEER_MAC, MAC, ETH_ARP, _arp_reply(PEER_MAC, PEER_V4.packed, MAC, TAP_V4.ip.packed))
+    put(PEER_MAC, MAC, ETH_ARP, _arp_reply(PEER_MAC, PEER_V4.packed, MAC, TAP_V4.ip.packed))
 
     echo = await next_frame(
         lambda s, d, e, p: e == ETH_IPV4 and p[9] == 1 and p[16:20] == PEER_V4.packed
     )
     r["echo_request"] = None if echo is None else (echo[0], echo[1], echo[2])
     if echo is not None:
-        tap.put(PEER_MAC, MAC, ETH_IPV4, _echo_reply_for(bytes(echo[3])))
+        put(PEER_MAC, MAC, ETH_IPV4, _echo_reply_for(bytes(echo[3])))
         try:
             deadline = loop.time() + 3.0
             r["echo_reply"] = None
@@ -239,17 +247,19 @@ async def _frames_main() -> dict[str, Any]:
     tagged = await next_frame(lambda s, d, e, p: e == ETH_VLAN)
     r["vlan_frame"] = None if tagged is None else (tagged[0], tagged[1], tagged[3] == tagged_arp)
 
-    before = tap.frames_dropped
-    tap.put(PEER_MAC, MAC, ETH_IPV4, bytes(MTU + 1))
-    r["oversize_dropped"] = tap.frames_dropped - before
+    before = pump.frames_dropped
+    put(PEER_MAC, MAC, ETH_IPV4, bytes(MTU + 1))
+    r["oversize_dropped"] = pump.frames_dropped - before
     # each wakeup that delivered frames ended with one batch end, and only such wakeups
     r["batch_ends"] = (
         events[-1] == "batch end"
         and events[0] == "frame"
         and all(x != y for x, y in itertools.pairwise(events) if x == "batch end")
     )
+    pump.detach(NWID)
     tap.close()
-    tap.put(PEER_MAC, MAC, ETH_IPV4, b"after close")  # ignored, no exception
+    put(PEER_MAC, MAC, ETH_IPV4, b"after close")  # ignored, no exception
+    r["written_after_close"] = tap.device.write_batch([(PEER_MAC, MAC, ETH_IPV4, b"late")])
     factory.close()
     return r
 
@@ -382,6 +392,7 @@ def test_frames_both_ways_arp_and_ping(namespace: Namespace) -> None:
     assert neighbours[str(PEER_V4)]["lladdr"] == "02:89:e9:30:0c:28"
     assert r["vlan_frame"] == (MAC, PEER_MAC, True), "802.1Q frames pass through untouched"
     assert r["oversize_dropped"] == 1
+    assert r["written_after_close"] == 1  # dropped: the device is closed
     assert r["batch_ends"] is True
 
 

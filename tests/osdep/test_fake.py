@@ -10,15 +10,19 @@ import sys
 import pytest
 
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import MulticastGroup, Route, Tap, TapError, TapFactory
+from ztone.node.wire.network_config import Route
+from ztone.node.wire.vl2_verbs import MulticastGroup
+from ztone.osdep.base import FrameDevice, FrameDeviceError, LinkConfig, Tap, TapError, TapFactory
 from ztone.osdep.factory import default_tap_factory
 from ztone.osdep.fake import FakeTap, FakeTapFactory, Frame
 from ztone.osdep.managed import (
-    ConfigRoute,
     fork_default_route,
     is_default_route,
     is_managed_allowed,
+    managed_route,
     plan_managed,
+    route_gateway,
+    route_network,
     upstream_sort_key,
 )
 from ztone.osdep.multicast import address_resolution_group, port_groups
@@ -44,9 +48,11 @@ def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     return ipaddress.ip_network(text)
 
 
-def _protocol_check(tap: FakeTap, factory: FakeTapFactory) -> tuple[Tap, TapFactory]:
+def _protocol_check(
+    tap: FakeTap, factory: FakeTapFactory
+) -> tuple[Tap, TapFactory, FrameDevice, LinkConfig]:
     """Never called: mypy checks that the fakes satisfy the protocols."""
-    return tap, factory
+    return tap, factory, tap.device, tap.link
 
 
 # --- names ---------------------------------------------------------------------------
@@ -119,60 +125,66 @@ def test_fake_factory_names_and_failures() -> None:
     assert stale.cleanup_stale() == []
 
 
-def test_fake_frames_both_ways() -> None:
+def test_fake_device_frames_both_ways() -> None:
     tap = FakeTapFactory().create(NWID, MAC, 1500, "x")
-    got: list[tuple[int, int, int, bytes]] = []
-    with pytest.raises(TapError, match="not started"):
-        tap.inject(1, 2, 0x0800, b"early")
-    tap.start(None, lambda s, d, e, p: got.append((s, d, e, p)))  # type: ignore[arg-type]
-    tap.inject(0x0211, 0xFFFFFFFFFFFF, 0x0806, bytearray(b"arp"))
-    assert got == [(0x0211, 0xFFFFFFFFFFFF, 0x0806, b"arp")]
-    assert isinstance(got[0][3], bytes)
-    tap.put(MAC, 0x0211, 0x0800, b"x" * 1500)
-    tap.put(MAC, 0x0211, 0x0800, b"x" * 1501)  # over the MTU: dropped
-    assert tap.put_frames == [Frame(MAC, 0x0211, 0x0800, b"x" * 1500)]
-    assert len(tap.dropped_frames) == 1
-    assert len(tap.take_frames()) == 1 and tap.put_frames == []
+    device = tap.device
+    assert device.read_batch(8) == []  # nothing yet: no waiting
+    device.inject(0x0211, 0xFFFFFFFFFFFF, 0x0806, bytearray(b"arp"))
+    device.inject(0x0211, MAC, 0x0800, b"ip")
+    assert device.read_batch(1) == [(0x0211, 0xFFFFFFFFFFFF, 0x0806, b"arp")]
+    got = device.read_batch(8)
+    assert got == [(0x0211, MAC, 0x0800, b"ip")] and isinstance(got[0][3], bytes)
+    assert device.write_batch([(MAC, 0x0211, 0x0800, b"x" * 1500), (MAC, 1, 2, b"y")]) == 0
+    assert device.put_frames == [Frame(MAC, 0x0211, 0x0800, b"x" * 1500), Frame(MAC, 1, 2, b"y")]
+    assert len(device.take_frames()) == 2 and device.put_frames == []
+    device.fail.add("read")
+    with pytest.raises(FrameDeviceError, match="injected"):
+        device.read_batch(8)
+    device.fail = {"write"}
+    assert device.write_batch([(MAC, 1, 2, b"z")]) == 1
+    assert device.dropped_frames == [Frame(MAC, 1, 2, b"z")]
+    device.fail.clear()
     tap.close()
-    tap.put(MAC, 0x0211, 0x0800, b"late")
-    assert tap.put_frames == []
-    with pytest.raises(TapError):
-        tap.inject(1, 2, 3, b"")
+    assert device.closed and device.read_batch(8) == []
+    assert device.write_batch([(MAC, 0x0211, 0x0800, b"late")]) == 1
+    with pytest.raises(TapError, match="closed"):
+        device.inject(1, 2, 3, b"")
 
 
 def test_fake_ips_routes_groups_and_close() -> None:
     factory = FakeTapFactory()
     tap = factory.create(NWID, MAC, 2800, "x")
-    assert tap.add_ip(ia("198.18.5.1/24")) and tap.add_ip(ia("198.18.5.1/24"))
-    assert tap.add_ip(ia("fd00:5::1/64"))
-    assert tap.add_ip(ia("198.18.5.1/25"))  # same IP, other prefix: replaces
-    assert tap.ips() == [ia("198.18.5.1/25"), ia("fd00:5::1/64")]
-    assert not tap.remove_ip(ia("198.18.5.1/24"))
-    route = Route(net("198.19.0.0/16"), ipaddress.ip_address("198.18.5.2"))
-    assert tap.add_route(route) and tap.add_route(route)
-    assert tap.routes == [route]
-    assert not tap.remove_route(Route(net("198.19.0.0/16")))
-    tap.join(0x333300000001)
-    tap.join(0x333300000001)
-    assert tap.multicast_groups() == [
+    link = tap.link
+    assert link.add_ip(ia("198.18.5.1/24")) and link.add_ip(ia("198.18.5.1/24"))
+    assert link.add_ip(ia("fd00:5::1/64"))
+    assert link.add_ip(ia("198.18.5.1/25"))  # same IP, other prefix: replaces
+    assert link.ips() == [ia("198.18.5.1/25"), ia("fd00:5::1/64")]
+    assert not link.remove_ip(ia("198.18.5.1/24"))
+    route = managed_route(net("198.19.0.0/16"), ipaddress.ip_address("198.18.5.2"))
+    assert link.add_route(route) and link.add_route(route)
+    assert link.routes == [route]
+    assert not link.remove_route(managed_route(net("198.19.0.0/16")))
+    link.join(0x333300000001)
+    link.join(0x333300000001)
+    assert link.multicast_groups() == [
         MulticastGroup(0x333300000001, 0),
         MulticastGroup(0x3333FF000001, 0),
         MulticastGroup(0xFFFFFFFFFFFF, 0xC6120501),
     ]
-    tap.leave(0x333300000001)
-    assert MulticastGroup(0x333300000001, 0) not in tap.multicast_groups()
-    tap.fail.update({"add_ip", "add_route", "set_mtu"})
-    assert not tap.add_ip(ia("198.18.6.1/24"))
-    assert not tap.add_route(Route(net("198.20.0.0/16")))
+    link.leave(0x333300000001)
+    assert MulticastGroup(0x333300000001, 0) not in link.multicast_groups()
+    link.fail.update({"add_ip", "add_route", "set_mtu"})
+    assert not link.add_ip(ia("198.18.6.1/24"))
+    assert not link.add_route(managed_route(net("198.20.0.0/16")))
     with pytest.raises(TapError):
-        tap.set_mtu(1400)
-    tap.fail.clear()
-    tap.set_mtu(1400)
-    assert tap.mtu == 1400 and tap.mtu_history == [2800, 1400]
+        link.set_mtu(1400)
+    link.fail.clear()
+    link.set_mtu(1400)
+    assert link.mtu == 1400 and link.mtu_history == [2800, 1400]
     tap.close()
     assert tap.closed and factory.open == {}
-    assert tap.ips() == [] and tap.routes == [] and tap.multicast_groups() == []
-    assert not tap.add_ip(ia("198.18.5.1/24"))
+    assert link.ips() == [] and link.routes == [] and link.multicast_groups() == []
+    assert not link.add_ip(ia("198.18.5.1/24"))
     tap.close()  # twice is fine
 
 
@@ -231,7 +243,7 @@ def test_policy_table(kind: str, managed: bool, global_: bool, default: bool) ->
         ips, _ = plan_managed([ia(text)], [], policy)
         assert (ips == [ia(text)]) is want
         _, routes = plan_managed(
-            [ia("198.18.1.1/32"), ia("fd00:1::1/128")], [(network, None, 0)], policy
+            [ia("198.18.1.1/32"), ia("fd00:1::1/128")], [managed_route(network)], policy
         )
         assert bool(routes) is want, f"route {network}"
 
@@ -276,26 +288,28 @@ def test_plan_ips_sorted_as_upstream() -> None:
 
 def test_plan_routes() -> None:
     gw = ipaddress.ip_address("10.0.0.1")
-    routes: list[ConfigRoute] = [
-        (net("10.0.0.0/24"), None, 0),  # implied by 10.0.0.9/24: left out
-        (net("192.168.0.0/16"), gw, 0),
-        (net("192.168.0.0/16"), ipaddress.ip_address("10.0.0.2"), 0),  # same target: first wins
-        (net("172.16.0.0/12"), ipaddress.ip_address("10.0.0.9"), 0),  # via my own IP
-        (net("172.20.0.0/16"), ipaddress.ip_address("10.0.0.77"), 0),  # via a tap IP
-        (net("10.9.0.0/16"), None, 5),  # on-link, metric kept
-        (net("fd01::/64"), None, 0),  # no IPv6 address at all: no source, left out
-        (net("8.8.8.0/24"), gw, 0),  # global: needs allowGlobal
-        (net("0.0.0.0/0"), gw, 0),  # default: needs allowDefault
-        (net("10.0.0.0/16"), None, 0),  # contains 10.0.0.9 but other length: kept
+    routes: list[Route] = [
+        managed_route(net("10.0.0.0/24"), None, 0),  # implied by 10.0.0.9/24: left out
+        managed_route(net("192.168.0.0/16"), gw, 0),
+        managed_route(
+            net("192.168.0.0/16"), ipaddress.ip_address("10.0.0.2"), 0
+        ),  # same target: first wins
+        managed_route(net("172.16.0.0/12"), ipaddress.ip_address("10.0.0.9"), 0),  # via my own IP
+        managed_route(net("172.20.0.0/16"), ipaddress.ip_address("10.0.0.77"), 0),  # via a tap IP
+        managed_route(net("10.9.0.0/16"), None, 5),  # on-link, metric kept
+        managed_route(net("fd01::/64"), None, 0),  # no IPv6 address at all: no source, left out
+        managed_route(net("8.8.8.0/24"), gw, 0),  # global: needs allowGlobal
+        managed_route(net("0.0.0.0/0"), gw, 0),  # default: needs allowDefault
+        managed_route(net("10.0.0.0/16"), None, 0),  # contains 10.0.0.9 but other length: kept
     ]
     ips, planned = plan_managed(
         [ia("10.0.0.9/24")], routes, NetworkLocalSettings(), tap_ips=[ia("10.0.0.77/24")]
     )
     assert ips == [ia("10.0.0.9/24")]
     assert planned == [
-        Route(net("10.0.0.0/16"), None, 0),
-        Route(net("10.9.0.0/16"), None, 5),
-        Route(net("192.168.0.0/16"), gw, 0),
+        managed_route(net("10.0.0.0/16"), None, 0),
+        managed_route(net("10.9.0.0/16"), None, 5),
+        managed_route(net("192.168.0.0/16"), gw, 0),
     ]
     _, everything = plan_managed(
         [ia("10.0.0.9/24")],
@@ -316,14 +330,14 @@ def test_plan_routes() -> None:
     assert [r.via is None for r in everything] == [True, True, False, False, False, False]
     # A non-allowed config IP still counts as mine for the route checks.
     _, planned = plan_managed(
-        [ia("1.2.3.4/24")], [(net("10.5.0.0/16"), ipaddress.ip_address("1.2.3.4"), 0)],
+        [ia("1.2.3.4/24")], [managed_route(net("10.5.0.0/16"), ipaddress.ip_address("1.2.3.4"), 0)],
         NetworkLocalSettings(),
     )  # fmt: skip
     assert planned == []
     _, planned = plan_managed(
-        [ia("1.2.3.4/24")], [(net("10.5.0.0/16"), None, 0)], NetworkLocalSettings()
+        [ia("1.2.3.4/24")], [managed_route(net("10.5.0.0/16"), None, 0)], NetworkLocalSettings()
     )
-    assert planned == [Route(net("10.5.0.0/16"))]
+    assert planned == [managed_route(net("10.5.0.0/16"))]
     # Nothing at all when allowManaged is off.
     assert plan_managed([ia("10.0.0.9/24")], routes, NetworkLocalSettings(allow_managed=False)) == (
         [],
@@ -335,8 +349,8 @@ def test_default_route_helpers() -> None:
     assert fork_default_route(net("0.0.0.0/0")) == [net("0.0.0.0/1"), net("128.0.0.0/1")]
     assert fork_default_route(net("::/0")) == [net("::/1"), net("8000::/1")]
     assert fork_default_route(net("10.0.0.0/8")) == [net("10.0.0.0/8")]
-    assert is_default_route(Route(net("::/0"), ipaddress.ip_address("fd00::1")))
-    assert not is_default_route(Route(net("0.0.0.0/1")))
+    assert is_default_route(managed_route(net("::/0"), ipaddress.ip_address("fd00::1")))
+    assert not is_default_route(managed_route(net("0.0.0.0/1")))
 
 
 # --- platform selection -------------------------------------------------------------------
@@ -354,3 +368,16 @@ def test_default_factory_per_platform(monkeypatch: pytest.MonkeyPatch) -> None:
     else:
         factory = default_tap_factory()
         assert type(factory).__name__ == "LinuxTapFactory"
+
+
+def test_routes_are_the_configs_route_type() -> None:
+    """osdep takes the network config's Route as is: target ``ip/bits``, gateway ``ip/0``."""
+    route = Route(ia("10.1.2.3/16"), ia("10.1.0.1/0"), flags=0, metric=7)
+    assert route_network(route) == net("10.1.0.0/16")  # host bits cleared
+    assert route_gateway(route) == ipaddress.ip_address("10.1.0.1")
+    assert route_gateway(Route(ia("fd00::/64"))) is None
+    assert managed_route(net("10.1.0.0/16"), ipaddress.ip_address("10.1.0.1"), 7) == Route(
+        ia("10.1.0.0/16"), ia("10.1.0.1/0"), 0, 7
+    )
+    _, planned = plan_managed([ia("10.1.0.9/24")], [route], NetworkLocalSettings())
+    assert planned == [route]  # the config's own object, no copy in another type

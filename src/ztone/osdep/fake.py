@@ -1,20 +1,26 @@
 """In-memory virtual ports for tests that cannot (or should not) touch the OS.
 
-:class:`FakeTap` behaves like the Linux port where behaviour is observable through
-the :class:`~ztone.osdep.base.Tap` protocol:
+A :class:`FakeTap` is a :class:`FakeDevice` and a :class:`FakeLink`; they behave
+like the Linux port where behaviour is observable through the
+:class:`~ztone.osdep.base.FrameDevice` and :class:`~ztone.osdep.base.LinkConfig`
+protocols:
 
-* ``put()`` frames are recorded in :attr:`FakeTap.put_frames` (frames whose payload
-  exceeds the MTU, or sent after ``close()``, are dropped as the real port drops
-  them); :meth:`FakeTap.inject` plays a frame "from the host" into ``on_frame``;
+* the device is a real non-blocking descriptor (one end of a Unix datagram socket
+  pair), so an event loop can watch it: :meth:`FakeDevice.inject` plays a frame "from
+  the host" into it; frames written with ``write_batch`` are recorded in
+  :attr:`FakeDevice.put_frames` (after ``close()`` they are dropped, as the real port
+  drops them);
 * ``add_ip`` of an address already there is a success; one with the same IP but a
   different prefix length replaces it; ``remove_ip`` of an absent address is False;
 * ``add_route`` of an identical route is a success; ``remove_route`` of an absent
   one is False;
-* ``multicast_groups()`` = groups joined with :meth:`FakeTap.join` (ADI 0) plus the
+* ``multicast_groups()`` = groups joined with :meth:`FakeLink.join` (ADI 0) plus the
   address-resolution group of every address (C.5.4);
-* any operation named in :attr:`FakeTap.fail` (``"add_ip"``, ``"remove_ip"``,
-  ``"add_route"``, ``"remove_route"``, ``"set_mtu"``) returns False (``set_mtu``
-  raises :class:`TapError`), to exercise error paths.
+* any operation named in a ``fail`` set returns False or fails, to exercise error
+  paths: the link's ``"add_ip"``, ``"remove_ip"``, ``"add_route"``,
+  ``"remove_route"``, ``"set_mtu"`` (raises :class:`TapError`); the device's
+  ``"read"`` (``read_batch`` raises :class:`FrameDeviceError`), ``"read_once"``
+  (the same, once) and ``"write"`` (``write_batch`` drops everything).
 
 :class:`FakeTapFactory` names ports with the Linux rule, collisions included (the
 names in ``existing_names`` and those of open fake ports count as taken).
@@ -22,14 +28,19 @@ names in ``existing_names`` and those of open fake ports count as taken).
 
 from __future__ import annotations
 
-import asyncio
+import socket
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import BatchEnd, FrameHandler, MulticastGroup, Route, TapError
+from ztone.node.wire.network_config import Route
+from ztone.node.wire.vl2_verbs import MulticastGroup
+from ztone.osdep.base import EthernetFrame, FrameDeviceError, TapError
 from ztone.osdep.managed import upstream_sort_key
 from ztone.osdep.multicast import port_groups
 from ztone.osdep.naming import choose_linux_device_name
+
+MAX_FRAME = 65536
 
 
 class Frame(NamedTuple):
@@ -39,37 +50,90 @@ class Frame(NamedTuple):
     payload: bytes
 
 
-class FakeTap:
-    """One in-memory virtual port."""
+class FakeDevice:
+    """A frame device over a Unix datagram socket pair (the host's end is internal)."""
 
-    def __init__(
-        self,
-        nwid: int,
-        mac: int,
-        mtu: int,
-        friendly_name: str,
-        device_name: str,
-        factory: FakeTapFactory | None = None,
-    ) -> None:
-        self.nwid = nwid
-        self.friendly_name = friendly_name
-        self._device_name = device_name
-        self._mac = mac
-        self._mtu = mtu
-        self._factory = factory
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.on_frame: FrameHandler | None = None
-        self.on_batch_end: BatchEnd | None = None
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._port, self._host = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._port.setblocking(False)
+        self._host.setblocking(False)
         self.put_frames: list[Frame] = []
         self.dropped_frames: list[Frame] = []
+        self.fail: set[str] = set()
+        self.closed = False
+
+    # --- FrameDevice protocol -------------------------------------------------------
+
+    def fileno(self) -> int:
+        return self._port.fileno()
+
+    def read_batch(self, limit: int) -> list[EthernetFrame]:
+        if self.closed:
+            return []
+        if "read" in self.fail or "read_once" in self.fail:
+            self.fail.discard("read_once")
+            raise FrameDeviceError(f"{self.name}: read failed (injected failure)")
+        frames: list[EthernetFrame] = []
+        for _ in range(limit):
+            try:
+                data = self._port.recv(MAX_FRAME)
+            except BlockingIOError:
+                break
+            frames.append(
+                (
+                    int.from_bytes(data[6:12], "big"),
+                    int.from_bytes(data[0:6], "big"),
+                    int.from_bytes(data[12:14], "big"),
+                    data[14:],
+                )
+            )
+        return frames
+
+    def write_batch(self, frames: Sequence[EthernetFrame]) -> int:
+        recorded = [Frame(s, d, e, bytes(p)) for s, d, e, p in frames]
+        if self.closed or "write" in self.fail:
+            self.dropped_frames += recorded
+            return len(recorded)
+        self.put_frames += recorded
+        return 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._port.close()
+            self._host.close()
+
+    # --- test controls --------------------------------------------------------------
+
+    def inject(
+        self, source: int, destination: int, ethertype: int, payload: bytes | bytearray
+    ) -> None:
+        """The host sends a frame: it is readable from the device from now on."""
+        if self.closed:
+            raise TapError(f"{self.name}: closed")
+        header = destination.to_bytes(6, "big") + source.to_bytes(6, "big")
+        self._host.send(header + (ethertype & 0xFFFF).to_bytes(2, "big") + bytes(payload))
+
+    def take_frames(self) -> list[Frame]:
+        """Return the recorded written frames and forget them."""
+        frames, self.put_frames = self.put_frames, []
+        return frames
+
+
+class FakeLink:
+    """In-memory link configuration (see the module's rules)."""
+
+    def __init__(self, name: str, mac: int, mtu: int) -> None:
+        self._device_name = name
+        self._mac = mac
+        self._mtu = mtu
         self.addresses: list[InetAddress] = []
         self.routes: list[Route] = []
         self.joined: list[int] = []
         self.mtu_history: list[int] = [mtu]
         self.fail: set[str] = set()
         self.closed = False
-
-    # --- Tap protocol -----------------------------------------------------------
 
     @property
     def device_name(self) -> str:
@@ -83,22 +147,9 @@ class FakeTap:
     def mtu(self) -> int:
         return self._mtu
 
-    def start(self, loop: asyncio.AbstractEventLoop, on_frame: FrameHandler,
-              on_batch_end: BatchEnd | None = None) -> None:  # fmt: skip
-        self._check_open()
-        self.loop = loop
-        self.on_frame = on_frame
-        self.on_batch_end = on_batch_end
-
-    def put(self, source: int, destination: int, ethertype: int, payload: bytes) -> None:
-        frame = Frame(source, destination, ethertype, bytes(payload))
-        if self.closed or len(payload) > self._mtu:
-            self.dropped_frames.append(frame)
-            return
-        self.put_frames.append(frame)
-
     def set_mtu(self, mtu: int) -> None:
-        self._check_open()
+        if self.closed:
+            raise TapError(f"{self._device_name}: closed")
         if "set_mtu" in self.fail:
             raise TapError(f"{self._device_name}: cannot set MTU {mtu} (injected failure)")
         if mtu != self._mtu:
@@ -143,31 +194,7 @@ class FakeTap:
             return []
         return port_groups(self.joined, self.addresses)
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.routes.clear()
-        self.addresses.clear()
-        self.joined.clear()
-        self.on_frame = None
-        if self._factory is not None:
-            self._factory._closed(self)
-
-    # --- test controls ----------------------------------------------------------
-
-    def inject(
-        self, source: int, destination: int, ethertype: int, payload: bytes | bytearray
-    ) -> None:
-        """Deliver a frame "from the host" to ``on_frame`` now (the port must be started),
-        as one wakeup's batch."""
-        if self.closed:
-            raise TapError(f"{self._device_name}: closed")
-        if self.on_frame is None:
-            raise TapError(f"{self._device_name}: not started")
-        self.on_frame(source, destination, ethertype, bytes(payload))
-        if self.on_batch_end is not None:
-            self.on_batch_end()
+    # --- test controls --------------------------------------------------------------
 
     def join(self, mac: int) -> None:
         """The host joins Ethernet multicast group ``mac`` on this port."""
@@ -178,14 +205,52 @@ class FakeTap:
         if mac in self.joined:
             self.joined.remove(mac)
 
-    def take_frames(self) -> list[Frame]:
-        """Return the recorded ``put()`` frames and forget them."""
-        frames, self.put_frames = self.put_frames, []
-        return frames
+    def release(self) -> None:
+        self.closed = True
+        self.routes.clear()
+        self.addresses.clear()
+        self.joined.clear()
 
-    def _check_open(self) -> None:
+
+class FakeTap:
+    """One in-memory virtual port: :attr:`device` and :attr:`link`."""
+
+    def __init__(
+        self,
+        nwid: int,
+        mac: int,
+        mtu: int,
+        friendly_name: str,
+        device_name: str,
+        factory: FakeTapFactory | None = None,
+    ) -> None:
+        self.nwid = nwid
+        self.friendly_name = friendly_name
+        self._device = FakeDevice(device_name)
+        self._link = FakeLink(device_name, mac, mtu)
+        self._factory = factory
+        self.closed = False
+
+    @property
+    def device(self) -> FakeDevice:
+        return self._device
+
+    @property
+    def link(self) -> FakeLink:
+        return self._link
+
+    @property
+    def device_name(self) -> str:
+        return self._link.device_name
+
+    def close(self) -> None:
         if self.closed:
-            raise TapError(f"{self._device_name}: closed")
+            return
+        self.closed = True
+        self._link.release()
+        self._device.close()
+        if self._factory is not None:
+            self._factory.forget(self)
 
 
 class FakeTapFactory:
@@ -222,5 +287,6 @@ class FakeTapFactory:
         """Open ports of network ``nwid``."""
         return [t for t in self.open.values() if t.nwid == nwid]
 
-    def _closed(self, tap: FakeTap) -> None:
+    def forget(self, tap: FakeTap) -> None:
+        """``tap`` closed: its name is free again."""
         self.open.pop(id(tap), None)

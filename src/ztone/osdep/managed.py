@@ -16,14 +16,13 @@ A target (managed IP ``ip/bits`` or route ``network/bits``) is allowed when:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from ztone.node.wire.inetaddress import InetAddress, IPAddress, IpScope
-from ztone.osdep.base import IPNetwork, Route
-
-ConfigRoute = tuple[IPNetwork, IPAddress | None, int]
-"""A network-config route: (target network, gateway or None for on-link, metric)."""
+from ztone.node.wire.network_config import Route
+from ztone.osdep.base import IPNetwork
 
 
 class ManagedPolicy(Protocol):
@@ -50,6 +49,24 @@ def is_default_target(target: InetAddress) -> bool:
 def network_target(network: IPNetwork) -> InetAddress:
     """A route target network as the ``ip/bits`` value the policy looks at."""
     return InetAddress(network.network_address, network.prefixlen)
+
+
+def managed_route(
+    network: IPNetwork, via: IPAddress | None = None, metric: int = 0, flags: int = 0
+) -> Route:
+    """The config's :class:`Route` for ``network`` via ``via`` (None: on-link)."""
+    gateway = InetAddress(via, 0) if via is not None else None
+    return Route(network_target(network), gateway, flags, metric)
+
+
+def route_network(route: Route) -> IPNetwork:
+    """A route's target as a network (host bits of ``ip/bits`` cleared)."""
+    return ipaddress.ip_network((route.target.ip, route.target.port), strict=False)
+
+
+def route_gateway(route: Route) -> IPAddress | None:
+    """A route's gateway address, None for an on-link route."""
+    return route.via.ip if route.via is not None else None
 
 
 def _whitelisted(whitelist: Sequence[IPNetwork], target: InetAddress) -> bool:
@@ -94,7 +111,7 @@ def upstream_sort_key(address: InetAddress) -> tuple[int, int, bytes]:
 
 def is_default_route(route: Route) -> bool:
     """A route to ``0.0.0.0/0`` or ``::/0`` (gateway ones are only synced while online)."""
-    return route.target.prefixlen == 0
+    return route.target.port == 0
 
 
 def fork_default_route(target: IPNetwork) -> list[IPNetwork]:
@@ -110,7 +127,7 @@ def fork_default_route(target: IPNetwork) -> list[IPNetwork]:
 
 def plan_managed(
     config_ips: Iterable[InetAddress],
-    config_routes: Iterable[ConfigRoute],
+    config_routes: Iterable[Route],
     policy: ManagedPolicy,
     tap_ips: Iterable[InetAddress] = (),
 ) -> tuple[list[InetAddress], list[Route]]:
@@ -137,7 +154,9 @@ def plan_managed(
     my_families = {a.ip.version for a in my_ips}
 
     chosen: dict[InetAddress, Route] = {}
-    for network, via, metric in config_routes:
+    for route in config_routes:
+        network = route_network(route)
+        via = route_gateway(route)
         target = network_target(network)
         if target in chosen or not is_managed_allowed(policy, target):
             continue
@@ -150,7 +169,7 @@ def plan_managed(
             for a in ips
         ):
             continue
-        chosen[target] = Route(network, via, metric)
+        chosen[target] = route
 
     ordered = sorted(chosen.items(), key=lambda item: upstream_sort_key(item[0]))
     on_link = [route for _, route in ordered if route.via is None]
@@ -159,13 +178,15 @@ def plan_managed(
 
 
 __all__ = [
-    "ConfigRoute",
     "ManagedPolicy",
     "fork_default_route",
     "is_default_route",
     "is_default_target",
     "is_managed_allowed",
+    "managed_route",
     "network_target",
     "plan_managed",
+    "route_gateway",
+    "route_network",
     "upstream_sort_key",
 ]

@@ -13,7 +13,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import MulticastGroup
+from ztone.node.wire.vl2_verbs import MulticastGroup
 
 BROADCAST_MAC = 0xFFFFFFFFFFFF
 SOLICITED_NODE_MAC_PREFIX = 0x3333FF000000

@@ -10,17 +10,15 @@ multicast groups back to the core.
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import ipaddress
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ztone.node.vl2.network import ConfigOp, NetworkView
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import BatchEnd, Route, Tap, TapError, TapFactory
+from ztone.node.wire.network_config import Route
+from ztone.node.wire.vl2_verbs import MulticastGroup
+from ztone.osdep.base import Tap, TapError, TapFactory
 from ztone.osdep.managed import plan_managed
 from ztone.osdep.multicast import port_groups
 from ztone.service.config import (
@@ -28,6 +26,7 @@ from ztone.service.config import (
     read_network_local_conf,
     write_network_local_conf,
 )
+from ztone.service.frame_pump import FramePump
 from ztone.service.home import Home
 
 log = logging.getLogger(__name__)
@@ -44,21 +43,16 @@ class Port:
     error: int = 0
     applied_ips: list[InetAddress] = field(default_factory=list)
     applied_routes: list[Route] = field(default_factory=list)
-    groups: set[tuple[int, int]] = field(default_factory=set)
-
-
-FrameSink = Callable[[int, int, int, int, bytes], None]
-"""``(nwid, source MAC, destination MAC, ethertype, payload)`` into the core."""
+    groups: set[MulticastGroup] = field(default_factory=set)
 
 
 class NetworkPorts:
-    def __init__(self, home: Home, factory: TapFactory | None, loop: asyncio.AbstractEventLoop,
-                 on_frame: FrameSink, on_batch_end: BatchEnd | None = None) -> None:  # fmt: skip
+    """Every joined network's port; its frames move through ``pump``."""
+
+    def __init__(self, home: Home, factory: TapFactory | None, pump: FramePump) -> None:
         self.home = home
         self.factory = factory
-        self.loop = loop
-        self.on_frame = on_frame
-        self.on_batch_end = on_batch_end
+        self.pump = pump
         self.ports: dict[int, Port] = {}
 
     # --- core actions ----------------------------------------------------------
@@ -75,8 +69,8 @@ class NetworkPorts:
         port.view = view
         if port.tap is not None:
             try:
-                if port.tap.mtu != view.mtu:
-                    port.tap.set_mtu(view.mtu)
+                if port.tap.link.mtu != view.mtu:
+                    port.tap.link.set_mtu(view.mtu)
             except TapError as e:
                 log.warning("network %016x: cannot set MTU %d: %s", nwid, view.mtu, e)
             self.sync_managed(port)
@@ -92,25 +86,37 @@ class NetworkPorts:
             return port
         try:
             tap = self.factory.create(nwid, view.mac, view.mtu, view.name)
-            tap.start(self.loop, functools.partial(self.on_frame, nwid), self.on_batch_end)
-            port.tap = tap
-            log.info("network %016x: port %s up", nwid, tap.device_name)
         except TapError as e:
             port.error = PORT_ERROR_TAP_FAILED
             log.error("network %016x: cannot create its virtual port: %s", nwid, e)
+            return port
+        try:
+            self.pump.attach(nwid, tap)
+        except (OSError, ValueError, TapError) as e:
+            port.error = PORT_ERROR_TAP_FAILED
+            log.error("network %016x: cannot watch its virtual port: %s", nwid, e)
+            self._close_tap(nwid, tap)
+            return port
+        port.tap = tap
+        log.info("network %016x: port %s up", nwid, tap.device_name)
         return port
+
+    def _close_tap(self, nwid: int, tap: Tap) -> None:
+        try:
+            tap.close()
+        except TapError as e:
+            log.warning("network %016x: closing its port: %s", nwid, e)
 
     def destroy(self, nwid: int, delete_local_conf: bool) -> None:
         port = self.ports.pop(nwid, None)
         if port is not None and port.tap is not None:
+            self.pump.detach(nwid)
+            link = port.tap.link
             for route in port.applied_routes:
-                port.tap.remove_route(route)
+                link.remove_route(route)
             for ip in port.applied_ips:
-                port.tap.remove_ip(ip)
-            try:
-                port.tap.close()
-            except TapError as e:
-                log.warning("network %016x: closing its port: %s", nwid, e)
+                link.remove_ip(ip)
+            self._close_tap(nwid, port.tap)
         if delete_local_conf:
             try:
                 os.unlink(self.home.network_local_conf_path(nwid))
@@ -122,27 +128,18 @@ class NetworkPorts:
     def close(self) -> None:
         for nwid in list(self.ports):
             self.destroy(nwid, delete_local_conf=False)
-
-    def deliver(self, nwid: int, source: int, destination: int, ethertype: int,
-                payload: bytes) -> None:  # fmt: skip
-        port = self.ports.get(nwid)
-        if port is not None and port.tap is not None:
-            port.tap.put(source, destination, ethertype, payload)
+        self.pump.close()
 
     # --- managed addresses and routes -------------------------------------------
 
     def sync_managed(self, port: Port) -> None:
-        tap = port.tap
-        if tap is None:
+        if port.tap is None:
             return
+        tap = port.tap.link
         view = port.view
-        routes = [
-            (ipaddress.ip_network(f"{r.target.ip}/{r.target.port}", strict=False),
-             r.via.ip if r.via is not None else None, r.metric)
-            for r in view.routes
-        ]  # fmt: skip
-        want_ips, want_routes = plan_managed(view.assigned_addresses, routes, port.settings,
-                                             tap_ips=[])  # fmt: skip
+        want_ips, want_routes = plan_managed(
+            view.assigned_addresses, view.routes, port.settings, tap_ips=[]
+        )
         for ip in [i for i in port.applied_ips if i not in want_ips]:
             tap.remove_ip(ip)
         for ip in want_ips:
@@ -172,15 +169,16 @@ class NetworkPorts:
 
     # --- multicast -----------------------------------------------------------------
 
-    def scan_groups(self) -> list[tuple[int, list[tuple[int, int]], list[tuple[int, int]]]]:
+    def scan_groups(self) -> list[tuple[int, list[MulticastGroup], list[MulticastGroup]]]:
         """Per network: (nwid, groups joined since last scan, groups left)."""
         out = []
         for nwid, port in self.ports.items():
             if port.tap is None:
                 continue
             try:
-                joined = [g.mac for g in port.tap.multicast_groups()]
-                groups = {(g.mac, g.adi) for g in port_groups(joined, port.tap.ips())}
+                link = port.tap.link
+                joined = [g.mac for g in link.multicast_groups()]
+                groups = set(port_groups(joined, link.ips()))
             except TapError:
                 continue
             added = sorted(groups - port.groups)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ipaddress
 import logging
 import os
 import platform
@@ -19,7 +18,6 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 from ztone import __version__
 from ztone.controller.store import ControllerStore, open_controller_store
@@ -35,8 +33,6 @@ from ztone.node.actions import (
     SendPacket,
 )
 from ztone.node.node import Node, PhysicalPathSetting
-from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
-from ztone.node.vl2.network import NetworkView
 from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.osdep.base import TapError
@@ -45,19 +41,19 @@ from ztone.service.api.controller_routes import controller_routes
 from ztone.service.api.http import ApiServer
 from ztone.service.api.network_routes import network_routes
 from ztone.service.api.routes import ApiRouter
+from ztone.service.clock import now_ms
 from ztone.service.config import (
     DEFAULT_PRIMARY_PORT,
     ConfigError,
     LocalConf,
-    NetworkLocalSettings,
     load_local_conf,
-    update_settings,
 )
+from ztone.service.control import DaemonControl, DaemonCounters, DaemonParts
 from ztone.service.controller import EmbeddedController
 from ztone.service.entropy import RandomPool
+from ztone.service.frame_pump import FramePump
 from ztone.service.home import FileStateStore, Home
 from ztone.service.interfaces import local_addresses
-from ztone.service.metrics import ControllerSnapshot, render_metrics
 from ztone.service.networks import NetworkPorts
 from ztone.service.state_writer import StateWriter
 from ztone.service.tcp_fallback import FallbackSettings, TcpFallback
@@ -70,10 +66,6 @@ MULTICAST_SCAN_INTERVAL = 1.0
 TCP_FALLBACK_TICK = 0.5
 VERSION = (1, 14, 1)
 BINDER_REFRESH_PERIOD = 30.0
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class StartupError(Exception):
@@ -93,7 +85,8 @@ def random_port() -> int:
 
 
 class NodeService:
-    """Runs one node until :meth:`stop`. Also the ``ApiControl`` of the local API."""
+    """Runs one node until :meth:`stop`: the event loop's glue between the core, its
+    sockets, timer, ports and home. The local API gets a :class:`DaemonControl`."""
 
     def __init__(self, home_path: str, port: int | None = None,
                  crypto: Backend = DEFAULT) -> None:  # fmt: skip
@@ -106,9 +99,6 @@ class NodeService:
         self.state: StateWriter
         self.udp: UdpSockets
         self.api: ApiServer | None = None
-        self.auth_token = ""
-        self.metrics_token = ""
-        self.allow_management_from: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self.primary_port = 0
         self.secondary_port = 0
         self._loop: asyncio.AbstractEventLoop
@@ -120,11 +110,12 @@ class NodeService:
         self._tasks: list[asyncio.Task[None]] = []
         self.exit_reason = ""
         self.ports: NetworkPorts | None = None
+        self.pump: FramePump | None = None
         self.controller: EmbeddedController | None = None
         self.controller_store: ControllerStore | None = None
         self.identity_collision = False
-        self.bug_count = 0
-        self.udp_rx_bytes = 0
+        self.counters = DaemonCounters()
+        self.control: DaemonControl | None = None
         self.fallback: TcpFallback | None = None
 
     # ----------------------------------------------------------------- start-up
@@ -237,9 +228,6 @@ class NodeService:
         identity = home.load_or_create_identity(
             lambda: Identity.generate(os.urandom, self.crypto.memory_hard_hash)
         )
-        self.auth_token = home.auth_token()
-        self.metrics_token = home.metrics_token()
-        self.allow_management_from = list(self.conf.management_networks())
         self.store = FileStateStore(home)
         self.state = StateWriter(self.store)
         self._start_controller(identity)
@@ -266,22 +254,44 @@ class NodeService:
         except TapError as e:
             log.warning("virtual networks unavailable: %s", e)
             factory = None
-        self.ports = NetworkPorts(home, factory, self._loop, self._on_tap_frame,
-                                  self._input_batch_end)  # fmt: skip
+        self.pump = FramePump(self._loop, self._on_tap_frame, self._input_batch_end)
+        self.ports = NetworkPorts(home, factory, self.pump)
         self.udp = UdpSockets(self._loop, self._on_datagram, self._input_batch_end)
-        self.fallback = TcpFallback(self._loop, self._on_tunnel_datagram,
-                                    self._input_batch_end, VERSION, now_ms)  # fmt: skip
+        self.fallback = TcpFallback(
+            self._loop, self._on_tunnel_datagram, self._input_batch_end, VERSION, now_ms
+        )
         self._configure_fallback()
         self._bind_ports()
         home.write_port(self.primary_port)
         self.node.set_local_addresses(self.listening_on())
+        control = DaemonControl(
+            DaemonParts(
+                node=self.node,
+                home=home,
+                ports=self.ports,
+                pump=self.pump,
+                udp=self.udp,
+                fallback=self.fallback,
+                controller=self.controller,
+                counters=self.counters,
+                primary_port=self.primary_port,
+                secondary_port=self.secondary_port,
+            ),
+            conf=lambda: self.conf,
+            listening_on=self.listening_on,
+            after_input=self._after_input,
+            auth_token=home.auth_token(),
+            metrics_token=home.metrics_token(),
+            allow_management_from=list(self.conf.management_networks()),
+        )
+        self.control = control
         api_hosts = ["127.0.0.1", "::1"]
-        if self.allow_management_from:
+        if control.allow_management_from:
             api_hosts = ["0.0.0.0", "::"]
-        extra = network_routes(self)
+        extra = network_routes(control)
         if self.controller is not None:
             extra += controller_routes(self.controller)
-        self.api = ApiServer(ApiRouter(self, extra_routes=extra))
+        self.api = ApiServer(ApiRouter(control, extra_routes=extra))
         try:
             await self.api.start(api_hosts, self.primary_port)
         except OSError as e:
@@ -359,7 +369,7 @@ class NodeService:
     # ------------------------------------------------------------- event loop
 
     def _on_datagram(self, sock_id: int, remote: InetAddress, data: bytes) -> None:
-        self.udp_rx_bytes += len(data)
+        self.counters.udp_rx_bytes += len(data)
         now = now_ms()
         fallback = self.fallback
         if fallback is not None and not fallback.udp_received(now, remote, len(data)):
@@ -368,7 +378,7 @@ class NodeService:
             self.node.on_wire_packet(now, sock_id, remote, data)
         except Exception:
             # The core's contract is that only bugs get here; keep serving anyway.
-            self.bug_count += 1
+            self.counters.bugs += 1
             log.exception("BUG: datagram from %s raised", remote)
         self._input_taken()
 
@@ -376,7 +386,7 @@ class NodeService:
         try:
             self.node.on_wire_packet(now_ms(), ANY_LOCAL_SOCKET, remote, data)
         except Exception:
-            self.bug_count += 1
+            self.counters.bugs += 1
             log.exception("BUG: datagram from %s (TCP relay) raised", remote)
         self._input_taken()
 
@@ -419,7 +429,7 @@ class NodeService:
         try:
             self.node.on_timer(now_ms())
         except Exception:
-            self.bug_count += 1
+            self.counters.bugs += 1
             log.exception("BUG: timer task raised")
         self._after_input()
 
@@ -437,15 +447,21 @@ class NodeService:
 
     def _apply(self, actions: list[Action], send: bool) -> None:
         fallback = self.fallback
+        pump = self.pump
         now = now_ms() if fallback is not None else 0
         for action in actions:
             if isinstance(action, SendPacket):
                 if send and (fallback is None or fallback.send(now, action.remote, action.data)):
                     self.udp.send(action.local_socket, action.remote, action.data, action.ttl)
             elif isinstance(action, DeliverFrame):
-                if self.ports is not None:
-                    self.ports.deliver(action.nwid, action.source, action.destination,
-                                       action.ethertype, action.payload)  # fmt: skip
+                if pump is not None:
+                    pump.put(
+                        action.nwid,
+                        action.source,
+                        action.destination,
+                        action.ethertype,
+                        action.payload,
+                    )
             elif isinstance(action, NetworkConfigChanged):
                 if self.ports is not None:
                     error = self.ports.apply(action.nwid, action.op, action.view)
@@ -456,6 +472,8 @@ class NodeService:
                 self._on_event(action)
         if send:
             self.udp.flush()  # datagrams held to leave together (UDP GSO)
+        if pump is not None:
+            pump.flush()  # each port's frames leave in one batch
 
     def _on_event(self, event: NodeEvent) -> None:
         if event.kind is EventKind.ONLINE:
@@ -477,19 +495,22 @@ class NodeService:
             log.error("the embedded network controller is off: %s", e)
             return
         self.controller = EmbeddedController(
-            identity, self.controller_store, lambda: self.node,
+            identity,
+            self.controller_store,
+            lambda: self.node,
             self._wake,
-        )  # fmt: skip
+        )
 
     def _wake(self) -> None:
         self._loop.call_soon(self._after_input)
 
-    def _on_tap_frame(self, nwid: int, source: int, destination: int, ethertype: int,
-                      payload: bytes) -> None:  # fmt: skip
+    def _on_tap_frame(
+        self, nwid: int, source: int, destination: int, ethertype: int, payload: bytes
+    ) -> None:
         try:
             self.node.on_tap_frame(now_ms(), nwid, source, destination, ethertype, payload)
         except Exception:
-            self.bug_count += 1
+            self.counters.bugs += 1
             log.exception("BUG: frame from the port of %016x raised", nwid)
         self._input_taken()
 
@@ -500,10 +521,10 @@ class NodeService:
                 continue
             now = now_ms()
             for nwid, added, removed in self.ports.scan_groups():
-                for mac, adi in added:
-                    self.node.multicast_subscribe(now, nwid, mac, adi)
-                for mac, adi in removed:
-                    self.node.multicast_unsubscribe(now, nwid, mac, adi)
+                for group in added:
+                    self.node.multicast_subscribe(now, nwid, group.mac, group.adi)
+                for group in removed:
+                    self.node.multicast_unsubscribe(now, nwid, group.mac, group.adi)
             self._after_input()
 
     async def _housekeeping(self) -> None:
@@ -518,7 +539,9 @@ class NodeService:
             if mtime != self._conf_mtime:
                 try:
                     self.conf = self._load_conf()
-                    self.allow_management_from = list(self.conf.management_networks())
+                    if self.control is not None:
+                        networks = list(self.conf.management_networks())
+                        self.control.allow_management_from = networks
                     self._configure_fallback()
                     log.info("local.conf reloaded")
                 except ConfigError as e:
@@ -528,116 +551,3 @@ class NodeService:
                 last_refresh = time.monotonic()
                 self.node.set_local_addresses(self.listening_on())
                 self.state.call(lambda: self.store.prune_peers(time.time()))
-
-    # -------------------------------------------------------------- ApiControl
-
-    def node_status(self) -> NodeStatus:
-        return self.node.status(now_ms())
-
-    def service_settings(self) -> dict[str, object]:
-        raw = self.conf.raw.get("settings")
-        settings: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
-        s = self.conf.settings
-        settings.update(
-            {
-                "allowTcpFallbackRelay": s.allow_tcp_fallback_relay,
-                "forceTcpRelay": s.force_tcp_relay,
-                "primaryPort": self.primary_port,
-                "secondaryPort": s.secondary_port or self.secondary_port,
-                "tertiaryPort": s.tertiary_port,
-                "homeDir": str(self.home.path),
-                "listeningOn": [str(a) for a in self.listening_on()],
-                "surfaceAddresses": [str(a) for a in self.node.surface_addresses()],
-                "portMappingEnabled": False,  # ztone has no UPnP/NAT-PMP
-                "softwareUpdate": s.software_update,
-                "softwareUpdateChannel": s.software_update_channel,
-            }
-        )
-        return settings
-
-    def local_conf(self) -> dict[str, object]:
-        return dict(self.conf.raw)
-
-    def update_settings(self, changes: dict[str, object]) -> None:
-        try:
-            update_settings(self.home.local_conf_path, dict(changes))
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
-
-    def peers(self) -> list[PeerStatus]:
-        return self.node.peer_status(now_ms())
-
-    def moons(self) -> list[MoonStatus]:
-        return self.node.moon_status()
-
-    def orbit(self, world_id: int, seed: int) -> None:
-        self.node.orbit(now_ms(), world_id, seed)
-        self._after_input()
-
-    def deorbit(self, world_id: int) -> None:
-        self.node.deorbit(now_ms(), world_id)
-        self._after_input()
-
-    # ----------------------------------------------------------- NetworkControl
-
-    def network_views(self) -> list[NetworkView]:
-        return self.node.network_views()
-
-    def join(self, nwid: int) -> NetworkView:
-        self.node.join(now_ms(), nwid)
-        self._after_input()
-        return next(v for v in self.node.network_views() if v.nwid == nwid)
-
-    def leave(self, nwid: int) -> bool:
-        left = self.node.leave(now_ms(), nwid)
-        self._after_input()
-        return left
-
-    def local_settings(self, nwid: int) -> NetworkLocalSettings:
-        assert self.ports is not None
-        return self.ports.local_settings(nwid)
-
-    def set_local_settings(self, nwid: int, settings: NetworkLocalSettings) -> None:
-        assert self.ports is not None
-        self.ports.set_local_settings(nwid, settings)
-
-    def port_info(self, nwid: int) -> tuple[str, int]:
-        port = self.ports.ports.get(nwid) if self.ports is not None else None
-        if port is None:
-            return "", 0
-        return (port.tap.device_name if port.tap is not None else "", port.error)
-
-    def tcp_fallback_active(self) -> bool:
-        return self.fallback is not None and self.fallback.active
-
-    def metrics_text(self) -> str | None:
-        """Prometheus text: zerotier-one's families and ztone's own counters
-        (:mod:`ztone.service.metrics`)."""
-        counters = dict(self.node.counters)
-        counters["bugs"] = self.bug_count
-        counters["udp_send_errors"] = self.udp.send_errors
-        counters["udp_rx_shed"] = self.udp.rx_shed
-        if self.fallback is not None:
-            counters["tcp_fallback_connects"] = self.fallback.connects
-            counters["tcp_fallback_dropped"] = self.fallback.dropped
-        snapshot = None
-        if self.controller is not None:
-            store = self.controller.store
-            nwids = store.list_networks()
-            snapshot = ControllerSnapshot(
-                networks=len(nwids),
-                members=sum(len(store.list_members(n)) for n in nwids),
-                counts=self.controller.counts,
-            )
-        return render_metrics(
-            self.node,
-            now_ms(),
-            udp_bytes=(self.udp_rx_bytes, self.udp.tx_bytes),
-            tcp_bytes=(
-                (self.fallback.received_bytes, self.fallback.sent_bytes)
-                if self.fallback is not None
-                else (0, 0)
-            ),
-            controller=snapshot,
-            ztone_counters=counters,
-        )

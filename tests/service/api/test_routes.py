@@ -25,9 +25,10 @@ import pytest
 from locations import VECTORS
 from ztone.cli import cli
 from ztone.node.status import MoonStatus, NodeStatus, PathStatus, PeerStatus, Role
-from ztone.node.vl2.network import NetworkView, RouteView
+from ztone.node.vl2.network import NetworkView
 from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.network_config import Route
 from ztone.node.wire.vl2_verbs import MulticastGroup
 from ztone.node.wire.world import Root, World, WorldType
 from ztone.service.api import ApiRouter, ApiServer, Request, Response, render
@@ -89,7 +90,7 @@ def network_from_json(n: dict[str, Any]) -> tuple[NetworkView, NetworkLocalSetti
         netconf_revision=n["netconfRevision"],
         assigned_addresses=tuple(InetAddress.parse(a) for a in n["assignedAddresses"]),
         routes=tuple(
-            RouteView(
+            Route(
                 InetAddress.parse(r["target"]),
                 InetAddress.parse(r["via"]) if r["via"] is not None else None,
                 r["flags"],

@@ -17,6 +17,7 @@ from ztone.node.vl2.membership import Membership
 from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.mac import MAC, _xor_mask, first_octet_for_network
+from ztone.node.wire.network_config import Route
 from ztone.node.wire.vl2_verbs import BROADCAST_GROUP, MulticastGroup
 
 AUTOCONF_DELAY = 60_000
@@ -44,14 +45,6 @@ class ConfigOp(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class RouteView:
-    target: InetAddress  # port = bits
-    via: InetAddress | None
-    flags: int
-    metric: int
-
-
-@dataclass(frozen=True, slots=True)
 class NetworkView:
     """What the host and the API see of a network (``ZT_VirtualNetworkConfig``)."""
 
@@ -65,7 +58,7 @@ class NetworkView:
     broadcast_enabled: bool
     netconf_revision: int
     assigned_addresses: tuple[InetAddress, ...]
-    routes: tuple[RouteView, ...]
+    routes: tuple[Route, ...]
     multicast_subscriptions: tuple[MulticastGroup, ...]
     dns_domain: str
     dns_servers: tuple[InetAddress, ...]
@@ -133,7 +126,7 @@ class Network:
             broadcast_enabled=c.enable_broadcast,
             netconf_revision=c.revision,
             assigned_addresses=tuple(c.static_ips),
-            routes=tuple(RouteView(r.target, r.via, r.flags, r.metric) for r in c.routes),
+            routes=tuple(c.routes),
             multicast_subscriptions=tuple(sorted(self.subscriptions)),
             dns_domain=c.dns.domain if c.dns is not None else "",
             dns_servers=tuple(c.dns.servers) if c.dns is not None else (),

@@ -3,7 +3,9 @@
 * :mod:`.libdlpi` — cffi ABI-mode binding of ``libdlpi.so.1``
 * :mod:`.commands` — dladm, ifconfig, route, routeadm, netstat wrappers
 * :mod:`.names` — datalink names illumos accepts
-* :mod:`.tap` — :class:`IllumosTap` and :class:`IllumosTapFactory`
+* :mod:`.dlpi_device` — the port's frame device (two libdlpi handles)
+* :mod:`.link` — the port's link configuration (ifconfig, route, dladm)
+* :mod:`.tap` — :class:`IllumosTap` (device + link) and :class:`IllumosTapFactory`
 * :mod:`.preflight` — :func:`run_preflight` (``ztone-cli doctor``, daemon start)
 
 Real OmniOS has not been tested yet; the OmniOS simulation in ``tests/illumos_sim``

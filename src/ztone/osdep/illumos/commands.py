@@ -350,7 +350,7 @@ class RouteOutcome:
     MISSING = "missing"
 
 
-class Route:
+class RouteCommand:
     """``route -n add|delete``: not persistent (no ``-p``)."""
 
     def __init__(self, path: str, runner: Runner) -> None:
@@ -443,6 +443,6 @@ class Commands:
         self.runner = runner or Runner()
         self.dladm = Dladm(self.paths.dladm, self.runner)
         self.ifconfig = Ifconfig(self.paths.ifconfig, self.runner)
-        self.route = Route(self.paths.route, self.runner)
+        self.route = RouteCommand(self.paths.route, self.runner)
         self.routeadm = Routeadm(self.paths.routeadm, self.runner)
         self.netstat = Netstat(self.paths.netstat, self.runner)

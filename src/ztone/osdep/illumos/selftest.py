@@ -229,6 +229,9 @@ def python_packaging() -> str:
     return f"{has_pip} ({sys.prefix}); {bundled}; native accelerator {native}"
 
 
+PEER_READ_BATCH = 64
+
+
 class Peer:
     """The ZeroTier side of the port: sees what the host sends, answers through ``put``."""
 
@@ -248,9 +251,7 @@ class Peer:
                 self.arp_requests += 1
                 if self.answer_arp:
                     sender_ip = ipaddress.IPv4Address(payload[14:18])
-                    self.tap.put(
-                        PEER_MAC, src, ETH_ARP, arp_reply(PEER_MAC, PEER_IP, src, sender_ip)
-                    )
+                    self.send(PEER_MAC, src, ETH_ARP, arp_reply(PEER_MAC, PEER_IP, src, sender_ip))
             return
         if ethertype == ETH_IPV6 and len(payload) >= 41 and payload[6] == 58:
             if payload[40] == 133:  # ICMPv6 router solicitation
@@ -275,8 +276,16 @@ class Peer:
             if seen is not None and seen.proto == proto:
                 return seen
 
+    def send(self, source: int, destination: int, ethertype: int, payload: bytes) -> None:
+        self.tap.device.write_batch([(source, destination, ethertype, payload)])
+
     def send_ipv4(self, packet: bytes) -> None:
-        self.tap.put(PEER_MAC, HOST_MAC, ETH_IPV4, packet)
+        self.send(PEER_MAC, HOST_MAC, ETH_IPV4, packet)
+
+    def readable(self) -> None:
+        """The port's frames (the daemon's frame pump does this for real ports)."""
+        for frame in self.tap.device.read_batch(PEER_READ_BATCH):
+            self(*frame)
 
 
 async def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
@@ -299,6 +308,7 @@ class Selftest:
         self.factory = IllumosTapFactory(self.commands, library)
         self.names = link_names(SELFTEST_NWID)
         self.tap: IllumosTap | None = None
+        self._reading = -1  # the descriptor the loop watches for the peer
 
     # --- the whole run ---------------------------------------------------------------
 
@@ -347,7 +357,7 @@ class Selftest:
             )
         self._check_mtu(tap)
         self._check_link_state()
-        if not tap.add_ip(InetAddress(HOST_IP, PREFIX)):
+        if not tap.link.add_ip(InetAddress(HOST_IP, PREFIX)):
             r.fail(
                 "address",
                 f"could not add {HOST_IP}/{PREFIX} to {tap.device_name}",
@@ -355,7 +365,8 @@ class Selftest:
             )
             return
         peer = Peer(tap, loop)
-        tap.start(loop, peer)
+        self._reading = tap.device.fileno()
+        loop.add_reader(self._reading, peer.readable)
         await self._check_udp(peer)
         await self._check_tcp(peer)
         await self._check_ipv6(peer)
@@ -372,8 +383,8 @@ class Selftest:
             for a in self.commands.ifconfig.addresses():
                 if a.lif == tap.device_name and a.family == 4:
                     found[f"ifconfig {a.lif}"] = a.mtu
-            found["dlpi_info rx"] = tap._rx.info().max_sdu
-            found["dlpi_info tx"] = tap._tx.info().max_sdu
+            found["dlpi_info rx"] = tap.device.rx.info().max_sdu
+            found["dlpi_info tx"] = tap.device.tx.info().max_sdu
         except (TapError, DlpiError) as e:
             r.fail("mtu", f"cannot read the MTU back: {e}", "send this output")
             return
@@ -587,6 +598,9 @@ class Selftest:
 
     def _cleanup(self) -> None:
         r = self.report
+        if self._reading >= 0:
+            asyncio.get_running_loop().remove_reader(self._reading)
+            self._reading = -1
         if self.tap is not None:
             self.tap.close()
             self.tap = None

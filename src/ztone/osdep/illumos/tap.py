@@ -21,12 +21,10 @@ Per network (names from :mod:`.names`)::
   member MAC of a ZeroTier network shares the first octet derived from the network
   id, so the backend can never collide with a peer's MAC.
 * The receive handle asks for ``DL_PROMISC_FIXUPS`` (see :func:`enable_fixups`).
-* Both handles are non-blocking: a flow-controlled send fails with ``EAGAIN`` and
-  the frame is dropped (as a full TAP queue would) instead of blocking the loop.
-* RX runs from the event loop: ``loop.add_reader(dlpi_fd)`` on a non-blocking
-  descriptor; each wake-up drains up to :data:`RX_BATCH` frames with
-  ``dlpi_recv(msec=0)`` and stops at "nothing more" (``DLPI_ETIMEDOUT``/``EAGAIN``).
-  No thread, no busy polling.
+* The two handles are the port's frame device (:class:`.dlpi_device.DlpiDevice`),
+  both non-blocking; the service's frame pump watches the receive handle's
+  descriptor. No thread, no busy polling. The visible VNIC's IP configuration is
+  the port's link (:class:`.link.IllumosLink`).
 * All links are temporary (``-t``) and all IP configuration is ifconfig's
   non-persistent kind, so a reboot leaves nothing; after a crash
   :meth:`IllumosTapFactory.cleanup_stale` removes links that follow ztone's naming
@@ -35,30 +33,19 @@ Per network (names from :mod:`.names`)::
 
 from __future__ import annotations
 
-import asyncio
-import errno as errno_mod
 import logging
 
-from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import BatchEnd, FrameHandler, MulticastGroup, Route, TapError
+from ztone.osdep.base import TapError
 from ztone.osdep.illumos import libdlpi
-from ztone.osdep.illumos.commands import Commands, IPAddress, IPNetwork, LinkInfo
+from ztone.osdep.illumos.commands import Commands, LinkInfo
+from ztone.osdep.illumos.dlpi_device import DlpiDevice
 from ztone.osdep.illumos.libdlpi import DlpiError, DlpiHandle, Libdlpi
+from ztone.osdep.illumos.link import MAX_MTU, MIN_MTU, IllumosLink
 from ztone.osdep.illumos.names import LinkNames, is_own_link, link_names
 
 log = logging.getLogger(__name__)
 
-RX_BATCH = 64
-"""Frames read per wake-up at most (the loop gets a turn between batches)."""
-
-RX_BUFFER = 16384
-MIN_MTU = 576
-MAX_MTU = 9000
-"""An etherstub VNIC's MTU range (ILLUMOS.md §2.4)."""
-
-BROADCAST_MAC = 0xFFFFFFFFFFFF
 _MAX_NAME_TRIALS = 64
-_MAX_RX_ERRORS = 3
 
 
 def backend_mac(mac: int) -> int:
@@ -67,26 +54,6 @@ def backend_mac(mac: int) -> int:
     Unicast and locally administered stay as they were (bits 0 and 1 untouched).
     """
     return mac ^ (0x04 << 40)
-
-
-def multicast_mac(group: IPAddress) -> int:
-    """The Ethernet address an IP multicast group maps to (RFC 1112, RFC 2464)."""
-    if group.version == 4:
-        return 0x01005E000000 | (int(group) & 0x7FFFFF)
-    return 0x333300000000 | (int(group) & 0xFFFFFFFF)
-
-
-def address_resolution_group(ip: IPAddress) -> MulticastGroup:
-    """ARP: broadcast with the IPv4 address as ADI; NDP: the solicited-node group."""
-    if ip.version == 4:
-        return MulticastGroup(BROADCAST_MAC, int(ip))
-    return MulticastGroup(0x3333FF000000 | (int(ip) & 0xFFFFFF), 0)
-
-
-def _common_prefix(a: IPAddress, b: IPAddress) -> int:
-    bits = a.max_prefixlen
-    diff = int(a) ^ int(b)
-    return bits - diff.bit_length()
 
 
 def enable_fixups(handle: DlpiHandle) -> bool:
@@ -104,8 +71,9 @@ def enable_fixups(handle: DlpiHandle) -> bool:
     except DlpiError as e:
         if e.code != libdlpi.DL_NOTSUPPORTED:
             raise
-        log.info("%s: DL_PROMISC_FIXUPS not supported, host frames used as they come",
-                 handle.linkname)  # fmt: skip
+        log.info(
+            "%s: DL_PROMISC_FIXUPS not supported, host frames used as they come", handle.linkname
+        )
         return False
     return True
 
@@ -125,301 +93,35 @@ class IllumosTap:
         tx: DlpiHandle,
     ) -> None:
         self._factory = factory
-        self._cmd = factory.commands
         self.nwid = nwid
         self.friendly_name = friendly_name
         self.names = names
-        self._mac = mac
-        self._mac_bytes = mac.to_bytes(6, "big")
-        self._mtu = mtu
-        self._rx = rx
-        self._tx = tx
-        self._v6_plumbed = False
-        self._routes: dict[Route, tuple[IPAddress, bool]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._on_frame: FrameHandler | None = None
-        self._on_batch_end: BatchEnd | None = None
-        self._rx_fd = -1
-        self._rx_buffer = bytearray(RX_BUFFER)
-        self._rx_errors = 0
-        self._tx_errors = 0
+        self._device = DlpiDevice(names.visible, mac, rx, tx)
+        self._link = IllumosLink(factory.commands, names, mac, mtu)
         self.fixups = False
         """Whether the receive stream has ``DL_PROMISC_FIXUPS`` (shown by the selftest)."""
         self.closed = False
 
-    # --- Tap protocol: identity -----------------------------------------------------
+    @property
+    def device(self) -> DlpiDevice:
+        return self._device
+
+    @property
+    def link(self) -> IllumosLink:
+        return self._link
 
     @property
     def device_name(self) -> str:
         return self.names.visible
 
-    @property
-    def mac(self) -> int:
-        return self._mac
-
-    @property
-    def mtu(self) -> int:
-        return self._mtu
-
-    # --- frames ---------------------------------------------------------------------
-
-    def start(self, loop: asyncio.AbstractEventLoop, on_frame: FrameHandler,
-              on_batch_end: BatchEnd | None = None) -> None:  # fmt: skip
-        if self.closed:
-            raise TapError(f"{self.device_name}: port is closed")
-        self._loop = loop
-        self._on_frame = on_frame
-        self._on_batch_end = on_batch_end
-        self._rx_fd = self._rx.fd()
-        loop.add_reader(self._rx_fd, self._on_readable)
-
-    def _stop_reader(self) -> None:
-        if self._loop is not None and self._rx_fd >= 0:
-            try:
-                self._loop.remove_reader(self._rx_fd)
-            except (ValueError, RuntimeError, OSError):
-                pass  # loop already closed
-        self._rx_fd = -1
-
-    def _on_readable(self) -> None:
-        if self._read_frames() and self._on_batch_end is not None:
-            self._on_batch_end()
-
-    def _read_frames(self) -> int:
-        """Up to RX_BATCH frames to ``on_frame``; how many went."""
-        delivered = 0
-        buf = self._rx_buffer
-        handler = self._on_frame
-        for _ in range(RX_BATCH):
-            try:
-                n = self._rx.recv_into(buf, 0)
-            except DlpiError as e:
-                self._rx_errors += 1
-                log.warning("%s: dlpi_recv failed: %s", self.device_name, e)
-                if self._rx_errors >= _MAX_RX_ERRORS:
-                    log.error("%s: giving up reading frames after %d errors",
-                              self.device_name, self._rx_errors)  # fmt: skip
-                    self._stop_reader()
-                return delivered
-            if n is None:
-                return delivered
-            self._rx_errors = 0
-            # Only what the host sent: our own frames injected through the backend
-            # VNIC (and anything else on the etherstub) have other source MACs.
-            if n < libdlpi.ETHER_HEADER or buf[6:12] != self._mac_bytes or handler is None:
-                continue
-            dst = int.from_bytes(buf[0:6], "big")
-            ethertype = (buf[12] << 8) | buf[13]
-            end = min(n, libdlpi.ETHER_HEADER + self._mtu)
-            delivered += 1
-            try:
-                handler(self._mac, dst, ethertype, bytes(buf[libdlpi.ETHER_HEADER : end]))
-            except Exception:
-                log.exception("%s: frame handler failed", self.device_name)
-        return delivered
-
-    def put(self, source: int, destination: int, ethertype: int, payload: bytes) -> None:
-        if self.closed:
-            return
-        if len(payload) > self._mtu:
-            log.debug("%s: dropping %d-byte frame above MTU %d",
-                      self.device_name, len(payload), self._mtu)  # fmt: skip
-            return
-        frame = (
-            destination.to_bytes(6, "big")
-            + source.to_bytes(6, "big")
-            + (ethertype & 0xFFFF).to_bytes(2, "big")
-            + payload
-        )
-        try:
-            self._tx.send(frame)
-        except DlpiError as e:
-            self._tx_errors += 1
-            if e.sys_errno in (errno_mod.EAGAIN, errno_mod.EWOULDBLOCK, errno_mod.ENOBUFS):
-                log.debug("%s: dlpi_send flow-controlled, frame dropped", self.device_name)
-            elif self._tx_errors == 1 or self._tx_errors % 1000 == 0:
-                log.warning("%s: dlpi_send failed (%d so far): %s",
-                            self.device_name, self._tx_errors, e)  # fmt: skip
-
-    # --- MTU ------------------------------------------------------------------------
-
-    def set_mtu(self, mtu: int) -> None:
-        if self.closed or mtu == self._mtu:
-            return
-        if not MIN_MTU <= mtu <= MAX_MTU:
-            log.warning("%s: MTU %d outside the etherstub range %d..%d; keeping %d",
-                        self.device_name, mtu, MIN_MTU, MAX_MTU, self._mtu)  # fmt: skip
-            return
-        try:
-            if mtu > self._mtu:
-                self._set_link_mtu(mtu)
-                self._set_ip_mtu(mtu)
-            else:
-                self._set_ip_mtu(mtu)
-                self._set_link_mtu(mtu)
-        except TapError as e:
-            log.warning("%s: could not change the MTU to %d: %s", self.device_name, mtu, e)
-            return
-        self._mtu = mtu
-
-    def _set_link_mtu(self, mtu: int) -> None:
-        for link in (self.names.visible, self.names.backend):
-            self._cmd.dladm.set_linkprop(link, "mtu", str(mtu))
-
-    def _set_ip_mtu(self, mtu: int) -> None:
-        self._cmd.ifconfig.set_mtu(self.device_name, 4, mtu)
-        if self._v6_plumbed:
-            self._cmd.ifconfig.set_mtu(self.device_name, 6, mtu)
-
-    # --- addresses ------------------------------------------------------------------
-
-    def _port_addresses(self) -> list[tuple[IPAddress, int]]:
-        out: list[tuple[IPAddress, int]] = []
-        for a in self._cmd.ifconfig.addresses():
-            if a.interface == self.device_name and not a.ip.is_unspecified:
-                out.append((a.ip, a.prefixlen))
-        return out
-
-    def ips(self) -> list[InetAddress]:
-        if self.closed:
-            return []
-        try:
-            found = self._port_addresses()
-        except TapError as e:
-            log.warning("%s: cannot list addresses: %s", self.device_name, e)
-            return []
-        return sorted({InetAddress(ip, bits) for ip, bits in found}, key=_inet_key)
-
-    def _ensure_family(self, family: int) -> None:
-        if family == 6 and not self._v6_plumbed:
-            self._cmd.ifconfig.plumb(self.device_name, 6, self._mtu)
-            self._v6_plumbed = True
-
-    def add_ip(self, address: InetAddress) -> bool:
-        if self.closed:
-            return False
-        ip, bits = address.ip, address.port
-        if not 0 < bits <= ip.max_prefixlen:
-            log.warning("%s: refusing %s: bad prefix length", self.device_name, address)
-            return False
-        try:
-            current = self._port_addresses()
-            if (ip, bits) in current:
-                return True
-            for other_ip, other_bits in current:
-                if other_ip == ip:  # same address, other prefix: replace it
-                    log.info("%s: replacing %s/%d", self.device_name, other_ip, other_bits)
-                    self._cmd.ifconfig.removeif(self.device_name, other_ip)
-            self._ensure_family(ip.version)
-            self._cmd.ifconfig.addif(self.device_name, ip, bits)
-        except TapError as e:
-            log.warning("%s: could not add %s: %s", self.device_name, address, e)
-            return False
-        return True
-
-    def remove_ip(self, address: InetAddress) -> bool:
-        if self.closed:
-            return False
-        try:
-            if all(ip != address.ip for ip, _ in self._port_addresses()):
-                return True
-            self._cmd.ifconfig.removeif(self.device_name, address.ip)
-        except TapError as e:
-            log.warning("%s: could not remove %s: %s", self.device_name, address, e)
-            return False
-        return True
-
-    # --- routes ---------------------------------------------------------------------
-
-    def _source_for(self, target: IPNetwork) -> IPAddress | None:
-        best: IPAddress | None = None
-        best_len = -1
-        for ip, _ in self._port_addresses():
-            if ip.version != target.version or ip.is_link_local:
-                continue
-            common = _common_prefix(ip, target.network_address)
-            if common > best_len:
-                best, best_len = ip, common
-        return best
-
-    def _route_args(self, route: Route) -> tuple[IPAddress, bool] | None:
-        if route.via is not None:
-            if route.via.version != route.target.version:
-                return None
-            return route.via, False
-        source = self._source_for(route.target)
-        return None if source is None else (source, True)
-
-    def add_route(self, route: Route) -> bool:
-        if self.closed:
-            return False
-        try:
-            args = self._route_args(route)
-            if args is None:
-                log.warning("%s: no address to route %s from", self.device_name, route.target)
-                return False
-            gateway, on_link = args
-            self._cmd.route.add(route.target, gateway, self.device_name, on_link)
-        except TapError as e:
-            log.warning("%s: could not add route %s: %s", self.device_name, route, e)
-            return False
-        self._routes[route] = args
-        return True
-
-    def remove_route(self, route: Route) -> bool:
-        if self.closed:
-            return False
-        args = self._routes.pop(route, None)
-        try:
-            if args is None:
-                args = self._route_args(route)
-            if args is None:
-                return False
-            self._cmd.route.delete(route.target, args[0], self.device_name, args[1])
-        except TapError as e:
-            log.warning("%s: could not remove route %s: %s", self.device_name, route, e)
-            return False
-        return True
-
-    # --- multicast ------------------------------------------------------------------
-
-    def multicast_groups(self) -> list[MulticastGroup]:
-        """Address-resolution groups of the port's IPs plus its IP group memberships."""
-        if self.closed:
-            return []
-        groups: set[MulticastGroup] = set()
-        try:
-            for ip, _ in self._port_addresses():
-                groups.add(address_resolution_group(ip))
-            memberships = self._cmd.netstat.group_memberships()
-        except TapError as e:
-            log.debug("%s: multicast scan incomplete: %s", self.device_name, e)
-            memberships = {}
-        for group in memberships.get(self.device_name, set()):
-            groups.add(MulticastGroup(multicast_mac(group), 0))
-        return sorted(groups, key=lambda g: (g.mac, g.adi))
-
-    # --- teardown -------------------------------------------------------------------
-
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        self._stop_reader()
-        self._rx.close()
-        self._tx.close()
-        for route, (gateway, on_link) in list(self._routes.items()):
-            try:
-                self._cmd.route.delete(route.target, gateway, self.device_name, on_link)
-            except TapError as e:
-                log.warning("%s: could not remove route %s: %s", self.device_name, route, e)
-        self._routes.clear()
+        self._device.close()
+        self._link.release()
         self._factory.remove_links(self.names)
         self._factory.forget(self)
-
-
-def _inet_key(a: InetAddress) -> tuple[int, int, int]:
-    return (a.ip.version, int(a.ip), a.port)
 
 
 class IllumosTapFactory:
@@ -521,8 +223,10 @@ class IllumosTapFactory:
         names = self._choose_names(nwid)
         links = cmd.dladm.show_links()
         if any(name in links for name in names.all()):
-            log.info("removing links left from an earlier run: %s",
-                     ", ".join(n for n in names.all() if n in links))  # fmt: skip
+            log.info(
+                "removing links left from an earlier run: %s",
+                ", ".join(n for n in names.all() if n in links),
+            )
             self.remove_links(names, links)
         rx: DlpiHandle | None = None
         tx: DlpiHandle | None = None
@@ -543,8 +247,14 @@ class IllumosTapFactory:
         tap = IllumosTap(self, nwid, mac, mtu, friendly_name, names, rx, tx)
         tap.fixups = rx_fixups
         self._taps[nwid] = tap
-        log.info("network %016x: port %s (backend %s, etherstub %s), MTU %d",
-                 nwid, names.visible, names.backend, names.etherstub, mtu)  # fmt: skip
+        log.info(
+            "network %016x: port %s (backend %s, etherstub %s), MTU %d",
+            nwid,
+            names.visible,
+            names.backend,
+            names.etherstub,
+            mtu,
+        )
         return tap
 
     @staticmethod
@@ -609,8 +319,6 @@ class IllumosTapFactory:
 __all__ = [
     "IllumosTap",
     "IllumosTapFactory",
-    "address_resolution_group",
     "backend_mac",
     "enable_fixups",
-    "multicast_mac",
 ]

@@ -107,22 +107,27 @@ def _segment(ethertype: bytes, p: bytes) -> tuple[bytes, int, int, int, int, int
     return key, seq, n - ip_hl - tcp_hl, flags, ip_hl, tcp_hl
 
 
-def _pseudo_sum(p: bytes, ip_hl: int, tcp_len: int,
-                inet_sum: InetSum) -> int:  # fmt: skip
+def _pseudo_sum(p: bytes, ip_hl: int, tcp_len: int, inet_sum: InetSum) -> int:
     """The pseudo header's sum (addresses, protocol 6, TCP length)."""
     if ip_hl == 20:
         return inet_sum(p[12:20], 6 + tcp_len)
     return inet_sum(p[8:40], 6 + tcp_len)
 
 
-def _checksum_ok(p: bytes, ip_hl: int,
-                 inet_sum: InetSum) -> bool:  # fmt: skip
+def _checksum_ok(p: bytes, ip_hl: int, inet_sum: InetSum) -> bool:
     tcp_len = len(p) - ip_hl
     return inet_sum(memoryview(p)[ip_hl:], _pseudo_sum(p, ip_hl, tcp_len, inet_sum)) == 0xFFFF
 
 
-def _merge(eh: bytes, run: list[bytes], ip_hl: int, tcp_hl: int, mss: int, last_flags: int,
-           inet_sum: InetSum) -> Write:  # fmt: skip
+def _merge(
+    eh: bytes,
+    run: list[bytes],
+    ip_hl: int,
+    tcp_hl: int,
+    mss: int,
+    last_flags: int,
+    inet_sum: InetSum,
+) -> Write:
     first = run[0]
     hl = ip_hl + tcp_hl
     body = b"".join([memoryview(x)[hl:] for x in run])
@@ -144,9 +149,10 @@ def _merge(eh: bytes, run: list[bytes], ip_hl: int, tcp_hl: int, mss: int, last_
     return vnet, eh, bytes(ip) + bytes(tcp) + body
 
 
-def coalesce(frames: list[Frame],
-             inet_sum: InetSum | None = None,
-             ) -> list[Write]:  # fmt: skip
+def coalesce(
+    frames: list[Frame],
+    inet_sum: InetSum | None = None,
+) -> list[Write]:
     """The TAP writes for ``frames``, in order, runs of mergeable segments merged."""
     if inet_sum is None:
         inet_sum = inet_sum_function()
@@ -197,9 +203,11 @@ def coalesce(frames: list[Frame],
     return out
 
 
-def complete_checksum(vnet: bytes, frame: bytearray,
-                      inet_sum: InetSum | None = None,
-                      ) -> bool:  # fmt: skip
+def complete_checksum(
+    vnet: bytes,
+    frame: bytearray,
+    inet_sum: InetSum | None = None,
+) -> bool:
     """Finish a frame read with ``VIRTIO_NET_HDR_F_NEEDS_CSUM`` (in place); False if bad.
 
     The kernel only hands out such frames when checksum offload is switched on

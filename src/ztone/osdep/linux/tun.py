@@ -1,0 +1,257 @@
+"""Linux TAP devices from ``/dev/net/tun``: the ioctls and the frame device (C.5).
+
+As zerotier-one's ``LinuxEthernetTap``: one non-persistent ``IFF_TAP | IFF_NO_PI``
+device per network, given the network MAC and MTU and brought up with
+``IFF_MULTICAST`` by the same ioctls as upstream. ztone asks for ``IFF_VNET_HDR``
+too (falling back without it): then every frame carries a 10-byte
+``virtio_net_hdr``, which lets a burst of TCP segments for the host be merged into
+one write (:mod:`ztone.osdep.linux.gro`).
+
+:class:`TunDevice` is the :class:`~ztone.osdep.base.FrameDevice` of such a
+descriptor. Frames are read whole, one per ``read``; the Ethernet header is split
+off as is (an 802.1Q tag is not interpreted: the frame arrives with ethertype
+0x8100 and the tag at the start of the payload, as upstream hands it to the core).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import struct
+from collections.abc import Sequence
+
+from ztone.osdep.base import EthernetFrame, FrameDeviceError, TapError
+from ztone.osdep.linux.gro import VNET_HDR_LEN, VNET_NONE, coalesce, complete_checksum
+
+log = logging.getLogger(__name__)
+
+# <linux/if_tun.h>, <linux/if.h>, <linux/sockios.h>, <linux/if_arp.h>
+TUNSETIFF = 0x400454CA
+TUNSETPERSIST = 0x400454CB
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+IFF_UP = 0x0001
+IFF_MULTICAST = 0x1000
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+SIOCSIFMTU = 0x8922
+SIOCSIFHWADDR = 0x8924
+ARPHRD_ETHER = 1
+
+TUN_DEVICES = ("/dev/net/tun", "/dev/tun")
+READ_BUFFER_SIZE = 16384
+"""``ZT_TAP_BUF_SIZE``; larger than any ZeroTier MTU (10000) plus headers."""
+HEADER_CACHE_SIZE = 256
+"""Ethernet headers of recent (source, destination, ethertype) kept ready to write."""
+
+_IFREQ_FLAGS = struct.Struct("16sH22x")
+_IFREQ_INT = struct.Struct("16si20x")
+_IFREQ_HWADDR = struct.Struct("16sH6s16x")
+
+
+# --- ioctls on the interface --------------------------------------------------------
+
+
+def _ioctl_sock(request: int, ifreq: bytes) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        return fcntl.ioctl(s.fileno(), request, ifreq)
+
+
+def set_mac(name: str, mac: int) -> None:
+    """``SIOCSIFHWADDR``; OSError if refused."""
+    _ioctl_sock(
+        SIOCSIFHWADDR, _IFREQ_HWADDR.pack(name.encode(), ARPHRD_ETHER, mac.to_bytes(6, "big"))
+    )
+
+
+def set_mtu(name: str, mtu: int) -> None:
+    """``SIOCSIFMTU``; OSError if refused."""
+    _ioctl_sock(SIOCSIFMTU, _IFREQ_INT.pack(name.encode(), mtu))
+
+
+def bring_up(name: str) -> None:
+    """Set ``IFF_UP | IFF_MULTICAST`` on the interface; OSError if refused."""
+    raw = _ioctl_sock(SIOCGIFFLAGS, _IFREQ_FLAGS.pack(name.encode(), 0))
+    flags = _IFREQ_FLAGS.unpack(raw)[1]
+    _ioctl_sock(SIOCSIFFLAGS, _IFREQ_FLAGS.pack(name.encode(), flags | IFF_UP | IFF_MULTICAST))
+
+
+def open_tun() -> int:
+    """A non-blocking descriptor of the TUN/TAP clone device; TapError if there is none."""
+    last: OSError | None = None
+    for path in TUN_DEVICES:
+        try:
+            return os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as e:
+            last = last or e
+    raise TapError(f"could not open TUN/TAP device: {last}")
+
+
+def attach_tap(fd: int, name: str) -> tuple[str, bool]:
+    """``TUNSETIFF`` as a TAP named ``name`` (the kernel may pick another), not persistent.
+
+    Returns the device's name and whether frames carry a ``virtio_net_hdr``.
+    """
+    vnet = True
+    try:
+        raw = fcntl.ioctl(
+            fd, TUNSETIFF, _IFREQ_FLAGS.pack(name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
+        )
+    except OSError:
+        vnet = False
+        try:  # a kernel without virtio-net headers on TAPs: frames as they are
+            raw = fcntl.ioctl(fd, TUNSETIFF, _IFREQ_FLAGS.pack(name.encode(), IFF_TAP | IFF_NO_PI))
+        except OSError as e:
+            raise TapError(f"unable to configure TUN/TAP device {name} for TAP: {e}") from None
+    name = bytes(_IFREQ_FLAGS.unpack(raw)[0]).rstrip(b"\0").decode()
+    try:
+        fcntl.ioctl(fd, TUNSETPERSIST, 0)
+    except OSError as e:
+        log.debug("%s: TUNSETPERSIST 0: %s", name, e)
+    return name, vnet
+
+
+def _is_tcp(ethertype: int, payload: bytes) -> bool:
+    return (ethertype == 0x0800 and len(payload) > 40 and payload[9] == 6) or (
+        ethertype == 0x86DD and len(payload) > 60 and payload[6] == 6
+    )
+
+
+# --- the frame device ---------------------------------------------------------------
+
+
+class TunDevice:
+    """The :class:`~ztone.osdep.base.FrameDevice` of one TAP descriptor (owned: closed here)."""
+
+    def __init__(self, fd: int, name: str, vnet: bool) -> None:
+        self._fd = fd
+        self.name = name
+        self.vnet = vnet
+        """Opened with ``IFF_VNET_HDR``: every frame has a ``virtio_net_hdr``."""
+        self._rbuf = bytearray(READ_BUFFER_SIZE)
+        self._rview = memoryview(self._rbuf)
+        self._headers: dict[tuple[int, int, int], bytes] = {}
+        self.frames_dropped = 0
+        """Frames lost in this device: failed writes, GSO frames from the host."""
+
+    def fileno(self) -> int:
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def read_batch(self, limit: int) -> list[EthernetFrame]:
+        frames: list[EthernetFrame] = []
+        fd = self._fd
+        buf = self._rbuf
+        view = self._rview
+        at = VNET_HDR_LEN if self.vnet else 0
+        for _ in range(limit):
+            if fd < 0:
+                break
+            try:
+                n = os.readv(fd, (buf,))
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            except OSError as e:
+                if frames:
+                    break
+                raise FrameDeviceError(f"{self.name}: read failed: {e}") from None
+            # a checksum to finish or GSO (offloads are never switched on)
+            if at and (buf[0] or buf[1]) and not self._finish_checksum(n):
+                continue
+            if n <= at + 14:  # upstream needs more than a bare header
+                continue
+            frames.append(
+                (
+                    int.from_bytes(view[at + 6 : at + 12], "big"),
+                    int.from_bytes(view[at : at + 6], "big"),
+                    (buf[at + 12] << 8) | buf[at + 13],
+                    bytes(view[at + 14 : n]),
+                )
+            )
+        return frames
+
+    def _finish_checksum(self, n: int) -> bool:
+        """A frame read with a virtio_net_hdr asking for work: finish it in the buffer."""
+        frame = bytearray(self._rbuf[VNET_HDR_LEN:n])
+        if not complete_checksum(bytes(self._rbuf[:VNET_HDR_LEN]), frame):
+            self.frames_dropped += 1
+            log.debug("%s: dropped a GSO frame from the host (offloads are off)", self.name)
+            return False
+        self._rbuf[VNET_HDR_LEN:n] = frame
+        return True
+
+    def _header(self, source: int, destination: int, ethertype: int) -> bytes:
+        key = (source, destination, ethertype)
+        header = self._headers.get(key)
+        if header is None:
+            header = (
+                destination.to_bytes(6, "big")
+                + source.to_bytes(6, "big")
+                + (ethertype & 0xFFFF).to_bytes(2, "big")
+            )
+            if len(self._headers) >= HEADER_CACHE_SIZE:
+                self._headers.clear()
+            self._headers[key] = header
+        return header
+
+    def write_batch(self, frames: Sequence[EthernetFrame]) -> int:
+        """Write in order. With virtio-net headers, consecutive TCP segments are merged
+        (gro.py); anything else goes alone, after the run before it."""
+        if self._fd < 0:
+            self.frames_dropped += len(frames)
+            return len(frames)
+        dropped = 0
+        if not self.vnet:
+            for source, destination, ethertype, payload in frames:
+                dropped += self._write((self._header(source, destination, ethertype), payload))
+            return dropped
+        run: list[tuple[bytes, bytes]] = []
+        for source, destination, ethertype, payload in frames:
+            header = self._header(source, destination, ethertype)
+            if _is_tcp(ethertype, payload):
+                run.append((header, payload))
+                continue
+            if run:
+                dropped += self._write_run(run)
+                run = []
+            dropped += self._write((VNET_NONE, header, payload))
+        if run:
+            dropped += self._write_run(run)
+        return dropped
+
+    def _write_run(self, run: list[tuple[bytes, bytes]]) -> int:
+        if len(run) == 1:
+            return self._write((VNET_NONE, *run[0]))
+        return sum(self._write(write) for write in coalesce(run))
+
+    def _write(self, parts: tuple[bytes, ...]) -> int:
+        try:
+            os.writev(self._fd, parts)
+        except OSError as e:
+            self.frames_dropped += 1
+            log.debug("%s: frame to host dropped: %s", self.name, e)
+            return 1
+        return 0
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
+__all__ = [
+    "TunDevice",
+    "attach_tap",
+    "bring_up",
+    "open_tun",
+    "set_mac",
+    "set_mtu",
+]
