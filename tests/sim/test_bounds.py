@@ -181,7 +181,7 @@ def test_hello_rate_buckets() -> None:
     allowed = sum(
         node.identity_validation_allowed(net.now, _addr(rng.getrandbits(16))) for _ in range(5_000)
     )
-    assert len(node.identity_gate) <= B.IDENTITY_GATE_BUCKETS
+    assert len(node.peer_table.identity_gate) <= B.IDENTITY_GATE_BUCKETS
     assert allowed <= 256  # one per source /24 per 2 s: 198.18.0.0/16 has 256 of them
     assert not node.identity_validation_allowed(net.now, _addr(1))
     assert node.identity_validation_allowed(net.now + 2_000, _addr(1))

@@ -41,7 +41,7 @@ def node_bound_violations(node: Node) -> list[str]:
     check("reply expectations", max(len(b) for b in node.switch.expecting), 32)
     check("rendezvous times", len(node.switch.last_unite), B.MAX_UNITE_ENTRIES)
     check("self-awareness reports", len(node.selfaware.surface), B.MAX_SURFACE_ENTRIES)
-    check("HELLO rate buckets", len(node.identity_gate), B.IDENTITY_GATE_BUCKETS)
+    check("HELLO rate buckets", len(node.peer_table.identity_gate), B.IDENTITY_GATE_BUCKETS)
     for net in node.networks.values():
         check(f"memberships of {net.nwid:016x}", len(net.memberships), B.MAX_MEMBERSHIPS)
         check(f"bridge routes of {net.nwid:016x}", len(net.bridge_routes), B.MAX_BRIDGE_ROUTES)

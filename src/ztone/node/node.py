@@ -27,19 +27,14 @@ and the VL2 modules (:mod:`~ztone.node.vl2.controller_link`,
 
 from __future__ import annotations
 
-import hashlib
-import heapq
 from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-from ztone.crypto.armor import PeerKey
 from ztone.crypto.c25519 import KeyAgreementError
 from ztone.errors import MalformedPacket
-from ztone.node import bounds as B
 from ztone.node import constants as C
 from ztone.node.actions import (
-    ANY_LOCAL_SOCKET,
     Action,
     ConfigRequested,
     ControllerAnswer,
@@ -52,7 +47,8 @@ from ztone.node.metrics import NodeMetrics
 from ztone.node.port import LocalController
 from ztone.node.status import MoonStatus, NodeStatus, PathStatus, PeerStatus
 from ztone.node.vl1 import keepalive
-from ztone.node.vl1.peer import Peer, parse_peer_cache
+from ztone.node.vl1.peer import Peer
+from ztone.node.vl1.peers import PeerTable
 from ztone.node.vl1.root_members import RootMemberships
 from ztone.node.vl1.selfaware import SelfAwareness
 from ztone.node.vl1.switch import PathCheck, PathLookup, PhysicalPathSetting, Switch
@@ -111,7 +107,6 @@ class Node:
         self.version = version
         self.random: RandomBytes = random_bytes
         self._state = state
-        self._hash = hash_function
         self.controller = controller
         self.os_arch = os_arch
         self.networks: dict[int, Network] = {}
@@ -138,8 +133,14 @@ class Node:
         self.send_junk = switch.send_junk
         self.expecting_reply = switch.expecting_reply
         self.iam = self.selfaware.iam
-        self.identity_gate: dict[int, int] = {}
-        """Source bucket -> time of the last new-identity validation (§6.2.2)."""
+        self.peer_table = PeerTable(self, switch, hash_function)
+        table = self.peer_table
+        self.add_peer = table.add
+        self.get_peer = table.get
+        self.peer_learned = table.learned
+        self.learn_identity = table.learn_identity
+        self.identity_validation_allowed = table.identity_validation_allowed
+        self.validate_identity = table.validate_identity
         self._online = keepalive.OnlineState()
         self._last_switch = now
         self.last_ping = 0
@@ -288,8 +289,7 @@ class Node:
 
     def flush_state(self, now: int) -> None:
         """Store every peer in the cache (on shutdown)."""
-        for peer in self.peers.values():
-            self.emit(PutState(StateKind.PEER, int(peer.address), peer.serialize_for_cache()))
+        self.peer_table.flush()
 
     # ------------------------------------------------------------------ status
 
@@ -370,87 +370,7 @@ class Node:
                 if address != self.address and address not in self.peers:
                     self.add_peer(root.identity)
 
-    # ------------------------------------------------------------------ peers
-
-    def add_peer(self, identity: Identity, key: PeerKey | None = None) -> Peer | None:
-        """Make (and store) a peer for ``identity``; None if no key can be agreed."""
-        if key is None:
-            try:
-                key = PeerKey(self.identity.agree(identity))
-            except KeyAgreementError:
-                self.counters["peer_bad_key"] += 1
-                return None
-        peer = Peer(identity, key)
-        self._make_room_for_peer()
-        self.peers[int(identity.address)] = peer
-        return peer
-
-    def _make_room_for_peer(self) -> None:
-        """At ``MAX_PEERS``: forget the least recently heard 1/16 (never a root).
-
-        A batch, so the scan is paid once per 2,048 new peers and not per HELLO.
-        """
-        if len(self.peers) < B.MAX_PEERS:
-            return
-        topology = self.topology
-        candidates = [p for a, p in self.peers.items() if not topology.is_upstream(a)]
-        for peer in heapq.nsmallest(max(1, B.MAX_PEERS // 16), candidates,
-                                    key=lambda p: p.last_receive):  # fmt: skip
-            del self.peers[int(peer.address)]
-            self.root_memberships.forget_peer(int(peer.address))
-        self.counters["peers_evicted"] += 1
-
-    def get_peer(self, now: int, address: int) -> Peer | None:
-        """The peer, from memory or the host's peer cache (then greeted); None if unknown."""
-        peer = self.peers.get(address)
-        if peer is not None or address == self.address:
-            return peer
-        data = self._state.get(StateKind.PEER, address)
-        if data is None:
-            return None
-        try:
-            cached = parse_peer_cache(data)
-        except MalformedPacket:
-            self.counters["state_bad_peer"] += 1
-            return None
-        if cached.identity.address != address:
-            return None
-        peer = self.add_peer(cached.identity)
-        if peer is None:
-            return None
-        peer.set_version(cached.v_proto, *cached.version)
-        for addr in cached.addresses:
-            self.switch.send_hello(now, peer, ANY_LOCAL_SOCKET, addr)
-        return peer
-
-    def peer_learned(self, now: int, peer: Peer) -> None:
-        """A new identity is known: retry everything that waited for it."""
-        self.switch.peer_learned(now, int(peer.address))
-
-    def learn_identity(self, now: int, identity: Identity) -> None:
-        """OK(WHOIS) from an upstream: trusted without the proof-of-work check (§6.4)."""
-        address = int(identity.address)
-        if address == self.address or address in self.peers:
-            return
-        peer = self.add_peer(identity)
-        if peer is not None:
-            self.counters["whois_learned"] += 1
-            self.peer_learned(now, peer)
-
-    def identity_validation_allowed(self, now: int, remote: InetAddress) -> bool:
-        """One new-identity validation per source bucket per 2 s (§6.2.2)."""
-        packed = remote.ip.packed
-        prefix = packed[:3] if remote.ip.version == 4 else packed[:6]
-        digest = hashlib.sha256(prefix).digest()
-        bucket = int.from_bytes(digest[:2], "big") % B.IDENTITY_GATE_BUCKETS
-        last = self.identity_gate.get(bucket)
-        if last is not None and now - last < C.IDENTITY_VALIDATION_SOURCE_RATE_LIMIT:
-            return False
-        self.identity_gate[bucket] = now
-        return True
-
-    def validate_identity(self, identity: Identity) -> bool:
-        return identity.locally_validate(self._hash)
+    # ------------------------------------------------------------------ state
 
     def load_state(self, kind: StateKind, object_id: int) -> bytes | None:
         return self._state.get(kind, object_id)
@@ -462,16 +382,8 @@ class Node:
 
     def _housekeeping(self, now: int) -> None:
         controller_link.housekeeping(self, now)
-        for address, peer in list(self.peers.items()):
-            if self.topology.is_upstream(address) or peer.alive(now):
-                continue
-            del self.peers[address]
-            self.emit(PutState(StateKind.PEER, address, peer.serialize_for_cache()))
+        self.peer_table.clean(now)
         self.switch.clean(now)
-        self.identity_gate = {
-            k: t for k, t in self.identity_gate.items()
-            if now - t < C.IDENTITY_VALIDATION_SOURCE_RATE_LIMIT
-        }  # fmt: skip
         self.selfaware.clean(now)
         self.root_memberships.clean(now, self.peers)
 
