@@ -17,6 +17,7 @@ import os
 import pickle
 import random
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
@@ -32,7 +33,9 @@ from ztone.node.actions import EventKind, NodeEvent, SendPacket
 from ztone.node.vl1.path import Path
 from ztone.node.vl1.peer import PathSlot, Peer
 from ztone.node.vl2.membership import Membership
+from ztone.node.wire.com import CertificateOfMembership
 from ztone.node.wire.fragment import MAX_PACKET_FRAGMENTS, Reassembler, _Slot, split
+from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.rules import (
     FrameContext,
@@ -188,20 +191,25 @@ class _Com:
         return self.agrees
 
 
+def _as_com(fake: _Com) -> CertificateOfMembership:
+    return cast(CertificateOfMembership, fake)  # duck-typed: timestamp and agrees_with
+
+
 def test_com_agreement_is_remembered_per_objects() -> None:
-    mine, theirs, identity = _Com(0, True), _Com(100, True), object()
-    m = Membership(com=theirs)
-    assert m.com_allows(mine, identity) and m.com_allows(mine, identity)
+    mine, theirs = _Com(0, True), _Com(100, True)
+    identity = cast(Identity, object())
+    m = Membership(com=_as_com(theirs))
+    assert m.com_allows(_as_com(mine), identity) and m.com_allows(_as_com(mine), identity)
     assert mine.calls == 1
     m.com_revocation_threshold = 100  # revoked: the remembered verdict does not hide it
-    assert not m.com_allows(mine, identity)
+    assert not m.com_allows(_as_com(mine), identity)
     m.com_revocation_threshold = 0
-    other_identity = object()
-    assert m.com_allows(mine, other_identity) and mine.calls == 2
-    m.com = _Com(200, True)
-    assert m.com_allows(mine, other_identity) and mine.calls == 3
+    other_identity = cast(Identity, object())
+    assert m.com_allows(_as_com(mine), other_identity) and mine.calls == 2
+    m.com = _as_com(_Com(200, True))
+    assert m.com_allows(_as_com(mine), other_identity) and mine.calls == 3
     refusing = _Com(0, False)
-    assert not m.com_allows(refusing, other_identity)
+    assert not m.com_allows(_as_com(refusing), other_identity)
 
 
 # ------------------------------------------------------------------ online check

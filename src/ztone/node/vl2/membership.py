@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Protocol, TypeVar
+
+from ztone.node.wire.capability import Capability
+from ztone.node.wire.com import CertificateOfMembership
+from ztone.node.wire.credentials import CertificateOfOwnership, Tag
+from ztone.node.wire.identity import Identity
 
 CREDENTIAL_TYPE_COM = 1
 CREDENTIAL_TYPE_CAPABILITY = 2
@@ -26,23 +31,36 @@ class AddResult(Enum):
     NOTED = "noted"  # a root's proof of membership (root_members), not a credential we use
 
 
+class KeyedCredential(Protocol):
+    """A tag, capability or certificate of ownership: held by id, newest wins."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def timestamp(self) -> int: ...
+
+
+K = TypeVar("K", bound=KeyedCredential)
+
+Agreement = tuple[CertificateOfMembership, CertificateOfMembership, Identity, int, bool]
+
+
 @dataclass(slots=True)
 class Membership:
-    com: Any = None
+    com: CertificateOfMembership | None = None
     com_revocation_threshold: int = 0
     revocations: dict[tuple[int, int], int] = field(default_factory=dict)
-    tags: dict[int, Any] = field(default_factory=dict)
-    capabilities: dict[int, Any] = field(default_factory=dict)
-    coos: dict[int, Any] = field(default_factory=dict)
+    tags: dict[int, Tag] = field(default_factory=dict)
+    capabilities: dict[int, Capability] = field(default_factory=dict)
+    coos: dict[int, CertificateOfOwnership] = field(default_factory=dict)
     last_pushed_credentials: int = 0
     last_updated_multicast: int = 0
     last_credential_request: int = 0
-    agreement: tuple[Any, Any, Any, int, bool] | None = field(
-        default=None, compare=False, repr=False
-    )
+    agreement: Agreement | None = field(default=None, compare=False, repr=False)
     """(my COM, this member's COM, its identity, its COM's timestamp, agreement)."""
 
-    def com_allows(self, mine: Any, identity: Any) -> bool:
+    def com_allows(self, mine: CertificateOfMembership, identity: Identity) -> bool:
         """Its COM is not revoked and ``mine.agrees_with(self.com, identity)``.
 
         COMs and identities are immutable, so timestamp and agreement of one triple
@@ -50,6 +68,8 @@ class Membership:
         identity) for every frame.
         """
         theirs = self.com
+        if theirs is None:
+            return False
         memo = self.agreement
         if memo is None or memo[0] is not mine or memo[1] is not theirs or memo[2] is not identity:
             memo = (mine, theirs, identity, theirs.timestamp,
@@ -58,7 +78,7 @@ class Membership:
         return memo[3] > self.com_revocation_threshold and memo[4]
 
     def credential_timestamp_valid(
-        self, cred_type: int, cred: Any, my_ts: int, my_ctmd: int
+        self, cred_type: int, cred: KeyedCredential, my_ts: int, my_ctmd: int
     ) -> bool:
         """``_isCredentialTimestampValid``: within the window and not revoked."""
         if abs(cred.timestamp - my_ts) > my_ctmd:
@@ -66,7 +86,7 @@ class Membership:
         threshold = self.revocations.get((cred_type, cred.id))
         return threshold is None or cred.timestamp > threshold
 
-    def add_com(self, com: Any, verify: Callable[[], bool]) -> AddResult:
+    def add_com(self, com: CertificateOfMembership, verify: Callable[[], bool]) -> AddResult:
         """Membership::addCredential: the signature is checked only for a COM not held
         already (a peer re-pushes its COM every few seconds while it talks)."""
         if com.timestamp <= self.com_revocation_threshold:
@@ -82,7 +102,7 @@ class Membership:
         return AddResult.ACCEPTED_NEW
 
     def add_keyed(
-        self, cred_type: int, table: dict[int, Any], cred: Any, verify: Callable[[], bool]
+        self, cred_type: int, table: dict[int, K], cred: K, verify: Callable[[], bool]
     ) -> AddResult:
         current = table.get(cred.id)
         if current is not None:
