@@ -422,7 +422,11 @@ class NodeService:
     def _after_input(self) -> None:
         self._output_pending = False
         if self.controller is not None:
-            self.controller.push_pending(now_ms())  # store changes since the last turn
+            try:
+                self.controller.push_pending(now_ms())  # store changes since the last turn
+            except Exception:
+                self.bug_count += 1
+                log.exception("BUG: pushing configs after a controller change raised")
         self._apply(self.node.drain_actions(), send=True)
         deadline = self.node.next_deadline()
         if self._timer is not None and self._timer_deadline == deadline:
