@@ -70,7 +70,7 @@ def flood(packets: int, proven: bool) -> None:
         # in a MULTICAST_GATHER as members do
         ctrl = net.nodes["ctrl"].identity
         com = CertificateOfMembership.make(net.now, 7_200_000, nwid, a.identity).sign(ctrl)
-        a.node._send(net.now, int(root.identity.address), Verb.MULTICAST_GATHER,
+        a.node.send(net.now, int(root.identity.address), Verb.MULTICAST_GATHER,
                      serialize_gather(nwid, MulticastGroup(0xFFFFFFFFFFFF, 0), 8,
                                       com.serialize()))  # fmt: skip
         net._drain(a)
@@ -89,7 +89,7 @@ def flood(packets: int, proven: bool) -> None:
     rss0 = rss_mb()
     spent = 0.0
     for payload in payloads:
-        a.node._send(net.now, root_address, Verb.MULTICAST_LIKE, payload, compress=True)
+        a.node.send(net.now, root_address, Verb.MULTICAST_LIKE, payload, compress=True)
         for action in a.node.drain_actions():
             data = getattr(action, "data", None)
             if isinstance(data, bytes | bytearray):

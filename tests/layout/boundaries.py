@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +55,10 @@ def module_name(path: Path, src: Path = SRC) -> str:
 
 def iter_modules(package: str, src: Path = SRC) -> Iterator[tuple[str, Path]]:
     base = src / package.replace(".", "/")
-    paths = sorted(base.rglob("*.py")) if base.is_dir() else [base.with_suffix(".py")]
+    if base.is_dir():
+        paths = sorted(base.rglob("*.py"))
+    else:
+        paths = [base.with_suffix(".py")] if base.with_suffix(".py").is_file() else []
     for path in paths:
         yield module_name(path, src), path
 
@@ -75,9 +78,9 @@ def imports_of(path: Path, src: Path = SRC) -> list[Import]:
             else:
                 module = node.module or ""
             found.append(Import(module, tuple(a.name for a in node.names), node.lineno))
-        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") in (
-            "__import__", "import_module",
-        ):  # fmt: skip
+        elif isinstance(node, ast.Call) and (
+            getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+        ) in ("__import__", "import_module"):
             found.append(Import("<dynamic import>", (), node.lineno))
     return found
 
@@ -224,13 +227,16 @@ def layering_violations(src: Path = SRC) -> list[str]:
     return out
 
 
+RULES: dict[str, Callable[[Path], list[str]]] = {
+    "core I/O": core_io_violations,
+    "node import cycles": node_cycles,
+    "private names": private_access_violations,
+    "layering": layering_violations,
+}
+
+
 def all_violations(src: Path = SRC) -> dict[str, list[str]]:
-    return {
-        "core I/O": core_io_violations(src),
-        "node import cycles": node_cycles(src),
-        "private names": private_access_violations(src),
-        "layering": layering_violations(src),
-    }
+    return {rule: check(src) for rule, check in RULES.items()}
 
 
 if __name__ == "__main__":

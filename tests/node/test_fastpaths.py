@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import pickle
@@ -30,7 +31,6 @@ from ztone.node import constants as C
 from ztone.node.actions import EventKind, NodeEvent, SendPacket
 from ztone.node.vl1.path import Path
 from ztone.node.vl1.peer import PathSlot, Peer
-from ztone.node.vl2 import conduct as vl2
 from ztone.node.vl2.filter import FrameContext, Verdict, filter_with_capabilities
 from ztone.node.vl2.membership import Membership
 from ztone.node.wire.com import CertificateOfMembership
@@ -75,7 +75,7 @@ def test_accept_first_table_is_a_plain_accept(negate: bool, or_: bool, rest: lis
                                               caps: list[list[Rule]], inbound: bool,
                                               payload: bytes, ethertype: int,
                                               no_tee: bool) -> None:  # fmt: skip
-    """What ``vl2._filter`` returns without running the engine (1, nothing sent)."""
+    """What ``Network.filter`` returns without running the engine (1, nothing sent)."""
     rules = [R(T.ACTION_ACCEPT, negate=negate, or_=or_), *rest]
     ctx = FrameContext(network_id=0x1FAD486CAFE468E2, our_address=0x4B3BACDDB4,
                        peer=0xA49ECF6441, inbound=inbound, mac_source=0x32AABBCCDDEE,
@@ -101,18 +101,17 @@ def test_vl2_filter_still_runs_the_engine_otherwise() -> None:
     n = a.node.networks[nwid]
     tee_target = int(net.nodes["root"].identity.address)
     rules = [R(T.ACTION_TEE, address=tee_target, length=0), R(T.ACTION_ACCEPT)]
-    n.config = n.config.__class__(**{
-        **{f: getattr(n.config, f) for f in n.config.__dataclass_fields__},
-        "rules_raw": serialize_rules(rules), "rule_count": len(rules),
-    })  # fmt: skip
+    assert n.config is not None
+    n.config = dataclasses.replace(n.config, rules_raw=serialize_rules(rules),
+                                   rule_count=len(rules))  # fmt: skip
     n.parsed_rules = None
     a.node.drain_actions()
     payload = _eth_payload_ipv4(_ipv4(a, nwid), "198.19.0.99", b"x")
-    verdict = vl2._filter(a.node, net.now, n, False, 0x1122334455, n.mac, 0x32112233445A,
-                          ETH_IPV4, payload)  # fmt: skip
+    verdict = n.filter(a.node, net.now, False, 0x1122334455, n.mac, 0x32112233445A, ETH_IPV4,
+                       payload)  # fmt: skip
     assert verdict == Verdict.ACCEPT
     sent = [x for x in a.node.drain_actions() if isinstance(x, SendPacket)]
-    assert sent or a.node._tx  # the TEE copy went out (or waits for a path)
+    assert sent or a.node.switch.tx  # the TEE copy went out (or waits for a path)
 
 
 # ------------------------------------------------------------------ reassembly

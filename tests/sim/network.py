@@ -17,11 +17,21 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ztone.crypto.backend import DEFAULT, Backend
-from ztone.node.actions import DeliverFrame, NodeEvent, PutState, SendPacket, StateKind
+from ztone.node.actions import (
+    Action,
+    ConfigRequested,
+    ControllerAnswer,
+    DeliverFrame,
+    NodeEvent,
+    PutState,
+    SendPacket,
+    StateKind,
+)
 from ztone.node.node import Node
+from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.world import Root, World, WorldType
@@ -51,6 +61,13 @@ class MemoryState:
             self.objects[(action.kind, action.object_id)] = action.data
 
 
+class Answerer(Protocol):
+    """A simulated node's embedded controller, as its host asks it (ConfigRequested)."""
+
+    def request(self, now: int, nwid: int, identity: Identity,
+                metadata: Dictionary) -> ControllerAnswer: ...  # fmt: skip
+
+
 @dataclass
 class SimNode:
     name: str
@@ -62,6 +79,7 @@ class SimNode:
     delivered: list[DeliverFrame] = field(default_factory=list)
     received_datagrams: int = 0
     sent_datagrams: int = 0
+    controller: Answerer | None = None
 
 
 @dataclass(order=True)
@@ -104,14 +122,21 @@ class SimNetwork:
         node_options.setdefault("crypto", self.crypto)
         node = Node(identity, now=self.now, random_bytes=self.random_bytes, state=state,
                     **node_options)  # fmt: skip
-        sim = SimNode(name, identity, endpoint, state, node)
+        sim = SimNode(name, identity, endpoint, state, node,
+                      controller=node_options.get("controller"))  # fmt: skip
         self.nodes[name] = sim
         self._by_endpoint[endpoint] = sim
         self._drain(sim)
         return sim
 
     def _drain(self, sim: SimNode) -> None:
-        for action in sim.node.drain_actions():
+        actions = sim.node.drain_actions()
+        while actions:
+            self._apply(sim, actions)
+            actions = sim.node.drain_actions()  # what answering config requests made
+
+    def _apply(self, sim: SimNode, actions: list[Action]) -> None:
+        for action in actions:
             if isinstance(action, SendPacket):
                 sim.sent_datagrams += 1
                 self._transmit(sim, action)
@@ -121,6 +146,10 @@ class SimNetwork:
                 sim.delivered.append(action)
             elif isinstance(action, NodeEvent):
                 sim.events.append(action)
+            elif isinstance(action, ConfigRequested) and sim.controller is not None:
+                answer = sim.controller.request(self.now, action.nwid, action.requester,
+                                                action.metadata)  # fmt: skip
+                sim.node.on_config_answer(self.now, action, answer)
 
     def _transmit(self, sim: SimNode, action: SendPacket) -> None:
         target = self._by_endpoint.get(action.remote)

@@ -20,10 +20,11 @@ import pytest
 from ztone.controller.store import SqliteStore
 from ztone.node import bounds as B
 from ztone.node.actions import EventKind, SendPacket, StateKind
+from ztone.node.bound_check import node_bound_violations
 from ztone.node.vl1.root_members import RootMemberships
 from ztone.node.vl2 import multicaster as multicaster_module
 from ztone.node.vl2 import network as network_module
-from ztone.node.vl2.conduct import add_credential
+from ztone.node.vl2.credential_intake import add_credential
 from ztone.node.vl2.membership import AddResult
 from ztone.node.vl2.multicaster import Multicaster
 from ztone.node.wire.address import Address
@@ -53,7 +54,7 @@ def _online() -> tuple[SimNetwork, SimNode, SimNode]:
 
 def _wire(sim: SimNode, verb: int, payload: bytes, to: SimNode) -> list[bytes]:
     """Datagrams ``sim`` sends for one packet to ``to`` (taken, not delivered)."""
-    sim.node._send(sim.node._last_ping, int(to.identity.address), verb, payload)
+    sim.node.send(sim.node.last_ping, int(to.identity.address), verb, payload)
     out = [a.data for a in sim.node.drain_actions() if isinstance(a, SendPacket)]
     assert out
     return out
@@ -73,7 +74,7 @@ def test_peers(monkeypatch: pytest.MonkeyPatch) -> None:
         net.now += 1
     assert len(root.node.peers) <= 32
     assert root.node.counters["peers_evicted"] > 0
-    assert not B.node_bound_violations(root.node)
+    assert not node_bound_violations(root.node)
     # a talks to the root all the time: it was never the least recently heard
     assert int(a.identity.address) in root.node.peers
     assert net.run(60_000, lambda: a.node.online)
@@ -91,7 +92,7 @@ def test_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(3)
     for i in range(1_000):  # junk from 1,000 source addresses
         root.node.on_wire_packet(net.now, 1, _addr(i + 256), rng.randbytes(40))
-    assert len(root.node._paths) <= 128
+    assert len(root.node.switch.paths) <= 128
     assert root.node.counters["paths_pruned"] > 0
     # a's path is in use by its peer entry: kept, and the root still reaches a
     root.node.send_user_message(net.now, int(a.identity.address), 7, b"ok")
@@ -110,8 +111,8 @@ def test_whois_rx_and_tx_queues(monkeypatch: pytest.MonkeyPatch) -> None:
         a.node.on_wire_packet(net.now, 1, root.endpoint, head + rng.randbytes(30))
     for i in range(100):  # and sends to 100 unknown destinations
         a.node.send_user_message(net.now, 0x3000000000 + i, 1, b"x")
-    assert len(a.node._whois_sent) <= 16
-    assert len(a.node._rx) <= B.RX_QUEUE_SIZE and len(a.node._tx) <= B.TX_QUEUE_SIZE
+    assert len(a.node.switch.whois_sent) <= 16
+    assert len(a.node.switch.rx) <= B.RX_QUEUE_SIZE and len(a.node.switch.tx) <= B.TX_QUEUE_SIZE
     assert a.node.counters["whois_table_full"] > 0
     net._drain(a)
     net.run(12_000)
@@ -128,7 +129,7 @@ def test_fragments() -> None:
     for _ in range(2_000):  # orphan fragments with random packet ids
         frag = rng.randbytes(8) + me + bytes((0xFF, (7 << 4) | rng.randint(1, 6), 0))
         a.node.on_wire_packet(net.now, 1, root.endpoint, frag + rng.randbytes(100))
-    assert a.node._reassembler.pending() <= B.REASSEMBLY_SLOTS
+    assert a.node.switch.reassembler.pending() <= B.REASSEMBLY_SLOTS
     # a message too big for one datagram still arrives whole
     big = bytes(range(256)) * 20
     root.node.send_user_message(net.now, int(a.identity.address), 9, big)
@@ -146,7 +147,7 @@ def test_echo_gate_and_tried_paths(monkeypatch: pytest.MonkeyPatch) -> None:
             root.node.on_wire_packet(net.now, 1, _addr(i + 512), data)
     assert len(peer.echo_gate) <= B.MAX_PEER_ECHO_GATES
     assert len(peer.last_tried_paths) <= 16
-    assert not B.node_bound_violations(root.node)
+    assert not node_bound_violations(root.node)
 
 
 def test_rendezvous_and_self_awareness(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,16 +160,17 @@ def test_rendezvous_and_self_awareness(monkeypatch: pytest.MonkeyPatch) -> None:
     for i, identity in enumerate(_fake_identities(40)):
         node.learn_identity(net.now, identity)
         p = node.peers[int(identity.address)]
-        p.learn_path(node._path(1, _addr(i + 1024)), net.now)
+        p.learn_path(node.switch.path(1, _addr(i + 1024)), net.now)
         fakes.append(p)
     for p in fakes:
-        node._unite(net.now, peer_a, p, rate_limited=True)
-        node.iam(net.now, p, node._path(1, _addr(2000 + len(node._surface))), _addr(3000))
-    assert len(node._last_unite) <= 8 and len(node._surface) <= 8
+        node.switch.unite(net.now, peer_a, p, rate_limited=True)
+        path = node.switch.path(1, _addr(2000 + len(node.selfaware.surface)))
+        node.iam(net.now, p, path, _addr(3000))
+    assert len(node.switch.last_unite) <= 8 and len(node.selfaware.surface) <= 8
     # the newest introduction is remembered (and so rate-limited)
     key = (min(int(peer_a.address), int(fakes[-1].address)),
            max(int(peer_a.address), int(fakes[-1].address)))  # fmt: skip
-    assert key in node._last_unite
+    assert key in node.switch.last_unite
     node.drain_actions()
 
 
@@ -179,7 +181,7 @@ def test_hello_rate_buckets() -> None:
     allowed = sum(
         node.identity_validation_allowed(net.now, _addr(rng.getrandbits(16))) for _ in range(5_000)
     )
-    assert len(node._identity_gate) <= B.IDENTITY_GATE_BUCKETS
+    assert len(node.peer_table.identity_gate) <= B.IDENTITY_GATE_BUCKETS
     assert allowed <= 256  # one per source /24 per 2 s: 198.18.0.0/16 has 256 of them
     assert not node.identity_validation_allowed(net.now, _addr(1))
     assert node.identity_validation_allowed(net.now + 2_000, _addr(1))
@@ -286,13 +288,13 @@ def test_paths_per_peer_reply_expectations_and_send_state(
     net, root, a = _online()
     peer = root.node.peers[int(a.identity.address)]
     for i in range(200):  # OKs confirming 200 paths of one peer
-        peer.learn_path(root.node._path(1, _addr(4096 + i)), net.now + i)
+        peer.learn_path(root.node.switch.path(1, _addr(4096 + i)), net.now + i)
     assert len(peer.slots) <= B.MAX_PEER_PATHS
     assert any(s.path.address == _addr(4096 + 199) for s in peer.slots)  # the newest is in
     rng = random.Random(8)
     for _ in range(20_000):
-        root.node._expect_reply(rng.randbytes(8))
-    assert max(len(b) for b in root.node._expecting) <= 32
+        root.node.switch.expect_reply(rng.randbytes(8))
+    assert max(len(b) for b in root.node.switch.expecting) <= 32
     monkeypatch.setattr(multicaster_module, "MULTICAST_MAX_TX_GROUPS", 16)
     mc = root.node.multicaster
     for i in range(100):  # multicasts to 100 groups of a network we are in

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import ztone.node.node as node_module
+import ztone.node.vl1.switch as switch_module
 import ztone.node.wire.hello as hello_module
 from ztone.crypto.armor import (
     SUITE_AES_GMAC_SIV,
@@ -34,7 +34,7 @@ from ztone.crypto.armor import (
     PeerKey,
     armor,
 )
-from ztone.node import bounds as B
+from ztone.node.bound_check import node_bound_violations
 from ztone.node.wire.address import Address
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.mac import BROADCAST
@@ -71,12 +71,12 @@ def _record(world: _World, by_address: dict[int, str]) -> Generator[None, None, 
             world.seeds.append((src, dst, bytes(packet)))
         armor(packet, key, suite)
 
-    node_module.armor = recording  # type: ignore[attr-defined]
+    switch_module.armor = recording  # type: ignore[attr-defined]
     hello_module.armor = recording  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        node_module.armor = armor  # type: ignore[attr-defined]
+        switch_module.armor = armor  # type: ignore[attr-defined]
         hello_module.armor = armor  # type: ignore[attr-defined]
 
 
@@ -103,6 +103,7 @@ def _scenario() -> _World:
         a.node.send_user_message(net.now, int(b.identity.address), 0x77, b"hello b")
         net._drain(a)
         config = b.node.networks[nwid].config
+        assert config is not None
         ctrl.node.push_config(net.now, nwid, int(b.identity.address), config)
         net._drain(ctrl)
         net.run(130_000)  # LIKE rounds, certificate requests by the root, pings
@@ -228,7 +229,7 @@ def test_mutated_encrypted_packets(seed_index: int, ops: list[tuple[str, int, in
     if advance > 15_000:  # now and then: deliveries and timers of every node
         net.run(advance)
     for sim in net.nodes.values():
-        problems = B.node_bound_violations(sim.node)
+        problems = node_bound_violations(sim.node)
         assert not problems, (sim.name, problems)
 
 
@@ -243,7 +244,7 @@ def test_the_nodes_survived_and_still_work() -> None:
     net._drain(a)
     assert net.run(30_000, lambda: any(e.payload == b"after the storm" for e in b.events[before:]))
     for sim in net.nodes.values():
-        assert not B.node_bound_violations(sim.node), sim.name
+        assert not node_bound_violations(sim.node), sim.name
     if world.delivered:  # after the mutation run (not when this test runs alone)
         assert world.delivered >= 2_000
         counters = sum((sim.node.counters for sim in net.nodes.values()), Counter())

@@ -15,7 +15,6 @@ import random
 from ztone.crypto.armor import PeerKey, dearmor
 from ztone.node.actions import SendPacket
 from ztone.node.bounds import ROOT_COM_REQUESTS_PER_PEER
-from ztone.node.vl2.conduct import push_credentials
 from ztone.node.vl2.multicaster import Multicaster
 from ztone.node.wire.packet import Verb, uncompress
 from ztone.node.wire.vl2_verbs import MulticastGroup
@@ -50,7 +49,7 @@ def test_like_flood_from_a_hello_only_peer_is_not_stored_on_the_root() -> None:
                      int.from_bytes(payload[i + 8:i + 14], "big"),
                      int.from_bytes(payload[i + 14:i + 18], "big"))
                     for i in range(0, len(payload), 18)]  # fmt: skip
-        a.node._send(net.now, root_address, Verb.MULTICAST_LIKE, payload, compress=True)
+        a.node.send(net.now, root_address, Verb.MULTICAST_LIKE, payload, compress=True)
         net._drain(a)
         net.run(5)
     net.run(1_000)
@@ -89,7 +88,7 @@ def test_authorization_does_not_carry_over_to_the_next_network() -> None:
     join_and_authorize(net, controller, nwid)
     a, b = net.nodes["a"], net.nodes["b"]
     # a shows b its certificate, as it would before its first frame: now a is allowed
-    push_credentials(a.node, net.now, a.node.networks[nwid], int(b.identity.address))
+    a.node.networks[nwid].push_credentials(a.node, net.now, int(b.identity.address))
     net._drain(a)
     assert net.run(5_000, lambda: b.node.networks[nwid].is_allowed(
         int(a.identity.address), a.identity.public_only(), net.now))  # fmt: skip
@@ -97,7 +96,7 @@ def test_authorization_does_not_carry_over_to_the_next_network() -> None:
     other = rng.getrandbits(64)
     # one LIKE packet: a group of the shared network, then groups of a network b is not in
     payload = _like_payload(rng, 1, nwid) + _like_payload(rng, 20, other)
-    a.node._send(net.now, int(b.identity.address), Verb.MULTICAST_LIKE, payload, compress=True)
+    a.node.send(net.now, int(b.identity.address), Verb.MULTICAST_LIKE, payload, compress=True)
     net._drain(a)
     net.run(2_000)
     mc = b.node.multicaster
@@ -119,7 +118,7 @@ def test_the_roots_certificate_request_is_upstreams_error() -> None:
     assert net.run(60_000, lambda: a.node.online)
     nwid = 0x1122334455000001
     like = nwid.to_bytes(8, "big") + bytes.fromhex("333300000001") + bytes(4)
-    a.node._send(net.now, int(root.identity.address), Verb.MULTICAST_LIKE, like)
+    a.node.send(net.now, int(root.identity.address), Verb.MULTICAST_LIKE, like)
     sent = [x.data for x in a.node.drain_actions() if isinstance(x, SendPacket)]
     assert len(sent) == 1
     root.node.on_wire_packet(net.now, 1, a.endpoint, sent[0])

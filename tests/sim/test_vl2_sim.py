@@ -15,7 +15,7 @@ from ztone.controller.core import answer_request, make_revocation
 from ztone.controller.objects import apply_member_post, apply_network_post, init_network
 from ztone.crypto import c25519
 from ztone.crypto.backend import DEFAULT, Backend
-from ztone.node.node import ControllerAnswer
+from ztone.node.actions import ControllerAnswer
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.identity import Identity
 from ztone.node.wire.mac import BROADCAST, MAC
@@ -93,6 +93,7 @@ def build(
     ctrl = net.add_node("ctrl", IDS[1], "198.18.0.11", planet)
     controller = MemoryController(IDS[1], net)
     ctrl.node.controller = controller
+    ctrl.controller = controller  # the host side: answers ConfigRequested
     nwid = (int(IDS[1].address) << 24) | 0x000042
     body: dict[str, Any] = {
         "name": "simnet",

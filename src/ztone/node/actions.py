@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import Any
 
+from ztone.node.vl2.view import ConfigOp, NetworkView
+from ztone.node.wire.dictionary import Dictionary
+from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.network_config import NetworkConfig
 
 ANY_LOCAL_SOCKET = -1
 """``SendPacket.local_socket`` value meaning: send from every bound socket."""
@@ -82,15 +85,41 @@ class DeliverFrame:
 
 @dataclass(frozen=True, slots=True)
 class NetworkConfigChanged:
-    """A network's port must be brought up, updated or destroyed.
+    """A network's port must be brought up, updated or destroyed."""
 
-    ``view`` is a :class:`ztone.node.vl2.network.NetworkView`; ``op`` a
-    :class:`ztone.node.vl2.network.ConfigOp`.
+    nwid: int
+    op: ConfigOp
+    view: NetworkView
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRequested:
+    """A member asks this node's embedded controller for a network's config (B.1).
+
+    The host asks its controller (storage I/O is the host's, never the core's) and
+    hands the answer back with ``Node.on_config_answer(now, request, answer)``, which
+    replies exactly as the controller would have inline: OK(NETWORK_CONFIG_REQUEST)
+    chunks or an ERROR, over the path the request came in on. ``packet_id`` 0 and
+    ``remote`` None: the node asks itself (it is the network's controller).
     """
 
     nwid: int
-    op: Any
-    view: Any
+    requester: Identity
+    metadata: Dictionary  # the request's metadata, as sent
+    packet_id: int
+    local_socket: int = ANY_LOCAL_SOCKET
+    remote: InetAddress | None = None
 
 
-Action = SendPacket | PutState | NodeEvent | DeliverFrame | NetworkConfigChanged
+@dataclass(frozen=True, slots=True)
+class ControllerAnswer:
+    """What a controller says to a :class:`ConfigRequested`: a config or an error code."""
+
+    config: NetworkConfig | None = None
+    error: int | None = None
+    error_info: bytes = b""
+
+
+Action = (
+    SendPacket | PutState | NodeEvent | DeliverFrame | NetworkConfigChanged | ConfigRequested
+)

@@ -5,7 +5,8 @@ UDP source address) or through the controller's request path. Each table below h
 an explicit bound; when a new entry would cross it, the eviction rule says what
 goes. ``tests/sim/test_bounds.py`` floods each table and checks the bound holds and that
 legitimate entries still work; ``tests/sim/test_hostile_sim.py`` checks every bound
-after a run of mutated, correctly encrypted packets (:func:`check_node_bounds`).
+after a run of mutated, correctly encrypted packets
+(:func:`ztone.node.bound_check.node_bound_violations`).
 
 =========================== ========================== ====================================
 table (where enforced)      bound                      eviction when full
@@ -13,11 +14,11 @@ table (where enforced)      bound                      eviction when full
 peers                       MAX_PEERS                  the least recently heard 1/16 (never
 (node._make_room_for_peer)                             a root); one that returns says HELLO
 physical paths              MAX_PATHS                  paths no peer uses, oldest first,
-(node._path, _prune_paths)                             down to 7/8
+(switch.path, _prune_paths)                            down to 7/8
 paths per peer              MAX_PEER_PATHS (64)        the slot of the oldest path
 (peer.learn_path)
 tried paths per peer        MAX_PEER_TRIED_PATHS       older than 1 s; all when still full
-(node.received)
+(switch.received)
 ECHO gate per peer          MAX_PEER_ECHO_GATES        cleared
 (incoming._do_echo)
 multicast, per peer         MULTICAST_MAX_PER_PEER     none: the peer's new group is refused
@@ -33,19 +34,19 @@ root membership proofs      ROOT_PROOFS_MAX            least recently proven
 root COM requests           ROOT_COM_REQUESTS_PER_PEER none: no request until one is 60 s
 (root_members.should_ask)   per peer                   old; peers gone are forgotten
 WHOIS queue                 MAX_PENDING_WHOIS          none: a new address is not asked for
-(node.request_whois)                                   until the table drains (500 ms)
+(switch.request_whois)                                 until the table drains (500 ms)
 receive queue (deferred)    RX_QUEUE_SIZE (32)         oldest
-(node._defer_rx)
+(switch._defer_rx)
 send queue (wait WHOIS)     TX_QUEUE_SIZE (32)         oldest
-(node._send)
+(switch.send)
 fragment reassembly         REASSEMBLY_SLOTS (32)      ring: the slot next in turn
 (fragment.Reassembler)
 reply expectations          256 buckets x 32 ids       oldest in the bucket
-(node._expect_reply)
+(switch.expect_reply)
 rendezvous times            MAX_UNITE_ENTRIES          oldest
-(node._unite)
+(switch.unite)
 self-awareness reports      MAX_SURFACE_ENTRIES        oldest
-(node.iam)
+(selfaware.iam)
 per-IP HELLO rate           IDENTITY_GATE_BUCKETS      none needed: fixed hash buckets of
 (node.identity_validation_                             the source /24 (v4) or /48 (v6)
 allowed)
@@ -53,7 +54,7 @@ bridge routes (MAC ->       MAX_BRIDGE_ROUTES          all routes of the bridge 
 bridge) per network                                    most (upstream's rule; its bound is
 (network.learn_bridge_route)                           64 M, far past any bridged LAN)
 network memberships         MAX_MEMBERSHIPS            none: only a verifying credential
-(vl2.add_credential)        per network                creates one, refused when full
+(network.add_credential)    per network                creates one, refused when full
 peers.d files               MAX_PEER_FILES             older than 30 days, then the least
 (service.home.prune_peers)                             recently written (every few minutes)
 UDP send caches             4096 each                  cleared when full
@@ -83,8 +84,6 @@ so MULTICAST_MAX_TOTAL subscriptions stay under 25 MB; a peer costs a few kB.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 MAX_PEERS = 32_768
 MAX_PATHS = 65_536
@@ -116,45 +115,3 @@ CONTROLLER_MAX_PENDING = 65_536
 MAX_PEER_FILES = 65_536
 TCP_FALLBACK_SCOPE_CACHE = 4_096
 TCP_FALLBACK_QUEUE_BYTES = 65_536
-
-
-def node_bound_violations(node: Any) -> list[str]:
-    """Every table of :class:`~ztone.node.node.Node` above its bound, described.
-
-    For tests and benchmarks (it reads the node's internals); an empty list is good.
-    ``node`` is a Node (typed loosely: this module is imported by the node itself).
-    """
-    out: list[str] = []
-
-    def check(name: str, size: int, bound: int) -> None:
-        if size > bound:
-            out.append(f"{name}: {size} > {bound}")
-
-    check("peers", len(node.peers), MAX_PEERS + len(node.topology.upstream_addresses()))
-    check("paths", len(node._paths), MAX_PATHS)
-    for peer in node.peers.values():
-        check(f"paths of {peer.address}", len(peer.slots), MAX_PEER_PATHS)
-        check(f"tried paths of {peer.address}", len(peer.last_tried_paths),
-              MAX_PEER_TRIED_PATHS)  # fmt: skip
-        check(f"echo gate of {peer.address}", len(peer.echo_gate), MAX_PEER_ECHO_GATES)
-    mc = node.multicaster  # its caps default to the constants here
-    most_by_peer, most_in_network = mc.largest_counts()
-    check("multicast records of one peer", most_by_peer, mc.max_per_peer)
-    check("multicast records of one network", most_in_network, mc.max_per_network)
-    check("multicast records", mc.total, mc.max_total)
-    check("multicast send state", mc.tx_groups(), MULTICAST_MAX_TX_GROUPS)
-    check("root membership proofs", len(node.root_memberships),
-          node.root_memberships.max_proofs)  # fmt: skip
-    check("root COM request records", node.root_memberships.asked_peers(), MAX_PEERS)
-    check("WHOIS queue", len(node._whois_sent), MAX_PENDING_WHOIS)
-    check("receive queue", len(node._rx), RX_QUEUE_SIZE)
-    check("send queue", len(node._tx), TX_QUEUE_SIZE)
-    check("fragment reassembly", node._reassembler.pending(), REASSEMBLY_SLOTS)
-    check("reply expectations", max(len(b) for b in node._expecting), 32)
-    check("rendezvous times", len(node._last_unite), MAX_UNITE_ENTRIES)
-    check("self-awareness reports", len(node._surface), MAX_SURFACE_ENTRIES)
-    check("HELLO rate buckets", len(node._identity_gate), IDENTITY_GATE_BUCKETS)
-    for net in node.networks.values():
-        check(f"memberships of {net.nwid:016x}", len(net.memberships), MAX_MEMBERSHIPS)
-        check(f"bridge routes of {net.nwid:016x}", len(net.bridge_routes), MAX_BRIDGE_ROUTES)
-    return out

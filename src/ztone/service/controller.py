@@ -1,9 +1,13 @@
 """The embedded network controller wired into the daemon (PROTOCOL-NETWORK-SERVICE B.1, B.4).
 
-It answers the node's config requests from the store (``ztone.controller.core``),
-remembers which members are online (asked within 120 s), and turns store changes
-into pushes: a changed network or member gets a fresh config, a deauthorized
-member a revocation sent to every online member.
+It answers the node's config requests from the store (``ztone.controller.core``):
+the core emits a ``ConfigRequested`` action, the service's action drain calls
+:meth:`EmbeddedController.request` and hands the answer back to the node, so no
+storage I/O runs inside the node's packet handling. It remembers which members are
+online (asked within 120 s) and turns store changes into pushes: a changed network
+or member is marked stale and gets a fresh config at the service's next turn
+(:meth:`EmbeddedController.push_pending`) unless an answer carried it meanwhile;
+a deauthorized member gets a revocation sent to every online member.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from typing import TypeVar
 from ztone.controller.core import answer_request, make_revocation
 from ztone.controller.objects import is_authorized
 from ztone.controller.store import ChangeEvent, ControllerStore
+from ztone.node.actions import ControllerAnswer
 from ztone.node.bounds import CONTROLLER_MAX_PENDING
-from ztone.node.node import ControllerAnswer, Node
+from ztone.node.node import Node
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.identity import Identity
 from ztone.service.metrics import ControllerCounts
@@ -66,7 +71,7 @@ class EmbeddedController:
         self._online: dict[tuple[int, int], _Online] = {}
         self._last_request: dict[tuple[int, int], int] = {}
         self._authorized: dict[tuple[int, int], int] = {}
-        self._answering: tuple[int, int] | None = None
+        self._stale: dict[tuple[int, int], None] = {}  # online members owed a fresh config
         self.max_pending = CONTROLLER_MAX_PENDING
         self.counts = ControllerCounts()
         store.add_listener(self._on_change)
@@ -138,13 +143,12 @@ class EmbeddedController:
                          lambda o: now - o.last_request >= ONLINE_WINDOW,
                          self.max_pending)  # fmt: skip
         if answer.member is not None:
-            self._answering = (nwid, address)
             try:
                 self._store.save_member(answer.member)
             except Exception:
                 log.exception("controller: cannot save member %010x of %016x", address, nwid)
-            finally:
-                self._answering = None
+        # This answer reflects every change stored before it: nothing more is owed.
+        self._stale.pop((nwid, address), None)
         return ControllerAnswer(answer.config, answer.error)
 
     # --- pushing changes --------------------------------------------------------------
@@ -155,6 +159,23 @@ class EmbeddedController:
             for (n, addr), o in self._online.items()
             if n == nwid and now - o.last_request < ONLINE_WINDOW
         ]
+
+    def push_pending(self, now: int) -> None:
+        """Send a fresh config to every online member a store change made stale.
+
+        Called by the service between inputs (never from inside the node); a member
+        whose own request was answered since the change is skipped (its answer
+        carried the config). Bounded: only online members are marked, and the online
+        table is bounded by ``max_pending``.
+        """
+        stale, self._stale = self._stale, {}
+        for nwid, address in stale:
+            online = self._online.get((nwid, address))
+            if online is not None and now - online.last_request < ONLINE_WINDOW:
+                self._push(now, nwid, address, online)
+
+    def _mark_stale(self, nwid: int, address: int) -> None:
+        self._stale[(nwid, address)] = None
 
     def _push(self, now: int, nwid: int, address: int, online: _Online) -> None:
         answer = self._answer(now, nwid, online.identity, Dictionary.parse(online.metadata),
@@ -181,20 +202,18 @@ class EmbeddedController:
         self._count(event)
         now = self.now_ms()
         if event.kind == "member" and event.address is not None:
-            if self._answering == (event.nwid, event.address):
-                return  # our own save while answering: the answer carries the config
             if event.deauthorized:
                 self._revoke(now, event.nwid, event.address)
             online = self._online.get((event.nwid, event.address))
             if online is not None and now - online.last_request < ONLINE_WINDOW and event.new:
-                self._push(now, event.nwid, event.address, online)
+                self._mark_stale(event.nwid, event.address)
         elif event.kind == "network":
             if event.deleted:
                 for address, _ in self._online_members(event.nwid, now):
                     self._revoke(now, event.nwid, address)
                 return
-            for address, online in self._online_members(event.nwid, now):
-                self._push(now, event.nwid, address, online)
+            for address, _ in self._online_members(event.nwid, now):
+                self._mark_stale(event.nwid, address)
         self._wake()
 
     def _revoke(self, now: int, nwid: int, address: int) -> None:

@@ -25,6 +25,7 @@ from ztone.crypto.backend import DEFAULT, Backend
 from ztone.node.actions import (
     ANY_LOCAL_SOCKET,
     Action,
+    ConfigRequested,
     DeliverFrame,
     EventKind,
     NetworkConfigChanged,
@@ -435,6 +436,12 @@ class NodeService:
 
     def _after_input(self) -> None:
         self._output_pending = False
+        if self.controller is not None:
+            try:
+                self.controller.push_pending(now_ms())  # store changes since the last turn
+            except Exception:
+                self.counters.bugs += 1
+                log.exception("BUG: pushing configs after a controller change raised")
         self._apply(self.node.drain_actions(), send=True)
         deadline = self.node.next_deadline()
         if self._timer is not None and self._timer_deadline == deadline:
@@ -449,6 +456,7 @@ class NodeService:
         fallback = self.fallback
         pump = self.pump
         now = now_ms() if fallback is not None else 0
+        answered = False
         for action in actions:
             if isinstance(action, SendPacket):
                 if send and (fallback is None or fallback.send(now, action.remote, action.data)):
@@ -468,12 +476,30 @@ class NodeService:
                     self.node.set_port_error(action.nwid, error)
             elif isinstance(action, PutState):
                 self.state.apply(action)  # on the writer's thread; failures are logged there
+            elif isinstance(action, ConfigRequested):
+                self._answer_config_request(action)
+                answered = True
             else:
                 self._on_event(action)
+        if answered:  # the answers' replies (and a config for ourselves)
+            self._apply(self.node.drain_actions(), send)
         if send:
             self.udp.flush()  # datagrams held to leave together (UDP GSO)
         if pump is not None:
             pump.flush()  # each port's frames leave in one batch
+
+    def _answer_config_request(self, request: ConfigRequested) -> None:
+        """Ask the embedded controller (its store I/O runs here, outside the node)."""
+        controller = self.controller
+        if controller is None:
+            return
+        now = now_ms()
+        try:
+            answer = controller.request(now, request.nwid, request.requester, request.metadata)
+            self.node.on_config_answer(now, request, answer)
+        except Exception:
+            self.counters.bugs += 1
+            log.exception("BUG: answering a config request for %016x raised", request.nwid)
 
     def _on_event(self, event: NodeEvent) -> None:
         if event.kind is EventKind.ONLINE:

@@ -1,15 +1,15 @@
 """Handlers for authenticated packets, one per verb (``IncomingPacket::_do*``, §6).
 
-Each handler gets the node, ``now``, the arrival path, the sender and the de-armored,
-decompressed packet, and returns True when done or False to defer it (it is then
-retried for up to 5 s). Verbs of virtual networks (FRAME, MULTICAST_*, NETWORK_*)
-are not handled by this VL1 node: they are counted and acknowledged as received.
+Each handler gets the node's port, ``now``, the arrival path, the sender and the
+de-armored, decompressed packet, and returns a :class:`~ztone.node.port.Outcome`:
+DONE, or DEFER to have it retried for up to 5 s. The VL1 verbs are handled here;
+the VL2 verbs go to :mod:`ztone.node.vl2` (frames, multicast, credentials and the
+two sides of the controller conversation).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ztone.crypto.armor import PeerKey, crypt_field, dearmor
 from ztone.crypto.c25519 import KeyAgreementError
@@ -18,9 +18,10 @@ from ztone.node import constants as C
 from ztone.node.actions import EventKind, NodeEvent
 from ztone.node.bounds import MAX_PEER_ECHO_GATES
 from ztone.node.metrics import RX
+from ztone.node.port import NodePort, Outcome
 from ztone.node.vl1.path import Path
 from ztone.node.vl1.peer import Peer
-from ztone.node.vl2 import conduct as vl2
+from ztone.node.vl2 import controller_link, controller_side, credential_intake, frames, multicast
 from ztone.node.wire.hello import MOON_RECORD_LENGTH, OkHello
 from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress, parse_inet
@@ -40,22 +41,19 @@ from ztone.node.wire.verbs import (
 )
 from ztone.node.wire.world import World
 
-if TYPE_CHECKING:
-    from ztone.node.node import Node
-
-Handler = Callable[["Node", int, Path, Peer, bytearray], bool]
+Handler = Callable[[NodePort, int, Path, Peer, bytearray], Outcome]
 
 
 def _hops(packet: bytearray) -> int:
     return packet[IDX_FLAGS] & 7
 
 
-def handle_hello(node: Node, now: int, path: Path, packet: bytearray,
+def handle_hello(port: NodePort, now: int, path: Path, packet: bytearray,
                  already_authenticated: bool) -> None:  # fmt: skip
     """``_doHELLO`` (§6.2.2): may create the peer; answers OK(HELLO)."""
     if len(packet) < 41:
         raise MalformedPacket("truncated HELLO")
-    node.metrics.verb(RX, Verb.HELLO)
+    port.metrics.verb(RX, Verb.HELLO)
     hops = _hops(packet)
     proto = packet[28]
     version = (packet[29], packet[30], int.from_bytes(packet[31:33], "big"))
@@ -63,40 +61,42 @@ def handle_hello(node: Node, now: int, path: Path, packet: bytearray,
     identity, pos = Identity.parse(packet, 41)
     identity = identity.public_only()
     if proto < PROTO_VERSION_MIN:
-        node.counters["hello_old_protocol"] += 1
+        port.counters["hello_old_protocol"] += 1
         return
     source = int.from_bytes(packet[13:18], "big")
     if int(identity.address) != source:
-        node.counters["hello_address_mismatch"] += 1
+        port.counters["hello_address_mismatch"] += 1
         return
-    peer = node.peers.get(source)
+    peer = port.peers.get(source)
     if peer is not None:
         if not already_authenticated:
             if peer.identity != identity:
-                _identity_collision(node, now, path, packet, identity)
+                _identity_collision(port, now, path, packet, identity)
                 return
             if not dearmor(packet, peer.key):
-                node.counters["rx_bad_mac"] += 1
+                port.counters["rx_bad_mac"] += 1
                 return
     else:
         if already_authenticated:
             return
-        if not node.identity_validation_allowed(now, path.address):
-            node.counters["hello_rate_limited"] += 1
+        if not port.identity_validation_allowed(now, path.address):
+            port.counters["hello_rate_limited"] += 1
             return
         try:
-            key = PeerKey(node.identity.agree(identity), node.crypto)
+            key = PeerKey(port.identity.agree(identity), port.crypto)
         except KeyAgreementError:
-            node.counters["peer_bad_key"] += 1
+            port.counters["peer_bad_key"] += 1
             return
         if not dearmor(packet, key):
-            node.counters["rx_bad_mac"] += 1
+            port.counters["rx_bad_mac"] += 1
             return
-        if not node.validate_identity(identity):
-            node.counters["hello_invalid_identity"] += 1
+        if not port.validate_identity(identity):
+            port.counters["hello_invalid_identity"] += 1
             return
-        peer = node.new_peer_from_hello(now, identity, key)
-        node._peer_learned(now, peer)
+        peer = port.add_peer(identity, key)
+        if peer is None:
+            return
+        port.peer_learned(now, peer)
 
     # The optional tail: where the sender sent this, its planet, its moons.
     external: InetAddress | None = None
@@ -124,19 +124,19 @@ def handle_hello(node: Node, now: int, path: Path, packet: bytearray,
                 )
                 pos += MOON_RECORD_LENGTH
     if external is not None and hops == 0:
-        node.iam(now, peer, path, external)
+        port.iam(now, peer, path, external)
 
     worlds = bytearray()
-    planet = node.topology.planet
+    planet = port.topology.planet
     if planet_id and planet_id == planet.id and planet.timestamp > planet_ts:
         worlds += planet.serialize()
     for moon_id, moon_ts in moons_asked:
-        moon = node.topology.moons.get(moon_id)
+        moon = port.topology.moons.get(moon_id)
         if moon is not None and moon.timestamp > moon_ts:
             worlds += moon.serialize()
     reflected = path.address if proto >= 5 else InetAddress(path.address.ip, 0)
-    ok = OkHello(timestamp, PROTO_VERSION, node.version, reflected, bytes(worlds))
-    node.send_reply(
+    ok = OkHello(timestamp, PROTO_VERSION, port.version, reflected, bytes(worlds))
+    port.send_reply(
         now,
         peer,
         path,
@@ -145,144 +145,144 @@ def handle_hello(node: Node, now: int, path: Path, packet: bytearray,
     )
     # Recorded after the reply: a new peer's first OK(HELLO) is Salsa20/12 (§4.2 quirk).
     peer.set_version(proto, *version)
-    node.received(now, path, peer, hops, Verb.HELLO)
+    port.received(now, path, peer, hops, Verb.HELLO)
 
 
-def _identity_collision(node: Node, now: int, path: Path, packet: bytearray,
+def _identity_collision(port: NodePort, now: int, path: Path, packet: bytearray,
                         identity: Identity) -> None:  # fmt: skip
-    if not node.identity_validation_allowed(now, path.address):
+    if not port.identity_validation_allowed(now, path.address):
         return
     try:
-        key = PeerKey(node.identity.agree(identity), node.crypto)
+        key = PeerKey(port.identity.agree(identity), port.crypto)
     except KeyAgreementError:
         return
     if dearmor(packet, key):
-        node.counters["identity_collision"] += 1
+        port.counters["identity_collision"] += 1
         collider = Peer(identity, key)
-        node.send_reply(now, collider, path, Verb.ERROR,
+        port.send_reply(now, collider, path, Verb.ERROR,
                         in_re_payload(Verb.HELLO, int.from_bytes(packet[0:8], "big"))
                         + bytes((ErrorCode.IDENTITY_COLLISION,)))  # fmt: skip
 
 
-def _do_error(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
+def _do_error(port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray) -> Outcome:
     in_re = parse_in_re(packet)
     code = parse_error_code(packet)
-    if code == ErrorCode.IDENTITY_COLLISION and node.topology.is_upstream(int(peer.address)):
-        node.emit_event(
+    if code == ErrorCode.IDENTITY_COLLISION and port.topology.is_upstream(int(peer.address)):
+        port.emit(
             NodeEvent(
                 EventKind.FATAL_IDENTITY_COLLISION,
                 f"root {peer.address} reports an identity collision",
             )
         )
     else:
-        vl2.error_for_network(node, now, peer, in_re.verb, code, packet)
+        controller_link.error_for_network(port, now, peer, in_re.verb, code, packet)
     # The code is the sender's byte: one counter per known code, one for all others,
     # so a peer cannot grow the counters table by trying every value.
     known = code in _ERROR_CODES
-    node.counters[f"rx_error_{code}_{in_re.verb}" if known else "rx_error_unknown_code"] += 1
-    node.metrics.error(RX, code)
-    node.received(now, path, peer, _hops(packet), Verb.ERROR)
-    return True
+    port.counters[f"rx_error_{code}_{in_re.verb}" if known else "rx_error_unknown_code"] += 1
+    port.metrics.error(RX, code)
+    port.received(now, path, peer, _hops(packet), Verb.ERROR)
+    return Outcome.DONE
 
 
 _ERROR_CODES = frozenset(int(c) for c in ErrorCode)
 
 
-def _do_ok(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
+def _do_ok(port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray) -> Outcome:
     in_re = parse_in_re(packet)
     hops = _hops(packet)
-    if not node.expecting_reply(in_re.packet_id):
-        node.counters["rx_unexpected_ok"] += 1
-        return True
+    if not port.expecting_reply(in_re.packet_id):
+        port.counters["rx_unexpected_ok"] += 1
+        return Outcome.DONE
     if in_re.verb == Verb.HELLO:
         ok = OkHello.parse(packet[IDX_OK_PAYLOAD:])
         if ok.protocol_version < PROTO_VERSION_MIN:
-            return True
-        if ok.worlds and node.topology.should_accept_world_update_from(int(peer.address)):
+            return Outcome.DONE
+        if ok.worlds and port.topology.should_accept_world_update_from(int(peer.address)):
             worlds: list[World] = []
             pos = 0
             while pos < len(ok.worlds):
                 world, pos = World.parse_prefix(ok.worlds, pos)
                 worlds.append(world)
-            node.accept_worlds(worlds)
+            port.accept_worlds(worlds)
         if hops == 0:
             path.update_latency(now - ok.timestamp)
         peer.set_version(ok.protocol_version, *ok.version)
         if hops == 0 and ok.external_address is not None:
-            node.iam(now, peer, path, ok.external_address)
-    elif in_re.verb == Verb.WHOIS and node.topology.is_upstream(int(peer.address)):
-        node.learn_identity(now, parse_ok_whois(packet))
+            port.iam(now, peer, path, ok.external_address)
+    elif in_re.verb == Verb.WHOIS and port.topology.is_upstream(int(peer.address)):
+        port.learn_identity(now, parse_ok_whois(packet))
     elif in_re.verb == Verb.NETWORK_CONFIG_REQUEST:
-        vl2.ok_network_config_request(node, now, peer, packet)
+        controller_link.ok_network_config_request(port, now, peer, packet)
     elif in_re.verb == Verb.MULTICAST_GATHER:
-        vl2.ok_multicast_gather(node, now, peer, packet)
+        multicast.ok_multicast_gather(port, now, peer, packet)
     elif in_re.verb == Verb.MULTICAST_FRAME:
-        vl2.ok_multicast_frame(node, now, peer, packet)
-    node.received(now, path, peer, hops, Verb.OK)
-    return True
+        multicast.ok_multicast_frame(port, now, peer, packet)
+    port.received(now, path, peer, hops, Verb.OK)
+    return Outcome.DONE
 
 
-def _do_whois(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
+def _do_whois(port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray) -> Outcome:
     hops = _hops(packet)
-    if not node.topology.am_upstream and (
+    if not port.topology.am_upstream and (
         now - peer.last_whois_request_received < C.PEER_WHOIS_RATE_LIMIT
     ):
-        node.received(now, path, peer, hops, Verb.WHOIS)
-        return True
+        port.received(now, path, peer, hops, Verb.WHOIS)
+        return Outcome.DONE
     peer.last_whois_request_received = now
     found = bytearray()
     for address in parse_whois(packet):
-        if address == node.address:
-            found += node.identity.serialize(False)
-        elif (known := node.peers.get(int(address))) is not None:
+        if address == port.address:
+            found += port.identity.serialize(False)
+        elif (known := port.peers.get(int(address))) is not None:
             found += known.identity.serialize(False)
         else:
-            node.request_whois(now, int(address))
+            port.request_whois(now, int(address))
     if found:
-        node.send_reply(
+        port.send_reply(
             now,
             peer,
             path,
             Verb.OK,
             in_re_payload(Verb.WHOIS, int.from_bytes(packet[0:8], "big")) + found,
         )
-    node.received(now, path, peer, hops, Verb.WHOIS)
-    return True
+    port.received(now, path, peer, hops, Verb.WHOIS)
+    return Outcome.DONE
 
 
-def _do_rendezvous(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
+def _do_rendezvous(port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray) -> Outcome:
     hops = _hops(packet)
-    if node.topology.is_upstream(int(peer.address)):
+    if port.topology.is_upstream(int(peer.address)):
         rdv = parse_rendezvous(packet)
-        target = node.peers.get(int(rdv.address))
+        target = port.peers.get(int(rdv.address))
         if (
             target is not None
             and rdv.endpoint.port != 0
-            and node.should_use_path(int(rdv.address), path.local_socket, rdv.endpoint)
+            and port.should_use_path(int(rdv.address), path.local_socket, rdv.endpoint)
         ):
-            node.send_junk(now, path.local_socket, rdv.endpoint)
-            node.attempt_contact(now, target, path.local_socket, rdv.endpoint, False)
-            node.counters["rendezvous_followed"] += 1
-    node.received(now, path, peer, hops, Verb.RENDEZVOUS)
-    return True
+            port.send_junk(now, path.local_socket, rdv.endpoint)
+            port.attempt_contact(now, target, path.local_socket, rdv.endpoint, False)
+            port.counters["rendezvous_followed"] += 1
+    port.received(now, path, peer, hops, Verb.RENDEZVOUS)
+    return Outcome.DONE
 
 
-def _do_echo(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
+def _do_echo(port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray) -> Outcome:
     key = (path.local_socket, path.address)
     last = peer.echo_gate.get(key, -C.ECHO_RATE_LIMIT)
     if now - last >= C.ECHO_RATE_LIMIT:
         if key not in peer.echo_gate and len(peer.echo_gate) >= MAX_PEER_ECHO_GATES:
             peer.echo_gate.clear()
         peer.echo_gate[key] = now
-        node.send_reply(now, peer, path, Verb.OK,
+        port.send_reply(now, peer, path, Verb.OK,
                         in_re_payload(Verb.ECHO, int.from_bytes(packet[0:8], "big"))
                         + bytes(packet[28:]))  # fmt: skip
-    node.received(now, path, peer, _hops(packet), Verb.ECHO)
-    return True
+    port.received(now, path, peer, _hops(packet), Verb.ECHO)
+    return Outcome.DONE
 
 
-def _do_push_direct_paths(node: Node, now: int, path: Path, peer: Peer,
-                          packet: bytearray) -> bool:  # fmt: skip
+def _do_push_direct_paths(port: NodePort, now: int, path: Path, peer: Peer,
+                          packet: bytearray) -> Outcome:  # fmt: skip
     hops = _hops(packet)
     if now - peer.last_direct_path_push_receive <= C.PUSH_DIRECT_PATHS_CUTOFF_TIME:
         peer.direct_path_push_cutoff_count += 1
@@ -298,39 +298,42 @@ def _do_push_direct_paths(node: Node, now: int, path: Path, peer: Peer,
             redirect = bool(record.flags & PUSH_FLAG_CLUSTER_REDIRECT)
             if not redirect and any(s.path.address == ep and s.path.alive(now) for s in peer.slots):
                 continue
-            if not node.should_use_path(int(peer.address), path.local_socket, ep):
+            if not port.should_use_path(int(peer.address), path.local_socket, ep):
                 continue
             k = (int(ep.scope()), ep.ip.version)
             tried[k] = tried.get(k, 0) + 1
             if tried[k] <= C.PUSH_DIRECT_PATHS_MAX_PER_SCOPE_AND_FAMILY:
-                node.attempt_contact(now, peer, -1, ep, redirect)
-    node.received(now, path, peer, hops, Verb.PUSH_DIRECT_PATHS)
-    return True
+                port.attempt_contact(now, peer, -1, ep, redirect)
+    port.received(now, path, peer, hops, Verb.PUSH_DIRECT_PATHS)
+    return Outcome.DONE
 
 
-def _do_user_message(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
+def _do_user_message(port: NodePort, now: int, path: Path, peer: Peer,
+                     packet: bytearray) -> Outcome:  # fmt: skip
     message_type, data = parse_user_message(packet)
-    node.emit_event(NodeEvent(EventKind.USER_MESSAGE, source=int(peer.address),
-                              message_type=message_type, payload=data))  # fmt: skip
-    node.received(now, path, peer, _hops(packet), Verb.USER_MESSAGE)
-    return True
+    port.emit(NodeEvent(EventKind.USER_MESSAGE, source=int(peer.address),
+                        message_type=message_type, payload=data))  # fmt: skip
+    port.received(now, path, peer, _hops(packet), Verb.USER_MESSAGE)
+    return Outcome.DONE
 
 
-def _do_remote_trace(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
+def _do_remote_trace(port: NodePort, now: int, path: Path, peer: Peer,
+                     packet: bytearray) -> Outcome:  # fmt: skip
     for blob in bytes(packet[28:]).split(b"\x00"):
         if blob and len(blob) <= 10_000:
-            node.emit_event(NodeEvent(EventKind.REMOTE_TRACE, source=int(peer.address),
-                                      payload=blob))  # fmt: skip
-    node.received(now, path, peer, _hops(packet), Verb.REMOTE_TRACE)
-    return True
+            port.emit(NodeEvent(EventKind.REMOTE_TRACE, source=int(peer.address),
+                                payload=blob))  # fmt: skip
+    port.received(now, path, peer, _hops(packet), Verb.REMOTE_TRACE)
+    return Outcome.DONE
 
 
-def _do_received_only(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
+def _do_received_only(port: NodePort, now: int, path: Path, peer: Peer,
+                      packet: bytearray) -> Outcome:  # fmt: skip
     """NOP, unknown verbs and the VL2 verbs this VL1 node does not serve."""
     verb = packet[27] & 0x1F
-    node.counters[f"rx_verb_{verb}_unhandled"] += 1 if verb != Verb.NOP else 0
-    node.received(now, path, peer, _hops(packet), verb)
-    return True
+    port.counters[f"rx_verb_{verb}_unhandled"] += 1 if verb != Verb.NOP else 0
+    port.received(now, path, peer, _hops(packet), verb)
+    return Outcome.DONE
 
 
 HANDLERS: dict[int, Handler] = {
@@ -342,22 +345,22 @@ HANDLERS: dict[int, Handler] = {
     Verb.PUSH_DIRECT_PATHS: _do_push_direct_paths,
     Verb.USER_MESSAGE: _do_user_message,
     Verb.REMOTE_TRACE: _do_remote_trace,
-    Verb.FRAME: vl2.do_frame,
-    Verb.EXT_FRAME: vl2.do_ext_frame,
-    Verb.MULTICAST_LIKE: vl2.do_multicast_like,
-    Verb.NETWORK_CREDENTIALS: vl2.do_network_credentials,
-    Verb.NETWORK_CONFIG_REQUEST: vl2.do_network_config_request,
-    Verb.NETWORK_CONFIG: vl2.do_network_config,
-    Verb.MULTICAST_GATHER: vl2.do_multicast_gather,
-    Verb.MULTICAST_FRAME: vl2.do_multicast_frame,
+    Verb.FRAME: frames.do_frame,
+    Verb.EXT_FRAME: frames.do_ext_frame,
+    Verb.MULTICAST_LIKE: multicast.do_multicast_like,
+    Verb.NETWORK_CREDENTIALS: credential_intake.do_network_credentials,
+    Verb.NETWORK_CONFIG_REQUEST: controller_side.do_network_config_request,
+    Verb.NETWORK_CONFIG: controller_link.do_network_config,
+    Verb.MULTICAST_GATHER: multicast.do_multicast_gather,
+    Verb.MULTICAST_FRAME: multicast.do_multicast_frame,
 }
 
 
-def dispatch(node: Node, now: int, path: Path, peer: Peer, packet: bytearray) -> bool:
+def dispatch(port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray) -> Outcome:
     """Route an authenticated, decompressed packet to its verb handler."""
     verb = packet[27] & 0x1F
     if verb == Verb.HELLO:
-        handle_hello(node, now, path, packet, already_authenticated=True)  # counts it
-        return True
-    node.metrics.verbs[RX][verb] += 1  # again if it is deferred and retried, as upstream
-    return HANDLERS.get(verb, _do_received_only)(node, now, path, peer, packet)
+        handle_hello(port, now, path, packet, already_authenticated=True)  # counts it
+        return Outcome.DONE
+    port.metrics.verbs[RX][verb] += 1  # again if it is deferred and retried, as upstream
+    return HANDLERS.get(verb, _do_received_only)(port, now, path, peer, packet)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from ztone.node.wire.capability import Capability
 from ztone.node.wire.com import CertificateOfMembership
@@ -27,7 +27,6 @@ CREDENTIAL_TYPE_COO = 4
 Credential = CertificateOfMembership | Capability | Tag | CertificateOfOwnership
 """What has a timestamp and an id (a COM's is always 0)."""
 Agreement = tuple[CertificateOfMembership, CertificateOfMembership, Identity, int, bool]
-KeyedCredential = TypeVar("KeyedCredential", Capability, Tag, CertificateOfOwnership)
 
 
 class AddResult(Enum):
@@ -36,6 +35,20 @@ class AddResult(Enum):
     REJECTED = "rejected"
     NEEDS_WHOIS = "whois"
     NOTED = "noted"  # a root's proof of membership (root_members), not a credential we use
+
+
+class KeyedCredential(Protocol):
+    """A tag, capability or certificate of ownership: held by id, newest wins."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def timestamp(self) -> int: ...
+
+
+K = TypeVar("K", bound=KeyedCredential)
+
 
 
 @dataclass(slots=True)
@@ -70,7 +83,7 @@ class Membership:
         return memo[3] > self.com_revocation_threshold and memo[4]
 
     def credential_timestamp_valid(
-        self, cred_type: int, cred: Credential, my_ts: int, my_ctmd: int
+        self, cred_type: int, cred: KeyedCredential, my_ts: int, my_ctmd: int
     ) -> bool:
         """``_isCredentialTimestampValid``: within the window and not revoked."""
         if abs(cred.timestamp - my_ts) > my_ctmd:
@@ -94,11 +107,7 @@ class Membership:
         return AddResult.ACCEPTED_NEW
 
     def add_keyed(
-        self,
-        cred_type: int,
-        table: dict[int, KeyedCredential],
-        cred: KeyedCredential,
-        verify: Callable[[], bool],
+        self, cred_type: int, table: dict[int, K], cred: K, verify: Callable[[], bool]
     ) -> AddResult:
         current = table.get(cred.id)
         if current is not None:
