@@ -5,7 +5,8 @@
 
 Tool: mutmut 3 (configured in pyproject.toml, ``[tool.mutmut]``). It copies ``src/``
 and ``tests/`` into ``./mutants``, compiles every mutant of ``src/ztone/node``,
-``src/ztone/controller`` and ``src/ztone/service/api`` into the copy behind a
+``src/ztone/crypto`` (part of the core until the redesign), ``src/ztone/controller``
+and ``src/ztone/service/api`` into the copy behind a
 switch, records once which tests reach which function, then runs each mutant in a
 forked child against only those tests. That per-function test selection is what
 makes a sample affordable on a 2-core machine; the native ``_speedups`` module is
@@ -51,7 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = ROOT / "mutants"
 EQUIVALENTS = ROOT / "bench" / "mutation-equivalents.txt"
-PACKAGES = ("ztone.node", "ztone.controller", "ztone.service.api")
+PACKAGES = ("ztone.node", "ztone.crypto", "ztone.controller", "ztone.service.api")
 KILLED = {1, 3, 36, 37, -24, 24, 152, 255}  # mutmut's exit codes for killed/timeout/type check
 SURVIVED = 0
 NO_TESTS = {5, 33}

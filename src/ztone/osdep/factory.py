@@ -26,6 +26,7 @@ import os
 import sys
 from collections.abc import Mapping
 
+from ztone.crypto.backend import DEFAULT, Backend
 from ztone.osdep.base import TapError, TapFactory
 
 BACKEND_ENV = "ZTONE_TAP_BACKEND"
@@ -57,11 +58,14 @@ def selected_backend(environ: Mapping[str, str] | None = None) -> str | None:
     return None
 
 
-def default_tap_factory(home: str | os.PathLike[str] | None = None) -> TapFactory:
+def default_tap_factory(
+    home: str | os.PathLike[str] | None = None, crypto: Backend = DEFAULT
+) -> TapFactory:
     """The selected backend's :class:`TapFactory`; :class:`TapError` if there is none.
 
     ``home`` is the daemon's home directory (Linux reads ``devicemap`` there; the
-    illumos backend keeps nothing in it).
+    illumos backend keeps nothing in it). ``crypto`` is the daemon's crypto backend
+    (the Linux TAP's segment merging computes checksums with it).
     """
     backend = selected_backend()
     if backend == LINUX:
@@ -69,7 +73,7 @@ def default_tap_factory(home: str | os.PathLike[str] | None = None) -> TapFactor
             from ztone.osdep.linux import LinuxTapFactory  # noqa: PLC0415 (needs pyroute2)
         except ImportError as e:
             raise TapError(f"Linux virtual network backend unavailable: {e}") from None
-        return LinuxTapFactory(home)
+        return LinuxTapFactory(home, crypto)
     if backend == ILLUMOS:
         try:
             from ztone.osdep.illumos import IllumosTapFactory  # noqa: PLC0415

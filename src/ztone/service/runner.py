@@ -249,7 +249,7 @@ class NodeService:
         try:
             if selected_backend() == ILLUMOS:
                 self._illumos_preflight(str(home.path))
-            factory = default_tap_factory(home.path)
+            factory = default_tap_factory(home.path, self.crypto)
             for name in factory.cleanup_stale():
                 log.info("removed a stale virtual port %s", name)
         except TapError as e:

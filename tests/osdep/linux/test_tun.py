@@ -101,3 +101,33 @@ def test_a_read_error_is_a_frame_device_error() -> None:
 def _protocol_check(device: TunDevice, link: LinuxLink) -> tuple[FrameDevice, LinkConfig]:
     """Never called: mypy checks that the Linux halves satisfy the protocols."""
     return device, link
+
+
+def test_merging_uses_the_checksum_routine_it_was_given() -> None:
+    """The daemon's crypto backend reaches the TAP: a pure daemon merges with the pure
+    checksum, never silently with the native one."""
+    from osdep.linux.test_gro import ETH4, tcp_segment  # noqa: PLC0415 (test helpers)
+    from ztone.crypto.backend import PURE  # noqa: PLC0415
+    from ztone.osdep.linux.gro import InetSum, inet_sum_function  # noqa: PLC0415
+
+    pure = inet_sum_function(PURE)
+    calls: list[int] = []
+
+    def counting(data: bytes | bytearray | memoryview, initial: int) -> int:
+        calls.append(len(data))
+        return pure(data, initial)
+
+    checksum: InetSum = counting
+    ours, host = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    device = TunDevice(os.dup(ours.fileno()), "zttest", vnet=True, inet_sum=checksum)
+    ours.close()
+    try:
+        src, dst = int.from_bytes(ETH4[6:12], "big"), int.from_bytes(ETH4[0:6], "big")
+        segments = [tcp_segment(False, 1000 + 100 * k, bytes(100)) for k in range(3)]
+        assert device.write_batch([(src, dst, ETH_IPV4, s) for s in segments]) == 0
+        assert calls, "the merge never used the device's checksum routine"
+        assert len(host.recv(65536)) > 3 * 100  # one merged write for the run
+    finally:
+        device.close()
+        host.close()

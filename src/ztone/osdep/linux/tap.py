@@ -19,8 +19,10 @@ import os
 import socket
 from pathlib import Path
 
+from ztone.crypto.backend import DEFAULT, Backend
 from ztone.osdep.base import TapError
 from ztone.osdep.linux import stale, tun
+from ztone.osdep.linux.gro import inet_sum_function
 from ztone.osdep.linux.netlink import LinuxLink, Netlink, delete_link, link_name
 from ztone.osdep.linux.tun import TunDevice
 from ztone.osdep.naming import choose_linux_device_name, read_devicemap
@@ -39,6 +41,7 @@ class LinuxTap:
         friendly_name: str,
         netlink: Netlink,
         devicemap: dict[str, str] | None = None,
+        crypto: Backend = DEFAULT,
     ) -> None:
         self.nwid = nwid
         self.friendly_name = friendly_name
@@ -66,7 +69,7 @@ class LinuxTap:
         except BaseException:
             os.close(fd)
             raise
-        self._device = TunDevice(fd, name, vnet)
+        self._device = TunDevice(fd, name, vnet, inet_sum_function(crypto))
         self._link = LinuxLink(netlink, name, ifindex, mac, mtu)
         stale.register(ifindex, name)
         self._link.set_alias(str(stale.AliasMarker.mine(nwid)))
@@ -107,13 +110,24 @@ class LinuxTap:
 class LinuxTapFactory:
     """Makes :class:`LinuxTap` ports; ``home`` is where ``devicemap`` is looked for."""
 
-    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, home: str | os.PathLike[str] | None = None, crypto: Backend = DEFAULT
+    ) -> None:
         self.home = Path(home) if home is not None else None
+        self.crypto = crypto  # the GRO checksums follow the daemon's backend
         self.netlink = Netlink()
 
     def create(self, nwid: int, mac: int, mtu: int, friendly_name: str) -> LinuxTap:
         try:
-            return LinuxTap(nwid, mac, mtu, friendly_name, self.netlink, read_devicemap(self.home))
+            return LinuxTap(
+                nwid,
+                mac,
+                mtu,
+                friendly_name,
+                self.netlink,
+                read_devicemap(self.home),
+                self.crypto,
+            )
         except TapError as e:
             log.warning("network %016x: cannot create port: %s", nwid, e)
             raise

@@ -23,7 +23,14 @@ import struct
 from collections.abc import Sequence
 
 from ztone.osdep.base import EthernetFrame, FrameDeviceError, TapError
-from ztone.osdep.linux.gro import VNET_HDR_LEN, VNET_NONE, coalesce, complete_checksum
+from ztone.osdep.linux.gro import (
+    VNET_HDR_LEN,
+    VNET_NONE,
+    InetSum,
+    coalesce,
+    complete_checksum,
+    inet_sum_function,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +133,10 @@ def _is_tcp(ethertype: int, payload: bytes) -> bool:
 class TunDevice:
     """The :class:`~ztone.osdep.base.FrameDevice` of one TAP descriptor (owned: closed here)."""
 
-    def __init__(self, fd: int, name: str, vnet: bool) -> None:
+    def __init__(self, fd: int, name: str, vnet: bool, inet_sum: InetSum | None = None) -> None:
         self._fd = fd
+        self._inet_sum = inet_sum if inet_sum is not None else inet_sum_function()
+        """The checksum routine of the daemon's crypto backend (native or pure)."""
         self.name = name
         self.vnet = vnet
         """Opened with ``IFF_VNET_HDR``: every frame has a ``virtio_net_hdr``."""
@@ -181,7 +190,7 @@ class TunDevice:
     def _finish_checksum(self, n: int) -> bool:
         """A frame read with a virtio_net_hdr asking for work: finish it in the buffer."""
         frame = bytearray(self._rbuf[VNET_HDR_LEN:n])
-        if not complete_checksum(bytes(self._rbuf[:VNET_HDR_LEN]), frame):
+        if not complete_checksum(bytes(self._rbuf[:VNET_HDR_LEN]), frame, self._inet_sum):
             self.frames_dropped += 1
             log.debug("%s: dropped a GSO frame from the host (offloads are off)", self.name)
             return False
@@ -230,7 +239,7 @@ class TunDevice:
     def _write_run(self, run: list[tuple[bytes, bytes]]) -> int:
         if len(run) == 1:
             return self._write((VNET_NONE, *run[0]))
-        return sum(self._write(write) for write in coalesce(run))
+        return sum(self._write(write) for write in coalesce(run, self._inet_sum))
 
     def _write(self, parts: tuple[bytes, ...]) -> int:
         try:
