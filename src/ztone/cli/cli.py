@@ -674,8 +674,10 @@ class _Cli:
 
         if selftest:
             if selected_backend() != ILLUMOS:
-                self.out.write("FAIL selftest: --selftest exercises the illumos backend only "
-                               f"(this is {selected_backend()})\n")  # fmt: skip
+                self.out.write(
+                    "FAIL selftest: --selftest exercises the illumos backend only "
+                    f"(this is {selected_backend()})\n"
+                )
                 return 1
             from ztone.osdep.illumos.selftest import run_selftest  # noqa: PLC0415
 

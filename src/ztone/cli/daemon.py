@@ -168,8 +168,9 @@ async def _serve(service: NodeService, ready: Callable[[], None] | None) -> None
     await task
 
 
-def _run(home: str, port: int | None, crypto: Backend,
-         ready: Callable[[], None] | None = None) -> int:  # fmt: skip
+def _run(
+    home: str, port: int | None, crypto: Backend, ready: Callable[[], None] | None = None
+) -> int:
     while True:
         service = NodeService(home, port, crypto)
 

@@ -238,8 +238,9 @@ def answer_request(
         for r in routes
     )
     others = [o for o in members if o.get("id") != address_hex(address)]
-    static_ips, ndp = ipassign.assign(nwid, address, network, m, routes, allocated_ips(others),
-                                      rand64)  # fmt: skip
+    static_ips, ndp = ipassign.assign(
+        nwid, address, network, m, routes, allocated_ips(others), rand64
+    )
     if ndp:
         flags |= FLAG_NDP_EMULATION
 
@@ -292,8 +293,9 @@ def answer_request(
     return Answer(config, None, m)
 
 
-def make_revocation(controller: Identity, nwid: int, member: int, now: int,
-                    revocation_id: int) -> Revocation:  # fmt: skip
+def make_revocation(
+    controller: Identity, nwid: int, member: int, now: int, revocation_id: int
+) -> Revocation:
     """The fast-propagating COM revocation sent when a member is deauthorized (B.4)."""
     rev = Revocation(
         id=revocation_id & 0xFFFFFFFF,

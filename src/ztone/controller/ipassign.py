@@ -136,8 +136,14 @@ def _pool_bounds(pool: Any, version: int) -> tuple[int, int] | None:
     return int(start), int(end)
 
 
-def _auto_v6(address: int, pool: Any, routes: list[ConfigRoute], allocated: set[IPAddr],
-             mine: set[IPAddr], rand64: Callable[[], int]) -> InetAddress | None:  # fmt: skip
+def _auto_v6(
+    address: int,
+    pool: Any,
+    routes: list[ConfigRoute],
+    allocated: set[IPAddr],
+    mine: set[IPAddr],
+    rand64: Callable[[], int],
+) -> InetAddress | None:
     bounds = _pool_bounds(pool, 6)
     if bounds is None:
         return None
@@ -159,8 +165,9 @@ def _auto_v6(address: int, pool: Any, routes: list[ConfigRoute], allocated: set[
     return None
 
 
-def _auto_v4(address: int, pool: Any, routes: list[ConfigRoute], allocated: set[IPAddr],
-             mine: set[IPAddr]) -> InetAddress | None:  # fmt: skip
+def _auto_v4(
+    address: int, pool: Any, routes: list[ConfigRoute], allocated: set[IPAddr], mine: set[IPAddr]
+) -> InetAddress | None:
     bounds = _pool_bounds(pool, 4)
     if bounds is None:
         return None

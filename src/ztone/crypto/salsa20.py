@@ -37,9 +37,23 @@ def _initial_state(key: bytes, nonce: bytes) -> list[int]:
     k = struct.unpack("<8I", key)
     n = struct.unpack("<2I", nonce)
     return [
-        _SIGMA[0], k[0], k[1], k[2], k[3], _SIGMA[1], n[0], n[1],
-        0, 0, _SIGMA[2], k[4], k[5], k[6], k[7], _SIGMA[3],
-    ]  # fmt: skip
+        _SIGMA[0],
+        k[0],
+        k[1],
+        k[2],
+        k[3],
+        _SIGMA[1],
+        n[0],
+        n[1],
+        0,
+        0,
+        _SIGMA[2],
+        k[4],
+        k[5],
+        k[6],
+        k[7],
+        _SIGMA[3],
+    ]
 
 
 def _block(state: list[int], rounds: int) -> bytes:

@@ -120,6 +120,4 @@ class ControllerAnswer:
     error_info: bytes = b""
 
 
-Action = (
-    SendPacket | PutState | NodeEvent | DeliverFrame | NetworkConfigChanged | ConfigRequested
-)
+Action = SendPacket | PutState | NodeEvent | DeliverFrame | NetworkConfigChanged | ConfigRequested

@@ -22,8 +22,7 @@ def node_bound_violations(node: Node) -> list[str]:
     check("paths", len(node.switch.paths), B.MAX_PATHS)
     for peer in node.peers.values():
         check(f"paths of {peer.address}", len(peer.slots), B.MAX_PEER_PATHS)
-        check(f"tried paths of {peer.address}", len(peer.last_tried_paths),
-              B.MAX_PEER_TRIED_PATHS)  # fmt: skip
+        check(f"tried paths of {peer.address}", len(peer.last_tried_paths), B.MAX_PEER_TRIED_PATHS)
         check(f"echo gate of {peer.address}", len(peer.echo_gate), B.MAX_PEER_ECHO_GATES)
     mc = node.multicaster  # its caps default to the constants here
     most_by_peer, most_in_network = mc.largest_counts()
@@ -31,8 +30,7 @@ def node_bound_violations(node: Node) -> list[str]:
     check("multicast records of one network", most_in_network, mc.max_per_network)
     check("multicast records", mc.total, mc.max_total)
     check("multicast send state", mc.tx_groups(), B.MULTICAST_MAX_TX_GROUPS)
-    check("root membership proofs", len(node.root_memberships),
-          node.root_memberships.max_proofs)  # fmt: skip
+    check("root membership proofs", len(node.root_memberships), node.root_memberships.max_proofs)
     check("root COM request records", node.root_memberships.asked_peers(), B.MAX_PEERS)
     check("WHOIS queue", len(node.switch.whois_sent), B.MAX_PENDING_WHOIS)
     check("receive queue", len(node.switch.rx), B.RX_QUEUE_SIZE)

@@ -72,8 +72,14 @@ HashFunction = Callable[[bytes], bytes]
 
 VERSION = (1, 14, 1)
 
-__all__ = ["VERSION", "ControllerAnswer", "LocalController", "Node", "PhysicalPathSetting",
-           "StateReader"]  # fmt: skip
+__all__ = [
+    "VERSION",
+    "ControllerAnswer",
+    "LocalController",
+    "Node",
+    "PhysicalPathSetting",
+    "StateReader",
+]
 
 
 class StateReader(Protocol):
@@ -121,9 +127,15 @@ class Node:
         self.metrics = NodeMetrics()
         self.peers: dict[int, Peer] = {}
         self.selfaware = SelfAwareness(self)
-        self.switch = Switch(self, self.selfaware, physical=physical, path_check=path_check,
-                             path_lookup=path_lookup, allow_loopback=allow_loopback_paths,
-                             overlay_check=lambda ip: overlay_owns(self.networks, ip))  # fmt: skip
+        self.switch = Switch(
+            self,
+            self.selfaware,
+            physical=physical,
+            path_check=path_check,
+            path_lookup=path_lookup,
+            allow_loopback=allow_loopback_paths,
+            overlay_check=lambda ip: overlay_owns(self.networks, ip),
+        )
         switch = self.switch
         # The port's sending and path methods are the switch's own (no extra call).
         self.send = switch.send
@@ -170,8 +182,12 @@ class Node:
             self.switch.timer(now)
         if now - self.last_ping >= C.PING_CHECK_INTERVAL:
             self.last_ping = now
-            also = [a for net in self.networks.values() if net.config is not None
-                    for a in net.config.always_contact_addresses()]  # fmt: skip
+            also = [
+                a
+                for net in self.networks.values()
+                if net.config is not None
+                for a in net.config.always_contact_addresses()
+            ]
             keepalive.ping_pass(self, self.switch, now, also)
             controller_link.periodic(self, now)
         if now - self._last_housekeeping >= C.HOUSEKEEPING_PERIOD:
@@ -179,8 +195,9 @@ class Node:
             self._housekeeping(now)
         self._check_online(now)
 
-    def on_config_answer(self, now: int, request: ConfigRequested,
-                         answer: ControllerAnswer) -> None:  # fmt: skip
+    def on_config_answer(
+        self, now: int, request: ConfigRequested, answer: ControllerAnswer
+    ) -> None:
         """The host's controller answered ``request`` (an action this node emitted)."""
         try:
             if request.remote is None:
@@ -230,8 +247,7 @@ class Node:
             self.emit(PutState(StateKind.MOON, world_id, None))
             self._ensure_upstream_peers()
 
-    def send_user_message(self, now: int, destination: int, message_type: int,
-                          data: bytes) -> None:  # fmt: skip
+    def send_user_message(self, now: int, destination: int, message_type: int, data: bytes) -> None:
         """USER_MESSAGE to ``destination`` (message types <= 65535 are ZeroTier's)."""
         payload = message_type.to_bytes(8, "big") + data
         self.send(now, destination, Verb.USER_MESSAGE, payload, compress=True)
@@ -244,8 +260,9 @@ class Node:
         """Leave ``nwid``; False if it was not joined."""
         return controller_link.leave(self, now, nwid)
 
-    def on_tap_frame(self, now: int, nwid: int, source: int, destination: int, ethertype: int,
-                     payload: bytes) -> None:  # fmt: skip
+    def on_tap_frame(
+        self, now: int, nwid: int, source: int, destination: int, ethertype: int, payload: bytes
+    ) -> None:
         """An Ethernet frame the host sent into a network's virtual port."""
         frames.on_tap_frame(self, now, nwid, source, destination, ethertype, payload)
 
@@ -317,14 +334,21 @@ class Node:
             best = peer.best_path(now)
             trusted = self.switch.trusted_path_id
             paths = tuple(
-                PathStatus(p.address, p.last_out, p.last_in, trusted(p.address), p is best,
-                           p.local_socket)
+                PathStatus(
+                    p.address, p.last_out, p.last_in, trusted(p.address), p is best, p.local_socket
+                )
                 for p in (s.path for s in peer.slots)
             )
             latency = peer.latency(now)
-            out.append(PeerStatus(address, peer.version,
-                                  -1 if latency >= C.LATENCY_UNKNOWN else latency,
-                                  self.topology.role(address), paths))  # fmt: skip
+            out.append(
+                PeerStatus(
+                    address,
+                    peer.version,
+                    -1 if latency >= C.LATENCY_UNKNOWN else latency,
+                    self.topology.role(address),
+                    paths,
+                )
+            )
         return out
 
     def moon_status(self) -> list[MoonStatus]:

@@ -83,12 +83,26 @@ class NodePort(Protocol):
     def load_state(self, kind: StateKind, object_id: int) -> bytes | None:
         """A persistent state object the host stored, or None."""
 
-    def send(self, now: int, destination: int, verb: int, payload: bytes,
-             encrypt: bool = True, compress: bool = False) -> None:  # fmt: skip
+    def send(
+        self,
+        now: int,
+        destination: int,
+        verb: int,
+        payload: bytes,
+        encrypt: bool = True,
+        compress: bool = False,
+    ) -> None:
         """To a peer by address; queued (and WHOIS asked) while it is unknown (§8.2)."""
 
-    def send_reply(self, now: int, peer: Peer, path: Path, verb: int, payload: bytes,
-                   compress_payload: bool = False) -> None:  # fmt: skip
+    def send_reply(
+        self,
+        now: int,
+        peer: Peer,
+        path: Path,
+        verb: int,
+        payload: bytes,
+        compress_payload: bool = False,
+    ) -> None:
         """Over the path the request came in on."""
 
     def get_peer(self, now: int, address: int) -> Peer | None:
@@ -98,14 +112,16 @@ class NodePort(Protocol):
 
     def best_upstream(self, now: int) -> Peer | None: ...
 
-    def received(self, now: int, path: Path, peer: Peer, hops: int, verb: int,
-                 trust: bool = False) -> None:  # fmt: skip
+    def received(
+        self, now: int, path: Path, peer: Peer, hops: int, verb: int, trust: bool = False
+    ) -> None:
         """``Peer::received``: receive bookkeeping and path learning (§8.2)."""
 
     def should_use_path(self, address: int, local_socket: int, remote: InetAddress) -> bool: ...
 
-    def attempt_contact(self, now: int, peer: Peer, local_socket: int, remote: InetAddress,
-                        full_hello: bool) -> None: ...  # fmt: skip
+    def attempt_contact(
+        self, now: int, peer: Peer, local_socket: int, remote: InetAddress, full_hello: bool
+    ) -> None: ...
 
     def send_junk(self, now: int, local_socket: int, remote: InetAddress) -> None: ...
 

@@ -60,8 +60,9 @@ def hello_record(major: int, minor: int, revision: int) -> bytes:
     return RECORD_HEADER + struct.pack(">HBBH", HELLO_BODY_SIZE, major, minor, revision)
 
 
-def datagram_record(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int,
-                    data: bytes) -> bytes:  # fmt: skip
+def datagram_record(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int, data: bytes
+) -> bytes:
     """One datagram with its endpoint (the destination from a client, the source from
     a relay). ValueError if it cannot fit one record."""
     if not 0 <= port <= 0xFFFF:

@@ -103,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
         help="log the counters this often (0: only on SIGUSR1)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log every client")
-    return p  # fmt: skip
+    return p
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -125,14 +125,16 @@ async def serve(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
 
     def stats() -> None:
-        log.info("counters %s clients=%d", json.dumps(relay.counters.as_dict()),
-                 len(relay.clients))  # fmt: skip
+        log.info("counters %s clients=%d", json.dumps(relay.counters.as_dict()), len(relay.clients))
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, stats)
-    log.info("ztone-relay listening on TCP %s port %s", ",".join(hosts),
-             ",".join(str(p) for p in relay.ports))  # fmt: skip
+    log.info(
+        "ztone-relay listening on TCP %s port %s",
+        ",".join(hosts),
+        ",".join(str(p) for p in relay.ports),
+    )
     try:
         if args.stats_interval:
             while not stop.is_set():

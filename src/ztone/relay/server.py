@@ -100,8 +100,9 @@ class _Client(asyncio.Protocol):
         self.reader = RecordReader()
         self.said_hello = False
         self.last_activity = time.monotonic()
-        self.bucket = TokenBucket(relay.limits.rate_bytes_per_second,
-                                  relay.limits.burst_bytes, self.last_activity)  # fmt: skip
+        self.bucket = TokenBucket(
+            relay.limits.rate_bytes_per_second, relay.limits.burst_bytes, self.last_activity
+        )
         self.peer = ""
 
     # -- TCP side

@@ -39,8 +39,13 @@ AUTHORIZED_MEMORY = 180_000
 T = TypeVar("T")
 
 
-def _put_bounded(table: dict[tuple[int, int], T], key: tuple[int, int], value: T,
-                 stale: Callable[[T], bool], limit: int) -> None:  # fmt: skip
+def _put_bounded(
+    table: dict[tuple[int, int], T],
+    key: tuple[int, int],
+    value: T,
+    stale: Callable[[T], bool],
+    limit: int,
+) -> None:
     """Set ``table[key]`` as its newest entry; at ``limit`` first drop stale entries,
     then the oldest (the tables of :mod:`ztone.node.bounds` the controller keeps)."""
     table.pop(key, None)
@@ -62,8 +67,13 @@ class _Online:
 class EmbeddedController:
     """``LocalController`` for the node and ``ControllerApiBackend`` for the API."""
 
-    def __init__(self, identity: Identity, store: ControllerStore, node: Callable[[], Node],
-                 wake: Callable[[], None]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        identity: Identity,
+        store: ControllerStore,
+        node: Callable[[], Node],
+        wake: Callable[[], None],
+    ) -> None:
         self.identity = identity
         self._store = store
         self._node = node
@@ -102,8 +112,9 @@ class EmbeddedController:
         last = self._last_request.get(key)
         if last is not None and now - last <= REQUEST_RATE_LIMIT:
             return False
-        _put_bounded(self._last_request, key, now, lambda t: now - t > REQUEST_RATE_LIMIT,
-                     self.max_pending)  # fmt: skip
+        _put_bounded(
+            self._last_request, key, now, lambda t: now - t > REQUEST_RATE_LIMIT, self.max_pending
+        )
         return True
 
     def recently_authorized(self, nwid: int, member: int, now: int) -> bool:
@@ -111,16 +122,23 @@ class EmbeddedController:
         return t is not None and now - t < AUTHORIZED_MEMORY
 
     def note_authorized(self, nwid: int, member: int, now: int) -> None:
-        _put_bounded(self._authorized, (nwid, member), now,
-                     lambda t: now - t >= AUTHORIZED_MEMORY, self.max_pending)  # fmt: skip
+        _put_bounded(
+            self._authorized,
+            (nwid, member),
+            now,
+            lambda t: now - t >= AUTHORIZED_MEMORY,
+            self.max_pending,
+        )
 
-    def request(self, now: int, nwid: int, identity: Identity,
-                metadata: Dictionary) -> ControllerAnswer:  # fmt: skip
+    def request(
+        self, now: int, nwid: int, identity: Identity, metadata: Dictionary
+    ) -> ControllerAnswer:
         self.counts.config_requests += 1
         return self._answer(now, nwid, identity, metadata, real_request=True)
 
-    def _answer(self, now: int, nwid: int, identity: Identity, metadata: Dictionary,
-                real_request: bool) -> ControllerAnswer:  # fmt: skip
+    def _answer(
+        self, now: int, nwid: int, identity: Identity, metadata: Dictionary, real_request: bool
+    ) -> ControllerAnswer:
         address = int(identity.address)
         network = self._store.get_network(nwid)
         member = self._store.get_member(nwid, address) if network else None
@@ -139,9 +157,13 @@ class EmbeddedController:
         )
         if answer.config is not None:
             online = _Online(now, identity, metadata.serialize())
-            _put_bounded(self._online, (nwid, address), online,
-                         lambda o: now - o.last_request >= ONLINE_WINDOW,
-                         self.max_pending)  # fmt: skip
+            _put_bounded(
+                self._online,
+                (nwid, address),
+                online,
+                lambda o: now - o.last_request >= ONLINE_WINDOW,
+                self.max_pending,
+            )
         if answer.member is not None:
             try:
                 self._store.save_member(answer.member)
@@ -178,8 +200,9 @@ class EmbeddedController:
         self._stale[(nwid, address)] = None
 
     def _push(self, now: int, nwid: int, address: int, online: _Online) -> None:
-        answer = self._answer(now, nwid, online.identity, Dictionary.parse(online.metadata),
-                              real_request=False)  # fmt: skip
+        answer = self._answer(
+            now, nwid, online.identity, Dictionary.parse(online.metadata), real_request=False
+        )
         if answer.config is not None:
             self._node().push_config(now, nwid, address, answer.config)
 

@@ -433,8 +433,9 @@ class FileStateStore:
         """Network ids of ``networks.d/<16 hex>.conf`` files (joined at start)."""
         return self._ids(NETWORKS_DIR, _NETWORK_NAME)
 
-    def prune_peers(self, now_s: float, max_age_s: float = PEER_MAX_AGE_S,
-                    max_files: int = MAX_PEER_FILES) -> int:  # fmt: skip
+    def prune_peers(
+        self, now_s: float, max_age_s: float = PEER_MAX_AGE_S, max_files: int = MAX_PEER_FILES
+    ) -> int:
         """Delete files in ``peers.d`` not modified for ``max_age_s``, then the oldest
         beyond ``max_files`` (peers made up by a flood must not fill the disk); return
         how many were deleted."""

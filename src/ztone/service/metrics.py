@@ -104,8 +104,9 @@ class _Writer:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def family(self, name: str, kind: str, help_text: str, samples: Iterable[Sample],
-               suffix: str = "") -> None:  # fmt: skip
+    def family(
+        self, name: str, kind: str, help_text: str, samples: Iterable[Sample], suffix: str = ""
+    ) -> None:
         self.lines.append(f"# HELP {name} {_escape_help(help_text)}")
         self.lines.append(f"# TYPE {name} {kind}")
         self.samples(name + suffix, samples)
@@ -132,36 +133,65 @@ def render_metrics(
     tunnel's stream) are (received, sent)."""
     out = _Writer()
     m = node.metrics
-    out.family("zt_packet", "counter", "ZeroTier packet type counts", (
-        ({"packet_type": name, "direction": d}, m.verbs[i][verb])
-        for name, verb in PACKET_TYPES for d, i in _DIRECTIONS
-    ))  # fmt: skip
-    out.family("zt_packet_error", "counter", "ZeroTier packet errors", (
-        ({"error_type": name, "direction": d}, m.errors[i][code] if code is not None else 0)
-        for name, code in ERROR_TYPES for d, i in _DIRECTIONS
-    ))  # fmt: skip
-    out.family("zt_data", "counter", "number of bytes ZeroTier has transmitted or received", [
-        ({"protocol": "udp", "direction": "rx"}, udp_bytes[0]),
-        ({"protocol": "udp", "direction": "tx"}, udp_bytes[1]),
-        ({"protocol": "tcp", "direction": "rx"}, tcp_bytes[0]),
-        ({"protocol": "tcp", "direction": "tx"}, tcp_bytes[1]),
-    ])  # fmt: skip
+    out.family(
+        "zt_packet",
+        "counter",
+        "ZeroTier packet type counts",
+        (
+            ({"packet_type": name, "direction": d}, m.verbs[i][verb])
+            for name, verb in PACKET_TYPES
+            for d, i in _DIRECTIONS
+        ),
+    )
+    out.family(
+        "zt_packet_error",
+        "counter",
+        "ZeroTier packet errors",
+        (
+            ({"error_type": name, "direction": d}, m.errors[i][code] if code is not None else 0)
+            for name, code in ERROR_TYPES
+            for d, i in _DIRECTIONS
+        ),
+    )
+    out.family(
+        "zt_data",
+        "counter",
+        "number of bytes ZeroTier has transmitted or received",
+        [
+            ({"protocol": "udp", "direction": "rx"}, udp_bytes[0]),
+            ({"protocol": "udp", "direction": "tx"}, udp_bytes[1]),
+            ({"protocol": "tcp", "direction": "rx"}, tcp_bytes[0]),
+            ({"protocol": "tcp", "direction": "tx"}, tcp_bytes[1]),
+        ],
+    )
     networks = [node.networks[n] for n in sorted(node.networks)]
-    out.family("zt_num_networks", "gauge", "number of networks this instance is joined to",
-               [({}, len(networks))])  # fmt: skip
+    out.family(
+        "zt_num_networks",
+        "gauge",
+        "number of networks this instance is joined to",
+        [({}, len(networks))],
+    )
     out.family(
         "zt_network_multicast_groups_subscribed",
         "gauge",
         "number of multicast groups networks are subscribed to",
         (({"network_id": f"{n.nwid:016x}"}, len(n.subscriptions)) for n in networks),
     )
-    out.family("zt_network_packets", "counter",
-               "number of incoming/outgoing packets per network", (
-        ({"network_id": f"{n.nwid:016x}", "direction": d, "accepted": a}, n.filter_counts[i])
-        for n in networks
-        for d, a, i in (("rx", "yes", RX_ACCEPTED), ("rx", "no", RX_DROPPED),
-                        ("tx", "yes", TX_ACCEPTED), ("tx", "no", TX_DROPPED))
-    ))  # fmt: skip
+    out.family(
+        "zt_network_packets",
+        "counter",
+        "number of incoming/outgoing packets per network",
+        (
+            ({"network_id": f"{n.nwid:016x}", "direction": d, "accepted": a}, n.filter_counts[i])
+            for n in networks
+            for d, a, i in (
+                ("rx", "yes", RX_ACCEPTED),
+                ("rx", "no", RX_DROPPED),
+                ("tx", "yes", TX_ACCEPTED),
+                ("tx", "no", TX_DROPPED),
+            )
+        ),
+    )
     peers = [node.peers[a] for a in sorted(node.peers)]
     out.lines.append("# HELP zt_peer_latency peer latency (ms)")
     out.lines.append("# TYPE zt_peer_latency histogram")
@@ -183,11 +213,19 @@ def render_metrics(
         path_counts.append(({"node_id": node_id, "status": "alive"}, alive))
         path_counts.append(({"node_id": node_id, "status": "dead"}, len(peer.slots) - alive))
     out.family("zt_peer_path_count", "gauge", "number of paths to peer", path_counts)
-    out.family("zt_peer_packets", "counter", "number of packets to/from a peer", (
-        ({"node_id": f"{int(p.address):010x}", "direction": d},
-         p.metrics.rx if d == "rx" else p.metrics.tx)
-        for p in peers for d in ("rx", "tx")
-    ))  # fmt: skip
+    out.family(
+        "zt_peer_packets",
+        "counter",
+        "number of packets to/from a peer",
+        (
+            (
+                {"node_id": f"{int(p.address):010x}", "direction": d},
+                p.metrics.rx if d == "rx" else p.metrics.tx,
+            )
+            for p in peers
+            for d in ("rx", "tx")
+        ),
+    )
     out.family(
         "zt_peer_packet_errors",
         "counter",
@@ -197,21 +235,49 @@ def render_metrics(
     if controller is not None:
         c = controller.counts
         for name, kind, help_text, value in (
-            ("controller_network_count", "gauge",
-             "number of networks the controller is serving", controller.networks),
-            ("controller_member_count", "gauge",
-             "number of network members the controller is serving", controller.members),
-            ("controller_network_change_count", "counter",
-             "number of times a network configuration is changed", c.network_changes),
-            ("controller_member_change_count", "counter",
-             "number of times a network member configuration is changed", c.member_changes),
-            ("controller_member_auth_count", "counter",
-             "number of network member auths", c.member_auths),
-            ("controller_member_deauth_count", "counter",
-             "number of network member deauths", c.member_deauths),
-            ("controller_network_config_request", "counter",
-             "count of config requests handled", c.config_requests),
-        ):  # fmt: skip
+            (
+                "controller_network_count",
+                "gauge",
+                "number of networks the controller is serving",
+                controller.networks,
+            ),
+            (
+                "controller_member_count",
+                "gauge",
+                "number of network members the controller is serving",
+                controller.members,
+            ),
+            (
+                "controller_network_change_count",
+                "counter",
+                "number of times a network configuration is changed",
+                c.network_changes,
+            ),
+            (
+                "controller_member_change_count",
+                "counter",
+                "number of times a network member configuration is changed",
+                c.member_changes,
+            ),
+            (
+                "controller_member_auth_count",
+                "counter",
+                "number of network member auths",
+                c.member_auths,
+            ),
+            (
+                "controller_member_deauth_count",
+                "counter",
+                "number of network member deauths",
+                c.member_deauths,
+            ),
+            (
+                "controller_network_config_request",
+                "counter",
+                "count of config requests handled",
+                c.config_requests,
+            ),
+        ):
             out.family(name, kind, help_text, [({}, value)])
     out.family(
         "ztone_packets_total",

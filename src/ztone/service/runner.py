@@ -89,8 +89,7 @@ class NodeService:
     """Runs one node until :meth:`stop`: the event loop's glue between the core, its
     sockets, timer, ports and home. The local API gets a :class:`DaemonControl`."""
 
-    def __init__(self, home_path: str, port: int | None = None,
-                 crypto: Backend = DEFAULT) -> None:  # fmt: skip
+    def __init__(self, home_path: str, port: int | None = None, crypto: Backend = DEFAULT) -> None:
         self.home = Home(home_path)
         self.crypto = crypto
         self._cli_port = port

@@ -76,8 +76,12 @@ class _Bound:
 class UdpSockets:
     """The node's UDP sockets: bind, receive into the core, send its datagrams."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, handler: DatagramHandler,
-                 on_batch_end: Callable[[], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        handler: DatagramHandler,
+        on_batch_end: Callable[[], None] | None = None,
+    ) -> None:
         """``handler`` gets each datagram; ``on_batch_end`` runs once per wakeup that
         handed any over (the caller's cue to act on them together)."""
         self._loop = loop

@@ -48,8 +48,9 @@ def _hops(packet: bytearray) -> int:
     return packet[IDX_FLAGS] & 7
 
 
-def handle_hello(port: NodePort, now: int, path: Path, packet: bytearray,
-                 already_authenticated: bool) -> None:  # fmt: skip
+def handle_hello(
+    port: NodePort, now: int, path: Path, packet: bytearray, already_authenticated: bool
+) -> None:
     """``_doHELLO`` (§6.2.2): may create the peer; answers OK(HELLO)."""
     if len(packet) < 41:
         raise MalformedPacket("truncated HELLO")
@@ -148,8 +149,9 @@ def handle_hello(port: NodePort, now: int, path: Path, packet: bytearray,
     port.received(now, path, peer, hops, Verb.HELLO)
 
 
-def _identity_collision(port: NodePort, now: int, path: Path, packet: bytearray,
-                        identity: Identity) -> None:  # fmt: skip
+def _identity_collision(
+    port: NodePort, now: int, path: Path, packet: bytearray, identity: Identity
+) -> None:
     if not port.identity_validation_allowed(now, path.address):
         return
     try:
@@ -159,9 +161,14 @@ def _identity_collision(port: NodePort, now: int, path: Path, packet: bytearray,
     if dearmor(packet, key):
         port.counters["identity_collision"] += 1
         collider = Peer(identity, key)
-        port.send_reply(now, collider, path, Verb.ERROR,
-                        in_re_payload(Verb.HELLO, int.from_bytes(packet[0:8], "big"))
-                        + bytes((ErrorCode.IDENTITY_COLLISION,)))  # fmt: skip
+        port.send_reply(
+            now,
+            collider,
+            path,
+            Verb.ERROR,
+            in_re_payload(Verb.HELLO, int.from_bytes(packet[0:8], "big"))
+            + bytes((ErrorCode.IDENTITY_COLLISION,)),
+        )
 
 
 def _do_error(port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray) -> Outcome:
@@ -274,15 +281,20 @@ def _do_echo(port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray
         if key not in peer.echo_gate and len(peer.echo_gate) >= MAX_PEER_ECHO_GATES:
             peer.echo_gate.clear()
         peer.echo_gate[key] = now
-        port.send_reply(now, peer, path, Verb.OK,
-                        in_re_payload(Verb.ECHO, int.from_bytes(packet[0:8], "big"))
-                        + bytes(packet[28:]))  # fmt: skip
+        port.send_reply(
+            now,
+            peer,
+            path,
+            Verb.OK,
+            in_re_payload(Verb.ECHO, int.from_bytes(packet[0:8], "big")) + bytes(packet[28:]),
+        )
     port.received(now, path, peer, _hops(packet), Verb.ECHO)
     return Outcome.DONE
 
 
-def _do_push_direct_paths(port: NodePort, now: int, path: Path, peer: Peer,
-                          packet: bytearray) -> Outcome:  # fmt: skip
+def _do_push_direct_paths(
+    port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray
+) -> Outcome:
     hops = _hops(packet)
     if now - peer.last_direct_path_push_receive <= C.PUSH_DIRECT_PATHS_CUTOFF_TIME:
         peer.direct_path_push_cutoff_count += 1
@@ -308,27 +320,35 @@ def _do_push_direct_paths(port: NodePort, now: int, path: Path, peer: Peer,
     return Outcome.DONE
 
 
-def _do_user_message(port: NodePort, now: int, path: Path, peer: Peer,
-                     packet: bytearray) -> Outcome:  # fmt: skip
+def _do_user_message(
+    port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray
+) -> Outcome:
     message_type, data = parse_user_message(packet)
-    port.emit(NodeEvent(EventKind.USER_MESSAGE, source=int(peer.address),
-                        message_type=message_type, payload=data))  # fmt: skip
+    port.emit(
+        NodeEvent(
+            EventKind.USER_MESSAGE,
+            source=int(peer.address),
+            message_type=message_type,
+            payload=data,
+        )
+    )
     port.received(now, path, peer, _hops(packet), Verb.USER_MESSAGE)
     return Outcome.DONE
 
 
-def _do_remote_trace(port: NodePort, now: int, path: Path, peer: Peer,
-                     packet: bytearray) -> Outcome:  # fmt: skip
+def _do_remote_trace(
+    port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray
+) -> Outcome:
     for blob in bytes(packet[28:]).split(b"\x00"):
         if blob and len(blob) <= 10_000:
-            port.emit(NodeEvent(EventKind.REMOTE_TRACE, source=int(peer.address),
-                                payload=blob))  # fmt: skip
+            port.emit(NodeEvent(EventKind.REMOTE_TRACE, source=int(peer.address), payload=blob))
     port.received(now, path, peer, _hops(packet), Verb.REMOTE_TRACE)
     return Outcome.DONE
 
 
-def _do_received_only(port: NodePort, now: int, path: Path, peer: Peer,
-                      packet: bytearray) -> Outcome:  # fmt: skip
+def _do_received_only(
+    port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray
+) -> Outcome:
     """NOP, unknown verbs and the VL2 verbs this VL1 node does not serve."""
     verb = packet[27] & 0x1F
     port.counters[f"rx_verb_{verb}_unhandled"] += 1 if verb != Verb.NOP else 0

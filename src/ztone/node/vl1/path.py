@@ -17,8 +17,15 @@ from ztone.node.wire.inetaddress import InetAddress
 
 
 class Path:
-    __slots__ = ("_scope", "address", "last_in", "last_out", "last_trust", "latency",
-                 "local_socket")  # fmt: skip
+    __slots__ = (
+        "_scope",
+        "address",
+        "last_in",
+        "last_out",
+        "last_trust",
+        "latency",
+        "local_socket",
+    )
 
     def __init__(self, local_socket: int, address: InetAddress) -> None:
         self.local_socket = local_socket

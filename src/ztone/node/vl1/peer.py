@@ -130,8 +130,11 @@ class Peer:
         replace: int | None = None
         for i, slot in enumerate(self.slots):
             p = slot.path
-            if (p.address.ip == path.address.ip and p.local_socket == path.local_socket
-                    and not p.alive(now)):  # fmt: skip
+            if (
+                p.address.ip == path.address.ip
+                and p.local_socket == path.local_socket
+                and not p.alive(now)
+            ):
                 replace = i
                 break
         new = PathSlot(path, now, 1)

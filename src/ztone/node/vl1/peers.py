@@ -30,8 +30,9 @@ HashFunction = Callable[[bytes], bytes]
 class PeerTable:
     """Adds, finds, evicts and expires the node's peers (``port.peers`` is the table)."""
 
-    def __init__(self, port: NodePort, switch: Switch,
-                 hash_function: HashFunction | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, port: NodePort, switch: Switch, hash_function: HashFunction | None = None
+    ) -> None:
         self.port = port
         self.switch = switch
         self.hash_function = hash_function
@@ -62,8 +63,9 @@ class PeerTable:
             return
         topology = self.port.topology
         candidates = [p for a, p in peers.items() if not topology.is_upstream(a)]
-        for peer in heapq.nsmallest(max(1, B.MAX_PEERS // 16), candidates,
-                                    key=lambda p: p.last_receive):  # fmt: skip
+        for peer in heapq.nsmallest(
+            max(1, B.MAX_PEERS // 16), candidates, key=lambda p: p.last_receive
+        ):
             del peers[int(peer.address)]
             self.port.root_memberships.forget_peer(int(peer.address))
         self.port.counters["peers_evicted"] += 1
@@ -130,12 +132,12 @@ class PeerTable:
             del port.peers[address]
             port.emit(PutState(StateKind.PEER, address, peer.serialize_for_cache()))
         self.identity_gate = {
-            k: t for k, t in self.identity_gate.items()
+            k: t
+            for k, t in self.identity_gate.items()
             if now - t < C.IDENTITY_VALIDATION_SOURCE_RATE_LIMIT
-        }  # fmt: skip
+        }
 
     def flush(self) -> None:
         """Store every peer in the host's cache (on shutdown)."""
         for peer in self.port.peers.values():
-            self.port.emit(PutState(StateKind.PEER, int(peer.address),
-                                    peer.serialize_for_cache()))  # fmt: skip
+            self.port.emit(PutState(StateKind.PEER, int(peer.address), peer.serialize_for_cache()))

@@ -34,8 +34,12 @@ class SelfAwareness:
         key = (int(reporter.address), path.local_socket, path.address, scope)
         previous = self.surface.get(key)
         trusted = port.topology.is_upstream(int(reporter.address))
-        if (trusted and previous is not None and previous[0].ip != reported.ip
-                and now - previous[1] < C.SELFAWARENESS_ENTRY_TIMEOUT):  # fmt: skip
+        if (
+            trusted
+            and previous is not None
+            and previous[0].ip != reported.ip
+            and now - previous[1] < C.SELFAWARENESS_ENTRY_TIMEOUT
+        ):
             # Our external address changed: forget this scope and re-probe its paths.
             self.surface = {k: v for k, v in self.surface.items() if k[3] != scope}
             for peer in port.peers.values():

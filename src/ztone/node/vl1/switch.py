@@ -73,9 +73,14 @@ OverlayCheck = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool]
 
 _NONTRIVIAL_VERBS = frozenset(
     int(v)
-    for v in (Verb.FRAME, Verb.EXT_FRAME, Verb.NETWORK_CONFIG_REQUEST, Verb.NETWORK_CONFIG,
-              Verb.MULTICAST_FRAME)
-)  # fmt: skip
+    for v in (
+        Verb.FRAME,
+        Verb.EXT_FRAME,
+        Verb.NETWORK_CONFIG_REQUEST,
+        Verb.NETWORK_CONFIG,
+        Verb.MULTICAST_FRAME,
+    )
+)
 """Verbs that make a peer "active" (``Peer::received``'s non-trivial receive)."""
 
 
@@ -216,8 +221,9 @@ class Switch:
                 self.relay(now, path, data, is_fragment=True)
                 return
             b = data[14]
-            whole = self.reassembler.add_piece(now, int.from_bytes(data[0:8], "big"), b >> 4,
-                                               b & 0xF, bytes(data[16:]))  # fmt: skip
+            whole = self.reassembler.add_piece(
+                now, int.from_bytes(data[0:8], "big"), b >> 4, b & 0xF, bytes(data[16:])
+            )
             if whole is not None:
                 self.decode(now, path, bytearray(whole))
             return
@@ -249,8 +255,14 @@ class Switch:
             packet = build_packet(self.port.random(8), address, self.address, Verb.NOP)
             self.send_via_path(now, peer, packet, path)
 
-    def decode(self, now: int, path: Path, packet: bytearray, authenticated: bool = False,
-               retry: bool = False) -> Outcome:  # fmt: skip
+    def decode(
+        self,
+        now: int,
+        path: Path,
+        packet: bytearray,
+        authenticated: bool = False,
+        retry: bool = False,
+    ) -> Outcome:
         """Authenticate and dispatch; DEFER if it must wait (unknown sender, ...)."""
         port = self.port
         source = int.from_bytes(packet[13:18], "big")
@@ -286,8 +298,9 @@ class Switch:
             self._defer_rx(now, path, packet, True, source)
         return verdict
 
-    def _defer_rx(self, now: int, path: Path, packet: bytearray, authenticated: bool,
-                  source: int) -> None:  # fmt: skip
+    def _defer_rx(
+        self, now: int, path: Path, packet: bytearray, authenticated: bool, source: int
+    ) -> None:
         if len(self.rx) >= B.RX_QUEUE_SIZE:
             self.rx.pop(0)
             self.port.counters["rx_queue_overflow"] += 1
@@ -305,8 +318,9 @@ class Switch:
                 keep.append(entry)
                 continue
             try:
-                verdict = self.decode(now, entry.path, bytearray(entry.packet),
-                                      entry.authenticated, retry=True)  # fmt: skip
+                verdict = self.decode(
+                    now, entry.path, bytearray(entry.packet), entry.authenticated, retry=True
+                )
             except (MalformedPacket, KeyAgreementError):
                 self.port.counters["rx_malformed"] += 1
                 verdict = Outcome.DONE
@@ -320,8 +334,9 @@ class Switch:
         self.retry_rx(now, only=address)
         self.retry_tx(now, only=address)
 
-    def received(self, now: int, path: Path, peer: Peer, hops: int, verb: int,
-                 trust: bool = False) -> None:  # fmt: skip
+    def received(
+        self, now: int, path: Path, peer: Peer, hops: int, verb: int, trust: bool = False
+    ) -> None:
         """``Peer::received``: receive bookkeeping and path learning (§8.2)."""
         peer.metrics.rx += 1
         peer.last_receive = now
@@ -337,21 +352,25 @@ class Switch:
                     slot.lr = now
                     have = True
                     break
-                if (slot.path.address.ip == path.address.ip
-                        and slot.path.local_socket == path.local_socket
-                        and slot.path.alive(now)):  # fmt: skip
+                if (
+                    slot.path.address.ip == path.address.ip
+                    and slot.path.local_socket == path.local_socket
+                    and slot.path.alive(now)
+                ):
                     have = True
                     break
-            if not have and self.should_use_path(int(peer.address), path.local_socket,
-                                                 path.address):  # fmt: skip
+            if not have and self.should_use_path(
+                int(peer.address), path.local_socket, path.address
+            ):
                 if verb == Verb.OK:
                     peer.learn_path(path, now)
                 else:
                     key = (path.local_socket, path.address)
                     peer.last_tried_paths = {
-                        k: t for k, t in peer.last_tried_paths.items()
+                        k: t
+                        for k, t in peer.last_tried_paths.items()
                         if now - t <= C.PATH_CONFIRM_INTERVAL
-                    }  # fmt: skip
+                    }
                     if key not in peer.last_tried_paths:
                         if len(peer.last_tried_paths) >= B.MAX_PEER_TRIED_PATHS:
                             peer.last_tried_paths.clear()
@@ -359,8 +378,9 @@ class Switch:
                         self.attempt_contact(now, peer, path.local_socket, path.address, True)
                         path.last_out = now
         if peer.trust_established(now):
-            interval = (C.DIRECT_PATH_PUSH_INTERVAL_HAVEPATH if hops == 0
-                        else C.DIRECT_PATH_PUSH_INTERVAL)  # fmt: skip
+            interval = (
+                C.DIRECT_PATH_PUSH_INTERVAL_HAVEPATH if hops == 0 else C.DIRECT_PATH_PUSH_INTERVAL
+            )
             if now - peer.last_direct_path_push_sent >= interval:
                 peer.last_direct_path_push_sent = now
                 self._push_direct_paths(now, peer, path)
@@ -457,8 +477,9 @@ class Switch:
                         pairs.reverse()
                     for to, to_path, about, about_path in pairs:
                         payload = Rendezvous(about.address, about_path.address).serialize()
-                        packet = build_packet(random(8), to.address, self.address,
-                                              Verb.RENDEZVOUS, payload)  # fmt: skip
+                        packet = build_packet(
+                            random(8), to.address, self.address, Verb.RENDEZVOUS, payload
+                        )
                         self.send_via_path(now, to, packet, to_path)
                     return
 
@@ -511,14 +532,26 @@ class Switch:
         upstream = self.best_upstream(now)
         if upstream is None or int(upstream.address) == address:
             return
-        packet = build_packet(self.port.random(8), upstream.address, self.address, Verb.WHOIS,
-                              address.to_bytes(5, "big"))  # fmt: skip
+        packet = build_packet(
+            self.port.random(8),
+            upstream.address,
+            self.address,
+            Verb.WHOIS,
+            address.to_bytes(5, "big"),
+        )
         counters["whois_sent"] += 1
         if not self._try_send(now, upstream, packet, encrypt=True, compress=False):
             counters["whois_unsent"] += 1
 
-    def send(self, now: int, destination: int, verb: int, payload: bytes,
-             encrypt: bool = True, compress: bool = False) -> None:  # fmt: skip
+    def send(
+        self,
+        now: int,
+        destination: int,
+        verb: int,
+        payload: bytes,
+        encrypt: bool = True,
+        compress: bool = False,
+    ) -> None:
         """Send to a peer by address, queueing and asking WHOIS if needed (§8.2)."""
         port = self.port
         peer = port.get_peer(now, destination)
@@ -550,14 +583,16 @@ class Switch:
                 self.request_whois(now, entry.destination)
                 keep.append(entry)
                 continue
-            packet = build_packet(port.random(8), entry.destination, self.address,
-                                  entry.verb, entry.payload)  # fmt: skip
+            packet = build_packet(
+                port.random(8), entry.destination, self.address, entry.verb, entry.payload
+            )
             if not self._try_send(now, peer, packet, entry.encrypt, entry.compress):
                 keep.append(entry)
         self.tx = keep + self.tx
 
-    def _try_send(self, now: int, peer: Peer, packet: bytearray, encrypt: bool,
-                  compress: bool) -> bool:  # fmt: skip
+    def _try_send(
+        self, now: int, peer: Peer, packet: bytearray, encrypt: bool, compress: bool
+    ) -> bool:
         path = peer.best_path(now)
         if path is None:
             if (
@@ -578,8 +613,15 @@ class Switch:
         self.send_via_path(now, peer, packet, path, encrypt, compress)
         return True
 
-    def send_via_path(self, now: int, peer: Peer, packet: bytearray, path: Path,
-                      encrypt: bool = True, compress_payload: bool = False) -> None:  # fmt: skip
+    def send_via_path(
+        self,
+        now: int,
+        peer: Peer,
+        packet: bytearray,
+        path: Path,
+        encrypt: bool = True,
+        compress_payload: bool = False,
+    ) -> None:
         """Compress, armor (or mark trusted), fragment and emit (§5.6, §4.2, §9.1)."""
         port = self.port
         verb = packet[IDX_VERB] & 0x1F
@@ -619,8 +661,15 @@ class Switch:
         path.last_out = now
         port.counters["tx_packets"] += 1
 
-    def send_reply(self, now: int, peer: Peer, path: Path, verb: int, payload: bytes,
-                   compress_payload: bool = False) -> None:  # fmt: skip
+    def send_reply(
+        self,
+        now: int,
+        peer: Peer,
+        path: Path,
+        verb: int,
+        payload: bytes,
+        compress_payload: bool = False,
+    ) -> None:
         """A reply over the path the request came in on (possibly a relay's)."""
         packet = build_packet(self.port.random(8), peer.address, self.address, verb, payload)
         self.send_via_path(now, peer, packet, path, True, compress_payload)
@@ -631,8 +680,16 @@ class Switch:
         moons = [MoonRecord(WorldType.MOON, w.id, w.timestamp) for w in topology.moons.values()]
         moons += [MoonRecord(WorldType.MOON, i, 0) for i in topology.moon_seeds]
         planet = topology.planet
-        hello = Hello(PROTO_VERSION, port.version, now, port.identity.public_only(), remote,
-                      planet.id, planet.timestamp, tuple(moons))  # fmt: skip
+        hello = Hello(
+            PROTO_VERSION,
+            port.version,
+            now,
+            port.identity.public_only(),
+            remote,
+            planet.id,
+            planet.timestamp,
+            tuple(moons),
+        )
         packet_id = port.random(8)
         wire = make_hello_packet(packet_id, peer.address, peer.key, hello)
         port.metrics.verb(TX, Verb.HELLO)
@@ -643,8 +700,9 @@ class Switch:
             self.path(local_socket, remote).last_out = now
         port.counters["hello_sent"] += 1
 
-    def attempt_contact(self, now: int, peer: Peer, local_socket: int, remote: InetAddress,
-                        full_hello: bool) -> None:  # fmt: skip
+    def attempt_contact(
+        self, now: int, peer: Peer, local_socket: int, remote: InetAddress, full_hello: bool
+    ) -> None:
         """``Peer::attemptToContactAt``: an empty ECHO if the peer can, else HELLO (§8.3)."""
         if not full_hello and peer.prefers_echo:
             path = self.path(local_socket, remote)
@@ -663,9 +721,7 @@ class Switch:
         """The switch timer: retry both queues, drop WHOIS nobody waits for."""
         self.retry_tx(now)
         self.retry_rx(now)
-        for address in [
-            a for a, t in self.whois_sent.items() if now - t > 2 * C.WHOIS_RETRY_DELAY
-        ]:
+        for address in [a for a, t in self.whois_sent.items() if now - t > 2 * C.WHOIS_RETRY_DELAY]:
             waiting = any(e.destination == address for e in self.tx) or any(
                 e.source == address for e in self.rx
             )

@@ -73,8 +73,13 @@ def request_configuration(port: NodePort, now: int, net: Network) -> None:
             return
         port.emit(ConfigRequested(net.nwid, port.identity.public_only(), Dictionary.parse(meta), 0))
         return
-    port.send(now, net.controller, Verb.NETWORK_CONFIG_REQUEST,
-              serialize_config_request(net.nwid, meta, rev, ts), compress=True)  # fmt: skip
+    port.send(
+        now,
+        net.controller,
+        Verb.NETWORK_CONFIG_REQUEST,
+        serialize_config_request(net.nwid, meta, rev, ts),
+        compress=True,
+    )
 
 
 def own_answer(port: NodePort, now: int, nwid: int, answer: ControllerAnswer) -> None:
@@ -118,15 +123,22 @@ def _handle_config_chunk(port: NodePort, now: int, peer: Peer, payload: bytes) -
     return None
 
 
-def do_network_config(port: NodePort, now: int, path: Path, peer: Peer,
-                      packet: bytearray) -> Outcome:  # fmt: skip
+def do_network_config(
+    port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray
+) -> Outcome:
     update_id = _handle_config_chunk(port, now, peer, bytes(packet[28:]))
     if update_id is not None:
         nwid = packet[28:36]
         # Upstream answers a completed push with an OK whose in-re verb is ECHO (quirk).
-        port.send_reply(now, peer, path, Verb.OK,
-                        in_re_payload(Verb.ECHO, int.from_bytes(packet[0:8], "big"))
-                        + bytes(nwid) + update_id.to_bytes(8, "big"))  # fmt: skip
+        port.send_reply(
+            now,
+            peer,
+            path,
+            Verb.OK,
+            in_re_payload(Verb.ECHO, int.from_bytes(packet[0:8], "big"))
+            + bytes(nwid)
+            + update_id.to_bytes(8, "big"),
+        )
     port.received(now, path, peer, packet[IDX_FLAGS] & 7, Verb.NETWORK_CONFIG)
     return Outcome.DONE
 
@@ -135,8 +147,9 @@ def ok_network_config_request(port: NodePort, now: int, peer: Peer, packet: byte
     _handle_config_chunk(port, now, peer, bytes(packet[IDX_OK_PAYLOAD:]))
 
 
-def error_for_network(port: NodePort, now: int, peer: Peer, in_re_verb: int, code: int,
-                      packet: bytearray) -> None:  # fmt: skip
+def error_for_network(
+    port: NodePort, now: int, peer: Peer, in_re_verb: int, code: int, packet: bytearray
+) -> None:
     """ERROR codes that concern a network (§6.3, A.5.4)."""
     if len(packet) < IDX_ERROR_PAYLOAD + 8:
         return
@@ -172,6 +185,7 @@ def error_for_network(port: NodePort, now: int, peer: Peer, in_re_verb: int, cod
         and net.is_allowed(int(peer.address), peer.identity, now)
     ):
         p = IDX_ERROR_PAYLOAD + 8
-        group = MulticastGroup(int.from_bytes(packet[p : p + 6], "big"),
-                               int.from_bytes(packet[p + 6 : p + 10], "big"))  # fmt: skip
+        group = MulticastGroup(
+            int.from_bytes(packet[p : p + 6], "big"), int.from_bytes(packet[p + 6 : p + 10], "big")
+        )
         port.multicaster.remove(nwid, group, int(peer.address))

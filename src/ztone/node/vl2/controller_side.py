@@ -23,28 +23,38 @@ from ztone.node.wire.verbs import in_re_payload
 from ztone.node.wire.vl2_verbs import parse_config_request
 
 
-def do_network_config_request(port: NodePort, now: int, path: Path, peer: Peer,
-                              packet: bytearray) -> Outcome:  # fmt: skip
+def do_network_config_request(
+    port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray
+) -> Outcome:
     req = parse_config_request(packet[28:])
     packet_id = int.from_bytes(packet[0:8], "big")
     controller = port.controller
     if controller is None:
-        port.send_reply(now, peer, path, Verb.ERROR,
-                        in_re_payload(Verb.NETWORK_CONFIG_REQUEST, packet_id)
-                        + bytes((ErrorCode.UNSUPPORTED_OPERATION,))
-                        + req.nwid.to_bytes(8, "big"))  # fmt: skip
+        port.send_reply(
+            now,
+            peer,
+            path,
+            Verb.ERROR,
+            in_re_payload(Verb.NETWORK_CONFIG_REQUEST, packet_id)
+            + bytes((ErrorCode.UNSUPPORTED_OPERATION,))
+            + req.nwid.to_bytes(8, "big"),
+        )
     elif (req.nwid >> 24) == port.address and controller.rate_gate(
         req.nwid, int(peer.address), now
     ):
         metadata = Dictionary.parse(req.metadata)
-        port.emit(ConfigRequested(req.nwid, peer.identity, metadata, packet_id,
-                                  path.local_socket, path.address))  # fmt: skip
+        port.emit(
+            ConfigRequested(
+                req.nwid, peer.identity, metadata, packet_id, path.local_socket, path.address
+            )
+        )
     port.received(now, path, peer, packet[IDX_FLAGS] & 7, Verb.NETWORK_CONFIG_REQUEST)
     return Outcome.DONE
 
 
-def answer(port: NodePort, now: int, request: ConfigRequested, reply: ControllerAnswer,
-           path: Path) -> None:  # fmt: skip
+def answer(
+    port: NodePort, now: int, request: ConfigRequested, reply: ControllerAnswer, path: Path
+) -> None:
     """The controller's answer to a member's request, sent as the request's reply."""
     peer = port.peers.get(int(request.requester.address))
     if peer is None:
@@ -57,12 +67,24 @@ def answer(port: NodePort, now: int, request: ConfigRequested, reply: Controller
         body = bytes((reply.error,)) + nwid.to_bytes(8, "big")
         if reply.error_info:
             body += len(reply.error_info).to_bytes(2, "big") + reply.error_info
-        port.send_reply(now, peer, path, Verb.ERROR,
-                        in_re_payload(Verb.NETWORK_CONFIG_REQUEST, request.packet_id) + body)
+        port.send_reply(
+            now,
+            peer,
+            path,
+            Verb.ERROR,
+            in_re_payload(Verb.NETWORK_CONFIG_REQUEST, request.packet_id) + body,
+        )
 
 
-def send_config(port: NodePort, now: int, nwid: int, peer: Peer, config: NetworkConfig,
-                in_re: int | None, path: Path | None = None) -> None:  # fmt: skip
+def send_config(
+    port: NodePort,
+    now: int,
+    nwid: int,
+    peer: Peer,
+    config: NetworkConfig,
+    in_re: int | None,
+    path: Path | None = None,
+) -> None:
     """``Node::ncSendConfig``: signed chunks as OK(NETWORK_CONFIG_REQUEST) or NETWORK_CONFIG."""
     net = port.networks.get(nwid)
     if net is not None:
@@ -84,8 +106,9 @@ def send_config(port: NodePort, now: int, nwid: int, peer: Peer, config: Network
             port.send(now, int(peer.address), Verb.NETWORK_CONFIG, payload, compress=True)
 
 
-def send_revocation(port: NodePort, now: int, members: list[int],
-                    revocation: cr.Revocation) -> None:  # fmt: skip
+def send_revocation(
+    port: NodePort, now: int, members: list[int], revocation: cr.Revocation
+) -> None:
     payload = cr.NetworkCredentials(revocations=[revocation]).serialize()
     for address in members:
         if address != port.address:

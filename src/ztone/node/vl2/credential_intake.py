@@ -21,8 +21,9 @@ from ztone.node.wire.verbs import in_re_payload
 CREDENTIALS_RATE_LIMIT = 1_000
 
 
-def parse_com(data: bytes | bytearray | memoryview,
-              offset: int) -> tuple[cr.CertificateOfMembership, int]:  # fmt: skip
+def parse_com(
+    data: bytes | bytearray | memoryview, offset: int
+) -> tuple[cr.CertificateOfMembership, int]:
     """A COM inside a VL2 verb's payload (the parsers take it as a callback)."""
     return cr.CertificateOfMembership.parse(data, offset)
 
@@ -50,8 +51,9 @@ def _root_proof(port: NodePort, now: int, cred: Credential, source: int) -> AddR
     return AddResult.NOTED
 
 
-def do_network_credentials(port: NodePort, now: int, path: Path, peer: Peer,
-                           packet: bytearray) -> Outcome:  # fmt: skip
+def do_network_credentials(
+    port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray
+) -> Outcome:
     hops = packet[IDX_FLAGS] & 7
     if now - peer.last_credentials_received < CREDENTIALS_RATE_LIMIT:
         port.counters["credentials_rate_limited"] += 1
@@ -59,8 +61,13 @@ def do_network_credentials(port: NodePort, now: int, path: Path, peer: Peer,
         return Outcome.DONE
     creds = cr.NetworkCredentials.parse(bytes(packet[28:]))
     trust = False
-    everything: list[Credential] = [*creds.coms, *creds.capabilities, *creds.tags, *creds.coos,
-                                    *creds.revocations]  # fmt: skip
+    everything: list[Credential] = [
+        *creds.coms,
+        *creds.capabilities,
+        *creds.tags,
+        *creds.coos,
+        *creds.revocations,
+    ]
     for cred in everything:
         result = add_credential(port, now, cred, int(peer.address))
         if result is AddResult.NEEDS_WHOIS:
@@ -72,8 +79,9 @@ def do_network_credentials(port: NodePort, now: int, path: Path, peer: Peer,
     return Outcome.DONE
 
 
-def need_certificate(port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray,
-                     nwid: int) -> Outcome:  # fmt: skip
+def need_certificate(
+    port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray, nwid: int
+) -> Outcome:
     """ERROR(NEED_MEMBERSHIP_CERTIFICATE) to a sender the network does not admit (yet)."""
     port.send_reply(
         now,

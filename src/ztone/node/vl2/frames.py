@@ -34,8 +34,9 @@ from ztone.node.wire.vl2_verbs import (
 MAX_BRIDGE_SPAM = 32
 
 
-def on_tap_frame(port: NodePort, now: int, nwid: int, src: int, dst: int, ethertype: int,
-                 payload: bytes) -> None:  # fmt: skip
+def on_tap_frame(
+    port: NodePort, now: int, nwid: int, src: int, dst: int, ethertype: int, payload: bytes
+) -> None:
     """``Switch::onLocalEthernet`` (A.5.10)."""
     net = port.networks.get(nwid)
     if net is None or net.config is None:
@@ -79,8 +80,12 @@ def on_tap_frame(port: NodePort, now: int, nwid: int, src: int, dst: int, ethert
             return
         net.push_credentials_if_needed(port, now, target)
         if bridged:
-            port.send(now, target, Verb.EXT_FRAME,
-                      serialize_ext_frame(nwid, 0, dst, src, ethertype, payload))  # fmt: skip
+            port.send(
+                now,
+                target,
+                Verb.EXT_FRAME,
+                serialize_ext_frame(nwid, 0, dst, src, ethertype, payload),
+            )
         else:
             port.send(now, target, Verb.FRAME, serialize_frame(nwid, ethertype, payload))
         return
@@ -95,8 +100,12 @@ def on_tap_frame(port: NodePort, now: int, nwid: int, src: int, dst: int, ethert
     for target in recipients:
         if net.filter(port, now, False, target, src, dst, ethertype, payload, no_tee=True):
             net.push_credentials_if_needed(port, now, target)
-            port.send(now, target, Verb.EXT_FRAME,
-                      serialize_ext_frame(nwid, 0, dst, src, ethertype, payload))  # fmt: skip
+            port.send(
+                now,
+                target,
+                Verb.EXT_FRAME,
+                serialize_ext_frame(nwid, 0, dst, src, ethertype, payload),
+            )
 
 
 def do_frame(port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray) -> Outcome:
@@ -122,8 +131,7 @@ def do_frame(port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray
     return Outcome.DONE
 
 
-def do_ext_frame(port: NodePort, now: int, path: Path, peer: Peer,
-                 packet: bytearray) -> Outcome:  # fmt: skip
+def do_ext_frame(port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray) -> Outcome:
     ext = parse_ext_frame(packet[28:], parse_com)
     net = port.networks.get(ext.nwid)
     hops = packet[IDX_FLAGS] & 7
@@ -137,8 +145,16 @@ def do_ext_frame(port: NodePort, now: int, path: Path, peer: Peer,
     sender_mac = int(MAC.from_address(int(peer.address), net.nwid))
     deliver = False
     if ext.payload and ext.source not in (0, net.mac):
-        verdict = net.filter(port, now, True, int(peer.address), ext.source, ext.destination,
-                             ext.ethertype, ext.payload)  # fmt: skip
+        verdict = net.filter(
+            port,
+            now,
+            True,
+            int(peer.address),
+            ext.source,
+            ext.destination,
+            ext.ethertype,
+            ext.payload,
+        )
         if verdict == Verdict.SUPER_ACCEPT:
             deliver = True
         elif verdict == Verdict.ACCEPT:
@@ -155,11 +171,17 @@ def do_ext_frame(port: NodePort, now: int, path: Path, peer: Peer,
                 else:
                     deliver = net.is_active_bridge(int(port.address))
         if deliver:
-            port.emit(DeliverFrame(net.nwid, ext.source, ext.destination, ext.ethertype,
-                                   ext.payload))  # fmt: skip
+            port.emit(
+                DeliverFrame(net.nwid, ext.source, ext.destination, ext.ethertype, ext.payload)
+            )
     if ext.flags & EXT_FRAME_FLAG_ACK:
-        port.send_reply(now, peer, path, Verb.OK,
-                        in_re_payload(Verb.EXT_FRAME, int.from_bytes(packet[0:8], "big"))
-                        + ext.nwid.to_bytes(8, "big"))  # fmt: skip
+        port.send_reply(
+            now,
+            peer,
+            path,
+            Verb.OK,
+            in_re_payload(Verb.EXT_FRAME, int.from_bytes(packet[0:8], "big"))
+            + ext.nwid.to_bytes(8, "big"),
+        )
     port.received(now, path, peer, hops, Verb.EXT_FRAME, trust=True)
     return Outcome.DONE

@@ -50,7 +50,6 @@ class KeyedCredential(Protocol):
 K = TypeVar("K", bound=KeyedCredential)
 
 
-
 @dataclass(slots=True)
 class Membership:
     com: CertificateOfMembership | None = None
@@ -77,8 +76,13 @@ class Membership:
             return False
         memo = self.agreement
         if memo is None or memo[0] is not mine or memo[1] is not theirs or memo[2] is not identity:
-            memo = (mine, theirs, identity, theirs.timestamp,
-                    bool(mine.agrees_with(theirs, identity)))  # fmt: skip
+            memo = (
+                mine,
+                theirs,
+                identity,
+                theirs.timestamp,
+                bool(mine.agrees_with(theirs, identity)),
+            )
             self.agreement = memo
         return memo[3] > self.com_revocation_threshold and memo[4]
 

@@ -103,8 +103,9 @@ def send_updates_to_members(port: NodePort, now: int, net: Network) -> None:
     for address, m in list(net.memberships.items()):
         if address in targets or address == port.address:
             continue
-        if (now - m.last_updated_multicast >= MULTICAST_ANNOUNCE_PERIOD
-                and net.is_allowed(address, _identity(port, address), now)):  # fmt: skip
+        if now - m.last_updated_multicast >= MULTICAST_ANNOUNCE_PERIOD and net.is_allowed(
+            address, _identity(port, address), now
+        ):
             m.last_updated_multicast = now
             net.announce_groups_to(port, now, address, groups)
 
@@ -112,14 +113,16 @@ def send_updates_to_members(port: NodePort, now: int, net: Network) -> None:
 # ---------------------------------------------------------------- LIKE and GATHER
 
 
-def _like_allowed(port: NodePort, now: int, nwid: int, peer: Peer, path: Path,
-                  packet_id: int) -> bool:  # fmt: skip
+def _like_allowed(
+    port: NodePort, now: int, nwid: int, peer: Peer, path: Path, packet_id: int
+) -> bool:
     """May ``peer``'s LIKEs for ``nwid`` be stored (A.5.12.2, and the root rule of
     :mod:`~ztone.node.vl1.root_members`)? Decided afresh for every network id."""
     address = int(peer.address)
     net = port.networks.get(nwid)
-    if net is not None and (net.is_allowed(address, peer.identity, now)
-                            or net.controller_authorized(address, now)):  # fmt: skip
+    if net is not None and (
+        net.is_allowed(address, peer.identity, now) or net.controller_authorized(address, now)
+    ):
         return True
     controller = port.controller
     if (nwid >> 24) == port.address and controller is not None:
@@ -129,15 +132,21 @@ def _like_allowed(port: NodePort, now: int, nwid: int, peer: Peer, path: Path,
     proven = port.root_memberships.proven(now, nwid, address)
     if port.root_memberships.should_ask(now, nwid, address):  # none while the proof is fresh
         port.counters["root_com_requested"] += 1
-        port.send_reply(now, peer, path, Verb.ERROR,
-                        in_re_payload(Verb.MULTICAST_LIKE, packet_id)
-                        + bytes((ErrorCode.NEED_MEMBERSHIP_CERTIFICATE,))
-                        + nwid.to_bytes(8, "big"))  # fmt: skip
+        port.send_reply(
+            now,
+            peer,
+            path,
+            Verb.ERROR,
+            in_re_payload(Verb.MULTICAST_LIKE, packet_id)
+            + bytes((ErrorCode.NEED_MEMBERSHIP_CERTIFICATE,))
+            + nwid.to_bytes(8, "big"),
+        )
     return proven
 
 
-def do_multicast_like(port: NodePort, now: int, path: Path, peer: Peer,
-                      packet: bytearray) -> Outcome:  # fmt: skip
+def do_multicast_like(
+    port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray
+) -> Outcome:
     address = int(peer.address)
     packet_id = int.from_bytes(packet[0:8], "big")
     authorized = False
@@ -147,8 +156,7 @@ def do_multicast_like(port: NodePort, now: int, path: Path, peer: Peer,
             last_nwid = nwid
             authorized = _like_allowed(port, now, nwid, peer, path, packet_id)
         if authorized:
-            if not port.multicaster.add(now, nwid, group, address,
-                                        member_sender(port, now, nwid)):  # fmt: skip
+            if not port.multicaster.add(now, nwid, group, address, member_sender(port, now, nwid)):
                 port.counters["multicast_like_refused"] += 1
         else:
             port.counters["multicast_like_unauthorized"] += 1
@@ -173,29 +181,42 @@ def _draw(port: NodePort) -> int:
     return int.from_bytes(port.random(4), "big")
 
 
-def do_multicast_gather(port: NodePort, now: int, path: Path, peer: Peer,
-                        packet: bytearray) -> Outcome:  # fmt: skip
+def do_multicast_gather(
+    port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray
+) -> Outcome:
     g = parse_gather(packet[28:], parse_com)
     address = int(peer.address)
     net = port.networks.get(g.nwid)
     if g.com is not None:
         add_credential(port, now, g.com, address)
     allowed = port.topology.am_upstream or (
-        net is not None and (net.is_allowed(address, peer.identity, now)
-                             or net.controller_authorized(address, now))
-    )  # fmt: skip
+        net is not None
+        and (net.is_allowed(address, peer.identity, now) or net.controller_authorized(address, now))
+    )
     if (g.nwid >> 24) == port.address and port.controller is not None:
         allowed = allowed or port.controller.recently_authorized(g.nwid, address, now)
     if g.limit > 0 and allowed:
         include_me = net is not None and net.subscribed_or_bridged(g.group)
         total, picked = port.multicaster.gather(
-            now, g.nwid, g.group, address, g.limit, include_me, lambda n: _draw(port) % n,
-        )  # fmt: skip
+            now,
+            g.nwid,
+            g.group,
+            address,
+            g.limit,
+            include_me,
+            lambda n: _draw(port) % n,
+        )
         if picked:
-            port.send_reply(now, peer, path, Verb.OK,
-                            in_re_payload(Verb.MULTICAST_GATHER, int.from_bytes(packet[0:8], "big"))
-                            + g.nwid.to_bytes(8, "big") + g.group.serialize()
-                            + serialize_gather_results(total, picked))  # fmt: skip
+            port.send_reply(
+                now,
+                peer,
+                path,
+                Verb.OK,
+                in_re_payload(Verb.MULTICAST_GATHER, int.from_bytes(packet[0:8], "big"))
+                + g.nwid.to_bytes(8, "big")
+                + g.group.serialize()
+                + serialize_gather_results(total, picked),
+            )
     port.received(now, path, peer, _hops(packet), Verb.MULTICAST_GATHER, trust=allowed)
     return Outcome.DONE
 
@@ -205,8 +226,10 @@ def ok_multicast_gather(port: NodePort, now: int, peer: Peer, packet: bytearray)
     if len(packet) < p + 18:
         raise MalformedPacket("truncated OK(MULTICAST_GATHER)")
     nwid = int.from_bytes(packet[p : p + 8], "big")
-    group = MulticastGroup(int.from_bytes(packet[p + 8 : p + 14], "big"),
-                           int.from_bytes(packet[p + 14 : p + 18], "big"))  # fmt: skip
+    group = MulticastGroup(
+        int.from_bytes(packet[p + 8 : p + 14], "big"),
+        int.from_bytes(packet[p + 14 : p + 18], "big"),
+    )
     if nwid not in port.networks:
         return
     _, addresses = parse_gather_results(packet, p + 18)
@@ -219,8 +242,10 @@ def ok_multicast_frame(port: NodePort, now: int, peer: Peer, packet: bytearray) 
     if len(packet) < p + 19:
         raise MalformedPacket("truncated OK(MULTICAST_FRAME)")
     nwid = int.from_bytes(packet[p : p + 8], "big")
-    group = MulticastGroup(int.from_bytes(packet[p + 8 : p + 14], "big"),
-                           int.from_bytes(packet[p + 14 : p + 18], "big"))  # fmt: skip
+    group = MulticastGroup(
+        int.from_bytes(packet[p + 8 : p + 14], "big"),
+        int.from_bytes(packet[p + 14 : p + 18], "big"),
+    )
     flags = packet[p + 18]
     pos = p + 19
     if flags & 0x01:
@@ -235,8 +260,9 @@ def ok_multicast_frame(port: NodePort, now: int, peer: Peer, packet: bytearray) 
 # ---------------------------------------------------------------- MULTICAST_FRAME
 
 
-def do_multicast_frame(port: NodePort, now: int, path: Path, peer: Peer,
-                       packet: bytearray) -> Outcome:  # fmt: skip
+def do_multicast_frame(
+    port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray
+) -> Outcome:
     mf = parse_multicast_frame(packet[28:], parse_com)
     net = port.networks.get(mf.nwid)
     address = int(peer.address)
@@ -278,20 +304,40 @@ def do_multicast_frame(port: NodePort, now: int, path: Path, peer: Peer,
             port.emit(DeliverFrame(net.nwid, source, mf.group.mac, mf.ethertype, mf.payload))
     if mf.gather_limit:
         total, picked = port.multicaster.gather(
-            now, mf.nwid, mf.group, address, mf.gather_limit,
-            net.subscribed_or_bridged(mf.group), lambda n: _draw(port) % n,
-        )  # fmt: skip
+            now,
+            mf.nwid,
+            mf.group,
+            address,
+            mf.gather_limit,
+            net.subscribed_or_bridged(mf.group),
+            lambda n: _draw(port) % n,
+        )
         if picked:
-            port.send_reply(now, peer, path, Verb.OK,
-                            in_re_payload(Verb.MULTICAST_FRAME, int.from_bytes(packet[0:8], "big"))
-                            + mf.nwid.to_bytes(8, "big") + mf.group.serialize() + b"\x02"
-                            + serialize_gather_results(total, picked))  # fmt: skip
+            port.send_reply(
+                now,
+                peer,
+                path,
+                Verb.OK,
+                in_re_payload(Verb.MULTICAST_FRAME, int.from_bytes(packet[0:8], "big"))
+                + mf.nwid.to_bytes(8, "big")
+                + mf.group.serialize()
+                + b"\x02"
+                + serialize_gather_results(total, picked),
+            )
     port.received(now, path, peer, hops, Verb.MULTICAST_FRAME, trust=True)
     return Outcome.DONE
 
 
-def send_multicast(port: NodePort, now: int, net: Network, origin: int, group: MulticastGroup,
-                   source: int | None, ethertype: int, payload: bytes) -> None:  # fmt: skip
+def send_multicast(
+    port: NodePort,
+    now: int,
+    net: Network,
+    origin: int,
+    group: MulticastGroup,
+    source: int | None,
+    ethertype: int,
+    payload: bytes,
+) -> None:
     """``Multicaster::send`` (A.5.12.5)."""
     c = net.config
     if c is None:
@@ -312,9 +358,14 @@ def send_multicast(port: NodePort, now: int, net: Network, origin: int, group: M
                 best, best_latency = r, lat
         if best is not None:
             frame = serialize_multicast_frame(
-                net.nwid, MCFRAME_FLAG_SOURCE_MAC | MCFRAME_FLAG_REPLICATE, 0,
-                source if source is not None else net.mac, group, ethertype, payload,
-            )  # fmt: skip
+                net.nwid,
+                MCFRAME_FLAG_SOURCE_MAC | MCFRAME_FLAG_REPLICATE,
+                0,
+                source if source is not None else net.mac,
+                group,
+                ethertype,
+                payload,
+            )
             port.send(now, best, Verb.MULTICAST_FRAME, frame, compress=compress)
             return
     members = port.multicaster.members(now, net.nwid, group)
@@ -328,12 +379,25 @@ def send_multicast(port: NodePort, now: int, net: Network, origin: int, group: M
     recipients: list[int] = []
 
     def eligible(address: int) -> bool:
-        return net.filter(port, now, False, address, source or net.mac, group.mac, ethertype,
-                          payload, no_tee=True) != Verdict.DROP  # fmt: skip
+        return (
+            net.filter(
+                port,
+                now,
+                False,
+                address,
+                source or net.mac,
+                group.mac,
+                ethertype,
+                payload,
+                no_tee=True,
+            )
+            != Verdict.DROP
+        )
 
     if len(members) >= limit:
-        frame = serialize_multicast_frame(net.nwid, flags | MCFRAME_FLAG_GATHER_LIMIT, 1, source,
-                                          group, ethertype, payload)  # fmt: skip
+        frame = serialize_multicast_frame(
+            net.nwid, flags | MCFRAME_FLAG_GATHER_LIMIT, 1, source, group, ethertype, payload
+        )
         for a in bridges + [m for m in order if m not in bridges and m != origin]:
             if len(recipients) >= limit:
                 break
@@ -357,8 +421,9 @@ def send_multicast(port: NodePort, now: int, net: Network, origin: int, group: M
             sent.append(t)
             gather = serialize_gather(net.nwid, group, gather_limit, com)
             port.send(now, t, Verb.MULTICAST_GATHER, gather, compress=False)
-    frame = serialize_multicast_frame(net.nwid, flags | MCFRAME_FLAG_GATHER_LIMIT, gather_limit,
-                                      source, group, ethertype, payload)  # fmt: skip
+    frame = serialize_multicast_frame(
+        net.nwid, flags | MCFRAME_FLAG_GATHER_LIMIT, gather_limit, source, group, ethertype, payload
+    )
     om = OutboundMulticast(now, limit, frame, {origin} if origin else set())
     for a in bridges + [m for m in order if m not in bridges]:
         if om.done():

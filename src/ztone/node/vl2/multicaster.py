@@ -73,9 +73,14 @@ def group_key(group: MulticastGroup) -> int:
 
 
 class Multicaster:
-    def __init__(self, my_address: int, *, max_per_peer: int = MULTICAST_MAX_PER_PEER,
-                 max_per_network: int = MULTICAST_MAX_PER_NETWORK,
-                 max_total: int = MULTICAST_MAX_TOTAL) -> None:  # fmt: skip
+    def __init__(
+        self,
+        my_address: int,
+        *,
+        max_per_peer: int = MULTICAST_MAX_PER_PEER,
+        max_per_network: int = MULTICAST_MAX_PER_NETWORK,
+        max_total: int = MULTICAST_MAX_TOTAL,
+    ) -> None:
         self.my_address = my_address
         self.max_per_peer = max_per_peer
         self.max_per_network = max_per_network
@@ -103,8 +108,7 @@ class Multicaster:
 
     def largest_counts(self) -> tuple[int, int]:
         """(most records held by one peer, most records in one network)."""
-        return (max(self._peer_count.values(), default=0),
-                max(self._net_count.values(), default=0))  # fmt: skip
+        return (max(self._peer_count.values(), default=0), max(self._net_count.values(), default=0))
 
     def tx_groups(self) -> int:
         return len(self._tx)
@@ -158,8 +162,10 @@ class Multicaster:
             record[member] = now
             new = record
         if not known:
-            if (self._peer_count.get(member, 0) >= self.max_per_peer
-                    or self._net_count.get(nwid, 0) >= self.max_per_network):  # fmt: skip
+            if (
+                self._peer_count.get(member, 0) >= self.max_per_peer
+                or self._net_count.get(nwid, 0) >= self.max_per_network
+            ):
                 self.refused += 1
                 if record is not None:
                     if isinstance(record, dict):
@@ -176,8 +182,11 @@ class Multicaster:
         tx = self._tx.get((nwid, gk))
         if tx is not None and tx.queue:
             for om in tx.queue:
-                if (member not in om.sent_to and not om.done()
-                        and now - om.created < MULTICAST_TRANSMIT_TIMEOUT):  # fmt: skip
+                if (
+                    member not in om.sent_to
+                    and not om.done()
+                    and now - om.created < MULTICAST_TRANSMIT_TIMEOUT
+                ):
                     om.sent_to.add(member)
                     send(member, om.payload)
             tx.queue = [om for om in tx.queue if not om.done()]
@@ -219,8 +228,16 @@ class Multicaster:
                 del self._groups[key]
         return live
 
-    def gather(self, now: int, nwid: int, group: MulticastGroup, requester: int, limit: int,
-               include_me: bool, rand: Callable[[int], int]) -> tuple[int, list[int]]:  # fmt: skip
+    def gather(
+        self,
+        now: int,
+        nwid: int,
+        group: MulticastGroup,
+        requester: int,
+        limit: int,
+        include_me: bool,
+        rand: Callable[[int], int],
+    ) -> tuple[int, list[int]]:
         """``Multicaster::gather``: (total known, addresses picked) for a GATHER answer."""
         limit = min(limit, MAX_GATHER_LIMIT)
         picked: list[int] = []
@@ -272,9 +289,10 @@ class Multicaster:
         for tx_key in list(self._tx):
             st = self._tx[tx_key]
             st.queue = [
-                om for om in st.queue
+                om
+                for om in st.queue
                 if not om.done() and now - om.created < MULTICAST_TRANSMIT_TIMEOUT
-            ]  # fmt: skip
+            ]
             if not st.queue and now - st.last_explicit_gather >= MULTICAST_LIKE_EXPIRE:
                 del self._tx[tx_key]
         groups = self._groups

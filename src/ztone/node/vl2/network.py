@@ -56,9 +56,8 @@ LOCAL_CONTROLLER_AUTH_MEMORY = 180_000
 MAX_FILTER_RULE_CACHE = 1024
 
 Credential = (
-    cr.CertificateOfMembership | cr.Capability | cr.Tag | cr.CertificateOfOwnership
-    | cr.Revocation
-)  # fmt: skip
+    cr.CertificateOfMembership | cr.Capability | cr.Tag | cr.CertificateOfOwnership | cr.Revocation
+)
 """Every credential a network holds about its members (A.3.7)."""
 
 __all__ = ["ConfigOp", "Failure", "Network", "NetworkHost", "NetworkView"]
@@ -73,16 +72,24 @@ class NetworkHost(Protocol):
     emit: Callable[[Action], None]
     random: Callable[[int], bytes]
 
-    def send(self, now: int, destination: int, verb: int, payload: bytes,
-             encrypt: bool = True, compress: bool = False) -> None: ...  # fmt: skip
+    def send(
+        self,
+        now: int,
+        destination: int,
+        verb: int,
+        payload: bytes,
+        encrypt: bool = True,
+        compress: bool = False,
+    ) -> None: ...
 
     def get_peer(self, now: int, address: int) -> Peer | None: ...
 
     def request_whois(self, now: int, address: int) -> None: ...
 
 
-def overlay_owns(networks: dict[int, Network],
-                 ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:  # fmt: skip
+def overlay_owns(
+    networks: dict[int, Network], ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+) -> bool:
     """True if ``ip`` is inside a network assigned to us (no ZeroTier over ZeroTier)."""
     for net in networks.values():
         if net.config is None:
@@ -104,8 +111,7 @@ def _rules(raw: bytes, count: int) -> list[Rule]:
     return rules
 
 
-def _cached_rules(cache: dict[tuple[bytes, int], list[Rule]], raw: bytes,
-                  count: int) -> list[Rule]:  # fmt: skip
+def _cached_rules(cache: dict[tuple[bytes, int], list[Rule]], raw: bytes, count: int) -> list[Rule]:
     """``_rules`` of a capability, parsed once per network config."""
     key = (raw, count)
     rules = cache.get(key)
@@ -200,8 +206,9 @@ class Network:
         host.emit(NetworkConfigChanged(self.nwid, ConfigOp.DESTROY, self.view()))
         host.emit(PutState(StateKind.NETWORK_CONFIG, self.nwid, None))
 
-    def set_configuration(self, host: NetworkHost, now: int, config: NetworkConfig,
-                          save: bool) -> bool:  # fmt: skip
+    def set_configuration(
+        self, host: NetworkHost, now: int, config: NetworkConfig, save: bool
+    ) -> bool:
         """Take ``config`` if it is for us and this network; tell the host if it changed."""
         if config.issued_to != self.my_address or config.network_id != self.nwid:
             host.counters["config_not_for_us"] += 1
@@ -217,8 +224,11 @@ class Network:
         self.last_config_update = now
         self.failure = Failure.NONE
         self.up = True
-        host.emit(NetworkConfigChanged(self.nwid, ConfigOp.UP if first else ConfigOp.CONFIG_UPDATE,
-                                       self.view()))  # fmt: skip
+        host.emit(
+            NetworkConfigChanged(
+                self.nwid, ConfigOp.UP if first else ConfigOp.CONFIG_UPDATE, self.view()
+            )
+        )
         if save:
             host.emit(PutState(StateKind.NETWORK_CONFIG, self.nwid, data))
         for address in config.always_contact_addresses():
@@ -253,8 +263,9 @@ class Network:
         if self.config is not None and self.should_push_credentials(address, now):
             self.push_credentials(host, now, address)
 
-    def add_credential(self, host: NetworkHost, now: int, cred: Credential,
-                       source: int) -> AddResult:  # fmt: skip
+    def add_credential(
+        self, host: NetworkHost, now: int, cred: Credential, source: int
+    ) -> AddResult:
         """Check a member's credential against the controller's signature and keep it."""
         if self.config is None:
             return AddResult.REJECTED
@@ -302,8 +313,9 @@ class Network:
 
     # --- multicast announcements ------------------------------------------------------
 
-    def announce_groups_to(self, host: NetworkHost, now: int, address: int,
-                           groups: list[MulticastGroup]) -> None:  # fmt: skip
+    def announce_groups_to(
+        self, host: NetworkHost, now: int, address: int, groups: list[MulticastGroup]
+    ) -> None:
         """MULTICAST_LIKE for ``groups`` to ``address``."""
         for payload in serialize_multicast_likes(self.nwid, groups):
             host.send(now, address, Verb.MULTICAST_LIKE, payload, compress=True)
@@ -321,8 +333,18 @@ class Network:
 
     # --- filtering --------------------------------------------------------------------
 
-    def filter(self, host: NetworkHost, now: int, inbound: bool, other: int, src: int, dst: int,
-               ethertype: int, payload: bytes, no_tee: bool = False) -> Verdict:  # fmt: skip
+    def filter(
+        self,
+        host: NetworkHost,
+        now: int,
+        inbound: bool,
+        other: int,
+        src: int,
+        dst: int,
+        ethertype: int,
+        payload: bytes,
+        no_tee: bool = False,
+    ) -> Verdict:
         """The rules engine's :class:`Verdict` on a frame; sends the TEE/WATCH/REDIRECT
         copies. Each verdict is counted per direction (``zt_network_packets``)."""
         counted = RX_ACCEPTED if inbound else TX_ACCEPTED  # +1: dropped
@@ -342,16 +364,23 @@ class Network:
         if inbound:
             m = self.memberships.get(other)
             coos = [
-                x for x in (m.coos.values() if m is not None else [])
-                if m is not None and m.credential_timestamp_valid(
-                    CREDENTIAL_TYPE_COO, x, c.timestamp, c.credential_time_max_delta)
-            ]  # fmt: skip
-            caps = [(cap.id, _cached_rules(cache, cap.rules_raw, cap.rule_count))
-                    for cap in self.remote_capabilities(other)]  # fmt: skip
+                x
+                for x in (m.coos.values() if m is not None else [])
+                if m is not None
+                and m.credential_timestamp_valid(
+                    CREDENTIAL_TYPE_COO, x, c.timestamp, c.credential_time_max_delta
+                )
+            ]
+            caps = [
+                (cap.id, _cached_rules(cache, cap.rules_raw, cap.rule_count))
+                for cap in self.remote_capabilities(other)
+            ]
         else:
             coos = list(c.coos)
-            caps = [(cap.id, _cached_rules(cache, cap.rules_raw, cap.rule_count))
-                    for cap in sorted(c.capabilities, key=lambda x: x.id)]  # fmt: skip
+            caps = [
+                (cap.id, _cached_rules(cache, cap.rules_raw, cap.rule_count))
+                for cap in sorted(c.capabilities, key=lambda x: x.id)
+            ]
         ip_owned, mac_owned = _ownership(coos)
         ctx = FrameContext(
             network_id=self.nwid,
@@ -369,9 +398,12 @@ class Network:
             mac_owned=mac_owned,
         )
         decision = filter_with_capabilities(
-            rules, caps, ctx, lambda: int.from_bytes(host.random(4), "big"),
+            rules,
+            caps,
+            ctx,
+            lambda: int.from_bytes(host.random(4), "big"),
             no_tee=no_tee,
-        )  # fmt: skip
+        )
         for action in decision.actions:
             body = payload[: action.length]
             ext = serialize_ext_frame(self.nwid, action.ext_flags, dst, src, ethertype, body)
@@ -401,8 +433,22 @@ class Network:
     def view(self) -> NetworkView:
         c = self.config
         if c is None:
-            return NetworkView(self.nwid, self.mac, "", self.status, "PRIVATE", 2800, False, False,
-                               0, (), (), tuple(sorted(self.subscriptions)), "", ())  # fmt: skip
+            return NetworkView(
+                self.nwid,
+                self.mac,
+                "",
+                self.status,
+                "PRIVATE",
+                2800,
+                False,
+                False,
+                0,
+                (),
+                (),
+                tuple(sorted(self.subscriptions)),
+                "",
+                (),
+            )
         return NetworkView(
             nwid=self.nwid,
             mac=self.mac,

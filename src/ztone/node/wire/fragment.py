@@ -218,11 +218,13 @@ class Reassembler:
         Accepts only ``1 < total <= 7`` and ``1 <= number < total`` (a fragment
         claiming a number at or past its total can never complete a packet).
         """
-        return self.add_piece(now, fragment.packet_id, fragment.total, fragment.number,
-                              fragment.data)  # fmt: skip
+        return self.add_piece(
+            now, fragment.packet_id, fragment.total, fragment.number, fragment.data
+        )
 
-    def add_piece(self, now: int, packet_id: int, total: int, number: int,
-                  data: bytes) -> bytes | None:  # fmt: skip
+    def add_piece(
+        self, now: int, packet_id: int, total: int, number: int, data: bytes
+    ) -> bytes | None:
         """:meth:`add_fragment` from the fields of a fragment datagram."""
         if not (1 < total <= MAX_PACKET_FRAGMENTS and 1 <= number < total):
             raise MalformedPacket(f"fragment {number} of {total} is out of range")

@@ -150,12 +150,14 @@ def parse_ext_frame(p: bytes | bytearray | memoryview, parse_com: ComParser) -> 
     if flags & EXT_FRAME_FLAG_COM:
         com, pos = parse_com(p, pos)
     _need(p, pos + 14, "EXT_FRAME")
-    return ExtFrame(nwid, flags, com, _u(p, pos, 6), _u(p, pos + 6, 6), _u(p, pos + 12, 2),
-                    bytes(p[pos + 14 :]))  # fmt: skip
+    return ExtFrame(
+        nwid, flags, com, _u(p, pos, 6), _u(p, pos + 6, 6), _u(p, pos + 12, 2), bytes(p[pos + 14 :])
+    )
 
 
-def serialize_ext_frame(nwid: int, flags: int, destination: int, source: int, ethertype: int,
-                        payload: bytes) -> bytes:  # fmt: skip
+def serialize_ext_frame(
+    nwid: int, flags: int, destination: int, source: int, ethertype: int, payload: bytes
+) -> bytes:
     return (
         nwid.to_bytes(8, "big")
         + bytes((flags,))
@@ -178,8 +180,9 @@ def parse_multicast_like(p: bytes | bytearray | memoryview) -> list[tuple[int, M
     return out
 
 
-def serialize_multicast_likes(nwid: int, groups: list[MulticastGroup],
-                              budget: int = 10024 - 28) -> list[bytes]:  # fmt: skip
+def serialize_multicast_likes(
+    nwid: int, groups: list[MulticastGroup], budget: int = 10024 - 28
+) -> list[bytes]:
     """LIKE payloads, each under ``budget`` bytes."""
     payloads: list[bytes] = []
     current = bytearray()
@@ -213,8 +216,13 @@ def parse_gather(p: bytes | bytearray | memoryview, parse_com: ComParser) -> Gat
 
 def serialize_gather(nwid: int, group: MulticastGroup, limit: int, com: bytes | None) -> bytes:
     flags = 0x01 if com else 0x00
-    return (nwid.to_bytes(8, "big") + bytes((flags,)) + group.serialize()
-            + limit.to_bytes(4, "big") + (com or b""))  # fmt: skip
+    return (
+        nwid.to_bytes(8, "big")
+        + bytes((flags,))
+        + group.serialize()
+        + limit.to_bytes(4, "big")
+        + (com or b"")
+    )
 
 
 def serialize_gather_results(total: int, addresses: list[int]) -> bytes:
@@ -267,13 +275,20 @@ def parse_multicast_frame(
         pos += 6
     _need(p, pos + 12, "MULTICAST_FRAME")
     group = MulticastGroup(_u(p, pos, 6), _u(p, pos + 6, 4))
-    return MulticastFrame(nwid, flags, com, gather_limit, source, group, _u(p, pos + 10, 2),
-                          bytes(p[pos + 12 :]))  # fmt: skip
+    return MulticastFrame(
+        nwid, flags, com, gather_limit, source, group, _u(p, pos + 10, 2), bytes(p[pos + 12 :])
+    )
 
 
-def serialize_multicast_frame(nwid: int, flags: int, gather_limit: int, source: int | None,
-                              group: MulticastGroup, ethertype: int,
-                              payload: bytes) -> bytes:  # fmt: skip
+def serialize_multicast_frame(
+    nwid: int,
+    flags: int,
+    gather_limit: int,
+    source: int | None,
+    group: MulticastGroup,
+    ethertype: int,
+    payload: bytes,
+) -> bytes:
     out = bytearray(nwid.to_bytes(8, "big"))
     out.append(flags)
     if flags & MCFRAME_FLAG_GATHER_LIMIT:
@@ -330,8 +345,9 @@ def _icmpv6_checksum(src: bytes, dst: bytes, message: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def ndp_emulated_advertisement(nwid: int, my_address: int, my_ips: list[InetAddress],
-                               payload: bytes) -> tuple[int, bytes] | None:  # fmt: skip
+def ndp_emulated_advertisement(
+    nwid: int, my_address: int, my_ips: list[InetAddress], payload: bytes
+) -> tuple[int, bytes] | None:
     """For a multicast Neighbor Solicitation of a ZeroTier member's address, the
     (source MAC, IPv6 packet) of a fabricated Neighbor Advertisement, else None."""
     if len(payload) < 64 or payload[6] != 58 or payload[40] != 135:

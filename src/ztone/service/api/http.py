@@ -233,8 +233,10 @@ class ErrorReport:
         if self._repeats and now - self._last_summary >= self._interval:
             log.error(
                 "local API: %d more unexpected errors of kinds logged before (last: %s: %r)",
-                self._repeats, what, error,
-            )  # fmt: skip
+                self._repeats,
+                what,
+                error,
+            )
             self._repeats = 0
             self._last_summary = now
 

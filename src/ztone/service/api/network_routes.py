@@ -73,8 +73,9 @@ class NetworkControl(Protocol):
     def port_info(self, nwid: int) -> tuple[str, int]: ...  # (device name, port error)
 
 
-def network_json(view: NetworkView, settings: NetworkLocalSettings, device: str,
-                 port_error: int) -> dict[str, Any]:  # fmt: skip
+def network_json(
+    view: NetworkView, settings: NetworkLocalSettings, device: str, port_error: int
+) -> dict[str, Any]:
     nwid = f"{view.nwid:016x}"
     return {
         "allowDNS": settings.allow_dns,
