@@ -415,5 +415,8 @@ class Node:
         self.root_memberships.clean(now, self.peers)
 
     def _check_online(self, now: int) -> None:
-        if self._online.check(self, now):
+        online = self._online
+        if now < online.until and online.generation == self.topology.generation:
+            return  # the memo holds: the common case, checked here on every datagram
+        if online.check(self, now):
             self.emit(NodeEvent(EventKind.ONLINE if self._online.online else EventKind.OFFLINE))
