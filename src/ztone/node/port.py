@@ -1,4 +1,4 @@
-"""The node's internal port: what its collaborators may use of it (issue 14).
+"""The node's internal port: what its collaborators may use of it (docs/ARCHITECTURE.md).
 
 The switch (:mod:`ztone.node.vl1.switch`), the verb handlers
 (:mod:`ztone.node.vl1.incoming`) and the VL2 modules (:mod:`ztone.node.vl2`) act
