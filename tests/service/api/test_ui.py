@@ -7,12 +7,17 @@ are built directly, with any source address.
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
 import json
 import re
+import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 
-from ztone.service.api.http import Request, Response
+from ztone.cli import cli
+from ztone.service.api.http import ApiServer, Request, Response
 from ztone.service.api.routes import ApiControl, ApiRouter, Reply, route
 from ztone.service.api.ui import COOKIE, UiGate, static_file, ui_routes
 from ztone.service.api.ui_session import UiSessions
@@ -181,3 +186,51 @@ def test_member_status_route() -> None:
     gate, _, _ = _gate()
     r = call(gate, "GET", "/ui/member-status/1122334455000001", headers={"x-zt1-auth": TOKEN})
     assert body(r) == {"1122334455": {"lastSeen": 5, "physicalAddress": None}}
+
+
+def test_cli_ui_link_logs_in_over_http() -> None:
+    """``ztone-cli ui`` against a real ApiServer: its link's code opens a session once."""
+    gate, _, _ = _gate()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    server = ApiServer(gate)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(["127.0.0.1"], 0), loop).result(10)
+        port = server.bound[0][1]
+        out, err = io.StringIO(), io.StringIO()
+        assert cli.main([f"-p{port}", f"-T{TOKEN}", "ui"], stdout=out, stderr=err) == 0
+        match = re.search(
+            r"http://127\.0\.0\.1:(\d+)/app/#login=([A-Za-z0-9_-]+)\n", out.getvalue()
+        )
+        assert match is not None and int(match.group(1)) == port, out.getvalue()
+        assert "works once, for 120 s" in out.getvalue()
+
+        def post_code() -> tuple[int, str]:
+            data = json.dumps({"code": match.group(2)}).encode()
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/app/session", data=data, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as r:
+                    return r.status, r.headers.get("Set-Cookie", "")
+            except urllib.error.HTTPError as e:
+                return e.code, ""
+
+        status, cookie = post_code()
+        assert status == 200 and cookie.startswith(f"{COOKIE}=") and "HttpOnly" in cookie
+        assert post_code()[0] == 403
+        # without the token, no link
+        out = io.StringIO()
+        assert cli.main([f"-p{port}", "-Twrong", "ui"], stdout=out, stderr=err) == 1
+        assert out.getvalue().startswith("401 ui")
+    finally:
+
+        async def stop() -> None:
+            server.close()
+            await server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

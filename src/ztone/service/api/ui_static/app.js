@@ -417,7 +417,7 @@ async function viewJoined() {
   const r = await api("GET", "/network");
   const input = el("input", { type: "text", autocomplete: "off", pattern: "[0-9a-fA-F]{16}",
     "aria-describedby": "join-id-hint" });
-  const form = el("form", { class: "card", id: "join-network", "aria-labelledby": "join-title" },
+  const form = el("form", { class: "card", id: "join-network", "aria-labelledby": "join-title", novalidate: true },
     el("h2", { id: "join-title", text: "Join a network" }),
     field("join-id", "Network ID", input, "16 hexadecimal digits"),
     el("button", { type: "submit", class: "primary", text: "Join" }));
