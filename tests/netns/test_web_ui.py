@@ -369,7 +369,7 @@ def _walk_through(page: Page, link: str, ctrl: Daemon, member: Daemon) -> None:
     driver.execute_script("arguments[0].scrollIntoView()", page.find(row))
     page.shot("06-member-authorized")
     # the README's picture: the top of the network page, the member online
-    driver.set_window_size(1100, 560)
+    driver.set_window_size(1280, 520)
     driver.execute_script("window.scrollTo(0, 0)")
     page.shot("readme-network")
     driver.set_window_size(1280, 1000)

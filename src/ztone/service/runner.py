@@ -296,7 +296,15 @@ class NodeService:
         sessions = UiSessions()
         seen = self.controller.last_requests if self.controller is not None else None
         extra += ui_routes(sessions, seen)
-        self.api = ApiServer(UiGate(ApiRouter(control, extra_routes=extra), control, sessions))
+        home_app = self.home.path / "app"
+        self.api = ApiServer(
+            UiGate(
+                ApiRouter(control, extra_routes=extra),
+                control,
+                sessions,
+                lambda: home_app if self.conf.settings.enable_web_server else None,
+            )
+        )
         try:
             await self.api.start(api_hosts, self.primary_port)
         except OSError as e:

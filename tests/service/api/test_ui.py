@@ -15,6 +15,7 @@ import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ztone.cli import cli
 from ztone.service.api.http import ApiServer, Request, Response
@@ -234,3 +235,25 @@ def test_cli_ui_link_logs_in_over_http() -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def test_home_app_served_beside_the_ui_when_enabled(tmp_path: Path) -> None:
+    control = Control()
+    sessions = UiSessions()
+    router = ApiRouter(control, routes=[], extra_routes=[])  # type: ignore[arg-type]
+    enabled = [False]
+    app = tmp_path / "app"
+    (app / "tool").mkdir(parents=True)
+    (app / "tool" / "page.html").write_text("<p>mine</p>")
+    (app / "index.html").write_text("theirs")
+    (tmp_path / "secret.txt").write_text("no")
+    (app / "link").symlink_to(tmp_path / "secret.txt")
+    gate = UiGate(router, control, sessions, lambda: app if enabled[0] else None)
+    assert call(gate, "GET", "/app/tool/page.html").status == 404  # enableWebServer off
+    enabled[0] = True
+    r = call(gate, "GET", "/app/tool/page.html")
+    assert (r.status, r.body, r.content_type) == (200, b"<p>mine</p>", "text/html")
+    assert call(gate, "GET", "/app/").body == static_file("index.html")  # the UI first
+    for bad in ("/app/../secret.txt", "/app/link", "/app/tool", "/app/tool/none.html"):
+        assert call(gate, "GET", bad).status == 404, bad
+    assert call(gate, "GET", "/app/tool/page.html", ip="198.18.6.1").status == 401

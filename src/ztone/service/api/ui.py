@@ -21,7 +21,16 @@
 * ``POST /ui/login-code`` (a router route, so it needs the auth token itself; a
   session cannot make codes) answers ``{"code": ..., "expiresIn": <s>}``.
 
-Every ``/app`` answer is ``Cache-Control: no-store`` with a Content-Security-Policy
+Upstream's convention beside it: with ``enableWebServer`` (local.conf) on, a ``GET
+/app/<path>`` that is not one of the UI's own names is a static file under
+``<home>/app`` (zerotier-one serves that folder under ``/app``); the UI's names
+(``/app/``, ``index.html``, ``app.css``, ``app.js``, ``session``) come first, so apps
+kept in sub-folders (``<home>/app/<name>/...``) are served as upstream serves them.
+Only regular files inside that folder (symbolic links resolved, ``..`` refused), at
+most ``MAX_HOME_APP_FILE`` bytes; answered without the UI's security headers, as
+upstream's server sends them.
+
+Every ``/app`` answer of the UI is ``Cache-Control: no-store`` with a Content-Security-Policy
 allowing only the page's own files (no inline script, no other origin, no framing).
 """
 
@@ -30,8 +39,10 @@ from __future__ import annotations
 import dataclasses
 import http.cookies
 import importlib.resources
+import mimetypes
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from ztone.service.api import render
 from ztone.service.api.http import Request, Response
@@ -50,6 +61,7 @@ COOKIE = "ztone_session"
 CSRF_HEADER = "x-ztone-csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TOKEN_SOURCES = ("x-zt1-auth", "authorization")
+MAX_HOME_APP_FILE = 16 * 1024 * 1024
 
 STATIC_FILES: dict[str, str] = {
     "index.html": "text/html; charset=utf-8",
@@ -110,10 +122,13 @@ class UiGate:
         router: Callable[[Request], Awaitable[Response]],
         policy: AccessPolicy,
         sessions: UiSessions,
+        home_app: Callable[[], Path | None] = lambda: None,
     ) -> None:
+        """``home_app`` gives ``<home>/app`` while ``enableWebServer`` is on, else None."""
         self._router = router
         self._policy = policy
         self.sessions = sessions
+        self._home_app = home_app
 
     async def __call__(self, request: Request) -> Response:
         if request.path == "/app" or request.path.startswith("/app/"):
@@ -151,8 +166,29 @@ class UiGate:
         name = path[len("/app/") :] or "index.html"
         content_type = STATIC_FILES.get(name)
         if content_type is None:
+            found = self._home_app_file(name)
+            if found is not None:
+                return found
             return _error(404, f"no such file in the UI: {name}")
         return Response(200, static_file(name), content_type, headers=_SECURITY_HEADERS)
+
+    def _home_app_file(self, name: str) -> Response | None:
+        """``<home>/app/<name>`` (module docstring), or None if not served."""
+        root = self._home_app()
+        if root is None or not name or "\0" in name:
+            return None
+        try:
+            base = root.resolve(strict=True)
+            target = (base / name).resolve(strict=True)
+            if not target.is_relative_to(base) or not target.is_file():
+                return None
+            if target.stat().st_size > MAX_HOME_APP_FILE:
+                return _error(413, f"{name} is larger than {MAX_HOME_APP_FILE} bytes")
+            data = target.read_bytes()
+        except (OSError, ValueError, RuntimeError):
+            return None
+        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        return Response(200, data, content_type)
 
     def _session_call(self, request: Request) -> Response:
         if request.method == "POST":
