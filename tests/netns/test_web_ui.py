@@ -66,7 +66,9 @@ if _skip_reason() is None:
     from selenium import webdriver
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.remote.webelement import WebElement
     from selenium.webdriver.support.ui import WebDriverWait
@@ -221,6 +223,23 @@ class Page:
         element.clear()
         element.send_keys(value)
 
+    def unlabeled(self) -> list[str]:
+        """Form controls of the page with no label (a <label for>, or aria-label)."""
+        script = (
+            "return [...document.querySelectorAll('input, textarea, select')]"
+            ".filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))"
+            ".map(e => e.id || e.outerHTML)"
+        )
+        return list(self.driver.execute_script(script))
+
+    def tab_to(self, text: str, limit: int = 15) -> None:
+        """Press Tab until the focused element's text is ``text`` (keyboard only)."""
+        for _ in range(limit):
+            ActionChains(self.driver).send_keys(Keys.TAB).perform()
+            if self.driver.switch_to.active_element.text == text:
+                return
+        raise AssertionError(f"{text!r} not reached with {limit} Tab presses")
+
     def shot(self, name: str) -> None:
         time.sleep(0.3)  # let the last render settle
         assert self.driver.save_screenshot(str(self.shots / f"{name}.png"))
@@ -297,6 +316,7 @@ def _walk_through(page: Page, link: str, ctrl: Daemon, member: Daemon) -> None:
     # --- create a network
     page.find('nav a[data-view="networks"]').click()
     page.wait(lambda: page.heading() == "Controller networks")
+    assert page.unlabeled() == []
     page.fill("#new-network-name", "ui-lab")
     page.shot("02-networks-empty")
     page.find("#create-network button[type=submit]").click()
@@ -368,6 +388,7 @@ def _walk_through(page: Page, link: str, ctrl: Daemon, member: Daemon) -> None:
     page.wait(lambda: page.text(f"{row} td[data-label='Physical address']").startswith(member.ip))
     driver.execute_script("arguments[0].scrollIntoView()", page.find(row))
     page.shot("06-member-authorized")
+    assert page.unlabeled() == []
     # the README's picture: the top of the network page, the member online
     driver.set_window_size(1280, 520)
     driver.execute_script("window.scrollTo(0, 0)")
@@ -387,9 +408,13 @@ def _walk_through(page: Page, link: str, ctrl: Daemon, member: Daemon) -> None:
     page.shot("07-network-phone")
     driver.set_window_size(1280, 1000)
 
-    # --- joined networks: join from the UI, then leave
-    page.find('nav a[data-view="joined"]').click()
+    # --- joined networks (reached with the keyboard): join from the UI, then leave
+    driver.get(f"http://127.0.0.1:{PORT}/app/#/status")
+    page.wait(lambda: page.heading() == "Node")
+    page.tab_to("Joined networks")
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
     page.wait(lambda: page.heading() == "Joined networks")
+    assert page.unlabeled() == []
     page.fill("#join-id", "xyz")
     page.find("#join-network button[type=submit]").click()
     page.wait(lambda: "16 hexadecimal" in page.text("#join-id-error"))
