@@ -339,7 +339,7 @@ def _walk_through(page: Page, link: str, ctrl: Daemon, member: Daemon) -> None:
     page.fill("#net-dns-domain", "lab.example")
     page.fill("#net-dns-servers", "198.19.0.1")
     page.find("#network-settings button[type=submit]").click()
-    page.wait(lambda: page.present("#network-settings .ok"))
+    page.wait(lambda: page.text("#settings-saved").startswith("Saved at"))
     assert page.text("#net-pools-error") == ""
     stored = json.loads(ctrl.cli(f"/controller/network/{nwid}")[1])
     assert stored["ipAssignmentPools"] == [

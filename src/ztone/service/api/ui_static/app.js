@@ -249,12 +249,14 @@ function settingsForm(net) {
     field("net-mclimit", "Multicast recipient limit", el("input", { type: "number", value: net.multicastLimit, min: 0 })),
     el("div", { class: "field" }, checkbox("net-broadcast", "Enable broadcast (ff:ff:ff:ff:ff:ff)", net.enableBroadcast),
       errorSlot("net-broadcast-error")),
-    el("button", { type: "submit", class: "primary", text: "Save settings" }), errorSlot("settings-error"));
+    el("button", { type: "submit", class: "primary", text: "Save settings" }), errorSlot("settings-error"),
+    el("p", { class: "ok", role: "status", id: "settings-saved" }));
   const value = (id) => document.getElementById(id).value;
   const checked = (id) => document.getElementById(id).checked;
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     form.querySelectorAll(".error").forEach((n) => setError(n, ""));
+    document.getElementById("settings-saved").textContent = "";
     const body = {
       name: value("net-name"), private: checked("net-private"),
       v4AssignMode: { zt: checked("net-v4") },
@@ -276,7 +278,7 @@ function settingsForm(net) {
     }
     announce("Settings saved");
     setError(document.getElementById("settings-error"), "");
-    document.getElementById("settings-error").after(el("p", { class: "ok", role: "status", text: "Saved." }));
+    document.getElementById("settings-saved").textContent = `Saved at ${new Date().toLocaleTimeString()}.`;
   });
   return form;
 }
