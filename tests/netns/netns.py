@@ -97,16 +97,20 @@ def netns_unavailable() -> str | None:
 def _setns(name: str) -> None:
     fd = os.open(os.path.join(NETNS_RUN_DIR, name), os.O_RDONLY | os.O_CLOEXEC)
     try:
-        setns = getattr(os, "setns", None)
-        if setns is not None:
-            setns(fd, CLONE_NEWNET)
-            return
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({name}): {os.strerror(err)}")
+        _setns_fd(fd, name)
     finally:
         os.close(fd)
+
+
+def _setns_fd(fd: int, what: str) -> None:
+    setns = getattr(os, "setns", None)
+    if setns is not None:
+        setns(fd, CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns({what}): {os.strerror(err)}")
 
 
 class NamespaceCallError(RuntimeError):
@@ -221,6 +225,24 @@ class Namespace:
             raise NamespaceCallError(f"{fn.__name__} in {self.name} failed: {value}")
         result: T = value
         return result
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        """Move the calling thread into this namespace for the ``with`` block, then back.
+
+        Sockets the thread opens meanwhile, and processes it starts, belong to this
+        namespace (a socket keeps its namespace afterwards). Only the calling thread
+        moves; use it from the test's own thread and keep the block short.
+        """
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(self.name)
+            try:
+                yield
+            finally:
+                _setns_fd(home, "the test's own namespace")
+        finally:
+            os.close(home)
 
     # --- inspection --------------------------------------------------------------
 

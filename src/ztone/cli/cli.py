@@ -95,6 +95,7 @@ def help_text(prog: str) -> str:
         "  doctor                  - Check this machine for virtual networks\n"
         "  doctor --selftest       - illumos: test a throwaway port (root)\n"
         "  dump                    - Debug settings dump for support\n"
+        "  ui                      - Print a one-time login link to the web UI\n"
         "\nAvailable settings:\n"
         "  Settings to use with [get/set] may include property names from \n"
         f'  the JSON output of "{prog} -j listnetworks". Additionally, \n'
@@ -386,6 +387,7 @@ class _Cli:
             "get": self.get,
             "bond": self.bonding,
             "listbonds": self.bonding,
+            "ui": self.ui,
         }
         handler = handlers.get(command)
         if handler is None:
@@ -532,6 +534,28 @@ class _Cli:
             self.out.write(response if self.json else ok_text)
             return 0
         return self.fail(status, response)
+
+    def ui(self) -> int:
+        """A one-time login link to the web UI (the code is in the fragment, which the
+        browser never sends; the UI trades it for a session cookie at once)."""
+        status, body = self.request("POST", "/ui/login-code", "{}")
+        if status == 0:
+            self.out.write(CONNECT_ERROR.format(body))
+            return 1
+        try:
+            j = parse_json(body)
+        except ValueError:
+            j = None
+        code = _get(j, "code") if status == 200 else None
+        if not isinstance(code, str) or not code:
+            return self.fail(status, body)
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        expires = json_int(_get(j, "expiresIn"), 0)
+        self.out.write(
+            f"Open this link in a browser on this machine (it works once, for {expires} s):\n"
+            f"  http://{host}:{self.port}/app/#login={code}\n"
+        )
+        return 0
 
     def join(self) -> int:
         if len(self.arg1) != 16:

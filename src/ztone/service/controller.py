@@ -105,6 +105,11 @@ class EmbeddedController:
     def notify_changed(self, nwid: int, member: int | None) -> None:
         self._wake()
 
+    def last_requests(self, nwid: int) -> dict[int, int]:
+        """When each member of ``nwid`` last got a config from us (ms since the epoch),
+        for members heard from within the online window (the table is bounded)."""
+        return {addr: o.last_request for addr, o in self._online_members(nwid, self.now_ms())}
+
     # --- LocalController ----------------------------------------------------------
 
     def rate_gate(self, nwid: int, member: int, now: int) -> bool:

@@ -42,6 +42,8 @@ from ztone.service.api.controller_routes import controller_routes
 from ztone.service.api.http import ApiServer
 from ztone.service.api.network_routes import network_routes
 from ztone.service.api.routes import ApiRouter
+from ztone.service.api.ui import UiGate, ui_routes
+from ztone.service.api.ui_session import UiSessions
 from ztone.service.clock import now_ms
 from ztone.service.config import (
     DEFAULT_PRIMARY_PORT,
@@ -291,7 +293,18 @@ class NodeService:
         extra = network_routes(control)
         if self.controller is not None:
             extra += controller_routes(self.controller)
-        self.api = ApiServer(ApiRouter(control, extra_routes=extra))
+        sessions = UiSessions()
+        seen = self.controller.last_requests if self.controller is not None else None
+        extra += ui_routes(sessions, seen)
+        home_app = self.home.path / "app"
+        self.api = ApiServer(
+            UiGate(
+                ApiRouter(control, extra_routes=extra),
+                control,
+                sessions,
+                lambda: home_app if self.conf.settings.enable_web_server else None,
+            )
+        )
         try:
             await self.api.start(api_hosts, self.primary_port)
         except OSError as e:
