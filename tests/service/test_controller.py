@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from sim.network import MemoryState, make_planet, vector_identities
 from ztone.controller.objects import apply_member_post, apply_network_post, init_network
-from ztone.controller.store import open_controller_store
+from ztone.controller.store import ControllerStore, open_controller_store
+from ztone.controller.stores import open_store
 from ztone.crypto import c25519
 from ztone.node.actions import StateKind
 from ztone.node.node import Node
@@ -29,13 +33,23 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-def _setup(tmp_path: Path) -> tuple[EmbeddedController, Node, list[int]]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ControllerStore]:
+    """The embedded controller over each store (``-k postgres``: PostgreSQL's)."""
+    if request.param == "postgres":
+        s = open_store(request.getfixturevalue("pg_conninfo"))
+    else:
+        s = open_controller_store(str(tmp_path / "controller.d"))
+    yield s
+    s.close()
+
+
+def _setup(store: ControllerStore) -> tuple[EmbeddedController, Node, list[int]]:
     planet = make_planet([(IDS[0], "198.18.0.10")], c25519.generate(lambda n: bytes([9]) * n))
     state = MemoryState()
     state.objects[(StateKind.PLANET, 0)] = planet.serialize()
     node = Node(CONTROLLER, now=_now(), random_bytes=random.Random(1).randbytes, state=state)
     node.add_peer(MEMBER.public_only())  # known, no path: a push waits in the send queue
-    store = open_controller_store(str(tmp_path / "controller.d"))
     wakes: list[int] = []
     ctl = EmbeddedController(CONTROLLER, store, lambda: node, lambda: wakes.append(1))
     network = apply_network_post(init_network(NWID, _now()), {"private": False}, _now())
@@ -53,15 +67,15 @@ def _ask(ctl: EmbeddedController) -> None:
     assert answer.config is not None
 
 
-def test_the_member_s_own_request_is_not_followed_by_a_push(tmp_path: Path) -> None:
-    ctl, node, _ = _setup(tmp_path)
+def test_the_member_s_own_request_is_not_followed_by_a_push(store: ControllerStore) -> None:
+    ctl, node, _ = _setup(store)
     _ask(ctl)  # the answer saves the new member record (a store change)
     ctl.push_pending(_now())
     assert _pushes(node) == []
 
 
-def test_a_store_change_is_pushed_once_at_the_next_turn(tmp_path: Path) -> None:
-    ctl, node, wakes = _setup(tmp_path)
+def test_a_store_change_is_pushed_once_at_the_next_turn(store: ControllerStore) -> None:
+    ctl, node, wakes = _setup(store)
     _ask(ctl)
     wakes.clear()
     ctl.store.update_member(NWID, int(MEMBER.address),
@@ -73,8 +87,8 @@ def test_a_store_change_is_pushed_once_at_the_next_turn(tmp_path: Path) -> None:
     assert _pushes(node) == [int(MEMBER.address)]  # once
 
 
-def test_a_request_after_a_change_makes_the_push_unnecessary(tmp_path: Path) -> None:
-    ctl, node, _ = _setup(tmp_path)
+def test_a_request_after_a_change_makes_the_push_unnecessary(store: ControllerStore) -> None:
+    ctl, node, _ = _setup(store)
     _ask(ctl)
     ctl.store.update_network(NWID, lambda n: apply_network_post(n or {}, {"name": "y"}, _now()))
     _ask(ctl)  # the member asked again before the service's turn: its answer has it
