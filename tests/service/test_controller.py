@@ -5,16 +5,18 @@ at the service's next turn (``push_pending``), never from inside the store's lis
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from sim.network import MemoryState, make_planet, vector_identities
 from ztone.controller.objects import apply_member_post, apply_network_post, init_network
-from ztone.controller.store import ControllerStore, open_controller_store
+from ztone.controller.store import ControllerStore, StoreError, open_controller_store
 from ztone.controller.stores import open_store
 from ztone.crypto import c25519
 from ztone.node.actions import StateKind
@@ -22,7 +24,8 @@ from ztone.node.node import Node
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.network_config import request_metadata
 from ztone.node.wire.packet import Verb
-from ztone.service.controller import EmbeddedController
+from ztone.service.config import LocalConf, Settings
+from ztone.service.controller import EmbeddedController, controller_location
 
 IDS = vector_identities()
 CONTROLLER, MEMBER = IDS[1], IDS[3]
@@ -78,8 +81,9 @@ def test_a_store_change_is_pushed_once_at_the_next_turn(store: ControllerStore) 
     ctl, node, wakes = _setup(store)
     _ask(ctl)
     wakes.clear()
-    ctl.store.update_member(NWID, int(MEMBER.address),
-                            lambda m: apply_member_post(m or {}, {"name": "x"}, _now()))
+    ctl.store.update_member(
+        NWID, int(MEMBER.address), lambda m: apply_member_post(m or {}, {"name": "x"}, _now())
+    )
     assert _pushes(node) == [] and wakes  # nothing from inside the listener; woken
     ctl.push_pending(_now())
     assert _pushes(node) == [int(MEMBER.address)]
@@ -94,3 +98,102 @@ def test_a_request_after_a_change_makes_the_push_unnecessary(store: ControllerSt
     _ask(ctl)  # the member asked again before the service's turn: its answer has it
     ctl.push_pending(_now())
     assert _pushes(node) == []
+
+
+# --- changes made elsewhere (PostgreSQL notifications, issue 16) --------------------------
+
+
+class _Posted:
+    """The service's thread: calls posted from the store's notification thread wait
+    here until the test (the 'service') runs them."""
+
+    def __init__(self) -> None:
+        self.calls: queue.Queue[Callable[[], None]] = queue.Queue()
+
+    def post(self, call: Callable[[], None]) -> None:
+        self.calls.put(call)
+
+    def run_one(self, timeout: float = 5.0) -> float:
+        """Run the next posted call; the seconds waited for it."""
+        start = time.monotonic()
+        self.calls.get(timeout=timeout)()
+        return time.monotonic() - start
+
+
+def _pg_setup(conninfo: str) -> tuple[EmbeddedController, Node, ControllerStore, _Posted]:
+    store = open_store(conninfo)
+    ctl, node, _ = _setup(store)
+    ctl.close()  # the same controller again, with a service thread of its own
+    posted = _Posted()
+    ctl = EmbeddedController(CONTROLLER, store, lambda: node, lambda: None, post=posted.post)
+    _ask(ctl)
+    return ctl, node, store, posted
+
+
+def test_a_change_through_another_instance_is_pushed_postgres(pg_conninfo: str) -> None:
+    ctl, node, store, posted = _pg_setup(pg_conninfo)
+    try:
+        with contextlib.closing(open_store(pg_conninfo)) as other:  # another ztone API
+            other.update_member(
+                NWID,
+                int(MEMBER.address),
+                lambda m: apply_member_post(m or {}, {"name": "elsewhere"}, _now()),
+            )
+            assert _pushes(node) == []  # nothing from the notification thread itself
+            posted.run_one()
+        ctl.push_pending(_now())
+        assert _pushes(node) == [int(MEMBER.address)]
+        assert posted.calls.empty()  # announced once, not echoed
+    finally:
+        store.close()
+
+
+def test_a_deauthorization_by_another_program_revokes_postgres(pg_conninfo: str) -> None:
+    ctl, node, store, posted = _pg_setup(pg_conninfo)
+    try:
+        ctl.store.update_member(
+            NWID,
+            int(MEMBER.address),
+            lambda m: apply_member_post(m or {}, {"authorized": True}, _now()),
+        )
+        ctl.push_pending(_now())
+        before = len(node.switch.tx)
+        import psycopg  # noqa: PLC0415 (present: pg_conninfo did not skip)
+
+        # Another program, following the documented schema: plain SQL.
+        with psycopg.connect(pg_conninfo, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE ztone_member SET doc = jsonb_set(doc, '{authorized}', 'false')"
+                " WHERE nwid = %s AND address = %s",
+                (f"{NWID:016x}", f"{int(MEMBER.address):010x}"),
+            )
+        posted.run_one()
+        sent = [e.verb for e in node.switch.tx[before:]]
+        assert Verb.NETWORK_CREDENTIALS in sent  # the revocation
+        assert ctl.counts.member_deauths == 1
+    finally:
+        store.close()
+
+
+def test_the_store_location_comes_from_env_file_or_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def settings(**conf: str) -> Settings:
+        return LocalConf.from_json({"settings": conf}).settings
+
+    assert controller_location(settings(), "/home/controller.d") == "/home/controller.d"
+    assert controller_location(settings(controllerDbPath="postgres:host=h"), "d") == (
+        "postgres:host=h"
+    )
+    secret = tmp_path / "db.url"
+    secret.write_text("postgresql://ztone:s3cret@db/ztone\n")
+    conf = settings(controllerDbPath="x", controllerDbUrlFile=str(secret))
+    assert controller_location(conf, "d") == "postgresql://ztone:s3cret@db/ztone"
+    monkeypatch.setenv("ZTONE_TEST_DB", "postgresql://from-env/db")
+    conf = settings(controllerDbUrlFile=str(secret), controllerDbUrlEnv="ZTONE_TEST_DB")
+    assert controller_location(conf, "d") == "postgresql://from-env/db"
+    monkeypatch.setenv("ZTONE_TEST_DB", "")
+    with pytest.raises(StoreError, match="ZTONE_TEST_DB is empty"):
+        controller_location(conf, "d")
+    with pytest.raises(StoreError, match="No such file"):
+        controller_location(settings(controllerDbUrlFile=str(tmp_path / "none")), "d")

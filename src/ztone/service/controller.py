@@ -8,12 +8,17 @@ online (asked within 120 s) and turns store changes into pushes: a changed netwo
 or member is marked stale and gets a fresh config at the service's next turn
 (:meth:`EmbeddedController.push_pending`) unless an answer carried it meanwhile;
 a deauthorized member gets a revocation sent to every online member.
+
+Changes made elsewhere (another ztone instance or program writing the same PostgreSQL
+database) arrive as the store's notifications and are handled the same way, on the
+service's thread.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,12 +26,14 @@ from typing import TypeVar
 
 from ztone.controller.core import answer_request, make_revocation
 from ztone.controller.objects import is_authorized
-from ztone.controller.store import ChangeEvent, ControllerStore
+from ztone.controller.store import ChangeEvent, ControllerStore, StoreError, open_controller_store
+from ztone.controller.stores import open_store, postgres_conninfo
 from ztone.node.actions import ControllerAnswer
 from ztone.node.bounds import CONTROLLER_MAX_PENDING
 from ztone.node.node import Node
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.identity import Identity
+from ztone.service.config import Settings
 from ztone.service.metrics import ControllerCounts
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,37 @@ AUTHORIZED_MEMORY = 180_000
 
 
 T = TypeVar("T")
+
+
+def controller_location(settings: Settings, default_controller_d: str) -> str:
+    """Where the controller's store is, from local.conf's settings: the environment
+    variable ``controllerDbUrlEnv`` names, else the file ``controllerDbUrlFile``, else
+    ``controllerDbPath``, else ``default_controller_d``. A PostgreSQL connection
+    string is returned as is (callers log it only through ``stores.describe``)."""
+    if settings.controller_db_url_env:
+        value = os.environ.get(settings.controller_db_url_env, "").strip()
+        if not value:
+            raise StoreError(f"environment variable {settings.controller_db_url_env} is empty")
+        return value
+    if settings.controller_db_url_file:
+        try:
+            with open(settings.controller_db_url_file, encoding="utf-8") as f:
+                value = f.read().strip()
+        except OSError as e:
+            raise StoreError(f"controllerDbUrlFile: {e.strerror}: {e.filename}") from None
+        if not value:
+            raise StoreError(f"{settings.controller_db_url_file} is empty")
+        return value
+    return settings.controller_db_path or default_controller_d
+
+
+def open_location(location: str) -> ControllerStore:
+    """The store at ``location``: PostgreSQL for a connection string, else the SQLite
+    database in the ``controller.d`` directory ``location`` (importing a zerotier-one
+    tree found there the first time)."""
+    if postgres_conninfo(location) is not None:
+        return open_store(location)
+    return open_controller_store(location)
 
 
 def _put_bounded(
@@ -73,7 +111,13 @@ class EmbeddedController:
         store: ControllerStore,
         node: Callable[[], Node],
         wake: Callable[[], None],
+        post: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
+        """``post`` runs a call on the service's thread (the event loop's
+        ``call_soon_threadsafe``): a store reports changes made by other processes
+        (PostgreSQL's notifications) from a thread of its own, and the node is only
+        ever touched from the service's thread. Without it, changes are handled where
+        they are reported."""
         self.identity = identity
         self._store = store
         self._node = node
@@ -84,7 +128,9 @@ class EmbeddedController:
         self._stale: dict[tuple[int, int], None] = {}  # online members owed a fresh config
         self.max_pending = CONTROLLER_MAX_PENDING
         self.counts = ControllerCounts()
-        store.add_listener(self._on_change)
+        self._post = post
+        self._thread = threading.get_ident()
+        store.add_listener(self._on_store_event)
 
     # --- ControllerApiBackend ----------------------------------------------------
 
@@ -220,6 +266,16 @@ class EmbeddedController:
             self.counts.member_deauths += 1
         else:
             self.counts.member_changes += 1
+
+    def _on_store_event(self, event: ChangeEvent) -> None:
+        if self._post is None or threading.get_ident() == self._thread:
+            self._on_change(event)
+        else:
+            self._post(lambda: self._on_change(event))
+
+    def close(self) -> None:
+        """Stop taking store events (the store may outlive this controller)."""
+        self._store.remove_listener(self._on_store_event)
 
     def _on_change(self, event: ChangeEvent) -> None:
         self._count(event)

@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 
 from ztone import __version__
-from ztone.controller.store import ControllerStore, open_controller_store
+from ztone.controller.store import ControllerStore
+from ztone.controller.stores import describe
 from ztone.crypto.backend import DEFAULT, Backend
 from ztone.node.actions import (
     ANY_LOCAL_SOCKET,
@@ -50,7 +51,7 @@ from ztone.service.config import (
     load_local_conf,
 )
 from ztone.service.control import DaemonControl, DaemonCounters, DaemonParts
-from ztone.service.controller import EmbeddedController
+from ztone.service.controller import EmbeddedController, controller_location, open_location
 from ztone.service.entropy import RandomPool
 from ztone.service.frame_pump import FramePump
 from ztone.service.home import FileStateStore, Home
@@ -359,6 +360,8 @@ class NodeService:
             await self.api.wait_closed()
         if self.ports is not None:
             self.ports.close()
+        if self.controller is not None:
+            self.controller.close()
         if self.controller_store is not None:
             self.controller_store.close()
         if self.fallback is not None:
@@ -513,18 +516,23 @@ class NodeService:
             log.debug("user message type %x from %010x", event.message_type, event.source)
 
     def _start_controller(self, identity: Identity) -> None:
-        controller_d = self.conf.settings.controller_db_path or str(self.home.file("controller.d"))
         try:
-            self.controller_store = open_controller_store(controller_d)
+            location = controller_location(self.conf.settings, str(self.home.file("controller.d")))
+            self.controller_store = open_location(location)
         except Exception as e:
             log.error("the embedded network controller is off: %s", e)
             return
+        log.info("controller store: %s", describe(location))
         self.controller = EmbeddedController(
             identity,
             self.controller_store,
             lambda: self.node,
             self._wake,
+            post=self._post_from_thread,
         )
+
+    def _post_from_thread(self, call: Callable[[], None]) -> None:
+        self._loop.call_soon_threadsafe(call)
 
     def _wake(self) -> None:
         self._loop.call_soon(self._after_input)
