@@ -129,6 +129,7 @@ class EmbeddedController:
         self.max_pending = CONTROLLER_MAX_PENDING
         self.counts = ControllerCounts()
         self._post = post
+        self.fenced = False
         self._thread = threading.get_ident()
         store.add_listener(self._on_store_event)
 
@@ -180,6 +181,8 @@ class EmbeddedController:
         self, now: int, nwid: int, identity: Identity, metadata: Dictionary
     ) -> ControllerAnswer:
         self.counts.config_requests += 1
+        if self.fenced:
+            return ControllerAnswer(None, None)
         return self._answer(now, nwid, identity, metadata, real_request=True)
 
     def _answer(
@@ -237,6 +240,8 @@ class EmbeddedController:
         table is bounded by ``max_pending``.
         """
         stale, self._stale = self._stale, {}
+        if self.fenced:
+            return
         for nwid, address in stale:
             online = self._online.get((nwid, address))
             if online is not None and now - online.last_request < ONLINE_WINDOW:
@@ -272,6 +277,12 @@ class EmbeddedController:
             self._on_change(event)
         else:
             self._post(lambda: self._on_change(event))
+
+    def fence(self) -> None:
+        """The controller lease is lost: from now on answer no request and push nothing
+        (another daemon with this identity may be the active one already)."""
+        self.fenced = True
+        self._stale.clear()
 
     def close(self) -> None:
         """Stop taking store events (the store may outlive this controller)."""
