@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 
 from sim.network import MemoryState, make_planet, vector_identities
-from ztone.controller.objects import apply_member_post, apply_network_post, init_network
+from ztone.controller.objects import (
+    apply_member_post,
+    apply_network_post,
+    init_member,
+    init_network,
+)
 from ztone.controller.store import ControllerStore, StoreError, open_controller_store
 from ztone.controller.stores import open_store
 from ztone.crypto import c25519
@@ -64,9 +69,12 @@ def _pushes(node: Node) -> list[int]:
     return [e.destination for e in node.switch.tx if e.verb == Verb.NETWORK_CONFIG]
 
 
+def _meta() -> Dictionary:
+    return Dictionary.parse(request_metadata((1, 14, 1), "linux/x86_64").serialize())
+
+
 def _ask(ctl: EmbeddedController) -> None:
-    meta = Dictionary.parse(request_metadata((1, 14, 1), "linux/x86_64").serialize())
-    answer = ctl.request(_now(), NWID, MEMBER.public_only(), meta)
+    answer = ctl.request(_now(), NWID, MEMBER.public_only(), _meta())
     assert answer.config is not None
 
 
@@ -197,3 +205,35 @@ def test_the_store_location_comes_from_env_file_or_path(
         controller_location(conf, "d")
     with pytest.raises(StoreError, match="No such file"):
         controller_location(settings(controllerDbUrlFile=str(tmp_path / "none")), "d")
+
+
+def test_answers_see_members_saved_after_the_first_answer(store: ControllerStore) -> None:
+    """The kept member view follows the store: an IP given to another member after
+    the view was read is not handed out again."""
+    ctl, _node, _ = _setup(store)
+    store.update_network(
+        NWID,
+        lambda n: apply_network_post(
+            n or {},
+            {
+                "v4AssignMode": {"zt": True},
+                "ipAssignmentPools": [{"ipRangeStart": "198.19.0.1", "ipRangeEnd": "198.19.0.3"}],
+                "routes": [{"target": "198.19.0.0/24", "via": None}],
+            },
+            _now(),
+        ),
+    )
+    _ask(ctl)  # builds the view; the member gets one of .1 and .2 (the pool's quirk)
+    got = store.get_member(NWID, int(MEMBER.address))
+    assert got is not None and got["ipAssignments"] in (["198.19.0.1"], ["198.19.0.2"])
+    first = got["ipAssignments"][0]
+    # Through the store: the member gives its IP up and another member takes it. A
+    # view that missed either change would hand it out again.
+    give_up: dict[str, object] = {"ipAssignments": []}
+    store.update_member(NWID, int(MEMBER.address), lambda x: apply_member_post(x or {}, give_up, 0))
+    take = {"authorized": True, "ipAssignments": [first]}
+    store.save_member(apply_member_post(init_member(NWID, 0x0102030405, 0), take, 0))
+    ctl.request(_now(), NWID, MEMBER.public_only(), _meta())
+    got = store.get_member(NWID, int(MEMBER.address))
+    assert got is not None and got["ipAssignments"] != [first]
+    assert got["ipAssignments"] in (["198.19.0.1"], ["198.19.0.2"])

@@ -189,7 +189,6 @@ class PostgresStore:
             open=False,
             timeout=10.0,
             kwargs={"connect_timeout": 10},
-            check=ConnectionPool.check_connection,
         )
         self._pool.open(wait=True, timeout=10.0)
         self._listen_ready = threading.Event()

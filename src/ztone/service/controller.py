@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ztone.controller.core import answer_request, make_revocation
-from ztone.controller.objects import is_authorized
+from ztone.controller.member_index import NetworkMembers
+from ztone.controller.objects import is_authorized, same_record
 from ztone.controller.store import ChangeEvent, ControllerStore, StoreError, open_controller_store
 from ztone.controller.stores import open_store, postgres_conninfo
 from ztone.node.actions import ControllerAnswer
@@ -126,6 +127,7 @@ class EmbeddedController:
         self._last_request: dict[tuple[int, int], int] = {}
         self._authorized: dict[tuple[int, int], int] = {}
         self._stale: dict[tuple[int, int], None] = {}  # online members owed a fresh config
+        self._views: dict[int, NetworkMembers] = {}  # per network, see _view
         self.max_pending = CONTROLLER_MAX_PENDING
         self.counts = ControllerCounts()
         self._post = post
@@ -191,7 +193,7 @@ class EmbeddedController:
         address = int(identity.address)
         network = self._store.get_network(nwid)
         member = self._store.get_member(nwid, address) if network else None
-        members = self._store.list_members(nwid) if network else []
+        view = self._view(nwid) if network else NetworkMembers()
         answer = answer_request(
             now=now,
             controller=self.identity,
@@ -200,9 +202,10 @@ class EmbeddedController:
             member=member,
             requester=identity,
             metadata=metadata,
-            members=members,
+            members=(),
             rand64=self.random_u64,
             real_request=real_request,
+            view=view,
         )
         if answer.config is not None:
             online = _Online(now, identity, metadata.serialize())
@@ -213,7 +216,9 @@ class EmbeddedController:
                 lambda o: now - o.last_request >= ONLINE_WINDOW,
                 self.max_pending,
             )
-        if answer.member is not None:
+        # Saved only when the answer changed it (a store write is a durable commit;
+        # the store would find it unchanged too, after a locked read).
+        if answer.member is not None and (member is None or not same_record(member, answer.member)):
             try:
                 self._store.save_member(answer.member)
             except Exception:
@@ -288,7 +293,24 @@ class EmbeddedController:
         """Stop taking store events (the store may outlive this controller)."""
         self._store.remove_listener(self._on_store_event)
 
+    def _view(self, nwid: int) -> NetworkMembers:
+        """The network's members as answers need them: read once, then kept up to
+        date from the store's change events (:meth:`_on_change`)."""
+        view = self._views.get(nwid)
+        if view is None:
+            view = NetworkMembers(self._store.list_members(nwid))
+            self._views[nwid] = view
+        return view
+
     def _on_change(self, event: ChangeEvent) -> None:
+        if event.kind == "network":
+            # Also how a store says it may have missed changes: read the members again.
+            self._views.pop(event.nwid, None)
+        elif event.address is not None and (view := self._views.get(event.nwid)) is not None:
+            if event.new is None:
+                view.remove(event.address)
+            else:
+                view.put(event.new)
         self._count(event)
         now = self.now_ms()
         if event.kind == "member" and event.address is not None:
