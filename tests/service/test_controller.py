@@ -237,3 +237,18 @@ def test_answers_see_members_saved_after_the_first_answer(store: ControllerStore
     got = store.get_member(NWID, int(MEMBER.address))
     assert got is not None and got["ipAssignments"] != [first]
     assert got["ipAssignments"] in (["198.19.0.1"], ["198.19.0.2"])
+
+
+def test_a_network_deleted_through_another_instance_is_not_served_postgres(
+    pg_conninfo: str,
+) -> None:
+    ctl, _node, store, posted = _pg_setup(pg_conninfo)  # answered once: the network is kept
+    try:
+        with contextlib.closing(open_store(pg_conninfo)) as other:
+            other.delete_network(NWID)
+            posted.run_one()  # the member's deletion
+            posted.run_one()  # the network's
+        answer = ctl.request(_now(), NWID, MEMBER.public_only(), _meta())
+        assert answer.config is None and answer.error is not None
+    finally:
+        store.close()

@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from ztone.controller.core import answer_request, make_revocation
 from ztone.controller.member_index import NetworkMembers
-from ztone.controller.objects import is_authorized, same_record
+from ztone.controller.objects import JsonObject, is_authorized, same_record
 from ztone.controller.store import ChangeEvent, ControllerStore, StoreError, open_controller_store
 from ztone.controller.stores import open_store, postgres_conninfo
 from ztone.node.actions import ControllerAnswer
@@ -128,6 +128,7 @@ class EmbeddedController:
         self._authorized: dict[tuple[int, int], int] = {}
         self._stale: dict[tuple[int, int], None] = {}  # online members owed a fresh config
         self._views: dict[int, NetworkMembers] = {}  # per network, see _view
+        self._networks: dict[int, JsonObject] = {}  # see _network
         self.max_pending = CONTROLLER_MAX_PENDING
         self.counts = ControllerCounts()
         self._post = post
@@ -191,7 +192,7 @@ class EmbeddedController:
         self, now: int, nwid: int, identity: Identity, metadata: Dictionary, real_request: bool
     ) -> ControllerAnswer:
         address = int(identity.address)
-        network = self._store.get_network(nwid)
+        network = self._network(nwid)
         member = self._store.get_member(nwid, address) if network else None
         view = self._view(nwid) if network else NetworkMembers()
         answer = answer_request(
@@ -293,6 +294,17 @@ class EmbeddedController:
         """Stop taking store events (the store may outlive this controller)."""
         self._store.remove_listener(self._on_store_event)
 
+    def _network(self, nwid: int) -> JsonObject | None:
+        """The network's record: read once, then kept from the store's change events
+        (a network that does not exist is asked of the store each time: those are
+        not kept, so requests for made-up networks fill nothing)."""
+        network = self._networks.get(nwid)
+        if network is None:
+            network = self._store.get_network(nwid)
+            if network is not None:
+                self._networks[nwid] = network
+        return network
+
     def _view(self, nwid: int) -> NetworkMembers:
         """The network's members as answers need them: read once, then kept up to
         date from the store's change events (:meth:`_on_change`)."""
@@ -306,6 +318,10 @@ class EmbeddedController:
         if event.kind == "network":
             # Also how a store says it may have missed changes: read the members again.
             self._views.pop(event.nwid, None)
+            if event.new is None:
+                self._networks.pop(event.nwid, None)
+            else:
+                self._networks[event.nwid] = event.new
         elif event.address is not None and (view := self._views.get(event.nwid)) is not None:
             if event.new is None:
                 view.remove(event.address)
