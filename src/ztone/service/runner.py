@@ -242,6 +242,10 @@ class NodeService:
         self.store = FileStateStore(home)
         self.state = StateWriter(self.store)
         self._start_controller(identity)
+        if self.lease is not None and self.controller is None:
+            # Never run the node of a controller identity without its controller.
+            await self._release_lease()
+            raise StartupError("holding the controller lease, but its store cannot be opened")
         self.node = Node(
             identity,
             now=now_ms(),
