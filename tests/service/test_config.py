@@ -261,7 +261,13 @@ BAD_SETTINGS: list[tuple[str, Any]] = [
     *[("softwareUpdateChannel", v) for v in NOT_STR],
     *[
         (k, v)
-        for k in ("controllerDbPath", "ssoRedirectURL", "defaultBondingPolicy")
+        for k in (
+            "controllerDbPath",
+            "controllerDbUrlFile",
+            "controllerDbUrlEnv",
+            "ssoRedirectURL",
+            "defaultBondingPolicy",
+        )
         for v in NOT_STR
         if v is not None
     ],
@@ -285,6 +291,8 @@ def test_bad_setting_names_key(key: str, value: Any) -> None:
 OPTIONAL_SETTINGS = [
     "primaryPort",
     "controllerDbPath",
+    "controllerDbUrlFile",
+    "controllerDbUrlEnv",
     "ssoRedirectURL",
     "defaultBondingPolicy",
     "controllerDb",

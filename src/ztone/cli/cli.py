@@ -29,6 +29,7 @@ The response JSON is handled the way the reference's nlohmann::json accessors do
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import ipaddress
 import json
@@ -42,6 +43,9 @@ from typing import TextIO
 
 from ztone import __version__, version_line
 from ztone.cli.homedir import cli_home
+from ztone.controller.migrate import migrate
+from ztone.controller.store import StoreError
+from ztone.controller.stores import describe
 from ztone.util.ctext import U64_MAX, strtoull
 from ztone.util.jsontext import json_string
 
@@ -96,6 +100,9 @@ def help_text(prog: str) -> str:
         "  doctor --selftest       - illumos: test a throwaway port (root)\n"
         "  dump                    - Debug settings dump for support\n"
         "  ui                      - Print a one-time login link to the web UI\n"
+        "  controller migrate --from <controller.d dir|SQLite file> --to <store>\n"
+        "                          - Copy a controller's networks and members into\n"
+        "                            another store (e.g. postgresql://...) and check it\n"
         "\nAvailable settings:\n"
         "  Settings to use with [get/set] may include property names from \n"
         f'  the JSON output of "{prog} -j listnetworks". Additionally, \n'
@@ -725,6 +732,51 @@ class _Cli:
         return 1
 
 
+def controller_migrate(argv: list[str], out: TextIO, err: TextIO) -> int:
+    """``controller migrate --from SOURCE --to TARGET``: runs here, not in the daemon
+    (the daemon using the target should be stopped or be a standby meanwhile)."""
+    parser = argparse.ArgumentParser(
+        prog=f"{PROGRAM} controller migrate",
+        description="Copy networks and members exactly into another controller store.",
+        exit_on_error=False,
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="a zerotier-one controller.d directory or a ztone SQLite file",
+    )
+    parser.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        help="postgresql://... (or postgres:<libpq string>) or a SQLite file",
+    )
+    try:
+        args = parser.parse_args(argv)
+    except (argparse.ArgumentError, SystemExit) as e:
+        if isinstance(e, argparse.ArgumentError):
+            err.write(f"{parser.prog}: {e}\n")
+        return 2
+    try:
+        report = migrate(args.source, args.target)
+    except (StoreError, OSError) as e:
+        err.write(f"{parser.prog}: {e}\n")
+        return 1
+    for line in report.skipped:
+        err.write(f"skipped {line}\n")
+    out.write(
+        f"copied {report.networks} networks and {report.members} members "
+        f"to {describe(args.target)}\n"
+    )
+    if not report.ok:
+        for line in report.mismatches:
+            out.write(f"check FAILED: {line} differs in the target\n")
+        return 1
+    out.write("check OK: every record reads back identical\n")
+    return 0
+
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8", errors="replace")
@@ -750,6 +802,8 @@ def main(
         now_ms if now_ms is not None else _default_now_ms,
         PROGRAM,
     )
+    if argv[:2] == ["controller", "migrate"]:
+        return controller_migrate(argv[2:], cli.out, cli.err)
     selftest = False
     if "doctor" in argv:
         # "--selftest" is doctor's own option; the zerotier-cli switch parser would

@@ -194,6 +194,9 @@ def _run(
                 service.home.remove_pid()
         if service.identity_collision and service.home.set_aside_identity():
             continue  # start again with a fresh identity, as zerotier-one does
+        if service.fenced:
+            ready = None
+            continue  # the controller lease was lost: stand by again for it
         return 0
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ztone.controller import ipassign
+from ztone.controller.member_index import NetworkMembers
 from ztone.controller.objects import address_hex, init_member, network_id_hex
 from ztone.controller.rules_json import rule_from_json
 from ztone.node.wire.address import Address
@@ -74,19 +75,6 @@ def _rules(items: Any, limit: int) -> list[Rule]:
     return out
 
 
-def allocated_ips(members: Iterable[Mapping[str, Any]]) -> set[ipassign.IPAddr]:
-    """Every IP assigned to any member of a network (port-less)."""
-    out: set[ipassign.IPAddr] = set()
-    for m in members:
-        for text in m.get("ipAssignments") or []:
-            if isinstance(text, str):
-                try:
-                    out.add(ipaddress.ip_address(text.split("/")[0]))
-                except ValueError:
-                    continue
-    return out
-
-
 def answer_request(
     *,
     now: int,
@@ -99,8 +87,15 @@ def answer_request(
     members: Iterable[Mapping[str, Any]],
     rand64: Callable[[], int],
     real_request: bool = True,
+    view: NetworkMembers | None = None,
 ) -> Answer:
-    """``EmbeddedNetworkController::_request`` without the transport."""
+    """``EmbeddedNetworkController::_request`` without the transport.
+
+    ``view``: the network's other members as a kept-up-to-date
+    :class:`NetworkMembers` (then ``members`` is not read); without it one is built
+    from ``members``."""
+    if view is None:
+        view = NetworkMembers(members)
     if controller.secret is None or int(controller.address) != nwid >> 24:
         return Answer(None, None, None)
     if not network:
@@ -164,13 +159,7 @@ def answer_request(
         trace_target = int(nt, 16) if isinstance(nt, str) and len(nt) == 10 else 0
         trace_level = _int(network, "remoteTraceLevel", 0)
 
-    specialists = []
-    for other in members:
-        if other.get("activeBridge") is True and isinstance(other.get("id"), str):
-            try:
-                specialists.append(SPECIALIST_ACTIVE_BRIDGE | int(other["id"], 16))
-            except ValueError:
-                continue
+    specialists = [SPECIALIST_ACTIVE_BRIDGE | a for a in view.active_bridges()]
     if m.get("activeBridge") is True and not any(
         (s & 0xFFFFFFFFFF) == address for s in specialists
     ):
@@ -237,9 +226,8 @@ def answer_request(
         )
         for r in routes
     )
-    others = [o for o in members if o.get("id") != address_hex(address)]
     static_ips, ndp = ipassign.assign(
-        nwid, address, network, m, routes, allocated_ips(others), rand64
+        nwid, address, network, m, routes, view.allocated_to_others(address), rand64
     )
     if ndp:
         flags |= FLAG_NDP_EMULATION

@@ -8,7 +8,7 @@ Auto-assigned addresses are appended to the member's ``ipAssignments``.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +63,7 @@ def assign(
     network: Mapping[str, Any],
     member: dict[str, Any],
     routes: list[ConfigRoute],
-    allocated: set[IPAddr],
+    allocated: Container[IPAddr],
     rand64: Callable[[], int],
 ) -> tuple[list[InetAddress], bool]:
     """The member's static IPs (port = prefix bits) and whether NDP emulation is needed.
@@ -140,7 +140,7 @@ def _auto_v6(
     address: int,
     pool: Any,
     routes: list[ConfigRoute],
-    allocated: set[IPAddr],
+    allocated: Container[IPAddr],
     mine: set[IPAddr],
     rand64: Callable[[], int],
 ) -> InetAddress | None:
@@ -166,7 +166,11 @@ def _auto_v6(
 
 
 def _auto_v4(
-    address: int, pool: Any, routes: list[ConfigRoute], allocated: set[IPAddr], mine: set[IPAddr]
+    address: int,
+    pool: Any,
+    routes: list[ConfigRoute],
+    allocated: Container[IPAddr],
+    mine: set[IPAddr],
 ) -> InetAddress | None:
     bounds = _pool_bounds(pool, 4)
     if bounds is None:

@@ -155,6 +155,8 @@ class ControllerStore(Protocol):
 
     def delete_member(self, nwid: int, address: int) -> JsonObject | None: ...
 
+    def import_tree(self, tree: ControllerDTree) -> tuple[int, int]: ...  # records as they are
+
     def close(self) -> None: ...
 
 
@@ -523,6 +525,11 @@ class SqliteStore:
         same ids. Returns (networks, members) imported. Listeners are not called
         (as the reference loads its files at start without notifying)."""
         return self._import(read_controller_d(path), None)
+
+    def import_tree(self, tree: ControllerDTree) -> tuple[int, int]:
+        """Write every record of ``tree`` as it is (revisions kept), replacing records
+        with the same ids, in one transaction; listeners are not called."""
+        return self._import(tree, None)
 
     def _import(self, tree: ControllerDTree, mark: str | None) -> tuple[int, int]:
         for line in tree.skipped:

@@ -251,7 +251,14 @@ class Settings(BaseModel):
     software_update_channel: Str = Field(default="release", alias="softwareUpdateChannel")
     software_update_dist: Bool = Field(default=False, alias="softwareUpdateDist")
     controller_db_path: Str | None = Field(default=None, alias="controllerDbPath")
-    """None: ``<home>/controller.d``."""
+    """None: ``<home>/controller.d``. ``postgres:<libpq string>`` or a
+    ``postgresql://`` URI: the controller keeps its networks in PostgreSQL."""
+    controller_db_url_file: Str | None = Field(default=None, alias="controllerDbUrlFile")
+    """ztone extension: read the controller store's location (a PostgreSQL
+    connection string with its password, say) from this file instead of
+    ``controllerDbPath``, so that no secret sits in local.conf."""
+    controller_db_url_env: Str | None = Field(default=None, alias="controllerDbUrlEnv")
+    """ztone extension: the same, from this environment variable (before the file)."""
     sso_redirect_url: Str | None = Field(default=None, alias="ssoRedirectURL")
     controller_db: Object | None = Field(default=None, alias="controllerDb")
     redis: Object | None = None

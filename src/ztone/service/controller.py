@@ -8,25 +8,33 @@ online (asked within 120 s) and turns store changes into pushes: a changed netwo
 or member is marked stale and gets a fresh config at the service's next turn
 (:meth:`EmbeddedController.push_pending`) unless an answer carried it meanwhile;
 a deauthorized member gets a revocation sent to every online member.
+
+Changes made elsewhere (another ztone instance or program writing the same PostgreSQL
+database) arrive as the store's notifications and are handled the same way, on the
+service's thread.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from ztone.controller.core import answer_request, make_revocation
-from ztone.controller.objects import is_authorized
-from ztone.controller.store import ChangeEvent, ControllerStore
+from ztone.controller.member_index import NetworkMembers
+from ztone.controller.objects import JsonObject, is_authorized, same_record
+from ztone.controller.store import ChangeEvent, ControllerStore, StoreError, open_controller_store
+from ztone.controller.stores import open_store, postgres_conninfo
 from ztone.node.actions import ControllerAnswer
 from ztone.node.bounds import CONTROLLER_MAX_PENDING
 from ztone.node.node import Node
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.identity import Identity
+from ztone.service.config import Settings
 from ztone.service.metrics import ControllerCounts
 
 log = logging.getLogger(__name__)
@@ -37,6 +45,37 @@ AUTHORIZED_MEMORY = 180_000
 
 
 T = TypeVar("T")
+
+
+def controller_location(settings: Settings, default_controller_d: str) -> str:
+    """Where the controller's store is, from local.conf's settings: the environment
+    variable ``controllerDbUrlEnv`` names, else the file ``controllerDbUrlFile``, else
+    ``controllerDbPath``, else ``default_controller_d``. A PostgreSQL connection
+    string is returned as is (callers log it only through ``stores.describe``)."""
+    if settings.controller_db_url_env:
+        value = os.environ.get(settings.controller_db_url_env, "").strip()
+        if not value:
+            raise StoreError(f"environment variable {settings.controller_db_url_env} is empty")
+        return value
+    if settings.controller_db_url_file:
+        try:
+            with open(settings.controller_db_url_file, encoding="utf-8") as f:
+                value = f.read().strip()
+        except OSError as e:
+            raise StoreError(f"controllerDbUrlFile: {e.strerror}: {e.filename}") from None
+        if not value:
+            raise StoreError(f"{settings.controller_db_url_file} is empty")
+        return value
+    return settings.controller_db_path or default_controller_d
+
+
+def open_location(location: str) -> ControllerStore:
+    """The store at ``location``: PostgreSQL for a connection string, else the SQLite
+    database in the ``controller.d`` directory ``location`` (importing a zerotier-one
+    tree found there the first time)."""
+    if postgres_conninfo(location) is not None:
+        return open_store(location)
+    return open_controller_store(location)
 
 
 def _put_bounded(
@@ -73,7 +112,13 @@ class EmbeddedController:
         store: ControllerStore,
         node: Callable[[], Node],
         wake: Callable[[], None],
+        post: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
+        """``post`` runs a call on the service's thread (the event loop's
+        ``call_soon_threadsafe``): a store reports changes made by other processes
+        (PostgreSQL's notifications) from a thread of its own, and the node is only
+        ever touched from the service's thread. Without it, changes are handled where
+        they are reported."""
         self.identity = identity
         self._store = store
         self._node = node
@@ -82,9 +127,14 @@ class EmbeddedController:
         self._last_request: dict[tuple[int, int], int] = {}
         self._authorized: dict[tuple[int, int], int] = {}
         self._stale: dict[tuple[int, int], None] = {}  # online members owed a fresh config
+        self._views: dict[int, NetworkMembers] = {}  # per network, see _view
+        self._networks: dict[int, JsonObject] = {}  # see _network
         self.max_pending = CONTROLLER_MAX_PENDING
         self.counts = ControllerCounts()
-        store.add_listener(self._on_change)
+        self._post = post
+        self.fenced = False
+        self._thread = threading.get_ident()
+        store.add_listener(self._on_store_event)
 
     # --- ControllerApiBackend ----------------------------------------------------
 
@@ -139,15 +189,17 @@ class EmbeddedController:
         self, now: int, nwid: int, identity: Identity, metadata: Dictionary
     ) -> ControllerAnswer:
         self.counts.config_requests += 1
+        if self.fenced:
+            return ControllerAnswer(None, None)
         return self._answer(now, nwid, identity, metadata, real_request=True)
 
     def _answer(
         self, now: int, nwid: int, identity: Identity, metadata: Dictionary, real_request: bool
     ) -> ControllerAnswer:
         address = int(identity.address)
-        network = self._store.get_network(nwid)
+        network = self._network(nwid)
         member = self._store.get_member(nwid, address) if network else None
-        members = self._store.list_members(nwid) if network else []
+        view = self._view(nwid) if network else NetworkMembers()
         answer = answer_request(
             now=now,
             controller=self.identity,
@@ -156,9 +208,10 @@ class EmbeddedController:
             member=member,
             requester=identity,
             metadata=metadata,
-            members=members,
+            members=(),
             rand64=self.random_u64,
             real_request=real_request,
+            view=view,
         )
         if answer.config is not None:
             online = _Online(now, identity, metadata.serialize())
@@ -169,7 +222,9 @@ class EmbeddedController:
                 lambda o: now - o.last_request >= ONLINE_WINDOW,
                 self.max_pending,
             )
-        if answer.member is not None:
+        # Saved only when the answer changed it (a store write is a durable commit;
+        # the store would find it unchanged too, after a locked read).
+        if answer.member is not None and (member is None or not same_record(member, answer.member)):
             try:
                 self._store.save_member(answer.member)
             except Exception:
@@ -196,6 +251,8 @@ class EmbeddedController:
         table is bounded by ``max_pending``.
         """
         stale, self._stale = self._stale, {}
+        if self.fenced:
+            return
         for nwid, address in stale:
             online = self._online.get((nwid, address))
             if online is not None and now - online.last_request < ONLINE_WINDOW:
@@ -226,7 +283,55 @@ class EmbeddedController:
         else:
             self.counts.member_changes += 1
 
+    def _on_store_event(self, event: ChangeEvent) -> None:
+        if self._post is None or threading.get_ident() == self._thread:
+            self._on_change(event)
+        else:
+            self._post(lambda: self._on_change(event))
+
+    def fence(self) -> None:
+        """The controller lease is lost: from now on answer no request and push nothing
+        (another daemon with this identity may be the active one already)."""
+        self.fenced = True
+        self._stale.clear()
+
+    def close(self) -> None:
+        """Stop taking store events (the store may outlive this controller)."""
+        self._store.remove_listener(self._on_store_event)
+
+    def _network(self, nwid: int) -> JsonObject | None:
+        """The network's record: read once, then kept from the store's change events
+        (a network that does not exist is asked of the store each time: those are
+        not kept, so requests for made-up networks fill nothing)."""
+        network = self._networks.get(nwid)
+        if network is None:
+            network = self._store.get_network(nwid)
+            if network is not None:
+                self._networks[nwid] = network
+        return network
+
+    def _view(self, nwid: int) -> NetworkMembers:
+        """The network's members as answers need them: read once, then kept up to
+        date from the store's change events (:meth:`_on_change`)."""
+        view = self._views.get(nwid)
+        if view is None:
+            view = NetworkMembers(self._store.list_members(nwid))
+            self._views[nwid] = view
+        return view
+
     def _on_change(self, event: ChangeEvent) -> None:
+        if event.kind == "network":
+            # Also how a store says it may have missed changes: read the members again.
+            self._views.pop(event.nwid, None)
+            if event.new is None:
+                self._networks.pop(event.nwid, None)
+            else:
+                self._networks[event.nwid] = event.new
+        elif event.address is not None and (view := self._views.get(event.nwid)) is not None:
+            if event.new is None:
+                view.remove(event.address)
+            else:
+                view.put(event.new)
         self._count(event)
         now = self.now_ms()
         if event.kind == "member" and event.address is not None:

@@ -10,6 +10,7 @@ after which its actions are carried out and the single ``call_at`` timer re-arme
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -18,9 +19,11 @@ import random
 import signal
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ztone import __version__
-from ztone.controller.store import ControllerStore, open_controller_store
+from ztone.controller.store import ControllerStore, StoreError
+from ztone.controller.stores import describe, postgres_conninfo
 from ztone.crypto.backend import DEFAULT, Backend
 from ztone.node.actions import (
     ANY_LOCAL_SOCKET,
@@ -52,7 +55,7 @@ from ztone.service.config import (
     load_local_conf,
 )
 from ztone.service.control import DaemonControl, DaemonCounters, DaemonParts
-from ztone.service.controller import EmbeddedController
+from ztone.service.controller import EmbeddedController, controller_location, open_location
 from ztone.service.entropy import RandomPool
 from ztone.service.frame_pump import FramePump
 from ztone.service.home import FileStateStore, Home
@@ -62,6 +65,9 @@ from ztone.service.state_writer import StateWriter
 from ztone.service.tcp_fallback import FallbackSettings, TcpFallback
 from ztone.service.udp import UdpSockets, trial_bind
 
+if TYPE_CHECKING:
+    from ztone.controller.lease import ControllerLease
+
 log = logging.getLogger(__name__)
 
 LOCAL_CONF_CHECK_INTERVAL = 10.0
@@ -69,6 +75,8 @@ MULTICAST_SCAN_INTERVAL = 1.0
 TCP_FALLBACK_TICK = 0.5
 VERSION = (1, 14, 1)
 BINDER_REFRESH_PERIOD = 30.0
+LEASE_POLL = 1.0  # seconds: a standby's tries for the controller lease; the active's checks
+LEASE_CHECK_TIMEOUT = 2.0  # seconds an active waits for the database before fencing
 
 
 class StartupError(Exception):
@@ -116,6 +124,8 @@ class NodeService:
         self.controller: EmbeddedController | None = None
         self.controller_store: ControllerStore | None = None
         self.identity_collision = False
+        self.lease: ControllerLease | None = None
+        self.fenced = False  # the controller lease was lost: stopped, to stand by again
         self.counters = DaemonCounters()
         self.control: DaemonControl | None = None
         self.fallback: TcpFallback | None = None
@@ -215,7 +225,8 @@ class NodeService:
     async def start(self) -> None:
         """Everything up to the main loop; :class:`StartupError` if something is wrong."""
         self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
         home = self.home
         try:
             home.ensure()
@@ -233,6 +244,10 @@ class NodeService:
         self.store = FileStateStore(home)
         self.state = StateWriter(self.store)
         self._start_controller(identity)
+        if self.lease is not None and self.controller is None:
+            # Never run the node of a controller identity without its controller.
+            await self._release_lease()
+            raise StartupError("holding the controller lease, but its store cannot be opened")
         self.node = Node(
             identity,
             now=now_ms(),
@@ -319,6 +334,8 @@ class NodeService:
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         self._tasks.append(asyncio.create_task(self._scan_multicast()))
         self._tasks.append(asyncio.create_task(self._tick_fallback()))
+        if self.lease is not None:
+            self._tasks.append(asyncio.create_task(self._watch_lease(self.lease)))
         # What start-up built (modules, settings, the API's routes) lives as long as the
         # daemon. Frozen, it is out of the cyclic collector's reach: a full collection
         # walking those ~50,000 objects holds every packet up for tens of milliseconds.
@@ -336,6 +353,11 @@ class NodeService:
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         """Start, call ``ready`` (the API answers from then on), serve until :meth:`stop`,
         then shut down cleanly."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        if not await self._standby():
+            await self._release_lease()
+            return  # stopped while standing by
         await self.start()
         if ready is not None:
             ready()
@@ -372,11 +394,14 @@ class NodeService:
             await self.api.wait_closed()
         if self.ports is not None:
             self.ports.close()
+        if self.controller is not None:
+            self.controller.close()
         if self.controller_store is not None:
             self.controller_store.close()
         if self.fallback is not None:
             self.fallback.close()
         self.udp.close()
+        await self._release_lease()
         log.info("ztone stopped%s", f" ({self.exit_reason})" if self.exit_reason else "")
 
     # ------------------------------------------------------------- event loop
@@ -526,18 +551,87 @@ class NodeService:
             log.debug("user message type %x from %010x", event.message_type, event.source)
 
     def _start_controller(self, identity: Identity) -> None:
-        controller_d = self.conf.settings.controller_db_path or str(self.home.file("controller.d"))
         try:
-            self.controller_store = open_controller_store(controller_d)
+            location = controller_location(self.conf.settings, str(self.home.file("controller.d")))
+            self.controller_store = open_location(location)
         except Exception as e:
             log.error("the embedded network controller is off: %s", e)
             return
+        log.info("controller store: %s", describe(location))
         self.controller = EmbeddedController(
             identity,
             self.controller_store,
             lambda: self.node,
             self._wake,
+            post=self._post_from_thread,
         )
+
+    # ---------------------------------------------------- active/standby (issue 16)
+
+    async def _standby(self) -> bool:
+        """With a PostgreSQL controller store, wait (off the network: no node, no
+        sockets, no API) until this daemon holds its controller's lease. True: go on
+        and start; False: stopped while waiting. Problems with the configuration are
+        left for :meth:`start` to report."""
+        try:
+            self.home.ensure()
+            conf = load_local_conf(self.home.local_conf_path)
+            location = controller_location(conf.settings, str(self.home.file("controller.d")))
+        except Exception:
+            return True
+        conninfo = postgres_conninfo(location)
+        if conninfo is None:
+            return True
+        identity = self.home.load_or_create_identity(
+            lambda: Identity.generate(os.urandom, self.crypto.memory_hard_hash)
+        )
+        try:
+            from ztone.controller.lease import ControllerLease  # noqa: PLC0415 (psycopg)
+        except ImportError:
+            return True  # start() says the PostgreSQL store needs psycopg
+        lease = ControllerLease(conninfo, int(identity.address))
+        self.lease = lease
+        said = ""
+        assert self._stopping is not None
+        while not self._stopping.is_set():
+            try:
+                if await asyncio.to_thread(lease.try_acquire):
+                    log.info("controller %s: holding the lease, going active", identity.address)
+                    return True
+                message = "another daemon holds the controller lease; standing by"
+            except StoreError as e:
+                message = f"standing by: {e}"
+            if message != said:
+                log.warning("controller %s: %s", identity.address, message)
+                said = message
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), LEASE_POLL)
+        return False
+
+    async def _watch_lease(self, lease: ControllerLease) -> None:
+        """Fencing: the moment the lease is not certainly held, stop answering and stop
+        (the daemon then stands by again)."""
+        while True:
+            await asyncio.sleep(LEASE_POLL)
+            try:
+                alive = await asyncio.wait_for(asyncio.to_thread(lease.alive), LEASE_CHECK_TIMEOUT)
+            except TimeoutError:
+                alive = False
+            if not alive:
+                log.error("controller lease lost: fencing (stopping at once, then standing by)")
+                self.fenced = True
+                if self.controller is not None:
+                    self.controller.fence()
+                self.stop("controller lease lost")
+                return
+
+    async def _release_lease(self) -> None:
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            await asyncio.to_thread(lease.release)
+
+    def _post_from_thread(self, call: Callable[[], None]) -> None:
+        self._loop.call_soon_threadsafe(call)
 
     def _wake(self) -> None:
         self._loop.call_soon(self._after_input)

@@ -10,6 +10,7 @@ kills it with SIGKILL in the middle of a burst of writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import ipaddress
 import json
@@ -27,7 +28,7 @@ from typing import Any
 import pytest
 
 from locations import TESTS, VECTORS
-from ztone.controller.store import SqliteStore
+from ztone.controller.stores import open_store
 from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
 from ztone.service.api import ApiRouter, ApiServer
 from ztone.service.api.controller_routes import controller_routes
@@ -96,7 +97,7 @@ class FakeControl:
 class Backend:
     """A ControllerApiBackend: a fixed address, a ticking clock, scripted randomness."""
 
-    store: SqliteStore
+    store: Any  # SqliteStore or PostgresStore
     address: int = CTRL
     clock: int | None = NOW  # None: the real clock
     randoms: list[int] = field(default_factory=list)
@@ -172,9 +173,17 @@ class Client:
         return status, json.loads(raw)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the store lives: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_conninfo"))
+    return str(tmp_path / "controller.d" / "ztone-controller.db")
+
+
 @pytest.fixture
-def backend(tmp_path: Path) -> Iterator[Backend]:
-    store = SqliteStore(tmp_path / "controller.d" / "ztone-controller.db")
+def backend(store_location: str) -> Iterator[Backend]:
+    store = open_store(store_location)
     yield Backend(store)
     store.close()
 
@@ -426,8 +435,8 @@ DURABILITY_NWID = f"{CTRL:010x}00d00d"
 
 
 def _child_main(db_path: str, port_file: str) -> None:
-    """Serve the controller API over ``db_path`` until killed."""
-    store = SqliteStore(db_path)
+    """Serve the controller API over the store at ``db_path`` until killed."""
+    store = open_store(db_path)
     router = make_router(Backend(store, clock=None))
 
     async def serve() -> None:
@@ -453,8 +462,8 @@ class Burst:
     ack_revision: dict[int, int] = field(default_factory=dict)
 
 
-def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
-    db = tmp_path / "ztone-controller.db"
+def test_acknowledged_writes_survive_kill_9(tmp_path: Path, store_location: str) -> None:
+    db = store_location
     port_file = tmp_path / "port"
     log = open(tmp_path / "child.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -516,7 +525,7 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
             proc.wait(TIMEOUT)
         log.close()
 
-    with SqliteStore(db) as store:
+    with contextlib.closing(open_store(db)) as store:
         nwid = int(DURABILITY_NWID, 16)
         assert store.get_network(nwid) is not None
         for address, index in burst.last_ack.items():
