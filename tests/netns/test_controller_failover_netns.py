@@ -6,7 +6,9 @@ crosses network namespaces), and ztone members with TAP ports, each in its own
 namespace on one bridge (198.18.0.0/24, no default route), with a private planet.
 ``kill -9`` of the active controller: the standby takes over; a new member authorized
 through the new active's API joins; the existing members keep pinging each other
-throughout; deauthorizing a member through the new active cuts it off.
+throughout; deauthorizing a member through the new active cuts it off. Then the
+first host, restarted, stands by, takes over from the second in turn, and its API's
+authorization changes reach the members as well (either host serves the network).
 """
 
 from __future__ import annotations
@@ -154,3 +156,21 @@ def test_standby_takes_over_after_kill_9_failover_postgres(
     cut = time.monotonic()
     assert wait_until(lambda: not a.ping(b4, count=1), 180)
     print(f"b cut off {time.monotonic() - cut:.1f} s after its deauthorization")
+
+    # Either host: the first one comes back as the standby, takes over when the second
+    # dies in turn, and authorization changes through its API reach the members too.
+    stood_by = _log(ctrl1).count("standing by")
+    ctrl1.start()
+    assert wait_until(lambda: _log(ctrl1).count("standing by") > stood_by, 30), _log(ctrl1)
+    assert ctrl2.proc is not None
+    ctrl2.proc.send_signal(signal.SIGKILL)
+    ctrl2.proc.wait(10)
+    assert wait_until(ctrl1.online, 30), _log(ctrl1)
+    status, _ = ctrl1.api("POST", f"/controller/network/{nwid}/member/{_addr(b)}",
+                          {"authorized": True})  # fmt: skip
+    assert status == 200
+    assert wait_until(lambda: a.ping(b4, count=1), 180), _network_of(b, nwid)
+    status, _ = ctrl1.api("POST", f"/controller/network/{nwid}/member/{_addr(c)}",
+                          {"authorized": False})  # fmt: skip
+    assert status == 200
+    assert wait_until(lambda: not a.ping(c4, count=1), 180)
