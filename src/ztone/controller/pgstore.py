@@ -52,16 +52,20 @@ from ztone.controller.objects import (
     network_id_hex,
     parse_address,
     parse_network_id,
-    revise,
 )
 from ztone.controller.store import (
     ChangeEvent,
     ChangeListener,
     ControllerDTree,
+    Listeners,
     Mutation,
     StoreError,
     UnknownNetwork,
+    mutated_member,
+    mutated_network,
     read_controller_d,
+    record_member_ids,
+    record_network_id,
 )
 
 log = logging.getLogger(__name__)
@@ -114,21 +118,6 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 
 
-def _record_network_id(record: JsonObject) -> int:
-    nwid = parse_network_id(record.get("id"))
-    if nwid is None:
-        raise StoreError("network record needs a 16-hex id")
-    return nwid
-
-
-def _record_member_ids(record: JsonObject) -> tuple[int, int]:
-    nwid = parse_network_id(record.get("nwid"))
-    address = parse_address(record.get("id"))
-    if nwid is None or address is None:
-        raise StoreError("member record needs a 16-hex nwid and a 10-hex id")
-    return nwid, address
-
-
 def _doc(value: Any) -> JsonObject:
     if isinstance(value, str):  # a text column or an old driver
         value = json.loads(value)
@@ -174,7 +163,7 @@ class PostgresStore:
     ) -> None:
         self._conninfo = conninfo
         self._lock = threading.RLock()
-        self._listeners: list[ChangeListener] = []
+        self.listeners = Listeners()
         self.origin = uuid.uuid4().hex
         self._closed = threading.Event()
         try:
@@ -224,16 +213,6 @@ class PostgresStore:
             for key in lock_keys:
                 conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
             yield conn
-
-    def _notify(self, events: list[ChangeEvent]) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for event in events:
-            for listener in listeners:
-                try:
-                    listener(event)
-                except Exception:
-                    log.exception("controller store listener failed on %s", event)
 
     @staticmethod
     def _get_network(conn: psycopg.Connection[Any], nwid: int, lock: str = "") -> JsonObject | None:
@@ -289,12 +268,10 @@ class PostgresStore:
         self.close()
 
     def add_listener(self, listener: ChangeListener) -> None:
-        with self._lock:
-            self._listeners.append(listener)
+        self.listeners.add(listener)
 
     def remove_listener(self, listener: ChangeListener) -> None:
-        with self._lock, contextlib.suppress(ValueError):
-            self._listeners.remove(listener)
+        self.listeners.remove(listener)
 
     # --- networks ----------------------------------------------------------------------
 
@@ -311,22 +288,19 @@ class PostgresStore:
         return sorted(int(r[0], 16) for r in rows)
 
     def save_network(self, network: JsonObject) -> tuple[JsonObject, bool]:
-        nwid = _record_network_id(network)
+        nwid = record_network_id(network)
         record = copy.deepcopy(network)
         return self.update_network(nwid, lambda _old: record)
 
     def update_network(self, nwid: int, mutate: Mutation) -> tuple[JsonObject, bool]:
         with self._transaction(network_id_hex(nwid)) as conn:
             old = self._get_network(conn, nwid, "FOR UPDATE")
-            new = mutate(None if old is None else copy.deepcopy(old))
-            if _record_network_id(new) != nwid:
-                raise StoreError("mutation changed the network id")
-            record = revise(old, new)
+            record = mutated_network(old, nwid, mutate)
             if record is None:
                 assert old is not None
                 return old, False
             self._put_network(conn, nwid, record)
-        self._notify([ChangeEvent("network", nwid, None, old, copy.deepcopy(record))])
+        self.listeners.notify([ChangeEvent("network", nwid, None, old, copy.deepcopy(record))])
         return copy.deepcopy(record), True
 
     def delete_network(self, nwid: int) -> JsonObject | None:
@@ -344,7 +318,7 @@ class PostgresStore:
             for a, d in sorted(rows, key=lambda r: str(r[0]))
         ]
         events.append(ChangeEvent("network", nwid, None, old, None))
-        self._notify(events)
+        self.listeners.notify(events)
         return old
 
     # --- members -----------------------------------------------------------------------
@@ -362,7 +336,7 @@ class PostgresStore:
         return [_doc(r[0]) for r in rows]
 
     def save_member(self, member: JsonObject) -> tuple[JsonObject, bool]:
-        nwid, address = _record_member_ids(member)
+        nwid, address = record_member_ids(member)
         record = copy.deepcopy(member)
         return self.update_member(nwid, address, lambda _old: record)
 
@@ -373,15 +347,12 @@ class PostgresStore:
             if self._get_network(conn, nwid, "FOR SHARE") is None:
                 raise UnknownNetwork(network_id_hex(nwid))
             old = self._get_member(conn, nwid, address)
-            new = mutate(None if old is None else copy.deepcopy(old))
-            if _record_member_ids(new) != (nwid, address):
-                raise StoreError("mutation changed the member's nwid or id")
-            record = revise(old, new)
+            record = mutated_member(old, nwid, address, mutate)
             if record is None:
                 assert old is not None
                 return old, False
             self._put_member(conn, nwid, address, record)
-        self._notify([ChangeEvent("member", nwid, address, old, copy.deepcopy(record))])
+        self.listeners.notify([ChangeEvent("member", nwid, address, old, copy.deepcopy(record))])
         return copy.deepcopy(record), True
 
     def delete_member(self, nwid: int, address: int) -> JsonObject | None:
@@ -394,7 +365,7 @@ class PostgresStore:
         if row is None:
             return None
         old = _doc(row[0])
-        self._notify([ChangeEvent("member", nwid, address, old, None)])
+        self.listeners.notify([ChangeEvent("member", nwid, address, old, None)])
         return old
 
     # --- import ------------------------------------------------------------------------
@@ -447,7 +418,7 @@ class PostgresStore:
             for nwid in self.list_networks():
                 network = self.get_network(nwid)
                 if network is not None:
-                    self._notify([ChangeEvent("network", nwid, None, network, network)])
+                    self.listeners.notify([ChangeEvent("network", nwid, None, network, network)])
         except StoreError as e:
             log.warning("controller store: cannot resynchronize: %s", e)
 
@@ -467,7 +438,7 @@ class PostgresStore:
             old_net = None if op == "INSERT" else {"id": network_id_hex(nwid)}
             if new is None and op != "DELETE":
                 return  # gone again since: its deletion is announced too
-            self._notify([ChangeEvent("network", nwid, None, old_net, new)])
+            self.listeners.notify([ChangeEvent("network", nwid, None, old_net, new)])
         elif data.get("kind") == "member":
             address = parse_address(data.get("address"))
             if address is None:
@@ -482,7 +453,7 @@ class PostgresStore:
                 }
             if new is None and op != "DELETE":
                 return
-            self._notify([ChangeEvent("member", nwid, address, old, new)])
+            self.listeners.notify([ChangeEvent("member", nwid, address, old, new)])
 
 
 def _safe(error: BaseException) -> str:

@@ -110,6 +110,70 @@ Mutation = Callable[[JsonObject | None], JsonObject]
 """Given the stored record (a private copy) or None, return the record to save."""
 
 
+class Listeners:
+    """A store's change listeners (shared by every store): added and removed from any
+    thread, called in order after each commit. A listener that raises is logged; the
+    write it follows stands."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[ChangeListener] = []
+
+    def add(self, listener: ChangeListener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove(self, listener: ChangeListener) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def notify(self, events: list[ChangeEvent]) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for event in events:
+            for listener in listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("controller store listener failed on %s", event)
+
+
+def record_network_id(record: JsonObject) -> int:
+    """The network id a network record names itself by (its ``id``)."""
+    nwid = parse_network_id(record.get("id"))
+    if nwid is None:
+        raise StoreError("network record needs a 16-hex id")
+    return nwid
+
+
+def record_member_ids(record: JsonObject) -> tuple[int, int]:
+    """The (network id, address) a member record names itself by (``nwid``, ``id``)."""
+    nwid = parse_network_id(record.get("nwid"))
+    address = parse_address(record.get("id"))
+    if nwid is None or address is None:
+        raise StoreError("member record needs a 16-hex nwid and a 10-hex id")
+    return nwid, address
+
+
+def mutated_network(old: JsonObject | None, nwid: int, mutate: Mutation) -> JsonObject | None:
+    """What an update of network ``nwid`` stores: ``mutate`` of a private copy of
+    ``old``, which must keep its id, with the revision rule; None if nothing changed."""
+    new = mutate(None if old is None else copy.deepcopy(old))
+    if record_network_id(new) != nwid:
+        raise StoreError("mutation changed the network id")
+    return revise(old, new)
+
+
+def mutated_member(
+    old: JsonObject | None, nwid: int, address: int, mutate: Mutation
+) -> JsonObject | None:
+    """:func:`mutated_network` for member ``address`` of ``nwid``."""
+    new = mutate(None if old is None else copy.deepcopy(old))
+    if record_member_ids(new) != (nwid, address):
+        raise StoreError("mutation changed the member's nwid or id")
+    return revise(old, new)
+
+
 # --- the interface ----------------------------------------------------------------------
 
 
@@ -251,21 +315,6 @@ def _load(text: str) -> JsonObject:
     return data
 
 
-def _record_network_id(record: JsonObject) -> int:
-    nwid = parse_network_id(record.get("id"))
-    if nwid is None:
-        raise StoreError("network record needs a 16-hex id")
-    return nwid
-
-
-def _record_member_ids(record: JsonObject) -> tuple[int, int]:
-    nwid = parse_network_id(record.get("nwid"))
-    address = parse_address(record.get("id"))
-    if nwid is None or address is None:
-        raise StoreError("member record needs a 16-hex nwid and a 10-hex id")
-    return nwid, address
-
-
 class SqliteStore:
     """The embedded controller database (see the module docstring).
 
@@ -277,7 +326,7 @@ class SqliteStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
-        self._listeners: list[ChangeListener] = []
+        self.listeners = Listeners()
         existed = self.path.exists()
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not existed:
@@ -335,16 +384,6 @@ class SqliteStore:
             raise
         cur.execute("COMMIT")
 
-    def _notify(self, events: list[ChangeEvent]) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for event in events:
-            for listener in listeners:
-                try:
-                    listener(event)
-                except Exception:
-                    log.exception("controller store listener failed on %s", event)
-
     @staticmethod
     def _get_network_text(cur: sqlite3.Cursor, nwid: int) -> str | None:
         row = cur.execute(
@@ -392,12 +431,10 @@ class SqliteStore:
         self.close()
 
     def add_listener(self, listener: ChangeListener) -> None:
-        with self._lock:
-            self._listeners.append(listener)
+        self.listeners.add(listener)
 
     def remove_listener(self, listener: ChangeListener) -> None:
-        with self._lock, contextlib.suppress(ValueError):
-            self._listeners.remove(listener)
+        self.listeners.remove(listener)
 
     # --- networks ----------------------------------------------------------------------
 
@@ -417,7 +454,7 @@ class SqliteStore:
 
     def save_network(self, network: JsonObject) -> tuple[JsonObject, bool]:
         """Save ``network`` (its ``id`` names it) with the revision rule."""
-        nwid = _record_network_id(network)
+        nwid = record_network_id(network)
         record = copy.deepcopy(network)
         return self.update_network(nwid, lambda _old: record)
 
@@ -427,15 +464,12 @@ class SqliteStore:
         with self._lock, self._transaction() as cur:
             old_text = self._get_network_text(cur, nwid)
             old = None if old_text is None else _load(old_text)
-            new = mutate(None if old is None else copy.deepcopy(old))
-            if _record_network_id(new) != nwid:
-                raise StoreError("mutation changed the network id")
-            record = revise(old, new)
+            record = mutated_network(old, nwid, mutate)
             if record is None:
                 assert old is not None
                 return old, False
             self._put_network(cur, nwid, record)
-        self._notify([ChangeEvent("network", nwid, None, old, copy.deepcopy(record))])
+        self.listeners.notify([ChangeEvent("network", nwid, None, old, copy.deepcopy(record))])
         return copy.deepcopy(record), True
 
     def delete_network(self, nwid: int) -> JsonObject | None:
@@ -454,7 +488,7 @@ class SqliteStore:
         events = [ChangeEvent("member", nwid, int(a, 16), _load(d), None) for a, d in rows]
         old = None if old_text is None else _load(old_text)
         events.append(ChangeEvent("network", nwid, None, old, None))
-        self._notify(events)
+        self.listeners.notify(events)
         return old
 
     # --- members -----------------------------------------------------------------------
@@ -479,7 +513,7 @@ class SqliteStore:
     def save_member(self, member: JsonObject) -> tuple[JsonObject, bool]:
         """Save ``member`` (its ``nwid``/``id`` name it) with the revision rule;
         :class:`UnknownNetwork` if its network is not stored."""
-        nwid, address = _record_member_ids(member)
+        nwid, address = record_member_ids(member)
         record = copy.deepcopy(member)
         return self.update_member(nwid, address, lambda _old: record)
 
@@ -492,15 +526,12 @@ class SqliteStore:
                 raise UnknownNetwork(network_id_hex(nwid))
             old_text = self._get_member_text(cur, nwid, address)
             old = None if old_text is None else _load(old_text)
-            new = mutate(None if old is None else copy.deepcopy(old))
-            if _record_member_ids(new) != (nwid, address):
-                raise StoreError("mutation changed the member's nwid or id")
-            record = revise(old, new)
+            record = mutated_member(old, nwid, address, mutate)
             if record is None:
                 assert old is not None
                 return old, False
             self._put_member(cur, nwid, address, record)
-        self._notify([ChangeEvent("member", nwid, address, old, copy.deepcopy(record))])
+        self.listeners.notify([ChangeEvent("member", nwid, address, old, copy.deepcopy(record))])
         return copy.deepcopy(record), True
 
     def delete_member(self, nwid: int, address: int) -> JsonObject | None:
@@ -514,7 +545,7 @@ class SqliteStore:
                 (network_id_hex(nwid), address_hex(address)),
             )
         old = _load(old_text)
-        self._notify([ChangeEvent("member", nwid, address, old, None)])
+        self.listeners.notify([ChangeEvent("member", nwid, address, old, None)])
         return old
 
     # --- import --------------------------------------------------------------------------
