@@ -22,12 +22,10 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +33,10 @@ import pytest
 
 from ztone.cli import idtool
 
-from .netns import Lan, Namespace, bridge_namespaces, netns_unavailable
+from .netns import Lan, bridge_namespaces, netns_unavailable
+from .test_private_network import PORT, Member, _identity, _network_of, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-VECTORS = REPO / "tests" / "vectors"
-PORT = 9993
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
@@ -81,70 +78,15 @@ def screenshot_dir() -> Path:
     return folder
 
 
-def identity(i: int) -> tuple[str, str]:
-    entry = json.loads((VECTORS / "identities.json").read_text())["identities"][i]
-    return entry["secret"], entry["public"]
-
-
-def wait_until(condition: Any, timeout: float, interval: float = 0.5) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(interval)
-    return bool(condition())
-
-
-@dataclass
-class Daemon:
-    name: str
-    ns: Namespace
-    home: Path
-    ip: str
-    proc: Any = None
-
-    def start(self) -> None:
-        log = open(self.home.parent / f"{self.name}.log", "ab")  # noqa: SIM115
-        self.proc = self.ns.popen(
-            [sys.executable, "-m", "ztone.cli.daemon", "-U", f"-p{PORT}", str(self.home)],
-            stdout=log,
-            stderr=log,
-        )
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait(5)
+class Daemon(Member):
+    """A ztone daemon of the lab (tests/netns/test_private_network.py's Member)."""
 
     @property
     def address(self) -> str:
         return (self.home / "identity.public").read_text()[:10]
 
-    def cli(self, *args: str) -> tuple[int, str]:
-        r = self.ns.run(
-            [sys.executable, "-m", "ztone.cli.cli", f"-D{self.home}", *args],
-            timeout=60,
-            check=False,
-        )
-        return r.returncode, r.stdout + r.stderr
-
-    def online(self) -> bool:
-        rc, out = self.cli("info")
-        return rc == 0 and out.strip().endswith("ONLINE")
-
     def network(self, nwid: str) -> dict[str, Any] | None:
-        rc, out = self.cli("-j", "listnetworks")
-        if rc != 0:
-            return None
-        try:
-            nets = json.loads(out)
-        except ValueError:
-            return None
-        return next((n for n in nets if n.get("id") == nwid), None)
+        return _network_of(self, nwid)
 
 
 @pytest.fixture
@@ -154,8 +96,8 @@ def lab(tmp_path: Path) -> Iterator[tuple[Lan, dict[str, Daemon]]]:
         nodes = {
             n: Daemon(n, lan.hosts[i], tmp_path / n, str(lan.v4[i].ip)) for i, n in enumerate(names)
         }
-        root_secret, root_public = identity(0)
-        ctrl_secret, _ = identity(1)
+        root_secret, root_public = _identity(0)
+        ctrl_secret, _ = _identity(1)
         planet = tmp_path / "planet"
         spec = f"{root_public}@{nodes['root'].ip}/{PORT}"
         assert idtool.main(["genplanet", "--out", str(planet), "--id", "0x5a5a", spec]) == 0
