@@ -181,6 +181,39 @@ def _draw(port: NodePort) -> int:
     return int.from_bytes(port.random(4), "big")
 
 
+def _answer_gather(
+    port: NodePort,
+    now: int,
+    path: Path,
+    peer: Peer,
+    packet: bytearray,
+    verb: Verb,
+    nwid: int,
+    group: MulticastGroup,
+    limit: int,
+    include_me: bool,
+    flags: bytes,
+) -> None:
+    """Up to ``limit`` known members of ``group`` for ``peer``, in an OK to ``verb``:
+    in-re header, network id, group, ``flags`` (OK(MULTICAST_FRAME) only), then the
+    gather results (A.5.12.4). Nothing is sent when we know no member."""
+    total, picked = port.multicaster.gather(
+        now, nwid, group, int(peer.address), limit, include_me, lambda n: _draw(port) % n
+    )
+    if picked:
+        port.send_reply(
+            now,
+            peer,
+            path,
+            Verb.OK,
+            in_re_payload(verb, int.from_bytes(packet[0:8], "big"))
+            + nwid.to_bytes(8, "big")
+            + group.serialize()
+            + flags
+            + serialize_gather_results(total, picked),
+        )
+
+
 def do_multicast_gather(
     port: NodePort, now: int, path: Path, peer: Peer, packet: bytearray
 ) -> Outcome:
@@ -197,26 +230,19 @@ def do_multicast_gather(
         allowed = allowed or port.controller.recently_authorized(g.nwid, address, now)
     if g.limit > 0 and allowed:
         include_me = net is not None and net.subscribed_or_bridged(g.group)
-        total, picked = port.multicaster.gather(
+        _answer_gather(
+            port,
             now,
+            path,
+            peer,
+            packet,
+            Verb.MULTICAST_GATHER,
             g.nwid,
             g.group,
-            address,
             g.limit,
             include_me,
-            lambda n: _draw(port) % n,
+            b"",
         )
-        if picked:
-            port.send_reply(
-                now,
-                peer,
-                path,
-                Verb.OK,
-                in_re_payload(Verb.MULTICAST_GATHER, int.from_bytes(packet[0:8], "big"))
-                + g.nwid.to_bytes(8, "big")
-                + g.group.serialize()
-                + serialize_gather_results(total, picked),
-            )
     port.received(now, path, peer, _hops(packet), Verb.MULTICAST_GATHER, trust=allowed)
     return Outcome.DONE
 
@@ -303,27 +329,20 @@ def do_multicast_frame(
         ):
             port.emit(DeliverFrame(net.nwid, source, mf.group.mac, mf.ethertype, mf.payload))
     if mf.gather_limit:
-        total, picked = port.multicaster.gather(
+        # OK(MULTICAST_FRAME) flags 0x02: gather results follow.
+        _answer_gather(
+            port,
             now,
+            path,
+            peer,
+            packet,
+            Verb.MULTICAST_FRAME,
             mf.nwid,
             mf.group,
-            address,
             mf.gather_limit,
             net.subscribed_or_bridged(mf.group),
-            lambda n: _draw(port) % n,
+            b"\x02",
         )
-        if picked:
-            port.send_reply(
-                now,
-                peer,
-                path,
-                Verb.OK,
-                in_re_payload(Verb.MULTICAST_FRAME, int.from_bytes(packet[0:8], "big"))
-                + mf.nwid.to_bytes(8, "big")
-                + mf.group.serialize()
-                + b"\x02"
-                + serialize_gather_results(total, picked),
-            )
     port.received(now, path, peer, hops, Verb.MULTICAST_FRAME, trust=True)
     return Outcome.DONE
 
