@@ -1,0 +1,375 @@
+"""Where a ztone daemon's memory goes: ``sudo python3 bench/memory.py [--runs N]``.
+
+Prints three things (numbers only; asserts nothing):
+
+1. **Per package**, each imported alone in a fresh interpreter: the RSS it adds
+   (``VmRSS`` after minus before), what ``tracemalloc`` saw allocated by the import
+   (current and peak), the modules it brought in, and its cumulative import time from
+   ``python -X importtime``. Then the same packages imported one after the other in
+   the daemon's order, each line the RSS it adds on top of the lines above (shared
+   dependencies count once, where the daemon first meets them).
+2. **Real daemons, idle**, in network namespaces on one bridge (198.18.0.0/24, no
+   default route; a private planet): a ztone root, a ztone controller, member ``a``
+   (root, with a TAP port for the network it joined) and member ``c`` (the same, but
+   without ``CAP_NET_ADMIN``: it joins the network with no port, as a ``-U`` daemon in
+   a container would). After the network is up on both members and a few seconds of
+   quiet, each daemon's ``VmRSS`` and ``VmHWM``; ``--runs`` times, with min/median/max.
+3. **What the steady state has imported**: every daemon runs ``ztone.cli.daemon``'s
+   ``main`` under a few lines of driver (:data:`DRIVER`) whose only addition is a
+   ``SIGWINCH`` handler that writes ``sys.modules`` to a file; the bench sends the
+   signal once the network is up and prints, per member, the module count and the
+   top-level packages.
+
+``--no-lab`` prints only part 1 (no root needed). ``ZTONE_BENCH_PYTHONPATH`` runs
+everything from another source tree (before/after comparisons). Needs root, ``ip``
+and ``setpriv`` for parts 2 and 3; packets go only between the namespaces it makes,
+which are torn down at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' namespace helpers
+
+from netns.netns import Namespace, bridge_namespaces  # noqa: E402
+
+PORT = 9993
+IDENTITIES = ROOT / "tests" / "vectors" / "identities.json"
+
+PACKAGES = [
+    "asyncio",
+    "ssl",
+    "concurrent.futures",
+    "h11",
+    "cryptography.hazmat.primitives.ciphers.aead",
+    "cryptography.hazmat.primitives.asymmetric.x25519",
+    "lz4.block",
+    "pydantic",
+    "sqlite3",
+    "pyroute2",
+    "ztone.node.node",
+    "ztone.service.config",
+    "ztone.controller.objects",
+    "ztone.controller.store",
+    "ztone.service.api.http",
+    "ztone.osdep.linux",
+    "ztone.service.runner",
+    "ztone.cli.daemon",
+]
+"""Part 1's packages; the order is the order of the cumulative listing."""
+
+MEASURE_ONE = r"""
+import importlib, sys, time
+def rss():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+name, mode = sys.argv[1], sys.argv[2]
+if mode == 'trace':
+    import tracemalloc
+    tracemalloc.start()
+    importlib.import_module(name)
+    current, peak = tracemalloc.get_traced_memory()
+    print(current, peak)
+else:
+    before, n = rss(), len(sys.modules)
+    importlib.import_module(name)
+    print(rss() - before, len(sys.modules) - n)
+"""
+
+MEASURE_CHAIN = r"""
+import gc, importlib, sys
+def rss():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+print('python', rss(), len(sys.modules))
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+    gc.collect()
+    print(name, rss(), len(sys.modules))
+"""
+
+DRIVER = r"""
+import signal, sys
+def dump(signum, frame):
+    with open(sys.argv[1], 'w') as f:
+        f.write('\n'.join(sorted(sys.modules)))
+signal.signal(signal.SIGWINCH, dump)
+from ztone.cli.daemon import main
+sys.exit(main(sys.argv[2:]))
+"""
+"""The daemon's ``main`` plus a SIGWINCH handler (a signal the daemon leaves alone)
+that writes the names in ``sys.modules`` to the file named by the first argument."""
+
+
+def python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    src = os.environ.get("ZTONE_BENCH_PYTHONPATH") or str(ROOT / "src")
+    env["PYTHONPATH"] = src
+    return env
+
+
+def importtime_us(name: str, stderr: str) -> int | None:
+    """The cumulative microseconds ``-X importtime`` gives the top-level import of ``name``."""
+    for line in stderr.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", line)
+        if m and m.group(2) == name:
+            return int(m.group(1))
+    return None
+
+
+def per_package() -> None:
+    env = python_env()
+    print("1. each package imported alone in a fresh python3 (RSS and tracemalloc in MB)")
+    print(f"{'package':50s} {'+RSS':>6s} {'traced':>7s} {'peak':>6s} {'mods':>5s} {'ms':>6s}")
+    for name in PACKAGES:
+        r = subprocess.run([sys.executable, "-X", "importtime", "-c", MEASURE_ONE, name, "rss"],
+                           check=False, capture_output=True, text=True, env=env,
+                           timeout=120)  # fmt: skip
+        if r.returncode != 0:
+            print(f"{name:50s} not importable: {r.stderr.strip().splitlines()[-1:]}")
+            continue
+        added_kb, mods = (int(x) for x in r.stdout.split())
+        us = importtime_us(name, r.stderr)
+        t = subprocess.run([sys.executable, "-c", MEASURE_ONE, name, "trace"],
+                           check=False, capture_output=True, text=True, env=env,
+                           timeout=120)  # fmt: skip
+        current, peak = (int(x) for x in t.stdout.split())
+        ms = f"{us / 1000:6.0f}" if us is not None else "     ?"
+        print(f"{name:50s} {added_kb / 1024:6.1f} {current / 2**20:7.1f} "
+              f"{peak / 2**20:6.1f} {mods:5d} {ms}")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", MEASURE_CHAIN, *PACKAGES],
+                       check=False, capture_output=True, text=True, env=env,
+                           timeout=120)  # fmt: skip
+    print("\n   the same, one after the other (RSS each adds to the ones above, MB)")
+    prev_kb, prev_mods = 0, 0
+    for line in r.stdout.splitlines():
+        name, kb_text, mods_text = line.split()
+        kb, mods = int(kb_text), int(mods_text)
+        added = f"+{(kb - prev_kb) / 1024:5.1f}" if prev_kb else ""
+        print(f"   {name:50s} {kb / 1024:6.1f} {added:>7s}  modules {mods} (+{mods - prev_mods})")
+        prev_kb, prev_mods = kb, mods
+
+
+# --- parts 2 and 3: daemons in namespaces ----------------------------------------
+
+
+def _identity(i: int) -> str:
+    return str(json.loads(IDENTITIES.read_text())["identities"][i]["secret"])
+
+
+def _public(i: int) -> str:
+    return str(json.loads(IDENTITIES.read_text())["identities"][i]["public"])
+
+
+def wait_until(condition: Any, timeout: float, interval: float = 0.5) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
+
+
+class Daemon:
+    """One daemon under :data:`DRIVER` in namespace ``ns``; ``no_net_admin`` drops
+    ``CAP_NET_ADMIN`` from its bounding set (so it cannot make a TAP)."""
+
+    def __init__(self, name: str, ns: Namespace, home: Path, no_net_admin: bool = False) -> None:
+        self.name, self.ns, self.home = name, ns, home
+        self.dump_file = home.parent / f"{name}.modules"
+        log = open(home.parent / f"{name}.log", "ab")  # noqa: SIM115
+        env = python_env()
+        env["ZTONE_LOG_LEVEL"] = "WARNING"
+        prefix = ["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin"]
+        cmd = [sys.executable, "-c", DRIVER, str(self.dump_file), "-U", f"-p{PORT}", str(home)]
+        self.proc = ns.popen([*(prefix if no_net_admin else []), *cmd],
+                             stdout=log, stderr=log, env=env)  # fmt: skip
+
+    def pid(self) -> int:
+        return int((self.home / "zerotier-one.pid").read_text())
+
+    def memory(self) -> tuple[int, int]:
+        """(VmRSS, VmHWM) in KiB."""
+        text = Path(f"/proc/{self.pid()}/status").read_text()
+        rss = int(re.search(r"VmRSS:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+        hwm = int(re.search(r"VmHWM:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+        return rss, hwm
+
+    def modules(self) -> list[str]:
+        self.dump_file.unlink(missing_ok=True)
+        os.kill(self.pid(), signal.SIGWINCH)
+        wait_until(self.dump_file.exists, 10, 0.1)
+        time.sleep(0.2)  # written in one call; let it finish
+        return self.dump_file.read_text().split("\n")
+
+    def api(self, method: str, path: str, body: object | None = None) -> Any:
+        script = (
+            "import sys,urllib.request\n"
+            "req = urllib.request.Request('http://127.0.0.1:%s%s' % (sys.argv[4], sys.argv[2]),\n"
+            "    data=sys.argv[3].encode() or None, method=sys.argv[1],\n"
+            "    headers={'X-ZT1-Auth': sys.argv[5]})\n"
+            "print(urllib.request.urlopen(req, timeout=20).read().decode())\n"
+        )
+        try:
+            token = (self.home / "authtoken.secret").read_text().strip()
+        except OSError:
+            return None  # not written yet
+        r = self.ns.run([sys.executable, "-c", script, method, path,
+                         json.dumps(body) if body is not None else "", str(PORT), token],
+                        timeout=60, check=False)  # fmt: skip
+        return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else None
+
+    def online(self) -> bool:
+        status = self.api("GET", "/status")
+        return bool(status and status.get("online"))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+NAMES = ["root", "ctrl", "a", "c"]
+
+
+Memory = dict[str, tuple[int, int]]
+
+
+def one_lab(settle: float) -> tuple[Memory, dict[str, list[str]], dict[str, str]]:
+    """One lab: (VmRSS, VmHWM) per daemon, the members' modules, the members' port status."""
+    with tempfile.TemporaryDirectory() as tmp, bridge_namespaces(4, "198.18.0.0/24",
+                                                                 None) as lan:  # fmt: skip
+        work = Path(tmp)
+        homes = {n: work / n for n in NAMES}
+        planet = work / "planet"
+        subprocess.run([sys.executable, "-m", "ztone.cli.idtool", "genplanet", "--out", str(planet),
+                        "--id", "0x5a5a", f"{_public(0)}@{lan.v4[0].ip}/{PORT}"],
+                       check=True, env=python_env(), capture_output=True)  # fmt: skip
+        for i, h in enumerate(homes.values()):
+            h.mkdir()
+            shutil.copy(planet, h / "planet")
+            (h / "local.conf").write_text(json.dumps({"settings": {"allowSecondaryPort": False}}))
+            (h / "identity.secret").write_text(_identity(i))
+        daemons = {n: Daemon(n, lan.hosts[i], homes[n], no_net_admin=(n == "c"))
+                   for i, n in enumerate(NAMES)}  # fmt: skip
+        try:
+            for d in daemons.values():
+                if not wait_until(d.online, 90):
+                    raise RuntimeError(f"{d.name} did not come online; see {d.home.parent}")
+            ctrl = daemons["ctrl"]
+            ctrl_addr = _public(1)[:10]
+            net = ctrl.api("POST", f"/controller/network/{ctrl_addr}______", {
+                "name": "memory", "private": True, "v4AssignMode": {"zt": True},
+                "ipAssignmentPools": [{"ipRangeStart": "198.19.0.10",
+                                       "ipRangeEnd": "198.19.0.250"}],
+                "routes": [{"target": "198.19.0.0/24", "via": None}],
+            })  # fmt: skip
+            nwid = net["id"]
+            for i, n in ((2, "a"), (3, "c")):
+                daemons[n].api("POST", f"/network/{nwid}", {})
+                addr = _public(i)[:10]
+                wait_until(lambda a=addr: ctrl.api("GET", f"/controller/network/{nwid}/member/{a}")
+                           is not None, 30)  # fmt: skip
+                ctrl.api("POST", f"/controller/network/{nwid}/member/{addr}", {"authorized": True})
+
+            def network(n: str) -> dict[str, Any] | None:
+                nets = daemons[n].api("GET", "/network") or []
+                # c has no port: zerotier-one's PORT_ERROR, with its config all the same
+                return next((x for x in nets if x["id"] == nwid
+                             and x["status"] in ("OK", "PORT_ERROR") and x["netconfRevision"]),
+                            None)  # fmt: skip
+
+            if not wait_until(lambda: network("a") and network("c"), 60):
+                seen = {n: daemons[n].api("GET", "/network") for n in ("a", "c")}
+                raise RuntimeError(f"the members did not get their config: {seen}")
+            ports = {}
+            for n in ("a", "c"):
+                got = network(n) or {}
+                ports[n] = f"port {got.get('portDeviceName') or '-'} error {got.get('portError')}"
+            time.sleep(settle)
+            memory = {n: d.memory() for n, d in daemons.items()}
+            modules = {n: daemons[n].modules() for n in ("a", "c")}
+            return memory, modules, ports
+        finally:
+            for d in daemons.values():
+                d.stop()
+
+
+def lab(runs: int, settle: float) -> int:
+    for tool in ("ip", "setpriv"):
+        if shutil.which(tool) is None:
+            print(f"parts 2 and 3 skipped: {tool} is required")
+            return 2
+    if os.geteuid() != 0:
+        print("parts 2 and 3 skipped: run as root (network namespaces)")
+        return 2
+    results = []
+    for i in range(runs):
+        memory, modules, ports = one_lab(settle)
+        results.append(memory)
+        print(f"   run {i + 1}: " + ", ".join(
+            f"{n} {memory[n][0] / 1024:.1f}/{memory[n][1] / 1024:.1f}" for n in NAMES))  # fmt: skip
+    print("\n2. idle daemons, one network joined (MB; VmRSS then VmHWM; min / median / max)")
+    for n, what in (("root", "root (no network)"), ("ctrl", "controller (no network joined)"),
+                    ("a", f"member a, TAP ({ports['a']})"),
+                    ("c", f"member c, no CAP_NET_ADMIN ({ports['c']})")):  # fmt: skip
+        rss = [r[n][0] / 1024 for r in results]
+        hwm = [r[n][1] / 1024 for r in results]
+        print(f"   {what:55s} RSS {min(rss):5.1f} / {statistics.median(rss):5.1f} / "
+              f"{max(rss):5.1f}   HWM {min(hwm):5.1f} / {statistics.median(hwm):5.1f} / "
+              f"{max(hwm):5.1f}")  # fmt: skip
+    print("\n3. what the idle members have imported (last run)")
+    for n in ("a", "c"):
+        mods = modules[n]
+        top = Counter(m.split(".")[0] for m in mods)
+        listed = ", ".join(f"{k} {v}" for k, v in sorted(top.items(), key=lambda x: (-x[1], x[0]))
+                           if v > 1 or k in WATCHED)  # fmt: skip
+        print(f"   {n}: {len(mods)} modules; {listed}")
+        print(f"      of note: {', '.join(k for k in WATCHED if k in top) or 'none'}")
+    return 0
+
+
+WATCHED = ("pydantic", "pyroute2", "cryptography", "ssl", "sqlite3", "h11", "lz4", "asyncio")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="labs to measure (default 3)")
+    parser.add_argument("--settle", type=float, default=5.0,
+                        help="seconds of quiet before measuring (default 5)")  # fmt: skip
+    parser.add_argument("--no-lab", action="store_true", help="only the per-package figures")
+    parser.add_argument("--no-packages", action="store_true", help="only the daemons")
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, ztone from {python_env()['PYTHONPATH']}")
+    if not args.no_packages:
+        per_package()
+    if args.no_lab:
+        return 0
+    print()
+    return lab(args.runs, args.settle)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
