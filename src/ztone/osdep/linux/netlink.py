@@ -27,17 +27,13 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any, TypeVar
-
-from pyroute2 import (  # type: ignore[import-untyped, import-not-found, unused-ignore]
-    IPRoute,
-    NetlinkError,
-)
 
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.network_config import Route
@@ -100,6 +96,10 @@ class Netlink:
 
     def _run(self, fn: Callable[[Any], T]) -> T:
         if self._ipr is None:
+            # pyroute2 loads ~200 modules (+7-10 MB RSS): only a daemon that has a port
+            # pays for it, on its first netlink request.
+            from pyroute2 import IPRoute  # noqa: PLC0415
+
             self._ipr = IPRoute()
         return fn(self._ipr)
 
@@ -123,9 +123,17 @@ class Netlink:
         executor.shutdown(wait=False)
 
 
+def _is_netlink_error(e: BaseException) -> bool:
+    """``e`` is pyroute2's ``NetlinkError`` (which only exists once pyroute2 is loaded,
+    and only a netlink request loads it)."""
+    pyroute2 = sys.modules.get("pyroute2")
+    error_type = getattr(pyroute2, "NetlinkError", None)
+    return isinstance(error_type, type) and isinstance(e, error_type)
+
+
 def describe_error(e: BaseException) -> str:
     """A netlink or OS error as a log message (``strerror (errno N)``)."""
-    if isinstance(e, NetlinkError):
+    if _is_netlink_error(e):
         code = int(getattr(e, "code", 0) or 0)
         return f"{os.strerror(code)} (errno {code})" if code else str(e)
     return str(e) or type(e).__name__
@@ -133,7 +141,7 @@ def describe_error(e: BaseException) -> str:
 
 def error_code(e: BaseException) -> int:
     """The errno of a netlink or OS error, 0 if it has none."""
-    if isinstance(e, NetlinkError):
+    if _is_netlink_error(e):
         return int(getattr(e, "code", 0) or 0)
     if isinstance(e, OSError):
         return e.errno or 0

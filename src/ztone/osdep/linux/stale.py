@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,15 @@ def cleanup_stale(netlink: Netlink) -> list[str]:
     def dump(ipr: Any) -> list[Any]:
         return list(ipr.get_links())
 
+    # The names come without netlink (if_nameindex): with no device of the generated
+    # shape there is nothing to look at, and pyroute2 is not loaded at all.
+    try:
+        candidates = [name for _, name in socket.if_nameindex() if is_linux_ztone_name(name)]
+    except OSError as e:
+        log.warning("cleanup: listing interfaces failed: %s", e)
+        candidates = ["?"]  # fall back to the netlink listing
+    if not candidates:
+        return []
     try:
         links = netlink.call(dump)
     except Exception as e:
