@@ -30,8 +30,6 @@ from collections.abc import Callable
 from typing import TextIO
 
 from ztone import PROTOCOL_VERSION, __version__, version_line
-from ztone.cli import cli as cli_main
-from ztone.cli import idtool as idtool_main
 from ztone.cli.homedir import daemon_home
 from ztone.crypto.backend import DEFAULT, PURE, Backend
 from ztone.service.home import HomeError
@@ -69,10 +67,16 @@ def _help(out: TextIO) -> None:
 
 
 def main(argv: list[str]) -> int:
+    # ztone-idtool and ztone-cli (HTTP client, controller migration) are loaded only
+    # for -i and -q: the daemon never needs them resident.
     if argv and argv[0] == "-i":
-        return idtool_main.main(argv[1:])
+        from ztone.cli import idtool  # noqa: PLC0415
+
+        return idtool.main(argv[1:])
     if argv and argv[0] == "-q":
-        return cli_main.main(argv[1:])
+        from ztone.cli import cli  # noqa: PLC0415
+
+        return cli.main(argv[1:])
     port: int | None = None
     home: str | None = None
     skip_root = False
