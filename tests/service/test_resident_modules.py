@@ -1,0 +1,104 @@
+"""What an idle daemon keeps imported (issue 17, memory): what only some daemons use
+stays out until it is used.
+
+A real daemon (``ztone.cli.daemon.main``, ``-U``, loopback, a private planet whose root
+does not answer, one network joined, no ``CAP_NET_ADMIN`` so its port cannot be made
+and it stays without one) runs in a child process under a few lines of driver whose
+only addition is a ``SIGWINCH`` handler writing ``sys.modules`` to a file. Once it is
+up, the test asks for that list and checks it against :data:`LAZY`: modules whose
+loading at start-up would cost memory that every daemon then keeps (see
+``bench/memory.py`` for the figures). It checks names, not memory figures; modules not
+named here may come and go freely.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from daemon_harness import free_port, make_home, make_planet, vector_identity, wait_until
+
+NWID = "8056c2e21c000001"
+
+LAZY = {
+    "pyroute2": "netlink library of the Linux TAP backend: loaded by the first port",
+    "ztone.cli.cli": "ztone-cli (and http.client): loaded only for `ztone -q`",
+    "ztone.cli.idtool": "ztone-idtool: loaded only for `ztone -i`",
+}
+
+# ZTONE_TEST_SRC: run the daemon from another tree (to see this test fail on an older one).
+SRC = os.environ.get("ZTONE_TEST_SRC") or str(Path(__file__).resolve().parents[2] / "src")
+
+DRIVER = r"""
+import signal, sys
+def dump(signum, frame):
+    with open(sys.argv[1] + '.tmp', 'w') as f:
+        f.write('\n'.join(sorted(sys.modules)))
+    import os
+    os.replace(sys.argv[1] + '.tmp', sys.argv[1])
+signal.signal(signal.SIGWINCH, dump)
+from ztone.cli.daemon import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def resident_modules(tmp_path: Path, env: dict[str, str] | None = None) -> set[str]:
+    """Start a daemon with one network joined, let it settle, return its sys.modules."""
+    root_port, port = free_port(), free_port()
+    _, root_public = vector_identity(0)
+    secret, _ = vector_identity(2)
+    home = make_home(tmp_path / "home", make_planet(tmp_path, root_public, root_port), secret)
+    (home / "networks.d").mkdir()
+    (home / "networks.d" / f"{NWID}.conf").write_bytes(b"")
+    out = tmp_path / "modules.txt"
+    full_env = {**os.environ, "PYTHONPATH": SRC, "ZTONE_LOG_LEVEL": "INFO", **(env or {})}
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        # As root the port would be made (a TAP in this namespace, pyroute2 with it).
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("as root this needs setpriv (util-linux) to drop CAP_NET_ADMIN")
+        prefix = [setpriv, "--bounding-set=-net_admin", "--inh-caps=-net_admin"]
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as log_file:
+        proc = subprocess.Popen(
+            [*prefix, sys.executable, "-c", DRIVER, str(out), "-U", f"-p{port}", str(home)],
+            stdout=log_file, stderr=subprocess.STDOUT, env=full_env,
+        )  # fmt: skip
+        try:
+            up = wait_until(
+                lambda: (home / "zerotier-one.port").exists() or proc.poll() is not None, 60
+            )
+            assert up and proc.poll() is None, log.read_text()
+            # Let it run its first housekeeping and send the join's config request.
+            wait_until(lambda: proc.poll() is not None, 2.0)
+            proc.send_signal(signal.SIGWINCH)
+            assert wait_until(out.exists, 20), log.read_text()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+    return set(out.read_text().split("\n"))
+
+
+def test_an_idle_daemon_holds_only_what_it_uses(tmp_path: Path) -> None:
+    modules = resident_modules(tmp_path)
+    # The list is the running daemon's: its service and the joined network are there.
+    assert {"ztone.service.runner", "ztone.node.vl2.controller_link", "asyncio"} <= modules
+    if sys.platform.startswith("linux") and not os.environ.get("ZTONE_TAP_BACKEND"):
+        # The Linux backend (whose ports need pyroute2) was chosen; there is no port yet.
+        assert "ztone.osdep.linux.netlink" in modules
+    loaded = {
+        name: why
+        for name, why in LAZY.items()
+        if name in modules or any(m.startswith(name + ".") for m in modules)
+    }
+    assert not loaded, f"loaded at start-up although an idle daemon never uses them: {loaded}"
