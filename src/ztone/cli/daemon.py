@@ -19,13 +19,26 @@ used when it was built).
 
 from __future__ import annotations
 
+import sys
+
+if "asyncio" not in sys.modules:
+    # asyncio imports ssl for TLS transports, which the daemon never uses: the ssl
+    # module and the system's libssl/libcrypto would stay resident (+4.7 MB RSS). With
+    # ssl hidden while asyncio loads, asyncio records "no TLS" (its own fallback when
+    # Python lacks ssl); ssl is importable again at once for anything that asks for it
+    # later (pyroute2 does, so a daemon with a Linux port loads it then).
+    sys.modules["ssl"] = None  # type: ignore[assignment]
+    try:
+        import asyncio
+    finally:
+        del sys.modules["ssl"]
+
 import asyncio
 import contextlib
 import functools
 import logging
 import os
 import select
-import sys
 from collections.abc import Callable
 from typing import TextIO
 
