@@ -120,6 +120,10 @@ sys.exit(main(sys.argv[2:]))
 that writes the names in ``sys.modules`` to the file named by the first argument."""
 
 
+DAEMON_ENV: dict[str, str] = {}
+"""``--daemon-env K=V``: added to the daemons' environment (e.g. ``MALLOC_ARENA_MAX``)."""
+
+
 def python_env() -> dict[str, str]:
     env = dict(os.environ)
     src = os.environ.get("ZTONE_BENCH_PYTHONPATH") or str(ROOT / "src")
@@ -127,18 +131,25 @@ def python_env() -> dict[str, str]:
     return env
 
 
-def importtime_us(name: str, stderr: str) -> int | None:
-    """The cumulative microseconds ``-X importtime`` gives the top-level import of ``name``."""
+def importtime_us(stderr: str) -> int:
+    """Microseconds ``-X importtime`` gives the imports at the top level of the
+    measuring script (the package, and whatever it loaded outside its own import)."""
+    total = 0
     for line in stderr.splitlines():
-        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", line)
-        if m and m.group(2) == name:
-            return int(m.group(1))
-    return None
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\S+)$", line)
+        if m and m.group(2) not in ("importlib", "time"):
+            total += int(m.group(1))
+    return total
 
 
 def per_package() -> None:
     env = python_env()
-    print("1. each package imported alone in a fresh python3 (RSS and tracemalloc in MB)")
+    print("1. each package imported alone in a fresh python3 (RSS and tracemalloc in MB;")
+    print("   ms: -X importtime, less the interpreter's own start-up imports)")
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", MEASURE_ONE, "sys", "rss"],
+                       check=False, capture_output=True, text=True, env=env,
+                       timeout=120)  # fmt: skip
+    startup_us = importtime_us(r.stderr)
     print(f"{'package':50s} {'+RSS':>6s} {'traced':>7s} {'peak':>6s} {'mods':>5s} {'ms':>6s}")
     for name in PACKAGES:
         r = subprocess.run([sys.executable, "-X", "importtime", "-c", MEASURE_ONE, name, "rss"],
@@ -148,12 +159,12 @@ def per_package() -> None:
             print(f"{name:50s} not importable: {r.stderr.strip().splitlines()[-1:]}")
             continue
         added_kb, mods = (int(x) for x in r.stdout.split())
-        us = importtime_us(name, r.stderr)
+        us = importtime_us(r.stderr) - startup_us
         t = subprocess.run([sys.executable, "-c", MEASURE_ONE, name, "trace"],
                            check=False, capture_output=True, text=True, env=env,
                            timeout=120)  # fmt: skip
         current, peak = (int(x) for x in t.stdout.split())
-        ms = f"{us / 1000:6.0f}" if us is not None else "     ?"
+        ms = f"{us / 1000:6.0f}"
         print(f"{name:50s} {added_kb / 1024:6.1f} {current / 2**20:7.1f} "
               f"{peak / 2**20:6.1f} {mods:5d} {ms}")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", MEASURE_CHAIN, *PACKAGES],
@@ -199,6 +210,7 @@ class Daemon:
         log = open(home.parent / f"{name}.log", "ab")  # noqa: SIM115
         env = python_env()
         env["ZTONE_LOG_LEVEL"] = "WARNING"
+        env.update(DAEMON_ENV)
         prefix = ["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin"]
         cmd = [sys.executable, "-c", DRIVER, str(self.dump_file), "-U", f"-p{PORT}", str(home)]
         self.proc = ns.popen([*(prefix if no_net_admin else []), *cmd],
@@ -361,8 +373,14 @@ def main() -> int:
                         help="seconds of quiet before measuring (default 5)")  # fmt: skip
     parser.add_argument("--no-lab", action="store_true", help="only the per-package figures")
     parser.add_argument("--no-packages", action="store_true", help="only the daemons")
+    parser.add_argument("--daemon-env", action="append", default=[], metavar="K=V",
+                        help="add K=V to the daemons' environment (repeatable)")  # fmt: skip
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, ztone from {python_env()['PYTHONPATH']}")
+    for item in args.daemon_env:
+        key, _, value = item.partition("=")
+        DAEMON_ENV[key] = value
+    print(f"python {sys.version.split()[0]}, ztone from {python_env()['PYTHONPATH']}"
+          + (f", daemons with {DAEMON_ENV}" if DAEMON_ENV else ""))  # fmt: skip
     if not args.no_packages:
         per_package()
     if args.no_lab:

@@ -29,6 +29,7 @@ LAZY = {
     "pyroute2": "netlink library of the Linux TAP backend: loaded by the first port",
     "ztone.cli.cli": "ztone-cli (and http.client): loaded only for `ztone -q`",
     "ztone.cli.idtool": "ztone-idtool: loaded only for `ztone -i`",
+    "ssl": "asyncio's TLS, which the daemon never uses (pyroute2 loads it with a port)",
 }
 
 # ZTONE_TEST_SRC: run the daemon from another tree (to see this test fail on an older one).
