@@ -180,6 +180,66 @@ def per_package() -> None:
         prev_kb, prev_mods = kb, mods
 
 
+PORT_TIMING = r"""
+import ipaddress, json, time
+def rss():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+out = {}
+t = time.perf_counter()
+def lap(name):
+    global t
+    now = time.perf_counter()
+    out[name] = round((now - t) * 1000, 1)
+    t = now
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.osdep.managed import managed_route
+before = rss()
+start = t = time.perf_counter()
+from ztone.osdep.linux.tap import LinuxTapFactory
+lap('import the backend')
+factory = LinuxTapFactory()
+factory.cleanup_stale()
+lap('stale cleanup')
+tap = factory.create(0x8056C2E21C000001, 0x0289E9300C27, 2800, 'x')
+lap('create + alias')
+tap.link.add_ip(InetAddress.parse('198.19.0.10/24'))
+tap.link.add_ip(InetAddress.parse('fd00:19::10/64'))
+lap('2 addresses')
+tap.link.add_route(managed_route(ipaddress.ip_network('198.19.1.0/24'),
+                                 ipaddress.ip_address('198.19.0.1')))
+lap('1 route')
+tap.link.ips()
+lap('address listing')
+out['join, total'] = round((time.perf_counter() - start) * 1000, 1)
+out['RSS added MB'] = round((rss() - before) / 1024, 1)
+t = time.perf_counter()
+tap.close()
+factory.close()
+lap('leave (close)')
+print(json.dumps(out))
+"""
+"""A port's link configuration, timed step by step in a fresh process (part 4)."""
+
+
+def port_timing(runs: int) -> None:
+    """Part 4: what a join costs in link configuration (first port of the process)."""
+    print("\n4. link configuration of a first port, in a fresh process in a namespace (ms)")
+    results = []
+    for _ in range(runs):
+        with Namespace() as ns:
+            ns.run(["ip", "link", "set", "lo", "up"])
+            r = ns.run(["env", f"PYTHONPATH={python_env()['PYTHONPATH']}", sys.executable,
+                        "-c", PORT_TIMING], timeout=120)  # fmt: skip
+            results.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    for key in results[0]:
+        values = [float(x[key]) for x in results]
+        print(f"   {key:20s} min {min(values):7.1f}  median {statistics.median(values):7.1f}  "
+              f"max {max(values):7.1f}")  # fmt: skip
+
+
 # --- parts 2 and 3: daemons in namespaces ----------------------------------------
 
 
@@ -360,6 +420,7 @@ def lab(runs: int, settle: float) -> int:
                            if v > 1 or k in WATCHED)  # fmt: skip
         print(f"   {n}: {len(mods)} modules; {listed}")
         print(f"      of note: {', '.join(k for k in WATCHED if k in top) or 'none'}")
+    port_timing(runs)
     return 0
 
 

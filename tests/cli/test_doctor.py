@@ -8,9 +8,9 @@ there. The same command under the OmniOS simulation is in tests/illumos_sim.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import io
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -91,7 +91,7 @@ def test_linux_checks(tmp_path: Path) -> None:
 
 def _failing_linux_checks() -> list[str]:
     """The Linux checks this process should fail, found without ztone's helpers:
-    open /dev/net/tun read-write, read CapEff from /proc/self/status, find pyroute2."""
+    open /dev/net/tun read-write, read CapEff from /proc/self/status, find ip."""
     try:
         os.close(os.open("/dev/net/tun", os.O_RDWR))
         tun = True
@@ -103,12 +103,10 @@ def _failing_linux_checks() -> list[str]:
         if line.startswith("CapEff:")
     ]
     net_admin = bool(cap_eff) and bool(cap_eff[0] & (1 << 12))  # CAP_NET_ADMIN is 12
-    pyroute2 = importlib.util.find_spec("pyroute2") is not None
-    return [
-        name
-        for name, ok in (("tun", tun), ("privileges", net_admin), ("pyroute2", pyroute2))
-        if not ok
-    ]
+    ip = shutil.which("ip") is not None or any(
+        os.access(p, os.X_OK) for p in ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip")
+    )
+    return [name for name, ok in (("tun", tun), ("privileges", net_admin), ("ip", ip)) if not ok]
 
 
 def test_linux_checks_of_this_process() -> None:
@@ -133,7 +131,7 @@ def test_doctor_linux(monkeypatch: pytest.MonkeyPatch) -> None:
         assert lines[1:] == [
             "ok   tun: /dev/net/tun opens for reading and writing",
             "ok   privileges: CAP_NET_ADMIN (TAP devices, addresses, routes)",
-            "ok   pyroute2: pyroute2 imports (netlink)",
+            "ok   ip: ip (iproute2) is there (addresses, routes)",
         ]
     else:
         assert [line.split(":")[0] for line in lines[1:-1:2]] == [f"FAIL {n}" for n in failing]

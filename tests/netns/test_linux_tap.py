@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import json
 import os
 import socket
@@ -26,22 +27,20 @@ import pytest
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.vl2_verbs import MulticastGroup
 from ztone.osdep.base import Tap, TapError, TapFactory
-from ztone.osdep.managed import managed_route
-
-from .netns import Namespace
-
-pytest.importorskip("pyroute2", reason="pyroute2 is not installed")
-
-import itertools
-
+from ztone.osdep.linux.netlink import find_ip
 from ztone.osdep.linux.stale import AliasMarker, process_start_time
 from ztone.osdep.linux.tap import LinuxTap, LinuxTapFactory
+from ztone.osdep.managed import managed_route
 from ztone.service.frame_pump import FramePump
+
+from .netns import Namespace
 
 
 def _skip_reason() -> str | None:
     if not os.path.exists("/dev/net/tun"):
         return "/dev/net/tun does not exist"
+    if find_ip() is None:
+        return "the ip command (iproute2) is not installed"
     return None
 
 
@@ -296,6 +295,30 @@ def _tuntap(name: str, alias: str | None) -> None:
         subprocess.run(["ip", "link", "set", name, "alias", alias], check=True, timeout=10)
 
 
+def _scenario_address_refresh() -> dict[str, Any]:
+    """Addresses someone else adds show up once the listing is older than the refresh
+    interval (here 0 s), read by a background thread while the caller gets the old one."""
+    from ztone.osdep.linux import netlink  # noqa: PLC0415
+
+    r: dict[str, Any] = {}
+    factory = LinuxTapFactory()
+    tap = factory.create(NWID, MAC, MTU, "x")
+    tap.link.add_ip(TAP_V4)
+    netlink.IPS_REFRESH_INTERVAL = 0.0
+
+    def v4() -> list[str]:
+        return [str(a) for a in tap.link.ips() if a.ip.version == 4]
+
+    r["first"] = v4()
+    other = "198.18.6.1/24"
+    subprocess.run(["ip", "addr", "add", other, "dev", tap.device_name], check=True, timeout=10)
+    r["at_once"] = v4()  # the listing it had
+    r["seen"] = _wait_for(lambda: other in v4(), 5.0)
+    tap.close()
+    factory.close()
+    return r
+
+
 def _scenario_cleanup(parent_pid: int) -> dict[str, Any]:
     gone = subprocess.Popen(["true"])
     gone.wait(timeout=10)
@@ -403,6 +426,13 @@ def test_naming_collision_and_devicemap(namespace: Namespace) -> None:
     assert r["devicemap"] == "ztmapped0"
     # ztmapped0 exists now: back to the generated names (NAME is still taken).
     assert r["devicemap_taken"] == "ztmjfmfyq6"
+
+
+def test_address_listing_refreshes_in_the_background(namespace: Namespace) -> None:
+    r = namespace.call(_scenario_address_refresh, timeout=60)
+    assert r["first"] == [str(TAP_V4)]
+    assert r["at_once"] == [str(TAP_V4)]
+    assert r["seen"] is True
 
 
 def test_cleanup_stale_only_ztone_leftovers(namespace: Namespace) -> None:

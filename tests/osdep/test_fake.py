@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import itertools
 import sys
@@ -362,12 +361,8 @@ def test_default_factory_per_platform(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(TapError, match="no virtual network backend for darwin"):
         default_tap_factory()
     monkeypatch.setattr(sys, "platform", "linux")
-    if importlib.util.find_spec("pyroute2") is None:
-        with pytest.raises(TapError, match="Linux"):
-            default_tap_factory()
-    else:
-        factory = default_tap_factory()
-        assert type(factory).__name__ == "LinuxTapFactory"
+    factory = default_tap_factory()  # ip (iproute2) is only run when a port needs it
+    assert type(factory).__name__ == "LinuxTapFactory"
 
 
 def test_routes_are_the_configs_route_type() -> None:

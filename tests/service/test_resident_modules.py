@@ -26,10 +26,10 @@ from daemon_harness import free_port, make_home, make_planet, vector_identity, w
 NWID = "8056c2e21c000001"
 
 LAZY = {
-    "pyroute2": "netlink library of the Linux TAP backend: loaded by the first port",
+    "pyroute2": "a netlink library: ports are configured with ip, only ztone-cli dump uses it",
     "ztone.cli.cli": "ztone-cli (and http.client): loaded only for `ztone -q`",
     "ztone.cli.idtool": "ztone-idtool: loaded only for `ztone -i`",
-    "ssl": "asyncio's TLS, which the daemon never uses (pyroute2 loads it with a port)",
+    "ssl": "asyncio's TLS, which the daemon never uses",
 }
 
 # ZTONE_TEST_SRC: run the daemon from another tree (to see this test fail on an older one).
@@ -60,7 +60,7 @@ def resident_modules(tmp_path: Path, env: dict[str, str] | None = None) -> set[s
     full_env = {**os.environ, "PYTHONPATH": SRC, "ZTONE_LOG_LEVEL": "INFO", **(env or {})}
     prefix: list[str] = []
     if os.geteuid() == 0:
-        # As root the port would be made (a TAP in this namespace, pyroute2 with it).
+        # As root the port would be made: a TAP in this (the host's) network namespace.
         setpriv = shutil.which("setpriv")
         if setpriv is None:
             pytest.skip("as root this needs setpriv (util-linux) to drop CAP_NET_ADMIN")
@@ -95,7 +95,7 @@ def test_an_idle_daemon_holds_only_what_it_uses(tmp_path: Path) -> None:
     # The list is the running daemon's: its service and the joined network are there.
     assert {"ztone.service.runner", "ztone.node.vl2.controller_link", "asyncio"} <= modules
     if sys.platform.startswith("linux") and not os.environ.get("ZTONE_TAP_BACKEND"):
-        # The Linux backend (whose ports need pyroute2) was chosen; there is no port yet.
+        # The Linux backend was chosen (its port could not be made).
         assert "ztone.osdep.linux.netlink" in modules
     loaded = {
         name: why

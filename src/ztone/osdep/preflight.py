@@ -6,8 +6,8 @@ and the :class:`~ztone.osdep.base.Problem` list, each with its fix.
 
 * illumos: :func:`ztone.osdep.illumos.run_preflight` (administration commands,
   dlmgmtd and ipmgmtd online, privileges, libdlpi, dladm answering, link names free);
-* Linux: :func:`linux_preflight` (``/dev/net/tun`` opens, ``CAP_NET_ADMIN``, pyroute2
-  importable).
+* Linux: :func:`linux_preflight` (``/dev/net/tun`` opens, ``CAP_NET_ADMIN``, iproute2's
+  ``ip`` there).
 
 The checks look at the process that runs them: run ``ztone-cli doctor`` as the user
 (and with the environment) the daemon runs with.
@@ -15,7 +15,6 @@ The checks look at the process that runs them: run ``ztone-cli doctor`` as the u
 
 from __future__ import annotations
 
-import importlib
 import os
 import stat
 import sys
@@ -31,7 +30,7 @@ CHECKS: dict[str, tuple[tuple[str, str], ...]] = {
     LINUX: (
         ("tun", f"{TUN_PATH} opens for reading and writing"),
         ("privileges", "CAP_NET_ADMIN (TAP devices, addresses, routes)"),
-        ("pyroute2", "pyroute2 imports (netlink)"),
+        ("ip", "ip (iproute2) is there (addresses, routes)"),
     ),
     ILLUMOS: (
         ("commands", "dladm, ifconfig, route, svcs and ppriv are there"),
@@ -128,14 +127,14 @@ def linux_preflight(
             )
         )
 
-    try:
-        importlib.import_module("pyroute2")
-    except ImportError as e:
+    from ztone.osdep.linux.netlink import find_ip  # noqa: PLC0415 (Linux only)
+
+    if find_ip() is None:
         problems.append(
             Problem(
-                "pyroute2",
-                f"pyroute2 is not importable: {e}",
-                "python3 -m pip install 'pyroute2>=0.7' into ztone's environment",
+                "ip",
+                "the ip command (iproute2) is neither on PATH nor in /usr/sbin or /sbin",
+                "install iproute2 (apt-get install iproute2, dnf install iproute)",
             )
         )
     return problems

@@ -14,8 +14,6 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.importorskip("pyroute2", reason="pyroute2 is not installed")
-
 from ztone.osdep.base import FrameDevice, FrameDeviceError, LinkConfig
 from ztone.osdep.linux.gro import VNET_HDR_LEN, VNET_NONE
 from ztone.osdep.linux.netlink import LinuxLink

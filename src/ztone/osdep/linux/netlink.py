@@ -1,4 +1,4 @@
-"""Linux link configuration through netlink (pyroute2) and the ioctls of :mod:`.tun`.
+"""Linux link configuration through iproute2's ``ip`` and the ioctls of :mod:`.tun`.
 
 :class:`LinuxLink` is the :class:`~ztone.osdep.base.LinkConfig` of one TAP device:
 MTU (``SIOCSIFMTU``, as upstream), addresses, routes, the interface alias and the
@@ -9,31 +9,35 @@ static, scope universe, the tap as output interface; a default target is split i
 two halves (``0.0.0.0/1`` + ``128.0.0.0/1``, ``::/1`` + ``8000::/1``); gateway
 routes get metric 5000 unless the route carries its own metric.
 
-Why a worker thread and not pyroute2's asyncio API (``AsyncIPRoute``): link changes
-are made while the service carries out the core's actions, synchronously, because
-the port's error goes back to the core before its next call and a network's
-addresses must be in place before the frames that follow its config. An awaitable
-netlink call would turn every change into a task finishing at some later loop pass
-(reordering them against frames and the port error), and pyroute2 0.9's synchronous
-``IPRoute`` refuses to run inside a running event loop. So every request runs on one
-worker thread per factory (:class:`Netlink`), the caller waiting for it (a few
-milliseconds; bounded by a timeout). The thread lives only here.
+Why ``ip`` commands and not a netlink library in the daemon: pyroute2, the library
+this used, loads ~200 modules on import (+10 MB RSS, as much as the rest of the
+service) for the few requests a port makes: a handful when a network's config
+changes, and one address listing every 10 s. Each request here is one short-lived
+``ip`` process (iproute2, present wherever Linux networking is administered; the
+illumos backend drives dladm/ifconfig/route the same way), a few milliseconds, with
+JSON output (``ip -j``) for what is read back.
+
+Requests stay synchronous, as they were on the former netlink worker thread: link
+changes are made while the service carries out the core's actions, because the
+port's error goes back to the core before its next call and a network's addresses
+must be in place before the frames that follow its config. The command inherits the
+network namespace of the thread that runs it (tests run ports in namespaces). Each
+is bounded by a timeout.
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import logging
 import os
+import shutil
 import socket
-import sys
+import subprocess
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeoutError
-from typing import Any, TypeVar
+from typing import Any
 
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.network_config import Route
@@ -50,99 +54,101 @@ from ztone.osdep.multicast import port_groups
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-# <linux/rtnetlink.h>
-RT_TABLE_MAIN = 254
-RTPROT_STATIC = 4
-RT_SCOPE_UNIVERSE = 0
-RTN_UNICAST = 1
-
 DEV_MCAST = "/proc/net/dev_mcast"
 GATEWAY_ROUTE_METRIC = 5000
 """``ZT_RTE_METRIC``: priority of gateway routes, so they never beat physical ones."""
 IPS_REFRESH_INTERVAL = 10.0
 """Seconds a listing of the device's addresses is reused (upstream: 10 s)."""
 NETLINK_TIMEOUT = 10.0
+IP_FALLBACK_PATHS = ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip")
+"""Where ``ip`` is looked for when it is not on ``PATH`` (a daemon's PATH may lack sbin)."""
+
+_STRERROR = {os.strerror(code): code for code in errno.errorcode}
 
 
-# --- netlink on a worker thread ------------------------------------------------------
+# --- ip commands ---------------------------------------------------------------------
+
+
+class IpCommandError(Exception):
+    """An ``ip`` command failed; ``errno`` is the kernel's answer when ``ip`` printed it
+    (``RTNETLINK answers: File exists``), else 0."""
+
+    def __init__(self, command: list[str], message: str) -> None:
+        super().__init__(message)
+        self.command = command
+        self.errno = _errno_of(message)
+
+
+def _errno_of(message: str) -> int:
+    for line in message.splitlines():
+        text = line.rsplit(": ", 1)[-1].strip().rstrip(".")
+        if text in _STRERROR:
+            return _STRERROR[text]
+    return 0
+
+
+def find_ip() -> str | None:
+    """The ``ip`` executable: on ``PATH``, else in the usual sbin directories."""
+    found = shutil.which("ip")
+    if found:
+        return found
+    return next((p for p in IP_FALLBACK_PATHS if os.access(p, os.X_OK)), None)
 
 
 class Netlink:
-    """One pyroute2 ``IPRoute`` used from one worker thread.
-
-    The thread (and so the netlink socket) is created on first use and belongs to
-    the network namespace of the thread that first calls :meth:`call`.
-    """
+    """Runs ``ip`` commands (iproute2) for the ports of one factory; see the module
+    docstring for why commands and not a library."""
 
     def __init__(self, timeout: float = NETLINK_TIMEOUT) -> None:
         self.timeout = timeout
-        self._executor: ThreadPoolExecutor | None = None
-        self._ipr: Any = None
-        self._lock = threading.Lock()
+        self._ip: str | None = None
 
-    def call(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(ipr)`` on the worker; its exceptions propagate; TapError on timeout."""
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="ztone-netlink")
-            executor = self._executor
-        future = executor.submit(self._run, fn)
+    def run(self, *args: str) -> str:
+        """``ip args...``; its standard output. :class:`IpCommandError` if it failed,
+        :class:`TapError` if ``ip`` is missing or timed out."""
+        if self._ip is None:
+            self._ip = find_ip()
+            if self._ip is None:
+                raise TapError("the ip command (iproute2) is not installed")
+        command = [self._ip, *args]
         try:
-            return future.result(self.timeout)
-        except FutureTimeoutError:
-            raise TapError(f"netlink request timed out after {self.timeout:g} s") from None
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=self.timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise TapError(f"ip {' '.join(args)}: timed out after {self.timeout:g} s") from None
+        except OSError as e:
+            raise TapError(f"cannot run {self._ip}: {e}") from None
+        if done.returncode != 0:
+            raise IpCommandError(command, done.stderr.strip() or f"exit status {done.returncode}")
+        return done.stdout
 
-    def _run(self, fn: Callable[[Any], T]) -> T:
-        if self._ipr is None:
-            # pyroute2 loads ~200 modules (+7-10 MB RSS): only a daemon that has a port
-            # pays for it, on its first netlink request.
-            from pyroute2 import IPRoute  # noqa: PLC0415
-
-            self._ipr = IPRoute()
-        return fn(self._ipr)
+    def json(self, *args: str) -> list[Any]:
+        """``ip -j args...`` parsed (a list; empty when ``ip`` printed nothing)."""
+        text = self.run("-j", *args).strip()
+        try:
+            value = json.loads(text) if text else []
+        except ValueError as e:
+            raise IpCommandError(["ip", "-j", *args], f"unreadable JSON from ip: {e}") from None
+        if not isinstance(value, list):
+            raise IpCommandError(["ip", "-j", *args], "ip printed JSON that is not a list")
+        return value
 
     def close(self) -> None:
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is None:
-            return
-
-        def shut() -> None:
-            if self._ipr is not None:
-                try:
-                    self._ipr.close()
-                finally:
-                    self._ipr = None
-
-        try:
-            executor.submit(shut).result(self.timeout)
-        except Exception as e:
-            log.debug("closing netlink socket: %s", e)
-        executor.shutdown(wait=False)
-
-
-def _is_netlink_error(e: BaseException) -> bool:
-    """``e`` is pyroute2's ``NetlinkError`` (which only exists once pyroute2 is loaded,
-    and only a netlink request loads it)."""
-    pyroute2 = sys.modules.get("pyroute2")
-    error_type = getattr(pyroute2, "NetlinkError", None)
-    return isinstance(error_type, type) and isinstance(e, error_type)
+        """Nothing stays open between commands."""
 
 
 def describe_error(e: BaseException) -> str:
-    """A netlink or OS error as a log message (``strerror (errno N)``)."""
-    if _is_netlink_error(e):
-        code = int(getattr(e, "code", 0) or 0)
-        return f"{os.strerror(code)} (errno {code})" if code else str(e)
+    """An ``ip`` or OS error as a log message (``strerror (errno N)`` when known)."""
+    if isinstance(e, IpCommandError):
+        return f"{os.strerror(e.errno)} (errno {e.errno})" if e.errno else str(e)
     return str(e) or type(e).__name__
 
 
 def error_code(e: BaseException) -> int:
-    """The errno of a netlink or OS error, 0 if it has none."""
-    if _is_netlink_error(e):
-        return int(getattr(e, "code", 0) or 0)
+    """The errno of an ``ip`` or OS error, 0 if it has none."""
+    if isinstance(e, IpCommandError):
+        return e.errno
     if isinstance(e, OSError):
         return e.errno or 0
     return 0
@@ -162,6 +168,8 @@ class LinuxLink:
         self._mtu = mtu
         self._managed_ips: list[InetAddress] = []
         self._ips_cache: tuple[float, list[InetAddress]] | None = None
+        self._ips_generation = 0  # counts our address changes
+        self._ips_refreshing = False
         self._managed_routes: list[Route] = []
         self.closed = False
 
@@ -224,45 +232,58 @@ class LinuxLink:
     def ips(self) -> list[InetAddress]:
         """The device's addresses; re-read at most every 10 s, as ``LinuxEthernetTap::ips``.
 
-        The multicast scan asks every second; a netlink dump (parsed in Python, on a
-        thread that holds the GIL meanwhile) each time would stall the data path.
-        Our own address changes refresh it at once.
+        The multicast scan asks every second. Our own address changes make the next
+        call read them at once; when the listing is merely 10 s old, the call answers
+        from it and a thread re-reads it (an ``ip`` run takes milliseconds, which
+        would otherwise hold up every packet behind the scan).
         """
         if self.closed:
             return []
-        now = time.monotonic()
         cached = self._ips_cache
-        if cached is not None and now - cached[0] < IPS_REFRESH_INTERVAL:
-            return list(cached[1])
-        found = self._read_ips()
-        if found is None:
-            return []
-        self._ips_cache = (now, found)
-        return list(found)
+        if cached is None:
+            generation = self._ips_generation
+            found = self._read_ips()
+            if found is None:
+                return []
+            if generation == self._ips_generation:
+                self._ips_cache = (time.monotonic(), found)
+            return list(found)
+        if time.monotonic() - cached[0] >= IPS_REFRESH_INTERVAL and not self._ips_refreshing:
+            self._ips_refreshing = True
+            threading.Thread(
+                target=self._refresh_ips, name=f"ztone-ips-{self._name}", daemon=True
+            ).start()
+        return list(cached[1])
+
+    def _refresh_ips(self) -> None:
+        try:
+            generation = self._ips_generation
+            found = self._read_ips()
+            # An address change meanwhile made this listing stale before it was done.
+            if found is not None and generation == self._ips_generation and not self.closed:
+                self._ips_cache = (time.monotonic(), found)
+        finally:
+            self._ips_refreshing = False
 
     def _read_ips(self) -> list[InetAddress] | None:
-        """None if netlink failed (then nothing is remembered)."""
-        index = self._ifindex
-
-        def dump(ipr: Any) -> list[Any]:
-            return list(ipr.get_addr(index=index))
-
+        """None if ``ip`` failed (then nothing is remembered)."""
         try:
-            msgs = self._nl.call(dump)
-        except Exception as e:
+            links = self._nl.json("addr", "show", "dev", self._name)
+        except (IpCommandError, TapError) as e:
             log.warning("%s: listing addresses failed: %s", self._name, describe_error(e))
             return None
         found: set[InetAddress] = set()
-        for msg in msgs:
-            if msg.get("index") != index:
+        for link in links:
+            if not isinstance(link, dict) or link.get("ifindex") != self._ifindex:
                 continue
-            text = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
-            if not text:
-                continue
-            try:
-                found.add(InetAddress(ipaddress.ip_address(text), int(msg["prefixlen"])))
-            except ValueError:
-                continue
+            for info in link.get("addr_info") or []:
+                text, bits = info.get("local"), info.get("prefixlen")
+                if not isinstance(text, str) or not isinstance(bits, int):
+                    continue
+                try:
+                    found.add(InetAddress(ipaddress.ip_address(text), bits))
+                except ValueError:
+                    continue
         return sorted(found, key=upstream_sort_key)
 
     def add_route(self, route: Route) -> bool:
@@ -304,38 +325,24 @@ class LinuxLink:
 
     def set_alias(self, alias: str) -> None:
         """Set the interface alias (failures are logged)."""
-        index = self._ifindex
-
-        def set_alias(ipr: Any) -> None:
-            ipr.link("set", index=index, ifalias=alias)
-
         try:
-            self._nl.call(set_alias)
-        except Exception as e:
+            self._nl.run("link", "set", "dev", self._name, "alias", alias)
+        except (IpCommandError, TapError) as e:
             log.warning("%s: setting interface alias failed: %s", self._name, describe_error(e))
 
     def _addr(self, command: str, address: InetAddress) -> bool:
+        self._ips_generation += 1
         self._ips_cache = None
-        index = self._ifindex
-        kwargs: dict[str, Any] = {
-            "index": index,
-            "address": str(address.ip),
-            "prefixlen": address.port,
-        }
-        if address.ip.version == 4:
-            kwargs["local"] = str(address.ip)
-            if command == "add":
-                kwargs["label"] = self._name
-                if address.port < 31:
-                    net = ipaddress.ip_network((address.ip, address.port), strict=False)
-                    kwargs["broadcast"] = str(net.broadcast_address)
-
-        def run(ipr: Any) -> None:
-            ipr.addr(command, **kwargs)
-
+        args = ["addr", command, f"{address.ip}/{address.port}"]
+        if address.ip.version == 4 and command == "add":
+            if address.port < 31:
+                net = ipaddress.ip_network((address.ip, address.port), strict=False)
+                args += ["broadcast", str(net.broadcast_address)]
+            args += ["label", self._name]
+        args += ["dev", self._name]
         try:
-            self._nl.call(run)
-        except Exception as e:
+            self._nl.run(*args)
+        except (IpCommandError, TapError) as e:
             if command == "add" and error_code(e) == errno.EEXIST:
                 return True
             log.warning(
@@ -346,34 +353,26 @@ class LinuxLink:
         return True
 
     def _route(self, command: str, route: Route, piece: IPNetwork) -> bool:
-        family = socket.AF_INET if piece.version == 4 else socket.AF_INET6
-        spec: dict[str, Any] = {
-            "family": family,
-            "dst": str(piece.network_address),
-            "dst_len": piece.prefixlen,
-            "oif": self._ifindex,
-            "table": RT_TABLE_MAIN,
-            "proto": RTPROT_STATIC,
-            "scope": RT_SCOPE_UNIVERSE,
-            "type": RTN_UNICAST,
-        }
         metric = route.metric
         via = route_gateway(route)
         if via is not None:
-            spec["gateway"] = str(via)
             metric = metric or GATEWAY_ROUTE_METRIC
+        family = "-4" if piece.version == 4 else "-6"
+        # ip's defaults would be protocol boot and, for an IPv4 route without a
+        # gateway, scope link: say static and universe (global), as upstream does.
+        args = [family, "route", command, "unicast", str(piece)]
+        if via is not None:
+            args += ["via", str(via)]
+        args += ["dev", self._name, "table", "main", "proto", "static", "scope", "global"]
         if metric:
-            spec["priority"] = metric
+            args += ["metric", str(metric)]
         text = f"{piece} via {via or '-'} dev {self._name} metric {metric or '-'}"
-
-        def run(ipr: Any) -> None:
-            ipr.route(command, **spec)
-
         try:
-            self._nl.call(run)
-        except Exception as e:
+            self._nl.run(*args)
+        except (IpCommandError, TapError) as e:
             code = error_code(e)
-            if command == "add" and code == errno.EEXIST and self._route_present(spec):
+            present = code == errno.EEXIST and self._route_present(piece, via, metric)
+            if command == "add" and present:
                 return True
             level = logging.DEBUG if command == "del" and code == errno.ESRCH else logging.WARNING
             log.log(
@@ -383,26 +382,26 @@ class LinuxLink:
         log.info("%s: route %s %s", self._name, command, text)
         return True
 
-    def _route_present(self, spec: dict[str, Any]) -> bool:
-        """An identical route exists (``LinuxNetLink::routeIsSet``)."""
-
-        def dump(ipr: Any) -> list[Any]:
-            return list(ipr.get_routes(family=spec["family"], table=RT_TABLE_MAIN))
-
+    def _route_present(
+        self, piece: IPNetwork, via: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+        metric: int,
+    ) -> bool:  # fmt: skip
+        """An identical route exists (``LinuxNetLink::routeIsSet``): same target, this
+        device, same gateway and metric, in table main."""
+        family = "-4" if piece.version == 4 else "-6"
         try:
-            msgs = self._nl.call(dump)
-        except Exception:
+            found = self._nl.json(
+                family, "route", "show", "table", "main", "exact", str(piece), "dev", self._name
+            )
+        except (IpCommandError, TapError):
             return False
-        for msg in msgs:
-            if (
-                msg.get("dst_len") == spec["dst_len"]
-                and (msg.get_attr("RTA_DST") or _zero(spec["family"])) == spec["dst"]
-                and msg.get_attr("RTA_OIF") == spec["oif"]
-                and msg.get_attr("RTA_GATEWAY") == spec.get("gateway")
-                and (msg.get_attr("RTA_PRIORITY") or 0) == spec.get("priority", 0)
-            ):
-                return True
-        return False
+        gateway = str(via) if via is not None else None
+        return any(
+            isinstance(r, dict)
+            and r.get("gateway") == gateway
+            and int(r.get("metric") or 0) == metric
+            for r in found
+        )
 
     def _joined_macs(self) -> list[int]:
         """MACs the device joined, from ``/proc/net/dev_mcast`` (this network namespace)."""
@@ -423,42 +422,29 @@ class LinuxLink:
         return macs
 
 
-def _zero(family: int) -> str:
-    return "0.0.0.0" if family == socket.AF_INET else "::"
-
-
 def _valid_prefix(address: InetAddress) -> bool:
     return 0 <= address.port <= (32 if address.ip.version == 4 else 128)
 
 
 def link_name(nl: Netlink, index: int) -> str | None:
     """The name of interface ``index``, None if there is none."""
-
-    def get(ipr: Any) -> Any:
-        return ipr.get_links(index)
-
     try:
-        msgs = nl.call(get)
-    except Exception as e:
-        if error_code(e) not in (errno.ENODEV, errno.ENOENT):
-            log.debug("looking up link %d: %s", index, describe_error(e))
+        return socket.if_indextoname(index)
+    except OSError as e:
+        if e.errno not in (errno.ENODEV, errno.ENXIO, errno.ENOENT):
+            log.debug("looking up link %d: %s", index, e)
         return None
-    for msg in msgs:
-        name = msg.get_attr("IFLA_IFNAME")
-        if isinstance(name, str):
-            return name
-    return None
 
 
 def delete_link(nl: Netlink, index: int, name: str) -> bool:
-    """``ip link del``; False (logged) if it failed."""
-
-    def delete(ipr: Any) -> None:
-        ipr.link("del", index=index)
-
+    """``ip link del`` of ``name`` if it is still interface ``index``; False (logged)
+    if it failed."""
+    if link_name(nl, index) != name:
+        log.warning("%s: not deleted: interface %d is no longer that device", name, index)
+        return False
     try:
-        nl.call(delete)
-    except Exception as e:
+        nl.run("link", "del", "dev", name)
+    except (IpCommandError, TapError) as e:
         log.warning("%s: ip link del failed: %s", name, describe_error(e))
         return False
     log.info("%s: deleted", name)
@@ -467,10 +453,12 @@ def delete_link(nl: Netlink, index: int, name: str) -> bool:
 
 __all__ = [
     "GATEWAY_ROUTE_METRIC",
+    "IpCommandError",
     "LinuxLink",
     "Netlink",
     "delete_link",
     "describe_error",
     "error_code",
+    "find_ip",
     "link_name",
 ]

@@ -14,7 +14,6 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from ztone.osdep.linux.netlink import Netlink, delete_link, describe_error
 from ztone.osdep.naming import is_linux_ztone_name
@@ -101,21 +100,17 @@ def cleanup_stale(netlink: Netlink) -> list[str]:
     same names, sets none), the process the marker names is gone (pid and start
     time), or it is this process and no open :class:`LinuxTap` owns the device.
     """
-
-    def dump(ipr: Any) -> list[Any]:
-        return list(ipr.get_links())
-
-    # The names come without netlink (if_nameindex): with no device of the generated
-    # shape there is nothing to look at, and pyroute2 is not loaded at all.
+    # The names come without running ip (if_nameindex): with no device of the
+    # generated shape there is nothing to look at.
     try:
         candidates = [name for _, name in socket.if_nameindex() if is_linux_ztone_name(name)]
     except OSError as e:
         log.warning("cleanup: listing interfaces failed: %s", e)
-        candidates = ["?"]  # fall back to the netlink listing
+        candidates = ["?"]  # look at ip's listing anyway
     if not candidates:
         return []
     try:
-        links = netlink.call(dump)
+        links = netlink.json("-d", "link", "show")
     except Exception as e:
         log.warning("cleanup: listing links failed: %s", describe_error(e))
         return []
@@ -123,15 +118,17 @@ def cleanup_stale(netlink: Netlink) -> list[str]:
         live = set(_live)
     removed: list[str] = []
     for link in links:
-        name = link.get_attr("IFLA_IFNAME")
-        index = link.get("index")
-        if not isinstance(name, str) or not is_linux_ztone_name(name):
+        if not isinstance(link, dict):
             continue
-        info = link.get_attr("IFLA_LINKINFO")
-        kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+        name, index = link.get("ifname"), link.get("ifindex")
+        if not isinstance(name, str) or not is_linux_ztone_name(name) or not isinstance(index, int):
+            continue
+        info = link.get("linkinfo")
+        kind = info.get("info_kind") if isinstance(info, dict) else None
         if kind != "tun":
             continue
-        marker = AliasMarker.parse(link.get_attr("IFLA_IFALIAS"))
+        alias = link.get("ifalias")
+        marker = AliasMarker.parse(alias if isinstance(alias, str) else None)
         if marker is None or (index, name) in live:
             continue
         if marker.pid != os.getpid() and marker.process_alive():
