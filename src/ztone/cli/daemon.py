@@ -26,7 +26,7 @@ if "asyncio" not in sys.modules:
     # module and the system's libssl/libcrypto would stay resident (+4.7 MB RSS). With
     # ssl hidden while asyncio loads, asyncio records "no TLS" (its own fallback when
     # Python lacks ssl); ssl is importable again at once for anything that asks for it
-    # later (pyroute2 does, so a daemon with a Linux port loads it then).
+    # later.
     sys.modules["ssl"] = None  # type: ignore[assignment]
     try:
         import asyncio
