@@ -1,13 +1,13 @@
 """Where a ztone daemon's memory goes: ``sudo python3 bench/memory.py [--runs N]``.
 
-Prints three things (numbers only; asserts nothing):
+Prints four things (numbers only; asserts nothing):
 
 1. **Per package**, each imported alone in a fresh interpreter: the RSS it adds
    (``VmRSS`` after minus before), what ``tracemalloc`` saw allocated by the import
-   (current and peak), the modules it brought in, and its cumulative import time from
-   ``python -X importtime``. Then the same packages imported one after the other in
-   the daemon's order, each line the RSS it adds on top of the lines above (shared
-   dependencies count once, where the daemon first meets them).
+   (current and peak), the modules it brought in, and the import's wall time. Then the
+   same packages imported one after the other in the daemon's order, each line the RSS
+   it adds on top of the lines above (shared dependencies count once, where the daemon
+   first meets them).
 2. **Real daemons, idle**, in network namespaces on one bridge (198.18.0.0/24, no
    default route; a private planet): a ztone root, a ztone controller, member ``a``
    (root, with a TAP port for the network it joined) and member ``c`` (the same, but
@@ -19,11 +19,13 @@ Prints three things (numbers only; asserts nothing):
    ``SIGWINCH`` handler that writes ``sys.modules`` to a file; the bench sends the
    signal once the network is up and prints, per member, the module count and the
    top-level packages.
+4. **A first port's link configuration**, step by step in a fresh process in a
+   namespace of its own (:data:`PORT_TIMING`): what joining costs in time and memory.
 
-``--no-lab`` prints only part 1 (no root needed). ``ZTONE_BENCH_PYTHONPATH`` runs
-everything from another source tree (before/after comparisons). Needs root, ``ip``
-and ``setpriv`` for parts 2 and 3; packets go only between the namespaces it makes,
-which are torn down at the end.
+``--no-lab`` prints only part 1 (no root needed), ``--no-packages`` parts 2 to 4.
+``ZTONE_BENCH_PYTHONPATH`` runs everything from another source tree (before/after
+comparisons). Needs root, ``ip`` and ``setpriv`` for parts 2 to 4; packets go only
+between the namespaces it makes, which are torn down at the end.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ PACKAGES = [
 ]
 """Part 1's packages; the order is the order of the cumulative listing."""
 
+NOT_IN_DAEMON = ("ssl", "pyroute2")
+"""Measured alone for reference, left out of the cumulative listing: asyncio is
+imported with ssl hidden, and ports are configured with ``ip``, not pyroute2."""
+
 MEASURE_ONE = r"""
 import importlib, sys, time
 def rss():
@@ -89,8 +95,10 @@ if mode == 'trace':
     print(current, peak)
 else:
     before, n = rss(), len(sys.modules)
+    t = time.perf_counter()
     importlib.import_module(name)
-    print(rss() - before, len(sys.modules) - n)
+    t = time.perf_counter() - t
+    print(rss() - before, len(sys.modules) - n, round(t * 1e6))
 """
 
 MEASURE_CHAIN = r"""
@@ -102,6 +110,10 @@ def rss():
                 return int(line.split()[1])
 print('python', rss(), len(sys.modules))
 for name in sys.argv[1:]:
+    if name == 'asyncio':  # as ztone.cli.daemon imports it: with ssl hidden
+        sys.modules['ssl'] = None
+        importlib.import_module(name)
+        del sys.modules['ssl']
     importlib.import_module(name)
     gc.collect()
     print(name, rss(), len(sys.modules))
@@ -131,35 +143,19 @@ def python_env() -> dict[str, str]:
     return env
 
 
-def importtime_us(stderr: str) -> int:
-    """Microseconds ``-X importtime`` gives the imports at the top level of the
-    measuring script (the package, and whatever it loaded outside its own import)."""
-    total = 0
-    for line in stderr.splitlines():
-        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\S+)$", line)
-        if m and m.group(2) not in ("importlib", "time"):
-            total += int(m.group(1))
-    return total
-
-
 def per_package() -> None:
     env = python_env()
     print("1. each package imported alone in a fresh python3 (RSS and tracemalloc in MB;")
-    print("   ms: -X importtime, less the interpreter's own start-up imports)")
-    r = subprocess.run([sys.executable, "-X", "importtime", "-c", MEASURE_ONE, "sys", "rss"],
-                       check=False, capture_output=True, text=True, env=env,
-                       timeout=120)  # fmt: skip
-    startup_us = importtime_us(r.stderr)
+    print("   ms: wall time of the import on this machine)")
     print(f"{'package':50s} {'+RSS':>6s} {'traced':>7s} {'peak':>6s} {'mods':>5s} {'ms':>6s}")
     for name in PACKAGES:
-        r = subprocess.run([sys.executable, "-X", "importtime", "-c", MEASURE_ONE, name, "rss"],
+        r = subprocess.run([sys.executable, "-c", MEASURE_ONE, name, "rss"],
                            check=False, capture_output=True, text=True, env=env,
                            timeout=120)  # fmt: skip
         if r.returncode != 0:
             print(f"{name:50s} not importable: {r.stderr.strip().splitlines()[-1:]}")
             continue
-        added_kb, mods = (int(x) for x in r.stdout.split())
-        us = importtime_us(r.stderr) - startup_us
+        added_kb, mods, us = (int(x) for x in r.stdout.split())
         t = subprocess.run([sys.executable, "-c", MEASURE_ONE, name, "trace"],
                            check=False, capture_output=True, text=True, env=env,
                            timeout=120)  # fmt: skip
@@ -167,10 +163,12 @@ def per_package() -> None:
         ms = f"{us / 1000:6.0f}"
         print(f"{name:50s} {added_kb / 1024:6.1f} {current / 2**20:7.1f} "
               f"{peak / 2**20:6.1f} {mods:5d} {ms}")  # fmt: skip
-    r = subprocess.run([sys.executable, "-c", MEASURE_CHAIN, *PACKAGES],
+    chain = [name for name in PACKAGES if name not in NOT_IN_DAEMON]
+    r = subprocess.run([sys.executable, "-c", MEASURE_CHAIN, *chain],
                        check=False, capture_output=True, text=True, env=env,
                            timeout=120)  # fmt: skip
-    print("\n   the same, one after the other (RSS each adds to the ones above, MB)")
+    print("\n   the same, one after the other (RSS each adds to the ones above, MB), without")
+    print(f"   {', '.join(NOT_IN_DAEMON)} (the daemon does not load them; asyncio: ssl hidden)")
     prev_kb, prev_mods = 0, 0
     for line in r.stdout.splitlines():
         name, kb_text, mods_text = line.split()
