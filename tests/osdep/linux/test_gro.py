@@ -27,7 +27,7 @@ from ztone.osdep.linux.gro import (
     coalesce,
     complete_checksum,
 )
-from ztone.util.inetsum import inet_sum_pure
+from ztone.util.inet_checksum import inet_sum_pure
 
 ETH4 = bytes.fromhex("32aabbccddee32112233445a0800")
 ETH6 = bytes.fromhex("32aabbccddee32112233445a86dd")

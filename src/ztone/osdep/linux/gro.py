@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 
-from ztone.util.inetsum import InetSum, inet_sum_function
+from ztone.util.inet_checksum import InetSum, inet_sum_function
 
 VNET_HDR_LEN = 10
 """``sizeof(struct virtio_net_hdr)``: the TAP's default with ``IFF_VNET_HDR``."""

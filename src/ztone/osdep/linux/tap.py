@@ -25,7 +25,7 @@ from ztone.osdep.linux import stale, tun
 from ztone.osdep.linux.netlink import LinuxLink, Netlink, delete_link, link_name
 from ztone.osdep.linux.tun import TunDevice
 from ztone.osdep.naming import choose_linux_device_name, read_devicemap
-from ztone.util.inetsum import inet_sum_function
+from ztone.util.inet_checksum import inet_sum_function
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from ztone.osdep.linux.gro import (
     coalesce,
     complete_checksum,
 )
-from ztone.util.inetsum import InetSum, inet_sum_function
+from ztone.util.inet_checksum import InetSum, inet_sum_function
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
-"""The internet checksum's one's complement sum (RFC 1071), native or pure.
+"""The internet checksum (RFC 1071): the one implementation ztone uses.
 
-One implementation for the whole project: the Linux TAP's receive coalescing
-(``ztone.osdep.linux.gro``) and the user-space network stack (``ztone.netstack``)
-both take their ``inet_sum`` from here. ``ztone._speedups.inet_sum`` is the native
-version; :func:`inet_sum_pure` is its pure-Python reference (byte-identical results).
+``_speedups.inet_sum`` is the native version; :func:`inet_sum_pure` is its pure-Python
+reference. Both the Linux TAP's receive coalescing (``osdep/linux/gro.py``) and the
+user-space network stack (``ztone.netstack``) take theirs from
+:func:`inet_sum_function`. Pure: no I/O (the user-space stack is sans-IO).
 """
 
 from __future__ import annotations
