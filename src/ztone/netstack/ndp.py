@@ -31,7 +31,7 @@ FLAG_SOLICITED = 0x40
 FLAG_OVERRIDE = 0x20
 MAX_OPTIONS = 32
 
-_SOLICITED_PREFIX = bytes.fromhex("ff020000000000000000000001ff")
+_SOLICITED_PREFIX = bytes.fromhex("ff0200000000000000000001ff")
 
 
 @dataclass(frozen=True, slots=True)
