@@ -1,4 +1,4 @@
-"""Throughput of ztone's user-space stack (``ztone.netstack``): ``python3 bench/netstack_throughput.py``.
+"""Throughput of ztone's user-space stack: ``python3 bench/netstack_throughput.py``.
 
 Two measurements, one direction each, of one TCP connection moving ``--mib`` MiB:
 

@@ -254,3 +254,20 @@ def test_arbitrary_segments_to_listener_and_connection_never_raise(
         b.poll(seg.now)
     b.take_frames()
     assert b.tcp_connection_count <= b.limits.tcp_connections
+
+
+def test_orphan_that_never_finishes_is_reset() -> None:
+    a = make(MAC_A, IF_A4, seed=1, limits=StackLimits(orphan_timeout=5.0))
+    b = make(MAC_B, IF_B4, seed=2)
+    seg = Segment(a, b)
+    listener = b.tcp_listen(80)
+    client = a.tcp_connect((IF_B4.ip, 80), seg.now)
+    seg.run(lambda: listener.readable > 0 and client.established)
+    server = listener.accept()
+    assert server is not None
+    client.close()  # the server never closes its side: the client waits in FIN-WAIT-2
+    start = seg.now
+    seg.run(lambda: a.tcp_connection_count == 0)
+    assert seg.now - start >= 5.0
+    seg.run(lambda: server.closed)
+    assert server.error == "connection reset"

@@ -755,7 +755,7 @@ class Stack:
                 conn.recv(conn.readable)  # nobody reads it any more
             if sock.closed_at is None:
                 sock.closed_at = now
-            elif now - sock.closed_at > self.limits.orphan_timeout:
+            elif now - sock.closed_at >= self.limits.orphan_timeout:
                 conn.abort()
         src, dst = conn.local_ip, conn.remote_ip
         for seg in conn.poll(now):
@@ -774,6 +774,9 @@ class Stack:
             self._tcp_forget(sock)
         else:
             deadline = conn.deadline()
+            if sock.closed_at is not None:  # an orphan: give up on it in time
+                give_up = sock.closed_at + self.limits.orphan_timeout
+                deadline = give_up if deadline is None else min(deadline, give_up)
             if deadline is None:
                 self._timers.pop(sock, None)
             elif deadline <= now:
