@@ -138,8 +138,9 @@ class Sim:
 
     def run(self, until: Callable[[], bool], *, app: Callable[[Sim], None] | None = None,
             max_steps: int = 400_000, max_time: float = 900.0) -> bool:  # fmt: skip
-        """Step until ``until()`` (True) or the bounds or no events (False); ``app`` runs
-        before every step (the applications' side)."""
+        """Step until ``until()`` (True) or the bounds (False); ``app`` runs before every
+        step (the applications' side). With nothing pending, time passes in 0.1 s ticks
+        while there is an ``app`` (it may be waiting for a time), else the run ends."""
         start = self.steps
         while not until():
             if self.steps - start >= max_steps or self.now >= max_time:
@@ -150,7 +151,9 @@ class Sim:
                 if until():
                     return True
             if not self.step():
-                return until()
+                if app is None:
+                    return until()
+                self.now += 0.1  # idle: time passes for the applications
         return True
 
 
