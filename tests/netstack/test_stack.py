@@ -23,6 +23,7 @@ from ztone.netstack.ipv4 import PROTO_ICMP, build_ipv4, parse_ipv4
 from ztone.netstack.ipv6 import PROTO_ICMPV6, build_ipv6, parse_ipv6
 from ztone.netstack.stack import Stack, StackLimits
 from ztone.netstack.udp import UdpDatagram, build_udp
+from ztone.util.inet_checksum import inet_sum_pure
 
 from .link import Segment
 
@@ -259,3 +260,36 @@ def test_well_formed_ip_with_random_payload_never_raises(body: bytes, proto: int
         (MAC_B, MAC_A, ETHERTYPE_IPV4, build_ipv4(IF_B4.ip.packed, IF_A4.ip.packed, 17, u, 2)), 0.0
     )
     a.take_frames()
+
+
+def test_6plane_addresses_on_an_on_link_route() -> None:
+    """ZeroTier's 6plane: each member holds its own /80 of the network's /40, which the
+    network config routes on-link; NDP resolves across the /80s."""
+    a6 = ipaddress.IPv6Interface("fcf9:4c4e:6d00:0000:0001::1/80")
+    b6 = ipaddress.IPv6Interface("fcf9:4c4e:6d00:0000:0002::1/80")
+    plane = ipaddress.IPv6Network("fcf9:4c4e:6d00::/40")
+    a, b = make(MAC_A, a6, seed=1), make(MAC_B, b6, seed=2)
+    with pytest.raises(LocalUsageError):
+        a.udp_bind().sendto(b"x", (b6.ip, 9), 0.0)  # no route yet
+    a.add_route(plane, None)
+    b.add_route(plane, None)
+    seg = Segment(a, b)
+    sa, sb = a.udp_bind(), b.udp_bind(9)
+    sa.sendto(b"6plane", (b6.ip, 9), seg.now)
+    seg.run(lambda: sb.readable > 0)
+    assert sb.recvfrom() == (b"6plane", (a6.ip, sa.port))
+    assert b.neighbour_entries == 1 and a.neighbour_entries == 1
+
+
+def test_fragments_are_dropped_and_counted() -> None:
+    a = make(MAC_A, IF_A4, IF_A6)
+    sock = a.udp_bind(53)
+    u = build_udp(UdpDatagram(9, 53, b"part"), IF_B4.ip.packed, IF_A4.ip.packed)
+    pkt = bytearray(build_ipv4(IF_B4.ip.packed, IF_A4.ip.packed, 17, u, ident=5))
+    pkt[6:8] = b"\x20\x00"  # more fragments
+    pkt[10:12] = b"\0\0"
+    pkt[10:12] = (~inet_sum_pure(bytes(pkt[:20])) & 0xFFFF).to_bytes(2, "big")
+    a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, bytes(pkt)), 0.0)
+    frag6 = build_ipv6(IF_B6.ip.packed, IF_A6.ip.packed, 44, bytes([17, 0, 0, 1]) + bytes(4) + u)
+    a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV6, frag6), 0.0)
+    assert a.counters.fragments == 2 and sock.readable == 0
