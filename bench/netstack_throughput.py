@@ -88,7 +88,7 @@ def memory(mib: int) -> None:
     report("memory stack->stack", len(data), time.perf_counter() - wall, cpu() - c)
 
 
-def tap(mib: int) -> None:
+def tap(mib: int, mtu: int) -> None:
     from netstack.kernel.flows import (  # noqa: PLC0415
         kernel_connect,
         kernel_to_stack,
@@ -101,15 +101,15 @@ def tap(mib: int) -> None:
         print(f"tap: skipped ({why})")
         return
     data = random.Random(4).randbytes(mib << 20)
-    with KernelLab() as lab:
+    with KernelLab(mtu=mtu) as lab:
         listener = lab.stack.tcp_listen(5001)
         k, s = kernel_connect(lab, listener, v6=False)
         wall, c = time.perf_counter(), cpu()
         got = kernel_to_stack(lab, k, s, data, timeout=600)
-        report("tap kernel->stack", len(got), time.perf_counter() - wall, cpu() - c)
+        report(f"tap {mtu} kernel->stack", len(got), time.perf_counter() - wall, cpu() - c)
         wall, c = time.perf_counter(), cpu()
         got = stack_to_kernel(lab, k, s, data, timeout=600)
-        report("tap stack->kernel", len(got), time.perf_counter() - wall, cpu() - c)
+        report(f"tap {mtu} stack->kernel", len(got), time.perf_counter() - wall, cpu() - c)
         k.close()
 
 
@@ -117,11 +117,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mib", type=int, default=32, help="MiB per transfer (32)")
     parser.add_argument("--only", choices=["memory", "tap"], help="run one measurement")
+    parser.add_argument("--mtu", type=int, default=2800, help="the TAP's MTU (2800)")
     args = parser.parse_args()
     if args.only in (None, "memory"):
         memory(args.mib)
     if args.only in (None, "tap"):
-        tap(args.mib)
+        tap(args.mib, args.mtu)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def kernel_unavailable() -> str | None:
 
 
 class KernelLab:
-    def __init__(self, limits: StackLimits | None = None, seed: int = 7) -> None:
+    def __init__(self, limits: StackLimits | None = None, seed: int = 7, mtu: int = MTU) -> None:
         n = next(_lab_numbers)
         self.kernel_v4 = ipaddress.IPv4Interface(f"198.18.{n}.1/24")
         self.stack_v4 = ipaddress.IPv4Interface(f"198.18.{n}.2/24")
@@ -55,7 +55,7 @@ class KernelLab:
                 try:
                     name, vnet = tun.attach_tap(fd, TAP_NAME)
                     tun.set_mac(name, KERNEL_MAC)
-                    tun.set_mtu(name, MTU)
+                    tun.set_mtu(name, mtu)
                 except BaseException:
                     os.close(fd)
                     raise
@@ -67,7 +67,7 @@ class KernelLab:
         except BaseException:
             self.close()
             raise
-        self.stack = Stack(STACK_MAC, MTU, rand=random.Random(seed).getrandbits, limits=limits)
+        self.stack = Stack(STACK_MAC, mtu, rand=random.Random(seed).getrandbits, limits=limits)
         self.stack.add_address(self.stack_v4)
         self.stack.add_address(self.stack_v6)
         self.drop_to_kernel: Callable[[], bool] = lambda: False
