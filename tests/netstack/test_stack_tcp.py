@@ -271,3 +271,18 @@ def test_orphan_that_never_finishes_is_reset() -> None:
     assert seg.now - start >= 5.0
     seg.run(lambda: server.closed)
     assert server.error == "connection reset"
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_connection_to_our_own_address_loops_back(v6: bool) -> None:
+    a = make(MAC_A, IF_A4, IF_A6, seed=1)
+    seg = Segment(a)
+    own = (IF_A6 if v6 else IF_A4).ip
+    listener = a.tcp_listen(8080)
+    client = a.tcp_connect((own, 8080), seg.now)
+    seg.run(lambda: listener.readable > 0 and client.established)
+    server = listener.accept()
+    assert server is not None and server.remote == client.local
+    data = random.Random(8).randbytes(200_000)
+    assert transfer(seg, client, server, data) == data
+    assert a.counters.frames_out == 0  # nothing went to the network

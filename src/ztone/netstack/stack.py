@@ -10,7 +10,8 @@ IPv4 identification) comes from the ``rand`` callable it is given.
 What it does (issue 15): ARP (RFC 826) and NDP (RFC 4861 NS/NA) for its addresses and
 its neighbours (:mod:`.neighbours`), IPv4 (RFC 791) and IPv6 (RFC 8200) without
 fragmentation (fragments are dropped and counted), ICMP/ICMPv6 echo on every address it
-holds, rate-limited port unreachable for UDP to a closed port, UDP sockets
+holds (also from itself: packets to its own addresses loop back at the next poll),
+rate-limited port unreachable for UDP to a closed port, UDP sockets
 (:mod:`.udp_socket`), TCP sockets (:mod:`.tcp_socket`) over the ``ztone.netstack.tcp``
 engine with MSS = MTU - 40 (IPv4) or MTU - 60 (IPv6). Routes: each
 address's network is on-link, ``fe80::/10`` too; :meth:`Stack.add_route` adds more
@@ -66,6 +67,10 @@ _ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
 _UNSPECIFIED_V6 = bytes(16)
 _LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
 _HOP_CACHE = 1024
+LOOPBACK_QUEUE = 1024
+"""Packets to our own addresses waiting for the next poll (more are dropped)."""
+LOOPBACK_ROUNDS = 4
+"""Rounds of loopback delivery per poll (the rest waits for the next poll)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +89,10 @@ class StackLimits:
     udp_queue_bytes: int = 1 << 20
     icmp_errors_per_second: float = 10.0
     """Port-unreachable messages sent per second at most (burst of the same number)."""
-    tcp_connections: int = 1024
-    """TCP connections in the table (any state, TIME-WAIT and half-open included)."""
+    tcp_connections: int = 512
+    """TCP connections in the table (any state, TIME-WAIT and half-open included). The
+    stack's TCP memory is at most this many times ``tcp.send_buffer + tcp.recv_buffer``
+    (the reorder buffer counts within the receive buffer)."""
     syn_backlog: int = 64
     """Half-open (SYN-RECEIVED) connections per listener: a SYN flood fills no more."""
     time_wait_connections: int = 256
@@ -187,6 +194,7 @@ class Stack:
         self._timers: dict[TcpSocket, float] = {}
         self._time_wait: OrderedDict[TcpSocket, None] = OrderedDict()
         self._last_now = 0.0
+        self._loopback: list[tuple[int, bytes]] = []
         self._rebuild()
 
     # -- link configuration -------------------------------------------------------------
@@ -308,18 +316,33 @@ class Stack:
                 self._solicit(ip, mac)
             self._neighbours_due = self._neighbours.deadline()
             self.counters.unresolved = self._neighbours.dropped
-        work = self._dirty
-        self._dirty = set()
-        if self._timers:
-            work.update(sock for sock, t in self._timers.items() if t <= now)
-        for sock in work:
-            self._tcp_poll(sock, now)
+        for _ in range(LOOPBACK_ROUNDS):
+            work = self._dirty
+            self._dirty = set()
+            if self._timers:
+                work.update(sock for sock, t in self._timers.items() if t <= now)
+            for sock in work:
+                self._tcp_poll(sock, now)
+            if not self._loopback:
+                break
+            packets, self._loopback = self._loopback, []
+            for ethertype, packet in packets:
+                self._loopback_input(ethertype, packet, now)
+
+    def _loopback_input(self, ethertype: int, packet: bytes, now: float) -> None:
+        try:
+            if ethertype == ETHERTYPE_IPV4:
+                self._ipv4_input(packet, True, now)
+            else:
+                self._ipv6_input(packet, now)
+        except MalformedPacket:  # our own packets parse; counted like any other anyway
+            self.counters.malformed += 1
 
     def deadline(self) -> float | None:
         """The latest time :meth:`poll` must run again; None when nothing is pending.
         A time not later than the last one the stack saw means "now" (after frames came
         in or the application wrote)."""
-        if self._dirty:
+        if self._dirty or self._loopback:
             return self._last_now
         best = self._neighbours_due
         if self._timers:
@@ -463,6 +486,11 @@ class Stack:
             self._route_out(dst, ETHERTYPE_IPV6, build_ipv6(src, dst, protocol, payload), now)
 
     def _route_out(self, dst: bytes, ethertype: int, packet: bytes, now: float) -> None:
+        if dst in self._v4 or dst in self._v6:
+            # to ourselves: taken in by the next poll (never recursively from here)
+            if len(self._loopback) < LOOPBACK_QUEUE:
+                self._loopback.append((ethertype, packet))
+            return
         if len(dst) == 4:
             if dst == _LIMITED_BROADCAST or dst in self._v4_broadcasts:
                 self._emit(BROADCAST_MAC, ethertype, packet)
