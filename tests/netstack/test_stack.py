@@ -293,3 +293,45 @@ def test_fragments_are_dropped_and_counted() -> None:
     frag6 = build_ipv6(IF_B6.ip.packed, IF_A6.ip.packed, 44, bytes([17, 0, 0, 1]) + bytes(4) + u)
     a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV6, frag6), 0.0)
     assert a.counters.fragments == 2 and sock.readable == 0
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(0, 255),
+    st.binary(max_size=80),
+    st.sampled_from([255, 64]),
+    st.sampled_from(["unicast", "solicited", "all-nodes"]),
+)
+def test_valid_icmpv6_of_any_kind_never_raises(
+    kind: int, body: bytes, hops: int, where: str
+) -> None:
+    a = make(MAC_A, IF_A6)
+    src = IF_B6.ip.packed
+    dst = {
+        "unicast": IF_A6.ip.packed,
+        "solicited": ndp.solicited_node(IF_A6.ip.packed),
+        "all-nodes": ipaddress.IPv6Address("ff02::1").packed,
+    }[where]
+    if kind in (135, 136) and len(body) >= 20 and body[4] != 0xFF:
+        body = body[:4] + IF_A6.ip.packed + body[20:]  # often about our address
+    msg = icmp.build_icmp6(icmp.Icmp(kind, 0, body), src, dst)
+    mac = MAC_A if where == "unicast" else ipv6_multicast_mac(dst)
+    a.receive_frame((MAC_B, mac, ETHERTYPE_IPV6, build_ipv6(src, dst, 58, msg, hops)), 0.0)
+    a.poll(0.0)
+    a.take_frames()
+
+
+@settings(max_examples=300)
+@given(st.integers(0, 3), st.integers(0, 2**48 - 1), st.binary(min_size=4, max_size=4),
+       st.booleans())  # fmt: skip
+def test_valid_arp_of_any_content_never_raises(
+    op: int, mac: int, sender: bytes, ours: bool
+) -> None:
+    a = make(MAC_A, IF_A4)
+    target = IF_A4.ip.packed if ours else IF_B4.ip.packed
+    payload = struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + mac.to_bytes(6, "big") + sender
+    payload += bytes(6) + target
+    a.receive_frame((mac, BROADCAST_MAC, ETHERTYPE_ARP, payload), 0.0)
+    a.poll(0.0)
+    assert a.neighbour_entries <= 1
+    a.take_frames()
