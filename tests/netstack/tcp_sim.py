@@ -35,6 +35,8 @@ class Link:
     dup: float = 0.0
     reorder: float = 0.0
     reorder_delay: float = 0.02
+    drop: Callable[[TcpSegment, bool], bool] | None = None
+    """Drops a segment (towards the server when the flag is set) when it answers True."""
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Sim:
                         else (self.server_ip, self.client_ip))  # fmt: skip
             seg = parse_tcp(build_tcp(seg, src, dst), src, dst)
         link, rng = self.link, self.rng
-        if link.loss and rng.random() < link.loss:
+        if (link.loss and rng.random() < link.loss) or (link.drop and link.drop(seg, to_server)):
             self.dropped += 1
             return
         t = self.now + link.delay
@@ -91,6 +93,11 @@ class Sim:
 
     def _deliver(self, to_server: bool, seg: TcpSegment) -> None:
         if not to_server:
+            if self.client.closed:  # as the stack does for a segment to no connection
+                rst = reset_for(seg)
+                if rst is not None:
+                    self.transmit(rst, True)
+                return
             self.client.receive(seg, self.now)
             return
         if self.server is None or self.server.closed:
