@@ -8,22 +8,14 @@ from collections.abc import Callable
 
 import pytest
 
-from netstack.tcp_sim import CLIENT_PORT, SERVER_PORT, Link, Pump, Sim
+from netstack.tcp_sim import CLIENT_PORT, SERVER_PORT, Link, Pump, Sim, client_in, established
 from ztone.errors import LocalUsageError
 from ztone.netstack.tcp import TcpConnection, TcpState
 from ztone.netstack.tcp_segment import ACK, FIN, RST, SYN, TcpSegment
 
 
-def _established(sim: Sim | None = None) -> tuple[Sim, TcpConnection]:
-    sim = sim or Sim()
-    assert sim.run(lambda: sim.client.established and sim.server is not None
-                   and sim.server.established)  # fmt: skip
-    assert sim.server is not None
-    return sim, sim.server
-
-
 def test_simultaneous_close_goes_through_closing() -> None:
-    sim, server = _established()
+    sim, server = established()
     seen: dict[str, set[TcpState]] = {"client": set(), "server": set()}
 
     def watch(s: Sim) -> None:
@@ -41,7 +33,7 @@ def test_simultaneous_close_goes_through_closing() -> None:
 
 
 def test_half_close_keeps_the_other_direction_open() -> None:
-    sim, server = _established()
+    sim, server = established()
     request = random.Random(1).randbytes(100_000)
     reply = random.Random(2).randbytes(300_000)
     up = Pump(lambda: sim.client, lambda: sim.server, request)
@@ -61,7 +53,7 @@ def test_half_close_keeps_the_other_direction_open() -> None:
 def test_lossy_close_in_both_orders() -> None:
     for first_client in (True, False):
         sim = Sim(link=Link(loss=0.3), seed=8)
-        sim, server = _established(sim)
+        sim, server = established(sim)
         first, second = (sim.client, server) if first_client else (server, sim.client)
         first.shutdown()
         assert sim.run(lambda: second.at_eof)  # noqa: B023 (used at once)
@@ -71,7 +63,7 @@ def test_lossy_close_in_both_orders() -> None:
 
 
 def test_retransmitted_fin_in_time_wait_is_acknowledged_again() -> None:
-    sim, server = _established()
+    sim, server = established()
     sim.client.shutdown()
     assert sim.run(lambda: server.state is TcpState.CLOSE_WAIT)
     server.shutdown()
@@ -91,44 +83,6 @@ def test_retransmitted_fin_in_time_wait_is_acknowledged_again() -> None:
     assert sim.client.closed and sim.client.error is None
 
 
-def _reach(state: TcpState) -> tuple[Sim, TcpConnection]:
-    """A client connection in ``state`` (the server is its peer)."""
-    if state is TcpState.SYN_SENT:
-        sim = Sim()
-        sim.flush()
-        return sim, sim.client
-    sim, server = _established()
-    client = sim.client
-    if state is TcpState.ESTABLISHED:
-        return sim, client
-    if state is TcpState.FIN_WAIT_1:
-        client.send(b"x" * 5000)
-        client.shutdown()
-        sim.flush()
-    elif state is TcpState.FIN_WAIT_2:
-        client.shutdown()
-        assert sim.run(lambda: client.state is TcpState.FIN_WAIT_2)
-    elif state is TcpState.CLOSE_WAIT:
-        server.shutdown()
-        assert sim.run(lambda: client.state is TcpState.CLOSE_WAIT)
-    elif state is TcpState.CLOSING:
-        client.shutdown()
-        server.shutdown()
-        sim.flush()
-        assert sim.run(lambda: client.state is TcpState.CLOSING)
-    elif state is TcpState.LAST_ACK:
-        server.shutdown()
-        assert sim.run(lambda: client.state is TcpState.CLOSE_WAIT)
-        client.shutdown()
-    elif state is TcpState.TIME_WAIT:
-        client.shutdown()
-        assert sim.run(lambda: client.state is TcpState.FIN_WAIT_2)
-        server.shutdown()
-        assert sim.run(lambda: client.state is TcpState.TIME_WAIT)
-    assert client.state is state
-    return sim, client
-
-
 SYNCHRONIZED = [TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2,
                 TcpState.CLOSE_WAIT, TcpState.CLOSING, TcpState.LAST_ACK,
                 TcpState.TIME_WAIT]  # fmt: skip
@@ -144,7 +98,7 @@ def _rst(seq: int) -> TcpSegment:
 
 @pytest.mark.parametrize("state", SYNCHRONIZED, ids=lambda s: s.name)
 def test_rst_at_rcv_nxt_closes(state: TcpState) -> None:
-    sim, client = _reach(state)
+    sim, client = client_in(state)
     client.receive(_rst(client.rcv_nxt), sim.now)
     assert client.closed
     assert client.error == ERROR_AFTER_RST.get(state)
@@ -154,7 +108,7 @@ def test_rst_at_rcv_nxt_closes(state: TcpState) -> None:
 
 @pytest.mark.parametrize("state", SYNCHRONIZED, ids=lambda s: s.name)
 def test_rst_inside_the_window_gets_a_challenge_ack(state: TcpState) -> None:
-    sim, client = _reach(state)
+    sim, client = client_in(state)
     client.poll(sim.now)
     client.receive(_rst(client.rcv_nxt + 100), sim.now)
     assert client.state is state
@@ -164,7 +118,7 @@ def test_rst_inside_the_window_gets_a_challenge_ack(state: TcpState) -> None:
 
 @pytest.mark.parametrize("state", SYNCHRONIZED, ids=lambda s: s.name)
 def test_rst_outside_the_window_is_ignored(state: TcpState) -> None:
-    sim, client = _reach(state)
+    sim, client = client_in(state)
     client.poll(sim.now)
     client.receive(_rst(client.rcv_nxt + 2**31), sim.now)
     client.receive(_rst(client.rcv_nxt - 1), sim.now)
@@ -174,7 +128,7 @@ def test_rst_outside_the_window_is_ignored(state: TcpState) -> None:
 
 
 def test_rst_in_syn_sent_needs_our_ack() -> None:
-    sim, client = _reach(TcpState.SYN_SENT)
+    sim, client = client_in(TcpState.SYN_SENT)
     client.receive(TcpSegment(SERVER_PORT, CLIENT_PORT, 0, 0, RST, 0), sim.now)
     assert client.state is TcpState.SYN_SENT  # no ACK: ignored
     client.receive(TcpSegment(SERVER_PORT, CLIENT_PORT, 0, 12345, RST | ACK, 0), sim.now)
@@ -185,7 +139,7 @@ def test_rst_in_syn_sent_needs_our_ack() -> None:
 
 
 def test_bad_ack_in_syn_sent_is_answered_with_rst() -> None:
-    sim, client = _reach(TcpState.SYN_SENT)
+    sim, client = client_in(TcpState.SYN_SENT)
     client.receive(TcpSegment(SERVER_PORT, CLIENT_PORT, 77, 999, SYN | ACK, 100), sim.now)
     assert client.state is TcpState.SYN_SENT
     assert [(s.flags, s.seq) for s in client.poll(sim.now)] == [(RST, 999)]
@@ -207,7 +161,7 @@ def test_rst_in_syn_received_and_bad_ack_there() -> None:
 
 
 def test_syn_in_a_synchronized_state_gets_a_challenge_ack() -> None:
-    sim, client = _reach(TcpState.ESTABLISHED)
+    sim, client = client_in(TcpState.ESTABLISHED)
     client.receive(TcpSegment(SERVER_PORT, CLIENT_PORT, client.rcv_nxt, 0, SYN, 100), sim.now)
     assert client.state is TcpState.ESTABLISHED
     assert [s.flags for s in client.poll(sim.now)] == [ACK]
@@ -216,7 +170,7 @@ def test_syn_in_a_synchronized_state_gets_a_challenge_ack() -> None:
 @pytest.mark.parametrize("how", ["abort", "shutdown"])
 @pytest.mark.parametrize("state", [TcpState.SYN_SENT, *SYNCHRONIZED], ids=lambda s: s.name)
 def test_application_can_end_in_any_state(state: TcpState, how: str) -> None:
-    sim, client = _reach(state)
+    sim, client = client_in(state)
     ending: Callable[[], None] = client.abort if how == "abort" else client.shutdown
     ending()
     ending()  # twice is harmless

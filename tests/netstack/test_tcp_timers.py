@@ -183,3 +183,20 @@ def test_receive_window_never_exceeds_free_buffer_space() -> None:
     assert sim.client.snd_wnd == 0
     server.recv(6000)
     assert sim.run(lambda: sim.client.snd_wnd > 0)  # the window update went out on read
+
+
+def test_both_windows_closed_on_a_duplicating_link_is_no_ack_storm() -> None:
+    """Both ends fill each other's window and probe; their ACKs numbered past the
+    closed window must neither be dropped forever nor answered forever."""
+    limits = TcpLimits(recv_buffer=65536, send_buffer=262144)
+    sim = Sim(link=Link(dup=0.05), limits=limits, mss=536, seed=283)
+    up = Pump(lambda: sim.client, lambda: sim.server, random.Random(7).randbytes(300_000))
+    down = Pump(lambda: sim.server, lambda: sim.client, random.Random(8).randbytes(300_000))
+
+    def app(s: Sim) -> None:
+        up.read = down.read = s.now > 3.0
+        up(s)
+        down(s)
+
+    assert sim.run(lambda: up.done() and down.done(), app=app, max_steps=50_000)
+    assert up.received == up.data and down.received == down.data
