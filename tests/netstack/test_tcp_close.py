@@ -188,3 +188,13 @@ def test_application_can_end_in_any_state(state: TcpState, how: str) -> None:
         with pytest.raises(LocalUsageError):
             client.send(b"x")
     assert client.deadline() is None
+
+
+def test_time_wait_is_reusable_by_a_newer_syn_only() -> None:
+    _, client = client_in(TcpState.TIME_WAIT)
+    newer = TcpSegment(SERVER_PORT, CLIENT_PORT, client.rcv_nxt + 100_000, 0, SYN, 1000)
+    older = TcpSegment(SERVER_PORT, CLIENT_PORT, client.rcv_nxt - 10, 0, SYN, 1000)
+    assert client.reusable_by(newer)
+    assert not client.reusable_by(older)
+    _, established_client = client_in(TcpState.ESTABLISHED)
+    assert not established_client.reusable_by(newer)

@@ -384,6 +384,15 @@ class TcpConnection:
         """Segments kept beyond a hole in the received data."""
         return len(self._ooo)
 
+    def reusable_by(self, syn: TcpSegment) -> bool:
+        """True when ``syn``, a new SYN for this connection's 4-tuple, may replace it: the
+        connection is in TIME-WAIT and the SYN's sequence number is past everything the
+        old one received (RFC 9293 §3.6.1, RFC 1122 §4.2.2.13). The stack then forgets
+        this connection and accepts the SYN as a new one; otherwise the SYN goes to
+        :meth:`receive` (a challenge ACK)."""
+        return (self.state is TIME_WAIT and syn.flags & (SYN | ACK | RST) == SYN
+                and 0 < (syn.seq - self._rcv_nxt) & MASK <= _HALF)  # fmt: skip
+
     def __repr__(self) -> str:
         return (f"<TcpConnection {self.local_port}>{self.remote_port} {self.state.name} "
                 f"una={self._snd_una} nxt={self._snd_nxt} rcv_nxt={self._rcv_nxt} "
