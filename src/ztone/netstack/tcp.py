@@ -176,6 +176,7 @@ class TcpConnection:
         "_syn_pending",
         "_timewait_deadline",
         "_wscale_ok",
+        "fast_retransmits",
         "limits",
         "local_ip",
         "local_port",
@@ -183,6 +184,8 @@ class TcpConnection:
         "remote_ip",
         "remote_port",
         "state",
+        "timeouts",
+        "window_probes",
     )  # fmt: skip
 
     def __init__(self, local_ip: bytes, local_port: int, remote_ip: bytes, remote_port: int,
@@ -199,6 +202,10 @@ class TcpConnection:
         self.state = CLOSED
         self.nodelay = False
         """True turns Nagle's algorithm off (small segments go out at once)."""
+        self.timeouts = 0
+        """Retransmission timeouts so far (counters for metrics and tests)."""
+        self.fast_retransmits = 0
+        self.window_probes = 0
         iss &= MASK
         self._iss = iss
         self._irs = 0
@@ -377,6 +384,15 @@ class TcpConnection:
         """Segments kept beyond a hole in the received data."""
         return len(self._ooo)
 
+    def reusable_by(self, syn: TcpSegment) -> bool:
+        """True when ``syn``, a new SYN for this connection's 4-tuple, may replace it: the
+        connection is in TIME-WAIT and the SYN's sequence number is past everything the
+        old one received (RFC 9293 §3.6.1, RFC 1122 §4.2.2.13). The stack then forgets
+        this connection and accepts the SYN as a new one; otherwise the SYN goes to
+        :meth:`receive` (a challenge ACK)."""
+        return (self.state is TIME_WAIT and syn.flags & (SYN | ACK | RST) == SYN
+                and 0 < (syn.seq - self._rcv_nxt) & MASK <= _HALF)  # fmt: skip
+
     def __repr__(self) -> str:
         return (f"<TcpConnection {self.local_port}>{self.remote_port} {self.state.name} "
                 f"una={self._snd_una} nxt={self._snd_nxt} rcv_nxt={self._rcv_nxt} "
@@ -447,7 +463,8 @@ class TcpConnection:
         self._sbuf.clear()
         self._rbuf.clear()
         self._drop_ooo()
-        if self.state in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, SYN_RECEIVED):
+        if self.state in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, SYN_RECEIVED,
+                          CLOSING, LAST_ACK):  # fmt: skip
             self._rst_pending = True
         else:
             self._close()
@@ -662,12 +679,14 @@ class TcpConnection:
         if self._fin_queued and n == data_len and outstanding == n + 1:
             flags |= FIN
         self._rtt_seq = None  # Karn: no sample from a retransmitted segment
+        self.fast_retransmits += 1
         out.append(self._segment(flags, una, payload))
 
     def _on_rto(self, now: float) -> None:
         """The retransmission timer expired (RFC 6298 §5.4-5.6, RFC 5681 §3.1)."""
         self._rto_deadline = None
         self._retries += 1
+        self.timeouts += 1
         synced = self.state not in (SYN_SENT, SYN_RECEIVED)
         limit = self.limits.max_retransmissions if synced else self.limits.syn_retransmissions
         if self._retries > limit:
@@ -698,6 +717,7 @@ class TcpConnection:
         if self._retries > self.limits.max_retransmissions:
             self._fail("timed out")
             return
+        self.window_probes += 1
         una = self._snd_una
         out.append(self._segment(ACK, una, bytes(self._sbuf[:1])))
         nxt = (una + 1) & MASK
@@ -980,7 +1000,9 @@ class TcpConnection:
             fin = False
         if rel:
             self._keep_out_of_order((self._rcv_nxt + rel) & MASK, payload, fin)
-            self._ack_now = True  # a duplicate ACK tells the sender about the hole
+            # One duplicate ACK per out-of-order segment, even when several arrive
+            # before the next poll(): the sender's fast retransmit counts them.
+            self._reply(self._segment(ACK, self._ack_seq()))
             return
         if payload:
             self._rbuf += payload
