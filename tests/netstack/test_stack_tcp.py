@@ -286,3 +286,36 @@ def test_connection_to_our_own_address_loops_back(v6: bool) -> None:
     data = random.Random(8).randbytes(200_000)
     assert transfer(seg, client, server, data) == data
     assert a.counters.frames_out == 0  # nothing went to the network
+
+
+def test_new_syn_replaces_a_time_wait_connection() -> None:
+    _a, b, seg, client, server = connected()
+    sent_seqs: list[int] = []
+
+    def tap(frame: tuple[int, int, int, bytes]) -> None:
+        if frame[0] == MAC_A and frame[2] == ETHERTYPE_IPV4:
+            pkt = parse_ipv4(frame[3])
+            s = parse_tcp(pkt.payload, pkt.src, pkt.dst)
+            sent_seqs.append((s.seq + len(s.payload) + (s.flags & 1)) & 0xFFFFFFFF)
+
+    seg.taps.append(tap)
+    server.shutdown()  # the server closes first: it ends in TIME-WAIT
+    seg.run(lambda: client.at_eof)
+    client.shutdown()
+    seg.run(lambda: server.state.name == "TIME_WAIT")
+    assert b.tcp_connection_count == 1
+    b.changed()
+    # the same 4-tuple again, with a sequence number past everything the old one got
+    seq = (sent_seqs[-1] + 100_000) & 0xFFFFFFFF
+    syn = TcpSegment(client.local[1], 80, seq, 0, SYN, 65535, mss=1400)
+    src, dst = IF_A4.ip.packed, IF_B4.ip.packed
+    tcp = build_tcp(syn, src, dst)
+    b.receive_frame(
+        (MAC_A, MAC_B, ETHERTYPE_IPV4, build_ipv4(src, dst, PROTO_TCP, tcp, 9)), seg.now
+    )
+    b.poll(seg.now)
+    assert b.tcp_connection_count == 1 and server.state.name == "TIME_WAIT"  # forgotten
+    (frame,) = b.take_frames()
+    answer = parse_ipv4(frame[3])
+    synack = parse_tcp(answer.payload, answer.src, answer.dst)
+    assert synack.flags == SYN | 0x10 and synack.ack == (seq + 1) & 0xFFFFFFFF

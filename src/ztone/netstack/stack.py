@@ -735,6 +735,9 @@ class Stack:
         self.counters.tcp_in += 1
         self._last_now = now
         sock = self._tcp.get((dst, seg.dst_port, src, seg.src_port))
+        if sock is not None and sock.connection.reusable_by(seg):
+            self._tcp_forget(sock)  # a new incarnation of a connection in TIME-WAIT
+            sock = None
         if sock is not None:
             sock.connection.receive(seg, now)
             if not sock.app_closed:
