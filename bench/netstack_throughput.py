@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import random
 import sys
 import time
@@ -33,8 +32,7 @@ from ztone.netstack.stack import Stack  # noqa: E402
 
 
 def cpu() -> float:
-    t = os.times()
-    return t.user + t.system
+    return time.process_time()  # user + system CPU of this process
 
 
 def report(name: str, nbytes: int, wall: float, cpu_s: float) -> None:

@@ -34,7 +34,7 @@ DEFAULT_TTL = 64
 _HEAD = struct.Struct("!BBHHHBBH4s4s")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per packet, and frozen init is slow
 class Ipv4Packet:
     src: bytes
     dst: bytes

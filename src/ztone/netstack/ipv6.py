@@ -34,7 +34,7 @@ _FRAGMENT = 44
 _HEAD = struct.Struct("!IHBB16s16s")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per packet, and frozen init is slow
 class Ipv6Packet:
     src: bytes
     dst: bytes
