@@ -281,18 +281,67 @@ def test_6plane_addresses_on_an_on_link_route() -> None:
     assert b.neighbour_entries == 1 and a.neighbour_entries == 1
 
 
-def test_fragments_are_dropped_and_counted() -> None:
-    a = make(MAC_A, IF_A4, IF_A6)
-    sock = a.udp_bind(53)
-    u = build_udp(UdpDatagram(9, 53, b"part"), IF_B4.ip.packed, IF_A4.ip.packed)
-    pkt = bytearray(build_ipv4(IF_B4.ip.packed, IF_A4.ip.packed, 17, u, ident=5))
-    pkt[6:8] = b"\x20\x00"  # more fragments
+def ipv4_fragment(payload: bytes, ident: int, offset: int, more: bool, proto: int = 17) -> bytes:
+    """An IPv4 fragment (B -> A) carrying ``payload`` at byte ``offset``."""
+    pkt = bytearray(build_ipv4(IF_B4.ip.packed, IF_A4.ip.packed, proto, payload, ident=ident))
+    pkt[6:8] = ((0x2000 if more else 0) | offset // 8).to_bytes(2, "big")
     pkt[10:12] = b"\0\0"
     pkt[10:12] = (~inet_sum_pure(bytes(pkt[:20])) & 0xFFFF).to_bytes(2, "big")
-    a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, bytes(pkt)), 0.0)
-    frag6 = build_ipv6(IF_B6.ip.packed, IF_A6.ip.packed, 44, bytes([17, 0, 0, 1]) + bytes(4) + u)
-    a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV6, frag6), 0.0)
-    assert a.counters.fragments == 2 and sock.readable == 0
+    return bytes(pkt)
+
+
+def ipv6_fragment(payload: bytes, ident: int, offset: int, more: bool, nh: int = 17) -> bytes:
+    header = struct.pack("!BBHI", nh, 0, offset | int(more), ident)
+    return build_ipv6(IF_B6.ip.packed, IF_A6.ip.packed, 44, header + payload)
+
+
+def test_fragments_are_reassembled_in_any_order() -> None:
+    a = make(MAC_A, IF_A4, IF_A6)
+    sock = a.udp_bind(53)
+    body = bytes(range(256)) * 24  # 6144 bytes: more than one 2800-byte MTU
+    u4 = build_udp(UdpDatagram(9, 53, body), IF_B4.ip.packed, IF_A4.ip.packed)
+    u6 = build_udp(UdpDatagram(9, 53, body), IF_B6.ip.packed, IF_A6.ip.packed)
+    cuts = [(0, 2400), (2400, 4800), (4800, len(u4))]
+    for start, end in reversed(cuts):  # last fragment first
+        more = end < len(u4)
+        a.receive_frame(
+            (MAC_B, MAC_A, ETHERTYPE_IPV4, ipv4_fragment(u4[start:end], 7, start, more)), 0.0
+        )
+        a.receive_frame(
+            (MAC_B, MAC_A, ETHERTYPE_IPV6, ipv6_fragment(u6[start:end], 7, start, more)), 0.0
+        )
+    assert sock.recvfrom() == (body, (IF_B4.ip, 9))
+    assert sock.recvfrom() == (body, (IF_B6.ip, 9))
+    c = a.counters
+    assert (c.fragments, c.reassembled, c.reassembly_dropped) == (6, 2, 0)
+
+
+def test_incomplete_and_overlapping_fragments_are_dropped() -> None:
+    a = make(MAC_A, IF_A4, IF_A6)
+    sock = a.udp_bind(53)
+    u = build_udp(UdpDatagram(9, 53, bytes(3000)), IF_B4.ip.packed, IF_A4.ip.packed)
+    a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, ipv4_fragment(u[:1600], 1, 0, True)), 0.0)
+    assert a.deadline() is not None
+    a.poll(5.0)
+    assert a.counters.reassembly_dropped == 0
+    a.poll(10.0)  # the reassembly timeout
+    assert a.counters.reassembly_dropped == 1 and a.deadline() is None
+    a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, ipv4_fragment(u[:1600], 2, 0, True)), 11.0)
+    a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, ipv4_fragment(u[800:], 2, 800, False)), 11.0)
+    assert a.counters.reassembly_dropped == 2 and sock.readable == 0
+
+
+def test_fragment_flood_stays_within_the_reassembly_bounds() -> None:
+    limits = StackLimits(reassembly_datagrams=8, reassembly_bytes=20_000)
+    a = make(MAC_A, IF_A4, limits=limits)
+    rng = random.Random(3)
+    for i in range(10_000):
+        frag = ipv4_fragment(
+            rng.randbytes(1600), rng.getrandbits(16), 8 * rng.getrandbits(10), True
+        )
+        a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, frag), i * 1e-3)
+        assert a.reassembly_pending <= 8 and a.reassembly_buffered <= 20_000
+    assert a.counters.fragments == 10_000 and a.counters.reassembled == 0
 
 
 @settings(max_examples=300)

@@ -8,8 +8,9 @@ which sockets to wake. Randomness (ephemeral ports, TCP initial sequence numbers
 IPv4 identification) comes from the ``rand`` callable it is given.
 
 What it does (issue 15): ARP (RFC 826) and NDP (RFC 4861 NS/NA) for its addresses and
-its neighbours (:mod:`.neighbours`), IPv4 (RFC 791) and IPv6 (RFC 8200) without
-fragmentation (fragments are dropped and counted), ICMP/ICMPv6 echo on every address it
+its neighbours (:mod:`.neighbours`), IPv4 (RFC 791) and IPv6 (RFC 8200); it never
+fragments what it sends (IPv4 with DF), and reassembles what it receives within bounds
+(:mod:`.fragments`), ICMP/ICMPv6 echo on every address it
 holds (also from itself: packets to its own addresses loop back at the next poll),
 rate-limited port unreachable for UDP to a closed port, UDP sockets
 (:mod:`.udp_socket`), TCP sockets (:mod:`.tcp_socket`) over the ``ztone.netstack.tcp``
@@ -42,8 +43,9 @@ from ztone.netstack.ethernet import (
     ipv6_multicast_mac,
     is_group_mac,
 )
-from ztone.netstack.ipv4 import PROTO_ICMP, build_ipv4, parse_ipv4
-from ztone.netstack.ipv6 import PROTO_ICMPV6, build_ipv6, parse_ipv6
+from ztone.netstack.fragments import Key, Reassembler
+from ztone.netstack.ipv4 import PROTO_ICMP, Ipv4Packet, build_ipv4, parse_ipv4
+from ztone.netstack.ipv6 import PROTO_ICMPV6, Ipv6Packet, build_ipv6, parse_ipv6
 from ztone.netstack.neighbours import NeighbourTable
 from ztone.netstack.tcp import TIME_WAIT, TcpConnection, TcpLimits
 from ztone.netstack.tcp_segment import ACK, RST, SYN, TcpSegment, build_tcp, parse_tcp, reset_for
@@ -89,6 +91,12 @@ class StackLimits:
     udp_queue_bytes: int = 1 << 20
     icmp_errors_per_second: float = 10.0
     """Port-unreachable messages sent per second at most (burst of the same number)."""
+    reassembly_datagrams: int = 16
+    """Fragmented datagrams under reassembly at once (a new one evicts the oldest)."""
+    reassembly_bytes: int = 256 * 1024
+    reassembly_fragments: int = 64
+    """Fragments per datagram."""
+    reassembly_timeout: float = 10.0
     tcp_connections: int = 512
     """TCP connections in the table (any state, TIME-WAIT and half-open included). The
     stack's TCP memory is at most this many times ``tcp.send_buffer + tcp.recv_buffer``
@@ -114,6 +122,10 @@ class StackCounters:
     unknown_ethertype: int = 0
     unknown_protocol: int = 0
     fragments: int = 0
+    reassembled: int = 0
+    """Datagrams put together from fragments."""
+    reassembly_dropped: int = 0
+    """Fragmented datagrams given up (a bound, an overlap, the timeout)."""
     no_route: int = 0
     unresolved: int = 0
     """Packets dropped waiting for ARP/NDP (a full queue, no answer)."""
@@ -195,6 +207,10 @@ class Stack:
         self._time_wait: OrderedDict[TcpSocket, None] = OrderedDict()
         self._last_now = 0.0
         self._loopback: list[tuple[int, bytes]] = []
+        self._reassembly = Reassembler(
+            lim.reassembly_datagrams, lim.reassembly_bytes, lim.reassembly_fragments,
+            lim.reassembly_timeout,
+        )  # fmt: skip
         self._rebuild()
 
     # -- link configuration -------------------------------------------------------------
@@ -237,6 +253,16 @@ class Stack:
 
     def routes(self) -> list[tuple[Network, Address | None]]:
         return list(self._routes)
+
+    @property
+    def reassembly_pending(self) -> int:
+        """Fragmented datagrams under reassembly (at most ``limits.reassembly_datagrams``)."""
+        return len(self._reassembly)
+
+    @property
+    def reassembly_buffered(self) -> int:
+        """Bytes of fragments held (at most ``limits.reassembly_bytes``)."""
+        return self._reassembly.buffered
 
     @property
     def neighbour_entries(self) -> int:
@@ -310,6 +336,11 @@ class Stack:
         """Run what is due: neighbour requests and expiry, TCP timers and what the
         application and the frames received since the last poll made due (ACKs, data)."""
         self._last_now = now
+        reasm = self._reassembly
+        due = reasm.deadline()
+        if due is not None and now >= due:
+            reasm.expire(now)
+            self.counters.reassembly_dropped = reasm.dropped
         due = self._neighbours_due
         if due is not None and now >= due:
             for ip, mac in self._neighbours.due(now):
@@ -345,6 +376,9 @@ class Stack:
         if self._dirty or self._loopback:
             return self._last_now
         best = self._neighbours_due
+        due = self._reassembly.deadline()
+        if due is not None and (best is None or due < best):
+            best = due
         if self._timers:
             first = min(self._timers.values())
             if best is None or first < best:
@@ -422,9 +456,6 @@ class Stack:
 
     def _ipv4_input(self, payload: bytes, unicast: bool, now: float) -> None:
         pkt = parse_ipv4(payload)
-        if pkt.fragment:
-            self.counters.fragments += 1
-            return
         dst = pkt.dst
         if dst in self._v4:
             local = True
@@ -433,14 +464,22 @@ class Stack:
         else:
             self.counters.not_for_us += 1
             return
+        data = pkt.payload
+        quote = payload  # what an ICMP error quotes: the datagram as it came
+        if pkt.fragment:
+            self.counters.fragments += 1
+            whole = self._reassemble((pkt.src, dst, pkt.protocol, pkt.ident), pkt, now)
+            if whole is None:
+                return
+            data, quote = whole, b""
         proto = pkt.protocol
         if proto == PROTO_TCP:
             if local and unicast:
-                self._tcp_input(pkt.src, dst, pkt.payload, now)
+                self._tcp_input(pkt.src, dst, data, now)
         elif proto == PROTO_UDP:
-            self._udp_input(pkt.src, dst, pkt.payload, payload, local and unicast, now)
+            self._udp_input(pkt.src, dst, data, quote, local and unicast and bool(quote), now)
         elif proto == PROTO_ICMP:
-            msg = icmp.parse_icmp4(pkt.payload)
+            msg = icmp.parse_icmp4(data)
             if msg.type == icmp.ECHO_REQUEST_V4 and msg.code == 0 and local:
                 reply = icmp.build_icmp4(icmp.Icmp(icmp.ECHO_REPLY_V4, 0, msg.body))
                 self._send_ip(dst, pkt.src, PROTO_ICMP, reply, now)
@@ -450,9 +489,6 @@ class Stack:
 
     def _ipv6_input(self, payload: bytes, now: float) -> None:
         pkt = parse_ipv6(payload)
-        if pkt.fragment:
-            self.counters.fragments += 1
-            return
         dst = pkt.dst
         local = dst in self._v6
         if not local and not (
@@ -460,22 +496,40 @@ class Stack:
         ):
             self.counters.not_for_us += 1
             return
+        data = pkt.payload
+        quote = payload
         nh = pkt.next_header
+        if pkt.fragment:
+            self.counters.fragments += 1
+            whole = self._reassemble((pkt.src, dst, nh, pkt.ident), pkt, now)
+            if whole is None:
+                return
+            data, quote = whole, b""
         if nh == PROTO_TCP:
             if local:
-                self._tcp_input(pkt.src, dst, pkt.payload, now)
+                self._tcp_input(pkt.src, dst, data, now)
         elif nh == PROTO_UDP:
-            self._udp_input(pkt.src, dst, pkt.payload, payload, local, now)
+            self._udp_input(pkt.src, dst, data, quote, local and bool(quote), now)
         elif nh == PROTO_ICMPV6:
-            msg = icmp.parse_icmp6(pkt.payload, pkt.src, dst)
+            msg = icmp.parse_icmp6(data, pkt.src, dst)
             if msg.type in (ndp.NEIGHBOR_SOLICITATION, ndp.NEIGHBOR_ADVERTISEMENT):
-                self._neighbour_input(msg, pkt.src, pkt.hop_limit, now)
+                if not pkt.fragment:  # RFC 6980: never from fragments
+                    self._neighbour_input(msg, pkt.src, pkt.hop_limit, now)
             elif msg.type == icmp.ECHO_REQUEST_V6 and msg.code == 0 and local:
                 reply = icmp.build_icmp6(icmp.Icmp(icmp.ECHO_REPLY_V6, 0, msg.body), dst, pkt.src)
                 self._send_ip(dst, pkt.src, PROTO_ICMPV6, reply, now)
                 self.counters.echo_replies += 1
         else:
             self.counters.unknown_protocol += 1
+
+    def _reassemble(self, key: Key, pkt: Ipv4Packet | Ipv6Packet, now: float) -> bytes | None:
+        reasm = self._reassembly
+        whole = reasm.add(key, pkt.offset, pkt.more, pkt.payload, now)
+        self.counters.reassembled = reasm.reassembled
+        self.counters.reassembly_dropped = reasm.dropped
+        if reasm.deadline() is not None:
+            self._last_now = now  # poll() expires what is under way
+        return whole
 
     def _send_ip(self, src: bytes, dst: bytes, protocol: int, payload: bytes, now: float) -> None:
         if len(dst) == 4:
