@@ -76,7 +76,7 @@ class NeighbourTable:
         if entry is None:
             return None
         if (
-            now - entry.confirmed > self.ttl
+            now >= entry.confirmed + self.ttl
             and entry.probes >= self.tries
             and (now >= entry.next_probe)
         ):
@@ -135,7 +135,7 @@ class NeighbourTable:
             pending.next_try = now + self.retry
             out.append((ip, None))
         for ip, entry in list(self._entries.items()):
-            if now - entry.confirmed <= self.ttl or now < entry.next_probe:
+            if now < entry.confirmed + self.ttl or now < entry.next_probe:
                 continue
             if entry.probes >= self.tries:
                 del self._entries[ip]

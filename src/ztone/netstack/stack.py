@@ -158,10 +158,6 @@ class _Route:
     via: bytes | None
 
 
-def _packed(ip: Address) -> bytes:
-    return ip.packed
-
-
 def _address(raw: bytes) -> Address:
     return ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw)
 
@@ -406,6 +402,8 @@ class Stack:
     def _learn(self, ip: bytes, mac: int, now: float, create: bool) -> None:
         for ethertype, packet in self._neighbours.confirm(ip, mac, now, create):
             self._emit(mac, ethertype, packet)
+        if self._neighbours_due is None:  # a first entry: its refresh must be scheduled
+            self._neighbours_due = self._neighbours.deadline()
 
     def _solicit(self, ip: bytes, mac: int | None) -> None:
         """An ARP request or a neighbour solicitation for ``ip`` (unicast to ``mac`` when
@@ -840,7 +838,7 @@ class Stack:
                 conn.recv(conn.readable)  # nobody reads it any more
             if sock.closed_at is None:
                 sock.closed_at = now
-            elif now - sock.closed_at >= self.limits.orphan_timeout:
+            elif now >= sock.closed_at + self.limits.orphan_timeout:  # as the timer
                 conn.abort()
         src, dst = conn.local_ip, conn.remote_ip
         for seg in conn.poll(now):
