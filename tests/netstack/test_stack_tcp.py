@@ -277,6 +277,7 @@ def test_orphan_that_never_finishes_is_reset() -> None:
 def test_connection_to_our_own_address_loops_back(v6: bool) -> None:
     a = make(MAC_A, IF_A4, IF_A6, seed=1)
     seg = Segment(a)
+    seg.strict = False  # a poll delivers a few rounds of looped-back packets, not all
     own = (IF_A6 if v6 else IF_A4).ip
     listener = a.tcp_listen(8080)
     client = a.tcp_connect((own, 8080), seg.now)
