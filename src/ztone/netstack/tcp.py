@@ -62,6 +62,9 @@ class TcpState(enum.Enum):
     LAST_ACK = "LAST_ACK"
     TIME_WAIT = "TIME_WAIT"
 
+    # Enum's own __hash__ is Python code; states are looked up in sets per segment.
+    __hash__ = object.__hash__
+
 
 CLOSED = TcpState.CLOSED
 LISTEN = TcpState.LISTEN
@@ -149,6 +152,7 @@ class TcpConnection:
         "_persist_deadline",
         "_rbuf",
         "_rcv_adv",
+        "_rcv_buffer",
         "_rcv_nxt",
         "_rcv_shift",
         "_recover",
@@ -173,6 +177,7 @@ class TcpConnection:
         "_snd_wnd",
         "_srtt",
         "_ssthresh",
+        "_sws_step",
         "_syn_pending",
         "_timewait_deadline",
         "_wscale_ok",
@@ -230,6 +235,9 @@ class TcpConnection:
         self._rcv_nxt = 0
         self._rcv_adv = 0
         self._rbuf = bytearray()
+        self._rcv_buffer = limits.recv_buffer
+        self._sws_step = min(limits.recv_buffer // 2, mss)
+        """Receiver SWS avoidance: the right edge moves by at least this much."""
         self._ooo: list[tuple[int, bytes, bool]] = []
         self._ooo_bytes = 0
         self._fin_received = False
@@ -433,10 +441,10 @@ class TcpConnection:
         if self.state in _RECEIVING and not self._fin_received:
             # Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): tell the peer at once only when
             # the window it knows is getting small and can now grow by a useful amount.
-            buffer = self.limits.recv_buffer
+            buffer = self._rcv_buffer
             adv = (self._rcv_adv - self._rcv_nxt) & MASK
             free = buffer - len(rbuf)
-            if adv < buffer // 2 and free - adv >= min(buffer // 2, self._mss):
+            if adv < buffer // 2 and free - adv >= self._sws_step:
                 self._ack_now = True
         return data
 
@@ -568,13 +576,12 @@ class TcpConnection:
     def _window_field(self) -> int:
         """The window to advertise (scaled field), moving the advertised right edge only
         by useful amounts (RFC 9293 §3.8.6.2.2) and never to the left."""
-        buffer = self.limits.recv_buffer
-        free = buffer - len(self._rbuf)
+        free = self._rcv_buffer - len(self._rbuf)
         rcv_nxt = self._rcv_nxt
         adv = (self._rcv_adv - rcv_nxt) & MASK
         if adv > _HALF:
             adv = 0
-        wnd = free if free - adv >= min(buffer // 2, self._mss) else adv
+        wnd = free if free - adv >= self._sws_step else adv
         shift = self._rcv_shift
         field = min(wnd >> shift, 0xFFFF)
         edge = (rcv_nxt + (field << shift)) & MASK
