@@ -769,6 +769,8 @@ class TcpConnection:
         """Take one segment from the peer (RFC 9293 §3.10.7). Never raises."""
         self._last_now = now
         st = self.state
+        if st is ESTABLISHED and self._next_in_order(seg, now):
+            return
         if st is CLOSED or st is LISTEN:
             return
         if st is SYN_SENT:
@@ -830,6 +832,30 @@ class TcpConnection:
         if self._process_ack(seg, now, plen) and (plen or flags & FIN):
             self._process_data(seg, rel, wnd, now)
         self._arm_timers(now)
+
+    def _next_in_order(self, seg: TcpSegment, now: float) -> bool:
+        """Header prediction (as in BSD's tcp_input): in ESTABLISHED, the next bytes in
+        sequence, acknowledging nothing new, window unchanged, nothing kept out of
+        order, all inside our window. The general path would do exactly this; the
+        shortcut only skips its checks. False (nothing done) for any other segment."""
+        payload = seg.payload
+        n = len(payload)
+        seq = seg.seq
+        if (seg.flags | PSH != ACK | PSH or not n or seq != self._rcv_nxt or self._ooo
+                or seg.ack != self._snd_una
+                or (seg.window << self._snd_shift) != self._snd_wnd
+                or n > ((self._rcv_adv - seq) & MASK)):  # fmt: skip
+            return False
+        self._snd_wl1 = seq
+        self._snd_wl2 = seg.ack
+        self._rbuf += payload
+        self._rcv_nxt = (seq + n) & MASK
+        self._segs_unacked += 1
+        if self._segs_unacked >= 2:
+            self._ack_now = True
+        elif self._ack_deadline is None:
+            self._ack_deadline = now + self.limits.delayed_ack
+        return True
 
     def _receive_syn_sent(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 §3.10.7.3."""
