@@ -641,6 +641,7 @@ class TcpConnection:
         if self._fast_rexmit:
             self._fast_rexmit = False
             self._retransmit_first(out)
+        self._burst(now, out)
         sbuf = self._sbuf
         while True:
             n = self._next_segment_size()
@@ -671,6 +672,44 @@ class TcpConnection:
                 self._rto_deadline = now + self._timeout()
             if flags & FIN:
                 break
+
+    def _burst(self, now: float, out: list[TcpSegment]) -> None:
+        """Every full-sized segment the windows allow at once, short of the buffer's
+        last byte (that one, PSH, FIN and the small-segment rules stay with the general
+        loop of :meth:`_output`): the bulk-transfer path, without re-deciding per
+        segment what cannot change between them."""
+        smss = self._smss
+        seq = self._snd_nxt
+        off = (seq - self._sbuf_seq) & MASK
+        sbuf = self._sbuf
+        unsent = len(sbuf) - off
+        if unsent <= smss or off > _HALF:
+            return
+        flight = (seq - self._snd_una) & MASK
+        usable = min(self._snd_wnd, self._cwnd) - flight
+        count = min(usable, unsent - 1) // smss
+        if count <= 0:
+            return
+        if seq == self._snd_max and self._rtt_seq is None:
+            self._rtt_seq = (seq + smss) & MASK
+            self._rtt_time = now
+        window = self._window_field()
+        ack = self._rcv_nxt
+        self._ack_now = False
+        self._ack_deadline = None
+        self._segs_unacked = 0
+        lp, rp = self.local_port, self.remote_port
+        with memoryview(sbuf) as view:
+            for _ in range(count):
+                end = off + smss
+                out.append(TcpSegment(lp, rp, seq, ack, ACK, window, bytes(view[off:end])))
+                off = end
+                seq = (seq + smss) & MASK
+        self._snd_nxt = seq
+        if (seq - self._snd_max) & MASK <= _HALF:
+            self._snd_max = seq
+        if self._rto_deadline is None:
+            self._rto_deadline = now + self._timeout()
 
     def _retransmit_first(self, out: list[TcpSegment]) -> None:
         """Send again the first unacknowledged segment (fast retransmit, RFC 5681 §3.2)."""
