@@ -109,6 +109,19 @@ class TcpLimits:
     unacceptable_ack_interval: float = 0.1
     """Least time between ACKs answering empty out-of-window segments."""
 
+    def __post_init__(self) -> None:
+        # Windows must stay far below 2**31 for modular sequence comparisons.
+        for name in ("send_buffer", "recv_buffer"):
+            if not 1 <= getattr(self, name) <= 1 << 30:
+                raise LocalUsageError(f"TcpLimits.{name} must be within 1..2**30")
+        if min(self.out_of_order_segments, self.max_retransmissions,
+               self.syn_retransmissions) < 0 or self.initial_window_segments < 1:  # fmt: skip
+            raise LocalUsageError("TcpLimits counts must not be negative (IW at least 1)")
+        if not 0 < self.min_rto <= self.max_rto or self.initial_rto <= 0:
+            raise LocalUsageError("TcpLimits needs 0 < min_rto <= max_rto and initial_rto > 0")
+        if min(self.time_wait, self.delayed_ack, self.unacceptable_ack_interval) < 0:
+            raise LocalUsageError("TcpLimits times must not be negative")
+
 
 def _default_peer_mss(ip: bytes) -> int:
     """RFC 9293 §3.7.1 / RFC 8200 §5: the MSS to assume without the option."""
