@@ -967,6 +967,11 @@ class TcpConnection:
             if acked <= _HALF:
                 self._ack_now = True  # it acknowledges what we never sent
                 return False
+            if (una - ack) & MASK > max(self._max_snd_wnd, self._smss):
+                # RFC 5961 §5.2: older than anything the peer could still be sending
+                # (blind data injection guesses land here): drop, answer with an ACK.
+                self._ack_now = True
+                return False
             return True  # an old ACK: ignore the field, take the data
         seq = seg.seq & MASK
         old_wnd = self._snd_wnd
