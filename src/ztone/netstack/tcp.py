@@ -155,6 +155,7 @@ class TcpConnection:
         "_irs",
         "_iss",
         "_last_now",
+        "_last_send",
         "_last_unacceptable_ack",
         "_max_snd_wnd",
         "_mss",
@@ -278,6 +279,7 @@ class TcpConnection:
         self._segs_unacked = 0
         self._timewait_deadline: float | None = None
         self._last_unacceptable_ack = -1e18
+        self._last_send = now
         # Control.
         self._syn_pending = True
         self._rst_pending = False
@@ -651,9 +653,15 @@ class TcpConnection:
         return n
 
     def _output(self, now: float, out: list[TcpSegment]) -> None:
+        if (self._snd_max == self._snd_una and now - self._last_send > self._rto
+                and self._cwnd > self._initial_window()):  # fmt: skip
+            # RFC 5681 §4.1: after an idle RTO the path's state is stale; start again
+            # from the initial window instead of sending a whole old window at once.
+            self._cwnd = self._initial_window()
         if self._fast_rexmit:
             self._fast_rexmit = False
             self._retransmit_first(out)
+        sent_before = len(out)
         self._burst(now, out)
         sbuf = self._sbuf
         while True:
@@ -685,6 +693,8 @@ class TcpConnection:
                 self._rto_deadline = now + self._timeout()
             if flags & FIN:
                 break
+        if len(out) > sent_before:
+            self._last_send = now
 
     def _burst(self, now: float, out: list[TcpSegment]) -> None:
         """Every full-sized segment the windows allow at once, short of the buffer's
@@ -947,10 +957,14 @@ class TcpConnection:
         if self._retries:
             self._cwnd = smss  # RFC 5681 §3.1: a retransmitted SYN means IW = 1 segment
         else:
-            iw = self.limits.initial_window_segments * smss
-            self._cwnd = min(iw, max(2 * smss, 14600))
+            self._cwnd = self._initial_window()
         self._retries = 0
         self._backoff = 0
+
+    def _initial_window(self) -> int:
+        """RFC 6928 §2: min(IW segments, max(2 segments, 14600 bytes))."""
+        smss = self._smss
+        return min(self.limits.initial_window_segments * smss, max(2 * smss, 14600))
 
     def _set_snd_wnd(self, wnd: int) -> None:
         self._snd_wnd = wnd
@@ -1010,7 +1024,7 @@ class TcpConnection:
         if self._rtt_seq is not None and (ack - self._rtt_seq) & MASK <= _HALF:
             self._rtt_sample(now - self._rtt_time)
             self._rtt_seq = None
-        self._on_new_ack(acked, ack)
+        self._on_new_ack(acked, ack, outstanding)
         self._rto_deadline = None if ack == self._snd_max else now + self._timeout()
         if self._fin_queued and ack == self._snd_max and not sbuf and self._fin_sent():
             st = self.state
@@ -1026,8 +1040,10 @@ class TcpConnection:
     def _fin_sent(self) -> bool:
         return ((self._snd_max - self._sbuf_seq) & MASK) == len(self._sbuf) + 1
 
-    def _on_new_ack(self, acked: int, ack: int) -> None:
-        """RFC 5681 §3.1 growth, RFC 6582 §3.2 steps 3 (partial/full ACK)."""
+    def _on_new_ack(self, acked: int, ack: int, outstanding: int) -> None:
+        """RFC 5681 §3.1 growth, RFC 6582 §3.2 steps 3 (partial/full ACK). The window
+        grows only while it was at least half used (RFC 7661 §4.1 spirit): an
+        application-limited sender does not earn a window it never tried."""
         smss = self._smss
         if self._in_recovery:
             if (ack - self._recover) & MASK <= _HALF:  # full acknowledgment
@@ -1043,6 +1059,8 @@ class TcpConnection:
                 self._cwnd = max(cwnd, smss)
             return
         self._dupacks = 0
+        if 2 * outstanding < self._cwnd:
+            return
         if self._cwnd < self._ssthresh:
             self._cwnd += min(acked, smss)
         else:
