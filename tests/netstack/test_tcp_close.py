@@ -175,7 +175,6 @@ def test_application_can_end_in_any_state(state: TcpState, how: str) -> None:
     ending()
     ending()  # twice is harmless
 
-
     def peer_app(s: Sim) -> None:  # the server reads, and closes when the client did
         if s.server is not None:
             s.server.recv()

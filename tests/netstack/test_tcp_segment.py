@@ -105,11 +105,13 @@ def test_bad_checksum_bad_offset_bad_options_raise() -> None:
         header = struct.pack("!HHIIBBHHH", 1, 2, 3, 4, offset << 4, ACK, 5, 0, 0)
         with pytest.raises(MalformedPacket, match="offset"):
             parse_tcp(_hand_made(SRC4, DST4, header, b""), SRC4, DST4)
-    for options in (bytes([2, 4, 1, 0]) + bytes([2, 3, 1, 0]),  # MSS of length 3
-                    bytes([1, 1, 1, 9]),                          # no length byte
-                    bytes([7, 1, 0, 0]),                          # length below 2
-                    bytes([7, 9, 0, 0]),                          # past the header
-                    bytes([3, 4, 1, 0])):                         # window scale length 4
+    for options in (
+        bytes([2, 4, 1, 0]) + bytes([2, 3, 1, 0]),  # MSS of length 3
+        bytes([1, 1, 1, 9]),  # no length byte
+        bytes([7, 1, 0, 0]),  # length below 2
+        bytes([7, 9, 0, 0]),  # past the header
+        bytes([3, 4, 1, 0]),
+    ):  # window scale length 4
         header = struct.pack("!HHIIBBHHH", 1, 2, 3, 4, (5 + len(options) // 4) << 4, SYN, 5,
                              0, 0)  # fmt: skip
         with pytest.raises(MalformedPacket):
