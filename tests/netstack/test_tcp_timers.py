@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from netstack.tcp_sim import CLIENT_PORT, SERVER_PORT, Link, Pump, Sim
+from netstack.tcp_sim import CLIENT_PORT, SERVER_PORT, Link, Pump, Sim, established
 from ztone.netstack.tcp import TcpConnection, TcpLimits, TcpState
 from ztone.netstack.tcp_segment import ACK, SYN, TcpSegment
 
@@ -200,3 +200,25 @@ def test_both_windows_closed_on_a_duplicating_link_is_no_ack_storm() -> None:
 
     assert sim.run(lambda: up.done() and down.done(), app=app, max_steps=50_000)
     assert up.received == up.data and down.received == down.data
+
+
+def test_congestion_window_grows_only_when_used_and_restarts_after_idle() -> None:
+    sim = Sim()
+    server = established(sim)[1]
+    for _ in range(50):  # a trickle: one small write per round trip
+        sim.client.send(b"x" * 100)
+        assert sim.run(lambda: sim.client.unacked == 0)
+    assert sim.client.cwnd <= 14600 + 1400  # not grown by ACKs of a trickle
+    big = random.Random(9).randbytes(2 << 20)
+    up = Pump(lambda: sim.client, lambda: sim.server, big, close=False)
+    up.received += server.recv(1 << 20)
+    up.received.clear()
+    assert sim.run(up.done, app=up)
+    grown = sim.client.cwnd
+    assert grown > 14600 + 1400
+    assert sim.run(lambda: sim.client.unacked == 0)
+    sim.now += 30.0  # idle for a long while
+    sim.client.send(b"y" * 200_000)
+    sim.flush()
+    burst = [s for t, to_server, s in sim.log if to_server and t == sim.now and s.payload]
+    assert sum(len(s.payload) for s in burst) <= 14600  # the initial window again

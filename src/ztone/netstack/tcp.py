@@ -62,6 +62,9 @@ class TcpState(enum.Enum):
     LAST_ACK = "LAST_ACK"
     TIME_WAIT = "TIME_WAIT"
 
+    # Enum's own __hash__ is Python code; states are looked up in sets per segment.
+    __hash__ = object.__hash__
+
 
 CLOSED = TcpState.CLOSED
 LISTEN = TcpState.LISTEN
@@ -106,6 +109,19 @@ class TcpLimits:
     unacceptable_ack_interval: float = 0.1
     """Least time between ACKs answering empty out-of-window segments."""
 
+    def __post_init__(self) -> None:
+        # Windows must stay far below 2**31 for modular sequence comparisons.
+        for name in ("send_buffer", "recv_buffer"):
+            if not 1 <= getattr(self, name) <= 1 << 30:
+                raise LocalUsageError(f"TcpLimits.{name} must be within 1..2**30")
+        if min(self.out_of_order_segments, self.max_retransmissions,
+               self.syn_retransmissions) < 0 or self.initial_window_segments < 1:  # fmt: skip
+            raise LocalUsageError("TcpLimits counts must not be negative (IW at least 1)")
+        if not 0 < self.min_rto <= self.max_rto or self.initial_rto <= 0:
+            raise LocalUsageError("TcpLimits needs 0 < min_rto <= max_rto and initial_rto > 0")
+        if min(self.time_wait, self.delayed_ack, self.unacceptable_ack_interval) < 0:
+            raise LocalUsageError("TcpLimits times must not be negative")
+
 
 def _default_peer_mss(ip: bytes) -> int:
     """RFC 9293 §3.7.1 / RFC 8200 §5: the MSS to assume without the option."""
@@ -139,6 +155,7 @@ class TcpConnection:
         "_irs",
         "_iss",
         "_last_now",
+        "_last_send",
         "_last_unacceptable_ack",
         "_max_snd_wnd",
         "_mss",
@@ -149,6 +166,7 @@ class TcpConnection:
         "_persist_deadline",
         "_rbuf",
         "_rcv_adv",
+        "_rcv_buffer",
         "_rcv_nxt",
         "_rcv_shift",
         "_recover",
@@ -173,6 +191,7 @@ class TcpConnection:
         "_snd_wnd",
         "_srtt",
         "_ssthresh",
+        "_sws_step",
         "_syn_pending",
         "_timewait_deadline",
         "_wscale_ok",
@@ -230,6 +249,9 @@ class TcpConnection:
         self._rcv_nxt = 0
         self._rcv_adv = 0
         self._rbuf = bytearray()
+        self._rcv_buffer = limits.recv_buffer
+        self._sws_step = min(limits.recv_buffer // 2, mss)
+        """Receiver SWS avoidance: the right edge moves by at least this much."""
         self._ooo: list[tuple[int, bytes, bool]] = []
         self._ooo_bytes = 0
         self._fin_received = False
@@ -257,6 +279,7 @@ class TcpConnection:
         self._segs_unacked = 0
         self._timewait_deadline: float | None = None
         self._last_unacceptable_ack = -1e18
+        self._last_send = now
         # Control.
         self._syn_pending = True
         self._rst_pending = False
@@ -433,10 +456,10 @@ class TcpConnection:
         if self.state in _RECEIVING and not self._fin_received:
             # Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): tell the peer at once only when
             # the window it knows is getting small and can now grow by a useful amount.
-            buffer = self.limits.recv_buffer
+            buffer = self._rcv_buffer
             adv = (self._rcv_adv - self._rcv_nxt) & MASK
             free = buffer - len(rbuf)
-            if adv < buffer // 2 and free - adv >= min(buffer // 2, self._mss):
+            if adv < buffer // 2 and free - adv >= self._sws_step:
                 self._ack_now = True
         return data
 
@@ -568,13 +591,12 @@ class TcpConnection:
     def _window_field(self) -> int:
         """The window to advertise (scaled field), moving the advertised right edge only
         by useful amounts (RFC 9293 §3.8.6.2.2) and never to the left."""
-        buffer = self.limits.recv_buffer
-        free = buffer - len(self._rbuf)
+        free = self._rcv_buffer - len(self._rbuf)
         rcv_nxt = self._rcv_nxt
         adv = (self._rcv_adv - rcv_nxt) & MASK
         if adv > _HALF:
             adv = 0
-        wnd = free if free - adv >= min(buffer // 2, self._mss) else adv
+        wnd = free if free - adv >= self._sws_step else adv
         shift = self._rcv_shift
         field = min(wnd >> shift, 0xFFFF)
         edge = (rcv_nxt + (field << shift)) & MASK
@@ -631,9 +653,16 @@ class TcpConnection:
         return n
 
     def _output(self, now: float, out: list[TcpSegment]) -> None:
+        if (self._snd_max == self._snd_una and now - self._last_send > self._rto
+                and self._cwnd > self._initial_window()):  # fmt: skip
+            # RFC 5681 §4.1: after an idle RTO the path's state is stale; start again
+            # from the initial window instead of sending a whole old window at once.
+            self._cwnd = self._initial_window()
         if self._fast_rexmit:
             self._fast_rexmit = False
             self._retransmit_first(out)
+        sent_before = len(out)
+        self._burst(now, out)
         sbuf = self._sbuf
         while True:
             n = self._next_segment_size()
@@ -664,6 +693,46 @@ class TcpConnection:
                 self._rto_deadline = now + self._timeout()
             if flags & FIN:
                 break
+        if len(out) > sent_before:
+            self._last_send = now
+
+    def _burst(self, now: float, out: list[TcpSegment]) -> None:
+        """Every full-sized segment the windows allow at once, short of the buffer's
+        last byte (that one, PSH, FIN and the small-segment rules stay with the general
+        loop of :meth:`_output`): the bulk-transfer path, without re-deciding per
+        segment what cannot change between them."""
+        smss = self._smss
+        seq = self._snd_nxt
+        off = (seq - self._sbuf_seq) & MASK
+        sbuf = self._sbuf
+        unsent = len(sbuf) - off
+        if unsent <= smss or off > _HALF:
+            return
+        flight = (seq - self._snd_una) & MASK
+        usable = min(self._snd_wnd, self._cwnd) - flight
+        count = min(usable, unsent - 1) // smss
+        if count <= 0:
+            return
+        if seq == self._snd_max and self._rtt_seq is None:
+            self._rtt_seq = (seq + smss) & MASK
+            self._rtt_time = now
+        window = self._window_field()
+        ack = self._rcv_nxt
+        self._ack_now = False
+        self._ack_deadline = None
+        self._segs_unacked = 0
+        lp, rp = self.local_port, self.remote_port
+        with memoryview(sbuf) as view:
+            for _ in range(count):
+                end = off + smss
+                out.append(TcpSegment(lp, rp, seq, ack, ACK, window, bytes(view[off:end])))
+                off = end
+                seq = (seq + smss) & MASK
+        self._snd_nxt = seq
+        if (seq - self._snd_max) & MASK <= _HALF:
+            self._snd_max = seq
+        if self._rto_deadline is None:
+            self._rto_deadline = now + self._timeout()
 
     def _retransmit_first(self, out: list[TcpSegment]) -> None:
         """Send again the first unacknowledged segment (fast retransmit, RFC 5681 §3.2)."""
@@ -762,6 +831,8 @@ class TcpConnection:
         """Take one segment from the peer (RFC 9293 §3.10.7). Never raises."""
         self._last_now = now
         st = self.state
+        if st is ESTABLISHED and self._next_in_order(seg, now):
+            return
         if st is CLOSED or st is LISTEN:
             return
         if st is SYN_SENT:
@@ -824,6 +895,30 @@ class TcpConnection:
             self._process_data(seg, rel, wnd, now)
         self._arm_timers(now)
 
+    def _next_in_order(self, seg: TcpSegment, now: float) -> bool:
+        """Header prediction (as in BSD's tcp_input): in ESTABLISHED, the next bytes in
+        sequence, acknowledging nothing new, window unchanged, nothing kept out of
+        order, all inside our window. The general path would do exactly this; the
+        shortcut only skips its checks. False (nothing done) for any other segment."""
+        payload = seg.payload
+        n = len(payload)
+        seq = seg.seq
+        if (seg.flags | PSH != ACK | PSH or not n or seq != self._rcv_nxt or self._ooo
+                or seg.ack != self._snd_una
+                or (seg.window << self._snd_shift) != self._snd_wnd
+                or n > ((self._rcv_adv - seq) & MASK)):  # fmt: skip
+            return False
+        self._snd_wl1 = seq
+        self._snd_wl2 = seg.ack
+        self._rbuf += payload
+        self._rcv_nxt = (seq + n) & MASK
+        self._segs_unacked += 1
+        if self._segs_unacked >= 2:
+            self._ack_now = True
+        elif self._ack_deadline is None:
+            self._ack_deadline = now + self.limits.delayed_ack
+        return True
+
     def _receive_syn_sent(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 §3.10.7.3."""
         flags = seg.flags
@@ -862,10 +957,14 @@ class TcpConnection:
         if self._retries:
             self._cwnd = smss  # RFC 5681 §3.1: a retransmitted SYN means IW = 1 segment
         else:
-            iw = self.limits.initial_window_segments * smss
-            self._cwnd = min(iw, max(2 * smss, 14600))
+            self._cwnd = self._initial_window()
         self._retries = 0
         self._backoff = 0
+
+    def _initial_window(self) -> int:
+        """RFC 6928 §2: min(IW segments, max(2 segments, 14600 bytes))."""
+        smss = self._smss
+        return min(self.limits.initial_window_segments * smss, max(2 * smss, 14600))
 
     def _set_snd_wnd(self, wnd: int) -> None:
         self._snd_wnd = wnd
@@ -881,6 +980,11 @@ class TcpConnection:
         if acked > outstanding:
             if acked <= _HALF:
                 self._ack_now = True  # it acknowledges what we never sent
+                return False
+            if (una - ack) & MASK > max(self._max_snd_wnd, self._smss):
+                # RFC 5961 §5.2: older than anything the peer could still be sending
+                # (blind data injection guesses land here): drop, answer with an ACK.
+                self._ack_now = True
                 return False
             return True  # an old ACK: ignore the field, take the data
         seq = seg.seq & MASK
@@ -920,7 +1024,7 @@ class TcpConnection:
         if self._rtt_seq is not None and (ack - self._rtt_seq) & MASK <= _HALF:
             self._rtt_sample(now - self._rtt_time)
             self._rtt_seq = None
-        self._on_new_ack(acked, ack)
+        self._on_new_ack(acked, ack, outstanding)
         self._rto_deadline = None if ack == self._snd_max else now + self._timeout()
         if self._fin_queued and ack == self._snd_max and not sbuf and self._fin_sent():
             st = self.state
@@ -936,8 +1040,10 @@ class TcpConnection:
     def _fin_sent(self) -> bool:
         return ((self._snd_max - self._sbuf_seq) & MASK) == len(self._sbuf) + 1
 
-    def _on_new_ack(self, acked: int, ack: int) -> None:
-        """RFC 5681 §3.1 growth, RFC 6582 §3.2 steps 3 (partial/full ACK)."""
+    def _on_new_ack(self, acked: int, ack: int, outstanding: int) -> None:
+        """RFC 5681 §3.1 growth, RFC 6582 §3.2 steps 3 (partial/full ACK). The window
+        grows only while it was at least half used (RFC 7661 §4.1 spirit): an
+        application-limited sender does not earn a window it never tried."""
         smss = self._smss
         if self._in_recovery:
             if (ack - self._recover) & MASK <= _HALF:  # full acknowledgment
@@ -953,6 +1059,8 @@ class TcpConnection:
                 self._cwnd = max(cwnd, smss)
             return
         self._dupacks = 0
+        if 2 * outstanding < self._cwnd:
+            return
         if self._cwnd < self._ssthresh:
             self._cwnd += min(acked, smss)
         else:
