@@ -92,7 +92,8 @@ class TcpLimits:
     send_buffer: int = 256 * 1024
     recv_buffer: int = 256 * 1024
     out_of_order_segments: int = 64
-    """Segments kept beyond a hole (their bytes are also bounded by ``recv_buffer``)."""
+    """Runs of contiguous bytes kept beyond holes, i.e. holes at once (their bytes are
+    bounded by the window, so by ``recv_buffer``)."""
     time_wait: float = 2.0
     """Seconds in TIME-WAIT (we never wait 2 MSL)."""
     max_retransmissions: int = 12
@@ -133,6 +134,18 @@ def _wscale_for(buffer: int) -> int:
     while shift < 14 and buffer >> shift > 0xFFFF:
         shift += 1
     return shift
+
+
+class _Run:
+    """Received bytes kept past a hole: ``data`` starts at sequence number ``seq``;
+    ``fin`` when the peer's FIN follows its last byte."""
+
+    __slots__ = ("data", "fin", "seq")
+
+    def __init__(self, seq: int, data: bytearray, fin: bool) -> None:
+        self.seq = seq
+        self.data = data
+        self.fin = fin
 
 
 class TcpConnection:
@@ -252,7 +265,7 @@ class TcpConnection:
         self._rcv_buffer = limits.recv_buffer
         self._sws_step = min(limits.recv_buffer // 2, mss)
         """Receiver SWS avoidance: the right edge moves by at least this much."""
-        self._ooo: list[tuple[int, bytes, bool]] = []
+        self._ooo: list[_Run] = []
         self._ooo_bytes = 0
         self._fin_received = False
         # Congestion control (RFC 5681, 6582).
@@ -404,8 +417,13 @@ class TcpConnection:
 
     @property
     def out_of_order(self) -> int:
-        """Segments kept beyond a hole in the received data."""
+        """Runs of bytes kept beyond holes in the received data."""
         return len(self._ooo)
+
+    @property
+    def out_of_order_bytes(self) -> int:
+        """Bytes kept beyond holes (within the advertised window)."""
+        return self._ooo_bytes
 
     def reusable_by(self, syn: TcpSegment) -> bool:
         """True when ``syn``, a new SYN for this connection's 4-tuple, may replace it: the
@@ -1062,7 +1080,11 @@ class TcpConnection:
         if 2 * outstanding < self._cwnd:
             return
         if self._cwnd < self._ssthresh:
-            self._cwnd += min(acked, smss)
+            # Slow start counts every byte acknowledged (as Linux does; RFC 3465 allows
+            # up to 2 SMSS per ACK): a stack that polls once per batch of frames sends
+            # one stretch ACK per batch, and one SMSS per ACK would grow the window
+            # by one segment per round trip instead of doubling it.
+            self._cwnd += acked
         else:
             self._ca_acc += acked
             if self._ca_acc >= self._cwnd:
@@ -1128,42 +1150,71 @@ class TcpConnection:
             self._ack_deadline = now + self.limits.delayed_ack
 
     def _keep_out_of_order(self, seq: int, data: bytes, fin: bool) -> None:
+        """Keep a segment that starts past RCV.NXT (already trimmed to the window).
+
+        Contiguous bytes are kept as one run, so ``out_of_order_segments`` bounds the
+        holes, not the segments: after one loss the whole rest of the window is kept in
+        a single run. Runs never overlap and stay sorted by distance from RCV.NXT; their
+        bytes lie inside the advertised window, so never exceed ``recv_buffer``.
+        """
         if not data and not fin:
             return
-        for s, d, f in self._ooo:
-            if s == seq and len(d) >= len(data) and (f or not fin):
+        runs = self._ooo
+        rcv_nxt = self._rcv_nxt
+        start = (seq - rcv_nxt) & MASK
+        if runs:
+            last = runs[-1]
+            last_start = (last.seq - rcv_nxt) & MASK
+            last_end = last_start + len(last.data)
+            if start == last_end and not last.fin:  # the common case: the run grows
+                last.data += data
+                last.fin = fin
+                self._ooo_bytes += len(data)
+                return
+            if last_start <= start and start + len(data) <= last_end and not fin:
                 return  # a duplicate
-        lim = self.limits
-        if (len(self._ooo) >= lim.out_of_order_segments
-                or self._ooo_bytes + len(data) > lim.recv_buffer):  # fmt: skip
-            return  # full: the sender will send it again
-        self._ooo.append((seq, data, fin))
-        self._ooo_bytes += len(data)
+        new = _Run(seq, bytearray(data), fin)
+        merged: list[_Run] = []
+        for run in sorted((*runs, new), key=lambda r: (r.seq - rcv_nxt) & MASK):
+            if merged:
+                prev = merged[-1]
+                prev_end = ((prev.seq - rcv_nxt) & MASK) + len(prev.data)
+                run_start = (run.seq - rcv_nxt) & MASK
+                if run_start <= prev_end:  # overlapping or adjacent: one run
+                    run_end = run_start + len(run.data)
+                    if run_end > prev_end:
+                        prev.data += memoryview(run.data)[prev_end - run_start :]
+                        prev.fin = run.fin
+                    elif run_end == prev_end:
+                        prev.fin = prev.fin or run.fin
+                    continue
+            merged.append(run)
+        if len(merged) > self.limits.out_of_order_segments:
+            return  # a new hole past the bound: the sender sends it again later
+        self._ooo = merged
+        self._ooo_bytes = sum(len(r.data) for r in merged)
 
     def _drain_out_of_order(self) -> bool:
-        """Move every kept segment that now starts at or before RCV.NXT into the receive
-        buffer; True when the peer's FIN became in-order."""
-        ooo = self._ooo
+        """Move the runs that now start at or before RCV.NXT into the receive buffer;
+        True when the peer's FIN became in-order."""
+        runs = self._ooo
         got_fin = False
-        progress = True
-        while progress and ooo:
-            progress = False
-            for i, (s, d, f) in enumerate(ooo):
-                rel = (s - self._rcv_nxt) & MASK
-                if rel <= _HALF and rel != 0:
-                    continue
-                cut = 0 if rel == 0 else (-rel) & MASK
-                if cut < len(d):
-                    self._rbuf += d[cut:]
-                    self._rcv_nxt = (self._rcv_nxt + len(d) - cut) & MASK
-                if f and cut <= len(d):
-                    got_fin = True
-                del ooo[i]
-                self._ooo_bytes -= len(d)
-                progress = True
-                break
-            if got_fin:
+        while runs:
+            run = runs[0]
+            rel = (run.seq - self._rcv_nxt) & MASK
+            if rel != 0 and rel <= _HALF:
+                break  # still past RCV.NXT, and so are the runs after it
+            cut = 0 if rel == 0 else (-rel) & MASK
+            data = run.data
+            if cut < len(data):
+                self._rbuf += memoryview(data)[cut:]
+                self._rcv_nxt = (self._rcv_nxt + len(data) - cut) & MASK
+            del runs[0]
+            self._ooo_bytes -= len(data)
+            if run.fin and cut <= len(data):
+                got_fin = True
                 self._drop_ooo()
+                break
         return got_fin
 
     def _drop_ooo(self) -> None:
