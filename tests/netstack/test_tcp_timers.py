@@ -241,3 +241,48 @@ def test_congestion_window_grows_only_when_used_and_restarts_after_idle() -> Non
     sim.flush()
     burst = [s for t, to_server, s in sim.log if to_server and t == sim.now and s.payload]
     assert sum(len(s.payload) for s in burst) <= 14600  # the initial window again
+
+
+def test_lost_acks_of_a_tail_are_repaired_by_a_probe_not_a_timeout() -> None:
+    """Every ACK for the last flight is lost: a tail loss probe (RFC 8985 §7) gets
+    the whole flight acknowledged long before the retransmission timeout."""
+    sim = Sim()
+    server = established(sim)[1]
+    until = sim.now + 0.02  # the first ACK is lost (the RTT is 10 ms)
+
+    def drop(seg: TcpSegment, to_server: bool) -> bool:
+        return not to_server and sim.now < until
+
+    sim.link.drop = drop
+    sim.client.send(b"t" * 2800)  # two full segments: nothing waits for Nagle
+    sim.flush()
+    assert sim.run(lambda: sim.client.unacked == 0)
+    assert server.recv() == b"t" * 2800
+    assert sim.client.tail_probes == 1
+    assert sim.client.timeouts == 0
+
+
+def test_small_flight_loss_uses_limited_transmit_and_fast_retransmit() -> None:
+    """With a two-segment window a loss yields one duplicate ACK; limited transmit
+    (RFC 3042) sends new segments on the first two, so the third duplicate arrives
+    and fast retransmit repairs the loss without a timeout."""
+    sim = Sim(limits=TcpLimits(initial_window_segments=2))
+    server = established(sim)[1]
+    sim.client.send(b"warm-up")  # both ends now know each other's scaled window
+    assert sim.run(lambda: sim.client.unacked == 0)
+    assert server.recv() == b"warm-up" and sim.client.cwnd == 2800
+    dropped: list[int] = []
+
+    def drop_first_data(seg: TcpSegment, to_server: bool) -> bool:
+        if to_server and seg.payload and not dropped:
+            dropped.append(seg.seq)
+            return True
+        return False
+
+    sim.link.drop = drop_first_data
+    data = random.Random(11).randbytes(30_000)
+    up = Pump(lambda: sim.client, lambda: server, data, close=False)
+    assert sim.run(up.done, app=up)
+    assert up.received == data
+    assert dropped and sim.client.fast_retransmits == 1
+    assert sim.client.timeouts == 0 and sim.client.tail_probes == 0

@@ -207,6 +207,8 @@ class TcpConnection:
         "_sws_step",
         "_syn_pending",
         "_timewait_deadline",
+        "_tlp_deadline",
+        "_tlp_sent",
         "_wscale_ok",
         "fast_retransmits",
         "limits",
@@ -216,6 +218,7 @@ class TcpConnection:
         "remote_ip",
         "remote_port",
         "state",
+        "tail_probes",
         "timeouts",
         "window_probes",
     )  # fmt: skip
@@ -238,6 +241,7 @@ class TcpConnection:
         """Retransmission timeouts so far (counters for metrics and tests)."""
         self.fast_retransmits = 0
         self.window_probes = 0
+        self.tail_probes = 0
         iss &= MASK
         self._iss = iss
         self._irs = 0
@@ -291,6 +295,8 @@ class TcpConnection:
         self._ack_now = False
         self._segs_unacked = 0
         self._timewait_deadline: float | None = None
+        self._tlp_deadline: float | None = None
+        self._tlp_sent = False
         self._last_unacceptable_ack = -1e18
         self._last_send = now
         # Control.
@@ -524,7 +530,7 @@ class TcpConnection:
             return self._last_now
         best: float | None = None
         for t in (self._rto_deadline, self._persist_deadline, self._ack_deadline,
-                  self._timewait_deadline):  # fmt: skip
+                  self._timewait_deadline, self._tlp_deadline):  # fmt: skip
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -574,6 +580,8 @@ class TcpConnection:
             self._on_persist(now, out)
             if self.state is CLOSED:
                 return out
+        if self._tlp_deadline is not None and now >= self._tlp_deadline:
+            self._tail_loss_probe(out)
         if self._syn_pending:
             self._send_syn(now, out)
         elif self.state in _SENDING:
@@ -654,7 +662,7 @@ class TcpConnection:
             return 0 if self._fin_queued else -1
         flight = (self._snd_nxt - self._snd_una) & MASK
         wnd_room = self._snd_wnd - flight
-        cwnd_room = self._cwnd - flight
+        cwnd_room = self._cwnd + self._limited_transmit() - flight
         usable = min(wnd_room, cwnd_room)
         if usable <= 0:
             return -1
@@ -713,6 +721,16 @@ class TcpConnection:
                 break
         if len(out) > sent_before:
             self._last_send = now
+            if not self._tlp_sent:
+                self._tlp_deadline = None  # restarted from now by _arm_timers
+
+    def _limited_transmit(self) -> int:
+        """RFC 3042: on the first two duplicate ACKs one new segment each may go past
+        the congestion window, so that a small flight still yields three duplicates."""
+        dupacks = self._dupacks
+        if 0 < dupacks < 3 and not self._in_recovery:
+            return dupacks * self._smss
+        return 0
 
     def _burst(self, now: float, out: list[TcpSegment]) -> None:
         """Every full-sized segment the windows allow at once, short of the buffer's
@@ -727,7 +745,7 @@ class TcpConnection:
         if unsent <= smss or off > _HALF:
             return
         flight = (seq - self._snd_una) & MASK
-        usable = min(self._snd_wnd, self._cwnd) - flight
+        usable = min(self._snd_wnd, self._cwnd + self._limited_transmit()) - flight
         count = min(usable, unsent - 1) // smss
         if count <= 0:
             return
@@ -772,6 +790,8 @@ class TcpConnection:
     def _on_rto(self, now: float) -> None:
         """The retransmission timer expired (RFC 6298 §5.4-5.6, RFC 5681 §3.1)."""
         self._rto_deadline = None
+        self._tlp_deadline = None
+        self._tlp_sent = True  # no probe while going back over the flight
         self._retries += 1
         self.timeouts += 1
         synced = self.state not in (SYN_SENT, SYN_RECEIVED)
@@ -840,8 +860,45 @@ class TcpConnection:
             return
         if self._snd_max == self._snd_una:
             self._rto_deadline = None
-        elif self._rto_deadline is None:
+            self._tlp_deadline = None
+            return
+        if self._rto_deadline is None:
             self._rto_deadline = now + self._timeout()
+        srtt = self._srtt
+        if (self._tlp_deadline is None and not self._tlp_sent and srtt is not None
+                and not self._in_recovery and self._snd_nxt == self._snd_max
+                and st in _SENDING):  # fmt: skip
+            # RFC 8985 §7.2: the probe timeout is two round trips, plus the peer's
+            # delayed-ACK time when only one segment is out; never after the RTO.
+            pto = max(2 * srtt, 0.01)
+            if (self._snd_max - self._snd_una) & MASK <= self._smss:
+                pto += self.limits.delayed_ack + 0.01
+            if now + pto < self._rto_deadline:
+                self._tlp_deadline = now + pto
+
+    def _tail_loss_probe(self, out: list[TcpSegment]) -> None:
+        """RFC 8985 §7.3, simplified: nothing was acknowledged for two round trips, so the
+        tail of the flight, or every ACK for it, may be lost. Send the last segment
+        again (with our FIN if it is out): its ACK either acknowledges everything or,
+        as a duplicate ACK, starts the usual recovery; far sooner than the RTO. One
+        probe per flight; it changes no window."""
+        self._tlp_deadline = None
+        self._tlp_sent = True
+        if self.state not in _SENDING or self._snd_nxt != self._snd_max:
+            return
+        fin = self._fin_sent()
+        sent_end = ((self._snd_max - self._sbuf_seq) & MASK) - (1 if fin else 0)
+        if sent_end > len(self._sbuf) or sent_end > _HALF:
+            return
+        start = max(0, sent_end - self._smss)
+        if start == sent_end and not fin:
+            return
+        with memoryview(self._sbuf) as view:
+            payload = bytes(view[start:sent_end])
+        flags = ACK | PSH | (FIN if fin else 0)
+        self._rtt_seq = None  # Karn: no sample from a segment sent twice
+        self.tail_probes += 1
+        out.append(self._segment(flags, (self._sbuf_seq + start) & MASK, payload))
 
     # ---------------------------------------------------------------- input
 
@@ -1026,6 +1083,8 @@ class TcpConnection:
             return True
         # New data (or our SYN/FIN) acknowledged.
         self._snd_una = ack
+        self._tlp_deadline = None  # a new flight tail: _arm_timers starts its probe timer
+        self._tlp_sent = False
         if (ack - self._snd_nxt) & MASK <= _HALF:
             self._snd_nxt = ack
         self._retries = 0
@@ -1248,6 +1307,7 @@ class TcpConnection:
         self.state = TIME_WAIT
         self._timewait_deadline = now + self.limits.time_wait
         self._rto_deadline = None
+        self._tlp_deadline = None
         self._persist_deadline = None
         self._fast_rexmit = False
         self._sbuf.clear()
@@ -1268,6 +1328,7 @@ class TcpConnection:
     def _close(self) -> None:
         self.state = CLOSED
         self._rto_deadline = None
+        self._tlp_deadline = None
         self._persist_deadline = None
         self._ack_deadline = None
         self._timewait_deadline = None
