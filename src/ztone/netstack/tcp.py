@@ -17,16 +17,25 @@ What it implements, by RFC section:
 - RFC 9293 §3.8.6 flow control: zero-window probing (persist timer, §3.8.6.1),
   silly-window avoidance on both sides (§3.8.6.2), Nagle (§3.7.4, ``nodelay``).
 - RFC 9293 §3.8.6.3 / RFC 1122 delayed ACKs: at most ``delayed_ack`` seconds, an ACK
-  at least every second segment, immediate ACKs for out-of-order data.
+  at least every second segment, one immediate duplicate ACK per out-of-order segment
+  (even when several arrive between two polls), an immediate ACK when a hole fills.
 - RFC 6298 retransmission timer (SRTT/RTTVAR, Karn's rule, exponential backoff).
-- RFC 5681 slow start and congestion avoidance (byte counting), fast retransmit on the
-  third duplicate ACK and RFC 6582 NewReno fast recovery; RFC 6928 initial window.
-- RFC 5961 §3 and §4: a RST or SYN inside the window but not exactly at RCV.NXT gets a
-  challenge ACK instead of resetting the connection.
+- RFC 5681 slow start (counting every byte acknowledged: a stack that polls once per
+  batch of frames sends stretch ACKs) and congestion avoidance (byte counting), the
+  window grown only while used and restarted after an idle RTO (§4.1), fast
+  retransmit on the third duplicate ACK, RFC 3042 limited transmit, RFC 6582 NewReno
+  fast recovery, RFC 6928 initial window, and RFC 8985 §7's tail loss probe.
+- RFC 5961 §3-§5: a RST or SYN inside the window but not exactly at RCV.NXT gets a
+  challenge ACK instead of resetting the connection; data whose ACK is older than the
+  largest window is dropped; answers to empty out-of-window segments are rate-limited.
 
-Memory per connection is bounded by :class:`TcpLimits`: the send buffer, the receive
-buffer (the advertised window never exceeds its free space), the out-of-order segments
-(count and bytes) and a few queued replies.
+Not implemented: SACK (RFC 2018; SACK-permitted is parsed, never offered), RFC 7323
+timestamps (parsed, never offered), keep-alives, urgent data (URG data is ordinary
+data), ECN. Memory per connection is bounded by :class:`TcpLimits`: the send buffer,
+the receive buffer (the advertised window never exceeds its free space), the bytes
+kept past holes (inside the window, in at most ``out_of_order_segments`` runs) and a
+few queued replies. The hot paths (the next in-order segment, a burst of full-sized
+segments) skip the general per-segment decisions that cannot change between them.
 """
 
 from __future__ import annotations
