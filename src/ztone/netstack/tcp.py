@@ -858,6 +858,7 @@ class TcpConnection:
         if (self._snd_wnd == 0 and self._sbuf and (self._snd_nxt - self._snd_una) & MASK <= 1
                 and st in _SENDING and self._sbuf_seq == self._snd_una):  # fmt: skip
             self._rto_deadline = None
+            self._tlp_deadline = None  # the persist timer probes instead
             if self._persist_deadline is None:
                 self._persist_deadline = now + min(
                     self._rto * (1 << min(self._persist_backoff, 16)), self.limits.max_rto
