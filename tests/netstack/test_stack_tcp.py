@@ -320,3 +320,14 @@ def test_new_syn_replaces_a_time_wait_connection() -> None:
     answer = parse_ipv4(frame[3])
     synack = parse_tcp(answer.payload, answer.src, answer.dst)
     assert synack.flags == SYN | 0x10 and synack.ack == (seq + 1) & 0xFFFFFFFF
+
+
+def test_connect_to_a_silent_neighbour_fails_host_unreachable() -> None:
+    a = make(MAC_A, IF_A4, seed=1)
+    seg = Segment(a)  # nobody else on the segment: ARP is never answered
+    sock = a.tcp_connect((IF_B4.ip, 80), seg.now)
+    start = seg.now
+    seg.run(lambda: sock.closed)
+    assert sock.error == "host unreachable"
+    assert seg.now - start < 5.0  # three ARP requests a second apart, not the SYN's minute
+    assert sock in a.changed() and a.tcp_connection_count == 0

@@ -62,6 +62,8 @@ class NeighbourTable:
         self.evicted = 0
         self.dropped = 0
         """Packets dropped: a full hold queue, a full pending table, a failed resolution."""
+        self.failed: list[bytes] = []
+        """Addresses whose resolution gave up since the caller last emptied this list."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -130,6 +132,8 @@ class NeighbourTable:
             if pending.tries >= self.tries:
                 self.dropped += len(pending.held)
                 del self._pending[ip]
+                if len(self.failed) < self.pending_capacity:
+                    self.failed.append(ip)
                 continue
             pending.tries += 1
             pending.next_try = now + self.retry

@@ -47,7 +47,7 @@ from ztone.netstack.fragments import Key, Reassembler
 from ztone.netstack.ipv4 import PROTO_ICMP, Ipv4Packet, build_ipv4, parse_ipv4
 from ztone.netstack.ipv6 import PROTO_ICMPV6, Ipv6Packet, build_ipv6, parse_ipv6
 from ztone.netstack.neighbours import NeighbourTable
-from ztone.netstack.tcp import TIME_WAIT, TcpConnection, TcpLimits
+from ztone.netstack.tcp import SYN_SENT, TIME_WAIT, TcpConnection, TcpLimits
 from ztone.netstack.tcp_segment import ACK, RST, SYN, TcpSegment, build_tcp, parse_tcp, reset_for
 from ztone.netstack.tcp_socket import TcpListener, TcpSocket
 from ztone.netstack.udp import PROTO_UDP, UdpDatagram, build_udp, parse_udp
@@ -343,6 +343,9 @@ class Stack:
                 self._solicit(ip, mac)
             self._neighbours_due = self._neighbours.deadline()
             self.counters.unresolved = self._neighbours.dropped
+            if self._neighbours.failed:
+                self._unreachable(self._neighbours.failed)
+                self._neighbours.failed = []
         for _ in range(LOOPBACK_ROUNDS):
             work = self._dirty
             self._dirty = set()
@@ -355,6 +358,15 @@ class Stack:
             packets, self._loopback = self._loopback, []
             for ethertype, packet in packets:
                 self._loopback_input(ethertype, packet, now)
+
+    def _unreachable(self, hops: list[bytes]) -> None:
+        """Connections still opening towards a next hop that never answered ARP/NDP fail
+        now with "host unreachable" instead of retrying their SYN for a minute."""
+        gone = set(hops)
+        for sock in list(self._tcp.values()):
+            conn = sock.connection
+            if conn.state is SYN_SENT and self._next_hop(conn.remote_ip) in gone:
+                sock.fail("host unreachable")
 
     def _loopback_input(self, ethertype: int, packet: bytes, now: float) -> None:
         try:
