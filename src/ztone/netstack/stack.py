@@ -760,7 +760,9 @@ class Stack:
         """Open a connection to ``remote`` from our address for it (same family, the one
         whose network holds it, else the first) and a free ephemeral port; the SYN goes
         at the next poll. LocalUsageError: no address of that family, no route, a bad
-        port, or the connection table is full."""
+        port, or the connection table is full. Failures later show in the socket's
+        ``error``: "connection refused", "timed out", "host unreachable" (the next hop
+        never answered ARP/NDP)."""
         ip, port = remote
         if not 0 < port < 65536:
             raise LocalUsageError(f"TCP port {port} outside 1..65535")
