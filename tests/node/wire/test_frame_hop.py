@@ -139,3 +139,14 @@ def test_open_hostile_bytes_native_equals_pure(data: bytes, aimed: bool) -> None
     native = frame_hop.open_packet(HOP, PeerKey(KEY48, NATIVE), DEST5, data)
     pure = frame_hop.open_packet(None, PeerKey(KEY48, backend.PURE), DEST5, data)
     assert native == pure
+
+
+def test_an_accelerator_without_the_hop_functions_is_not_used() -> None:
+    """An extension built before the hop functions: the node's fast path stays off."""
+    import types  # noqa: PLC0415
+
+    old = types.ModuleType("ztone._speedups")
+    assert frame_hop.native_hop(None) is None
+    assert frame_hop.native_hop(old) is None
+    if NATIVE is not None:
+        assert frame_hop.native_hop(NATIVE.native) is NATIVE.native
