@@ -669,6 +669,39 @@ static PyObject *sp_memory_hard_hash(PyObject *self, PyObject *args, PyObject *k
     return PyBytes_FromStringAndSize((const char *)d, 64);
 }
 
+/* Suites 0/1 armor of p[0:len] in place (header final): MAC at [19:27], [27:] encrypted
+   when encrypt. */
+static void salsa_armor_buf(const uint8_t key[32], uint8_t *p, size_t len, int encrypt)
+{
+    salsa_t st;
+    uint8_t otk[32], tag[16];
+
+    salsa_packet_setup(&st, otk, key, p, len);
+    if (encrypt)
+        salsa_xor(&st, p + PKT_ENVELOPE, len - PKT_ENVELOPE);
+    poly1305_compute(tag, otk, p + PKT_ENVELOPE, len - PKT_ENVELOPE);
+    memcpy(p + PKT_MAC, tag, 8);
+    wipe(&st, sizeof st);
+    wipe(otk, sizeof otk);
+}
+
+/* Suites 0/1 dearmor in place; 0 (p untouched) when the MAC does not match. */
+static int salsa_dearmor_buf(const uint8_t key[32], uint8_t *p, size_t len, int decrypt)
+{
+    salsa_t st;
+    uint8_t otk[32], tag[16];
+    int ok;
+
+    salsa_packet_setup(&st, otk, key, p, len);
+    poly1305_compute(tag, otk, p + PKT_ENVELOPE, len - PKT_ENVELOPE);
+    ok = ct_equal(tag, p + PKT_MAC, 8);
+    if (ok && decrypt)
+        salsa_xor(&st, p + PKT_ENVELOPE, len - PKT_ENVELOPE);
+    wipe(&st, sizeof st);
+    wipe(otk, sizeof otk);
+    return ok;
+}
+
 PyDoc_STRVAR(armor_salsa_doc,
 "armor_salsa(key, packet, encrypt) -> None\n\n"
 "Suites 0/1 armor in place (§4.4.2) with the 32-byte Salsa key. Writes the 8-byte\n"
@@ -686,18 +719,7 @@ static PyObject *sp_armor_salsa(PyObject *self, PyObject *args, PyObject *kwargs
                                      &encrypt))
         return NULL;
     if (check_len(&key, 32, "key") && check_packet(&pkt)) {
-        uint8_t *p = (uint8_t *)pkt.buf;
-        size_t len = (size_t)pkt.len;
-        salsa_t st;
-        uint8_t otk[32], tag[16];
-
-        salsa_packet_setup(&st, otk, (const uint8_t *)key.buf, p, len);
-        if (encrypt)
-            salsa_xor(&st, p + PKT_ENVELOPE, len - PKT_ENVELOPE);
-        poly1305_compute(tag, otk, p + PKT_ENVELOPE, len - PKT_ENVELOPE);
-        memcpy(p + PKT_MAC, tag, 8);
-        wipe(&st, sizeof st);
-        wipe(otk, sizeof otk);
+        salsa_armor_buf((const uint8_t *)key.buf, (uint8_t *)pkt.buf, (size_t)pkt.len, encrypt);
         ret = Py_NewRef(Py_None);
     }
     PyBuffer_Release(&key);
@@ -721,19 +743,8 @@ static PyObject *sp_dearmor_salsa(PyObject *self, PyObject *args, PyObject *kwar
                                      &decrypt))
         return NULL;
     if (check_len(&key, 32, "key") && check_packet(&pkt)) {
-        uint8_t *p = (uint8_t *)pkt.buf;
-        size_t len = (size_t)pkt.len;
-        salsa_t st;
-        uint8_t otk[32], tag[16];
-        int ok;
-
-        salsa_packet_setup(&st, otk, (const uint8_t *)key.buf, p, len);
-        poly1305_compute(tag, otk, p + PKT_ENVELOPE, len - PKT_ENVELOPE);
-        ok = ct_equal(tag, p + PKT_MAC, 8);
-        if (ok && decrypt)
-            salsa_xor(&st, p + PKT_ENVELOPE, len - PKT_ENVELOPE);
-        wipe(&st, sizeof st);
-        wipe(otk, sizeof otk);
+        int ok = salsa_dearmor_buf((const uint8_t *)key.buf, (uint8_t *)pkt.buf,
+                                   (size_t)pkt.len, decrypt);
         ret = Py_NewRef(ok ? Py_True : Py_False);
     }
     PyBuffer_Release(&key);
@@ -905,6 +916,44 @@ static int siv_ready(AesGmacSivObject *self)
 
 static char *siv_kwlist[] = {"packet", NULL};
 
+/* Armor p[0:len] in place (len >= 28, header final): [0:8] and [19:27] get the tag. */
+static int siv_armor_buf(AesGmacSivObject *self, uint8_t *p, size_t len)
+{
+    size_t plen = len - PKT_ENVELOPE;
+    uint8_t a16[16], t[16], s[16];
+
+    /* A = dest || source || flags, as is (sender side), zero-padded */
+    memcpy(a16, p + 8, 11);
+    memset(a16 + 11, 0, 5);
+    memcpy(t, p, 8); /* N */
+    if (!siv_gmac(self, p, a16, p + PKT_ENVELOPE, plen, t + 8) ||
+        !siv_ecb(self->ecb_enc, 1, t, s) ||
+        !siv_ctr(self, s, p + PKT_ENVELOPE, p + PKT_ENVELOPE, plen))
+        return 0;
+    memcpy(p, s, 8);
+    memcpy(p + PKT_MAC, s + 8, 8);
+    return 1;
+}
+
+/* Decrypt and authenticate pkt[0:len]: the plaintext of pkt[27:] goes to plain (len - 27
+   bytes, may not overlap pkt). 1: the tag holds; 0: it does not; -1: OpenSSL failed
+   (exception set). */
+static int siv_open_into(AesGmacSivObject *self, const uint8_t *p, size_t len, uint8_t *plain)
+{
+    size_t plen = len - PKT_ENVELOPE;
+    uint8_t a16[16], s[16], t[16], mac8[8];
+
+    memcpy(s, p, 8);
+    memcpy(s + 8, p + PKT_MAC, 8);
+    memcpy(a16, p + 8, 11);
+    a16[10] &= 0xF8; /* receiver masks the hop count */
+    memset(a16 + 11, 0, 5);
+    if (!siv_ctr(self, s, p + PKT_ENVELOPE, plain, plen) || !siv_ecb(self->ecb_dec, 0, s, t) ||
+        !siv_gmac(self, t, a16, plain, plen, mac8))
+        return -1;
+    return ct_equal(mac8, t + 8, 8);
+}
+
 static PyObject *siv_armor(AesGmacSivObject *self, PyObject *args, PyObject *kwargs)
 {
     Py_buffer pkt = {0};
@@ -913,23 +962,8 @@ static PyObject *siv_armor(AesGmacSivObject *self, PyObject *args, PyObject *kwa
     if (!siv_ready(self) ||
         !PyArg_ParseTupleAndKeywords(args, kwargs, "w*:armor", siv_kwlist, &pkt))
         return NULL;
-    if (check_packet(&pkt)) {
-        uint8_t *p = (uint8_t *)pkt.buf;
-        size_t plen = (size_t)pkt.len - PKT_ENVELOPE;
-        uint8_t a16[16], t[16], s[16];
-
-        /* A = dest || source || flags, as is (sender side), zero-padded */
-        memcpy(a16, p + 8, 11);
-        memset(a16 + 11, 0, 5);
-        memcpy(t, p, 8); /* N */
-        if (siv_gmac(self, p, a16, p + PKT_ENVELOPE, plen, t + 8) &&
-            siv_ecb(self->ecb_enc, 1, t, s) &&
-            siv_ctr(self, s, p + PKT_ENVELOPE, p + PKT_ENVELOPE, plen)) {
-            memcpy(p, s, 8);
-            memcpy(p + PKT_MAC, s + 8, 8);
-            ret = Py_NewRef(Py_None);
-        }
-    }
+    if (check_packet(&pkt) && siv_armor_buf(self, (uint8_t *)pkt.buf, (size_t)pkt.len))
+        ret = Py_NewRef(Py_None);
     PyBuffer_Release(&pkt);
     return ret;
 }
@@ -949,7 +983,7 @@ static PyObject *siv_dearmor(AesGmacSivObject *self, PyObject *args, PyObject *k
         size_t plen = (size_t)pkt.len - PKT_ENVELOPE;
         uint8_t stackbuf[SIV_STACK_BUF];
         uint8_t *plain = stackbuf;
-        uint8_t a16[16], s[16], t[16], mac8[8];
+        int ok;
 
         if (plen > sizeof stackbuf) {
             plain = (uint8_t *)PyMem_Malloc(plen);
@@ -958,20 +992,11 @@ static PyObject *siv_dearmor(AesGmacSivObject *self, PyObject *args, PyObject *k
                 goto done;
             }
         }
-        memcpy(s, p, 8);
-        memcpy(s + 8, p + PKT_MAC, 8);
-        memcpy(a16, p + 8, 11);
-        a16[10] &= 0xF8; /* receiver masks the hop count */
-        memset(a16 + 11, 0, 5);
-
-        if (siv_ctr(self, s, p + PKT_ENVELOPE, plain, plen) &&
-            siv_ecb(self->ecb_dec, 0, s, t) &&
-            siv_gmac(self, t, a16, plain, plen, mac8)) {
-            int ok = ct_equal(mac8, t + 8, 8);
-            if (ok)
-                memcpy(p + PKT_ENVELOPE, plain, plen);
+        ok = siv_open_into(self, p, (size_t)pkt.len, plain);
+        if (ok == 1)
+            memcpy(p + PKT_ENVELOPE, plain, plen);
+        if (ok >= 0)
             ret = Py_NewRef(ok ? Py_True : Py_False);
-        }
         if (plain != stackbuf)
             PyMem_Free(plain);
     }
@@ -1005,6 +1030,202 @@ static PyTypeObject AesGmacSivType = {
 };
 
 /* ------------------------------------------------------------------------- */
+/* The per-peer fast hop: one FRAME packet built, armored and cut, or one    */
+/* datagram authenticated and opened, in a single call (§5.2, §4, §5.6)      */
+/* ------------------------------------------------------------------------- */
+
+#define PKT_MAX_LEN 10024    /* MAX_PACKET_LENGTH */
+#define FRAG_HEADER 16
+#define FRAG_MAX 7
+#define FRAME_HEADER_LEN 36  /* packet id, dest, source, flags, MAC, verb, network id */
+#define PHYSMTU_MIN 64
+#define PHYSMTU_MAX 10324
+
+PyDoc_STRVAR(seal_frame_doc,
+"seal_frame(template, packet_id, ethertype, payload, mtu, siv, salsa_key) -> list[bytes]\n\n"
+"The datagrams of one FRAME: packet_id || template (28 bytes: dest, source, flags,\n"
+"zero MAC, verb, network id) || ethertype || payload, marked fragmented when longer\n"
+"than mtu, armored with siv (AES-GMAC-SIV, suite 3) or, when siv is None, Salsa20/12\n"
+"with salsa_key (suite 1), then cut as ztone.node.wire.fragment.split cuts it.");
+
+static PyObject *sp_seal_frame(PyObject *self, PyObject *args)
+{
+    Py_buffer tmpl = {0}, pid = {0}, payload = {0}, skey = {0};
+    int ethertype, mtu;
+    PyObject *siv_obj, *ret = NULL;
+    uint8_t buf[PKT_MAX_LEN];
+    size_t n, per, total, size, chunk, offset, k, max_len;
+    (void)self;
+
+    if (!PyArg_ParseTuple(args, "y*y*iy*iOy*:seal_frame", &tmpl, &pid, &ethertype, &payload,
+                          &mtu, &siv_obj, &skey))
+        return NULL;
+    if (!check_len(&tmpl, FRAME_HEADER_LEN - 8, "template") || !check_len(&pid, 8, "packet_id"))
+        goto done;
+    if (siv_obj != Py_None) {
+        if (!PyObject_TypeCheck(siv_obj, &AesGmacSivType)) {
+            PyErr_SetString(PyExc_TypeError, "siv must be an AesGmacSiv or None");
+            goto done;
+        }
+        if (!siv_ready((AesGmacSivObject *)siv_obj))
+            goto done;
+    } else if (!check_len(&skey, 32, "salsa_key")) {
+        goto done;
+    }
+    if (mtu < PHYSMTU_MIN || mtu > PHYSMTU_MAX || ethertype < 0 || ethertype > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "mtu or ethertype out of range");
+        goto done;
+    }
+    n = FRAME_HEADER_LEN + 2 + (size_t)payload.len;
+    max_len = (size_t)mtu + (FRAG_MAX - 1) * ((size_t)mtu - FRAG_HEADER);
+    if (max_len > PKT_MAX_LEN)
+        max_len = PKT_MAX_LEN;
+    if (n > max_len) {
+        PyErr_Format(PyExc_ValueError, "packet of %zu bytes cannot be sent with MTU %d", n, mtu);
+        goto done;
+    }
+    memcpy(buf, pid.buf, 8);
+    memcpy(buf + 8, tmpl.buf, FRAME_HEADER_LEN - 8);
+    buf[FRAME_HEADER_LEN] = (uint8_t)(ethertype >> 8);
+    buf[FRAME_HEADER_LEN + 1] = (uint8_t)ethertype;
+    memcpy(buf + FRAME_HEADER_LEN + 2, payload.buf, (size_t)payload.len);
+    if (n > (size_t)mtu)
+        buf[18] |= 0x40;
+    else
+        buf[18] &= (uint8_t)~0x40;
+    if (siv_obj != Py_None) {
+        buf[18] = (uint8_t)((buf[18] & 0x47) | (3 << 3));
+        if (!siv_armor_buf((AesGmacSivObject *)siv_obj, buf, n))
+            goto done;
+    } else {
+        buf[18] = (uint8_t)((buf[18] & 0x47) | (1 << 3) | 0x80);
+        salsa_armor_buf((const uint8_t *)skey.buf, buf, n, 1);
+    }
+    if (n <= (size_t)mtu) {
+        PyObject *one = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)n);
+        if (one == NULL)
+            goto done;
+        ret = PyList_New(1);
+        if (ret == NULL) {
+            Py_DECREF(one);
+            goto done;
+        }
+        PyList_SET_ITEM(ret, 0, one);
+        goto done;
+    }
+    /* every piece as long as the head, the last fragment excepted (fragment.split) */
+    per = (size_t)mtu - FRAG_HEADER;
+    total = (n - (size_t)mtu + per - 1) / per + 1;
+    size = (n + FRAG_HEADER * (total - 1) + total - 1) / total;
+    chunk = size - FRAG_HEADER;
+    ret = PyList_New((Py_ssize_t)total);
+    if (ret == NULL)
+        goto done;
+    {
+        PyObject *head = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)size);
+        if (head == NULL) {
+            Py_CLEAR(ret);
+            goto done;
+        }
+        PyList_SET_ITEM(ret, 0, head);
+    }
+    offset = size;
+    for (k = 1; k < total; k++) {
+        size_t take = n - offset < chunk ? n - offset : chunk;
+        PyObject *piece = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(FRAG_HEADER + take));
+        uint8_t *q;
+        if (piece == NULL) {
+            Py_CLEAR(ret);
+            goto done;
+        }
+        q = (uint8_t *)PyBytes_AS_STRING(piece);
+        memcpy(q, buf, 13);
+        q[13] = 0xFF;
+        q[14] = (uint8_t)((total << 4) | k);
+        q[15] = 0;
+        memcpy(q + FRAG_HEADER, buf + offset, take);
+        PyList_SET_ITEM(ret, (Py_ssize_t)k, piece);
+        offset += take;
+    }
+done:
+    PyBuffer_Release(&tmpl);
+    PyBuffer_Release(&pid);
+    PyBuffer_Release(&payload);
+    PyBuffer_Release(&skey);
+    return ret;
+}
+
+PyDoc_STRVAR(open_packet_doc,
+"open_packet(data, destination, siv, salsa_key) -> bytearray | None\n\n"
+"A copy of the whole packet in data with [27:] authenticated and decrypted, when data\n"
+"is one unfragmented packet (28..10024 bytes) whose destination (data[8:13]) equals\n"
+"destination (5 bytes), with 0 hops and cipher suite 3 (needs siv) or 1 (Salsa20/12\n"
+"with salsa_key), and its MAC holds. None otherwise (data is never changed): the caller\n"
+"takes the general path.");
+
+static PyObject *sp_open_packet(PyObject *self, PyObject *args)
+{
+    Py_buffer data = {0}, dest = {0}, skey = {0};
+    PyObject *siv_obj, *ret = NULL;
+    const uint8_t *p;
+    size_t n;
+    int suite, ok;
+    uint8_t flags;
+    (void)self;
+
+    if (!PyArg_ParseTuple(args, "y*y*Oy*:open_packet", &data, &dest, &siv_obj, &skey))
+        return NULL;
+    if (!check_len(&dest, 5, "destination"))
+        goto done;
+    p = (const uint8_t *)data.buf;
+    n = (size_t)data.len;
+    if (n < PKT_MIN_LEN || n > PKT_MAX_LEN || memcmp(p + 8, dest.buf, 5) != 0)
+        goto none;
+    flags = p[18];
+    if (flags & 0x47) /* fragmented or relayed: the general path */
+        goto none;
+    suite = (flags >> 3) & 7;
+    if (suite == 3) {
+        PyObject *out;
+        if (siv_obj == Py_None || !PyObject_TypeCheck(siv_obj, &AesGmacSivType))
+            goto none;
+        if (!siv_ready((AesGmacSivObject *)siv_obj))
+            goto done;
+        out = PyByteArray_FromStringAndSize((const char *)p, (Py_ssize_t)n);
+        if (out == NULL)
+            goto done;
+        ok = siv_open_into((AesGmacSivObject *)siv_obj, p, n,
+                           (uint8_t *)PyByteArray_AS_STRING(out) + PKT_ENVELOPE);
+        if (ok == 1) {
+            ret = out;
+            goto done;
+        }
+        Py_DECREF(out);
+        if (ok < 0)
+            goto done;
+        goto none;
+    }
+    if (suite == 1 && skey.len == 32) {
+        PyObject *out = PyByteArray_FromStringAndSize((const char *)p, (Py_ssize_t)n);
+        if (out == NULL)
+            goto done;
+        if (salsa_dearmor_buf((const uint8_t *)skey.buf, (uint8_t *)PyByteArray_AS_STRING(out),
+                              n, 1)) {
+            ret = out;
+            goto done;
+        }
+        Py_DECREF(out);
+    }
+none:
+    ret = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&dest);
+    PyBuffer_Release(&skey);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------- */
 /* Module                                                                    */
 /* ------------------------------------------------------------------------- */
 
@@ -1020,6 +1241,8 @@ static PyMethodDef module_methods[] = {
     {"dearmor_salsa", (PyCFunction)(void (*)(void))sp_dearmor_salsa,
      METH_VARARGS | METH_KEYWORDS, dearmor_salsa_doc},
     {"inet_sum", (PyCFunction)(void (*)(void))sp_inet_sum, METH_FASTCALL, inet_sum_doc},
+    {"seal_frame", (PyCFunction)sp_seal_frame, METH_VARARGS, seal_frame_doc},
+    {"open_packet", (PyCFunction)sp_open_packet, METH_VARARGS, open_packet_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -56,3 +56,32 @@ class AesGmacSiv:
         """Encrypt in place (§4.5.3): [0:8] and [19:27] get the tag, [27:] the ciphertext."""
     def dearmor(self, packet: bytearray) -> bool:
         """Decrypt in place (§4.5.4); False (packet untouched) if the tag fails."""
+
+def seal_frame(
+    template: bytes,
+    packet_id: bytes,
+    ethertype: int,
+    payload: bytes | bytearray | memoryview,
+    mtu: int,
+    siv: AesGmacSiv | None,
+    salsa_key: bytes,
+) -> list[bytes]:
+    """The datagrams of one FRAME in one call: ``packet_id || template || ethertype ||
+    payload`` (template: the 28 bytes [8:36], destination, source, flags, zero MAC, verb,
+    network id), marked fragmented when longer than ``mtu``, armored with ``siv`` (suite
+    3) or, when ``siv`` is None, Salsa20/12 + Poly1305 with ``salsa_key`` (suite 1), cut
+    into datagrams. ValueError when the packet cannot be sent with ``mtu``.
+    Pure: ``ztone.node.wire.frame_hop.seal_pure``.
+    """
+
+def open_packet(
+    data: bytes | bytearray | memoryview,
+    destination: bytes,
+    siv: AesGmacSiv | None,
+    salsa_key: bytes,
+) -> bytearray | None:
+    """A copy of ``data`` with [27:] authenticated and decrypted, or None (``data`` is
+    never changed) unless it is one unfragmented packet to ``destination`` (5 bytes) with
+    0 hops, cipher suite 3 (``siv``) or 1 (``salsa_key``), and its MAC holds.
+    Pure: ``ztone.node.wire.frame_hop.open_pure``.
+    """

@@ -94,9 +94,11 @@ class _Flight:
 class SimNetwork:
     def __init__(self, seed: int = 1, loss: float = 0.0, duplicate: float = 0.0,
                  min_delay: int = 1, max_delay: int = 5,
-                 crypto: Backend = DEFAULT) -> None:  # fmt: skip
+                 crypto: Backend = DEFAULT,
+                 fast_path: bool | None = None) -> None:  # fmt: skip
         self.now = START
         self.crypto = crypto  # every node's crypto backend
+        self.fast_path = fast_path  # every node's (None: the Node's default)
         self.rng = random.Random(seed)
         self.loss = loss
         self.duplicate = duplicate
@@ -120,6 +122,7 @@ class SimNetwork:
         if planet is not None:
             state.objects[(StateKind.PLANET, 0)] = planet.serialize()
         node_options.setdefault("crypto", self.crypto)
+        node_options.setdefault("fast_path", self.fast_path)
         node = Node(identity, now=self.now, random_bytes=self.random_bytes, state=state,
                     **node_options)  # fmt: skip
         sim = SimNode(name, identity, endpoint, state, node,

@@ -40,9 +40,11 @@ pytestmark = pytest.mark.skipif(
 Datagram = tuple[str, str, int, bytes]
 
 
-def _scenario(monkeypatch: pytest.MonkeyPatch,
-              crypto: Backend) -> tuple[list[Datagram], list[bytes]]:  # fmt: skip
-    """Run the scenario; every datagram sent (sender, remote, ttl, bytes) and b's frames."""
+def record_scenario(
+    monkeypatch: pytest.MonkeyPatch, crypto: Backend, fast_path: bool | None = None
+) -> tuple[list[Datagram], list[bytes], int]:
+    """Run the scenario; every datagram sent (sender, remote, ttl, bytes), b's frames and
+    how many datagrams and frames the nodes' fast paths carried."""
     sent: list[Datagram] = []
     transmit = SimNetwork._transmit
 
@@ -51,7 +53,7 @@ def _scenario(monkeypatch: pytest.MonkeyPatch,
         transmit(self, sim, action)
 
     monkeypatch.setattr(SimNetwork, "_transmit", recording)
-    net, controller, nwid = build(seed=11, crypto=crypto)
+    net, controller, nwid = build(seed=11, crypto=crypto, fast_path=fast_path)
     join_and_authorize(net, controller, nwid)
     a, b = net.nodes["a"], net.nodes["b"]
     for sim in (a, b):
@@ -75,15 +77,21 @@ def _scenario(monkeypatch: pytest.MonkeyPatch,
     a.node.on_tap_frame(net.now, nwid, a_mac, 0x333300000001, ETH_IPV6, bytes(40) + b"v6 mc")
     net._drain(a)
     net.run(5_000)
-    return sent, [f.payload for f in b.delivered]
+    taken = sum(
+        s.node.fastpath.rx_taken + s.node.fastpath.tx_taken
+        for s in net.nodes.values()
+        if s.node.fastpath is not None
+    )
+    return sent, [f.payload for f in b.delivered], taken
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, name: str) -> tuple[list[Datagram], list[bytes]]:
     with monkeypatch.context() as m:
-        return _scenario(m, backend.named(name))
+        sent, frames, _ = record_scenario(m, backend.named(name))
+        return sent, frames
 
 
-def _assert_same(native: list[Datagram], pure: list[Datagram]) -> None:
+def assert_same(native: list[Datagram], pure: list[Datagram]) -> None:
     assert len(native) == len(pure)
     for i, (x, y) in enumerate(zip(native, pure, strict=True)):
         assert x == y, f"datagram {i} differs: {x[:3]} vs {y[:3]}"
@@ -94,7 +102,7 @@ def test_native_and_pure_send_identical_datagrams(monkeypatch: pytest.MonkeyPatc
     again, _ = _run(monkeypatch, "native")
     assert native == again  # the scenario is deterministic
     pure, pure_frames = _run(monkeypatch, "pure")
-    _assert_same(native, pure)
+    assert_same(native, pure)
     assert native_frames == pure_frames
     assert sum(1 for f in native_frames if len(f) == 2800) == 3  # the big frames arrived
     fragments = [d for d in native if len(d[3]) > 16 and d[3][13] == 0xFF]
@@ -108,7 +116,7 @@ def test_salsa_suite_identical(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Peer, "supports_aes", property(lambda self: False))
     native, native_frames = _run(monkeypatch, "native")
     pure, pure_frames = _run(monkeypatch, "pure")
-    _assert_same(native, pure)
+    assert_same(native, pure)
     assert native_frames == pure_frames and len(native_frames) >= 6
     suites = {(d[3][18] >> 3) & 7 for d in native if len(d[3]) >= 28 and d[3][13] != 0xFF}
     assert 1 in suites and 3 not in suites

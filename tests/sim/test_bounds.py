@@ -316,3 +316,28 @@ def test_counters_keyed_by_wire_values() -> None:
     assert root.node.counters["rx_error_unknown_code"] == (256 - 10) * 3
     assert grown <= 10 * 3 + 1 + 5  # the known codes, the shared key, a few others
     assert net.run(60_000, lambda: a.node.online)
+
+
+def test_fast_path_templates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames to ever more members' MACs: the fast path's header templates stay within
+    ``FAST_PATH_TEMPLATES`` and frames still arrive."""
+    monkeypatch.setattr(B, "FAST_PATH_TEMPLATES", 1)
+    net, controller, nwid = build(fast_path=True)
+    join_and_authorize(net, controller, nwid)
+    a, b = net.nodes["a"], net.nodes["b"]
+    net.run(5_000)
+    fast = a.node.fastpath
+    assert fast is not None
+    a_mac = a.node.networks[nwid].mac
+    targets = [b, net.nodes["root"], net.nodes["ctrl"]]
+    ip = bytes(20)
+    for round_ in range(3):
+        for t in targets:
+            dst = a.node.networks[nwid].member_mac(int(t.identity.address))
+            a.node.on_tap_frame(net.now, nwid, a_mac, dst, 0x0800, ip + bytes([round_]))
+            net._drain(a)
+            assert fast.template_count() <= 1
+            assert not node_bound_violations(a.node)
+        net.run(1_000)
+    assert fast.tx_taken >= 3
+    assert sum(1 for f in b.delivered if f.payload == ip + bytes([2])) == 1

@@ -84,9 +84,15 @@ def _arp_request(sender_mac: int, sender_ip: str, target_ip: str) -> bytes:
 
 
 def build(
-    loss: float = 0.0, seed: int = 3, ctmd: int | None = None, crypto: Backend = DEFAULT
+    loss: float = 0.0,
+    seed: int = 3,
+    ctmd: int | None = None,
+    crypto: Backend = DEFAULT,
+    fast_path: bool | None = None,
 ) -> tuple[SimNetwork, MemoryController, int]:
-    net = SimNetwork(seed=seed, loss=loss, max_delay=20 if loss else 5, crypto=crypto)
+    net = SimNetwork(
+        seed=seed, loss=loss, max_delay=20 if loss else 5, crypto=crypto, fast_path=fast_path
+    )
     signing = c25519.generate(lambda n: bytes([9]) * n)
     planet = make_planet([(IDS[0], "198.18.0.10")], signing)
     net.add_node("root", IDS[0], "198.18.0.10", planet)

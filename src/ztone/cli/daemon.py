@@ -14,7 +14,8 @@ Without a home directory: ``$ZTONE_HOME``, else ``$ZEROTIER_HOME``, else
     -i ...   ztone-idtool     -q ...  ztone-cli
 
 ``ZTONE_PURE=1`` forces the pure-Python crypto path (the native one is otherwise
-used when it was built).
+used when it was built). ``ZTONE_FASTPATH=0`` turns the per-peer fast path off (on
+when the native accelerator has its hop functions).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def _help(out: TextIO) -> None:
         "  -q                - Query API (ztone-cli)\n"
         "\n"
         "Environment: ZTONE_LOG_LEVEL (DEBUG, INFO, WARNING...; default INFO),\n"
-        "ZTONE_PURE=1 (pure-Python crypto), ZTONE_TAP_BACKEND (linux or illumos).\n"
+        "ZTONE_PURE=1 (pure-Python crypto), ZTONE_FASTPATH=0 (no fast path),\n"
+        "ZTONE_TAP_BACKEND (linux or illumos).\n"
         "Settings: <home>/local.conf, as zerotier-one's. Signals: SIGTERM/SIGINT stop.\n"
     )
 
@@ -189,7 +191,9 @@ def _run(
     home: str, port: int | None, crypto: Backend, ready: Callable[[], None] | None = None
 ) -> int:
     while True:
-        service = NodeService(home, port, crypto)
+        # ZTONE_FASTPATH=0: every frame through the general path (for A/B comparisons)
+        fast_path = False if os.environ.get("ZTONE_FASTPATH") == "0" else None
+        service = NodeService(home, port, crypto, fast_path=fast_path)
 
         pid_written = False
         try:

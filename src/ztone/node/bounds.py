@@ -59,6 +59,9 @@ peers.d files               MAX_PEER_FILES             older than 30 days, then 
 (service.home.prune_peers)                             recently written (every few minutes)
 UDP send caches             4096 each                  cleared when full
 (service.udp.UdpSockets)
+fast path header templates  FAST_PATH_TEMPLATES        cleared when full
+(fastpath.FastPath)         (one per network and peer
+                            we send frames to)
 counters keyed by wire      32 verbs x 10 ERROR codes  none needed: an unknown ERROR code
 values (node.counters,      + 1; 32 unhandled verbs    counts under one key (verbs are 5
 incoming._do_error)                                    bits)
@@ -115,3 +118,4 @@ CONTROLLER_MAX_PENDING = 65_536
 MAX_PEER_FILES = 65_536
 TCP_FALLBACK_SCOPE_CACHE = 4_096
 TCP_FALLBACK_QUEUE_BYTES = 65_536
+FAST_PATH_TEMPLATES = 4_096

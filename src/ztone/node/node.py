@@ -44,6 +44,7 @@ from ztone.node.actions import (
     PutState,
     StateKind,
 )
+from ztone.node.fastpath import FastPath
 from ztone.node.metrics import NodeMetrics
 from ztone.node.port import LocalController
 from ztone.node.status import MoonStatus, NodeStatus, PathStatus, PeerStatus
@@ -58,6 +59,7 @@ from ztone.node.vl2 import controller_link, controller_side, frames, multicast
 from ztone.node.vl2.multicaster import Multicaster
 from ztone.node.vl2.network import Network, NetworkView, overlay_owns
 from ztone.node.wire import credentials as cr
+from ztone.node.wire import frame_hop
 from ztone.node.wire.address import Address
 from ztone.node.wire.default_planet import default_planet
 from ztone.node.wire.identity import Identity
@@ -107,7 +109,10 @@ class Node:
         allow_loopback_paths: bool = False,
         controller: LocalController | None = None,
         os_arch: str = "linux/x86_64",
+        fast_path: bool | None = None,
     ) -> None:
+        """``fast_path``: carry the steady state's frames through :mod:`ztone.node.fastpath`
+        (None: when the native accelerator has the hop functions)."""
         if identity.secret is None:
             raise ValueError("the node's identity needs its private key")
         self.identity = identity
@@ -148,6 +153,12 @@ class Node:
         self.send_junk = switch.send_junk
         self.expecting_reply = switch.expecting_reply
         self.iam = self.selfaware.iam
+        # The fast path (ztone.node.fastpath) pays with the native hop; without it the
+        # path is off unless asked for (the tests compare it with the general path).
+        hop = frame_hop.native_hop(crypto.native)
+        if fast_path is None:
+            fast_path = hop is not None
+        self.fastpath: FastPath | None = FastPath(self, switch, hop) if fast_path else None
         self.peer_table = PeerTable(self, switch, hash_function or crypto.memory_hard_hash)
         table = self.peer_table
         self.add_peer = table.add
@@ -170,7 +181,9 @@ class Node:
         """A UDP datagram arrived. Never raises for any ``data`` (bugs aside)."""
         self.counters["rx_datagrams"] += 1
         try:
-            self.switch.on_datagram(now, local_socket, remote, data)
+            fast = self.fastpath
+            if fast is None or not fast.receive(now, local_socket, remote, data):
+                self.switch.on_datagram(now, local_socket, remote, data)
         except (MalformedPacket, KeyAgreementError):
             self.counters["rx_malformed"] += 1
         self._check_online(now)
@@ -264,6 +277,9 @@ class Node:
         self, now: int, nwid: int, source: int, destination: int, ethertype: int, payload: bytes
     ) -> None:
         """An Ethernet frame the host sent into a network's virtual port."""
+        fast = self.fastpath
+        if fast is not None and fast.send_frame(now, nwid, source, destination, ethertype, payload):
+            return
         frames.on_tap_frame(self, now, nwid, source, destination, ethertype, payload)
 
     def multicast_subscribe(self, now: int, nwid: int, mac: int, adi: int = 0) -> None:

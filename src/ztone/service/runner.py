@@ -99,9 +99,16 @@ class NodeService:
     """Runs one node until :meth:`stop`: the event loop's glue between the core, its
     sockets, timer, ports and home. The local API gets a :class:`DaemonControl`."""
 
-    def __init__(self, home_path: str, port: int | None = None, crypto: Backend = DEFAULT) -> None:
+    def __init__(
+        self,
+        home_path: str,
+        port: int | None = None,
+        crypto: Backend = DEFAULT,
+        fast_path: bool | None = None,
+    ) -> None:
         self.home = Home(home_path)
         self.crypto = crypto
+        self.fast_path = fast_path  # Node's fast_path (None: its default)
         self._cli_port = port
         self.conf = LocalConf()
         self.node: Node
@@ -261,6 +268,7 @@ class NodeService:
             allow_loopback_paths=self.conf.settings.allow_loopback_paths,
             controller=self.controller,
             os_arch=f"{platform.system().lower()}/{platform.machine()}",
+            fast_path=self.fast_path,
         )
         try:
             if selected_backend() == ILLUMOS:
@@ -349,6 +357,7 @@ class NodeService:
             f" and {self.secondary_port}" if self.secondary_port else "",
             self.crypto.name,
         )
+        log.info("fast path: %s", "on" if self.node.fastpath is not None else "off")
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         """Start, call ``ready`` (the API answers from then on), serve until :meth:`stop`,

@@ -298,6 +298,12 @@ class Switch:
             self._defer_rx(now, path, packet, True, source)
         return verdict
 
+    def dispatch_opened(self, now: int, path: Path, peer: Peer, packet: bytearray) -> None:
+        """What :meth:`decode` does with a packet once authenticated and decompressed,
+        for one the fast path (:mod:`ztone.node.fastpath`) opened."""
+        if dispatch(self.port, now, path, peer, packet) is Outcome.DEFER:
+            self._defer_rx(now, path, packet, True, int(peer.address))
+
     def _defer_rx(
         self, now: int, path: Path, packet: bytearray, authenticated: bool, source: int
     ) -> None:
