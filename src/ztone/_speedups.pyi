@@ -45,7 +45,7 @@ def inet_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
     """One's complement sum of big-endian 16-bit words plus ``initial``, folded to 16 bits.
 
     Not complemented. ``initial`` must be below 2**32.
-    Pure: ``ztone.osdep.linux.gro.inet_sum_pure``.
+    Pure: ``ztone.util.inet_checksum.inet_sum_pure``.
     """
 
 class AesGmacSiv:

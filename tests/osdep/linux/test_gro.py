@@ -26,8 +26,8 @@ from ztone.osdep.linux.gro import (
     VNET_NONE,
     coalesce,
     complete_checksum,
-    inet_sum_pure,
 )
+from ztone.util.inet_checksum import inet_sum_pure
 
 ETH4 = bytes.fromhex("32aabbccddee32112233445a0800")
 ETH6 = bytes.fromhex("32aabbccddee32112233445a86dd")

@@ -108,7 +108,7 @@ def test_merging_uses_the_checksum_routine_it_was_given() -> None:
     checksum, never silently with the native one."""
     from osdep.linux.test_gro import ETH4, tcp_segment  # noqa: PLC0415 (test helpers)
     from ztone.crypto.backend import PURE  # noqa: PLC0415
-    from ztone.osdep.linux.gro import InetSum, inet_sum_function  # noqa: PLC0415
+    from ztone.util.inet_checksum import InetSum, inet_sum_function  # noqa: PLC0415
 
     pure = inet_sum_function(PURE)
     calls: list[int] = []

@@ -21,9 +21,8 @@ the host would have dropped is never slipped in; it goes alone, as is.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 
-from ztone.crypto.backend import DEFAULT, Backend
+from ztone.util.inet_checksum import InetSum, inet_sum_function
 
 VNET_HDR_LEN = 10
 """``sizeof(struct virtio_net_hdr)``: the TAP's default with ``IFF_VNET_HDR``."""
@@ -41,42 +40,10 @@ _ETH_IPV6 = b"\x86\xdd"
 _ACK = 0x10
 _PSH = 0x08
 
-InetSum = Callable[[bytes | bytearray | memoryview, int], int]
-"""``inet_sum(data, initial)``: native or :func:`inet_sum_pure`."""
 Frame = tuple[bytes, bytes]
 """(14-byte Ethernet header, payload)."""
 Write = tuple[bytes, bytes, bytes]
 """(virtio_net_hdr, Ethernet header, payload): one write to the TAP."""
-
-
-def inet_sum_pure(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
-    """The one's complement sum of big-endian 16-bit words plus ``initial``, folded.
-
-    Pure-Python reference of ``_speedups.inet_sum``: the data as one integer, folded
-    in halves whose widths are multiples of 16 bits (2^16 = 1 modulo 2^16 - 1, so
-    every fold keeps the sum), then the 16-bit end-around carry.
-    """
-    raw = bytes(data)
-    if len(raw) & 1:
-        raw += b"\x00"
-    n = int.from_bytes(raw, "big") + initial
-    bits = max(len(raw) * 8, initial.bit_length()) + 1
-    while bits > 64:
-        half = ((bits >> 1) + 15) & ~15
-        n = (n & ((1 << half) - 1)) + (n >> half)
-        bits = max(half, bits - half) + 1
-    while n >> 16:
-        n = (n & 0xFFFF) + (n >> 16)
-    return n
-
-
-def inet_sum_function(crypto: Backend = DEFAULT) -> InetSum:
-    """``crypto``'s ``inet_sum`` (the native one unless that backend is pure)."""
-    native = crypto.native
-    if native is not None:
-        fn: InetSum = native.inet_sum
-        return fn
-    return inet_sum_pure
 
 
 def _segment(ethertype: bytes, p: bytes) -> tuple[bytes, int, int, int, int, int] | None:

@@ -22,10 +22,10 @@ from pathlib import Path
 from ztone.crypto.backend import DEFAULT, Backend
 from ztone.osdep.base import TapError
 from ztone.osdep.linux import stale, tun
-from ztone.osdep.linux.gro import inet_sum_function
 from ztone.osdep.linux.netlink import LinuxLink, Netlink, delete_link, link_name
 from ztone.osdep.linux.tun import TunDevice
 from ztone.osdep.naming import choose_linux_device_name, read_devicemap
+from ztone.util.inet_checksum import inet_sum_function
 
 log = logging.getLogger(__name__)
 

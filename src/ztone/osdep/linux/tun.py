@@ -26,11 +26,10 @@ from ztone.osdep.base import EthernetFrame, FrameDeviceError, TapError
 from ztone.osdep.linux.gro import (
     VNET_HDR_LEN,
     VNET_NONE,
-    InetSum,
     coalesce,
     complete_checksum,
-    inet_sum_function,
 )
+from ztone.util.inet_checksum import InetSum, inet_sum_function
 
 log = logging.getLogger(__name__)
 

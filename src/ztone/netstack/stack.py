@@ -1,0 +1,592 @@
+"""The user-space network stack of one ZeroTier network port: Ethernet frames in and out.
+
+A :class:`Stack` is sans-IO (like ``ztone.node``): the caller gives it frames
+(:meth:`Stack.receive_frame`) and the time, takes the frames it wants sent
+(:meth:`Stack.take_frames`), calls :meth:`Stack.poll` by :meth:`Stack.deadline` and
+after every batch of frames or application calls, and asks :meth:`Stack.changed`
+which sockets to wake. Randomness (ephemeral ports, TCP initial sequence numbers, the
+IPv4 identification) comes from the ``rand`` callable it is given.
+
+What it does (issue 15): ARP (RFC 826) and NDP (RFC 4861 NS/NA) for its addresses and
+its neighbours (:mod:`.neighbours`), IPv4 (RFC 791) and IPv6 (RFC 8200) without
+fragmentation (fragments are dropped and counted), ICMP/ICMPv6 echo on every address it
+holds, rate-limited port unreachable for UDP to a closed port, UDP sockets
+(:mod:`.udp_socket`); TCP arrives with the ``ztone.netstack.tcp`` engine. Routes: each
+address's network is on-link, ``fe80::/10`` too; :meth:`Stack.add_route` adds more
+(a gateway's MAC is resolved like any neighbour); the longest prefix wins.
+
+Bad frames never raise: a parser's ``MalformedPacket`` is counted in
+``counters.malformed`` and the frame dropped. Every table a remote party can grow is
+bounded by :class:`StackLimits`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from ztone.errors import LocalUsageError, MalformedPacket
+from ztone.netstack import arp, icmp, ndp
+from ztone.netstack.ethernet import (
+    ALL_NODES_MAC,
+    BROADCAST_MAC,
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    EthernetFrame,
+    ipv4_multicast_mac,
+    ipv6_multicast_mac,
+    is_group_mac,
+)
+from ztone.netstack.ipv4 import PROTO_ICMP, build_ipv4, parse_ipv4
+from ztone.netstack.ipv6 import PROTO_ICMPV6, build_ipv6, parse_ipv6
+from ztone.netstack.neighbours import NeighbourTable
+from ztone.netstack.udp import PROTO_UDP, UdpDatagram, build_udp, parse_udp
+from ztone.netstack.udp_socket import Address, Endpoint, UdpSocket
+
+Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Rand = Callable[[int], int]
+"""``rand(k)``: ``k`` random bits as an int (e.g. ``random.Random(seed).getrandbits`` in
+tests, ``secrets.randbits`` in the daemon)."""
+
+PROTO_TCP = 6
+EPHEMERAL_FIRST = 49152
+EPHEMERAL_COUNT = 65536 - EPHEMERAL_FIRST
+MIN_MTU = 1280
+MAX_MTU = 65535
+_LIMITED_BROADCAST = b"\xff\xff\xff\xff"
+_ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
+_UNSPECIFIED_V6 = bytes(16)
+_LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
+_HOP_CACHE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StackLimits:
+    """The bounds of one stack (memory per network is bounded by these)."""
+
+    neighbours: int = 512
+    neighbour_ttl: float = 60.0
+    neighbour_retry: float = 1.0
+    neighbour_tries: int = 3
+    pending_neighbours: int = 64
+    pending_per_neighbour: int = 64
+    udp_sockets: int = 256
+    udp_queue: int = 256
+    """Datagrams queued per UDP socket."""
+    udp_queue_bytes: int = 1 << 20
+    icmp_errors_per_second: float = 10.0
+    """Port-unreachable messages sent per second at most (burst of the same number)."""
+
+
+@dataclass(slots=True)
+class StackCounters:
+    """What the stack did and dropped, by reason (all plain counts)."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    not_for_us: int = 0
+    """Frames to a MAC we do not listen to, or IP packets to an address we do not hold."""
+    malformed: int = 0
+    unknown_ethertype: int = 0
+    unknown_protocol: int = 0
+    fragments: int = 0
+    no_route: int = 0
+    unresolved: int = 0
+    """Packets dropped waiting for ARP/NDP (a full queue, no answer)."""
+    arp_in: int = 0
+    arp_out: int = 0
+    ndp_in: int = 0
+    ndp_out: int = 0
+    echo_replies: int = 0
+    udp_in: int = 0
+    udp_out: int = 0
+    udp_no_socket: int = 0
+    udp_queue_full: int = 0
+    icmp_unreachable_out: int = 0
+    tcp_in: int = 0
+    tcp_out: int = 0
+    tcp_resets_out: int = 0
+    tcp_syn_dropped: int = 0
+    """SYNs dropped: the listener's half-open queue or the connection table was full."""
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    version: int
+    network: int
+    mask: int
+    prefix: int
+    via: bytes | None
+
+
+def _packed(ip: Address) -> bytes:
+    return ip.packed
+
+
+def _address(raw: bytes) -> Address:
+    return ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw)
+
+
+class Stack:
+    """One network's user-space IPv4/IPv6 stack (see the module docstring)."""
+
+    def __init__(
+        self, mac: int, mtu: int, *, rand: Rand, limits: StackLimits | None = None
+    ) -> None:
+        if not 0 < mac < 1 << 48 or is_group_mac(mac):
+            raise LocalUsageError(f"the stack needs a unicast MAC, not {mac:#x}")
+        self.mac = mac
+        self.mtu = 0
+        self.set_mtu(mtu)
+        self.limits = limits if limits is not None else StackLimits()
+        self.counters = StackCounters()
+        self._rand = rand
+        lim = self.limits
+        self._neighbours = NeighbourTable(
+            lim.neighbours, lim.neighbour_ttl, lim.neighbour_retry, lim.neighbour_tries,
+            lim.pending_neighbours, lim.pending_per_neighbour,
+        )  # fmt: skip
+        self._neighbours_due: float | None = None
+        self._v4: dict[bytes, ipaddress.IPv4Interface] = {}
+        self._v6: dict[bytes, ipaddress.IPv6Interface] = {}
+        self._v4_broadcasts: set[bytes] = set()
+        self._interfaces: list[Interface] = []
+        self._routes: list[tuple[Network, Address | None]] = []
+        self._table: list[_Route] = []
+        self._hops: dict[bytes, bytes | None] = {}
+        self._groups: set[int] = {ALL_NODES_MAC}
+        self._out: list[EthernetFrame] = []
+        self._changed: set[object] = set()
+        self._udp: dict[tuple[bytes | None, int], UdpSocket] = {}
+        self._ident = rand(16)
+        self._icmp_tokens = lim.icmp_errors_per_second
+        self._icmp_time = 0.0
+        self._rebuild()
+
+    # -- link configuration -------------------------------------------------------------
+
+    def set_mtu(self, mtu: int) -> None:
+        """The largest IP packet the link carries (ZeroTier networks: 1280..10000)."""
+        if not MIN_MTU <= mtu <= MAX_MTU:
+            raise LocalUsageError(f"MTU {mtu} outside {MIN_MTU}..{MAX_MTU}")
+        self.mtu = mtu
+
+    def add_address(self, ip: Interface) -> None:
+        """Hold ``ip`` (its network becomes on-link); adding it twice is fine."""
+        if ip in self._interfaces:
+            return
+        if ip.ip.is_multicast or ip.ip.is_unspecified:
+            raise LocalUsageError(f"{ip} cannot be a host address")
+        self._interfaces.append(ip)
+        self._rebuild()
+
+    def remove_address(self, ip: Interface) -> None:
+        if ip in self._interfaces:
+            self._interfaces.remove(ip)
+            self._rebuild()
+
+    def addresses(self) -> list[Interface]:
+        return list(self._interfaces)
+
+    def add_route(self, target: Network, via: Address | None) -> None:
+        """Route ``target`` on-link (``via`` None) or through the gateway ``via``."""
+        if via is not None and via.version != target.version:
+            raise LocalUsageError(f"route {target} via {via}: mixed address families")
+        if (target, via) not in self._routes:
+            self._routes.append((target, via))
+            self._rebuild()
+
+    def remove_route(self, target: Network, via: Address | None) -> None:
+        if (target, via) in self._routes:
+            self._routes.remove((target, via))
+            self._rebuild()
+
+    def routes(self) -> list[tuple[Network, Address | None]]:
+        return list(self._routes)
+
+    @property
+    def neighbour_entries(self) -> int:
+        """How many neighbours (ARP and NDP) are known now (at most ``limits.neighbours``)."""
+        return len(self._neighbours)
+
+    def multicast_macs(self) -> list[int]:
+        """The Ethernet groups to listen to: broadcast (ARP), ff02::1 and the
+        solicited-node group of each IPv6 address."""
+        return [BROADCAST_MAC, *sorted(self._groups)]
+
+    def _rebuild(self) -> None:
+        self._v4 = {}
+        self._v6 = {}
+        self._v4_broadcasts = set()
+        self._groups = {ALL_NODES_MAC}
+        table: list[_Route] = []
+        for iface in self._interfaces:
+            raw = iface.ip.packed
+            if isinstance(iface, ipaddress.IPv4Interface):
+                self._v4[raw] = iface
+                if iface.network.prefixlen < 31:
+                    self._v4_broadcasts.add(iface.network.broadcast_address.packed)
+            else:
+                self._v6[raw] = iface
+                self._groups.add(ipv6_multicast_mac(ndp.solicited_node(raw)))
+            table.append(self._route(iface.network, None))
+        table.append(self._route(_LINK_LOCAL, None))
+        table.extend(self._route(target, via) for target, via in self._routes)
+        table.sort(key=lambda r: -r.prefix)
+        self._table = table
+        self._hops = {}
+
+    @staticmethod
+    def _route(target: Network, via: Address | None) -> _Route:
+        return _Route(
+            target.version,
+            int(target.network_address),
+            int(target.netmask),
+            target.prefixlen,
+            via.packed if via is not None else None,
+        )
+
+    # -- frames and time ----------------------------------------------------------------
+
+    def receive_frame(self, frame: EthernetFrame, now: float) -> None:
+        """Take one frame from the network; never raises (bad frames are counted)."""
+        _src_mac, dst_mac, ethertype, payload = frame
+        self.counters.frames_in += 1
+        if dst_mac not in (self.mac, BROADCAST_MAC) and dst_mac not in self._groups:
+            self.counters.not_for_us += 1
+            return
+        try:
+            if ethertype == ETHERTYPE_IPV4:
+                self._ipv4_input(payload, dst_mac == self.mac, now)
+            elif ethertype == ETHERTYPE_IPV6:
+                self._ipv6_input(payload, now)
+            elif ethertype == ETHERTYPE_ARP:
+                self._arp_input(payload, now)
+            else:
+                self.counters.unknown_ethertype += 1
+        except MalformedPacket:
+            self.counters.malformed += 1
+
+    def take_frames(self) -> list[EthernetFrame]:
+        """The frames to send, oldest first; empties the queue."""
+        out, self._out = self._out, []
+        return out
+
+    def poll(self, now: float) -> None:
+        """Run what is due: neighbour requests and expiry, TCP timers and queued sends."""
+        due = self._neighbours_due
+        if due is not None and now >= due:
+            for ip, mac in self._neighbours.due(now):
+                self._solicit(ip, mac)
+            self._neighbours_due = self._neighbours.deadline()
+            self.counters.unresolved = self._neighbours.dropped
+
+    def deadline(self) -> float | None:
+        """The latest time :meth:`poll` must run again; None when nothing is pending."""
+        return self._neighbours_due
+
+    def changed(self) -> set[object]:
+        """The sockets whose state changed since the last call; empties the set."""
+        out, self._changed = self._changed, set()
+        return out
+
+    # -- ARP and NDP --------------------------------------------------------------------
+
+    def _arp_input(self, payload: bytes, now: float) -> None:
+        msg = arp.parse_arp(payload)
+        self.counters.arp_in += 1
+        ours = msg.target_ip in self._v4
+        if not is_group_mac(msg.sender_mac) and msg.sender_ip != bytes(4):
+            self._learn(msg.sender_ip, msg.sender_mac, now, create=ours)
+        if msg.op == arp.REQUEST and ours and not is_group_mac(msg.sender_mac):
+            reply = arp.Arp(arp.REPLY, self.mac, msg.target_ip, msg.sender_mac, msg.sender_ip)
+            self._emit(msg.sender_mac, ETHERTYPE_ARP, arp.build_arp(reply))
+            self.counters.arp_out += 1
+
+    def _learn(self, ip: bytes, mac: int, now: float, create: bool) -> None:
+        for ethertype, packet in self._neighbours.confirm(ip, mac, now, create):
+            self._emit(mac, ethertype, packet)
+
+    def _solicit(self, ip: bytes, mac: int | None) -> None:
+        """An ARP request or a neighbour solicitation for ``ip`` (unicast to ``mac`` when
+        refreshing a known neighbour)."""
+        src = self._source_for(ip)
+        if src is None:
+            return
+        if len(ip) == 4:
+            request = arp.Arp(arp.REQUEST, self.mac, src, 0, ip)
+            self._emit(BROADCAST_MAC if mac is None else mac, ETHERTYPE_ARP,
+                       arp.build_arp(request))  # fmt: skip
+            self.counters.arp_out += 1
+            return
+        dst = ndp.solicited_node(ip) if mac is None else ip
+        body = ndp.neighbor_body(ndp.NeighborMessage(ndp.NEIGHBOR_SOLICITATION, 0, ip, self.mac))
+        message = icmp.build_icmp6(icmp.Icmp(ndp.NEIGHBOR_SOLICITATION, 0, body), src, dst)
+        packet = build_ipv6(src, dst, PROTO_ICMPV6, message, ndp.HOP_LIMIT)
+        self._emit(ipv6_multicast_mac(dst) if mac is None else mac, ETHERTYPE_IPV6, packet)
+        self.counters.ndp_out += 1
+
+    def _neighbour_input(self, msg: icmp.Icmp, src: bytes, hop_limit: int, now: float) -> None:
+        if hop_limit != ndp.HOP_LIMIT:
+            raise MalformedPacket(f"neighbour discovery with hop limit {hop_limit}")
+        nd = ndp.parse_neighbor(msg.type, msg.code, msg.body)
+        self.counters.ndp_in += 1
+        if nd.type == ndp.NEIGHBOR_ADVERTISEMENT:
+            if nd.link_mac is not None and not is_group_mac(nd.link_mac):
+                self._learn(nd.target, nd.link_mac, now, create=False)
+            return
+        if nd.target not in self._v6 or src == _UNSPECIFIED_V6:
+            return  # not ours, or duplicate address detection (which we do not defend)
+        if nd.link_mac is not None and not is_group_mac(nd.link_mac):
+            self._learn(src, nd.link_mac, now, create=True)
+            mac: int | None = nd.link_mac
+        else:
+            mac = self._neighbours.lookup(src, now)
+        if mac is None:
+            return
+        flags = ndp.FLAG_SOLICITED | ndp.FLAG_OVERRIDE
+        body = ndp.neighbor_body(
+            ndp.NeighborMessage(ndp.NEIGHBOR_ADVERTISEMENT, flags, nd.target, self.mac)
+        )
+        answer = icmp.build_icmp6(icmp.Icmp(ndp.NEIGHBOR_ADVERTISEMENT, 0, body), nd.target, src)
+        self._emit(mac, ETHERTYPE_IPV6, build_ipv6(nd.target, src, PROTO_ICMPV6, answer, 255))
+        self.counters.ndp_out += 1
+
+    # -- IP -------------------------------------------------------------------------------
+
+    def _ipv4_input(self, payload: bytes, unicast: bool, now: float) -> None:
+        pkt = parse_ipv4(payload)
+        if pkt.fragment:
+            self.counters.fragments += 1
+            return
+        dst = pkt.dst
+        if dst in self._v4:
+            local = True
+        elif dst == _LIMITED_BROADCAST or dst in self._v4_broadcasts:
+            local = False
+        else:
+            self.counters.not_for_us += 1
+            return
+        proto = pkt.protocol
+        if proto == PROTO_TCP:
+            if local and unicast:
+                self._tcp_input(pkt.src, dst, pkt.payload, now)
+        elif proto == PROTO_UDP:
+            self._udp_input(pkt.src, dst, pkt.payload, payload, local and unicast, now)
+        elif proto == PROTO_ICMP:
+            msg = icmp.parse_icmp4(pkt.payload)
+            if msg.type == icmp.ECHO_REQUEST_V4 and msg.code == 0 and local:
+                reply = icmp.build_icmp4(icmp.Icmp(icmp.ECHO_REPLY_V4, 0, msg.body))
+                self._send_ip(dst, pkt.src, PROTO_ICMP, reply, now)
+                self.counters.echo_replies += 1
+        else:
+            self.counters.unknown_protocol += 1
+
+    def _ipv6_input(self, payload: bytes, now: float) -> None:
+        pkt = parse_ipv6(payload)
+        if pkt.fragment:
+            self.counters.fragments += 1
+            return
+        dst = pkt.dst
+        local = dst in self._v6
+        if not local and not (
+            dst == _ALL_NODES or (dst[0] == 0xFF and ipv6_multicast_mac(dst) in self._groups)
+        ):
+            self.counters.not_for_us += 1
+            return
+        nh = pkt.next_header
+        if nh == PROTO_TCP:
+            if local:
+                self._tcp_input(pkt.src, dst, pkt.payload, now)
+        elif nh == PROTO_UDP:
+            self._udp_input(pkt.src, dst, pkt.payload, payload, local, now)
+        elif nh == PROTO_ICMPV6:
+            msg = icmp.parse_icmp6(pkt.payload, pkt.src, dst)
+            if msg.type in (ndp.NEIGHBOR_SOLICITATION, ndp.NEIGHBOR_ADVERTISEMENT):
+                self._neighbour_input(msg, pkt.src, pkt.hop_limit, now)
+            elif msg.type == icmp.ECHO_REQUEST_V6 and msg.code == 0 and local:
+                reply = icmp.build_icmp6(icmp.Icmp(icmp.ECHO_REPLY_V6, 0, msg.body), dst, pkt.src)
+                self._send_ip(dst, pkt.src, PROTO_ICMPV6, reply, now)
+                self.counters.echo_replies += 1
+        else:
+            self.counters.unknown_protocol += 1
+
+    def _send_ip(self, src: bytes, dst: bytes, protocol: int, payload: bytes, now: float) -> None:
+        if len(dst) == 4:
+            self._ident = (self._ident + 1) & 0xFFFF
+            self._route_out(dst, ETHERTYPE_IPV4, build_ipv4(src, dst, protocol, payload,
+                                                            self._ident), now)  # fmt: skip
+        else:
+            self._route_out(dst, ETHERTYPE_IPV6, build_ipv6(src, dst, protocol, payload), now)
+
+    def _route_out(self, dst: bytes, ethertype: int, packet: bytes, now: float) -> None:
+        if len(dst) == 4:
+            if dst == _LIMITED_BROADCAST or dst in self._v4_broadcasts:
+                self._emit(BROADCAST_MAC, ethertype, packet)
+                return
+            if 224 <= dst[0] < 240:
+                self._emit(ipv4_multicast_mac(dst), ethertype, packet)
+                return
+        elif dst[0] == 0xFF:
+            self._emit(ipv6_multicast_mac(dst), ethertype, packet)
+            return
+        hop = self._next_hop(dst)
+        if hop is None:
+            self.counters.no_route += 1
+            return
+        mac = self._neighbours.lookup(hop, now)
+        if mac is not None:
+            self._emit(mac, ethertype, packet)
+            return
+        if self._neighbours.hold(hop, (ethertype, packet), now):
+            self._solicit(hop, None)
+            due = now + self.limits.neighbour_retry
+            if self._neighbours_due is None or due < self._neighbours_due:
+                self._neighbours_due = due
+        self.counters.unresolved = self._neighbours.dropped
+
+    def _emit(self, mac: int, ethertype: int, packet: bytes) -> None:
+        self._out.append((self.mac, mac, ethertype, packet))
+        self.counters.frames_out += 1
+
+    def _next_hop(self, dst: bytes) -> bytes | None:
+        """The on-link address to send a packet for ``dst`` to (itself or a gateway)."""
+        hops = self._hops
+        if dst in hops:
+            return hops[dst]
+        value = int.from_bytes(dst, "big")
+        version = 4 if len(dst) == 4 else 6
+        hop: bytes | None = None
+        for route in self._table:
+            if route.version == version and value & route.mask == route.network:
+                hop = dst if route.via is None else route.via
+                break
+        if len(hops) >= _HOP_CACHE:
+            hops.clear()
+        hops[dst] = hop
+        return hop
+
+    def _source_for(self, dst: bytes) -> bytes | None:
+        """Our address for talking to ``dst``: one whose network holds it, else the first
+        of its family; None when we hold none of that family."""
+        table = self._v4 if len(dst) == 4 else self._v6
+        target = _address(dst)
+        first = None
+        for raw, iface in table.items():
+            if target in iface.network:
+                return raw
+            if first is None:
+                first = raw
+        return first
+
+    # -- UDP ------------------------------------------------------------------------------
+
+    def udp_bind(self, port: int = 0, *, address: Address | None = None) -> UdpSocket:
+        """A UDP socket on ``port`` (0: a free ephemeral port) of ``address`` (None: all
+        of ours). LocalUsageError when the port is taken or the address is not ours."""
+        raw = address.packed if address is not None else None
+        if raw is not None and raw not in self._v4 and raw not in self._v6:
+            raise LocalUsageError(f"{address} is not an address of this stack")
+        if len(self._udp) >= self.limits.udp_sockets:
+            raise LocalUsageError(f"already {len(self._udp)} UDP sockets")
+        if port == 0:
+            port = self._free_port(lambda p: self._udp_port_free(raw, p))
+        elif not 0 < port < 65536:
+            raise LocalUsageError(f"UDP port {port} outside 1..65535")
+        elif not self._udp_port_free(raw, port):
+            raise LocalUsageError(f"UDP port {port} is in use")
+        lim = self.limits
+        sock = UdpSocket(address, port, lim.udp_queue, lim.udp_queue_bytes, self._udp_send,
+                         self._udp_release)  # fmt: skip
+        self._udp[(raw, port)] = sock
+        return sock
+
+    def _udp_port_free(self, raw: bytes | None, port: int) -> bool:
+        if raw is None:
+            return not any(p == port for _, p in self._udp)
+        return (raw, port) not in self._udp and (None, port) not in self._udp
+
+    def _free_port(self, free: Callable[[int], bool]) -> int:
+        """A random free ephemeral port (49152..65535)."""
+        for _ in range(32):
+            port = EPHEMERAL_FIRST + self._rand(16) % EPHEMERAL_COUNT
+            if free(port):
+                return port
+        start = self._rand(16) % EPHEMERAL_COUNT
+        for i in range(EPHEMERAL_COUNT):
+            port = EPHEMERAL_FIRST + (start + i) % EPHEMERAL_COUNT
+            if free(port):
+                return port
+        raise LocalUsageError("no free ephemeral port")
+
+    def _udp_release(self, sock: UdpSocket) -> None:
+        raw = sock.address.packed if sock.address is not None else None
+        if self._udp.get((raw, sock.port)) is sock:
+            del self._udp[(raw, sock.port)]
+
+    def _udp_send(self, sock: UdpSocket, data: bytes, remote: Endpoint, now: float) -> None:
+        ip, port = remote
+        if not 0 < port < 65536:
+            raise LocalUsageError(f"UDP port {port} outside 1..65535")
+        dst = ip.packed
+        src = sock.address.packed if sock.address is not None else self._source_for(dst)
+        if src is None or len(src) != len(dst):
+            raise LocalUsageError(f"no IPv{ip.version} address to send to {ip} from")
+        header = 20 if len(dst) == 4 else 40
+        if header + 8 + len(data) > self.mtu:
+            raise LocalUsageError(
+                f"UDP datagram of {len(data)} bytes does not fit the MTU {self.mtu}"
+            )
+        group = ip.is_multicast or dst in self._v4_broadcasts or dst == _LIMITED_BROADCAST
+        if not group and self._next_hop(dst) is None:
+            raise LocalUsageError(f"no route to {ip}")
+        datagram = build_udp(UdpDatagram(sock.port, port, data), src, dst)
+        self._send_ip(src, dst, PROTO_UDP, datagram, now)
+        self.counters.udp_out += 1
+
+    def _udp_input(
+        self, src: bytes, dst: bytes, payload: bytes, packet: bytes, unicast: bool, now: float
+    ) -> None:
+        d = parse_udp(payload, src, dst)
+        self.counters.udp_in += 1
+        sock = self._udp.get((dst, d.dst_port)) or self._udp.get((None, d.dst_port))
+        if sock is None:
+            self.counters.udp_no_socket += 1
+            if unicast:
+                self._port_unreachable(src, dst, packet, now)
+            return
+        if sock.deliver(d.payload, (_address(src), d.src_port)):
+            self._changed.add(sock)
+        else:
+            self.counters.udp_queue_full += 1
+
+    def _port_unreachable(self, src: bytes, dst: bytes, packet: bytes, now: float) -> None:
+        """ICMP(v6) port unreachable quoting ``packet``, at most as often as the limits
+        allow (a token bucket refilled by elapsed time)."""
+        rate = self.limits.icmp_errors_per_second
+        self._icmp_tokens = min(rate, self._icmp_tokens + (now - self._icmp_time) * rate)
+        self._icmp_time = now
+        if self._icmp_tokens < 1.0:
+            return
+        self._icmp_tokens -= 1.0
+        if len(src) == 4:
+            quote = packet[: 576 - 20 - 8]
+            msg = icmp.Icmp(icmp.UNREACHABLE_V4, icmp.PORT_UNREACHABLE_V4, bytes(4) + quote)
+            self._send_ip(dst, src, PROTO_ICMP, icmp.build_icmp4(msg), now)
+        else:
+            quote = packet[: MIN_MTU - 40 - 8]
+            msg = icmp.Icmp(icmp.UNREACHABLE_V6, icmp.PORT_UNREACHABLE_V6, bytes(4) + quote)
+            self._send_ip(dst, src, PROTO_ICMPV6, icmp.build_icmp6(msg, dst, src), now)
+        self.counters.icmp_unreachable_out += 1
+
+    # -- TCP ------------------------------------------------------------------------------
+
+    def _tcp_input(self, src: bytes, dst: bytes, payload: bytes, now: float) -> None:
+        self.counters.tcp_in += 1
+        self.counters.unknown_protocol += 1  # the TCP engine is not wired in yet
