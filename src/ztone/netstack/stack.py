@@ -11,7 +11,8 @@ What it does (issue 15): ARP (RFC 826) and NDP (RFC 4861 NS/NA) for its addresse
 its neighbours (:mod:`.neighbours`), IPv4 (RFC 791) and IPv6 (RFC 8200) without
 fragmentation (fragments are dropped and counted), ICMP/ICMPv6 echo on every address it
 holds, rate-limited port unreachable for UDP to a closed port, UDP sockets
-(:mod:`.udp_socket`); TCP arrives with the ``ztone.netstack.tcp`` engine. Routes: each
+(:mod:`.udp_socket`), TCP sockets (:mod:`.tcp_socket`) over the ``ztone.netstack.tcp``
+engine with MSS = MTU - 40 (IPv4) or MTU - 60 (IPv6). Routes: each
 address's network is on-link, ``fe80::/10`` too; :meth:`Stack.add_route` adds more
 (a gateway's MAC is resolved like any neighbour); the longest prefix wins.
 
@@ -23,8 +24,9 @@ bounded by :class:`StackLimits`.
 from __future__ import annotations
 
 import ipaddress
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from ztone.errors import LocalUsageError, MalformedPacket
 from ztone.netstack import arp, icmp, ndp
@@ -42,6 +44,9 @@ from ztone.netstack.ethernet import (
 from ztone.netstack.ipv4 import PROTO_ICMP, build_ipv4, parse_ipv4
 from ztone.netstack.ipv6 import PROTO_ICMPV6, build_ipv6, parse_ipv6
 from ztone.netstack.neighbours import NeighbourTable
+from ztone.netstack.tcp import TIME_WAIT, TcpConnection, TcpLimits
+from ztone.netstack.tcp_segment import ACK, RST, SYN, TcpSegment, build_tcp, parse_tcp, reset_for
+from ztone.netstack.tcp_socket import TcpListener, TcpSocket
 from ztone.netstack.udp import PROTO_UDP, UdpDatagram, build_udp, parse_udp
 from ztone.netstack.udp_socket import Address, Endpoint, UdpSocket
 
@@ -79,6 +84,15 @@ class StackLimits:
     udp_queue_bytes: int = 1 << 20
     icmp_errors_per_second: float = 10.0
     """Port-unreachable messages sent per second at most (burst of the same number)."""
+    tcp_connections: int = 1024
+    """TCP connections in the table (any state, TIME-WAIT and half-open included)."""
+    syn_backlog: int = 64
+    """Half-open (SYN-RECEIVED) connections per listener: a SYN flood fills no more."""
+    time_wait_connections: int = 256
+    """Connections kept in TIME-WAIT; beyond it the oldest is forgotten early."""
+    orphan_timeout: float = 60.0
+    """Seconds a connection the application closed may take to finish, then RST."""
+    tcp: TcpLimits = field(default_factory=TcpLimits)
 
 
 @dataclass(slots=True)
@@ -167,6 +181,12 @@ class Stack:
         self._ident = rand(16)
         self._icmp_tokens = lim.icmp_errors_per_second
         self._icmp_time = 0.0
+        self._tcp: dict[tuple[bytes, int, bytes, int], TcpSocket] = {}
+        self._listeners: dict[tuple[bytes | None, int], TcpListener] = {}
+        self._dirty: set[TcpSocket] = set()
+        self._timers: dict[TcpSocket, float] = {}
+        self._time_wait: OrderedDict[TcpSocket, None] = OrderedDict()
+        self._last_now = 0.0
         self._rebuild()
 
     # -- link configuration -------------------------------------------------------------
@@ -279,17 +299,34 @@ class Stack:
         return out
 
     def poll(self, now: float) -> None:
-        """Run what is due: neighbour requests and expiry, TCP timers and queued sends."""
+        """Run what is due: neighbour requests and expiry, TCP timers and what the
+        application and the frames received since the last poll made due (ACKs, data)."""
+        self._last_now = now
         due = self._neighbours_due
         if due is not None and now >= due:
             for ip, mac in self._neighbours.due(now):
                 self._solicit(ip, mac)
             self._neighbours_due = self._neighbours.deadline()
             self.counters.unresolved = self._neighbours.dropped
+        work = self._dirty
+        self._dirty = set()
+        if self._timers:
+            work.update(sock for sock, t in self._timers.items() if t <= now)
+        for sock in work:
+            self._tcp_poll(sock, now)
 
     def deadline(self) -> float | None:
-        """The latest time :meth:`poll` must run again; None when nothing is pending."""
-        return self._neighbours_due
+        """The latest time :meth:`poll` must run again; None when nothing is pending.
+        A time not later than the last one the stack saw means "now" (after frames came
+        in or the application wrote)."""
+        if self._dirty:
+            return self._last_now
+        best = self._neighbours_due
+        if self._timers:
+            first = min(self._timers.values())
+            if best is None or first < best:
+                best = first
+        return best
 
     def changed(self) -> set[object]:
         """The sockets whose state changed since the last call; empties the set."""
@@ -587,6 +624,176 @@ class Stack:
 
     # -- TCP ------------------------------------------------------------------------------
 
+    @property
+    def tcp_connection_count(self) -> int:
+        """Connections in the table (at most ``limits.tcp_connections``)."""
+        return len(self._tcp)
+
+    def _mss(self, address_length: int) -> int:
+        return self.mtu - (40 if address_length == 4 else 60)
+
+    def tcp_listen(
+        self, port: int, *, backlog: int = 64, address: Address | None = None
+    ) -> TcpListener:
+        """Listen on ``port`` of ``address`` (None: every address of the stack);
+        LocalUsageError when taken or not ours."""
+        raw = address.packed if address is not None else None
+        if raw is not None and raw not in self._v4 and raw not in self._v6:
+            raise LocalUsageError(f"{address} is not an address of this stack")
+        if not 0 < port < 65536:
+            raise LocalUsageError(f"TCP port {port} outside 1..65535")
+        if backlog < 1:
+            raise LocalUsageError(f"listen backlog {backlog} below 1")
+        if raw is None:
+            taken = any(p == port for _, p in self._listeners)
+        else:
+            taken = (raw, port) in self._listeners or (None, port) in self._listeners
+        if taken:
+            raise LocalUsageError(f"TCP port {port} is already listening")
+        listener = TcpListener(address, port, backlog, self._tcp_unlisten)
+        self._listeners[(raw, port)] = listener
+        return listener
+
+    def _tcp_unlisten(self, listener: TcpListener) -> None:
+        raw = listener.address.packed if listener.address is not None else None
+        if self._listeners.get((raw, listener.port)) is listener:
+            del self._listeners[(raw, listener.port)]
+        for sock in list(self._tcp.values()):
+            if sock.listener is listener:  # half-open: nobody will accept it
+                sock.listener = None
+                listener.half_open -= 1
+                sock.abort()
+
+    def tcp_connect(self, remote: Endpoint, now: float) -> TcpSocket:
+        """Open a connection to ``remote`` from our address for it (same family, the one
+        whose network holds it, else the first) and a free ephemeral port; the SYN goes
+        at the next poll. LocalUsageError: no address of that family, no route, a bad
+        port, or the connection table is full."""
+        ip, port = remote
+        if not 0 < port < 65536:
+            raise LocalUsageError(f"TCP port {port} outside 1..65535")
+        dst = ip.packed
+        src = self._source_for(dst)
+        if src is None:
+            raise LocalUsageError(f"no IPv{ip.version} address to connect to {ip} from")
+        if ip.is_multicast or dst in self._v4_broadcasts or dst == _LIMITED_BROADCAST:
+            raise LocalUsageError(f"cannot connect to {ip}")
+        if self._next_hop(dst) is None:
+            raise LocalUsageError(f"no route to {ip}")
+        if len(self._tcp) >= self.limits.tcp_connections:
+            raise LocalUsageError(f"already {len(self._tcp)} TCP connections")
+        lport = self._free_port(
+            lambda p: (
+                (src, p, dst, port) not in self._tcp
+                and (src, p) not in self._listeners
+                and (None, p) not in self._listeners
+            )
+        )
+        mss = self._mss(len(dst))
+        conn = TcpConnection.connect(
+            src, lport, dst, port, mss=mss, iss=self._rand(32), now=now, limits=self.limits.tcp
+        )
+        sock = TcpSocket(conn, (_address(src), lport), (ip, port), self._tcp_touch)
+        self._tcp[(src, lport, dst, port)] = sock
+        self._dirty.add(sock)
+        self._last_now = max(self._last_now, now)
+        return sock
+
+    def _tcp_touch(self, sock: TcpSocket) -> None:
+        self._dirty.add(sock)
+
     def _tcp_input(self, src: bytes, dst: bytes, payload: bytes, now: float) -> None:
+        seg = parse_tcp(payload, src, dst)
         self.counters.tcp_in += 1
-        self.counters.unknown_protocol += 1  # the TCP engine is not wired in yet
+        self._last_now = now
+        sock = self._tcp.get((dst, seg.dst_port, src, seg.src_port))
+        if sock is not None:
+            sock.connection.receive(seg, now)
+            if not sock.app_closed:
+                self._changed.add(sock)
+            if sock.connection.closed:
+                self._tcp_poll(sock, now)  # its last words (if any), and out of the table
+            else:
+                self._dirty.add(sock)
+            return
+        if seg.flags & (SYN | ACK | RST) == SYN:
+            listener = self._listeners.get((dst, seg.dst_port)) or self._listeners.get(
+                (None, seg.dst_port)
+            )
+            if listener is not None:
+                self._tcp_passive_open(listener, seg, src, dst, now)
+                return
+        reset = reset_for(seg)
+        if reset is not None:
+            self._send_ip(dst, src, PROTO_TCP, build_tcp(reset, dst, src), now)
+            self.counters.tcp_resets_out += 1
+
+    def _tcp_passive_open(
+        self, listener: TcpListener, seg: TcpSegment, src: bytes, dst: bytes, now: float
+    ) -> None:
+        if (
+            listener.half_open >= min(self.limits.syn_backlog, listener.backlog)
+            or listener.full
+            or len(self._tcp) >= self.limits.tcp_connections
+        ):
+            self.counters.tcp_syn_dropped += 1  # the peer retransmits its SYN
+            return
+        conn = TcpConnection.accept(seg, dst, src, mss=self._mss(len(dst)), iss=self._rand(32),
+                                    now=now, limits=self.limits.tcp)  # fmt: skip
+        sock = TcpSocket(conn, (_address(dst), seg.dst_port), (_address(src), seg.src_port),
+                         self._tcp_touch)  # fmt: skip
+        sock.listener = listener
+        listener.half_open += 1
+        self._tcp[(dst, seg.dst_port, src, seg.src_port)] = sock
+        self._dirty.add(sock)
+
+    def _tcp_poll(self, sock: TcpSocket, now: float) -> None:
+        conn = sock.connection
+        before = (conn.writable, conn.state)
+        if sock.app_closed:
+            if conn.readable:
+                conn.recv(conn.readable)  # nobody reads it any more
+            if sock.closed_at is None:
+                sock.closed_at = now
+            elif now - sock.closed_at > self.limits.orphan_timeout:
+                conn.abort()
+        src, dst = conn.local_ip, conn.remote_ip
+        for seg in conn.poll(now):
+            self._send_ip(src, dst, PROTO_TCP, build_tcp(seg, src, dst), now)
+            self.counters.tcp_out += 1
+        listener = sock.listener
+        if listener is not None and (conn.established or conn.closed):
+            sock.listener = None
+            listener.half_open -= 1
+            if conn.established:
+                if listener.enqueue(sock):
+                    self._changed.add(listener)
+                else:
+                    conn.abort()
+        if conn.closed:
+            self._tcp_forget(sock)
+        else:
+            deadline = conn.deadline()
+            if deadline is None:
+                self._timers.pop(sock, None)
+            elif deadline <= now:
+                self._timers.pop(sock, None)
+                self._dirty.add(sock)
+            else:
+                self._timers[sock] = deadline
+            if conn.state is TIME_WAIT and sock not in self._time_wait:
+                self._time_wait[sock] = None
+                if len(self._time_wait) > self.limits.time_wait_connections:
+                    oldest, _ = self._time_wait.popitem(last=False)
+                    self._tcp_forget(oldest)
+        if not sock.app_closed and (before != (conn.writable, conn.state) or conn.closed):
+            self._changed.add(sock)
+
+    def _tcp_forget(self, sock: TcpSocket) -> None:
+        conn = sock.connection
+        key = (conn.local_ip, conn.local_port, conn.remote_ip, conn.remote_port)
+        if self._tcp.get(key) is sock:
+            del self._tcp[key]
+        self._timers.pop(sock, None)
+        self._dirty.discard(sock)
+        self._time_wait.pop(sock, None)
