@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +43,7 @@ from throughput import (  # noqa: E402
     cpu_check,
     daemon_env,
     lab_unavailable,
+    summarize_profile,
     wait_until,
 )
 
@@ -78,6 +81,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=64, help="MiB per transfer")
     parser.add_argument("--runs", type=int, default=3, help="runs of each transfer")
+    parser.add_argument("--only", choices=["socks5 up", "socks5 down", "tap up", "tap down"],
+                        action="append", help="measure only these transfers")  # fmt: skip
+    parser.add_argument("--profile", metavar="DIR", type=Path,
+                        help="py-spy (on PATH) records member u during the SOCKS5 transfers "
+                             "(collapsed stacks in DIR, summarized)")  # fmt: skip
     args = parser.parse_args()
     unavailable = lab_unavailable(("ping", "ip"), "iputils-ping iproute2")
     if unavailable:
@@ -155,6 +163,16 @@ def main() -> int:
                 ("tap down", "b", "-", "down"),
             ]
             for label, client, proxy, mode in kinds:
+                if args.only and label not in args.only:
+                    continue
+                spy = None
+                if args.profile is not None and client == "u" and shutil.which("py-spy"):
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    out = args.profile / f"{label.replace(' ', '-')}.txt"
+                    spy = subprocess.Popen(["py-spy", "record", "-p", str(daemons["u"].pid()),
+                                            "-r", "200", "--nonblocking", "--format", "raw",
+                                            "-o", str(out)], stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)  # fmt: skip
                 rates: list[float] = []
                 cpus: list[float] = []
                 for _ in range(args.runs):
@@ -164,6 +182,10 @@ def main() -> int:
                     cpu = daemons[client].cpu_seconds() - before
                     rates.append(moved * 8 / seconds / 1e6)
                     cpus.append(cpu / (moved / 1e9))
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(30)
+                    print(summarize_profile(out, 20))
                 runs = ", ".join(f"{r:.0f}" for r in rates)
                 print(f"{label:12s} Mbit/s median {statistics.median(rates):6.1f} "
                       f"(runs {runs}; spread {min(rates):.0f}..{max(rates):.0f})  "

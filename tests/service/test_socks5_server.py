@@ -263,3 +263,30 @@ def test_reset_propagates(who: str) -> None:
         await fronts.close()
 
     run(body)
+
+
+def test_idle_connection_is_closed() -> None:
+    async def body() -> None:
+        port = free_port()
+        fronts, userspace = await frontends({"socks5": {"port": port, "idleTimeout": 1}})
+        async with pair(userspace) as (_a, b, _):
+            accepted: asyncio.Future[StackStream] = asyncio.get_running_loop().create_future()
+            listener = b.host.listen(80)
+
+            async def keep() -> None:
+                accepted.set_result(await listener.accept())
+
+            task = asyncio.ensure_future(keep())
+            reader, writer, code = await socks_connect(port, B4, 80)
+            assert code == 0
+            stream = await accepted
+            await task
+            # nobody sends anything: both sides are closed (reset) by the relay
+            with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+                await asyncio.wait_for(reader.readexactly(1), 30)
+            with pytest.raises(ConnectionError):
+                await asyncio.wait_for(stream.read(), 30)
+            writer.close()
+        await fronts.close()
+
+    run(body)
