@@ -134,8 +134,9 @@ def _chown_tree(path: Path, user: str) -> None:
 
 
 def _addresses(net: dict[str, Any]) -> tuple[str, str]:
+    """The IPv4 and the rfc4193 (/88) address."""
     v4 = next(x.split("/")[0] for x in net["assignedAddresses"] if "." in x)
-    v6 = next(x.split("/")[0] for x in net["assignedAddresses"] if ":" in x)
+    v6 = next(x.split("/")[0] for x in net["assignedAddresses"] if x.endswith("/88"))
     return v4, v6
 
 
@@ -149,12 +150,17 @@ def test_no_root_member(lab: tuple[Lan, dict[str, Member], Path]) -> None:
         "name": "noroot",
         "private": True,
         "v4AssignMode": {"zt": True},
-        "v6AssignMode": {"rfc4193": True, "6plane": False, "zt": False},
+        "v6AssignMode": {"rfc4193": True, "6plane": True, "zt": False},
         "ipAssignmentPools": [{"ipRangeStart": "198.19.0.10", "ipRangeEnd": "198.19.0.250"}],
         "routes": [{"target": "198.19.0.0/24", "via": None}],
     })  # fmt: skip
     assert status == 200, network
     nwid = network["id"]
+    # a second network that must not get a user-space port ("tap" for it): it may not
+    # say OK without a working port
+    status, other = ctrl.api("POST", f"/controller/network/{ctrl_addr}______",
+                             {"name": "tap-only", "private": False})  # fmt: skip
+    assert status == 200, other
 
     # the no-root member: SOCKS5 on 127.0.0.1:1080, overlay TCP 7777 -> its local echo 7000
     (noroot.home / "local.conf").write_text(json.dumps({"settings": {
@@ -162,7 +168,7 @@ def test_no_root_member(lab: tuple[Lan, dict[str, Member], Path]) -> None:
         "socks5": {"enabled": True, "port": SOCKS_PORT},
         "networks": {nwid: {"forwards": [
             {"direction": "in", "proto": "tcp", "listenPort": 7777, "to": "127.0.0.1:7000"},
-        ]}},
+        ]}, other["id"]: {"portBackend": "tap"}},
     }}))  # fmt: skip
     _chown_tree(noroot.home, NOBODY)
     noroot.start()
@@ -181,7 +187,7 @@ def test_no_root_member(lab: tuple[Lan, dict[str, Member], Path]) -> None:
 
     def configured(x: Member) -> bool:
         net = _network_of(x, nwid)
-        return bool(net and net["status"] == "OK" and len(net["assignedAddresses"]) == 2)
+        return bool(net and net["status"] == "OK" and len(net["assignedAddresses"]) == 3)
 
     assert wait_until(lambda: configured(tap) and configured(noroot), 60), (
         _network_of(tap, nwid), _network_of(noroot, nwid), _log(shared),
@@ -204,11 +210,12 @@ def test_no_root_member(lab: tuple[Lan, dict[str, Member], Path]) -> None:
         ",".join(net_nr["assignedAddresses"]),
     ], line
     nr4, nr6 = _addresses(net_nr)
+    nr6plane = next(x.split("/")[0] for x in net_nr["assignedAddresses"] if x.startswith("fc"))
     tap4, _ = _addresses(net_tap)
 
     # ping from the TAP member, IPv4 and IPv6
     assert wait_until(lambda: tap.ping(nr4, count=1), 30), _log(shared)
-    assert tap.ping(nr4) and tap.ping(nr6, v6=True)
+    assert tap.ping(nr4) and tap.ping(nr6, v6=True) and tap.ping(nr6plane, v6=True)
     assert tap.ping(nr4, size=2000)
     assert net_nr["ztone"]["forwards"][0]["status"] == "listening"
 
@@ -240,6 +247,16 @@ def test_no_root_member(lab: tuple[Lan, dict[str, Member], Path]) -> None:
     # a closed port: connection refused (REP 5); an address no network reaches: REP 3
     assert _tool(noroot, "socks-reply", str(SOCKS_PORT), tap4, "9") == "5"
     assert _tool(noroot, "socks-reply", str(SOCKS_PORT), "203.0.113.9", "80") == "3"
+
+    # without a working port, a network says PORT_ERROR, never OK
+    rc, out = noroot.cli("join", other["id"])
+    assert rc == 0, out
+    assert wait_until(lambda: (_network_of(noroot, other["id"]) or {}).get("status")
+                      == "PORT_ERROR", 60), _network_of(noroot, other["id"])  # fmt: skip
+    net_other = _network_of(noroot, other["id"])
+    assert net_other is not None and net_other["portError"] == -999
+    rc, out = noroot.cli("listnetworks")
+    assert any(other["id"] in x and " PORT_ERROR " in x for x in out.splitlines()), out
 
     # the port forward: the TAP member reaches the no-root member's local echo service
     noroot.ns.popen([sys.executable, TOOLS, "echo", "7000", "2"])
