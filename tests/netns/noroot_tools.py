@@ -12,6 +12,9 @@ connections and gives up after a timeout; every client is bounded in time.
   server while reading them back; print "same" if every byte came back identical;
 * ``echo-client HOST PORT SIZE``: direct TCP, same check as ``socks-echo``;
 * ``socks-reply PROXYPORT HOST PORT``: print the SOCKS5 reply code of a CONNECT;
+* ``udp-echo PORT COUNT``: UDP echo on 0.0.0.0/:: PORT for COUNT datagrams;
+* ``socks-udp PROXYPORT HOST PORT``: UDP ASSOCIATE, one datagram to HOST:PORT through
+  the relay (tried up to 5 times); print "same" if the echo came back with its sender;
 * ``source PORT SIZE``: one connection: send SIZE bytes, close;
 * ``timed-upload PROXYPORT|- HOST PORT SIZE`` / ``timed-download PROXYPORT|- HOST PORT``:
   through SOCKS5 (or directly with ``-``), send SIZE bytes to a ``sink`` / read a
@@ -79,6 +82,29 @@ def socks_connect(
     return s, head[1]
 
 
+def socks_udp(proxy_port: int, host: str, port: int) -> bool:
+    ctl = socket.create_connection(("127.0.0.1", proxy_port), timeout=TIMEOUT)
+    ctl.sendall(b"\x05\x01\x00")
+    assert ctl.recv(2) == b"\x05\x00"
+    ctl.sendall(b"\x05\x03\x00\x01" + bytes(6))
+    head = recv_exact(ctl, 10)
+    assert head[1] == 0, head
+    relay = (str(ipaddress.ip_address(head[4:8])), int.from_bytes(head[8:10], "big"))
+    ip = ipaddress.ip_address(host)
+    atyp = b"\x01" if ip.version == 4 else b"\x04"
+    header = b"\x00\x00\x00" + atyp + ip.packed + port.to_bytes(2, "big")
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(2.0)
+    for _ in range(5):  # the first may wait for ARP; UDP may be lost
+        u.sendto(header + b"over the overlay", relay)
+        try:
+            data = u.recv(65536)
+        except TimeoutError:
+            continue
+        return data == header + b"over the overlay"
+    return False
+
+
 def recv_exact(s: socket.socket, n: int) -> bytes:
     out = bytearray()
     while len(out) < n:
@@ -130,6 +156,16 @@ def main(argv: list[str]) -> int:
     elif cmd == "echo-client":
         s = socket.create_connection((args[0], int(args[1])), timeout=TIMEOUT)
         print("same" if check_echo(s, payload(int(args[2]), 7)) else "different")
+    elif cmd == "udp-echo":
+        u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        u.bind(("::", int(args[0])))
+        u.settimeout(TIMEOUT)
+        for _ in range(int(args[1])):
+            data, addr = u.recvfrom(65536)
+            u.sendto(data, addr)
+    elif cmd == "socks-udp":
+        print("same" if socks_udp(int(args[0]), args[1], int(args[2])) else "different")
     elif cmd == "source":
         size = int(args[1])
         serve(int(args[0]), 1, lambda conn: conn.sendall(payload(size, 3)))

@@ -5,9 +5,10 @@ Namespaces on one bridge (198.18.0.0/24, no default route), a private planet: a 
 root, a ztone controller, a ztone member with a Linux TAP port (root) and a ztone
 member run as ``nobody`` with ``-U`` (no capabilities, so no TAP: it gets a user-space
 port by itself). Checks: the TAP member pings the no-root member (IPv4 and IPv6,
-rfc4193); through the no-root member's SOCKS5 server an HTTP GET (curl) reaches a
-server on the TAP member, and 16 MiB cross byte-identical each way; a port forward
-exposes the no-root member's local echo service to the TAP member.
+rfc4193 and 6plane); through the no-root member's SOCKS5 server an HTTP GET (curl)
+reaches a server on the TAP member, 16 MiB cross byte-identical each way and a UDP
+datagram is echoed (UDP ASSOCIATE); a port forward exposes the no-root member's local
+echo service to the TAP member; a network set to ``portBackend: tap`` shows PORT_ERROR.
 
 The interpreter of this test run may live where ``nobody`` cannot reach (pyenv under
 ``/root``): the no-root daemon's command first bind-mounts it onto a directory
@@ -244,6 +245,10 @@ def test_no_root_member(lab: tuple[Lan, dict[str, Member], Path]) -> None:
     answer, sent = _tool(noroot, "socks-upload", str(SOCKS_PORT), tap4, "9000",
                          str(MIB16), "15").split()  # fmt: skip
     assert answer == sent
+    # UDP through SOCKS5 (UDP ASSOCIATE) to a UDP echo on the TAP member
+    tap.ns.popen([sys.executable, TOOLS, "udp-echo", "9053", "5"])
+    time.sleep(1.0)
+    assert _tool(noroot, "socks-udp", str(SOCKS_PORT), tap4, "9053") == "same"
     # a closed port: connection refused (REP 5); an address no network reaches: REP 3
     assert _tool(noroot, "socks-reply", str(SOCKS_PORT), tap4, "9") == "5"
     assert _tool(noroot, "socks-reply", str(SOCKS_PORT), "203.0.113.9", "80") == "3"

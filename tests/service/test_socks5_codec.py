@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ztone.service.socks5_codec import (
     MAX_MESSAGE,
+    BadDatagram,
     Command,
     Failure,
     Reply,
     Request,
     Socks5Handshake,
+    build_udp_datagram,
     ip_literal,
+    parse_udp_datagram,
     reply,
 )
 
@@ -132,3 +136,29 @@ def test_fuzz_request_bytes(tail: bytes) -> None:
     h.receive(b"\x05\x01\x00")
     _, outcome = h.receive(b"\x05" + tail)
     assert outcome is None or isinstance(outcome, (Request, Failure))
+
+
+def test_udp_datagrams() -> None:
+    ip = ipaddress.ip_address
+    d = build_udp_datagram(ip("10.1.2.3"), 53, b"query")
+    assert d == bytes([0, 0, 0, 1, 10, 1, 2, 3, 0, 53]) + b"query"
+    assert parse_udp_datagram(d) == (ip("10.1.2.3"), 53, b"query")
+    d6 = build_udp_datagram(ip("fd00::1"), 7, b"")
+    assert parse_udp_datagram(d6) == (ip("fd00::1"), 7, b"")
+    named = b"\x00\x00\x00\x03\x07fd00::9\x00\x07x"
+    assert parse_udp_datagram(named) == (ip("fd00::9"), 7, b"x")
+    for bad in (b"", b"\x00\x00\x01\x01" + bytes(6), b"\x00\x01\x00\x01" + bytes(6),
+                b"\x00\x00\x00\x03\x0bexample.com\x00\x35", b"\x00\x00\x00\x05" + bytes(6),
+                b"\x00\x00\x00\x01\x01\x02", b"\x00\x00\x00\x03"):  # fmt: skip
+        with pytest.raises(BadDatagram):
+            parse_udp_datagram(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_fuzz_udp_datagram(data: bytes) -> None:
+    try:
+        _host, port, payload = parse_udp_datagram(data)
+    except BadDatagram:
+        return
+    assert 0 <= port <= 0xFFFF and payload == data[len(data) - len(payload) :]

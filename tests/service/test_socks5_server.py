@@ -21,7 +21,7 @@ import pytest
 from userspace_pair import A4, B4, B6, NWID, pair, rand_bits
 from ztone.osdep.factory import ChoosingTapFactory
 from ztone.osdep.userspace import StackListener, StackStream, UserspaceTapFactory
-from ztone.service.socks5_codec import Reply
+from ztone.service.socks5_codec import Reply, build_udp_datagram, parse_udp_datagram
 from ztone.service.userspace import NoRootFrontends
 from ztone.service.userspace_conf import parse_userspace_settings
 
@@ -133,7 +133,7 @@ def test_socks5_refusals() -> None:
             assert code == -1
             w.close()
             r, w = await asyncio.open_connection("127.0.0.1", port)
-            w.write(b"\x05\x01\x02" + b"\x01\x01u\x01p" + b"\x05\x03\x00\x01" + bytes(6))
+            w.write(b"\x05\x01\x02" + b"\x01\x01u\x01p" + b"\x05\x02\x00\x01" + bytes(6))  # BIND
             assert await r.read() == b"\x05\x02\x01\x00" + bytes([5, 7, 0, 1]) + bytes(6)
             w.close()
         await fronts.close()
@@ -287,6 +287,50 @@ def test_idle_connection_is_closed() -> None:
             with pytest.raises(ConnectionError):
                 await asyncio.wait_for(stream.read(), 30)
             writer.close()
+        await fronts.close()
+
+    run(body)
+
+
+def test_udp_associate() -> None:
+    async def body() -> None:
+        port = free_port()
+        fronts, userspace = await frontends({"socks5": {"port": port}})
+        loop = asyncio.get_running_loop()
+        async with pair(userspace) as (_a, b, _):
+            echo = b.host.stack.udp_bind(5353)
+
+            def answer() -> None:  # b's UDP echo on the overlay
+                while (got := echo.recvfrom()) is not None:
+                    echo.sendto(b"echo:" + got[0], got[1], b.host.now())
+                b.host.kick()
+
+            b.host.watch(echo, answer)
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(b"\x05\x01\x00" + b"\x05\x03\x00\x01" + bytes(6))
+            head = await r.readexactly(12)
+            assert head[:6] == b"\x05\x00" + b"\x05\x00\x00\x01"
+            assert head[6:10] == bytes([127, 0, 0, 1])
+            relay_port = int.from_bytes(head[10:12], "big")
+            client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            client.setblocking(False)
+            client.bind(("127.0.0.1", 0))
+            for host in (B4, B6):
+                ip = ipaddress.ip_address(host)
+                client.sendto(build_udp_datagram(ip, 5353, b"ping " + host.encode()),
+                              ("127.0.0.1", relay_port))  # fmt: skip
+                data = await asyncio.wait_for(loop.sock_recv(client, 4096), 10)
+                assert parse_udp_datagram(data) == (ip, 5353, b"echo:ping " + host.encode())
+            # a host name and a fragment are dropped, nothing comes back; the relay goes on
+            client.sendto(b"\x00\x00\x01\x01" + ipaddress.ip_address(B4).packed + b"\x14\xe9x",
+                          ("127.0.0.1", relay_port))  # fmt: skip
+            client.sendto(build_udp_datagram(ipaddress.ip_address(B4), 5353, b"again"),
+                          ("127.0.0.1", relay_port))  # fmt: skip
+            data = await asyncio.wait_for(loop.sock_recv(client, 4096), 10)
+            assert parse_udp_datagram(data)[2] == b"echo:again"
+            w.close()  # ends the association
+            client.close()
+            echo.close()
         await fronts.close()
 
     run(body)

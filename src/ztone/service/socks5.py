@@ -6,7 +6,15 @@ to an IPv4 or IPv6 overlay address goes into the user-space stack of the network
 routes or addresses contain it (the most specific; a per-network server only into its
 own network), then :func:`ztone.service.stack_relay.relay` copies both ways. Replies:
 no network reaches the address -> 0x03 network unreachable; refused -> 0x05; timed
-out -> 0x04 host unreachable; BIND and UDP ASSOCIATE -> 0x07 command not supported.
+out -> 0x04 host unreachable; BIND -> 0x07 command not supported.
+
+UDP ASSOCIATE: the server opens a UDP relay socket on its own bind address and answers
+with its port; datagrams from the client's IP (from the first source port it uses, or
+the one it announced) go to their destination through a UDP socket of the routed
+network's stack (one per network per association); datagrams arriving there come back
+with the sender's address in the SOCKS5 UDP header. The association ends with its TCP
+connection or after ``idleTimeout`` seconds without a datagram; fragmented datagrams
+and host names are dropped.
 
 Bounds: at most ``maxConnections`` clients at once (more are closed at accept), the
 handshake must complete within :data:`HANDSHAKE_TIMEOUT` seconds, a connection attempt
@@ -18,18 +26,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import time
 from collections.abc import Callable
+from typing import Any, cast
 
 from ztone.errors import LocalUsageError
+from ztone.netstack.udp_socket import UdpSocket
 from ztone.node.wire.inetaddress import IPAddress
 from ztone.osdep.userspace import StackStream, UserspaceTap
 from ztone.service.socks5_codec import (
+    BadDatagram,
     Command,
     Failure,
     Reply,
     Request,
     Socks5Handshake,
+    build_udp_datagram,
+    parse_udp_datagram,
     reply,
 )
 from ztone.service.stack_relay import relay
@@ -124,6 +139,9 @@ class Socks5Server:
         if request is None:
             writer.close()
             return
+        if request.command is Command.UDP_ASSOCIATE:
+            await self._associate(reader, writer, request)
+            return
         if request.command is not Command.CONNECT:
             writer.write(reply(Reply.COMMAND_NOT_SUPPORTED))
             await writer.drain()
@@ -139,6 +157,33 @@ class Socks5Server:
         await writer.drain()
         self.served += 1
         await relay(reader, writer, stream, float(self.settings.idle_timeout), leftover)
+
+    async def _associate(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: Request
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        peer = writer.get_extra_info("peername")
+        client_ip = ipaddress.ip_address(peer[0])
+        assoc = UdpAssociation(self.route, client_ip, request.port)
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: assoc, local_addr=(str(self.settings.bind), 0)
+        )
+        try:
+            host, port = transport.get_extra_info("sockname")[:2]
+            writer.write(reply(Reply.SUCCEEDED, (ipaddress.ip_address(host), int(port))))
+            await writer.drain()
+            self.served += 1
+            idle = float(self.settings.idle_timeout)
+            while time.monotonic() - assoc.last_activity < idle:
+                try:
+                    if not await asyncio.wait_for(reader.read(4096), min(idle, 5.0)):
+                        break  # the client closed the association's connection
+                except TimeoutError:
+                    continue
+        finally:
+            assoc.close()
+            transport.close()
+            writer.close()
 
     async def _connect(self, host: IPAddress, port: int) -> tuple[Reply, StackStream | None]:
         tap = self.route(host)
@@ -156,4 +201,76 @@ class Socks5Server:
             return Reply.GENERAL_FAILURE, None
 
 
-__all__ = ["CONNECT_TIMEOUT", "HANDSHAKE_TIMEOUT", "Socks5Server"]
+class UdpAssociation(asyncio.DatagramProtocol):
+    """One UDP ASSOCIATE relay (see the module); counts what it dropped."""
+
+    def __init__(self, route: Router, client_ip: IPAddress, client_port: int) -> None:
+        self.route = route
+        self.client_ip = client_ip
+        self.client: tuple[str, int] | None = None
+        self.announced_port = client_port  # 0: the first datagram's source port
+        self.transport: asyncio.DatagramTransport | None = None
+        self.sockets: dict[int, tuple[UserspaceTap, UdpSocket]] = {}
+        self.dropped = 0
+        self.relayed = 0
+        self.last_activity = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's selector datagram transport is not declared a DatagramTransport
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        source = (str(addr[0]), int(addr[1]))
+        try:
+            from_client = ipaddress.ip_address(source[0].split("%")[0]) == self.client_ip
+        except ValueError:
+            from_client = False
+        if not from_client or (self.announced_port and source[1] != self.announced_port):
+            self.dropped += 1
+            return
+        if self.client is None:
+            self.client = source
+        elif source != self.client:
+            self.dropped += 1
+            return
+        try:
+            host, port, payload = parse_udp_datagram(data)
+            tap = self.route(host)
+            if tap is None or tap.closed or port == 0:
+                raise BadDatagram(f"no network reaches {host}")
+            sock = self._socket(tap)
+            sock.sendto(payload, (host, port), tap.host.now())
+        except (BadDatagram, LocalUsageError) as e:
+            log.debug("socks5 udp: dropped a datagram: %s", e)
+            self.dropped += 1
+            return
+        tap.host.kick()
+        self.relayed += 1
+        self.last_activity = time.monotonic()
+
+    def _socket(self, tap: UserspaceTap) -> UdpSocket:
+        entry = self.sockets.get(tap.nwid)
+        if entry is not None and entry[0] is tap and not entry[1].closed:
+            return entry[1]
+        sock = tap.host.stack.udp_bind()
+        self.sockets[tap.nwid] = (tap, sock)
+        tap.host.watch(sock, lambda: self._from_overlay(tap, sock))
+        return sock
+
+    def _from_overlay(self, tap: UserspaceTap, sock: UdpSocket) -> None:
+        while (got := sock.recvfrom()) is not None:
+            payload, (ip, port) = got
+            if self.transport is None or self.client is None:
+                continue
+            self.transport.sendto(build_udp_datagram(ip, port, payload), self.client)
+            self.last_activity = time.monotonic()
+
+    def close(self) -> None:
+        for tap, sock in self.sockets.values():
+            tap.host.unwatch(sock)
+            if not sock.closed:
+                sock.close()
+        self.sockets.clear()
+
+
+__all__ = ["CONNECT_TIMEOUT", "HANDSHAKE_TIMEOUT", "Socks5Server", "UdpAssociation"]

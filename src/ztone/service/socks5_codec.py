@@ -15,7 +15,9 @@ Byte layouts (all big-endian):
 * request: ``VER=5 | CMD | RSV=0 | ATYP | DST.ADDR | DST.PORT(2)`` with ATYP 1 (4-byte
   IPv4), 3 (length-prefixed domain name), 4 (16-byte IPv6); CMD 1 CONNECT, 2 BIND,
   3 UDP ASSOCIATE;
-* reply: ``VER=5 | REP | RSV=0 | ATYP | BND.ADDR | BND.PORT(2)``.
+* reply: ``VER=5 | REP | RSV=0 | ATYP | BND.ADDR | BND.PORT(2)``;
+* UDP ASSOCIATE datagrams (both ways): ``RSV=0(2) | FRAG | ATYP | DST.ADDR | DST.PORT(2)
+  | DATA``; fragments (FRAG != 0) are not supported (such datagrams are dropped).
 
 A domain name is accepted only when it is an IP literal (``"10.1.2.3"``, ``"fd00::1"``,
 ``"[fd00::1]"``): ztone never asks the host's resolver about overlay names (no DNS
@@ -103,6 +105,50 @@ def ip_literal(name: bytes) -> IPAddress | None:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+class BadDatagram(ValueError):
+    """A UDP ASSOCIATE datagram that cannot be relayed; the message says why."""
+
+
+def parse_udp_datagram(data: bytes) -> tuple[IPAddress, int, bytes]:
+    """(destination, port, payload) of a client's datagram; :class:`BadDatagram` if not
+    well formed, fragmented, or addressed to a host name that is not an IP literal."""
+    if len(data) < 4:
+        raise BadDatagram("shorter than its header")
+    if data[0] or data[1]:
+        raise BadDatagram("reserved bytes are not zero")
+    if data[2]:
+        raise BadDatagram("fragmented (not supported)")
+    atyp = data[3]
+    if atyp == 1:
+        end = 8
+    elif atyp == 4:
+        end = 20
+    elif atyp == 3 and len(data) > 4:
+        end = 5 + data[4]
+    else:
+        raise BadDatagram(f"address type {atyp}")
+    if len(data) < end + 2:
+        raise BadDatagram("shorter than its header")
+    raw = data[4:end]
+    host: IPAddress
+    if atyp == 1:
+        host = ipaddress.IPv4Address(raw)
+    elif atyp == 4:
+        host = ipaddress.IPv6Address(raw)
+    else:
+        literal = ip_literal(raw[1:])
+        if literal is None:
+            raise BadDatagram("a host name (only IP literals are accepted: no DNS)")
+        host = literal
+    return host, int.from_bytes(data[end : end + 2], "big"), data[end + 2 :]
+
+
+def build_udp_datagram(source: IPAddress, port: int, payload: bytes) -> bytes:
+    """A datagram for the client: what ``source``:``port`` sent on the overlay."""
+    atyp = b"\x01" if source.version == 4 else b"\x04"
+    return b"\x00\x00\x00" + atyp + source.packed + port.to_bytes(2, "big") + payload
 
 
 class Socks5Handshake:
@@ -236,12 +282,15 @@ class Socks5Handshake:
 
 __all__ = [
     "MAX_MESSAGE",
+    "BadDatagram",
     "Command",
     "Failure",
     "Method",
     "Reply",
     "Request",
     "Socks5Handshake",
+    "build_udp_datagram",
     "ip_literal",
+    "parse_udp_datagram",
     "reply",
 ]
