@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ztone.netstack.tcp import TcpConnection, TcpLimits
+from ztone.netstack.tcp import TcpConnection, TcpLimits, TcpState
 from ztone.netstack.tcp_segment import RST, SYN, TcpSegment, build_tcp, parse_tcp, reset_for
 
 CLIENT_IP4 = bytes([198, 18, 0, 1])
@@ -35,6 +35,8 @@ class Link:
     dup: float = 0.0
     reorder: float = 0.0
     reorder_delay: float = 0.02
+    drop: Callable[[TcpSegment, bool], bool] | None = None
+    """Drops a segment (towards the server when the flag is set) when it answers True."""
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Sim:
                         else (self.server_ip, self.client_ip))  # fmt: skip
             seg = parse_tcp(build_tcp(seg, src, dst), src, dst)
         link, rng = self.link, self.rng
-        if link.loss and rng.random() < link.loss:
+        if (link.loss and rng.random() < link.loss) or (link.drop and link.drop(seg, to_server)):
             self.dropped += 1
             return
         t = self.now + link.delay
@@ -91,6 +93,11 @@ class Sim:
 
     def _deliver(self, to_server: bool, seg: TcpSegment) -> None:
         if not to_server:
+            if self.client.closed:  # as the stack does for a segment to no connection
+                rst = reset_for(seg)
+                if rst is not None:
+                    self.transmit(rst, True)
+                return
             self.client.receive(seg, self.now)
             return
         if self.server is None or self.server.closed:
@@ -138,8 +145,9 @@ class Sim:
 
     def run(self, until: Callable[[], bool], *, app: Callable[[Sim], None] | None = None,
             max_steps: int = 400_000, max_time: float = 900.0) -> bool:  # fmt: skip
-        """Step until ``until()`` (True) or the bounds or no events (False); ``app`` runs
-        before every step (the applications' side)."""
+        """Step until ``until()`` (True) or the bounds (False); ``app`` runs before every
+        step (the applications' side). With nothing pending, time passes in 0.1 s ticks
+        while there is an ``app`` (it may be waiting for a time), else the run ends."""
         start = self.steps
         while not until():
             if self.steps - start >= max_steps or self.now >= max_time:
@@ -150,7 +158,9 @@ class Sim:
                 if until():
                     return True
             if not self.step():
-                return until()
+                if app is None:
+                    return until()
+                self.now += 0.1  # idle: time passes for the applications
         return True
 
 
@@ -187,3 +197,50 @@ class Pump:
         return len(self.received) == len(self.data) and (
             not self.close or (dst is not None and dst.at_eof)
         )
+
+
+def established(sim: Sim | None = None) -> tuple[Sim, TcpConnection]:
+    """Run ``sim`` (a new one by default) until both ends are established."""
+    sim = sim or Sim()
+    assert sim.run(lambda: sim.client.established and sim.server is not None
+                   and sim.server.established)  # fmt: skip
+    assert sim.server is not None
+    return sim, sim.server
+
+
+def client_in(state: TcpState, limits: TcpLimits | None = None) -> tuple[Sim, TcpConnection]:
+    """A client connection in ``state`` (the server is its peer)."""
+    if state is TcpState.SYN_SENT:
+        sim = Sim(limits=limits or TcpLimits())
+        sim.flush()
+        return sim, sim.client
+    sim, server = established(Sim(limits=limits or TcpLimits()))
+    client = sim.client
+    if state is TcpState.ESTABLISHED:
+        return sim, client
+    if state is TcpState.FIN_WAIT_1:
+        client.send(b"x" * 5000)
+        client.shutdown()
+        sim.flush()
+    elif state is TcpState.FIN_WAIT_2:
+        client.shutdown()
+        assert sim.run(lambda: client.state is TcpState.FIN_WAIT_2)
+    elif state is TcpState.CLOSE_WAIT:
+        server.shutdown()
+        assert sim.run(lambda: client.state is TcpState.CLOSE_WAIT)
+    elif state is TcpState.CLOSING:
+        client.shutdown()
+        server.shutdown()
+        sim.flush()
+        assert sim.run(lambda: client.state is TcpState.CLOSING)
+    elif state is TcpState.LAST_ACK:
+        server.shutdown()
+        assert sim.run(lambda: client.state is TcpState.CLOSE_WAIT)
+        client.shutdown()
+    elif state is TcpState.TIME_WAIT:
+        client.shutdown()
+        assert sim.run(lambda: client.state is TcpState.FIN_WAIT_2)
+        server.shutdown()
+        assert sim.run(lambda: client.state is TcpState.TIME_WAIT)
+    assert client.state is state
+    return sim, client

@@ -107,7 +107,8 @@ def test_ipv4_rejects_bad_checksum_version_and_flags_fragments() -> None:
     frag[6:8] = b"\x20\x00"  # MF
     frag[10:12] = b"\0\0"
     frag[10:12] = struct.pack("!H", ref_checksum(bytes(frag[:20])))
-    assert parse_ipv4(bytes(frag)).fragment
+    parsed = parse_ipv4(bytes(frag))
+    assert (parsed.fragment, parsed.ident, parsed.offset, parsed.more) == (True, 1, 0, True)
 
 
 # -- IPv6 ---------------------------------------------------------------------------------
@@ -124,8 +125,12 @@ def test_ipv6_known_header_and_extensions() -> None:
     hbh = bytes([17, 0]) + bytes(6)
     with_ext = build_ipv6(A6, B6, 0, hbh + b"abcdefgh")
     assert parse_ipv6(with_ext).payload == b"abcdefgh"
-    # a fragment header flags the packet
-    assert parse_ipv6(build_ipv6(A6, B6, 44, bytes([17, 0]) + bytes(6) + b"x")).fragment
+    # a fragment header: next header 17, offset 1448 (181 units), M set, ident 0x01020304
+    frag = parse_ipv6(build_ipv6(A6, B6, 44, bytes.fromhex("110005a901020304") + b"x"))
+    assert (frag.fragment, frag.next_header, frag.offset, frag.more) == (True, 17, 1448, True)
+    assert (frag.ident, frag.payload) == (0x01020304, b"x")
+    with pytest.raises(MalformedPacket):
+        parse_ipv6(build_ipv6(A6, B6, 44, bytes(7)))
     with pytest.raises(MalformedPacket):
         parse_ipv6(build_ipv6(A6, B6, 0, bytes([17, 5]) + bytes(6)))  # longer than the packet
 

@@ -23,6 +23,7 @@ from ztone.netstack.ipv4 import PROTO_ICMP, build_ipv4, parse_ipv4
 from ztone.netstack.ipv6 import PROTO_ICMPV6, build_ipv6, parse_ipv6
 from ztone.netstack.stack import Stack, StackLimits
 from ztone.netstack.udp import UdpDatagram, build_udp
+from ztone.util.inet_checksum import inet_sum_pure
 
 from .link import Segment
 
@@ -258,4 +259,128 @@ def test_well_formed_ip_with_random_payload_never_raises(body: bytes, proto: int
     a.receive_frame(
         (MAC_B, MAC_A, ETHERTYPE_IPV4, build_ipv4(IF_B4.ip.packed, IF_A4.ip.packed, 17, u, 2)), 0.0
     )
+    a.take_frames()
+
+
+def test_6plane_addresses_on_an_on_link_route() -> None:
+    """ZeroTier's 6plane: each member holds its own /80 of the network's /40, which the
+    network config routes on-link; NDP resolves across the /80s."""
+    a6 = ipaddress.IPv6Interface("fcf9:4c4e:6d00:0000:0001::1/80")
+    b6 = ipaddress.IPv6Interface("fcf9:4c4e:6d00:0000:0002::1/80")
+    plane = ipaddress.IPv6Network("fcf9:4c4e:6d00::/40")
+    a, b = make(MAC_A, a6, seed=1), make(MAC_B, b6, seed=2)
+    with pytest.raises(LocalUsageError):
+        a.udp_bind().sendto(b"x", (b6.ip, 9), 0.0)  # no route yet
+    a.add_route(plane, None)
+    b.add_route(plane, None)
+    seg = Segment(a, b)
+    sa, sb = a.udp_bind(), b.udp_bind(9)
+    sa.sendto(b"6plane", (b6.ip, 9), seg.now)
+    seg.run(lambda: sb.readable > 0)
+    assert sb.recvfrom() == (b"6plane", (a6.ip, sa.port))
+    assert b.neighbour_entries == 1 and a.neighbour_entries == 1
+
+
+def ipv4_fragment(payload: bytes, ident: int, offset: int, more: bool, proto: int = 17) -> bytes:
+    """An IPv4 fragment (B -> A) carrying ``payload`` at byte ``offset``."""
+    pkt = bytearray(build_ipv4(IF_B4.ip.packed, IF_A4.ip.packed, proto, payload, ident=ident))
+    pkt[6:8] = ((0x2000 if more else 0) | offset // 8).to_bytes(2, "big")
+    pkt[10:12] = b"\0\0"
+    pkt[10:12] = (~inet_sum_pure(bytes(pkt[:20])) & 0xFFFF).to_bytes(2, "big")
+    return bytes(pkt)
+
+
+def ipv6_fragment(payload: bytes, ident: int, offset: int, more: bool, nh: int = 17) -> bytes:
+    header = struct.pack("!BBHI", nh, 0, offset | int(more), ident)
+    return build_ipv6(IF_B6.ip.packed, IF_A6.ip.packed, 44, header + payload)
+
+
+def test_fragments_are_reassembled_in_any_order() -> None:
+    a = make(MAC_A, IF_A4, IF_A6)
+    sock = a.udp_bind(53)
+    body = bytes(range(256)) * 24  # 6144 bytes: more than one 2800-byte MTU
+    u4 = build_udp(UdpDatagram(9, 53, body), IF_B4.ip.packed, IF_A4.ip.packed)
+    u6 = build_udp(UdpDatagram(9, 53, body), IF_B6.ip.packed, IF_A6.ip.packed)
+    cuts = [(0, 2400), (2400, 4800), (4800, len(u4))]
+    for start, end in reversed(cuts):  # last fragment first
+        more = end < len(u4)
+        a.receive_frame(
+            (MAC_B, MAC_A, ETHERTYPE_IPV4, ipv4_fragment(u4[start:end], 7, start, more)), 0.0
+        )
+        a.receive_frame(
+            (MAC_B, MAC_A, ETHERTYPE_IPV6, ipv6_fragment(u6[start:end], 7, start, more)), 0.0
+        )
+    assert sock.recvfrom() == (body, (IF_B4.ip, 9))
+    assert sock.recvfrom() == (body, (IF_B6.ip, 9))
+    c = a.counters
+    assert (c.fragments, c.reassembled, c.reassembly_dropped) == (6, 2, 0)
+
+
+def test_incomplete_and_overlapping_fragments_are_dropped() -> None:
+    a = make(MAC_A, IF_A4, IF_A6)
+    sock = a.udp_bind(53)
+    u = build_udp(UdpDatagram(9, 53, bytes(3000)), IF_B4.ip.packed, IF_A4.ip.packed)
+    a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, ipv4_fragment(u[:1600], 1, 0, True)), 0.0)
+    assert a.deadline() is not None
+    a.poll(5.0)
+    assert a.counters.reassembly_dropped == 0
+    a.poll(10.0)  # the reassembly timeout
+    assert a.counters.reassembly_dropped == 1 and a.deadline() is None
+    a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, ipv4_fragment(u[:1600], 2, 0, True)), 11.0)
+    a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, ipv4_fragment(u[800:], 2, 800, False)), 11.0)
+    assert a.counters.reassembly_dropped == 2 and sock.readable == 0
+
+
+def test_fragment_flood_stays_within_the_reassembly_bounds() -> None:
+    limits = StackLimits(reassembly_datagrams=8, reassembly_bytes=20_000)
+    a = make(MAC_A, IF_A4, limits=limits)
+    rng = random.Random(3)
+    for i in range(10_000):
+        frag = ipv4_fragment(
+            rng.randbytes(1600), rng.getrandbits(16), 8 * rng.getrandbits(10), True
+        )
+        a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, frag), i * 1e-3)
+        assert a.reassembly_pending <= 8 and a.reassembly_buffered <= 20_000
+    assert a.counters.fragments == 10_000 and a.counters.reassembled == 0
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(0, 255),
+    st.binary(max_size=80),
+    st.sampled_from([255, 64]),
+    st.sampled_from(["unicast", "solicited", "all-nodes"]),
+)
+def test_valid_icmpv6_of_any_kind_never_raises(
+    kind: int, body: bytes, hops: int, where: str
+) -> None:
+    a = make(MAC_A, IF_A6)
+    src = IF_B6.ip.packed
+    dst = {
+        "unicast": IF_A6.ip.packed,
+        "solicited": ndp.solicited_node(IF_A6.ip.packed),
+        "all-nodes": ipaddress.IPv6Address("ff02::1").packed,
+    }[where]
+    if kind in (135, 136) and len(body) >= 20 and body[4] != 0xFF:
+        body = body[:4] + IF_A6.ip.packed + body[20:]  # often about our address
+    msg = icmp.build_icmp6(icmp.Icmp(kind, 0, body), src, dst)
+    mac = MAC_A if where == "unicast" else ipv6_multicast_mac(dst)
+    a.receive_frame((MAC_B, mac, ETHERTYPE_IPV6, build_ipv6(src, dst, 58, msg, hops)), 0.0)
+    a.poll(0.0)
+    a.take_frames()
+
+
+@settings(max_examples=300)
+@given(st.integers(0, 3), st.integers(0, 2**48 - 1), st.binary(min_size=4, max_size=4),
+       st.booleans())  # fmt: skip
+def test_valid_arp_of_any_content_never_raises(
+    op: int, mac: int, sender: bytes, ours: bool
+) -> None:
+    a = make(MAC_A, IF_A4)
+    target = IF_A4.ip.packed if ours else IF_B4.ip.packed
+    payload = struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + mac.to_bytes(6, "big") + sender
+    payload += bytes(6) + target
+    a.receive_frame((mac, BROADCAST_MAC, ETHERTYPE_ARP, payload), 0.0)
+    a.poll(0.0)
+    assert a.neighbour_entries <= 1
     a.take_frames()

@@ -254,3 +254,68 @@ def test_arbitrary_segments_to_listener_and_connection_never_raise(
         b.poll(seg.now)
     b.take_frames()
     assert b.tcp_connection_count <= b.limits.tcp_connections
+
+
+def test_orphan_that_never_finishes_is_reset() -> None:
+    a = make(MAC_A, IF_A4, seed=1, limits=StackLimits(orphan_timeout=5.0))
+    b = make(MAC_B, IF_B4, seed=2)
+    seg = Segment(a, b)
+    listener = b.tcp_listen(80)
+    client = a.tcp_connect((IF_B4.ip, 80), seg.now)
+    seg.run(lambda: listener.readable > 0 and client.established)
+    server = listener.accept()
+    assert server is not None
+    client.close()  # the server never closes its side: the client waits in FIN-WAIT-2
+    start = seg.now
+    seg.run(lambda: a.tcp_connection_count == 0)
+    assert seg.now - start >= 5.0
+    seg.run(lambda: server.closed)
+    assert server.error == "connection reset"
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_connection_to_our_own_address_loops_back(v6: bool) -> None:
+    a = make(MAC_A, IF_A4, IF_A6, seed=1)
+    seg = Segment(a)
+    own = (IF_A6 if v6 else IF_A4).ip
+    listener = a.tcp_listen(8080)
+    client = a.tcp_connect((own, 8080), seg.now)
+    seg.run(lambda: listener.readable > 0 and client.established)
+    server = listener.accept()
+    assert server is not None and server.remote == client.local
+    data = random.Random(8).randbytes(200_000)
+    assert transfer(seg, client, server, data) == data
+    assert a.counters.frames_out == 0  # nothing went to the network
+
+
+def test_new_syn_replaces_a_time_wait_connection() -> None:
+    _a, b, seg, client, server = connected()
+    sent_seqs: list[int] = []
+
+    def tap(frame: tuple[int, int, int, bytes]) -> None:
+        if frame[0] == MAC_A and frame[2] == ETHERTYPE_IPV4:
+            pkt = parse_ipv4(frame[3])
+            s = parse_tcp(pkt.payload, pkt.src, pkt.dst)
+            sent_seqs.append((s.seq + len(s.payload) + (s.flags & 1)) & 0xFFFFFFFF)
+
+    seg.taps.append(tap)
+    server.shutdown()  # the server closes first: it ends in TIME-WAIT
+    seg.run(lambda: client.at_eof)
+    client.shutdown()
+    seg.run(lambda: server.state.name == "TIME_WAIT")
+    assert b.tcp_connection_count == 1
+    b.changed()
+    # the same 4-tuple again, with a sequence number past everything the old one got
+    seq = (sent_seqs[-1] + 100_000) & 0xFFFFFFFF
+    syn = TcpSegment(client.local[1], 80, seq, 0, SYN, 65535, mss=1400)
+    src, dst = IF_A4.ip.packed, IF_B4.ip.packed
+    tcp = build_tcp(syn, src, dst)
+    b.receive_frame(
+        (MAC_A, MAC_B, ETHERTYPE_IPV4, build_ipv4(src, dst, PROTO_TCP, tcp, 9)), seg.now
+    )
+    b.poll(seg.now)
+    assert b.tcp_connection_count == 1 and server.state.name == "TIME_WAIT"  # forgotten
+    (frame,) = b.take_frames()
+    answer = parse_ipv4(frame[3])
+    synack = parse_tcp(answer.payload, answer.src, answer.dst)
+    assert synack.flags == SYN | 0x10 and synack.ack == (seq + 1) & 0xFFFFFFFF

@@ -127,3 +127,27 @@ def test_lossy_link_transfer_is_byte_identical() -> None:
     up = Pump(lambda: sim.client, lambda: sim.server, _payload(500_000, 3))
     assert sim.run(up.done, app=up)
     assert up.received == up.data
+
+
+def test_simultaneous_open() -> None:
+    """Both ends send a SYN at once (RFC 9293 §3.5 figure 7): both pass SYN-RECEIVED."""
+    a_ip, b_ip = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
+    a = TcpConnection.connect(a_ip, 5000, b_ip, 6000, mss=1000, iss=100, now=0.0)
+    b = TcpConnection.connect(b_ip, 6000, a_ip, 5000, mss=1000, iss=2**32 - 1, now=0.0)
+    to_b, to_a = a.poll(0.0), b.poll(0.0)
+    for seg in to_b:
+        b.receive(seg, 0.01)
+    for seg in to_a:
+        a.receive(seg, 0.01)
+    assert a.state is b.state is TcpState.SYN_RECEIVED
+    for now in (0.02, 0.03, 0.04):
+        to_b, to_a = a.poll(now), b.poll(now)
+        for seg in to_b:
+            b.receive(seg, now)
+        for seg in to_a:
+            a.receive(seg, now)
+    assert (a.state, b.state) == (TcpState.ESTABLISHED, TcpState.ESTABLISHED)
+    a.send(b"ping")
+    for seg in a.poll(0.05):
+        b.receive(seg, 0.05)
+    assert b.recv() == b"ping"

@@ -13,8 +13,8 @@ Layout (20 bytes plus options, ``ihl`` 32-bit words)::
     12 source       4
     16 destination  4
 
-The stack does not reassemble: a fragment (MF set or a non-zero offset) is parsed and
-flagged so the stack drops and counts it (ZeroTier's 2800-byte MTU makes them rare).
+A fragment (MF set or a non-zero offset) is flagged with its identification, offset
+and MF for the stack's bounded reassembly (:mod:`ztone.netstack.fragments`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ DEFAULT_TTL = 64
 _HEAD = struct.Struct("!BBHHHBBH4s4s")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per packet, and frozen init is slow
 class Ipv4Packet:
     src: bytes
     dst: bytes
@@ -42,6 +42,11 @@ class Ipv4Packet:
     ttl: int
     payload: bytes
     fragment: bool
+    ident: int = 0
+    offset: int = 0
+    """A fragment's place in its datagram, in bytes."""
+    more: bool = False
+    """The "more fragments" flag."""
 
 
 def parse_ipv4(data: bytes) -> Ipv4Packet:
@@ -51,7 +56,7 @@ def parse_ipv4(data: bytes) -> Ipv4Packet:
     """
     if len(data) < HEADER:
         raise MalformedPacket(f"IPv4 packet of {len(data)} bytes")
-    vihl, _tos, total, _ident, frag, ttl, proto, _ck, src, dst = _HEAD.unpack_from(data)
+    vihl, _tos, total, ident, frag, ttl, proto, _ck, src, dst = _HEAD.unpack_from(data)
     if vihl >> 4 != 4:
         raise MalformedPacket(f"IP version {vihl >> 4} in an IPv4 frame")
     ihl = (vihl & 0x0F) * 4
@@ -59,7 +64,11 @@ def parse_ipv4(data: bytes) -> Ipv4Packet:
         raise MalformedPacket(f"IPv4 header length {ihl}, total {total}, have {len(data)}")
     if inet_sum(data[:ihl], 0) != 0xFFFF:
         raise MalformedPacket("IPv4 header checksum mismatch")
-    return Ipv4Packet(src, dst, proto, ttl, bytes(data[ihl:total]), bool(frag & 0x3FFF))
+    payload = bytes(data[ihl:total])
+    if not frag & 0x3FFF:
+        return Ipv4Packet(src, dst, proto, ttl, payload, False)
+    more = bool(frag & 0x2000)
+    return Ipv4Packet(src, dst, proto, ttl, payload, True, ident, (frag & 0x1FFF) * 8, more)
 
 
 def build_ipv4(

@@ -10,9 +10,12 @@ Layout (40 bytes)::
     24 destination        16
 
 Extension headers hop-by-hop (0), routing (43) and destination options (60) are
-skipped by their length byte (``(len + 1) * 8`` bytes); a fragment header (44) flags
-the packet as a fragment, which the stack drops and counts (no reassembly). At most
-:data:`MAX_EXTENSIONS` extension headers are walked.
+skipped by their length byte (``(len + 1) * 8`` bytes). A fragment header (44) ends
+the walk: ``next header (1), reserved (1), offset in 8-byte units << 3 | M (2),
+identification (4)``; the packet is flagged as a fragment whose ``next_header`` is the
+fragment header's and whose payload is what follows it (the stack reassembles them,
+:mod:`ztone.netstack.fragments`). At most :data:`MAX_EXTENSIONS` extension headers are
+walked.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ MAX_EXTENSIONS = 8
 _SKIPPED = frozenset({0, 43, 60})
 _FRAGMENT = 44
 _HEAD = struct.Struct("!IHBB16s16s")
+_FRAG = struct.Struct("!BBHI")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per packet, and frozen init is slow
 class Ipv6Packet:
     src: bytes
     dst: bytes
@@ -42,6 +46,11 @@ class Ipv6Packet:
     hop_limit: int
     payload: bytes
     fragment: bool
+    ident: int = 0
+    offset: int = 0
+    """A fragment's place in its datagram, in bytes."""
+    more: bool = False
+    """The M ("more fragments") flag."""
 
 
 def parse_ipv6(data: bytes) -> Ipv6Packet:
@@ -57,7 +66,12 @@ def parse_ipv6(data: bytes) -> Ipv6Packet:
     at = HEADER
     for _ in range(MAX_EXTENSIONS):
         if nh == _FRAGMENT:
-            return Ipv6Packet(src, dst, nh, hops, b"", True)
+            if at + 8 > end:
+                raise MalformedPacket("truncated IPv6 fragment header")
+            upper, _reserved, place, ident = _FRAG.unpack_from(data, at)
+            payload = bytes(data[at + 8 : end])
+            return Ipv6Packet(src, dst, upper, hops, payload, True, ident, place & 0xFFF8,
+                              bool(place & 1))  # fmt: skip
         if nh not in _SKIPPED:
             return Ipv6Packet(src, dst, nh, hops, bytes(data[at:end]), False)
         if at + 8 > end:

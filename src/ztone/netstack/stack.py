@@ -8,9 +8,11 @@ which sockets to wake. Randomness (ephemeral ports, TCP initial sequence numbers
 IPv4 identification) comes from the ``rand`` callable it is given.
 
 What it does (issue 15): ARP (RFC 826) and NDP (RFC 4861 NS/NA) for its addresses and
-its neighbours (:mod:`.neighbours`), IPv4 (RFC 791) and IPv6 (RFC 8200) without
-fragmentation (fragments are dropped and counted), ICMP/ICMPv6 echo on every address it
-holds, rate-limited port unreachable for UDP to a closed port, UDP sockets
+its neighbours (:mod:`.neighbours`), IPv4 (RFC 791) and IPv6 (RFC 8200); it never
+fragments what it sends (IPv4 with DF), and reassembles what it receives within bounds
+(:mod:`.fragments`), ICMP/ICMPv6 echo on every address it
+holds (also from itself: packets to its own addresses loop back at the next poll),
+rate-limited port unreachable for UDP to a closed port, UDP sockets
 (:mod:`.udp_socket`), TCP sockets (:mod:`.tcp_socket`) over the ``ztone.netstack.tcp``
 engine with MSS = MTU - 40 (IPv4) or MTU - 60 (IPv6). Routes: each
 address's network is on-link, ``fe80::/10`` too; :meth:`Stack.add_route` adds more
@@ -41,8 +43,9 @@ from ztone.netstack.ethernet import (
     ipv6_multicast_mac,
     is_group_mac,
 )
-from ztone.netstack.ipv4 import PROTO_ICMP, build_ipv4, parse_ipv4
-from ztone.netstack.ipv6 import PROTO_ICMPV6, build_ipv6, parse_ipv6
+from ztone.netstack.fragments import Key, Reassembler
+from ztone.netstack.ipv4 import PROTO_ICMP, Ipv4Packet, build_ipv4, parse_ipv4
+from ztone.netstack.ipv6 import PROTO_ICMPV6, Ipv6Packet, build_ipv6, parse_ipv6
 from ztone.netstack.neighbours import NeighbourTable
 from ztone.netstack.tcp import TIME_WAIT, TcpConnection, TcpLimits
 from ztone.netstack.tcp_segment import ACK, RST, SYN, TcpSegment, build_tcp, parse_tcp, reset_for
@@ -66,6 +69,10 @@ _ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
 _UNSPECIFIED_V6 = bytes(16)
 _LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
 _HOP_CACHE = 1024
+LOOPBACK_QUEUE = 1024
+"""Packets to our own addresses waiting for the next poll (more are dropped)."""
+LOOPBACK_ROUNDS = 4
+"""Rounds of loopback delivery per poll (the rest waits for the next poll)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +91,16 @@ class StackLimits:
     udp_queue_bytes: int = 1 << 20
     icmp_errors_per_second: float = 10.0
     """Port-unreachable messages sent per second at most (burst of the same number)."""
-    tcp_connections: int = 1024
-    """TCP connections in the table (any state, TIME-WAIT and half-open included)."""
+    reassembly_datagrams: int = 16
+    """Fragmented datagrams under reassembly at once (a new one evicts the oldest)."""
+    reassembly_bytes: int = 256 * 1024
+    reassembly_fragments: int = 64
+    """Fragments per datagram."""
+    reassembly_timeout: float = 10.0
+    tcp_connections: int = 512
+    """TCP connections in the table (any state, TIME-WAIT and half-open included). The
+    stack's TCP memory is at most this many times ``tcp.send_buffer + tcp.recv_buffer``
+    (the reorder buffer counts within the receive buffer)."""
     syn_backlog: int = 64
     """Half-open (SYN-RECEIVED) connections per listener: a SYN flood fills no more."""
     time_wait_connections: int = 256
@@ -107,6 +122,10 @@ class StackCounters:
     unknown_ethertype: int = 0
     unknown_protocol: int = 0
     fragments: int = 0
+    reassembled: int = 0
+    """Datagrams put together from fragments."""
+    reassembly_dropped: int = 0
+    """Fragmented datagrams given up (a bound, an overlap, the timeout)."""
     no_route: int = 0
     unresolved: int = 0
     """Packets dropped waiting for ARP/NDP (a full queue, no answer)."""
@@ -187,6 +206,11 @@ class Stack:
         self._timers: dict[TcpSocket, float] = {}
         self._time_wait: OrderedDict[TcpSocket, None] = OrderedDict()
         self._last_now = 0.0
+        self._loopback: list[tuple[int, bytes]] = []
+        self._reassembly = Reassembler(
+            lim.reassembly_datagrams, lim.reassembly_bytes, lim.reassembly_fragments,
+            lim.reassembly_timeout,
+        )  # fmt: skip
         self._rebuild()
 
     # -- link configuration -------------------------------------------------------------
@@ -229,6 +253,16 @@ class Stack:
 
     def routes(self) -> list[tuple[Network, Address | None]]:
         return list(self._routes)
+
+    @property
+    def reassembly_pending(self) -> int:
+        """Fragmented datagrams under reassembly (at most ``limits.reassembly_datagrams``)."""
+        return len(self._reassembly)
+
+    @property
+    def reassembly_buffered(self) -> int:
+        """Bytes of fragments held (at most ``limits.reassembly_bytes``)."""
+        return self._reassembly.buffered
 
     @property
     def neighbour_entries(self) -> int:
@@ -302,26 +336,49 @@ class Stack:
         """Run what is due: neighbour requests and expiry, TCP timers and what the
         application and the frames received since the last poll made due (ACKs, data)."""
         self._last_now = now
+        reasm = self._reassembly
+        due = reasm.deadline()
+        if due is not None and now >= due:
+            reasm.expire(now)
+            self.counters.reassembly_dropped = reasm.dropped
         due = self._neighbours_due
         if due is not None and now >= due:
             for ip, mac in self._neighbours.due(now):
                 self._solicit(ip, mac)
             self._neighbours_due = self._neighbours.deadline()
             self.counters.unresolved = self._neighbours.dropped
-        work = self._dirty
-        self._dirty = set()
-        if self._timers:
-            work.update(sock for sock, t in self._timers.items() if t <= now)
-        for sock in work:
-            self._tcp_poll(sock, now)
+        for _ in range(LOOPBACK_ROUNDS):
+            work = self._dirty
+            self._dirty = set()
+            if self._timers:
+                work.update(sock for sock, t in self._timers.items() if t <= now)
+            for sock in work:
+                self._tcp_poll(sock, now)
+            if not self._loopback:
+                break
+            packets, self._loopback = self._loopback, []
+            for ethertype, packet in packets:
+                self._loopback_input(ethertype, packet, now)
+
+    def _loopback_input(self, ethertype: int, packet: bytes, now: float) -> None:
+        try:
+            if ethertype == ETHERTYPE_IPV4:
+                self._ipv4_input(packet, True, now)
+            else:
+                self._ipv6_input(packet, now)
+        except MalformedPacket:  # our own packets parse; counted like any other anyway
+            self.counters.malformed += 1
 
     def deadline(self) -> float | None:
         """The latest time :meth:`poll` must run again; None when nothing is pending.
         A time not later than the last one the stack saw means "now" (after frames came
         in or the application wrote)."""
-        if self._dirty:
+        if self._dirty or self._loopback:
             return self._last_now
         best = self._neighbours_due
+        due = self._reassembly.deadline()
+        if due is not None and (best is None or due < best):
+            best = due
         if self._timers:
             first = min(self._timers.values())
             if best is None or first < best:
@@ -399,9 +456,6 @@ class Stack:
 
     def _ipv4_input(self, payload: bytes, unicast: bool, now: float) -> None:
         pkt = parse_ipv4(payload)
-        if pkt.fragment:
-            self.counters.fragments += 1
-            return
         dst = pkt.dst
         if dst in self._v4:
             local = True
@@ -410,14 +464,22 @@ class Stack:
         else:
             self.counters.not_for_us += 1
             return
+        data = pkt.payload
+        quote = payload  # what an ICMP error quotes: the datagram as it came
+        if pkt.fragment:
+            self.counters.fragments += 1
+            whole = self._reassemble((pkt.src, dst, pkt.protocol, pkt.ident), pkt, now)
+            if whole is None:
+                return
+            data, quote = whole, b""
         proto = pkt.protocol
         if proto == PROTO_TCP:
             if local and unicast:
-                self._tcp_input(pkt.src, dst, pkt.payload, now)
+                self._tcp_input(pkt.src, dst, data, now)
         elif proto == PROTO_UDP:
-            self._udp_input(pkt.src, dst, pkt.payload, payload, local and unicast, now)
+            self._udp_input(pkt.src, dst, data, quote, local and unicast and bool(quote), now)
         elif proto == PROTO_ICMP:
-            msg = icmp.parse_icmp4(pkt.payload)
+            msg = icmp.parse_icmp4(data)
             if msg.type == icmp.ECHO_REQUEST_V4 and msg.code == 0 and local:
                 reply = icmp.build_icmp4(icmp.Icmp(icmp.ECHO_REPLY_V4, 0, msg.body))
                 self._send_ip(dst, pkt.src, PROTO_ICMP, reply, now)
@@ -427,9 +489,6 @@ class Stack:
 
     def _ipv6_input(self, payload: bytes, now: float) -> None:
         pkt = parse_ipv6(payload)
-        if pkt.fragment:
-            self.counters.fragments += 1
-            return
         dst = pkt.dst
         local = dst in self._v6
         if not local and not (
@@ -437,22 +496,40 @@ class Stack:
         ):
             self.counters.not_for_us += 1
             return
+        data = pkt.payload
+        quote = payload
         nh = pkt.next_header
+        if pkt.fragment:
+            self.counters.fragments += 1
+            whole = self._reassemble((pkt.src, dst, nh, pkt.ident), pkt, now)
+            if whole is None:
+                return
+            data, quote = whole, b""
         if nh == PROTO_TCP:
             if local:
-                self._tcp_input(pkt.src, dst, pkt.payload, now)
+                self._tcp_input(pkt.src, dst, data, now)
         elif nh == PROTO_UDP:
-            self._udp_input(pkt.src, dst, pkt.payload, payload, local, now)
+            self._udp_input(pkt.src, dst, data, quote, local and bool(quote), now)
         elif nh == PROTO_ICMPV6:
-            msg = icmp.parse_icmp6(pkt.payload, pkt.src, dst)
+            msg = icmp.parse_icmp6(data, pkt.src, dst)
             if msg.type in (ndp.NEIGHBOR_SOLICITATION, ndp.NEIGHBOR_ADVERTISEMENT):
-                self._neighbour_input(msg, pkt.src, pkt.hop_limit, now)
+                if not pkt.fragment:  # RFC 6980: never from fragments
+                    self._neighbour_input(msg, pkt.src, pkt.hop_limit, now)
             elif msg.type == icmp.ECHO_REQUEST_V6 and msg.code == 0 and local:
                 reply = icmp.build_icmp6(icmp.Icmp(icmp.ECHO_REPLY_V6, 0, msg.body), dst, pkt.src)
                 self._send_ip(dst, pkt.src, PROTO_ICMPV6, reply, now)
                 self.counters.echo_replies += 1
         else:
             self.counters.unknown_protocol += 1
+
+    def _reassemble(self, key: Key, pkt: Ipv4Packet | Ipv6Packet, now: float) -> bytes | None:
+        reasm = self._reassembly
+        whole = reasm.add(key, pkt.offset, pkt.more, pkt.payload, now)
+        self.counters.reassembled = reasm.reassembled
+        self.counters.reassembly_dropped = reasm.dropped
+        if reasm.deadline() is not None:
+            self._last_now = now  # poll() expires what is under way
+        return whole
 
     def _send_ip(self, src: bytes, dst: bytes, protocol: int, payload: bytes, now: float) -> None:
         if len(dst) == 4:
@@ -463,6 +540,11 @@ class Stack:
             self._route_out(dst, ETHERTYPE_IPV6, build_ipv6(src, dst, protocol, payload), now)
 
     def _route_out(self, dst: bytes, ethertype: int, packet: bytes, now: float) -> None:
+        if dst in self._v4 or dst in self._v6:
+            # to ourselves: taken in by the next poll (never recursively from here)
+            if len(self._loopback) < LOOPBACK_QUEUE:
+                self._loopback.append((ethertype, packet))
+            return
         if len(dst) == 4:
             if dst == _LIMITED_BROADCAST or dst in self._v4_broadcasts:
                 self._emit(BROADCAST_MAC, ethertype, packet)
@@ -707,6 +789,9 @@ class Stack:
         self.counters.tcp_in += 1
         self._last_now = now
         sock = self._tcp.get((dst, seg.dst_port, src, seg.src_port))
+        if sock is not None and sock.connection.reusable_by(seg):
+            self._tcp_forget(sock)  # a new incarnation of a connection in TIME-WAIT
+            sock = None
         if sock is not None:
             sock.connection.receive(seg, now)
             if not sock.app_closed:
@@ -755,7 +840,7 @@ class Stack:
                 conn.recv(conn.readable)  # nobody reads it any more
             if sock.closed_at is None:
                 sock.closed_at = now
-            elif now - sock.closed_at > self.limits.orphan_timeout:
+            elif now - sock.closed_at >= self.limits.orphan_timeout:
                 conn.abort()
         src, dst = conn.local_ip, conn.remote_ip
         for seg in conn.poll(now):
@@ -774,6 +859,9 @@ class Stack:
             self._tcp_forget(sock)
         else:
             deadline = conn.deadline()
+            if sock.closed_at is not None:  # an orphan: give up on it in time
+                give_up = sock.closed_at + self.limits.orphan_timeout
+                deadline = give_up if deadline is None else min(deadline, give_up)
             if deadline is None:
                 self._timers.pop(sock, None)
             elif deadline <= now:

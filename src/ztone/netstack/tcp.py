@@ -103,6 +103,8 @@ class TcpLimits:
     delayed_ack: float = 0.04
     initial_window_segments: int = 10
     """RFC 6928 IW (in segments, capped at 14600 bytes above 2 segments)."""
+    unacceptable_ack_interval: float = 0.1
+    """Least time between ACKs answering empty out-of-window segments."""
 
 
 def _default_peer_mss(ip: bytes) -> int:
@@ -137,6 +139,7 @@ class TcpConnection:
         "_irs",
         "_iss",
         "_last_now",
+        "_last_unacceptable_ack",
         "_max_snd_wnd",
         "_mss",
         "_offer_wscale",
@@ -173,6 +176,7 @@ class TcpConnection:
         "_syn_pending",
         "_timewait_deadline",
         "_wscale_ok",
+        "fast_retransmits",
         "limits",
         "local_ip",
         "local_port",
@@ -180,6 +184,8 @@ class TcpConnection:
         "remote_ip",
         "remote_port",
         "state",
+        "timeouts",
+        "window_probes",
     )  # fmt: skip
 
     def __init__(self, local_ip: bytes, local_port: int, remote_ip: bytes, remote_port: int,
@@ -196,6 +202,10 @@ class TcpConnection:
         self.state = CLOSED
         self.nodelay = False
         """True turns Nagle's algorithm off (small segments go out at once)."""
+        self.timeouts = 0
+        """Retransmission timeouts so far (counters for metrics and tests)."""
+        self.fast_retransmits = 0
+        self.window_probes = 0
         iss &= MASK
         self._iss = iss
         self._irs = 0
@@ -246,6 +256,7 @@ class TcpConnection:
         self._ack_now = False
         self._segs_unacked = 0
         self._timewait_deadline: float | None = None
+        self._last_unacceptable_ack = -1e18
         # Control.
         self._syn_pending = True
         self._rst_pending = False
@@ -338,6 +349,50 @@ class TcpConnection:
         """Bytes sent and not yet acknowledged, plus bytes not sent yet."""
         return len(self._sbuf)
 
+    @property
+    def snd_una(self) -> int:
+        """Oldest unacknowledged sequence number (RFC 9293 §3.3.1)."""
+        return self._snd_una
+
+    @property
+    def snd_nxt(self) -> int:
+        """Next sequence number to send."""
+        return self._snd_nxt
+
+    @property
+    def rcv_nxt(self) -> int:
+        """Next sequence number expected from the peer."""
+        return self._rcv_nxt
+
+    @property
+    def cwnd(self) -> int:
+        """Congestion window in bytes (RFC 5681)."""
+        return self._cwnd
+
+    @property
+    def snd_wnd(self) -> int:
+        """The peer's advertised window in bytes (scaled)."""
+        return self._snd_wnd
+
+    @property
+    def rto(self) -> float:
+        """The current retransmission timeout without backoff (RFC 6298)."""
+        return self._rto
+
+    @property
+    def out_of_order(self) -> int:
+        """Segments kept beyond a hole in the received data."""
+        return len(self._ooo)
+
+    def reusable_by(self, syn: TcpSegment) -> bool:
+        """True when ``syn``, a new SYN for this connection's 4-tuple, may replace it: the
+        connection is in TIME-WAIT and the SYN's sequence number is past everything the
+        old one received (RFC 9293 §3.6.1, RFC 1122 §4.2.2.13). The stack then forgets
+        this connection and accepts the SYN as a new one; otherwise the SYN goes to
+        :meth:`receive` (a challenge ACK)."""
+        return (self.state is TIME_WAIT and syn.flags & (SYN | ACK | RST) == SYN
+                and 0 < (syn.seq - self._rcv_nxt) & MASK <= _HALF)  # fmt: skip
+
     def __repr__(self) -> str:
         return (f"<TcpConnection {self.local_port}>{self.remote_port} {self.state.name} "
                 f"una={self._snd_una} nxt={self._snd_nxt} rcv_nxt={self._rcv_nxt} "
@@ -356,15 +411,11 @@ class TcpConnection:
         if self.state not in _APP_SEND:
             raise LocalUsageError(f"send() on a TCP connection in {self.state.name}")
         room = self.limits.send_buffer - len(self._sbuf)
-        n = min(room, len(data))
-        if n <= 0:
-            return 0
-        if n == len(data):
-            self._sbuf += data
-        else:
-            with memoryview(data) as view:
-                self._sbuf += view[:n]
-        return n
+        with memoryview(data) as view, view.cast("B") as octets:
+            n = min(room, len(octets))
+            if n > 0:
+                self._sbuf += octets[:n] if n < len(octets) else octets
+        return max(n, 0)
 
     def recv(self, limit: int = 65536) -> bytes:
         """Up to ``limit`` buffered bytes (b"" when none); may queue a window update."""
@@ -412,7 +463,8 @@ class TcpConnection:
         self._sbuf.clear()
         self._rbuf.clear()
         self._drop_ooo()
-        if self.state in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, SYN_RECEIVED):
+        if self.state in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, SYN_RECEIVED,
+                          CLOSING, LAST_ACK):  # fmt: skip
             self._rst_pending = True
         else:
             self._close()
@@ -487,7 +539,10 @@ class TcpConnection:
             self._output(now, out)
         self._fast_rexmit = False
         if self._ack_now or (self._ack_deadline is not None and now >= self._ack_deadline):
-            out.append(self._segment(ACK, self._snd_nxt))
+            # A pure ACK carries the highest sequence number sent, not SND.NXT: after a
+            # timeout SND.NXT goes back, and an ACK numbered behind the peer's RCV.NXT
+            # could be dropped as an old duplicate.
+            out.append(self._segment(ACK, self._ack_seq()))
         self._arm_timers(now)
         return out
 
@@ -501,6 +556,14 @@ class TcpConnection:
             return TcpSegment(self.local_port, self.remote_port, seq, self._rcv_nxt, flags,
                               self._window_field(), payload)  # fmt: skip
         return TcpSegment(self.local_port, self.remote_port, seq, 0, flags, 0, payload)
+
+    def _ack_seq(self) -> int:
+        """The highest sequence number sent, or the right edge of the peer's window if
+        that is smaller (a probe byte past a closed window is not yet in sequence)."""
+        edge = (self._snd_una + self._snd_wnd) & MASK
+        if 0 < (self._snd_max - edge) & MASK <= _HALF:
+            return edge
+        return self._snd_max
 
     def _window_field(self) -> int:
         """The window to advertise (scaled field), moving the advertised right edge only
@@ -550,16 +613,20 @@ class TcpConnection:
         if unsent == 0:
             return 0 if self._fin_queued else -1
         flight = (self._snd_nxt - self._snd_una) & MASK
-        usable = min(self._snd_wnd, self._cwnd) - flight
+        wnd_room = self._snd_wnd - flight
+        cwnd_room = self._cwnd - flight
+        usable = min(wnd_room, cwnd_room)
         if usable <= 0:
             return -1
         smss = self._smss
         n = min(smss, unsent, usable)
-        if n < smss:
+        if n < smss and flight:
             if n < unsent:
-                if flight and n < self._max_snd_wnd // 2:
-                    return -1  # sender SWS: wait for a useful window
-            elif flight and not self.nodelay and not self._fin_queued:
+                if cwnd_room < wnd_room or n < self._max_snd_wnd // 2:
+                    # Congestion-limited: the next ACK opens a full segment; or sender
+                    # SWS avoidance (RFC 9293 §3.8.6.2.1): wait for a useful window.
+                    return -1
+            elif not self.nodelay and not self._fin_queued:
                 return -1  # Nagle: a small segment waits for the ACK of what is out
         return n
 
@@ -612,12 +679,14 @@ class TcpConnection:
         if self._fin_queued and n == data_len and outstanding == n + 1:
             flags |= FIN
         self._rtt_seq = None  # Karn: no sample from a retransmitted segment
+        self.fast_retransmits += 1
         out.append(self._segment(flags, una, payload))
 
     def _on_rto(self, now: float) -> None:
         """The retransmission timer expired (RFC 6298 §5.4-5.6, RFC 5681 §3.1)."""
         self._rto_deadline = None
         self._retries += 1
+        self.timeouts += 1
         synced = self.state not in (SYN_SENT, SYN_RECEIVED)
         limit = self.limits.max_retransmissions if synced else self.limits.syn_retransmissions
         if self._retries > limit:
@@ -648,6 +717,7 @@ class TcpConnection:
         if self._retries > self.limits.max_retransmissions:
             self._fail("timed out")
             return
+        self.window_probes += 1
         una = self._snd_una
         out.append(self._segment(ACK, una, bytes(self._sbuf[:1])))
         nxt = (una + 1) & MASK
@@ -666,9 +736,11 @@ class TcpConnection:
         st = self.state
         if st in (CLOSED, TIME_WAIT):
             return
-        outstanding = (self._snd_max - self._snd_una) & MASK
-        if (self._snd_wnd == 0 and self._sbuf and outstanding <= 1 and st in _SENDING
-                and self._sbuf_seq == self._snd_una):  # fmt: skip
+        # Persist mode looks at SND.NXT, not the highest byte sent: after a timeout went
+        # back to SND.UNA, bytes the peer dropped past its closed window are probed for
+        # one at a time instead of timing out unanswered.
+        if (self._snd_wnd == 0 and self._sbuf and (self._snd_nxt - self._snd_una) & MASK <= 1
+                and st in _SENDING and self._sbuf_seq == self._snd_una):  # fmt: skip
             self._rto_deadline = None
             if self._persist_deadline is None:
                 self._persist_deadline = now + min(
@@ -677,8 +749,12 @@ class TcpConnection:
             return
         self._persist_deadline = None
         self._persist_backoff = 0
-        if outstanding == 0 and not self._syn_pending and st not in (SYN_SENT, SYN_RECEIVED):
+        if st in (SYN_SENT, SYN_RECEIVED):
+            return
+        if self._snd_max == self._snd_una:
             self._rto_deadline = None
+        elif self._rto_deadline is None:
+            self._rto_deadline = now + self._timeout()
 
     # ---------------------------------------------------------------- input
 
@@ -704,6 +780,7 @@ class TcpConnection:
         if wnd > _HALF:
             wnd = 0
         rel = (seq - rcv_nxt) & MASK
+        lim = self.limits
         if seglen == 0:
             acceptable = rel == 0 if wnd == 0 else rel < wnd
         else:
@@ -711,11 +788,18 @@ class TcpConnection:
         if not acceptable:
             if flags & RST:
                 return
-            self._ack_now = True  # RFC 9293 §3.10.7.4 first: ACK, drop
-            if rel == 0 and flags & ACK and not flags & SYN:
-                # A window probe: its ACK and window still count (§3.10.7.4 "special
-                # allowance"), its data does not.
-                self._process_ack(seg, now, 0)
+            # RFC 9293 §3.10.7.4 first: ACK, drop. An empty segment is answered at most
+            # once per ``unacceptable_ack_interval`` (RFC 5961 §7): two ends that each
+            # find the other's ACKs out of window must not answer each other forever.
+            if seglen or now - self._last_unacceptable_ack >= lim.unacceptable_ack_interval:
+                self._ack_now = True
+                self._last_unacceptable_ack = now
+            if flags & ACK and not flags & SYN and (rel == 0 or rel > _HALF):
+                # A window probe (§3.10.7.4 "special allowance") or an old duplicate:
+                # its ACK field still counts, as in BSD and Linux, its data does not.
+                # Without this two ends that both went back after timeouts would drop
+                # each other's ACKs forever.
+                self._process_ack(seg, now, plen)
                 self._arm_timers(now)
             return
         if flags & RST:
@@ -809,6 +893,10 @@ class TcpConnection:
             self._snd_wl2 = ack
         if self._snd_wnd == 0 and old_wnd == 0:
             self._retries = 0  # the peer answers our probes: it is alive, just full
+        elif old_wnd == 0 and acked == 0 and (self._snd_nxt - una) & MASK == 1:
+            # The window opened and our probe byte was not taken: it goes again at
+            # once with the data after it, not after a retransmission timeout.
+            self._snd_nxt = una
         if acked == 0:
             if (outstanding and plen == 0 and not seg.flags & (SYN | FIN)
                     and self._snd_wnd == old_wnd):  # fmt: skip
@@ -912,7 +1000,9 @@ class TcpConnection:
             fin = False
         if rel:
             self._keep_out_of_order((self._rcv_nxt + rel) & MASK, payload, fin)
-            self._ack_now = True  # a duplicate ACK tells the sender about the hole
+            # One duplicate ACK per out-of-order segment, even when several arrive
+            # before the next poll(): the sender's fast retransmit counts them.
+            self._reply(self._segment(ACK, self._ack_seq()))
             return
         if payload:
             self._rbuf += payload

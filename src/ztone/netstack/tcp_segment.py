@@ -160,10 +160,13 @@ def build_tcp(seg: TcpSegment, src_ip: bytes, dst_ip: bytes) -> bytes:
     hlen = HEADER_LEN + len(opts)
     payload = seg.payload
     length = hlen + len(payload)
-    header = _HEADER.pack(seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen >> 2) << 4,
-                          seg.flags, seg.window, 0, 0) + opts  # fmt: skip
-    csum = ~_inet_sum(payload, _inet_sum(header, pseudo_sum(src_ip, dst_ip, length))) & 0xFFFF
-    return header[:16] + csum.to_bytes(2, "big") + header[18:] + payload
+    fields = (seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen >> 2) << 4, seg.flags,
+              seg.window)  # fmt: skip
+    total = _inet_sum(_HEADER.pack(*fields, 0, 0), pseudo_sum(src_ip, dst_ip, length))
+    if opts:
+        total = _inet_sum(opts, total)
+    csum = ~_inet_sum(payload, total) & 0xFFFF
+    return b"".join((_HEADER.pack(*fields, csum, 0), opts, payload))
 
 
 def reset_for(seg: TcpSegment) -> TcpSegment | None:

@@ -24,7 +24,7 @@ HEADER = 8
 _HEAD = struct.Struct("!HHHH")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per packet, and frozen init is slow
 class UdpDatagram:
     src_port: int
     dst_port: int

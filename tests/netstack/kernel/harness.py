@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from netns.netns import Namespace, netns_unavailable
+from ztone.netstack.ethernet import EthernetFrame
 from ztone.netstack.stack import Stack, StackLimits
 from ztone.osdep.linux import tun
 from ztone.osdep.linux.tun import TunDevice
@@ -40,7 +41,7 @@ def kernel_unavailable() -> str | None:
 
 
 class KernelLab:
-    def __init__(self, limits: StackLimits | None = None, seed: int = 7) -> None:
+    def __init__(self, limits: StackLimits | None = None, seed: int = 7, mtu: int = MTU) -> None:
         n = next(_lab_numbers)
         self.kernel_v4 = ipaddress.IPv4Interface(f"198.18.{n}.1/24")
         self.stack_v4 = ipaddress.IPv4Interface(f"198.18.{n}.2/24")
@@ -54,7 +55,7 @@ class KernelLab:
                 try:
                     name, vnet = tun.attach_tap(fd, TAP_NAME)
                     tun.set_mac(name, KERNEL_MAC)
-                    tun.set_mtu(name, MTU)
+                    tun.set_mtu(name, mtu)
                 except BaseException:
                     os.close(fd)
                     raise
@@ -66,12 +67,13 @@ class KernelLab:
         except BaseException:
             self.close()
             raise
-        self.stack = Stack(STACK_MAC, MTU, rand=random.Random(seed).getrandbits, limits=limits)
+        self.stack = Stack(STACK_MAC, mtu, rand=random.Random(seed).getrandbits, limits=limits)
         self.stack.add_address(self.stack_v4)
         self.stack.add_address(self.stack_v6)
         self.drop_to_kernel: Callable[[], bool] = lambda: False
         """Set to drop (return True for) frames from the Stack to the kernel: loss injection."""
         self.frames_to_kernel = 0
+        self._impair: tuple[float, float, random.Random] | None = None
         self.frames_from_kernel = 0
 
     def close(self) -> None:
@@ -84,6 +86,21 @@ class KernelLab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def impair_from_kernel(self, loss: float, reorder: float, seed: int) -> None:
+        """Drop (``loss``) and swap with the next frame (``reorder``) the frames the kernel
+        sends to the Stack: where netem is missing, the same impairment in the harness."""
+        self._impair = (loss, reorder, random.Random(seed))
+
+    def _impaired(self, frames: list[EthernetFrame]) -> list[EthernetFrame]:
+        if self._impair is None:
+            return frames
+        loss, reorder, rng = self._impair
+        kept = [f for f in frames if rng.random() >= loss]
+        for i in range(len(kept) - 1):
+            if rng.random() < reorder:
+                kept[i], kept[i + 1] = kept[i + 1], kept[i]
+        return kept
 
     def kernel_socket(self, family: int, kind: int = socket.SOCK_STREAM) -> socket.socket:
         """A non-blocking socket of the kernel inside the lab's namespace."""
@@ -114,9 +131,9 @@ class KernelLab:
             if step is not None:
                 step(now)
             frames = device.read_batch(64)
-            for frame in frames:
-                stack.receive_frame(frame, now)
             self.frames_from_kernel += len(frames)
+            for frame in self._impaired(frames):
+                stack.receive_frame(frame, now)
             stack.poll(now)
             out = stack.take_frames()
             if out:
