@@ -212,6 +212,11 @@ class StackHost:
         return StackListener(self, self.stack.tcp_listen(port, backlog=backlog))
 
 
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _Waitable:
     """What sockets' wrappers share: futures woken by the host."""
 
@@ -230,12 +235,14 @@ class _Waitable:
     async def _wait(self) -> None:
         if self.host.closed:
             raise ConnectionAbortedError("the network's port is gone")
-        future = self.host.loop.create_future()
+        loop = self.host.loop
+        future: asyncio.Future[None] = loop.create_future()
         self._futures.append(future)
+        timer = loop.call_later(WAKE_FALLBACK, _settle, future)
         try:
-            await asyncio.wait_for(future, WAKE_FALLBACK)
-        except TimeoutError:
-            pass
+            await future
+        finally:
+            timer.cancel()
 
     def _forget(self) -> None:
         self.host.unwatch(self._sock)

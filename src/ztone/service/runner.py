@@ -163,6 +163,17 @@ class NodeService:
             log.error("%s (left out)", problem)
         return settings
 
+    async def _apply_frontends(self) -> None:
+        """Start (or restart) the SOCKS5 servers and forwards; their trouble is logged,
+        never the daemon's end."""
+        if self.frontends is None:
+            return
+        try:
+            await self.frontends.apply(self.userspace_settings)
+        except Exception:
+            self.counters.bugs += 1
+            log.exception("BUG: starting the SOCKS5 servers and port forwards raised")
+
     def _port_factory(self) -> ChoosingTapFactory:
         """The platform's ports, or a user-space stack per network (no-root mode)."""
         platform: TapFactory | None = None
@@ -318,7 +329,7 @@ class NodeService:
         self.userspace_settings = self._read_userspace_settings()
         factory = self._port_factory()
         self.frontends = NoRootFrontends(factory)
-        await self.frontends.apply(self.userspace_settings)
+        await self._apply_frontends()
         self.pump = FramePump(self._loop, self._on_tap_frame, self._input_batch_end)
         self.ports = NetworkPorts(home, factory, self.pump)
         self.udp = UdpSockets(self._loop, self._on_datagram, self._input_batch_end)
@@ -726,8 +737,7 @@ class NodeService:
                         self.control.allow_management_from = networks
                     self._configure_fallback()
                     self.userspace_settings = self._read_userspace_settings()
-                    if self.frontends is not None:
-                        await self.frontends.apply(self.userspace_settings)
+                    await self._apply_frontends()
                     log.info("local.conf reloaded")
                 except ConfigError as e:
                     self._conf_mtime = mtime
