@@ -26,12 +26,17 @@ class Segment:
         self.delivered = 0
         self.dropped = 0
         self.taps: list[Callable[[EthernetFrame], None]] = []
+        self.strict = True
+        """Check that a poll leaves nothing due at its own time (else a host would spin)."""
 
     def step(self) -> bool:
         """Move every queued frame once; False when nothing moved."""
         moved = False
         for stack in self.stacks:
             stack.poll(self.now)
+            if self.strict:
+                due = stack.deadline()
+                assert due is None or due > self.now, f"due {due} right after poll({self.now})"
         for stack in self.stacks:
             frames = stack.take_frames()
             if self.reorder and len(frames) > 1:

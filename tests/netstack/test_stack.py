@@ -320,11 +320,11 @@ def test_incomplete_and_overlapping_fragments_are_dropped() -> None:
     a = make(MAC_A, IF_A4, IF_A6)
     sock = a.udp_bind(53)
     u = build_udp(UdpDatagram(9, 53, bytes(3000)), IF_B4.ip.packed, IF_A4.ip.packed)
-    a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, ipv4_fragment(u[:1600], 1, 0, True)), 0.0)
-    assert a.deadline() is not None
+    a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, ipv4_fragment(u[:1600], 1, 0, True)), 0.1)
+    assert a.deadline() == 0.1 + 10.0
     a.poll(5.0)
     assert a.counters.reassembly_dropped == 0
-    a.poll(10.0)  # the reassembly timeout
+    a.poll(0.1 + 10.0)  # the reassembly timeout, exactly at the deadline
     assert a.counters.reassembly_dropped == 1 and a.deadline() is None
     a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, ipv4_fragment(u[:1600], 2, 0, True)), 11.0)
     a.receive_frame((MAC_B, MAC_A, ETHERTYPE_IPV4, ipv4_fragment(u[800:], 2, 800, False)), 11.0)
@@ -384,3 +384,26 @@ def test_valid_arp_of_any_content_never_raises(
     a.poll(0.0)
     assert a.neighbour_entries <= 1
     a.take_frames()
+
+
+@pytest.mark.parametrize("start", [0.0, 0.1, 1e6 + 0.3])
+def test_learned_neighbour_is_refreshed_then_forgotten(start: float) -> None:
+    """Also at times where ``start + ttl - start != ttl`` in floating point: each poll at
+    the deadline must do what is due (no endless polls at the same time)."""
+    a = make(MAC_A, IF_A4, limits=StackLimits(neighbour_ttl=30.0))
+    request = arp.Arp(arp.REQUEST, MAC_B, IF_B4.ip.packed, 0, IF_A4.ip.packed)
+    a.receive_frame((MAC_B, BROADCAST_MAC, ETHERTYPE_ARP, arp.build_arp(request)), start)
+    a.take_frames()
+    assert a.neighbour_entries == 1 and a.deadline() == start + 30.0
+    probes = []
+    now = start
+    for _ in range(10):
+        deadline = a.deadline()
+        if deadline is None:
+            break
+        now = deadline
+        a.poll(now)
+        probes += [arp.parse_arp(f[3]) for f in a.take_frames()]
+    # three unicast probes to B's MAC, no answer: forgotten
+    assert [p.target_ip for p in probes] == [IF_B4.ip.packed] * 3
+    assert a.neighbour_entries == 0 and now == start + 30.0 + 3.0

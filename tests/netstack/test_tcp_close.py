@@ -197,3 +197,17 @@ def test_time_wait_is_reusable_by_a_newer_syn_only() -> None:
     assert not client.reusable_by(older)
     _, established_client = client_in(TcpState.ESTABLISHED)
     assert not established_client.reusable_by(newer)
+
+
+def test_data_with_an_ack_far_in_the_past_is_dropped() -> None:
+    """RFC 5961 §5.2: in-window data whose ACK field is older than SND.UNA minus the
+    largest window ever seen is a blind injection guess, not data."""
+    sim, client = client_in(TcpState.ESTABLISHED)
+    old_ack = (client.snd_una - 10_000_000) & 0xFFFFFFFF
+    client.receive(TcpSegment(SERVER_PORT, CLIENT_PORT, client.rcv_nxt, old_ack, ACK, 100,
+                              b"injected"), sim.now)  # fmt: skip
+    assert client.readable == 0
+    recent_ack = (client.snd_una - 10) & 0xFFFFFFFF
+    client.receive(TcpSegment(SERVER_PORT, CLIENT_PORT, client.rcv_nxt, recent_ack, ACK, 100,
+                              b"genuine"), sim.now)  # fmt: skip
+    assert client.recv() == b"genuine"

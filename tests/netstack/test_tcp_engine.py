@@ -12,7 +12,7 @@ import pytest
 from netstack.tcp_sim import Link, Pump, Sim
 from ztone.errors import LocalUsageError
 from ztone.netstack.tcp import TcpConnection, TcpLimits, TcpState
-from ztone.netstack.tcp_segment import FIN, RST, SYN
+from ztone.netstack.tcp_segment import ACK, FIN, RST, SYN, TcpSegment
 
 
 def _payload(n: int, seed: int = 7) -> bytes:
@@ -151,3 +151,21 @@ def test_simultaneous_open() -> None:
     for seg in a.poll(0.05):
         b.receive(seg, 0.05)
     assert b.recv() == b"ping"
+
+
+@pytest.mark.parametrize("bad", [{"recv_buffer": 0}, {"send_buffer": 2**31}, {"min_rto": 0.0},
+                                 {"max_retransmissions": -1}, {"time_wait": -1.0},
+                                 {"initial_window_segments": 0}])  # fmt: skip
+def test_limits_are_checked(bad: dict[str, float]) -> None:
+    with pytest.raises(LocalUsageError):
+        TcpLimits(**bad)  # type: ignore[arg-type]
+
+
+def test_bad_arguments_are_usage_errors() -> None:
+    with pytest.raises(LocalUsageError):
+        TcpConnection.connect(bytes(4), 1, bytes(16), 2, mss=1000, iss=0, now=0.0)
+    with pytest.raises(LocalUsageError):
+        TcpConnection.connect(bytes(4), 1, bytes(4), 2, mss=10, iss=0, now=0.0)
+    ack = TcpSegment(1, 2, 3, 4, ACK, 5)
+    with pytest.raises(LocalUsageError):
+        TcpConnection.accept(ack, bytes(4), bytes(4), mss=1000, iss=0, now=0.0)

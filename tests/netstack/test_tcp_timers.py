@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from netstack.tcp_sim import CLIENT_PORT, SERVER_PORT, Link, Pump, Sim
+from netstack.tcp_sim import CLIENT_PORT, SERVER_PORT, Link, Pump, Sim, established
 from ztone.netstack.tcp import TcpConnection, TcpLimits, TcpState
 from ztone.netstack.tcp_segment import ACK, SYN, TcpSegment
 
@@ -143,7 +143,7 @@ def test_rtt_estimate_follows_the_path() -> None:
     assert 0.1 <= sim.client.rto <= 1.0  # RTT 0.1 s: SRTT + 4 RTTVAR, not the initial 1 s
 
 
-def test_out_of_order_segments_are_bounded_and_merged() -> None:
+def test_out_of_order_runs_are_bounded_and_merged() -> None:
     limits = TcpLimits(out_of_order_segments=8)
     syn = TcpSegment(CLIENT_PORT, SERVER_PORT, 100, 0, SYN, 65535, mss=1000, wscale=2)
     conn = TcpConnection.accept(syn, bytes(4), bytes(4), mss=1000, iss=7, now=0.0,
@@ -151,24 +151,43 @@ def test_out_of_order_segments_are_bounded_and_merged() -> None:
     conn.poll(0.0)
     conn.receive(TcpSegment(CLIENT_PORT, SERVER_PORT, 101, 8, ACK, 1000), 0.0)
     assert conn.state is TcpState.ESTABLISHED
-    # 20 segments of 100 bytes after a 100-byte hole, newest first, some twice.
-    for k in [*range(20, 0, -1), 3, 5]:
-        conn.receive(TcpSegment(CLIENT_PORT, SERVER_PORT, 101 + 100 * k, 8, ACK, 1000,
-                                bytes([k]) * 100), 0.0)  # fmt: skip
+
+    def seg(k: int) -> TcpSegment:  # 100 bytes of k at offset 100 k
+        return TcpSegment(CLIENT_PORT, SERVER_PORT, 101 + 100 * k, 8, ACK, 1000,
+                          bytes([k]) * 100)  # fmt: skip
+
+    # Every other segment after the first, newest first: 10 separate holes; 8 are kept.
+    for k in [*range(20, 0, -2), 4, 6]:
+        conn.receive(seg(k), 0.0)
         assert conn.out_of_order <= 8
+    assert conn.out_of_order == 8 and conn.out_of_order_bytes == 800
     acks = conn.poll(0.0)
-    assert acks and all(s.ack == 101 for s in acks)  # duplicate ACKs for the hole
-    conn.receive(TcpSegment(CLIENT_PORT, SERVER_PORT, 101, 8, ACK, 1000, bytes(100)), 0.0)
-    got = conn.recv(1 << 20)
-    # The kept segments were the first 8 to arrive (20..13): not contiguous with the
-    # hole, so only the hole itself is delivered; the rest comes again from the sender.
-    assert got == bytes(100)
+    assert len(acks) >= 3 and all(s.ack == 101 for s in acks)  # one duplicate ACK each
+    # Odd segments fill holes: runs merge (7 joins 6 and 8) and none is copied twice.
+    conn.receive(seg(7), 0.0)
+    assert conn.out_of_order == 7 and conn.out_of_order_bytes == 900
+    conn.receive(seg(0), 0.0)
+    assert conn.recv(1 << 20) == bytes(100)  # 1 is still missing
     for k in range(1, 21):
-        conn.receive(TcpSegment(CLIENT_PORT, SERVER_PORT, 101 + 100 * k, 8, ACK, 1000,
-                                bytes([k]) * 100), 0.0)  # fmt: skip
-    got = conn.recv(1 << 20)
-    assert got == b"".join(bytes([k]) * 100 for k in range(1, 21))
-    assert conn.out_of_order == 0
+        conn.receive(seg(k), 0.0)
+    assert conn.recv(1 << 20) == b"".join(bytes([k]) * 100 for k in range(1, 21))
+    assert conn.out_of_order == 0 and conn.out_of_order_bytes == 0
+
+
+def test_one_loss_keeps_the_rest_of_the_window_in_one_run() -> None:
+    """After a single hole every later segment joins one run: a full window survives a
+    loss however many segments it holds."""
+    syn = TcpSegment(CLIENT_PORT, SERVER_PORT, 100, 0, SYN, 65535, mss=1000, wscale=2)
+    conn = TcpConnection.accept(syn, bytes(4), bytes(4), mss=1000, iss=7, now=0.0)
+    conn.poll(0.0)
+    conn.receive(TcpSegment(CLIENT_PORT, SERVER_PORT, 101, 8, ACK, 1000), 0.0)
+    data = random.Random(10).randbytes(200 * 1000)
+    for k in range(1, 200):
+        conn.receive(TcpSegment(CLIENT_PORT, SERVER_PORT, 101 + 1000 * k, 8, ACK, 1000,
+                                data[1000 * k : 1000 * (k + 1)]), 0.0)  # fmt: skip
+    assert conn.out_of_order == 1 and conn.out_of_order_bytes == 199_000
+    conn.receive(TcpSegment(CLIENT_PORT, SERVER_PORT, 101, 8, ACK, 1000, data[:1000]), 0.0)
+    assert conn.recv(1 << 20) == data
 
 
 def test_receive_window_never_exceeds_free_buffer_space() -> None:
@@ -200,3 +219,70 @@ def test_both_windows_closed_on_a_duplicating_link_is_no_ack_storm() -> None:
 
     assert sim.run(lambda: up.done() and down.done(), app=app, max_steps=50_000)
     assert up.received == up.data and down.received == down.data
+
+
+def test_congestion_window_grows_only_when_used_and_restarts_after_idle() -> None:
+    sim = Sim()
+    server = established(sim)[1]
+    for _ in range(50):  # a trickle: one small write per round trip
+        sim.client.send(b"x" * 100)
+        assert sim.run(lambda: sim.client.unacked == 0)
+    assert sim.client.cwnd <= 14600 + 1400  # not grown by ACKs of a trickle
+    big = random.Random(9).randbytes(2 << 20)
+    up = Pump(lambda: sim.client, lambda: sim.server, big, close=False)
+    up.received += server.recv(1 << 20)
+    up.received.clear()
+    assert sim.run(up.done, app=up)
+    grown = sim.client.cwnd
+    assert grown > 14600 + 1400
+    assert sim.run(lambda: sim.client.unacked == 0)
+    sim.now += 30.0  # idle for a long while
+    sim.client.send(b"y" * 200_000)
+    sim.flush()
+    burst = [s for t, to_server, s in sim.log if to_server and t == sim.now and s.payload]
+    assert sum(len(s.payload) for s in burst) <= 14600  # the initial window again
+
+
+def test_lost_acks_of_a_tail_are_repaired_by_a_probe_not_a_timeout() -> None:
+    """Every ACK for the last flight is lost: a tail loss probe (RFC 8985 §7) gets
+    the whole flight acknowledged long before the retransmission timeout."""
+    sim = Sim()
+    server = established(sim)[1]
+    until = sim.now + 0.02  # the first ACK is lost (the RTT is 10 ms)
+
+    def drop(seg: TcpSegment, to_server: bool) -> bool:
+        return not to_server and sim.now < until
+
+    sim.link.drop = drop
+    sim.client.send(b"t" * 2800)  # two full segments: nothing waits for Nagle
+    sim.flush()
+    assert sim.run(lambda: sim.client.unacked == 0)
+    assert server.recv() == b"t" * 2800
+    assert sim.client.tail_probes == 1
+    assert sim.client.timeouts == 0
+
+
+def test_small_flight_loss_uses_limited_transmit_and_fast_retransmit() -> None:
+    """With a two-segment window a loss yields one duplicate ACK; limited transmit
+    (RFC 3042) sends new segments on the first two, so the third duplicate arrives
+    and fast retransmit repairs the loss without a timeout."""
+    sim = Sim(limits=TcpLimits(initial_window_segments=2))
+    server = established(sim)[1]
+    sim.client.send(b"warm-up")  # both ends now know each other's scaled window
+    assert sim.run(lambda: sim.client.unacked == 0)
+    assert server.recv() == b"warm-up" and sim.client.cwnd == 2800
+    dropped: list[int] = []
+
+    def drop_first_data(seg: TcpSegment, to_server: bool) -> bool:
+        if to_server and seg.payload and not dropped:
+            dropped.append(seg.seq)
+            return True
+        return False
+
+    sim.link.drop = drop_first_data
+    data = random.Random(11).randbytes(30_000)
+    up = Pump(lambda: sim.client, lambda: server, data, close=False)
+    assert sim.run(up.done, app=up)
+    assert up.received == data
+    assert dropped and sim.client.fast_retransmits == 1
+    assert sim.client.timeouts == 0 and sim.client.tail_probes == 0

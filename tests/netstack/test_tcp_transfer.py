@@ -115,3 +115,37 @@ def test_nodelay_sends_small_writes_at_once() -> None:
         assert sim.run(lambda: server.readable == 2)  # noqa: B023 (used at once)
         assert server.recv() == b"ab"
         assert server.state is TcpState.ESTABLISHED
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_random_links_limits_and_applications(seed: int) -> None:
+    """Random link (loss up to 10%, reordering, duplication, delay), buffers, out-of-order
+    bound, MSS, ISS, amounts each way, half-closes, and applications that stop reading
+    for a while: every byte arrives in order and both ends close cleanly."""
+    rng = random.Random(seed)
+    link = Link(loss=rng.choice([0.0, 0.01, 0.05, 0.1]), reorder=rng.choice([0.0, 0.1, 0.4]),
+                dup=rng.choice([0.0, 0.05]), delay=rng.choice([0.0001, 0.005, 0.05]))  # fmt: skip
+    limits = TcpLimits(send_buffer=rng.choice([4096, 65536, 262144]),
+                       recv_buffer=rng.choice([3000, 20000, 65536, 262144]),
+                       out_of_order_segments=rng.choice([1, 4, 64]))  # fmt: skip
+    sim = Sim(link=link, seed=seed, limits=limits, mss=rng.choice([100, 536, 1400, 8000]),
+              client_iss=rng.randrange(2**32), server_iss=rng.randrange(2**32),
+              wire=rng.random() < 0.3)  # fmt: skip
+    up = Pump(lambda: sim.client, lambda: sim.server,
+              rng.randbytes(rng.choice([0, 1, 1000, 300_000])))  # fmt: skip
+    down = Pump(lambda: sim.server, lambda: sim.client,
+                rng.randbytes(rng.choice([0, 1, 1000, 300_000])))  # fmt: skip
+    stall = rng.random() < 0.3
+
+    def app(s: Sim) -> None:
+        if stall:
+            up.read = down.read = s.now > 3.0
+        up(s)
+        down(s)
+
+    assert sim.run(lambda: up.done() and down.done(), app=app, max_steps=300_000)
+    assert up.received == up.data and down.received == down.data
+    server = sim.server
+    assert server is not None
+    assert sim.run(lambda: sim.client.closed and server.closed, max_steps=100_000)
+    assert sim.client.error is None and server.error is None

@@ -5,8 +5,9 @@ network. Modules: :mod:`.ethernet` (the frame tuple, multicast MACs), :mod:`.arp
 :mod:`.ndp` and :mod:`.neighbours` (address resolution), :mod:`.ipv4`, :mod:`.ipv6`,
 :mod:`.icmp`, :mod:`.udp` (codecs; :mod:`.checksum` over ``ztone.util.inet_checksum``),
 :mod:`.tcp_segment` and :mod:`.tcp` (the TCP engine), :mod:`.udp_socket` and
-:mod:`.tcp_socket` (what applications hold), :mod:`.stack` (demultiplexing, routes,
-timers, bounds). Nothing here does I/O, reads a clock or draws randomness of its own.
+:mod:`.tcp_socket` (what applications hold), :mod:`.routing` (addresses, routes,
+next hops), :mod:`.stack` (demultiplexing, timers, bounds). Nothing here does I/O,
+reads a clock or draws randomness of its own.
 
 Why pure Python rather than binding lwIP (BSD; Debian's liblwip-dev 2.1.3): the pure
 stack moves one TCP connection at several hundred Mbit/s against the Linux kernel

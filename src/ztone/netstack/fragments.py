@@ -111,7 +111,7 @@ class Reassembler:
         """Give up the datagrams whose first fragment is ``timeout`` seconds old."""
         while self._partials:
             key, partial = next(iter(self._partials.items()))
-            if now - partial.started < self.timeout:
+            if now < partial.started + self.timeout:  # the same sum as deadline()
                 break
             self._drop(key)
 

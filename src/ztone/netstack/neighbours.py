@@ -62,6 +62,8 @@ class NeighbourTable:
         self.evicted = 0
         self.dropped = 0
         """Packets dropped: a full hold queue, a full pending table, a failed resolution."""
+        self.failed: list[bytes] = []
+        """Addresses whose resolution gave up since the caller last emptied this list."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -76,7 +78,7 @@ class NeighbourTable:
         if entry is None:
             return None
         if (
-            now - entry.confirmed > self.ttl
+            now >= entry.confirmed + self.ttl
             and entry.probes >= self.tries
             and (now >= entry.next_probe)
         ):
@@ -130,12 +132,14 @@ class NeighbourTable:
             if pending.tries >= self.tries:
                 self.dropped += len(pending.held)
                 del self._pending[ip]
+                if len(self.failed) < self.pending_capacity:
+                    self.failed.append(ip)
                 continue
             pending.tries += 1
             pending.next_try = now + self.retry
             out.append((ip, None))
         for ip, entry in list(self._entries.items()):
-            if now - entry.confirmed <= self.ttl or now < entry.next_probe:
+            if now < entry.confirmed + self.ttl or now < entry.next_probe:
                 continue
             if entry.probes >= self.tries:
                 del self._entries[ip]

@@ -14,7 +14,7 @@ fragments what it sends (IPv4 with DF), and reassembles what it receives within 
 holds (also from itself: packets to its own addresses loop back at the next poll),
 rate-limited port unreachable for UDP to a closed port, UDP sockets
 (:mod:`.udp_socket`), TCP sockets (:mod:`.tcp_socket`) over the ``ztone.netstack.tcp``
-engine with MSS = MTU - 40 (IPv4) or MTU - 60 (IPv6). Routes: each
+engine with MSS = MTU - 40 (IPv4) or MTU - 60 (IPv6). Routes (:mod:`.routing`): each
 address's network is on-link, ``fe80::/10`` too; :meth:`Stack.add_route` adds more
 (a gateway's MAC is resolved like any neighbour); the longest prefix wins.
 
@@ -25,7 +25,6 @@ bounded by :class:`StackLimits`.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -33,7 +32,6 @@ from dataclasses import dataclass, field, fields
 from ztone.errors import LocalUsageError, MalformedPacket
 from ztone.netstack import arp, icmp, ndp
 from ztone.netstack.ethernet import (
-    ALL_NODES_MAC,
     BROADCAST_MAC,
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
@@ -47,14 +45,13 @@ from ztone.netstack.fragments import Key, Reassembler
 from ztone.netstack.ipv4 import PROTO_ICMP, Ipv4Packet, build_ipv4, parse_ipv4
 from ztone.netstack.ipv6 import PROTO_ICMPV6, Ipv6Packet, build_ipv6, parse_ipv6
 from ztone.netstack.neighbours import NeighbourTable
-from ztone.netstack.tcp import TIME_WAIT, TcpConnection, TcpLimits
+from ztone.netstack.routing import Interface, Network, Routing, address_of
+from ztone.netstack.tcp import SYN_SENT, TIME_WAIT, TcpConnection, TcpLimits
 from ztone.netstack.tcp_segment import ACK, RST, SYN, TcpSegment, build_tcp, parse_tcp, reset_for
 from ztone.netstack.tcp_socket import TcpListener, TcpSocket
 from ztone.netstack.udp import PROTO_UDP, UdpDatagram, build_udp, parse_udp
 from ztone.netstack.udp_socket import Address, Endpoint, UdpSocket
 
-Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Rand = Callable[[int], int]
 """``rand(k)``: ``k`` random bits as an int (e.g. ``random.Random(seed).getrandbits`` in
 tests, ``secrets.randbits`` in the daemon)."""
@@ -67,8 +64,6 @@ MAX_MTU = 65535
 _LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 _ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
 _UNSPECIFIED_V6 = bytes(16)
-_LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
-_HOP_CACHE = 1024
 LOOPBACK_QUEUE = 1024
 """Packets to our own addresses waiting for the next poll (more are dropped)."""
 LOOPBACK_ROUNDS = 4
@@ -149,23 +144,6 @@ class StackCounters:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass(frozen=True, slots=True)
-class _Route:
-    version: int
-    network: int
-    mask: int
-    prefix: int
-    via: bytes | None
-
-
-def _packed(ip: Address) -> bytes:
-    return ip.packed
-
-
-def _address(raw: bytes) -> Address:
-    return ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw)
-
-
 class Stack:
     """One network's user-space IPv4/IPv6 stack (see the module docstring)."""
 
@@ -186,14 +164,7 @@ class Stack:
             lim.pending_neighbours, lim.pending_per_neighbour,
         )  # fmt: skip
         self._neighbours_due: float | None = None
-        self._v4: dict[bytes, ipaddress.IPv4Interface] = {}
-        self._v6: dict[bytes, ipaddress.IPv6Interface] = {}
-        self._v4_broadcasts: set[bytes] = set()
-        self._interfaces: list[Interface] = []
-        self._routes: list[tuple[Network, Address | None]] = []
-        self._table: list[_Route] = []
-        self._hops: dict[bytes, bytes | None] = {}
-        self._groups: set[int] = {ALL_NODES_MAC}
+        self._routing = Routing()
         self._out: list[EthernetFrame] = []
         self._changed: set[object] = set()
         self._udp: dict[tuple[bytes | None, int], UdpSocket] = {}
@@ -211,7 +182,6 @@ class Stack:
             lim.reassembly_datagrams, lim.reassembly_bytes, lim.reassembly_fragments,
             lim.reassembly_timeout,
         )  # fmt: skip
-        self._rebuild()
 
     # -- link configuration -------------------------------------------------------------
 
@@ -223,36 +193,23 @@ class Stack:
 
     def add_address(self, ip: Interface) -> None:
         """Hold ``ip`` (its network becomes on-link); adding it twice is fine."""
-        if ip in self._interfaces:
-            return
-        if ip.ip.is_multicast or ip.ip.is_unspecified:
-            raise LocalUsageError(f"{ip} cannot be a host address")
-        self._interfaces.append(ip)
-        self._rebuild()
+        self._routing.add_address(ip)
 
     def remove_address(self, ip: Interface) -> None:
-        if ip in self._interfaces:
-            self._interfaces.remove(ip)
-            self._rebuild()
+        self._routing.remove_address(ip)
 
     def addresses(self) -> list[Interface]:
-        return list(self._interfaces)
+        return self._routing.addresses()
 
     def add_route(self, target: Network, via: Address | None) -> None:
         """Route ``target`` on-link (``via`` None) or through the gateway ``via``."""
-        if via is not None and via.version != target.version:
-            raise LocalUsageError(f"route {target} via {via}: mixed address families")
-        if (target, via) not in self._routes:
-            self._routes.append((target, via))
-            self._rebuild()
+        self._routing.add_route(target, via)
 
     def remove_route(self, target: Network, via: Address | None) -> None:
-        if (target, via) in self._routes:
-            self._routes.remove((target, via))
-            self._rebuild()
+        self._routing.remove_route(target, via)
 
     def routes(self) -> list[tuple[Network, Address | None]]:
-        return list(self._routes)
+        return self._routing.routes()
 
     @property
     def reassembly_pending(self) -> int:
@@ -272,39 +229,7 @@ class Stack:
     def multicast_macs(self) -> list[int]:
         """The Ethernet groups to listen to: broadcast (ARP), ff02::1 and the
         solicited-node group of each IPv6 address."""
-        return [BROADCAST_MAC, *sorted(self._groups)]
-
-    def _rebuild(self) -> None:
-        self._v4 = {}
-        self._v6 = {}
-        self._v4_broadcasts = set()
-        self._groups = {ALL_NODES_MAC}
-        table: list[_Route] = []
-        for iface in self._interfaces:
-            raw = iface.ip.packed
-            if isinstance(iface, ipaddress.IPv4Interface):
-                self._v4[raw] = iface
-                if iface.network.prefixlen < 31:
-                    self._v4_broadcasts.add(iface.network.broadcast_address.packed)
-            else:
-                self._v6[raw] = iface
-                self._groups.add(ipv6_multicast_mac(ndp.solicited_node(raw)))
-            table.append(self._route(iface.network, None))
-        table.append(self._route(_LINK_LOCAL, None))
-        table.extend(self._route(target, via) for target, via in self._routes)
-        table.sort(key=lambda r: -r.prefix)
-        self._table = table
-        self._hops = {}
-
-    @staticmethod
-    def _route(target: Network, via: Address | None) -> _Route:
-        return _Route(
-            target.version,
-            int(target.network_address),
-            int(target.netmask),
-            target.prefixlen,
-            via.packed if via is not None else None,
-        )
+        return [BROADCAST_MAC, *sorted(self._routing.groups)]
 
     # -- frames and time ----------------------------------------------------------------
 
@@ -312,7 +237,7 @@ class Stack:
         """Take one frame from the network; never raises (bad frames are counted)."""
         _src_mac, dst_mac, ethertype, payload = frame
         self.counters.frames_in += 1
-        if dst_mac not in (self.mac, BROADCAST_MAC) and dst_mac not in self._groups:
+        if dst_mac not in (self.mac, BROADCAST_MAC) and dst_mac not in self._routing.groups:
             self.counters.not_for_us += 1
             return
         try:
@@ -347,6 +272,9 @@ class Stack:
                 self._solicit(ip, mac)
             self._neighbours_due = self._neighbours.deadline()
             self.counters.unresolved = self._neighbours.dropped
+            if self._neighbours.failed:
+                self._unreachable(self._neighbours.failed)
+                self._neighbours.failed = []
         for _ in range(LOOPBACK_ROUNDS):
             work = self._dirty
             self._dirty = set()
@@ -359,6 +287,15 @@ class Stack:
             packets, self._loopback = self._loopback, []
             for ethertype, packet in packets:
                 self._loopback_input(ethertype, packet, now)
+
+    def _unreachable(self, hops: list[bytes]) -> None:
+        """Connections still opening towards a next hop that never answered ARP/NDP fail
+        now with "host unreachable" instead of retrying their SYN for a minute."""
+        gone = set(hops)
+        for sock in list(self._tcp.values()):
+            conn = sock.connection
+            if conn.state is SYN_SENT and self._routing.next_hop(conn.remote_ip) in gone:
+                sock.fail("host unreachable")
 
     def _loopback_input(self, ethertype: int, packet: bytes, now: float) -> None:
         try:
@@ -395,7 +332,7 @@ class Stack:
     def _arp_input(self, payload: bytes, now: float) -> None:
         msg = arp.parse_arp(payload)
         self.counters.arp_in += 1
-        ours = msg.target_ip in self._v4
+        ours = msg.target_ip in self._routing.v4
         if not is_group_mac(msg.sender_mac) and msg.sender_ip != bytes(4):
             self._learn(msg.sender_ip, msg.sender_mac, now, create=ours)
         if msg.op == arp.REQUEST and ours and not is_group_mac(msg.sender_mac):
@@ -406,11 +343,13 @@ class Stack:
     def _learn(self, ip: bytes, mac: int, now: float, create: bool) -> None:
         for ethertype, packet in self._neighbours.confirm(ip, mac, now, create):
             self._emit(mac, ethertype, packet)
+        if self._neighbours_due is None:  # a first entry: its refresh must be scheduled
+            self._neighbours_due = self._neighbours.deadline()
 
     def _solicit(self, ip: bytes, mac: int | None) -> None:
         """An ARP request or a neighbour solicitation for ``ip`` (unicast to ``mac`` when
         refreshing a known neighbour)."""
-        src = self._source_for(ip)
+        src = self._routing.source_for(ip)
         if src is None:
             return
         if len(ip) == 4:
@@ -435,7 +374,7 @@ class Stack:
             if nd.link_mac is not None and not is_group_mac(nd.link_mac):
                 self._learn(nd.target, nd.link_mac, now, create=False)
             return
-        if nd.target not in self._v6 or src == _UNSPECIFIED_V6:
+        if nd.target not in self._routing.v6 or src == _UNSPECIFIED_V6:
             return  # not ours, or duplicate address detection (which we do not defend)
         if nd.link_mac is not None and not is_group_mac(nd.link_mac):
             self._learn(src, nd.link_mac, now, create=True)
@@ -457,9 +396,9 @@ class Stack:
     def _ipv4_input(self, payload: bytes, unicast: bool, now: float) -> None:
         pkt = parse_ipv4(payload)
         dst = pkt.dst
-        if dst in self._v4:
+        if dst in self._routing.v4:
             local = True
-        elif dst == _LIMITED_BROADCAST or dst in self._v4_broadcasts:
+        elif dst == _LIMITED_BROADCAST or dst in self._routing.v4_broadcasts:
             local = False
         else:
             self.counters.not_for_us += 1
@@ -490,9 +429,10 @@ class Stack:
     def _ipv6_input(self, payload: bytes, now: float) -> None:
         pkt = parse_ipv6(payload)
         dst = pkt.dst
-        local = dst in self._v6
+        local = dst in self._routing.v6
         if not local and not (
-            dst == _ALL_NODES or (dst[0] == 0xFF and ipv6_multicast_mac(dst) in self._groups)
+            dst == _ALL_NODES
+            or (dst[0] == 0xFF and ipv6_multicast_mac(dst) in self._routing.groups)
         ):
             self.counters.not_for_us += 1
             return
@@ -540,13 +480,13 @@ class Stack:
             self._route_out(dst, ETHERTYPE_IPV6, build_ipv6(src, dst, protocol, payload), now)
 
     def _route_out(self, dst: bytes, ethertype: int, packet: bytes, now: float) -> None:
-        if dst in self._v4 or dst in self._v6:
+        if dst in self._routing.v4 or dst in self._routing.v6:
             # to ourselves: taken in by the next poll (never recursively from here)
             if len(self._loopback) < LOOPBACK_QUEUE:
                 self._loopback.append((ethertype, packet))
             return
         if len(dst) == 4:
-            if dst == _LIMITED_BROADCAST or dst in self._v4_broadcasts:
+            if dst == _LIMITED_BROADCAST or dst in self._routing.v4_broadcasts:
                 self._emit(BROADCAST_MAC, ethertype, packet)
                 return
             if 224 <= dst[0] < 240:
@@ -555,7 +495,7 @@ class Stack:
         elif dst[0] == 0xFF:
             self._emit(ipv6_multicast_mac(dst), ethertype, packet)
             return
-        hop = self._next_hop(dst)
+        hop = self._routing.next_hop(dst)
         if hop is None:
             self.counters.no_route += 1
             return
@@ -574,43 +514,13 @@ class Stack:
         self._out.append((self.mac, mac, ethertype, packet))
         self.counters.frames_out += 1
 
-    def _next_hop(self, dst: bytes) -> bytes | None:
-        """The on-link address to send a packet for ``dst`` to (itself or a gateway)."""
-        hops = self._hops
-        if dst in hops:
-            return hops[dst]
-        value = int.from_bytes(dst, "big")
-        version = 4 if len(dst) == 4 else 6
-        hop: bytes | None = None
-        for route in self._table:
-            if route.version == version and value & route.mask == route.network:
-                hop = dst if route.via is None else route.via
-                break
-        if len(hops) >= _HOP_CACHE:
-            hops.clear()
-        hops[dst] = hop
-        return hop
-
-    def _source_for(self, dst: bytes) -> bytes | None:
-        """Our address for talking to ``dst``: one whose network holds it, else the first
-        of its family; None when we hold none of that family."""
-        table = self._v4 if len(dst) == 4 else self._v6
-        target = _address(dst)
-        first = None
-        for raw, iface in table.items():
-            if target in iface.network:
-                return raw
-            if first is None:
-                first = raw
-        return first
-
     # -- UDP ------------------------------------------------------------------------------
 
     def udp_bind(self, port: int = 0, *, address: Address | None = None) -> UdpSocket:
         """A UDP socket on ``port`` (0: a free ephemeral port) of ``address`` (None: all
         of ours). LocalUsageError when the port is taken or the address is not ours."""
         raw = address.packed if address is not None else None
-        if raw is not None and raw not in self._v4 and raw not in self._v6:
+        if raw is not None and raw not in self._routing.v4 and raw not in self._routing.v6:
             raise LocalUsageError(f"{address} is not an address of this stack")
         if len(self._udp) >= self.limits.udp_sockets:
             raise LocalUsageError(f"already {len(self._udp)} UDP sockets")
@@ -654,7 +564,7 @@ class Stack:
         if not 0 < port < 65536:
             raise LocalUsageError(f"UDP port {port} outside 1..65535")
         dst = ip.packed
-        src = sock.address.packed if sock.address is not None else self._source_for(dst)
+        src = sock.address.packed if sock.address is not None else self._routing.source_for(dst)
         if src is None or len(src) != len(dst):
             raise LocalUsageError(f"no IPv{ip.version} address to send to {ip} from")
         header = 20 if len(dst) == 4 else 40
@@ -662,8 +572,8 @@ class Stack:
             raise LocalUsageError(
                 f"UDP datagram of {len(data)} bytes does not fit the MTU {self.mtu}"
             )
-        group = ip.is_multicast or dst in self._v4_broadcasts or dst == _LIMITED_BROADCAST
-        if not group and self._next_hop(dst) is None:
+        group = ip.is_multicast or dst in self._routing.v4_broadcasts or dst == _LIMITED_BROADCAST
+        if not group and self._routing.next_hop(dst) is None:
             raise LocalUsageError(f"no route to {ip}")
         datagram = build_udp(UdpDatagram(sock.port, port, data), src, dst)
         self._send_ip(src, dst, PROTO_UDP, datagram, now)
@@ -680,7 +590,7 @@ class Stack:
             if unicast:
                 self._port_unreachable(src, dst, packet, now)
             return
-        if sock.deliver(d.payload, (_address(src), d.src_port)):
+        if sock.deliver(d.payload, (address_of(src), d.src_port)):
             self._changed.add(sock)
         else:
             self.counters.udp_queue_full += 1
@@ -720,7 +630,7 @@ class Stack:
         """Listen on ``port`` of ``address`` (None: every address of the stack);
         LocalUsageError when taken or not ours."""
         raw = address.packed if address is not None else None
-        if raw is not None and raw not in self._v4 and raw not in self._v6:
+        if raw is not None and raw not in self._routing.v4 and raw not in self._routing.v6:
             raise LocalUsageError(f"{address} is not an address of this stack")
         if not 0 < port < 65536:
             raise LocalUsageError(f"TCP port {port} outside 1..65535")
@@ -750,17 +660,19 @@ class Stack:
         """Open a connection to ``remote`` from our address for it (same family, the one
         whose network holds it, else the first) and a free ephemeral port; the SYN goes
         at the next poll. LocalUsageError: no address of that family, no route, a bad
-        port, or the connection table is full."""
+        port, or the connection table is full. Failures later show in the socket's
+        ``error``: "connection refused", "timed out", "host unreachable" (the next hop
+        never answered ARP/NDP)."""
         ip, port = remote
         if not 0 < port < 65536:
             raise LocalUsageError(f"TCP port {port} outside 1..65535")
         dst = ip.packed
-        src = self._source_for(dst)
+        src = self._routing.source_for(dst)
         if src is None:
             raise LocalUsageError(f"no IPv{ip.version} address to connect to {ip} from")
-        if ip.is_multicast or dst in self._v4_broadcasts or dst == _LIMITED_BROADCAST:
+        if ip.is_multicast or dst in self._routing.v4_broadcasts or dst == _LIMITED_BROADCAST:
             raise LocalUsageError(f"cannot connect to {ip}")
-        if self._next_hop(dst) is None:
+        if self._routing.next_hop(dst) is None:
             raise LocalUsageError(f"no route to {ip}")
         if len(self._tcp) >= self.limits.tcp_connections:
             raise LocalUsageError(f"already {len(self._tcp)} TCP connections")
@@ -775,7 +687,7 @@ class Stack:
         conn = TcpConnection.connect(
             src, lport, dst, port, mss=mss, iss=self._rand(32), now=now, limits=self.limits.tcp
         )
-        sock = TcpSocket(conn, (_address(src), lport), (ip, port), self._tcp_touch)
+        sock = TcpSocket(conn, (address_of(src), lport), (ip, port), self._tcp_touch)
         self._tcp[(src, lport, dst, port)] = sock
         self._dirty.add(sock)
         self._last_now = max(self._last_now, now)
@@ -825,7 +737,7 @@ class Stack:
             return
         conn = TcpConnection.accept(seg, dst, src, mss=self._mss(len(dst)), iss=self._rand(32),
                                     now=now, limits=self.limits.tcp)  # fmt: skip
-        sock = TcpSocket(conn, (_address(dst), seg.dst_port), (_address(src), seg.src_port),
+        sock = TcpSocket(conn, (address_of(dst), seg.dst_port), (address_of(src), seg.src_port),
                          self._tcp_touch)  # fmt: skip
         sock.listener = listener
         listener.half_open += 1
@@ -840,7 +752,7 @@ class Stack:
                 conn.recv(conn.readable)  # nobody reads it any more
             if sock.closed_at is None:
                 sock.closed_at = now
-            elif now - sock.closed_at >= self.limits.orphan_timeout:
+            elif now >= sock.closed_at + self.limits.orphan_timeout:  # as the timer
                 conn.abort()
         src, dst = conn.local_ip, conn.remote_ip
         for seg in conn.poll(now):

@@ -17,16 +17,25 @@ What it implements, by RFC section:
 - RFC 9293 §3.8.6 flow control: zero-window probing (persist timer, §3.8.6.1),
   silly-window avoidance on both sides (§3.8.6.2), Nagle (§3.7.4, ``nodelay``).
 - RFC 9293 §3.8.6.3 / RFC 1122 delayed ACKs: at most ``delayed_ack`` seconds, an ACK
-  at least every second segment, immediate ACKs for out-of-order data.
+  at least every second segment, one immediate duplicate ACK per out-of-order segment
+  (even when several arrive between two polls), an immediate ACK when a hole fills.
 - RFC 6298 retransmission timer (SRTT/RTTVAR, Karn's rule, exponential backoff).
-- RFC 5681 slow start and congestion avoidance (byte counting), fast retransmit on the
-  third duplicate ACK and RFC 6582 NewReno fast recovery; RFC 6928 initial window.
-- RFC 5961 §3 and §4: a RST or SYN inside the window but not exactly at RCV.NXT gets a
-  challenge ACK instead of resetting the connection.
+- RFC 5681 slow start (counting every byte acknowledged: a stack that polls once per
+  batch of frames sends stretch ACKs) and congestion avoidance (byte counting), the
+  window grown only while used and restarted after an idle RTO (§4.1), fast
+  retransmit on the third duplicate ACK, RFC 3042 limited transmit, RFC 6582 NewReno
+  fast recovery, RFC 6928 initial window, and RFC 8985 §7's tail loss probe.
+- RFC 5961 §3-§5: a RST or SYN inside the window but not exactly at RCV.NXT gets a
+  challenge ACK instead of resetting the connection; data whose ACK is older than the
+  largest window is dropped; answers to empty out-of-window segments are rate-limited.
 
-Memory per connection is bounded by :class:`TcpLimits`: the send buffer, the receive
-buffer (the advertised window never exceeds its free space), the out-of-order segments
-(count and bytes) and a few queued replies.
+Not implemented: SACK (RFC 2018; SACK-permitted is parsed, never offered), RFC 7323
+timestamps (parsed, never offered), keep-alives, urgent data (URG data is ordinary
+data), ECN. Memory per connection is bounded by :class:`TcpLimits`: the send buffer,
+the receive buffer (the advertised window never exceeds its free space), the bytes
+kept past holes (inside the window, in at most ``out_of_order_segments`` runs) and a
+few queued replies. The hot paths (the next in-order segment, a burst of full-sized
+segments) skip the general per-segment decisions that cannot change between them.
 """
 
 from __future__ import annotations
@@ -62,6 +71,9 @@ class TcpState(enum.Enum):
     LAST_ACK = "LAST_ACK"
     TIME_WAIT = "TIME_WAIT"
 
+    # Enum's own __hash__ is Python code; states are looked up in sets per segment.
+    __hash__ = object.__hash__
+
 
 CLOSED = TcpState.CLOSED
 LISTEN = TcpState.LISTEN
@@ -89,7 +101,8 @@ class TcpLimits:
     send_buffer: int = 256 * 1024
     recv_buffer: int = 256 * 1024
     out_of_order_segments: int = 64
-    """Segments kept beyond a hole (their bytes are also bounded by ``recv_buffer``)."""
+    """Runs of contiguous bytes kept beyond holes, i.e. holes at once (their bytes are
+    bounded by the window, so by ``recv_buffer``)."""
     time_wait: float = 2.0
     """Seconds in TIME-WAIT (we never wait 2 MSL)."""
     max_retransmissions: int = 12
@@ -106,6 +119,19 @@ class TcpLimits:
     unacceptable_ack_interval: float = 0.1
     """Least time between ACKs answering empty out-of-window segments."""
 
+    def __post_init__(self) -> None:
+        # Windows must stay far below 2**31 for modular sequence comparisons.
+        for name in ("send_buffer", "recv_buffer"):
+            if not 1 <= getattr(self, name) <= 1 << 30:
+                raise LocalUsageError(f"TcpLimits.{name} must be within 1..2**30")
+        if min(self.out_of_order_segments, self.max_retransmissions,
+               self.syn_retransmissions) < 0 or self.initial_window_segments < 1:  # fmt: skip
+            raise LocalUsageError("TcpLimits counts must not be negative (IW at least 1)")
+        if not 0 < self.min_rto <= self.max_rto or self.initial_rto <= 0:
+            raise LocalUsageError("TcpLimits needs 0 < min_rto <= max_rto and initial_rto > 0")
+        if min(self.time_wait, self.delayed_ack, self.unacceptable_ack_interval) < 0:
+            raise LocalUsageError("TcpLimits times must not be negative")
+
 
 def _default_peer_mss(ip: bytes) -> int:
     """RFC 9293 §3.7.1 / RFC 8200 §5: the MSS to assume without the option."""
@@ -117,6 +143,18 @@ def _wscale_for(buffer: int) -> int:
     while shift < 14 and buffer >> shift > 0xFFFF:
         shift += 1
     return shift
+
+
+class _Run:
+    """Received bytes kept past a hole: ``data`` starts at sequence number ``seq``;
+    ``fin`` when the peer's FIN follows its last byte."""
+
+    __slots__ = ("data", "fin", "seq")
+
+    def __init__(self, seq: int, data: bytearray, fin: bool) -> None:
+        self.seq = seq
+        self.data = data
+        self.fin = fin
 
 
 class TcpConnection:
@@ -139,6 +177,7 @@ class TcpConnection:
         "_irs",
         "_iss",
         "_last_now",
+        "_last_send",
         "_last_unacceptable_ack",
         "_max_snd_wnd",
         "_mss",
@@ -149,6 +188,7 @@ class TcpConnection:
         "_persist_deadline",
         "_rbuf",
         "_rcv_adv",
+        "_rcv_buffer",
         "_rcv_nxt",
         "_rcv_shift",
         "_recover",
@@ -173,8 +213,11 @@ class TcpConnection:
         "_snd_wnd",
         "_srtt",
         "_ssthresh",
+        "_sws_step",
         "_syn_pending",
         "_timewait_deadline",
+        "_tlp_deadline",
+        "_tlp_sent",
         "_wscale_ok",
         "fast_retransmits",
         "limits",
@@ -184,6 +227,7 @@ class TcpConnection:
         "remote_ip",
         "remote_port",
         "state",
+        "tail_probes",
         "timeouts",
         "window_probes",
     )  # fmt: skip
@@ -206,6 +250,7 @@ class TcpConnection:
         """Retransmission timeouts so far (counters for metrics and tests)."""
         self.fast_retransmits = 0
         self.window_probes = 0
+        self.tail_probes = 0
         iss &= MASK
         self._iss = iss
         self._irs = 0
@@ -230,7 +275,10 @@ class TcpConnection:
         self._rcv_nxt = 0
         self._rcv_adv = 0
         self._rbuf = bytearray()
-        self._ooo: list[tuple[int, bytes, bool]] = []
+        self._rcv_buffer = limits.recv_buffer
+        self._sws_step = min(limits.recv_buffer // 2, mss)
+        """Receiver SWS avoidance: the right edge moves by at least this much."""
+        self._ooo: list[_Run] = []
         self._ooo_bytes = 0
         self._fin_received = False
         # Congestion control (RFC 5681, 6582).
@@ -256,7 +304,10 @@ class TcpConnection:
         self._ack_now = False
         self._segs_unacked = 0
         self._timewait_deadline: float | None = None
+        self._tlp_deadline: float | None = None
+        self._tlp_sent = False
         self._last_unacceptable_ack = -1e18
+        self._last_send = now
         # Control.
         self._syn_pending = True
         self._rst_pending = False
@@ -381,8 +432,13 @@ class TcpConnection:
 
     @property
     def out_of_order(self) -> int:
-        """Segments kept beyond a hole in the received data."""
+        """Runs of bytes kept beyond holes in the received data."""
         return len(self._ooo)
+
+    @property
+    def out_of_order_bytes(self) -> int:
+        """Bytes kept beyond holes (within the advertised window)."""
+        return self._ooo_bytes
 
     def reusable_by(self, syn: TcpSegment) -> bool:
         """True when ``syn``, a new SYN for this connection's 4-tuple, may replace it: the
@@ -433,10 +489,10 @@ class TcpConnection:
         if self.state in _RECEIVING and not self._fin_received:
             # Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): tell the peer at once only when
             # the window it knows is getting small and can now grow by a useful amount.
-            buffer = self.limits.recv_buffer
+            buffer = self._rcv_buffer
             adv = (self._rcv_adv - self._rcv_nxt) & MASK
             free = buffer - len(rbuf)
-            if adv < buffer // 2 and free - adv >= min(buffer // 2, self._mss):
+            if adv < buffer // 2 and free - adv >= self._sws_step:
                 self._ack_now = True
         return data
 
@@ -483,7 +539,7 @@ class TcpConnection:
             return self._last_now
         best: float | None = None
         for t in (self._rto_deadline, self._persist_deadline, self._ack_deadline,
-                  self._timewait_deadline):  # fmt: skip
+                  self._timewait_deadline, self._tlp_deadline):  # fmt: skip
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -533,6 +589,8 @@ class TcpConnection:
             self._on_persist(now, out)
             if self.state is CLOSED:
                 return out
+        if self._tlp_deadline is not None and now >= self._tlp_deadline:
+            self._tail_loss_probe(out)
         if self._syn_pending:
             self._send_syn(now, out)
         elif self.state in _SENDING:
@@ -568,13 +626,12 @@ class TcpConnection:
     def _window_field(self) -> int:
         """The window to advertise (scaled field), moving the advertised right edge only
         by useful amounts (RFC 9293 §3.8.6.2.2) and never to the left."""
-        buffer = self.limits.recv_buffer
-        free = buffer - len(self._rbuf)
+        free = self._rcv_buffer - len(self._rbuf)
         rcv_nxt = self._rcv_nxt
         adv = (self._rcv_adv - rcv_nxt) & MASK
         if adv > _HALF:
             adv = 0
-        wnd = free if free - adv >= min(buffer // 2, self._mss) else adv
+        wnd = free if free - adv >= self._sws_step else adv
         shift = self._rcv_shift
         field = min(wnd >> shift, 0xFFFF)
         edge = (rcv_nxt + (field << shift)) & MASK
@@ -614,7 +671,7 @@ class TcpConnection:
             return 0 if self._fin_queued else -1
         flight = (self._snd_nxt - self._snd_una) & MASK
         wnd_room = self._snd_wnd - flight
-        cwnd_room = self._cwnd - flight
+        cwnd_room = self._cwnd + self._limited_transmit() - flight
         usable = min(wnd_room, cwnd_room)
         if usable <= 0:
             return -1
@@ -631,9 +688,16 @@ class TcpConnection:
         return n
 
     def _output(self, now: float, out: list[TcpSegment]) -> None:
+        if (self._snd_max == self._snd_una and now - self._last_send > self._rto
+                and self._cwnd > self._initial_window()):  # fmt: skip
+            # RFC 5681 §4.1: after an idle RTO the path's state is stale; start again
+            # from the initial window instead of sending a whole old window at once.
+            self._cwnd = self._initial_window()
         if self._fast_rexmit:
             self._fast_rexmit = False
             self._retransmit_first(out)
+        sent_before = len(out)
+        self._burst(now, out)
         sbuf = self._sbuf
         while True:
             n = self._next_segment_size()
@@ -664,6 +728,56 @@ class TcpConnection:
                 self._rto_deadline = now + self._timeout()
             if flags & FIN:
                 break
+        if len(out) > sent_before:
+            self._last_send = now
+            if not self._tlp_sent:
+                self._tlp_deadline = None  # restarted from now by _arm_timers
+
+    def _limited_transmit(self) -> int:
+        """RFC 3042: on the first two duplicate ACKs one new segment each may go past
+        the congestion window, so that a small flight still yields three duplicates."""
+        dupacks = self._dupacks
+        if 0 < dupacks < 3 and not self._in_recovery:
+            return dupacks * self._smss
+        return 0
+
+    def _burst(self, now: float, out: list[TcpSegment]) -> None:
+        """Every full-sized segment the windows allow at once, short of the buffer's
+        last byte (that one, PSH, FIN and the small-segment rules stay with the general
+        loop of :meth:`_output`): the bulk-transfer path, without re-deciding per
+        segment what cannot change between them."""
+        smss = self._smss
+        seq = self._snd_nxt
+        off = (seq - self._sbuf_seq) & MASK
+        sbuf = self._sbuf
+        unsent = len(sbuf) - off
+        if unsent <= smss or off > _HALF:
+            return
+        flight = (seq - self._snd_una) & MASK
+        usable = min(self._snd_wnd, self._cwnd + self._limited_transmit()) - flight
+        count = min(usable, unsent - 1) // smss
+        if count <= 0:
+            return
+        if seq == self._snd_max and self._rtt_seq is None:
+            self._rtt_seq = (seq + smss) & MASK
+            self._rtt_time = now
+        window = self._window_field()
+        ack = self._rcv_nxt
+        self._ack_now = False
+        self._ack_deadline = None
+        self._segs_unacked = 0
+        lp, rp = self.local_port, self.remote_port
+        with memoryview(sbuf) as view:
+            for _ in range(count):
+                end = off + smss
+                out.append(TcpSegment(lp, rp, seq, ack, ACK, window, bytes(view[off:end])))
+                off = end
+                seq = (seq + smss) & MASK
+        self._snd_nxt = seq
+        if (seq - self._snd_max) & MASK <= _HALF:
+            self._snd_max = seq
+        if self._rto_deadline is None:
+            self._rto_deadline = now + self._timeout()
 
     def _retransmit_first(self, out: list[TcpSegment]) -> None:
         """Send again the first unacknowledged segment (fast retransmit, RFC 5681 §3.2)."""
@@ -685,6 +799,8 @@ class TcpConnection:
     def _on_rto(self, now: float) -> None:
         """The retransmission timer expired (RFC 6298 §5.4-5.6, RFC 5681 §3.1)."""
         self._rto_deadline = None
+        self._tlp_deadline = None
+        self._tlp_sent = True  # no probe while going back over the flight
         self._retries += 1
         self.timeouts += 1
         synced = self.state not in (SYN_SENT, SYN_RECEIVED)
@@ -742,6 +858,7 @@ class TcpConnection:
         if (self._snd_wnd == 0 and self._sbuf and (self._snd_nxt - self._snd_una) & MASK <= 1
                 and st in _SENDING and self._sbuf_seq == self._snd_una):  # fmt: skip
             self._rto_deadline = None
+            self._tlp_deadline = None  # the persist timer probes instead
             if self._persist_deadline is None:
                 self._persist_deadline = now + min(
                     self._rto * (1 << min(self._persist_backoff, 16)), self.limits.max_rto
@@ -753,8 +870,45 @@ class TcpConnection:
             return
         if self._snd_max == self._snd_una:
             self._rto_deadline = None
-        elif self._rto_deadline is None:
+            self._tlp_deadline = None
+            return
+        if self._rto_deadline is None:
             self._rto_deadline = now + self._timeout()
+        srtt = self._srtt
+        if (self._tlp_deadline is None and not self._tlp_sent and srtt is not None
+                and not self._in_recovery and self._snd_nxt == self._snd_max
+                and st in _SENDING):  # fmt: skip
+            # RFC 8985 §7.2: the probe timeout is two round trips, plus the peer's
+            # delayed-ACK time when only one segment is out; never after the RTO.
+            pto = max(2 * srtt, 0.01)
+            if (self._snd_max - self._snd_una) & MASK <= self._smss:
+                pto += self.limits.delayed_ack + 0.01
+            if now + pto < self._rto_deadline:
+                self._tlp_deadline = now + pto
+
+    def _tail_loss_probe(self, out: list[TcpSegment]) -> None:
+        """RFC 8985 §7.3, simplified: nothing was acknowledged for two round trips, so the
+        tail of the flight, or every ACK for it, may be lost. Send the last segment
+        again (with our FIN if it is out): its ACK either acknowledges everything or,
+        as a duplicate ACK, starts the usual recovery; far sooner than the RTO. One
+        probe per flight; it changes no window."""
+        self._tlp_deadline = None
+        self._tlp_sent = True
+        if self.state not in _SENDING or self._snd_nxt != self._snd_max:
+            return
+        fin = self._fin_sent()
+        sent_end = ((self._snd_max - self._sbuf_seq) & MASK) - (1 if fin else 0)
+        if sent_end > len(self._sbuf) or sent_end > _HALF:
+            return
+        start = max(0, sent_end - self._smss)
+        if start == sent_end and not fin:
+            return
+        with memoryview(self._sbuf) as view:
+            payload = bytes(view[start:sent_end])
+        flags = ACK | PSH | (FIN if fin else 0)
+        self._rtt_seq = None  # Karn: no sample from a segment sent twice
+        self.tail_probes += 1
+        out.append(self._segment(flags, (self._sbuf_seq + start) & MASK, payload))
 
     # ---------------------------------------------------------------- input
 
@@ -762,6 +916,8 @@ class TcpConnection:
         """Take one segment from the peer (RFC 9293 §3.10.7). Never raises."""
         self._last_now = now
         st = self.state
+        if st is ESTABLISHED and self._next_in_order(seg, now):
+            return
         if st is CLOSED or st is LISTEN:
             return
         if st is SYN_SENT:
@@ -824,6 +980,30 @@ class TcpConnection:
             self._process_data(seg, rel, wnd, now)
         self._arm_timers(now)
 
+    def _next_in_order(self, seg: TcpSegment, now: float) -> bool:
+        """Header prediction (as in BSD's tcp_input): in ESTABLISHED, the next bytes in
+        sequence, acknowledging nothing new, window unchanged, nothing kept out of
+        order, all inside our window. The general path would do exactly this; the
+        shortcut only skips its checks. False (nothing done) for any other segment."""
+        payload = seg.payload
+        n = len(payload)
+        seq = seg.seq
+        if (seg.flags | PSH != ACK | PSH or not n or seq != self._rcv_nxt or self._ooo
+                or seg.ack != self._snd_una
+                or (seg.window << self._snd_shift) != self._snd_wnd
+                or n > ((self._rcv_adv - seq) & MASK)):  # fmt: skip
+            return False
+        self._snd_wl1 = seq
+        self._snd_wl2 = seg.ack
+        self._rbuf += payload
+        self._rcv_nxt = (seq + n) & MASK
+        self._segs_unacked += 1
+        if self._segs_unacked >= 2:
+            self._ack_now = True
+        elif self._ack_deadline is None:
+            self._ack_deadline = now + self.limits.delayed_ack
+        return True
+
     def _receive_syn_sent(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 §3.10.7.3."""
         flags = seg.flags
@@ -862,10 +1042,14 @@ class TcpConnection:
         if self._retries:
             self._cwnd = smss  # RFC 5681 §3.1: a retransmitted SYN means IW = 1 segment
         else:
-            iw = self.limits.initial_window_segments * smss
-            self._cwnd = min(iw, max(2 * smss, 14600))
+            self._cwnd = self._initial_window()
         self._retries = 0
         self._backoff = 0
+
+    def _initial_window(self) -> int:
+        """RFC 6928 §2: min(IW segments, max(2 segments, 14600 bytes))."""
+        smss = self._smss
+        return min(self.limits.initial_window_segments * smss, max(2 * smss, 14600))
 
     def _set_snd_wnd(self, wnd: int) -> None:
         self._snd_wnd = wnd
@@ -881,6 +1065,11 @@ class TcpConnection:
         if acked > outstanding:
             if acked <= _HALF:
                 self._ack_now = True  # it acknowledges what we never sent
+                return False
+            if (una - ack) & MASK > max(self._max_snd_wnd, self._smss):
+                # RFC 5961 §5.2: older than anything the peer could still be sending
+                # (blind data injection guesses land here): drop, answer with an ACK.
+                self._ack_now = True
                 return False
             return True  # an old ACK: ignore the field, take the data
         seq = seg.seq & MASK
@@ -904,6 +1093,8 @@ class TcpConnection:
             return True
         # New data (or our SYN/FIN) acknowledged.
         self._snd_una = ack
+        self._tlp_deadline = None  # a new flight tail: _arm_timers starts its probe timer
+        self._tlp_sent = False
         if (ack - self._snd_nxt) & MASK <= _HALF:
             self._snd_nxt = ack
         self._retries = 0
@@ -920,7 +1111,7 @@ class TcpConnection:
         if self._rtt_seq is not None and (ack - self._rtt_seq) & MASK <= _HALF:
             self._rtt_sample(now - self._rtt_time)
             self._rtt_seq = None
-        self._on_new_ack(acked, ack)
+        self._on_new_ack(acked, ack, outstanding)
         self._rto_deadline = None if ack == self._snd_max else now + self._timeout()
         if self._fin_queued and ack == self._snd_max and not sbuf and self._fin_sent():
             st = self.state
@@ -936,8 +1127,10 @@ class TcpConnection:
     def _fin_sent(self) -> bool:
         return ((self._snd_max - self._sbuf_seq) & MASK) == len(self._sbuf) + 1
 
-    def _on_new_ack(self, acked: int, ack: int) -> None:
-        """RFC 5681 §3.1 growth, RFC 6582 §3.2 steps 3 (partial/full ACK)."""
+    def _on_new_ack(self, acked: int, ack: int, outstanding: int) -> None:
+        """RFC 5681 §3.1 growth, RFC 6582 §3.2 steps 3 (partial/full ACK). The window
+        grows only while it was at least half used (RFC 7661 §4.1 spirit): an
+        application-limited sender does not earn a window it never tried."""
         smss = self._smss
         if self._in_recovery:
             if (ack - self._recover) & MASK <= _HALF:  # full acknowledgment
@@ -953,8 +1146,14 @@ class TcpConnection:
                 self._cwnd = max(cwnd, smss)
             return
         self._dupacks = 0
+        if 2 * outstanding < self._cwnd:
+            return
         if self._cwnd < self._ssthresh:
-            self._cwnd += min(acked, smss)
+            # Slow start counts every byte acknowledged (as Linux does; RFC 3465 allows
+            # up to 2 SMSS per ACK): a stack that polls once per batch of frames sends
+            # one stretch ACK per batch, and one SMSS per ACK would grow the window
+            # by one segment per round trip instead of doubling it.
+            self._cwnd += acked
         else:
             self._ca_acc += acked
             if self._ca_acc >= self._cwnd:
@@ -1020,42 +1219,71 @@ class TcpConnection:
             self._ack_deadline = now + self.limits.delayed_ack
 
     def _keep_out_of_order(self, seq: int, data: bytes, fin: bool) -> None:
+        """Keep a segment that starts past RCV.NXT (already trimmed to the window).
+
+        Contiguous bytes are kept as one run, so ``out_of_order_segments`` bounds the
+        holes, not the segments: after one loss the whole rest of the window is kept in
+        a single run. Runs never overlap and stay sorted by distance from RCV.NXT; their
+        bytes lie inside the advertised window, so never exceed ``recv_buffer``.
+        """
         if not data and not fin:
             return
-        for s, d, f in self._ooo:
-            if s == seq and len(d) >= len(data) and (f or not fin):
+        runs = self._ooo
+        rcv_nxt = self._rcv_nxt
+        start = (seq - rcv_nxt) & MASK
+        if runs:
+            last = runs[-1]
+            last_start = (last.seq - rcv_nxt) & MASK
+            last_end = last_start + len(last.data)
+            if start == last_end and not last.fin:  # the common case: the run grows
+                last.data += data
+                last.fin = fin
+                self._ooo_bytes += len(data)
+                return
+            if last_start <= start and start + len(data) <= last_end and not fin:
                 return  # a duplicate
-        lim = self.limits
-        if (len(self._ooo) >= lim.out_of_order_segments
-                or self._ooo_bytes + len(data) > lim.recv_buffer):  # fmt: skip
-            return  # full: the sender will send it again
-        self._ooo.append((seq, data, fin))
-        self._ooo_bytes += len(data)
+        new = _Run(seq, bytearray(data), fin)
+        merged: list[_Run] = []
+        for run in sorted((*runs, new), key=lambda r: (r.seq - rcv_nxt) & MASK):
+            if merged:
+                prev = merged[-1]
+                prev_end = ((prev.seq - rcv_nxt) & MASK) + len(prev.data)
+                run_start = (run.seq - rcv_nxt) & MASK
+                if run_start <= prev_end:  # overlapping or adjacent: one run
+                    run_end = run_start + len(run.data)
+                    if run_end > prev_end:
+                        prev.data += memoryview(run.data)[prev_end - run_start :]
+                        prev.fin = run.fin
+                    elif run_end == prev_end:
+                        prev.fin = prev.fin or run.fin
+                    continue
+            merged.append(run)
+        if len(merged) > self.limits.out_of_order_segments:
+            return  # a new hole past the bound: the sender sends it again later
+        self._ooo = merged
+        self._ooo_bytes = sum(len(r.data) for r in merged)
 
     def _drain_out_of_order(self) -> bool:
-        """Move every kept segment that now starts at or before RCV.NXT into the receive
-        buffer; True when the peer's FIN became in-order."""
-        ooo = self._ooo
+        """Move the runs that now start at or before RCV.NXT into the receive buffer;
+        True when the peer's FIN became in-order."""
+        runs = self._ooo
         got_fin = False
-        progress = True
-        while progress and ooo:
-            progress = False
-            for i, (s, d, f) in enumerate(ooo):
-                rel = (s - self._rcv_nxt) & MASK
-                if rel <= _HALF and rel != 0:
-                    continue
-                cut = 0 if rel == 0 else (-rel) & MASK
-                if cut < len(d):
-                    self._rbuf += d[cut:]
-                    self._rcv_nxt = (self._rcv_nxt + len(d) - cut) & MASK
-                if f and cut <= len(d):
-                    got_fin = True
-                del ooo[i]
-                self._ooo_bytes -= len(d)
-                progress = True
-                break
-            if got_fin:
+        while runs:
+            run = runs[0]
+            rel = (run.seq - self._rcv_nxt) & MASK
+            if rel != 0 and rel <= _HALF:
+                break  # still past RCV.NXT, and so are the runs after it
+            cut = 0 if rel == 0 else (-rel) & MASK
+            data = run.data
+            if cut < len(data):
+                self._rbuf += memoryview(data)[cut:]
+                self._rcv_nxt = (self._rcv_nxt + len(data) - cut) & MASK
+            del runs[0]
+            self._ooo_bytes -= len(data)
+            if run.fin and cut <= len(data):
+                got_fin = True
                 self._drop_ooo()
+                break
         return got_fin
 
     def _drop_ooo(self) -> None:
@@ -1089,6 +1317,7 @@ class TcpConnection:
         self.state = TIME_WAIT
         self._timewait_deadline = now + self.limits.time_wait
         self._rto_deadline = None
+        self._tlp_deadline = None
         self._persist_deadline = None
         self._fast_rexmit = False
         self._sbuf.clear()
@@ -1109,6 +1338,7 @@ class TcpConnection:
     def _close(self) -> None:
         self.state = CLOSED
         self._rto_deadline = None
+        self._tlp_deadline = None
         self._persist_deadline = None
         self._ack_deadline = None
         self._timewait_deadline = None

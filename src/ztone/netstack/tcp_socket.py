@@ -34,6 +34,7 @@ class TcpSocket:
         """The listener a half-open passive connection will be queued on."""
         self.closed_at: float | None = None
         self._touch = touch
+        self._failure: str | None = None
 
     def __repr__(self) -> str:
         return f"<TcpSocket {self.local} -> {self.remote} {self.connection.state.name}>"
@@ -64,6 +65,14 @@ class TcpSocket:
         """RST now; both buffers are discarded."""
         self.connection.abort()
         self._touch(self)
+
+    def fail(self, reason: str) -> None:
+        """The stack's side: end the connection for ``reason`` (e.g. "host unreachable"
+        when its next hop never answered ARP/NDP); ``error`` says it from now on."""
+        if self._failure is None and not self.connection.closed:
+            self._failure = reason
+            self.connection.abort()
+            self._touch(self)
 
     def close(self) -> None:
         """Shut down and forget: the stack finishes the close. Unread data makes it an
@@ -114,7 +123,9 @@ class TcpSocket:
 
     @property
     def error(self) -> str | None:
-        return self.connection.error
+        """ "connection refused", "connection reset", "timed out", "host unreachable"
+        or None."""
+        return self._failure or self.connection.error
 
 
 class TcpListener:

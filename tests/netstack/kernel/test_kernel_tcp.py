@@ -206,3 +206,22 @@ def test_simultaneous_close(lab: KernelLab) -> None:
     assert lab.pump(lambda: lab.stack.tcp_connection_count == 0, timeout=15)
     assert s.closed and s.error is None
     k.close()
+
+
+def test_ipv6_bulk_both_ways_within_the_mtu(lab: KernelLab) -> None:
+    data = random.Random(7).randbytes(4 << 20)
+    listener = lab.stack.tcp_listen(7008)
+    k, s = kernel_connect(lab, listener, v6=True)
+    biggest: list[int] = [0]
+    write = lab.device.write_batch if lab.device is not None else None
+    assert write is not None
+
+    def watch(frames: list[tuple[int, int, int, bytes]]) -> int:
+        biggest[0] = max([biggest[0], *(len(f[3]) for f in frames)])
+        return write(frames)
+
+    lab.device.write_batch = watch  # type: ignore[method-assign,union-attr]
+    assert digest(kernel_to_stack(lab, k, s, data)) == digest(data)
+    assert digest(stack_to_kernel(lab, k, s, data)) == digest(data)
+    assert biggest[0] == 2800  # full segments: MSS = MTU - 60, IPv6 packets of the MTU
+    k.close()
