@@ -173,3 +173,15 @@ def test_doctor_bad_backend(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_doctor_in_the_help() -> None:
     assert "  doctor  " in cli.help_text("ztone-cli")
+
+
+def test_userspace_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert selected_backend({BACKEND_ENV: "userspace"}) == "userspace"
+    monkeypatch.setenv(BACKEND_ENV, "userspace")
+    assert type(default_tap_factory()).__name__ == "UserspaceTapFactory"
+    code, out, _ = doctor()
+    assert code == 0
+    assert out.splitlines() == [
+        "virtual network backend: userspace",
+        "ok   stack: the user-space network stack imports (no privileges needed)",
+    ]

@@ -12,7 +12,14 @@ The environment variable ``ZTONE_TAP_BACKEND`` overrides the platform's choice:
   OmniOS simulation in ``tests/illumos_sim`` sets, together with ``ZTONE_ILLUMOS_SBIN``
   (where dladm, ifconfig, route... are) and ``ZTONE_LIBDLPI`` (the shim
   ``libdlpi.so.1``), so the daemon runs the illumos code unchanged on Linux;
+* ``userspace`` - no virtual port at all: every network gets a user-space network
+  stack (:mod:`ztone.osdep.userspace`, no root needed; issue 15);
 * unset or empty - by platform.
+
+:class:`ChoosingTapFactory` puts the choice per network together: a network's
+``portBackend`` setting (``auto``, ``tap``, ``userspace``) and, for ``auto``, a
+user-space port whenever the platform's port cannot be made (not root, no
+``/dev/net/tun``...), said once in the log.
 
 Any other value is an error (:class:`TapError`), so a typo never silently selects the
 platform's backend. The daemon (``ztone.service.runner``) and ``ztone-cli doctor`` ask
@@ -22,21 +29,26 @@ the variable.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ztone.crypto.backend import DEFAULT, Backend
-from ztone.osdep.base import TapError, TapFactory
+from ztone.osdep.base import Tap, TapError, TapFactory
+from ztone.osdep.userspace import UserspaceTapFactory
+
+log = logging.getLogger(__name__)
 
 BACKEND_ENV = "ZTONE_TAP_BACKEND"
 LINUX = "linux"
 ILLUMOS = "illumos"
-BACKENDS = (LINUX, ILLUMOS)
+USERSPACE = "userspace"
+BACKENDS = (LINUX, ILLUMOS, USERSPACE)
 
 
 def selected_backend(environ: Mapping[str, str] | None = None) -> str | None:
-    """``"linux"``, ``"illumos"`` or None (no backend for this platform).
+    """``"linux"``, ``"illumos"``, ``"userspace"`` or None (no backend for this platform).
 
     ``ZTONE_TAP_BACKEND`` when set (:class:`TapError` for an unknown value), else
     ``sys.platform``.
@@ -82,7 +94,72 @@ def default_tap_factory(
         # Commands and libdlpi come from the environment (ZTONE_ILLUMOS_SBIN,
         # ZTONE_LIBDLPI); libdlpi is loaded on the first port.
         return IllumosTapFactory()
+    if backend == USERSPACE:
+        return UserspaceTapFactory()
     raise TapError(f"no virtual network backend for {sys.platform}")
+
+
+class ChoosingTapFactory:
+    """Per network, the platform's port or a user-space stack (see the module).
+
+    ``choose(nwid)`` is the network's ``portBackend`` setting; ``platform`` is None
+    when the platform has no usable backend (``platform_problem`` says why).
+    """
+
+    def __init__(
+        self,
+        platform: TapFactory | None,
+        userspace: UserspaceTapFactory,
+        choose: Callable[[int], str],
+        platform_problem: str = "",
+    ) -> None:
+        self.platform = platform
+        self.userspace = userspace
+        self.choose = choose
+        self.platform_problem = platform_problem or "no virtual network backend"
+        self.backends: dict[int, str] = {}
+        self._told = False
+
+    def _fall_back(self, nwid: int, mac: int, mtu: int, name: str, why: str) -> Tap:
+        if not self._told:
+            self._told = True
+            log.warning(
+                "cannot make virtual ports (%s): networks get a user-space network stack "
+                "instead (no-root mode: reach them through SOCKS5 and port forwards)",
+                why,
+            )
+        return self.userspace.create(nwid, mac, mtu, name)
+
+    def create(self, nwid: int, mac: int, mtu: int, friendly_name: str) -> Tap:
+        choice = self.choose(nwid)
+        tap: Tap
+        if choice == USERSPACE:
+            tap = self.userspace.create(nwid, mac, mtu, friendly_name)
+            self.backends[nwid] = USERSPACE
+            return tap
+        if self.platform is None:
+            if choice == "tap":
+                raise TapError(self.platform_problem)
+            tap = self._fall_back(nwid, mac, mtu, friendly_name, self.platform_problem)
+            self.backends[nwid] = USERSPACE
+            return tap
+        try:
+            tap = self.platform.create(nwid, mac, mtu, friendly_name)
+        except TapError as e:
+            if choice == "tap":
+                raise
+            tap = self._fall_back(nwid, mac, mtu, friendly_name, str(e))
+            self.backends[nwid] = USERSPACE
+            return tap
+        self.backends[nwid] = "tap"
+        return tap
+
+    def cleanup_stale(self) -> list[str]:
+        return self.platform.cleanup_stale() if self.platform is not None else []
+
+    def backend_of(self, nwid: int) -> str:
+        """``"tap"`` (the platform's port) or ``"userspace"`` for a network's last port."""
+        return self.backends.get(nwid, "")
 
 
 __all__ = [
@@ -90,6 +167,8 @@ __all__ = [
     "BACKEND_ENV",
     "ILLUMOS",
     "LINUX",
+    "USERSPACE",
+    "ChoosingTapFactory",
     "default_tap_factory",
     "selected_backend",
 ]

@@ -7,7 +7,8 @@ and the :class:`~ztone.osdep.base.Problem` list, each with its fix.
 * illumos: :func:`ztone.osdep.illumos.run_preflight` (administration commands,
   dlmgmtd and ipmgmtd online, privileges, libdlpi, dladm answering, link names free);
 * Linux: :func:`linux_preflight` (``/dev/net/tun`` opens, ``CAP_NET_ADMIN``, iproute2's
-  ``ip`` there).
+  ``ip`` there);
+* userspace (no-root mode): the user-space stack imports; nothing else is needed.
 
 The checks look at the process that runs them: run ``ztone-cli doctor`` as the user
 (and with the environment) the daemon runs with.
@@ -21,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 
 from ztone.osdep.base import Problem, TapError
-from ztone.osdep.factory import ILLUMOS, LINUX, selected_backend
+from ztone.osdep.factory import ILLUMOS, LINUX, USERSPACE, selected_backend
 
 TUN_PATH = "/dev/net/tun"
 CAP_NET_ADMIN = 12
@@ -32,6 +33,7 @@ CHECKS: dict[str, tuple[tuple[str, str], ...]] = {
         ("privileges", "CAP_NET_ADMIN (TAP devices, addresses, routes)"),
         ("ip", "ip (iproute2) is there (addresses, routes)"),
     ),
+    USERSPACE: (("stack", "the user-space network stack imports (no privileges needed)"),),
     ILLUMOS: (
         ("commands", "dladm, ifconfig, route, svcs and ppriv are there"),
         ("services", "dlmgmtd and ipmgmtd are online"),
@@ -140,6 +142,16 @@ def linux_preflight(
     return problems
 
 
+def userspace_preflight() -> list[Problem]:
+    """The user-space stack is pure Python: it works wherever ztone imports."""
+    try:
+        importlib.import_module("ztone.netstack.stack")
+    except ImportError as e:
+        return [Problem("stack", f"the user-space stack does not import: {e}",
+                        "reinstall ztone")]  # fmt: skip
+    return []
+
+
 def preflight(home: str | None = None, backend: str | None = None) -> Report:
     """Run the checks of ``backend`` (default: the selected one).
 
@@ -154,7 +166,16 @@ def preflight(home: str | None = None, backend: str | None = None) -> Report:
         from ztone.osdep.illumos.preflight import run_preflight  # noqa: PLC0415 (illumos only)
 
         return Report(ILLUMOS, CHECKS[ILLUMOS], run_preflight(home))
+    if backend == USERSPACE:
+        return Report(USERSPACE, CHECKS[USERSPACE], userspace_preflight())
     raise TapError(f"no virtual network backend for {sys.platform}")
 
 
-__all__ = ["CHECKS", "Report", "effective_capabilities", "linux_preflight", "preflight"]
+__all__ = [
+    "CHECKS",
+    "Report",
+    "effective_capabilities",
+    "linux_preflight",
+    "preflight",
+    "userspace_preflight",
+]

@@ -70,6 +70,10 @@ U32_MAX = 0xFFFFFFFF
 NETWORK_LOCAL_CONF_CAPACITY = 4096  # Dictionary<4096> in the reader
 ALLOW_MANAGED_CAPACITY = 1024  # Buffer<1024> for the allowManaged value
 SOFTWARE_UPDATE_MODES = ("apply", "download", "disable")
+LENIENT_SETTINGS = frozenset({"portBackend", "socks5", "networks"})
+"""ztone's no-root keys (issue 15), read by :mod:`ztone.service.userspace_conf`: not in
+:class:`Settings`, because a bad value there must leave out only its front-end, never
+keep the daemon from starting."""
 
 
 class ConfigError(Exception):
@@ -321,7 +325,11 @@ class LocalConf(BaseModel):
         raw = self._raw
         keys = [key_path((k,)) for k in raw if k not in _known_keys(LocalConf)]
         settings = raw.get("settings", {})
-        keys += [key_path(("settings", k)) for k in settings if k not in _known_keys(Settings)]
+        keys += [
+            key_path(("settings", k))
+            for k in settings
+            if k not in _known_keys(Settings) and k not in LENIENT_SETTINGS
+        ]
         for section, model in (("physical", PhysicalConfig), ("virtual", VirtualConfig)):
             for entry_key, entry in raw.get(section, {}).items():
                 keys += [

@@ -39,8 +39,16 @@ from ztone.node.actions import (
 from ztone.node.node import Node, PhysicalPathSetting
 from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import TapError
-from ztone.osdep.factory import ILLUMOS, default_tap_factory, selected_backend
+from ztone.osdep.base import TapError, TapFactory
+from ztone.osdep.factory import (
+    BACKEND_ENV,
+    ILLUMOS,
+    USERSPACE,
+    ChoosingTapFactory,
+    default_tap_factory,
+    selected_backend,
+)
+from ztone.osdep.userspace import UserspaceTapFactory
 from ztone.service.api.controller_routes import controller_routes
 from ztone.service.api.http import ApiServer
 from ztone.service.api.network_routes import network_routes
@@ -64,6 +72,8 @@ from ztone.service.networks import NetworkPorts
 from ztone.service.state_writer import StateWriter
 from ztone.service.tcp_fallback import FallbackSettings, TcpFallback
 from ztone.service.udp import UdpSockets, trial_bind
+from ztone.service.userspace import NoRootFrontends
+from ztone.service.userspace_conf import UserspaceSettings, parse_userspace_settings
 
 if TYPE_CHECKING:
     from ztone.controller.lease import ControllerLease
@@ -136,6 +146,8 @@ class NodeService:
         self.counters = DaemonCounters()
         self.control: DaemonControl | None = None
         self.fallback: TcpFallback | None = None
+        self.userspace_settings = UserspaceSettings()
+        self.frontends: NoRootFrontends | None = None
 
     # ----------------------------------------------------------------- start-up
 
@@ -148,6 +160,58 @@ class NodeService:
         except OSError:
             self._conf_mtime = None
         return conf
+
+    def _read_userspace_settings(self) -> UserspaceSettings:
+        raw = self.conf.raw.get("settings", {})
+        settings = parse_userspace_settings(
+            raw if isinstance(raw, dict) else {}, str(self.home.local_conf_path)
+        )
+        for problem in settings.problems:
+            log.error("%s (left out)", problem)
+        return settings
+
+    async def _apply_frontends(self) -> None:
+        """Start (or restart) the SOCKS5 servers and forwards; their trouble is logged,
+        never the daemon's end."""
+        if self.frontends is None:
+            return
+        try:
+            await self.frontends.apply(self.userspace_settings)
+        except Exception:
+            self.counters.bugs += 1
+            log.exception("BUG: starting the SOCKS5 servers and port forwards raised")
+
+    def _port_factory(self) -> ChoosingTapFactory:
+        """The platform's ports, or a user-space stack per network (no-root mode)."""
+        platform: TapFactory | None = None
+        problem = ""
+        forced = False
+        try:
+            backend = selected_backend()
+            if backend == USERSPACE:
+                forced = True
+            else:
+                if backend == ILLUMOS:
+                    self._illumos_preflight(str(self.home.path))
+                platform = default_tap_factory(self.home.path, self.crypto)
+                for name in platform.cleanup_stale():
+                    log.info("removed a stale virtual port %s", name)
+        except TapError as e:
+            problem = str(e)
+            log.warning("virtual ports unavailable: %s", e)
+            platform = None
+
+        # ZTONE_TAP_BACKEND naming a platform backend is an explicit choice of ports:
+        # "auto" then does not fall back to a user-space stack (a port error shows).
+        explicit = bool(os.environ.get(BACKEND_ENV, "").strip())
+
+        def choose(nwid: int) -> str:
+            if forced:
+                return USERSPACE
+            choice = self.userspace_settings.backend_for(nwid)
+            return "tap" if choice == "auto" and explicit else choice
+
+        return ChoosingTapFactory(platform, UserspaceTapFactory(self._loop), choose, problem)
 
     def _physical(self) -> list[PhysicalPathSetting]:
         return [
@@ -270,15 +334,10 @@ class NodeService:
             os_arch=f"{platform.system().lower()}/{platform.machine()}",
             fast_path=self.fast_path,
         )
-        try:
-            if selected_backend() == ILLUMOS:
-                self._illumos_preflight(str(home.path))
-            factory = default_tap_factory(home.path, self.crypto)
-            for name in factory.cleanup_stale():
-                log.info("removed a stale virtual port %s", name)
-        except TapError as e:
-            log.warning("virtual networks unavailable: %s", e)
-            factory = None
+        self.userspace_settings = self._read_userspace_settings()
+        factory = self._port_factory()
+        self.frontends = NoRootFrontends(factory)
+        await self._apply_frontends()
         self.pump = FramePump(self._loop, self._on_tap_frame, self._input_batch_end)
         self.ports = NetworkPorts(home, factory, self.pump)
         self.udp = UdpSockets(self._loop, self._on_datagram, self._input_batch_end)
@@ -313,7 +372,7 @@ class NodeService:
         api_hosts = ["127.0.0.1", "::1"]
         if control.allow_management_from:
             api_hosts = ["0.0.0.0", "::"]
-        extra = network_routes(control)
+        extra = network_routes(control, self.frontends.describe)
         if self.controller is not None:
             extra += controller_routes(self.controller)
         sessions = UiSessions()
@@ -403,6 +462,8 @@ class NodeService:
             await self.api.wait_closed()
         if self.ports is not None:
             self.ports.close()
+        if self.frontends is not None:
+            await self.frontends.close()
         if self.controller is not None:
             self.controller.close()
         if self.controller_store is not None:
@@ -684,6 +745,8 @@ class NodeService:
                         networks = list(self.conf.management_networks())
                         self.control.allow_management_from = networks
                     self._configure_fallback()
+                    self.userspace_settings = self._read_userspace_settings()
+                    await self._apply_frontends()
                     log.info("local.conf reloaded")
                 except ConfigError as e:
                     self._conf_mtime = mtime

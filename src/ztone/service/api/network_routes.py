@@ -74,10 +74,16 @@ class NetworkControl(Protocol):
 
 
 def network_json(
-    view: NetworkView, settings: NetworkLocalSettings, device: str, port_error: int
+    view: NetworkView,
+    settings: NetworkLocalSettings,
+    device: str,
+    port_error: int,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The network object; ``extra`` (ztone's own, e.g. no-root mode's port backend and
+    front-ends) is added as the ``ztone`` key only when given."""
     nwid = f"{view.nwid:016x}"
-    return {
+    out = {
         "allowDNS": settings.allow_dns,
         "allowDefault": settings.allow_default,
         "allowGlobal": settings.allow_global,
@@ -110,12 +116,20 @@ def network_json(
         "status": view.status,
         "type": view.type,
     }
+    if extra is not None:
+        out["ztone"] = extra
+    return out
 
 
-def network_routes(networks: NetworkControl) -> list[Route]:
+def network_routes(
+    networks: NetworkControl, extra: Callable[[int], dict[str, Any] | None] | None = None
+) -> list[Route]:
+    """``extra(nwid)``: ztone's own object for a network's JSON (None: none)."""
+
     def render(view: NetworkView) -> dict[str, Any]:
         device, error = networks.port_info(view.nwid)
-        return network_json(view, networks.local_settings(view.nwid), device, error)
+        more = extra(view.nwid) if extra is not None else None
+        return network_json(view, networks.local_settings(view.nwid), device, error, more)
 
     def find(nwid: int) -> NetworkView | None:
         return next((v for v in networks.network_views() if v.nwid == nwid), None)
