@@ -16,6 +16,7 @@ The checks look at the process that runs them: run ``ztone-cli doctor`` as the u
 
 from __future__ import annotations
 
+import importlib
 import os
 import stat
 import sys
@@ -147,8 +148,7 @@ def userspace_preflight() -> list[Problem]:
     try:
         importlib.import_module("ztone.netstack.stack")
     except ImportError as e:
-        return [Problem("stack", f"the user-space stack does not import: {e}",
-                        "reinstall ztone")]  # fmt: skip
+        return [Problem("stack", f"the user-space stack does not import: {e}", "reinstall ztone")]
     return []
 
 
