@@ -70,8 +70,9 @@ def parse_ipv6(data: bytes) -> Ipv6Packet:
                 raise MalformedPacket("truncated IPv6 fragment header")
             upper, _reserved, place, ident = _FRAG.unpack_from(data, at)
             payload = bytes(data[at + 8 : end])
-            return Ipv6Packet(src, dst, upper, hops, payload, True, ident, place & 0xFFF8,
-                              bool(place & 1))  # fmt: skip
+            return Ipv6Packet(
+                src, dst, upper, hops, payload, True, ident, place & 0xFFF8, bool(place & 1)
+            )
         if nh not in _SKIPPED:
             return Ipv6Packet(src, dst, nh, hops, bytes(data[at:end]), False)
         if at + 8 > end:

@@ -160,9 +160,13 @@ class Stack:
         self._rand = rand
         lim = self.limits
         self._neighbours = NeighbourTable(
-            lim.neighbours, lim.neighbour_ttl, lim.neighbour_retry, lim.neighbour_tries,
-            lim.pending_neighbours, lim.pending_per_neighbour,
-        )  # fmt: skip
+            lim.neighbours,
+            lim.neighbour_ttl,
+            lim.neighbour_retry,
+            lim.neighbour_tries,
+            lim.pending_neighbours,
+            lim.pending_per_neighbour,
+        )
         self._neighbours_due: float | None = None
         self._routing = Routing()
         self._out: list[EthernetFrame] = []
@@ -179,9 +183,11 @@ class Stack:
         self._last_now = 0.0
         self._loopback: list[tuple[int, bytes]] = []
         self._reassembly = Reassembler(
-            lim.reassembly_datagrams, lim.reassembly_bytes, lim.reassembly_fragments,
+            lim.reassembly_datagrams,
+            lim.reassembly_bytes,
+            lim.reassembly_fragments,
             lim.reassembly_timeout,
-        )  # fmt: skip
+        )
 
     # -- link configuration -------------------------------------------------------------
 
@@ -354,8 +360,7 @@ class Stack:
             return
         if len(ip) == 4:
             request = arp.Arp(arp.REQUEST, self.mac, src, 0, ip)
-            self._emit(BROADCAST_MAC if mac is None else mac, ETHERTYPE_ARP,
-                       arp.build_arp(request))  # fmt: skip
+            self._emit(BROADCAST_MAC if mac is None else mac, ETHERTYPE_ARP, arp.build_arp(request))
             self.counters.arp_out += 1
             return
         dst = ndp.solicited_node(ip) if mac is None else ip
@@ -474,8 +479,9 @@ class Stack:
     def _send_ip(self, src: bytes, dst: bytes, protocol: int, payload: bytes, now: float) -> None:
         if len(dst) == 4:
             self._ident = (self._ident + 1) & 0xFFFF
-            self._route_out(dst, ETHERTYPE_IPV4, build_ipv4(src, dst, protocol, payload,
-                                                            self._ident), now)  # fmt: skip
+            self._route_out(
+                dst, ETHERTYPE_IPV4, build_ipv4(src, dst, protocol, payload, self._ident), now
+            )
         else:
             self._route_out(dst, ETHERTYPE_IPV6, build_ipv6(src, dst, protocol, payload), now)
 
@@ -531,8 +537,9 @@ class Stack:
         elif not self._udp_port_free(raw, port):
             raise LocalUsageError(f"UDP port {port} is in use")
         lim = self.limits
-        sock = UdpSocket(address, port, lim.udp_queue, lim.udp_queue_bytes, self._udp_send,
-                         self._udp_release)  # fmt: skip
+        sock = UdpSocket(
+            address, port, lim.udp_queue, lim.udp_queue_bytes, self._udp_send, self._udp_release
+        )
         self._udp[(raw, port)] = sock
         return sock
 
@@ -735,10 +742,18 @@ class Stack:
         ):
             self.counters.tcp_syn_dropped += 1  # the peer retransmits its SYN
             return
-        conn = TcpConnection.accept(seg, dst, src, mss=self._mss(len(dst)), iss=self._rand(32),
-                                    now=now, limits=self.limits.tcp)  # fmt: skip
-        sock = TcpSocket(conn, (address_of(dst), seg.dst_port), (address_of(src), seg.src_port),
-                         self._tcp_touch)  # fmt: skip
+        conn = TcpConnection.accept(
+            seg,
+            dst,
+            src,
+            mss=self._mss(len(dst)),
+            iss=self._rand(32),
+            now=now,
+            limits=self.limits.tcp,
+        )
+        sock = TcpSocket(
+            conn, (address_of(dst), seg.dst_port), (address_of(src), seg.src_port), self._tcp_touch
+        )
         sock.listener = listener
         listener.half_open += 1
         self._tcp[(dst, seg.dst_port, src, seg.src_port)] = sock

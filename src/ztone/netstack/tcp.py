@@ -124,8 +124,10 @@ class TcpLimits:
         for name in ("send_buffer", "recv_buffer"):
             if not 1 <= getattr(self, name) <= 1 << 30:
                 raise LocalUsageError(f"TcpLimits.{name} must be within 1..2**30")
-        if min(self.out_of_order_segments, self.max_retransmissions,
-               self.syn_retransmissions) < 0 or self.initial_window_segments < 1:  # fmt: skip
+        if (
+            min(self.out_of_order_segments, self.max_retransmissions, self.syn_retransmissions) < 0
+            or self.initial_window_segments < 1
+        ):
             raise LocalUsageError("TcpLimits counts must not be negative (IW at least 1)")
         if not 0 < self.min_rto <= self.max_rto or self.initial_rto <= 0:
             raise LocalUsageError("TcpLimits needs 0 < min_rto <= max_rto and initial_rto > 0")
@@ -230,10 +232,20 @@ class TcpConnection:
         "tail_probes",
         "timeouts",
         "window_probes",
-    )  # fmt: skip
+    )
 
-    def __init__(self, local_ip: bytes, local_port: int, remote_ip: bytes, remote_port: int,
-                 *, mss: int, iss: int, now: float, limits: TcpLimits) -> None:  # fmt: skip
+    def __init__(
+        self,
+        local_ip: bytes,
+        local_port: int,
+        remote_ip: bytes,
+        remote_port: int,
+        *,
+        mss: int,
+        iss: int,
+        now: float,
+        limits: TcpLimits,
+    ) -> None:
         if mss < _MIN_MSS or mss > 0xFFFF:
             raise LocalUsageError(f"TCP MSS {mss} outside {_MIN_MSS}..65535")
         if len(local_ip) != len(remote_ip) or len(local_ip) not in (4, 16):
@@ -320,26 +332,52 @@ class TcpConnection:
     # ---------------------------------------------------------------- construction
 
     @classmethod
-    def connect(cls, local_ip: bytes, local_port: int, remote_ip: bytes, remote_port: int,
-                *, mss: int, iss: int, now: float,
-                limits: TcpLimits = TcpLimits()) -> TcpConnection:  # fmt: skip
+    def connect(
+        cls,
+        local_ip: bytes,
+        local_port: int,
+        remote_ip: bytes,
+        remote_port: int,
+        *,
+        mss: int,
+        iss: int,
+        now: float,
+        limits: TcpLimits = TcpLimits(),
+    ) -> TcpConnection:
         """Active open: SYN-SENT; the first :meth:`poll` returns the SYN."""
-        conn = cls(local_ip, local_port, remote_ip, remote_port, mss=mss, iss=iss, now=now,
-                   limits=limits)  # fmt: skip
+        conn = cls(
+            local_ip, local_port, remote_ip, remote_port, mss=mss, iss=iss, now=now, limits=limits
+        )
         conn.state = SYN_SENT
         return conn
 
     @classmethod
-    def accept(cls, syn: TcpSegment, local_ip: bytes, remote_ip: bytes,
-               *, mss: int, iss: int, now: float,
-               limits: TcpLimits = TcpLimits()) -> TcpConnection:  # fmt: skip
+    def accept(
+        cls,
+        syn: TcpSegment,
+        local_ip: bytes,
+        remote_ip: bytes,
+        *,
+        mss: int,
+        iss: int,
+        now: float,
+        limits: TcpLimits = TcpLimits(),
+    ) -> TcpConnection:
         """Passive open from a SYN that reached a listener: SYN-RECEIVED; the first
         :meth:`poll` returns the SYN,ACK. Data on the SYN is not taken (the peer sends it
         again once the handshake completes)."""
         if syn.flags & (SYN | ACK | RST) != SYN:
             raise LocalUsageError("accept() needs a SYN without ACK or RST")
-        conn = cls(local_ip, syn.dst_port, remote_ip, syn.src_port, mss=mss, iss=iss, now=now,
-                   limits=limits)  # fmt: skip
+        conn = cls(
+            local_ip,
+            syn.dst_port,
+            remote_ip,
+            syn.src_port,
+            mss=mss,
+            iss=iss,
+            now=now,
+            limits=limits,
+        )
         conn.state = SYN_RECEIVED
         conn._take_syn(syn)
         return conn
@@ -446,13 +484,18 @@ class TcpConnection:
         old one received (RFC 9293 §3.6.1, RFC 1122 §4.2.2.13). The stack then forgets
         this connection and accepts the SYN as a new one; otherwise the SYN goes to
         :meth:`receive` (a challenge ACK)."""
-        return (self.state is TIME_WAIT and syn.flags & (SYN | ACK | RST) == SYN
-                and 0 < (syn.seq - self._rcv_nxt) & MASK <= _HALF)  # fmt: skip
+        return (
+            self.state is TIME_WAIT
+            and syn.flags & (SYN | ACK | RST) == SYN
+            and 0 < (syn.seq - self._rcv_nxt) & MASK <= _HALF
+        )
 
     def __repr__(self) -> str:
-        return (f"<TcpConnection {self.local_port}>{self.remote_port} {self.state.name} "
-                f"una={self._snd_una} nxt={self._snd_nxt} rcv_nxt={self._rcv_nxt} "
-                f"cwnd={self._cwnd} wnd={self._snd_wnd}>")  # fmt: skip
+        return (
+            f"<TcpConnection {self.local_port}>{self.remote_port} {self.state.name} "
+            f"una={self._snd_una} nxt={self._snd_nxt} rcv_nxt={self._rcv_nxt} "
+            f"cwnd={self._cwnd} wnd={self._snd_wnd}>"
+        )
 
     # ---------------------------------------------------------------- application side
 
@@ -519,8 +562,15 @@ class TcpConnection:
         self._sbuf.clear()
         self._rbuf.clear()
         self._drop_ooo()
-        if self.state in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, SYN_RECEIVED,
-                          CLOSING, LAST_ACK):  # fmt: skip
+        if self.state in (
+            ESTABLISHED,
+            FIN_WAIT_1,
+            FIN_WAIT_2,
+            CLOSE_WAIT,
+            SYN_RECEIVED,
+            CLOSING,
+            LAST_ACK,
+        ):
             self._rst_pending = True
         else:
             self._close()
@@ -534,12 +584,23 @@ class TcpConnection:
             return self._last_now
         if self.state is CLOSED:
             return None
-        if (self._replies or self._rst_pending or self._syn_pending or self._ack_now
-                or self._fast_rexmit or self._next_segment_size() >= 0):  # fmt: skip
+        if (
+            self._replies
+            or self._rst_pending
+            or self._syn_pending
+            or self._ack_now
+            or self._fast_rexmit
+            or self._next_segment_size() >= 0
+        ):
             return self._last_now
         best: float | None = None
-        for t in (self._rto_deadline, self._persist_deadline, self._ack_deadline,
-                  self._timewait_deadline, self._tlp_deadline):  # fmt: skip
+        for t in (
+            self._rto_deadline,
+            self._persist_deadline,
+            self._ack_deadline,
+            self._timewait_deadline,
+            self._tlp_deadline,
+        ):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -577,8 +638,11 @@ class TcpConnection:
             out.append(TcpSegment(self.local_port, self.remote_port, self._snd_nxt, 0, RST, 0))
             self._close()
             return out
-        if (st is TIME_WAIT and self._timewait_deadline is not None
-                and now >= self._timewait_deadline):  # fmt: skip
+        if (
+            st is TIME_WAIT
+            and self._timewait_deadline is not None
+            and now >= self._timewait_deadline
+        ):
             self._close()
             return out
         if self._rto_deadline is not None and now >= self._rto_deadline:
@@ -611,8 +675,15 @@ class TcpConnection:
             self._ack_now = False
             self._ack_deadline = None
             self._segs_unacked = 0
-            return TcpSegment(self.local_port, self.remote_port, seq, self._rcv_nxt, flags,
-                              self._window_field(), payload)  # fmt: skip
+            return TcpSegment(
+                self.local_port,
+                self.remote_port,
+                seq,
+                self._rcv_nxt,
+                flags,
+                self._window_field(),
+                payload,
+            )
         return TcpSegment(self.local_port, self.remote_port, seq, 0, flags, 0, payload)
 
     def _ack_seq(self) -> int:
@@ -644,9 +715,16 @@ class TcpConnection:
         # RFC 7323 §1.3: offered on a SYN; on a SYN,ACK only if the SYN offered it.
         wscale = self._offer_wscale if not passive or self._wscale_ok else None
         window = min(self.limits.recv_buffer, 0xFFFF)
-        seg = TcpSegment(self.local_port, self.remote_port, self._iss,
-                         self._rcv_nxt if passive else 0, SYN | ACK if passive else SYN,
-                         window, mss=self._mss, wscale=wscale)  # fmt: skip
+        seg = TcpSegment(
+            self.local_port,
+            self.remote_port,
+            self._iss,
+            self._rcv_nxt if passive else 0,
+            SYN | ACK if passive else SYN,
+            window,
+            mss=self._mss,
+            wscale=wscale,
+        )
         if passive:
             self._ack_now = False
             self._ack_deadline = None
@@ -688,8 +766,11 @@ class TcpConnection:
         return n
 
     def _output(self, now: float, out: list[TcpSegment]) -> None:
-        if (self._snd_max == self._snd_una and now - self._last_send > self._rto
-                and self._cwnd > self._initial_window()):  # fmt: skip
+        if (
+            self._snd_max == self._snd_una
+            and now - self._last_send > self._rto
+            and self._cwnd > self._initial_window()
+        ):
             # RFC 5681 §4.1: after an idle RTO the path's state is stale; start again
             # from the initial window instead of sending a whole old window at once.
             self._cwnd = self._initial_window()
@@ -855,8 +936,13 @@ class TcpConnection:
         # Persist mode looks at SND.NXT, not the highest byte sent: after a timeout went
         # back to SND.UNA, bytes the peer dropped past its closed window are probed for
         # one at a time instead of timing out unanswered.
-        if (self._snd_wnd == 0 and self._sbuf and (self._snd_nxt - self._snd_una) & MASK <= 1
-                and st in _SENDING and self._sbuf_seq == self._snd_una):  # fmt: skip
+        if (
+            self._snd_wnd == 0
+            and self._sbuf
+            and (self._snd_nxt - self._snd_una) & MASK <= 1
+            and st in _SENDING
+            and self._sbuf_seq == self._snd_una
+        ):
             self._rto_deadline = None
             self._tlp_deadline = None  # the persist timer probes instead
             if self._persist_deadline is None:
@@ -875,9 +961,14 @@ class TcpConnection:
         if self._rto_deadline is None:
             self._rto_deadline = now + self._timeout()
         srtt = self._srtt
-        if (self._tlp_deadline is None and not self._tlp_sent and srtt is not None
-                and not self._in_recovery and self._snd_nxt == self._snd_max
-                and st in _SENDING):  # fmt: skip
+        if (
+            self._tlp_deadline is None
+            and not self._tlp_sent
+            and srtt is not None
+            and not self._in_recovery
+            and self._snd_nxt == self._snd_max
+            and st in _SENDING
+        ):
             # RFC 8985 §7.2: the probe timeout is two round trips, plus the peer's
             # delayed-ACK time when only one segment is out; never after the RTO.
             pto = max(2 * srtt, 0.01)
@@ -972,8 +1063,9 @@ class TcpConnection:
         if st is SYN_RECEIVED:
             acked = (seg.ack - self._snd_una) & MASK
             if acked == 0 or acked > (self._snd_max - self._snd_una) & MASK:
-                self._reply(TcpSegment(self.local_port, self.remote_port, seg.ack & MASK, 0,
-                                       RST, 0))  # fmt: skip
+                self._reply(
+                    TcpSegment(self.local_port, self.remote_port, seg.ack & MASK, 0, RST, 0)
+                )
                 return
             self._on_established()
         if self._process_ack(seg, now, plen) and (plen or flags & FIN):
@@ -988,10 +1080,15 @@ class TcpConnection:
         payload = seg.payload
         n = len(payload)
         seq = seg.seq
-        if (seg.flags | PSH != ACK | PSH or not n or seq != self._rcv_nxt or self._ooo
-                or seg.ack != self._snd_una
-                or (seg.window << self._snd_shift) != self._snd_wnd
-                or n > ((self._rcv_adv - seq) & MASK)):  # fmt: skip
+        if (
+            seg.flags | PSH != ACK | PSH
+            or not n
+            or seq != self._rcv_nxt
+            or self._ooo
+            or seg.ack != self._snd_una
+            or (seg.window << self._snd_shift) != self._snd_wnd
+            or n > ((self._rcv_adv - seq) & MASK)
+        ):
             return False
         self._snd_wl1 = seq
         self._snd_wl2 = seg.ack
@@ -1009,8 +1106,9 @@ class TcpConnection:
         flags = seg.flags
         if flags & ACK and ((seg.ack - self._iss - 1) & MASK) != 0:
             if not flags & RST:
-                self._reply(TcpSegment(self.local_port, self.remote_port, seg.ack & MASK, 0,
-                                       RST, 0))  # fmt: skip
+                self._reply(
+                    TcpSegment(self.local_port, self.remote_port, seg.ack & MASK, 0, RST, 0)
+                )
             return
         if flags & RST:
             if flags & ACK:
@@ -1087,8 +1185,12 @@ class TcpConnection:
             # once with the data after it, not after a retransmission timeout.
             self._snd_nxt = una
         if acked == 0:
-            if (outstanding and plen == 0 and not seg.flags & (SYN | FIN)
-                    and self._snd_wnd == old_wnd):  # fmt: skip
+            if (
+                outstanding
+                and plen == 0
+                and not seg.flags & (SYN | FIN)
+                and self._snd_wnd == old_wnd
+            ):
                 self._on_dupack()
             return True
         # New data (or our SYN/FIN) acknowledged.

@@ -64,10 +64,15 @@ class TcpSegment:
 
     def describe(self) -> str:
         """A short human-readable form (for logs and test failures)."""
-        names = "".join(c for c, f in zip("FSRPAUEC", (1, 2, 4, 8, 16, 32, 64, 128), strict=True)
-                        if self.flags & f)  # fmt: skip
-        return (f"{self.src_port}>{self.dst_port} [{names}] seq={self.seq} ack={self.ack} "
-                f"win={self.window} len={len(self.payload)}")  # fmt: skip
+        names = "".join(
+            c
+            for c, f in zip("FSRPAUEC", (1, 2, 4, 8, 16, 32, 64, 128), strict=True)
+            if self.flags & f
+        )
+        return (
+            f"{self.src_port}>{self.dst_port} [{names}] seq={self.seq} ack={self.ack} "
+            f"win={self.window} len={len(self.payload)}"
+        )
 
 
 def pseudo_sum(src_ip: bytes, dst_ip: bytes, length: int) -> int:
@@ -94,8 +99,9 @@ def parse_tcp(data: bytes, src_ip: bytes, dst_ip: bytes) -> TcpSegment:
     hlen = (offset >> 4) * 4
     if hlen < HEADER_LEN or hlen > n:
         raise MalformedPacket(f"TCP data offset {hlen} outside 20..{n}")
-    seg = TcpSegment(src_port, dst_port, seq, ack, flags, window,
-                     bytes(data[hlen:]) if hlen < n else b"")  # fmt: skip
+    seg = TcpSegment(
+        src_port, dst_port, seq, ack, flags, window, bytes(data[hlen:]) if hlen < n else b""
+    )
     if hlen > HEADER_LEN:
         _parse_options(data, hlen, seg)
     return seg
@@ -130,8 +136,10 @@ def _parse_options(data: bytes, end: int, seg: TcpSegment) -> None:
         elif kind == 8:
             if length != 10:
                 raise MalformedPacket(f"TCP timestamps option of length {length}")
-            seg.timestamps = (int.from_bytes(data[i + 2 : i + 6], "big"),
-                              int.from_bytes(data[i + 6 : i + 10], "big"))  # fmt: skip
+            seg.timestamps = (
+                int.from_bytes(data[i + 2 : i + 6], "big"),
+                int.from_bytes(data[i + 6 : i + 10], "big"),
+            )
         i += length
 
 
@@ -155,13 +163,15 @@ def _options(seg: TcpSegment) -> bytes:
 def build_tcp(seg: TcpSegment, src_ip: bytes, dst_ip: bytes) -> bytes:
     """The segment's bytes: header, options (MSS, SACK permitted, timestamps, window
     scale, each present when set; padded to 32 bits) and payload, with the checksum."""
-    opts = _options(seg) if (seg.mss is not None or seg.wscale is not None
-                             or seg.sack_permitted or seg.timestamps) else b""  # fmt: skip
+    opts = (
+        _options(seg)
+        if (seg.mss is not None or seg.wscale is not None or seg.sack_permitted or seg.timestamps)
+        else b""
+    )
     hlen = HEADER_LEN + len(opts)
     payload = seg.payload
     length = hlen + len(payload)
-    fields = (seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen >> 2) << 4, seg.flags,
-              seg.window)  # fmt: skip
+    fields = (seg.src_port, seg.dst_port, seg.seq, seg.ack, (hlen >> 2) << 4, seg.flags, seg.window)
     total = _inet_sum(_HEADER.pack(*fields, 0, 0), pseudo_sum(src_ip, dst_ip, length))
     if opts:
         total = _inet_sum(opts, total)
@@ -177,5 +187,6 @@ def reset_for(seg: TcpSegment) -> TcpSegment | None:
         return None
     if seg.flags & ACK:
         return TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
-    return TcpSegment(seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len()) & 0xFFFFFFFF,
-                      RST | ACK, 0)  # fmt: skip
+    return TcpSegment(
+        seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len()) & 0xFFFFFFFF, RST | ACK, 0
+    )

@@ -230,13 +230,13 @@ def _forward(nwid: int, raw: Any, path: tuple[str | int, ...], out: list[str]) -
         if fwd.listen_port is None or fwd.listen is not None:
             out.append(f'{key_path(path)}: a forward "in" needs "listenPort" (and no "listen")')
             return None
-        return Forward(nwid, "in", fwd.to, fwd.listen_port, None, fwd.max_connections,
-                       float(fwd.idle_timeout))  # fmt: skip
+        return Forward(
+            nwid, "in", fwd.to, fwd.listen_port, None, fwd.max_connections, float(fwd.idle_timeout)
+        )
     if fwd.listen is None or fwd.listen_port is not None:
         out.append(f'{key_path(path)}: a forward "out" needs "listen" (and no "listenPort")')
         return None
-    return Forward(nwid, "out", fwd.to, 0, fwd.listen, fwd.max_connections,
-                   float(fwd.idle_timeout))  # fmt: skip
+    return Forward(nwid, "out", fwd.to, 0, fwd.listen, fwd.max_connections, float(fwd.idle_timeout))
 
 
 def parse_userspace_settings(
@@ -250,8 +250,10 @@ def parse_userspace_settings(
         if raw_backend in PORT_BACKENDS:
             backend = str(raw_backend)
         else:
-            out.append(f'settings.portBackend: expected one of "auto", "tap", "userspace", '
-                       f'got {show(raw_backend)} (using "auto")')  # fmt: skip
+            out.append(
+                f'settings.portBackend: expected one of "auto", "tap", "userspace", '
+                f'got {show(raw_backend)} (using "auto")'
+            )
     socks5 = None
     if "socks5" in settings:
         socks5 = _validate(Socks5Settings, settings["socks5"], ("settings", "socks5"), out)

@@ -383,9 +383,11 @@ class LinuxLink:
         return True
 
     def _route_present(
-        self, piece: IPNetwork, via: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+        self,
+        piece: IPNetwork,
+        via: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
         metric: int,
-    ) -> bool:  # fmt: skip
+    ) -> bool:
         """An identical route exists (``LinuxNetLink::routeIsSet``): same target, this
         device, same gateway and metric, in table main."""
         family = "-4" if piece.version == 4 else "-6"
