@@ -186,6 +186,7 @@ class Lab:
         frame = self.rng.randbytes(8) + b"\x08\x00" + bytes(40)
         while due and due[0][0] < end:
             when, i, kind = heapq.heappop(due)
+            heapq.heappush(due, (when + PERIOD, i, kind))
             while self.node.next_deadline() <= when:
                 self.now = max(self.now, self.node.next_deadline())
                 self.timers()
@@ -239,11 +240,15 @@ def main(argv: list[str]) -> int:
         lab.steady(n, args.window * 1000)
         window = args.window
         cpu = lab.packet_cpu + lab.timer_cpu
+        gc.collect()
+        size_after = deep_size(lab.node)
+        peers_after = len(lab.node.peers)
         print(f"\n== N = {n:,} (the root holds {peers:,} peers; {made:.0f} s to make keys)")
         print(f"  join: {1e3 * join_cpu:.2f} ms "
               "of core CPU per new peer (key agreement, MAC; no proof of work here)")  # fmt: skip
-        print(f"  core memory: {(size - base) / max(1, peers):.0f} bytes per peer "
-              f"({size / 1048576:.1f} MiB reachable from the Node)")  # fmt: skip
+        print(f"  core memory: {(size - base) / max(1, peers):.0f} bytes per peer after the "
+              f"join, {(size_after - base) / max(1, peers_after):.0f} after the steady window "
+              f"({size_after / 1048576:.1f} MiB reachable from the Node)")  # fmt: skip
         print(f"  steady, {window} virtual s, {lab.sent - sent0:,} datagrams in: core CPU "
               f"{100 * cpu / window:.2f}% of one core (packets "
               f"{100 * lab.packet_cpu / window:.2f}%, "
