@@ -146,14 +146,20 @@ def measure_level(n: int, have: int, root: Daemon, workers: list[WorkerProcess],
     shares = [add // w + (1 if i < add % w else 0) for i in range(w)]
     cpu0 = root.cpu_seconds()
     t0 = time.monotonic()
-    join_bound = add / args.join_rate * 4 + 120
+    join_bound = add / args.join_rate * 6 + 300
     for worker, share in zip(workers, shares, strict=True):
         worker.send(cmd="join", count=share, seconds=join_bound, rate=args.join_rate / w)
     joins = all_answers(workers)
     join_s = time.monotonic() - t0
     join_cpu = root.cpu_seconds() - cpu0
     joined = sum(j["joined"] for j in joins)
-    time.sleep(2)
+    # Late HELLOs still queued at the root would be validated inside the window: wait
+    # (at most 120 s) until the root spends under 5% of a core for 2 s.
+    for _ in range(60):
+        c = root.cpu_seconds()
+        time.sleep(2)
+        if root.cpu_seconds() - c < 0.1:
+            break
     cpu0 = root.cpu_seconds()
     t0 = time.monotonic()
     for worker in workers:
@@ -178,7 +184,6 @@ def measure_level(n: int, have: int, root: Daemon, workers: list[WorkerProcess],
     sat_wall = time.monotonic() - t0
     sat_cpu = root.cpu_seconds() - cpu0
     hello_rate = sum(s["per_second"] for s in sats)
-    print(f"  (saturation: {sats})", flush=True)
     relay: dict[str, Any] = {}
     if w >= 2:
         workers[1].send(cmd="identity")
@@ -194,6 +199,7 @@ def measure_level(n: int, have: int, root: Daemon, workers: list[WorkerProcess],
             "packets": got_r["packets"],
             "sent": sent_r["sent"],
             "root_cpu_s": relay_cpu,
+            "seconds": args.relay,
         }
     peers_known = len(root.api("GET", "/peer") or [])
     counters = core_counters(root)
@@ -217,9 +223,13 @@ def measure_level(n: int, have: int, root: Daemon, workers: list[WorkerProcess],
     }
 
 
-KNOWN_REPLIES = ("ok_hello", "ok_whois", "relayed", "rendezvous")
+KNOWN_REPLIES = ("ok_hello", "ok_whois", "relayed", "rendezvous", "root_hello", "root_echo")
 INTERESTING = ("relayed", "relay_no_route", "relay_refused", "hello_rate_limited",
                "rx_bad_mac", "peers_evicted", "hello_invalid_identity")  # fmt: skip
+
+
+def args_relay_seconds(level: dict[str, Any]) -> float:
+    return float(level["relay"].get("seconds", 1.0))
 
 
 def report(level: dict[str, Any], rss0: int) -> None:
@@ -236,16 +246,22 @@ def report(level: dict[str, Any], rss0: int) -> None:
     print(f"  sent HELLO {s.get('hello', 0)}, WHOIS {s.get('whois', 0)}, relayed "
           f"{s.get('relay', 0)}; got OK(HELLO) {r.get('ok_hello', 0)}, OK(WHOIS) "
           f"{r.get('ok_whois', 0)}, relayed in {r.get('relayed', 0)}, RENDEZVOUS "
-          f"{r.get('rendezvous', 0)}, other "
+          f"{r.get('rendezvous', 0)}, HELLO/ECHO from the root (answered) "
+          f"{r.get('root_hello', 0)}/{r.get('root_echo', 0)}, other "
           f"{sum(v for k, v in r.items() if k not in KNOWN_REPLIES)}")  # fmt: skip
+    share = level["saturate_root_cpu_share"]
     print(f"  HELLO answers at saturation: {level['hello_per_s']:.0f}/s (root CPU "
-          f"{100 * level['saturate_root_cpu_share']:.0f}% of one core meanwhile)")  # fmt: skip
+          f"{100 * share:.0f}% of one core meanwhile: "
+          f"{level['hello_per_s'] / max(share, 1e-9):.0f} per root CPU second)")  # fmt: skip
     c = level["counters"]
     print("  root counters so far: " + ", ".join(f"{k} {c.get(k, 0)}" for k in INTERESTING))
     relay = level["relay"]
     if relay:
         print(f"  relayed throughput peer -> root -> peer: {relay['mbps']:.1f} Mbit/s "
-              f"({relay['packets']} of {relay['sent']} packets arrived)")  # fmt: skip
+              f"({relay['packets']} of {relay['sent']} packets arrived; root CPU "
+              f"{100 * relay['root_cpu_s'] / args_relay_seconds(level):.0f}% of one core, "
+              f"{relay['packets'] / max(relay['root_cpu_s'], 1e-9):.0f} packets per root CPU "
+              "second)")  # fmt: skip
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

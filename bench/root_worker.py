@@ -193,7 +193,9 @@ class Worker:
                     break
                 if self.answer_root(peer, data):
                     if tally is not None:
-                        tally["root_contact"] = tally.get("root_contact", 0) + 1
+                        plain_hello = not (data[IDX_FLAGS] >> 3) & 7  # suite 0: a HELLO
+                        kind = "root_hello" if plain_hello else "root_echo"
+                        tally[kind] = tally.get(kind, 0) + 1
                     continue
                 if on_packet is not None:
                     on_packet(peer, data)
