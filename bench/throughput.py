@@ -277,7 +277,7 @@ def measure(args: argparse.Namespace, env: dict[str, str],
         names = ["root", "ctrl", "a", "b"]
         relay_ip = str(lan.v4[4].ip) if args.tcp_relay else ""
         homes = {n: work / n for n in names}
-        root_secret, root_public = _identity(0)
+        root_public = _identity(0)[1]
         idtool.main(["genplanet", "--out", str(work / "planet"), "--id", "0x5a5a",
                      f"{root_public}@{lan.v4[0].ip}/{PORT}"])  # fmt: skip
         for n, h in homes.items():
@@ -291,10 +291,11 @@ def measure(args: argparse.Namespace, env: dict[str, str],
                 if n == "a":
                     settings.update(forceTcpRelay=True, tcpFallbackRelayAnyScope=True)
             (h / "local.conf").write_text(json.dumps({"settings": settings}))
-        (homes["root"] / "identity.secret").write_text(root_secret)
-        (homes["ctrl"] / "identity.secret").write_text(_identity(1)[0])
-        (homes["a"] / "identity.secret").write_text(_identity(2)[0])
-        (homes["b"] / "identity.secret").write_text(_identity(3)[0])
+        # identity.public too: zerotier-one writes it only for an identity it made.
+        for i, n in enumerate(names):
+            secret, public = _identity(i)
+            (homes[n] / "identity.secret").write_text(secret)
+            (homes[n] / "identity.public").write_text(public)
         relay = None
         if args.tcp_relay:
             relay_log = open(work / "relay.log", "ab")  # noqa: SIM115
@@ -328,8 +329,14 @@ def measure(args: argparse.Namespace, env: dict[str, str],
             for n in ("a", "b"):
                 daemons[n].api("POST", f"/network/{nwid}", {})
                 addr = (homes[n] / "identity.public").read_text()[:10]
-                wait_until(lambda a=addr: ctrl.api("GET", f"/controller/network/{nwid}/member/{a}")
-                           is not None, 30)  # fmt: skip
+
+                def asked(a: str = addr) -> bool:  # 404 until the member's first request
+                    try:
+                        return ctrl.api("GET", f"/controller/network/{nwid}/member/{a}") is not None
+                    except subprocess.CalledProcessError:
+                        return False
+
+                wait_until(asked, 60)
                 ctrl.api("POST", f"/controller/network/{nwid}/member/{addr}", {"authorized": True})
 
             def ip_of(n: str) -> str | None:
