@@ -27,6 +27,7 @@ TX_ACCEPTED = 2
 TX_DROPPED = 3
 
 LATENCY_BUCKETS = (1, 3, 6, 10, 30, 60, 100, 300, 600, 1000)  # ms, upper bounds
+_NO_COUNTS = (0,) * (len(LATENCY_BUCKETS) + 1)
 
 
 class LatencyHistogram:
@@ -36,12 +37,17 @@ class LatencyHistogram:
     __slots__ = ("count", "counts", "total")
 
     def __init__(self) -> None:
-        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        # One shared tuple of zeros until the first observation: most of a root's peers
+        # are never pinged by it, and a list of its own per peer was ~150 bytes each.
+        self.counts: list[int] | tuple[int, ...] = _NO_COUNTS
         self.total = 0
         self.count = 0
 
     def observe(self, value: int) -> None:
-        self.counts[bisect_left(LATENCY_BUCKETS, value)] += 1
+        counts = self.counts
+        if isinstance(counts, tuple):
+            self.counts = counts = list(counts)
+        counts[bisect_left(LATENCY_BUCKETS, value)] += 1
         self.total += value
         self.count += 1
 

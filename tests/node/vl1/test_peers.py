@@ -85,3 +85,36 @@ def test_quiet_peers_expire_into_the_cache_but_roots_stay() -> None:
     assert isinstance(put, PutState) and put.object_id == int(IDS[3].address)
     table.flush()
     assert len(port.actions) == 2
+
+
+def test_housekeeping_empties_per_peer_gates_once_every_entry_is_past_its_interval() -> None:
+    port, table = _table()
+    peer = table.add(IDS[3].public_only())
+    assert peer is not None
+    peer.last_receive = NOW  # alive: it stays in the table
+    key = (1, InetAddress(ipaddress.ip_address("198.18.0.33"), 9993))
+    old = (1, InetAddress(ipaddress.ip_address("198.18.0.34"), 9993))
+    peer.last_tried_paths = {key: NOW, old: NOW - 10 * C.PATH_CONFIRM_INTERVAL}
+    peer.echo_gate = {key: NOW}
+    table.clean(NOW)  # one entry of each is still within its interval: both kept whole
+    assert peer.last_tried_paths == {key: NOW, old: NOW - 10 * C.PATH_CONFIRM_INTERVAL}
+    assert peer.echo_gate == {key: NOW}
+    assert C.ECHO_RATE_LIMIT < C.PATH_CONFIRM_INTERVAL
+    table.clean(NOW + C.ECHO_RATE_LIMIT)
+    assert peer.echo_gate == {}
+    assert key in peer.last_tried_paths  # its interval is longer
+    table.clean(NOW + C.PATH_CONFIRM_INTERVAL)
+    assert key in peer.last_tried_paths  # not past it yet
+    table.clean(NOW + C.PATH_CONFIRM_INTERVAL + 1)
+    assert peer.last_tried_paths == {}
+    assert int(IDS[3].address) in port.peers
+
+
+def test_the_expiry_pass_keeps_a_peer_heard_just_inside_the_activity_timeout() -> None:
+    port, table = _table()
+    for identity in IDS[3:5]:
+        table.add(identity.public_only())
+    port.peers[int(IDS[3].address)].last_receive = NOW - C.PEER_ACTIVITY_TIMEOUT + 1
+    port.peers[int(IDS[4].address)].last_receive = NOW - C.PEER_ACTIVITY_TIMEOUT
+    table.clean(NOW)
+    assert set(port.peers) == {int(IDS[3].address)}

@@ -57,8 +57,9 @@ def ping_pass(port: NodePort, switch: Switch, now: int, also: Iterable[int]) -> 
             root_path = best_root.best_path(now)
             if root_path is not None:
                 switch.send_hello(now, peer, root_path.local_socket, root_path.address)
+    active_after = now - C.PEER_ACTIVITY_TIMEOUT  # active(now) == this < last nontrivial
     for address, peer in list(port.peers.items()):
-        if address not in always and peer.active(now):
+        if peer.last_nontrivial_receive > active_after and address not in always:
             ping_peer(switch, now, peer)
 
 

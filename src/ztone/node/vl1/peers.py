@@ -124,12 +124,29 @@ class PeerTable:
         return identity.locally_validate(self.hash_function)
 
     def clean(self, now: int) -> None:
-        """Housekeeping: dead peers go to the host's cache (upstreams stay)."""
+        """Housekeeping: dead peers go to the host's cache (upstreams stay); the
+        per-peer gates drop what can no longer matter (every entry older than its
+        interval is ignored anyway), so an idle peer holds two empty tables."""
         port = self.port
-        for address, peer in list(port.peers.items()):
-            if port.topology.is_upstream(address) or peer.alive(now):
+        # One pass over every peer every 30 s: kept to attribute reads (a root has tens
+        # of thousands; bench/root_core.py times this pass).
+        alive_after = now - C.PEER_ACTIVITY_TIMEOUT  # alive(now) == last_receive > this
+        dead: list[int] = []
+        for address, peer in port.peers.items():
+            if peer.last_tried_paths and all(
+                now - t > C.PATH_CONFIRM_INTERVAL for t in peer.last_tried_paths.values()
+            ):
+                peer.last_tried_paths = {}
+            if peer.echo_gate and all(
+                now - t >= C.ECHO_RATE_LIMIT for t in peer.echo_gate.values()
+            ):
+                peer.echo_gate = {}
+            if peer.last_receive <= alive_after:
+                dead.append(address)
+        for address in dead:
+            if port.topology.is_upstream(address):
                 continue
-            del port.peers[address]
+            peer = port.peers.pop(address)
             port.emit(PutState(StateKind.PEER, address, peer.serialize_for_cache()))
         self.identity_gate = {
             k: t

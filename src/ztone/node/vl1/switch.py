@@ -738,8 +738,10 @@ class Switch:
 
     def clean(self, now: int) -> None:
         """Housekeeping: forget unused paths and old rendezvous times."""
-        used = {id(s.path) for p in self.port.peers.values() for s in p.slots}
-        for key, path in list(self.paths.items()):
-            if id(path) not in used and now - path.last_in > C.PEER_PATH_EXPIRATION:
-                del self.paths[key]
+        stale = [k for k, p in self.paths.items() if now - p.last_in > C.PEER_PATH_EXPIRATION]
+        if stale:  # only then the walk over every peer's slots
+            used = {id(s.path) for p in self.port.peers.values() for s in p.slots}
+            for key in stale:
+                if id(self.paths[key]) not in used:
+                    del self.paths[key]
         self.last_unite = {k: t for k, t in self.last_unite.items() if now - t < C.UNITE_FORGET}
