@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
@@ -1255,23 +1256,52 @@ static int check_len32(const Py_buffer *b, const char *what)
     return 1;
 }
 
-/* 1 on success; 0 with the queue cleared when OpenSSL refused. */
-static int raw_public(int type, const uint8_t *priv, uint8_t *out)
-{
-    EVP_PKEY *k = EVP_PKEY_new_raw_private_key(type, NULL, priv, C25519_KEY);
-    size_t n = C25519_KEY;
-    int ok = k != NULL && EVP_PKEY_get_raw_public_key(k, out, &n) == 1 && n == C25519_KEY;
+/*
+ * One remembered private key per curve. A node agrees with every new peer and signs
+ * with the same identity key, and making an EVP_PKEY from a raw private key costs a
+ * scalar multiplication (OpenSSL derives the public key), so keeping the last one
+ * halves an agreement's cost. Only touched with the GIL held; the key itself is
+ * shared read-only across threads (reference counted), which OpenSSL allows.
+ */
+typedef struct {
+    int type;
+    uint8_t priv[C25519_KEY];
+    EVP_PKEY *key;
+} KeyCache;
 
-    EVP_PKEY_free(k);
-    if (!ok)
+static KeyCache x25519_cache = {EVP_PKEY_X25519, {0}, NULL};
+static KeyCache ed25519_cache = {EVP_PKEY_ED25519, {0}, NULL};
+
+/* A new reference to the EVP_PKEY of priv, or NULL (queue cleared). GIL held on entry
+   and on return; released while a new key is made. */
+static EVP_PKEY *private_key(KeyCache *c, const uint8_t *priv)
+{
+    EVP_PKEY *k;
+
+    if (c->key != NULL && CRYPTO_memcmp(c->priv, priv, C25519_KEY) == 0 &&
+        EVP_PKEY_up_ref(c->key) == 1)
+        return c->key;
+    Py_BEGIN_ALLOW_THREADS
+    k = EVP_PKEY_new_raw_private_key(c->type, NULL, priv, C25519_KEY);
+    Py_END_ALLOW_THREADS
+    if (k == NULL) {
         ERR_clear_error();
-    return ok;
+        return NULL;
+    }
+    if (EVP_PKEY_up_ref(k) == 1) {
+        EVP_PKEY_free(c->key); /* NULL is fine; OpenSSL wipes a freed private key */
+        memcpy(c->priv, priv, C25519_KEY);
+        c->key = k;
+    }
+    return k;
 }
 
-static PyObject *public_of(PyObject *args, int type, const char *fmt, const char *what)
+static PyObject *public_of(PyObject *args, KeyCache *cache, const char *fmt, const char *what)
 {
     Py_buffer priv = {0};
     uint8_t out[C25519_KEY];
+    size_t n = C25519_KEY;
+    EVP_PKEY *k;
     int ok;
 
     if (!PyArg_ParseTuple(args, fmt, &priv))
@@ -1280,11 +1310,12 @@ static PyObject *public_of(PyObject *args, int type, const char *fmt, const char
         PyBuffer_Release(&priv);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    ok = raw_public(type, (const uint8_t *)priv.buf, out);
-    Py_END_ALLOW_THREADS
+    k = private_key(cache, (const uint8_t *)priv.buf);
     PyBuffer_Release(&priv);
+    ok = k != NULL && EVP_PKEY_get_raw_public_key(k, out, &n) == 1 && n == C25519_KEY;
+    EVP_PKEY_free(k);
     if (!ok) {
+        ERR_clear_error();
         PyErr_SetString(PyExc_RuntimeError, "libcrypto refused the key (no X25519/Ed25519?)");
         return NULL;
     }
@@ -1297,7 +1328,7 @@ PyDoc_STRVAR(x25519_public_doc,
 
 static PyObject *sp_x25519_public(PyObject *self, PyObject *args)
 {
-    return public_of(args, EVP_PKEY_X25519, "y*:x25519_public", "X25519 private key");
+    return public_of(args, &x25519_cache, "y*:x25519_public", "X25519 private key");
 }
 
 PyDoc_STRVAR(ed25519_public_doc,
@@ -1306,26 +1337,24 @@ PyDoc_STRVAR(ed25519_public_doc,
 
 static PyObject *sp_ed25519_public(PyObject *self, PyObject *args)
 {
-    return public_of(args, EVP_PKEY_ED25519, "y*:ed25519_public", "Ed25519 seed");
+    return public_of(args, &ed25519_cache, "y*:ed25519_public", "Ed25519 seed");
 }
 
 /* 1: out holds the secret; 0: OpenSSL refused (e.g. all-zero result); -1: no memory. */
-static int x25519_derive(const uint8_t *priv, const uint8_t *pub, uint8_t *out)
+static int x25519_derive(EVP_PKEY *mine, const uint8_t *pub, uint8_t *out)
 {
-    EVP_PKEY *mine = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, C25519_KEY);
     EVP_PKEY *theirs = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pub, C25519_KEY);
-    EVP_PKEY_CTX *ctx = mine != NULL ? EVP_PKEY_CTX_new(mine, NULL) : NULL;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(mine, NULL);
     size_t n = C25519_KEY;
     int ok;
 
-    if (mine == NULL || theirs == NULL || ctx == NULL)
+    if (theirs == NULL || ctx == NULL)
         ok = -1;
     else
         ok = EVP_PKEY_derive_init(ctx) == 1 && EVP_PKEY_derive_set_peer(ctx, theirs) == 1 &&
              EVP_PKEY_derive(ctx, out, &n) == 1 && n == C25519_KEY;
     EVP_PKEY_CTX_free(ctx);
     EVP_PKEY_free(theirs);
-    EVP_PKEY_free(mine);
     if (ok != 1)
         ERR_clear_error();
     return ok;
@@ -1341,14 +1370,19 @@ static PyObject *sp_x25519(PyObject *self, PyObject *args)
     Py_buffer priv = {0}, pub = {0};
     uint8_t out[C25519_KEY];
     PyObject *ret = NULL;
-    int ok;
+    EVP_PKEY *mine;
+    int ok = -1;
 
     if (!PyArg_ParseTuple(args, "y*y*:x25519", &priv, &pub))
         return NULL;
     if (check_len32(&priv, "X25519 private key") && check_len32(&pub, "X25519 public key")) {
-        Py_BEGIN_ALLOW_THREADS
-        ok = x25519_derive((const uint8_t *)priv.buf, (const uint8_t *)pub.buf, out);
-        Py_END_ALLOW_THREADS
+        mine = private_key(&x25519_cache, (const uint8_t *)priv.buf);
+        if (mine != NULL) {
+            Py_BEGIN_ALLOW_THREADS
+            ok = x25519_derive(mine, (const uint8_t *)pub.buf, out);
+            Py_END_ALLOW_THREADS
+            EVP_PKEY_free(mine);
+        }
         if (ok == 1)
             ret = PyBytes_FromStringAndSize((const char *)out, C25519_KEY);
         else if (ok == 0)
@@ -1361,16 +1395,14 @@ static PyObject *sp_x25519(PyObject *self, PyObject *args)
     return ret;
 }
 
-static int ed25519_sign_raw(const uint8_t *seed, const uint8_t *msg, size_t len, uint8_t *sig)
+static int ed25519_sign_raw(EVP_PKEY *k, const uint8_t *msg, size_t len, uint8_t *sig)
 {
-    EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, C25519_KEY);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     size_t n = ED25519_SIG;
-    int ok = k != NULL && ctx != NULL && EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) == 1 &&
+    int ok = ctx != NULL && EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) == 1 &&
              EVP_DigestSign(ctx, sig, &n, msg, len) == 1 && n == ED25519_SIG;
 
     EVP_MD_CTX_free(ctx);
-    EVP_PKEY_free(k);
     if (!ok)
         ERR_clear_error();
     return ok;
@@ -1385,15 +1417,19 @@ static PyObject *sp_ed25519_sign(PyObject *self, PyObject *args)
     Py_buffer seed = {0}, msg = {0};
     uint8_t sig[ED25519_SIG];
     PyObject *ret = NULL;
-    int ok;
+    EVP_PKEY *k;
+    int ok = 0;
 
     if (!PyArg_ParseTuple(args, "y*y*:ed25519_sign", &seed, &msg))
         return NULL;
     if (check_len32(&seed, "Ed25519 seed")) {
-        Py_BEGIN_ALLOW_THREADS
-        ok = ed25519_sign_raw((const uint8_t *)seed.buf, (const uint8_t *)msg.buf,
-                              (size_t)msg.len, sig);
-        Py_END_ALLOW_THREADS
+        k = private_key(&ed25519_cache, (const uint8_t *)seed.buf);
+        if (k != NULL) {
+            Py_BEGIN_ALLOW_THREADS
+            ok = ed25519_sign_raw(k, (const uint8_t *)msg.buf, (size_t)msg.len, sig);
+            Py_END_ALLOW_THREADS
+            EVP_PKEY_free(k);
+        }
         if (ok)
             ret = PyBytes_FromStringAndSize((const char *)sig, ED25519_SIG);
         else

@@ -186,6 +186,24 @@ def test_native_equals_cryptography_on_garbage(public: bytes, signature: bytes) 
     assert native_secret == library_secret
 
 
+@pytest.mark.skipif(c25519.NATIVE is None, reason=NATIVE_MISSING)
+def test_native_remembered_key_follows_the_key_given() -> None:
+    """The extension keeps the last private key per curve: alternating keys must never
+    answer with the previous one."""
+    native, library = c25519.NATIVE, c25519.LIBRARY
+    assert native is not None
+    entries = _identities()
+    peer, _ = _keys(entries[-1])
+    for _ in range(3):
+        for entry in entries[:3]:
+            public, private = _keys(entry)
+            assert c25519.public_from_private(private, native) == public
+            assert c25519.agree(private, peer, 48, native) == c25519.agree(
+                private, peer, 48, library
+            )
+            assert c25519.sign(private, b"m", native) == c25519.sign(private, b"m", library)
+
+
 # ---------------------------------------------------------------------------------------
 # Which set is used
 # ---------------------------------------------------------------------------------------
