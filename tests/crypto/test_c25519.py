@@ -223,6 +223,14 @@ def test_a_refusing_or_old_native_module_is_not_used(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "ztone._speedups", refusing)
     monkeypatch.setattr(ztone, "_speedups", refusing, raising=False)
     assert c25519._native_primitives() is None
+    # X25519 works, Ed25519 is refused (a libcrypto build without it)
+    half = types.ModuleType("ztone._speedups")
+    for name in ("x25519_public", "ed25519_public", "x25519", "ed25519_sign", "ed25519_verify"):
+        setattr(half, name, getattr(c25519.LIBRARY, name))
+    half.ed25519_public = refuse  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ztone._speedups", half)
+    monkeypatch.setattr(ztone, "_speedups", half, raising=False)
+    assert c25519._native_primitives() is None
     old = types.ModuleType("ztone._speedups")  # a build from before these functions
     monkeypatch.setitem(sys.modules, "ztone._speedups", old)
     monkeypatch.setattr(ztone, "_speedups", old, raising=False)

@@ -95,11 +95,13 @@ class LibraryPrimitives:
 
 LIBRARY: Primitives = LibraryPrimitives()
 
-# RFC 7748 §6.1: Alice's scalar and public key. A native module must reproduce it
-# before it is trusted (an older build lacks the functions; a libcrypto without the
-# curves raises), else this module uses LIBRARY.
+# RFC 7748 §6.1 (Alice) and RFC 8032 §7.1 test 1: a native module must reproduce both
+# public keys before it is trusted (an older build lacks the functions; a libcrypto
+# without one of the curves raises), else this module uses LIBRARY.
 _PROBE_SCALAR = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
 _PROBE_PUBLIC = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+_PROBE_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+_PROBE_ED_PUBLIC = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
 
 
 def _native_primitives() -> Primitives | None:
@@ -113,6 +115,8 @@ def _native_primitives() -> Primitives | None:
         return None
     try:
         if module.x25519_public(_PROBE_SCALAR) != _PROBE_PUBLIC:
+            return None
+        if module.ed25519_public(_PROBE_SEED) != _PROBE_ED_PUBLIC:
             return None
     except (RuntimeError, ValueError):
         return None
