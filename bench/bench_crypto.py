@@ -6,7 +6,10 @@ For each available backend (``ztone.crypto.backend``), prints:
 * armor + dearmor of a 1432-byte packet through the public ``ztone.crypto.armor`` API,
   suite 1 (Salsa20/12 + Poly1305) and suite 3 (AES-GMAC-SIV), in microseconds
   (median over batches);
-* the memory-hard identity hash of PROTOCOL-CORE §2.4, in milliseconds (median).
+* the memory-hard identity hash of PROTOCOL-CORE §2.4, in milliseconds (median);
+* C25519 (``ztone.crypto.c25519``), per primitive set (native through libcrypto, and
+  the ``cryptography`` package): key agreement with a new peer (the HELLO path), a
+  signature, a verification and a public key from a private one, in microseconds.
 
 Numbers only; nothing here asserts on time.
 """
@@ -18,7 +21,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from ztone.crypto import armor, backend
+from ztone.crypto import armor, backend, c25519
 
 PACKET_SIZE = 1432  # ZT_DEFAULT_PHYSMTU
 BATCH = 100
@@ -82,12 +85,35 @@ def bench_backend(name: str) -> None:
     print(f"memory-hard hash {name}: {statistics.median(samples) * 1e3:.1f} ms")
 
 
+def bench_c25519(name: str, prims: c25519.Primitives, runs: int = 2000) -> None:
+    private = bytes(range(64))
+    peer_public = c25519.public_from_private(bytes(range(64, 128)), prims)
+    public = c25519.public_from_private(private, prims)
+    message = b"m" * 200
+    signature = c25519.sign(private, message, prims)
+    cases: dict[str, Callable[[], object]] = {
+        "agree": lambda: c25519.agree(private, peer_public, 48, prims),
+        "sign": lambda: c25519.sign(private, message, prims),
+        "verify": lambda: c25519.verify(public, message, signature, prims),
+        "public key": lambda: c25519.public_from_private(private, prims),
+    }
+    figures = ", ".join(
+        f"{what} {median_per_call(fn, runs) * 1e6:.1f}" for what, fn in cases.items()
+    )
+    print(f"c25519 {name}: {figures} us")
+
+
 def main() -> None:
     names = ["native", "pure"] if backend.native_available() else ["pure"]
     if not backend.native_available():
         print("native: ztone._speedups is not built; pure only")
     for name in names:
         bench_backend(name)
+    if c25519.NATIVE is not None:
+        bench_c25519("native (libcrypto)", c25519.NATIVE)
+    else:
+        print("c25519 native: not available (no extension, or libcrypto without the curves)")
+    bench_c25519("cryptography", c25519.LIBRARY)
 
 
 if __name__ == "__main__":

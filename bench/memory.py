@@ -75,9 +75,17 @@ PACKAGES = [
 ]
 """Part 1's packages; the order is the order of the cumulative listing."""
 
-NOT_IN_DAEMON = ("ssl", "pyroute2")
+NOT_IN_DAEMON = (
+    "ssl",
+    "pyroute2",
+    "cryptography.hazmat.primitives.ciphers.aead",
+    "cryptography.hazmat.primitives.asymmetric.x25519",
+)
 """Measured alone for reference, left out of the cumulative listing: asyncio is
-imported with ssl hidden, and ports are configured with ``ip``, not pyroute2."""
+imported with ssl hidden, ports are configured with ``ip``, not pyroute2, and with
+``ztone._speedups`` built C25519 and AES run on the system libcrypto, not the
+``cryptography`` package (where a tree still imports it, it shows in ztone.node.node's
+line)."""
 
 MEASURE_ONE = r"""
 import importlib, sys, time
@@ -168,7 +176,9 @@ def per_package() -> None:
                        check=False, capture_output=True, text=True, env=env,
                            timeout=120)  # fmt: skip
     print("\n   the same, one after the other (RSS each adds to the ones above, MB), without")
-    print(f"   {', '.join(NOT_IN_DAEMON)} (the daemon does not load them; asyncio: ssl hidden)")
+    print(f"   {', '.join(NOT_IN_DAEMON)}")
+    print("   (the daemon does not load them; asyncio: ssl hidden; cryptography: only")
+    print("   without ztone._speedups, else it shows in ztone.node.node's line)")
     prev_kb, prev_mods = 0, 0
     for line in r.stdout.splitlines():
         name, kb_text, mods_text = line.split()

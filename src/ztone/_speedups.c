@@ -11,6 +11,8 @@
  *             extensions where available (-DZTONE_NO_VECTOR: plain C99 only).
  *   Poly1305  RFC 8439 §2.5, 26-bit limbs, 64-bit products (portable C99).
  *   AES       OpenSSL EVP contexts made once per AesGmacSiv object.
+ *   C25519    X25519 agreement and Ed25519 sign/verify, OpenSSL EVP_PKEY raw keys
+ *             (the primitives only; ZeroTier's framing is in crypto/c25519.py).
  *
  * Per-packet functions hold the GIL (they are a few microseconds and mutate their
  * arguments); only memory_hard_hash releases it.
@@ -23,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 
 /* ------------------------------------------------------------------------- */
@@ -1226,6 +1230,256 @@ done:
 }
 
 /* ------------------------------------------------------------------------- */
+/* X25519 and Ed25519 (PROTOCOL-CORE §2.1, §3.1, §3.2) through libcrypto      */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * Raw 32-byte keys only: X25519 scalars (clamped by OpenSSL, so they are stored
+ * unclamped as ZeroTier does), X25519 u-coordinates, Ed25519 seeds and public keys.
+ * The ZeroTier-specific parts (SHA-512 of the shared secret, signing SHA-512(m)[0:32]
+ * and appending it) stay in ztone.crypto.c25519; these are the bare primitives, the
+ * same OpenSSL code `cryptography` calls. Every failure clears OpenSSL's error queue
+ * so no stale entry is blamed on a later, unrelated call (hashlib, cryptography).
+ * The GIL is released around the curve arithmetic (tens of microseconds); the
+ * buffers stay exported, so their sizes cannot change meanwhile.
+ */
+
+#define C25519_KEY 32
+#define ED25519_SIG 64
+
+static int check_len32(const Py_buffer *b, const char *what)
+{
+    if (b->len != C25519_KEY) {
+        PyErr_Format(PyExc_ValueError, "%s must be 32 bytes", what);
+        return 0;
+    }
+    return 1;
+}
+
+/*
+ * One remembered private key per curve. A node agrees with every new peer and signs
+ * with the same identity key, and making an EVP_PKEY from a raw private key costs a
+ * scalar multiplication (OpenSSL derives the public key), so keeping the last one
+ * halves an agreement's cost. Only touched with the GIL held; the key itself is
+ * shared read-only across threads (reference counted), which OpenSSL allows.
+ */
+typedef struct {
+    int type;
+    uint8_t priv[C25519_KEY];
+    EVP_PKEY *key;
+} KeyCache;
+
+static KeyCache x25519_cache = {EVP_PKEY_X25519, {0}, NULL};
+static KeyCache ed25519_cache = {EVP_PKEY_ED25519, {0}, NULL};
+
+/* A new reference to the EVP_PKEY of priv, or NULL (queue cleared). GIL held on entry
+   and on return; released while a new key is made. */
+static EVP_PKEY *private_key(KeyCache *c, const uint8_t *priv)
+{
+    EVP_PKEY *k;
+
+    if (c->key != NULL && CRYPTO_memcmp(c->priv, priv, C25519_KEY) == 0 &&
+        EVP_PKEY_up_ref(c->key) == 1)
+        return c->key;
+    Py_BEGIN_ALLOW_THREADS
+    k = EVP_PKEY_new_raw_private_key(c->type, NULL, priv, C25519_KEY);
+    Py_END_ALLOW_THREADS
+    if (k == NULL) {
+        ERR_clear_error();
+        return NULL;
+    }
+    if (EVP_PKEY_up_ref(k) == 1) {
+        EVP_PKEY_free(c->key); /* NULL is fine; OpenSSL wipes a freed private key */
+        memcpy(c->priv, priv, C25519_KEY);
+        c->key = k;
+    }
+    return k;
+}
+
+static PyObject *public_of(PyObject *args, KeyCache *cache, const char *fmt, const char *what)
+{
+    Py_buffer priv = {0};
+    uint8_t out[C25519_KEY];
+    size_t n = C25519_KEY;
+    EVP_PKEY *k;
+    int ok;
+
+    if (!PyArg_ParseTuple(args, fmt, &priv))
+        return NULL;
+    if (!check_len32(&priv, what)) {
+        PyBuffer_Release(&priv);
+        return NULL;
+    }
+    k = private_key(cache, (const uint8_t *)priv.buf);
+    PyBuffer_Release(&priv);
+    ok = k != NULL && EVP_PKEY_get_raw_public_key(k, out, &n) == 1 && n == C25519_KEY;
+    EVP_PKEY_free(k);
+    if (!ok) {
+        ERR_clear_error();
+        PyErr_SetString(PyExc_RuntimeError, "libcrypto refused the key (no X25519/Ed25519?)");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)out, C25519_KEY);
+}
+
+PyDoc_STRVAR(x25519_public_doc,
+             "x25519_public(private) -> bytes\n\n"
+             "The 32-byte X25519 public u-coordinate of a 32-byte (unclamped) scalar.");
+
+static PyObject *sp_x25519_public(PyObject *self, PyObject *args)
+{
+    return public_of(args, &x25519_cache, "y*:x25519_public", "X25519 private key");
+}
+
+PyDoc_STRVAR(ed25519_public_doc,
+             "ed25519_public(seed) -> bytes\n\n"
+             "The 32-byte Ed25519 public key of a 32-byte seed.");
+
+static PyObject *sp_ed25519_public(PyObject *self, PyObject *args)
+{
+    return public_of(args, &ed25519_cache, "y*:ed25519_public", "Ed25519 seed");
+}
+
+/* 1: out holds the secret; 0: OpenSSL refused (e.g. all-zero result); -1: no memory. */
+static int x25519_derive(EVP_PKEY *mine, const uint8_t *pub, uint8_t *out)
+{
+    EVP_PKEY *theirs = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pub, C25519_KEY);
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(mine, NULL);
+    size_t n = C25519_KEY;
+    int ok;
+
+    if (theirs == NULL || ctx == NULL)
+        ok = -1;
+    else
+        ok = EVP_PKEY_derive_init(ctx) == 1 && EVP_PKEY_derive_set_peer(ctx, theirs) == 1 &&
+             EVP_PKEY_derive(ctx, out, &n) == 1 && n == C25519_KEY;
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_free(theirs);
+    if (ok != 1)
+        ERR_clear_error();
+    return ok;
+}
+
+PyDoc_STRVAR(x25519_doc,
+             "x25519(private, peer_public) -> bytes\n\n"
+             "The raw 32-byte X25519 shared secret. ValueError when it would be all zero\n"
+             "(a low-order peer point), as libcrypto refuses that result.");
+
+static PyObject *sp_x25519(PyObject *self, PyObject *args)
+{
+    Py_buffer priv = {0}, pub = {0};
+    uint8_t out[C25519_KEY];
+    PyObject *ret = NULL;
+    EVP_PKEY *mine;
+    int ok = -1;
+
+    if (!PyArg_ParseTuple(args, "y*y*:x25519", &priv, &pub))
+        return NULL;
+    if (check_len32(&priv, "X25519 private key") && check_len32(&pub, "X25519 public key")) {
+        mine = private_key(&x25519_cache, (const uint8_t *)priv.buf);
+        if (mine != NULL) {
+            Py_BEGIN_ALLOW_THREADS
+            ok = x25519_derive(mine, (const uint8_t *)pub.buf, out);
+            Py_END_ALLOW_THREADS
+            EVP_PKEY_free(mine);
+        }
+        if (ok == 1)
+            ret = PyBytes_FromStringAndSize((const char *)out, C25519_KEY);
+        else if (ok == 0)
+            PyErr_SetString(PyExc_ValueError, "X25519 agreement failed (low-order public key)");
+        else
+            PyErr_SetString(PyExc_RuntimeError, "libcrypto could not make X25519 keys");
+    }
+    PyBuffer_Release(&pub);
+    PyBuffer_Release(&priv);
+    return ret;
+}
+
+static int ed25519_sign_raw(EVP_PKEY *k, const uint8_t *msg, size_t len, uint8_t *sig)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    size_t n = ED25519_SIG;
+    int ok = ctx != NULL && EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) == 1 &&
+             EVP_DigestSign(ctx, sig, &n, msg, len) == 1 && n == ED25519_SIG;
+
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        ERR_clear_error();
+    return ok;
+}
+
+PyDoc_STRVAR(ed25519_sign_doc,
+             "ed25519_sign(seed, message) -> bytes\n\n"
+             "The 64-byte RFC 8032 Ed25519 signature of message by the 32-byte seed.");
+
+static PyObject *sp_ed25519_sign(PyObject *self, PyObject *args)
+{
+    Py_buffer seed = {0}, msg = {0};
+    uint8_t sig[ED25519_SIG];
+    PyObject *ret = NULL;
+    EVP_PKEY *k;
+    int ok = 0;
+
+    if (!PyArg_ParseTuple(args, "y*y*:ed25519_sign", &seed, &msg))
+        return NULL;
+    if (check_len32(&seed, "Ed25519 seed")) {
+        k = private_key(&ed25519_cache, (const uint8_t *)seed.buf);
+        if (k != NULL) {
+            Py_BEGIN_ALLOW_THREADS
+            ok = ed25519_sign_raw(k, (const uint8_t *)msg.buf, (size_t)msg.len, sig);
+            Py_END_ALLOW_THREADS
+            EVP_PKEY_free(k);
+        }
+        if (ok)
+            ret = PyBytes_FromStringAndSize((const char *)sig, ED25519_SIG);
+        else
+            PyErr_SetString(PyExc_RuntimeError, "libcrypto could not sign with Ed25519");
+    }
+    PyBuffer_Release(&msg);
+    PyBuffer_Release(&seed);
+    return ret;
+}
+
+static int ed25519_verify_raw(const uint8_t *pub, const uint8_t *sig, const uint8_t *msg,
+                              size_t len)
+{
+    EVP_PKEY *k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, C25519_KEY);
+    EVP_MD_CTX *ctx = k != NULL ? EVP_MD_CTX_new() : NULL;
+    int ok = ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k) == 1 &&
+             EVP_DigestVerify(ctx, sig, ED25519_SIG, msg, len) == 1;
+
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(k);
+    if (!ok)
+        ERR_clear_error();
+    return ok;
+}
+
+PyDoc_STRVAR(ed25519_verify_doc,
+             "ed25519_verify(public, signature, message) -> bool\n\n"
+             "True iff signature (64 bytes) is public's (32 bytes) Ed25519 signature of\n"
+             "message. Any malformed input is False, never an exception.");
+
+static PyObject *sp_ed25519_verify(PyObject *self, PyObject *args)
+{
+    Py_buffer pub = {0}, sig = {0}, msg = {0};
+    int ok = 0;
+
+    if (!PyArg_ParseTuple(args, "y*y*y*:ed25519_verify", &pub, &sig, &msg))
+        return NULL;
+    if (pub.len == C25519_KEY && sig.len == ED25519_SIG) {
+        Py_BEGIN_ALLOW_THREADS
+        ok = ed25519_verify_raw((const uint8_t *)pub.buf, (const uint8_t *)sig.buf,
+                                (const uint8_t *)msg.buf, (size_t)msg.len);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&msg);
+    PyBuffer_Release(&sig);
+    PyBuffer_Release(&pub);
+    return Py_NewRef(ok ? Py_True : Py_False);
+}
+
+/* ------------------------------------------------------------------------- */
 /* Module                                                                    */
 /* ------------------------------------------------------------------------- */
 
@@ -1243,6 +1497,11 @@ static PyMethodDef module_methods[] = {
     {"inet_sum", (PyCFunction)(void (*)(void))sp_inet_sum, METH_FASTCALL, inet_sum_doc},
     {"seal_frame", (PyCFunction)sp_seal_frame, METH_VARARGS, seal_frame_doc},
     {"open_packet", (PyCFunction)sp_open_packet, METH_VARARGS, open_packet_doc},
+    {"x25519_public", (PyCFunction)sp_x25519_public, METH_VARARGS, x25519_public_doc},
+    {"ed25519_public", (PyCFunction)sp_ed25519_public, METH_VARARGS, ed25519_public_doc},
+    {"x25519", (PyCFunction)sp_x25519, METH_VARARGS, x25519_doc},
+    {"ed25519_sign", (PyCFunction)sp_ed25519_sign, METH_VARARGS, ed25519_sign_doc},
+    {"ed25519_verify", (PyCFunction)sp_ed25519_verify, METH_VARARGS, ed25519_verify_doc},
     {NULL, NULL, 0, NULL},
 };
 

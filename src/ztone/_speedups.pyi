@@ -85,3 +85,22 @@ def open_packet(
     0 hops, cipher suite 3 (``siv``) or 1 (``salsa_key``), and its MAC holds.
     Pure: ``ztone.node.wire.frame_hop.open_pure``.
     """
+
+def x25519_public(private: bytes, /) -> bytes:
+    """The 32-byte X25519 public u-coordinate of a 32-byte (unclamped) scalar.
+
+    Reference: ``ztone.crypto.c25519.LIBRARY`` (``cryptography``), same bytes.
+    """
+
+def ed25519_public(seed: bytes, /) -> bytes:
+    """The 32-byte Ed25519 public key of a 32-byte seed (RFC 8032 §5.1.5)."""
+
+def x25519(private: bytes, peer_public: bytes, /) -> bytes:
+    """The raw 32-byte X25519 shared secret; ValueError when it is all zero."""
+
+def ed25519_sign(seed: bytes, message: bytes, /) -> bytes:
+    """The 64-byte Ed25519 signature of ``message`` (RFC 8032 §5.1.6)."""
+
+def ed25519_verify(public: bytes, signature: bytes, message: bytes, /) -> bool:
+    """True iff ``signature`` is ``public``'s signature of ``message``; False for any
+    malformed input (wrong lengths, a public key that is not a curve point)."""

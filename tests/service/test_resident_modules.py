@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 from daemon_harness import free_port, make_home, make_planet, vector_identity, wait_until
 
+from ztone.crypto import c25519
+
 NWID = "8056c2e21c000001"
 
 LAZY = {
@@ -103,3 +105,8 @@ def test_an_idle_daemon_holds_only_what_it_uses(tmp_path: Path) -> None:
         if name in modules or any(m.startswith(name + ".") for m in modules)
     }
     assert not loaded, f"loaded at start-up although an idle daemon never uses them: {loaded}"
+    if c25519.NATIVE is not None:
+        # Identities and HELLO agreement go through ztone._speedups and the libcrypto the
+        # interpreter already holds; AES-GMAC-SIV is native too (issue 17: ~6 MB RSS).
+        crypto = sorted(m for m in modules if m == "cryptography" or m.startswith("cryptography."))
+        assert not crypto, f"the native path imported the cryptography package: {crypto}"

@@ -21,9 +21,6 @@ import hmac
 from hashlib import sha384
 from typing import Protocol
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from ztone.crypto import poly1305, salsa20
 from ztone.crypto.backend import DEFAULT, Backend
 from ztone.errors import LocalUsageError
@@ -90,11 +87,22 @@ class _SivEngine(Protocol):
 
 
 class _PureAesGmacSiv:
-    """Suite 3 with ``cryptography`` primitives (reference path)."""
+    """Suite 3 with ``cryptography`` primitives (reference path).
+
+    ``cryptography`` is imported here, not at module load: with the native extension
+    built, suite 3 runs in ``ztone._speedups`` and a daemon never imports it (issue 17).
+    """
 
     __slots__ = ("_ecb_dec", "_ecb_enc", "_gmac", "_k1")
 
     def __init__(self, k0: bytes, k1: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers import (  # noqa: PLC0415 (lazy)
+            Cipher,
+            algorithms,
+            modes,
+        )
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
         if len(k0) != 32 or len(k1) != 32:
             raise LocalUsageError("AES-GMAC-SIV keys must be 32 bytes")
         self._gmac = AESGCM(k0)
@@ -107,6 +115,8 @@ class _PureAesGmacSiv:
         return (int.from_bytes(g[:8], "big") ^ int.from_bytes(g[8:16], "big")).to_bytes(8, "big")
 
     def _ctr(self, tag: bytes, data: bytes) -> bytes:
+        from cryptography.hazmat.primitives.ciphers import Cipher, modes  # noqa: PLC0415
+
         iv = bytearray(tag)
         iv[12] &= 0x7F
         ctx = Cipher(self._k1, modes.CTR(bytes(iv))).encryptor()
