@@ -90,12 +90,29 @@ def test_the_stand_in_loads_once_and_only_for_a_request() -> None:
     assert not lazy.recently_authorized(1, 2, 0)
     lazy.note_authorized(1, 2, 0)
     assert lazy.last_requests(1) == {}
-    assert loads == [] and lazy.loaded is None and not lazy.failed
+    # The rate gate runs inside the node: it loads nothing, but gates as the real one.
     assert lazy.rate_gate(1, 2, 0)
+    assert not lazy.rate_gate(1, 2, 1000)
+    assert lazy.rate_gate(1, 2, 1001)
+    assert lazy.rate_gate(1, 3, 1001)
+    assert loads == [] and lazy.loaded is None and not lazy.failed
+    # The request's ConfigRequested loads it; the gate's entries go to the controller.
     assert lazy.get() is real and loads == [1]
+    assert lazy.get() is real and loads == [1]
+    assert gates.calls == ["rate_gate", "rate_gate"]
+    assert lazy.rate_gate(1, 2, 5000)
     assert lazy.recently_authorized(1, 2, 0)
     assert lazy.last_requests(1) == {1: 2}
-    assert gates.calls == ["rate_gate", "recently_authorized"]
+    assert gates.calls[2:] == ["rate_gate", "recently_authorized"]
+
+
+def test_the_early_gate_is_bounded() -> None:
+    lazy = LazyController(lambda: None)
+    lazy.max_early = 3
+    for member in range(10):
+        assert lazy.rate_gate(1, member, 0)
+    assert not lazy.rate_gate(1, 9, 1)  # kept: among the newest
+    assert lazy.rate_gate(1, 0, 1)  # dropped as the oldest: asks again
 
 
 def test_a_failed_load_is_no_controller() -> None:
@@ -106,8 +123,9 @@ def test_a_failed_load_is_no_controller() -> None:
         return None
 
     lazy = LazyController(load)
-    assert not lazy.rate_gate(1, 2, 0)
     assert lazy.get() is None and lazy.failed and loads == [1]
+    assert not lazy.rate_gate(1, 2, 0)
+    assert lazy.get() is None and loads == [1]
 
 
 # --- real daemons ---------------------------------------------------------------------

@@ -34,13 +34,14 @@ from ztone.node.bounds import CONTROLLER_MAX_PENDING
 from ztone.node.node import Node
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.identity import Identity
+from ztone.service.controller_lazy import RATE_LIMIT
 from ztone.service.metrics import ControllerCounts
 from ztone.util.store_location import postgres_conninfo
 
 log = logging.getLogger(__name__)
 
 ONLINE_WINDOW = 120_000
-REQUEST_RATE_LIMIT = 1_000
+REQUEST_RATE_LIMIT = RATE_LIMIT
 AUTHORIZED_MEMORY = 180_000
 
 

@@ -8,7 +8,8 @@ daemon opens the store only when one is there to serve (:func:`needed_at_start`)
 otherwise it hands the node and the API a :class:`LazyController`, which opens the
 store and builds the :class:`~ztone.service.controller.EmbeddedController` the first
 time something needs it: a ``/controller`` request, or a config request addressed to
-this node as controller (the core's rate gate comes first, then ``ConfigRequested``).
+this node as controller (its ``ConfigRequested`` action, in the service's action
+drain: never inside the node's packet handling, which only passes the rate gate).
 
 Nothing a peer or an API client sees changes: before that first use the controller
 has answered nothing, so its in-memory gates are empty (nobody is recently
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ztone.node.bounds import CONTROLLER_MAX_PENDING
 from ztone.service.config import Settings
 from ztone.util.store_location import postgres_conninfo
 
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
     from ztone.service.controller import EmbeddedController
 
 log = logging.getLogger(__name__)
+
+RATE_LIMIT = 1_000
+"""ms: a member asking again within this is not answered (the controller's rate gate)."""
 
 SQLITE_FILENAME = "ztone-controller.db"
 """``ztone.controller.store.DB_FILENAME`` (a test checks they agree)."""
@@ -94,6 +99,10 @@ class LazyController:
     def __init__(self, load: Callable[[], EmbeddedController | None]) -> None:
         self._load: Callable[[], EmbeddedController | None] | None = load
         self.loaded: EmbeddedController | None = None
+        # The rate gate's entries from before the load (the requests whose
+        # ConfigRequested will load it), handed to the controller when it loads.
+        self._early: dict[tuple[int, int], int] = {}
+        self.max_early = CONTROLLER_MAX_PENDING
 
     @property
     def failed(self) -> bool:
@@ -103,7 +112,11 @@ class LazyController:
         """The controller, loading it now if this is its first use."""
         load, self._load = self._load, None
         if load is not None:
-            self.loaded = load()
+            self.loaded = controller = load()
+            early, self._early = self._early, {}
+            if controller is not None:
+                for (nwid, member), when in early.items():
+                    controller.rate_gate(nwid, member, when)  # records it
         return self.loaded
 
     def last_requests(self, nwid: int) -> dict[int, int]:
@@ -113,9 +126,20 @@ class LazyController:
     # --- LocalController ----------------------------------------------------------
 
     def rate_gate(self, nwid: int, member: int, now: int) -> bool:
-        # Asked only for a request addressed to us as controller: the first use.
-        controller = self.get()
-        return controller is not None and controller.rate_gate(nwid, member, now)
+        # Called inside the node's packet handling: no loading (store I/O) here.
+        if self.loaded is not None:
+            return self.loaded.rate_gate(nwid, member, now)
+        if self._load is None:
+            return False  # the load failed: there is no controller to ask
+        key = (nwid, member)
+        last = self._early.get(key)
+        if last is not None and now - last <= RATE_LIMIT:
+            return False
+        self._early.pop(key, None)
+        while len(self._early) >= self.max_early:  # bounded: drop the oldest
+            del self._early[next(iter(self._early))]
+        self._early[key] = now
+        return True
 
     def recently_authorized(self, nwid: int, member: int, now: int) -> bool:
         return self.loaded is not None and self.loaded.recently_authorized(nwid, member, now)
