@@ -62,18 +62,20 @@ PACKAGES = [
     "cryptography.hazmat.primitives.asymmetric.x25519",
     "lz4.block",
     "pydantic",
-    "sqlite3",
     "pyroute2",
     "ztone.node.node",
     "ztone.service.config",
-    "ztone.controller.objects",
-    "ztone.controller.store",
     "ztone.service.api.http",
     "ztone.osdep.linux",
     "ztone.service.runner",
     "ztone.cli.daemon",
+    "sqlite3",
+    "ztone.controller.objects",
+    "ztone.controller.store",
+    "ztone.service.controller",
 ]
-"""Part 1's packages; the order is the order of the cumulative listing."""
+"""Part 1's packages; the order is the order of the cumulative listing (the controller
+last: a daemon loads it on first use, see ``ztone.service.controller_lazy``)."""
 
 NOT_IN_DAEMON = (
     "ssl",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from ztone.controller.store import StoreError
-from ztone.controller.stores import describe, open_store, postgres_conninfo
+from ztone.controller.stores import open_store
+from ztone.util.store_location import describe, postgres_conninfo
 
 psycopg = pytest.importorskip("psycopg")
 from ztone.controller.pgstore import SCHEMA_VERSION, PostgresStore  # noqa: E402

@@ -30,7 +30,8 @@ from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.network_config import request_metadata
 from ztone.node.wire.packet import Verb
 from ztone.service.config import LocalConf, Settings
-from ztone.service.controller import EmbeddedController, controller_location
+from ztone.service.controller import EmbeddedController
+from ztone.service.controller_lazy import controller_location
 
 IDS = vector_identities()
 CONTROLLER, MEMBER = IDS[1], IDS[3]

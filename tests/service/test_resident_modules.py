@@ -32,6 +32,10 @@ LAZY = {
     "ztone.cli.cli": "ztone-cli (and http.client): loaded only for `ztone -q`",
     "ztone.cli.idtool": "ztone-idtool: loaded only for `ztone -i`",
     "ssl": "asyncio's TLS, which the daemon never uses",
+    "ztone.controller": "the embedded controller (its pydantic records, the store): first use",
+    "ztone.service.controller": "EmbeddedController: loaded with the controller",
+    "ztone.service.api.controller_routes": "the /controller handlers: loaded with the controller",
+    "sqlite3": "the controller's store: loaded with the controller",
 }
 
 # ZTONE_TEST_SRC: run the daemon from another tree (to see this test fail on an older one).

@@ -45,9 +45,9 @@ from ztone import __version__, version_line
 from ztone.cli.homedir import cli_home
 from ztone.controller.migrate import migrate
 from ztone.controller.store import StoreError
-from ztone.controller.stores import describe
 from ztone.util.ctext import U64_MAX, strtoull
 from ztone.util.jsontext import json_string
+from ztone.util.store_location import describe
 
 PROGRAM = "ztone-cli"
 VERSION = "1.14.1"

@@ -1,9 +1,8 @@
 """Choosing a controller store from a location string (issue 16).
 
-A location is either a SQLite database file path or a PostgreSQL connection string:
-``postgresql://...`` / ``postgres://...`` (libpq URIs) or ``postgres:<libpq
-key=value string>`` (the form zerotier-one's ``controllerDbPath`` uses for its
-PostgreSQL controller). The PostgreSQL backend needs the ``postgres`` extra (psycopg).
+A location is either a SQLite database file path or a PostgreSQL connection string
+(:mod:`ztone.util.store_location` tells them apart). The PostgreSQL backend needs the
+``postgres`` extra (psycopg).
 """
 
 from __future__ import annotations
@@ -11,18 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ztone.controller.store import ControllerStore, SqliteStore, StoreError
-
-_URI_PREFIXES = ("postgresql://", "postgres://")
-_KV_PREFIX = "postgres:"
-
-
-def postgres_conninfo(location: str) -> str | None:
-    """The libpq connection string ``location`` names, or None if it is not one."""
-    if location.startswith(_URI_PREFIXES):
-        return location
-    if location.startswith(_KV_PREFIX):
-        return location[len(_KV_PREFIX) :]
-    return None
+from ztone.util.store_location import postgres_conninfo
 
 
 def open_store(location: str, *, listen: bool = True) -> ControllerStore:
@@ -38,8 +26,3 @@ def open_store(location: str, *, listen: bool = True) -> ControllerStore:
             f"the PostgreSQL controller store needs psycopg (pip install 'ztone[postgres]'): {e}"
         ) from None
     return PostgresStore(conninfo, listen=listen)
-
-
-def describe(location: str) -> str:
-    """``location`` safe to log: a connection string is reduced to its kind."""
-    return "PostgreSQL" if postgres_conninfo(location) is not None else location

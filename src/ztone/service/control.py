@@ -25,10 +25,10 @@ from ztone.node.vl2.network import NetworkView
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.service.clock import now_ms
 from ztone.service.config import ConfigError, LocalConf, NetworkLocalSettings, update_settings
-from ztone.service.controller import EmbeddedController
+from ztone.service.controller_lazy import LazyController
 from ztone.service.frame_pump import FramePump
 from ztone.service.home import Home
-from ztone.service.metrics import ControllerSnapshot, render_metrics
+from ztone.service.metrics import ControllerCounts, ControllerSnapshot, render_metrics
 from ztone.service.networks import NetworkPorts
 from ztone.service.tcp_fallback import TcpFallback
 from ztone.service.udp import UdpSockets
@@ -55,7 +55,8 @@ class DaemonParts:
     pump: FramePump
     udp: UdpSockets
     fallback: TcpFallback | None
-    controller: EmbeddedController | None
+    controller: LazyController | None
+    """None: no controller; not loaded yet: it has served nothing (zero counts)."""
     counters: DaemonCounters
     primary_port: int
     secondary_port: int
@@ -159,14 +160,19 @@ class DaemonControl:
             counters["tcp_fallback_connects"] = fallback.connects
             counters["tcp_fallback_dropped"] = fallback.dropped
         snapshot = None
-        if parts.controller is not None:
-            store = parts.controller.store
+        lazy = parts.controller
+        if lazy is not None and lazy.loaded is not None:
+            store = lazy.loaded.store
             nwids = store.list_networks()
             snapshot = ControllerSnapshot(
                 networks=len(nwids),
                 members=sum(len(store.list_members(n)) for n in nwids),
-                counts=parts.controller.counts,
+                counts=lazy.loaded.counts,
             )
+        elif lazy is not None and not lazy.failed:
+            # Not loaded: no store was there at start and nothing has used it since,
+            # so it serves no network yet (what a just-opened empty store would say).
+            snapshot = ControllerSnapshot(networks=0, members=0, counts=ControllerCounts())
         return render_metrics(
             parts.node,
             now_ms(),

@@ -27,46 +27,25 @@ from typing import TypeVar
 from ztone.controller.core import answer_request, make_revocation
 from ztone.controller.member_index import NetworkMembers
 from ztone.controller.objects import JsonObject, is_authorized, same_record
-from ztone.controller.store import ChangeEvent, ControllerStore, StoreError, open_controller_store
-from ztone.controller.stores import open_store, postgres_conninfo
+from ztone.controller.store import ChangeEvent, ControllerStore, open_controller_store
+from ztone.controller.stores import open_store
 from ztone.node.actions import ControllerAnswer
 from ztone.node.bounds import CONTROLLER_MAX_PENDING
 from ztone.node.node import Node
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.identity import Identity
-from ztone.service.config import Settings
+from ztone.service.controller_lazy import RATE_LIMIT
 from ztone.service.metrics import ControllerCounts
+from ztone.util.store_location import postgres_conninfo
 
 log = logging.getLogger(__name__)
 
 ONLINE_WINDOW = 120_000
-REQUEST_RATE_LIMIT = 1_000
+REQUEST_RATE_LIMIT = RATE_LIMIT
 AUTHORIZED_MEMORY = 180_000
 
 
 T = TypeVar("T")
-
-
-def controller_location(settings: Settings, default_controller_d: str) -> str:
-    """Where the controller's store is, from local.conf's settings: the environment
-    variable ``controllerDbUrlEnv`` names, else the file ``controllerDbUrlFile``, else
-    ``controllerDbPath``, else ``default_controller_d``. A PostgreSQL connection
-    string is returned as is (callers log it only through ``stores.describe``)."""
-    if settings.controller_db_url_env:
-        value = os.environ.get(settings.controller_db_url_env, "").strip()
-        if not value:
-            raise StoreError(f"environment variable {settings.controller_db_url_env} is empty")
-        return value
-    if settings.controller_db_url_file:
-        try:
-            with open(settings.controller_db_url_file, encoding="utf-8") as f:
-                value = f.read().strip()
-        except OSError as e:
-            raise StoreError(f"controllerDbUrlFile: {e.strerror}: {e.filename}") from None
-        if not value:
-            raise StoreError(f"{settings.controller_db_url_file} is empty")
-        return value
-    return settings.controller_db_path or default_controller_d
 
 
 def open_location(location: str) -> ControllerStore:

@@ -22,8 +22,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ztone import __version__
-from ztone.controller.store import ControllerStore, StoreError
-from ztone.controller.stores import describe, postgres_conninfo
 from ztone.crypto.backend import DEFAULT, Backend
 from ztone.node.actions import (
     ANY_LOCAL_SOCKET,
@@ -49,7 +47,7 @@ from ztone.osdep.factory import (
     selected_backend,
 )
 from ztone.osdep.userspace import UserspaceTapFactory
-from ztone.service.api.controller_routes import controller_routes
+from ztone.service.api.controller_paths import lazy_controller_routes
 from ztone.service.api.http import ApiServer
 from ztone.service.api.network_routes import network_routes
 from ztone.service.api.routes import ApiRouter
@@ -63,7 +61,7 @@ from ztone.service.config import (
     load_local_conf,
 )
 from ztone.service.control import DaemonControl, DaemonCounters, DaemonParts
-from ztone.service.controller import EmbeddedController, controller_location, open_location
+from ztone.service.controller_lazy import LazyController, controller_location, needed_at_start
 from ztone.service.entropy import RandomPool
 from ztone.service.frame_pump import FramePump
 from ztone.service.home import FileStateStore, Home
@@ -74,9 +72,12 @@ from ztone.service.tcp_fallback import FallbackSettings, TcpFallback
 from ztone.service.udp import UdpSockets, trial_bind
 from ztone.service.userspace import NoRootFrontends
 from ztone.service.userspace_conf import UserspaceSettings, parse_userspace_settings
+from ztone.util.store_location import describe, postgres_conninfo
 
 if TYPE_CHECKING:
     from ztone.controller.lease import ControllerLease
+    from ztone.controller.store import ControllerStore
+    from ztone.service.controller import EmbeddedController
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ class NodeService:
         self.exit_reason = ""
         self.ports: NetworkPorts | None = None
         self.pump: FramePump | None = None
-        self.controller: EmbeddedController | None = None
+        self.controller: EmbeddedController | None = None  # once loaded (see lazy_controller)
+        self.lazy_controller: LazyController | None = None  # None: no controller at all
         self.controller_store: ControllerStore | None = None
         self.identity_collision = False
         self.lease: ControllerLease | None = None
@@ -314,7 +316,7 @@ class NodeService:
         )
         self.store = FileStateStore(home)
         self.state = StateWriter(self.store)
-        self._start_controller(identity)
+        self.lazy_controller = self._start_controller(identity)
         if self.lease is not None and self.controller is None:
             # Never run the node of a controller identity without its controller.
             await self._release_lease()
@@ -330,7 +332,7 @@ class NodeService:
             physical=self._physical(),
             version=VERSION,
             allow_loopback_paths=self.conf.settings.allow_loopback_paths,
-            controller=self.controller,
+            controller=self.lazy_controller,
             os_arch=f"{platform.system().lower()}/{platform.machine()}",
             fast_path=self.fast_path,
         )
@@ -356,7 +358,7 @@ class NodeService:
                 pump=self.pump,
                 udp=self.udp,
                 fallback=self.fallback,
-                controller=self.controller,
+                controller=self.lazy_controller,
                 counters=self.counters,
                 primary_port=self.primary_port,
                 secondary_port=self.secondary_port,
@@ -373,10 +375,11 @@ class NodeService:
         if control.allow_management_from:
             api_hosts = ["0.0.0.0", "::"]
         extra = network_routes(control, self.frontends.describe)
-        if self.controller is not None:
-            extra += controller_routes(self.controller)
+        lazy = self.lazy_controller
+        if lazy is not None:
+            extra += lazy_controller_routes(lazy.get)
         sessions = UiSessions()
-        seen = self.controller.last_requests if self.controller is not None else None
+        seen = lazy.last_requests if lazy is not None else None
         extra += ui_routes(sessions, seen)
         home_app = self.home.path / "app"
         self.api = ApiServer(
@@ -597,7 +600,7 @@ class NodeService:
 
     def _answer_config_request(self, request: ConfigRequested) -> None:
         """Ask the embedded controller (its store I/O runs here, outside the node)."""
-        controller = self.controller
+        controller = self.lazy_controller.get() if self.lazy_controller is not None else None
         if controller is None:
             return
         now = now_ms()
@@ -620,13 +623,31 @@ class NodeService:
         elif event.kind is EventKind.USER_MESSAGE:
             log.debug("user message type %x from %010x", event.message_type, event.source)
 
-    def _start_controller(self, identity: Identity) -> None:
+    def _start_controller(self, identity: Identity) -> LazyController | None:
+        """The node's controller: opened now if a store is there to serve (see
+        :func:`needed_at_start`), else on first use; None if it cannot be had."""
+        default = str(self.home.file("controller.d"))
         try:
-            location = controller_location(self.conf.settings, str(self.home.file("controller.d")))
+            location = controller_location(self.conf.settings, default)
+        except Exception as e:
+            log.error("the embedded network controller is off: %s", e)
+            return None
+        lazy = LazyController(lambda: self._load_controller(identity, location))
+        if needed_at_start(location, default) and lazy.get() is None:
+            return None
+        return lazy
+
+    def _load_controller(self, identity: Identity, location: str) -> EmbeddedController | None:
+        # The controller's modules (pydantic records, sqlite3) load here, on first use.
+        from ztone.service.controller import EmbeddedController, open_location  # noqa: PLC0415
+
+        try:
             self.controller_store = open_location(location)
         except Exception as e:
             log.error("the embedded network controller is off: %s", e)
-            return
+            if hasattr(self, "node"):
+                self.node.controller = None  # as if it had failed at start-up
+            return None
         log.info("controller store: %s", describe(location))
         self.controller = EmbeddedController(
             identity,
@@ -635,6 +656,7 @@ class NodeService:
             self._wake,
             post=self._post_from_thread,
         )
+        return self.controller
 
     # ---------------------------------------------------- active/standby (issue 16)
 
@@ -657,6 +679,7 @@ class NodeService:
         )
         try:
             from ztone.controller.lease import ControllerLease  # noqa: PLC0415 (psycopg)
+            from ztone.controller.store import StoreError  # noqa: PLC0415
         except ImportError:
             return True  # start() says the PostgreSQL store needs psycopg
         lease = ControllerLease(conninfo, int(identity.address))

@@ -69,6 +69,7 @@ from ztone.controller.objects import (
     unstable_network_entry,
 )
 from ztone.controller.store import ControllerStore, StoreError, UnknownNetwork
+from ztone.service.api.controller_paths import PATHS
 from ztone.service.api.http import Request
 from ztone.service.api.routes import (
     ApiControl,
@@ -256,24 +257,22 @@ def controller_routes(controller: ControllerApiBackend) -> list[Route]:
         controller.notify_changed(nwid, address)
         return json_reply(deleted)
 
-    nw = "/controller/network/([0-9a-fA-F]{16})"
-    member = nw + "/member/([0-9a-fA-F]{10})"
-    table: list[tuple[str, str, _Handler]] = [
-        ("GET", "/controller", status),
-        ("GET", "/controller/network", network_list),
-        ("POST PUT", "/controller/network", network_create),
-        ("GET", "/unstable/controller/network", unstable_network_list),
-        ("GET", nw, network_get),
-        ("POST PUT", "/controller/network/([0-9a-fA-F]{10})______", network_create_legacy),
-        ("POST PUT", nw, network_post),
-        ("DELETE", nw, network_delete),
-        ("GET", nw + "/member", member_list),
-        ("GET", "/unstable" + nw + "/member", unstable_member_list_get),
-        ("GET", member, member_get),
-        ("POST PUT", member, member_post),
-        ("DELETE", member, member_delete),
-    ]
-    return [route(m, p, _with_errors(h)) for m, p, h in table]
+    handlers: dict[str, _Handler] = {
+        "status": status,
+        "network_list": network_list,
+        "network_create": network_create,
+        "unstable_network_list": unstable_network_list,
+        "network_get": network_get,
+        "network_create_legacy": network_create_legacy,
+        "network_post": network_post,
+        "network_delete": network_delete,
+        "member_list": member_list,
+        "unstable_member_list_get": unstable_member_list_get,
+        "member_get": member_get,
+        "member_post": member_post,
+        "member_delete": member_delete,
+    }
+    return [route(m, p, _with_errors(handlers[name])) for m, p, name in PATHS]
 
 
 def _with_errors(handler: _Handler) -> _Handler:
