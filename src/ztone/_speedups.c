@@ -1160,12 +1160,13 @@ done:
 }
 
 PyDoc_STRVAR(open_packet_doc,
-"open_packet(data, destination, siv, salsa_key) -> bytearray | None\n\n"
+"open_packet(data, destination, siv, salsa_key, assembled=False) -> bytearray | None\n\n"
 "A copy of the whole packet in data with [27:] authenticated and decrypted, when data\n"
 "is one unfragmented packet (28..10024 bytes) whose destination (data[8:13]) equals\n"
 "destination (5 bytes), with 0 hops and cipher suite 3 (needs siv) or 1 (Salsa20/12\n"
-"with salsa_key), and its MAC holds. None otherwise (data is never changed): the caller\n"
-"takes the general path.");
+"with salsa_key), and its MAC holds. With assembled true, data is a packet put back\n"
+"together from its fragments: its fragmented flag may then be set (the MAC covers it\n"
+"as sent). None otherwise (data is never changed): the caller takes the general path.");
 
 static PyObject *sp_open_packet(PyObject *self, PyObject *args)
 {
@@ -1173,11 +1174,12 @@ static PyObject *sp_open_packet(PyObject *self, PyObject *args)
     PyObject *siv_obj, *ret = NULL;
     const uint8_t *p;
     size_t n;
-    int suite, ok;
+    int suite, ok, assembled = 0;
     uint8_t flags;
     (void)self;
 
-    if (!PyArg_ParseTuple(args, "y*y*Oy*:open_packet", &data, &dest, &siv_obj, &skey))
+    if (!PyArg_ParseTuple(args, "y*y*Oy*|p:open_packet", &data, &dest, &siv_obj, &skey,
+                          &assembled))
         return NULL;
     if (!check_len(&dest, 5, "destination"))
         goto done;
@@ -1186,7 +1188,8 @@ static PyObject *sp_open_packet(PyObject *self, PyObject *args)
     if (n < PKT_MIN_LEN || n > PKT_MAX_LEN || memcmp(p + 8, dest.buf, 5) != 0)
         goto none;
     flags = p[18];
-    if (flags & 0x47) /* fragmented or relayed: the general path */
+    /* relayed, or a head still waiting for its fragments: the general path */
+    if (flags & (assembled ? 0x07 : 0x47))
         goto none;
     suite = (flags >> 3) & 7;
     if (suite == 3) {

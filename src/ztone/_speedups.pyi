@@ -79,11 +79,13 @@ def open_packet(
     destination: bytes,
     siv: AesGmacSiv | None,
     salsa_key: bytes,
+    assembled: bool = False,
 ) -> bytearray | None:
     """A copy of ``data`` with [27:] authenticated and decrypted, or None (``data`` is
     never changed) unless it is one unfragmented packet to ``destination`` (5 bytes) with
-    0 hops, cipher suite 3 (``siv``) or 1 (``salsa_key``), and its MAC holds.
-    Pure: ``ztone.node.wire.frame_hop.open_pure``.
+    0 hops, cipher suite 3 (``siv``) or 1 (``salsa_key``), and its MAC holds. With
+    ``assembled`` (a packet put back together from its fragments) the fragmented flag
+    may be set. Pure: ``ztone.node.wire.frame_hop.open_pure``.
     """
 
 def x25519_public(private: bytes, /) -> bytes:

@@ -11,6 +11,12 @@ MAC holds; the opened packet goes to :meth:`Switch.dispatch_opened
 <ztone.node.vl1.switch.Switch.dispatch_opened>` (every verb, as
 ``Switch.decode`` would). Otherwise nothing has changed and the general path runs.
 
+Fragmented packets (a head and its fragments, §5.7) go through the general path's
+``Switch.on_datagram`` and its one reassembler (same table, bounds, duplicate and
+order handling); the packet it makes whole comes to :meth:`FastPath.receive_assembled`
+(``Switch.open_assembled``), which opens it in one call under the same conditions
+(the fragmented flag allowed) or leaves it to ``Switch.decode``.
+
 Out (:meth:`FastPath.send_frame`), taken for a unicast frame of our own MAC to a
 member's MAC (no bridging, no multicast, no ``physical`` MTU or trusted-path settings):
 the network's rules run as in ``frames.on_tap_frame`` (the real engine: any rule set,
@@ -31,6 +37,7 @@ from ztone.node import bounds as B
 from ztone.node.actions import SendPacket
 from ztone.node.metrics import TX
 from ztone.node.port import NodePort
+from ztone.node.vl1.path import Path
 from ztone.node.vl1.switch import Switch
 from ztone.node.wire import frame_hop
 from ztone.node.wire.fragment import DEFAULT_PHYSMTU
@@ -61,6 +68,7 @@ class FastPath:
         self._templates: dict[tuple[int, int], bytes] = {}
         self.rx_taken = 0
         self.tx_taken = 0
+        switch.open_assembled = self.receive_assembled
 
     def template_count(self) -> int:
         """Header templates held (bounded by ``FAST_PATH_TEMPLATES``)."""
@@ -86,6 +94,24 @@ class FastPath:
         uncompress(packet)
         self.rx_taken += 1
         switch.dispatch_opened(now, path, peer, packet)
+        return True
+
+    def receive_assembled(self, now: int, path: Path, whole: bytes) -> bool:
+        """Open a packet the general path's reassembler just made whole (its path's
+        ``last_in`` already set there) if it is the steady state's: from a peer in the
+        table, 0 hops, suite 1 or 3, MAC holds. False: untouched, ``Switch.decode``
+        takes it. May raise MalformedPacket (as decode would)."""
+        if len(whole) < 28:
+            return False
+        peer = self._port.peers.get(int.from_bytes(whole[13:18], "big"))
+        if peer is None:
+            return False
+        packet = frame_hop.open_packet(self._native, peer.key, self._address5, whole, True)
+        if packet is None:
+            return False
+        uncompress(packet)
+        self.rx_taken += 1
+        self._switch.dispatch_opened(now, path, peer, packet)
         return True
 
     def send_frame(

@@ -150,3 +150,57 @@ def test_an_accelerator_without_the_hop_functions_is_not_used() -> None:
     assert frame_hop.native_hop(old) is None
     if NATIVE is not None:
         assert frame_hop.native_hop(NATIVE.native) is NATIVE.native
+
+
+@pytest.mark.parametrize("aes", [True, False])
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 0, 2)])
+def test_open_assembled_takes_what_the_reassembler_made_whole(
+    aes: bool, order: tuple[int, ...]
+) -> None:
+    """A full-size FRAME cut at a small MTU and put back together by the general path's
+    reassembler (pieces in any order): opened as decode would open it, fragmented flag
+    and all; the same bytes on a datagram (not assembled) stay the general path's."""
+    pure = PeerKey(KEY48, backend.PURE)
+    keys: list[tuple[ModuleType | None, PeerKey]] = [(None, pure)]
+    if NATIVE is not None and HOP is not None:
+        keys.append((HOP, PeerKey(KEY48, NATIVE)))
+    datagrams = frame_hop.seal_pure(key=pure, aes=aes, template=TEMPLATE, packet_id=PID,
+                                    ethertype=0x0800, payload=bytes(range(256)) * 8,
+                                    mtu=1000)  # fmt: skip
+    assert len(datagrams) == 3
+    reassembler = Reassembler()
+    whole = None
+    for i in order:
+        d = datagrams[i]
+        if i == 0:
+            whole = reassembler.add_head(1, d) or whole
+        else:
+            whole = reassembler.add_piece(1, int.from_bytes(d[0:8], "big"), d[14] >> 4,
+                                          d[14] & 0xF, d[16:]) or whole  # fmt: skip
+    assert whole is not None and whole[18] & 0x40
+    plain = bytearray(whole)
+    assert dearmor(plain, pure)
+    for native, key in keys:
+        assert frame_hop.open_packet(native, key, DEST5, whole, True) == plain
+        assert frame_hop.open_packet(native, key, DEST5, whole) is None
+        for at, xor in ((18, 0x01), (18, 0x40), (40, 1), (len(whole) - 1, 1)):
+            bad = bytearray(whole)
+            bad[at] ^= xor
+            assert frame_hop.open_packet(native, key, DEST5, bytes(bad), True) is None, (at, xor)
+
+
+@native_only
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=3000), st.booleans(), st.booleans())
+def test_open_assembled_hostile_bytes_native_equals_pure(
+    data: bytes, aimed: bool, fragmented: bool
+) -> None:
+    assert NATIVE is not None
+    if aimed and len(data) >= 28:  # to us, suite 3 or 1, no hops: reaches the MAC check
+        b = bytearray(data)
+        b[8:13] = DEST5
+        b[18] = (0x18 if data[0] & 1 else 0x88) | (0x40 if fragmented else 0)
+        data = bytes(b)
+    native = frame_hop.open_packet(HOP, PeerKey(KEY48, NATIVE), DEST5, data, True)
+    pure = frame_hop.open_packet(None, PeerKey(KEY48, backend.PURE), DEST5, data, True)
+    assert native == pure

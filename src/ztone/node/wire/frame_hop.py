@@ -9,8 +9,9 @@ per-peer template (:func:`frame_template`) is bytes [8:36] of the packet::
 
 then the fragmented flag (longer than the MTU), armor (suite 3 AES-GMAC-SIV, or suite
 1 Salsa20/12 + Poly1305 for a peer older than protocol 12) and the cut of
-:func:`~ztone.node.wire.fragment.split`. Opening: one unfragmented packet to us, 0
-hops, suite 1 or 3, copied and de-armored; anything else is None (the general path).
+:func:`~ztone.node.wire.fragment.split`. Opening: one packet to us, 0 hops, suite 1
+or 3, unfragmented or put back together from its fragments by the general path's
+reassembler, copied and de-armored; anything else is None (the general path).
 
 With ``native`` (``ztone._speedups``, when it has the hop functions and is the key's
 backend) each is one call; otherwise the pure functions here do the same steps with
@@ -37,6 +38,7 @@ FRAME_OVERHEAD = 38
 """Bytes of a FRAME packet before its payload: header 28, network id 8, ethertype 2."""
 
 _FLAGS_FRAGMENTED_OR_HOPS = 0x47
+_HOPS = 0x07
 
 
 def frame_template(destination: int, source: int, nwid: int) -> bytes:
@@ -102,21 +104,32 @@ def seal_pure(
 
 
 def open_packet(
-    native: ModuleType | None, key: PeerKey, destination: bytes, data: bytes
+    native: ModuleType | None,
+    key: PeerKey,
+    destination: bytes,
+    data: bytes,
+    assembled: bool = False,
 ) -> bytearray | None:
-    """``data`` opened (a copy), or None when the general path must take it."""
+    """``data`` opened (a copy), or None when the general path must take it.
+    ``assembled``: ``data`` was put back together from its fragments (§5.7), so its
+    fragmented flag may be set; it is authenticated as sent, flag included."""
     if native is not None and key.crypto.native is native:
-        opened: bytearray | None = native.open_packet(data, destination, key.siv, key.salsa_key)
+        opened: bytearray | None = native.open_packet(
+            data, destination, key.siv, key.salsa_key, assembled
+        )
         return opened
-    return open_pure(key, destination, data)
+    return open_pure(key, destination, data, assembled)
 
 
-def open_pure(key: PeerKey, destination: bytes, data: bytes) -> bytearray | None:
+def open_pure(
+    key: PeerKey, destination: bytes, data: bytes, assembled: bool = False
+) -> bytearray | None:
     """:func:`open_packet` with :func:`~ztone.crypto.armor.dearmor` (the reference)."""
     if not MIN_PACKET_LENGTH <= len(data) <= MAX_PACKET_LENGTH or data[8:13] != destination:
         return None
     flags = data[IDX_FLAGS]
-    if flags & _FLAGS_FRAGMENTED_OR_HOPS or ((flags >> 3) & 7) not in (
+    refused = _HOPS if assembled else _FLAGS_FRAGMENTED_OR_HOPS
+    if flags & refused or ((flags >> 3) & 7) not in (
         SUITE_AES_GMAC_SIV,
         SUITE_POLY1305_SALSA2012,
     ):
