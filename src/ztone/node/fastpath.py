@@ -77,8 +77,8 @@ class FastPath:
     def receive(self, now: int, local_socket: int, remote: InetAddress, data: bytes) -> bool:
         """Carry a datagram if it is the steady state's; False: untouched, take the
         general path. May raise MalformedPacket (as the general path would)."""
-        if len(data) < 28 or data[13] == 0xFF:
-            return False  # short, a beacon or a fragment
+        if len(data) < 28 or data[13] == 0xFF or data[18] & 0x40:
+            return False  # short, a beacon, a fragment or a head (receive_assembled)
         port = self._port
         peer = port.peers.get(int.from_bytes(data[13:18], "big"))
         if peer is None:
