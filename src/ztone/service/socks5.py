@@ -25,7 +25,6 @@ seconds without a byte.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import time
@@ -47,7 +46,7 @@ from ztone.service.socks5_codec import (
     parse_udp_datagram,
     reply,
 )
-from ztone.service.stack_relay import relay
+from ztone.service.stack_relay import cancel_and_wait, relay
 from ztone.service.userspace_conf import Socks5Settings
 
 log = logging.getLogger(__name__)
@@ -86,11 +85,7 @@ class Socks5Server:
         if self.server is not None:
             self.server.close()
             self.server = None
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(self._tasks)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.active >= self.settings.max_connections:

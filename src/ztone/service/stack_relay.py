@@ -18,6 +18,8 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Iterable
+from typing import Any
 
 from ztone.osdep.userspace import StackStream
 
@@ -82,6 +84,16 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel every task, then wait until each has ended (whatever it ended with)."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(BaseException):
+            await task
+
+
 async def relay(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -120,11 +132,7 @@ async def relay(
                 if reset:
                     break
         finally:
-            for task in (up, down, idle):
-                task.cancel()
-            for task in (up, down, idle):
-                with contextlib.suppress(BaseException):
-                    await task
+            await cancel_and_wait((up, down, idle))
     except (ConnectionError, OSError):
         reset = True
     finally:

@@ -28,7 +28,7 @@ from ztone.errors import LocalUsageError
 from ztone.osdep.factory import ChoosingTapFactory
 from ztone.osdep.userspace import StackListener, StackStream, UserspaceTap, UserspaceTapFactory
 from ztone.service.socks5 import CONNECT_TIMEOUT, Socks5Server
-from ztone.service.stack_relay import relay
+from ztone.service.stack_relay import cancel_and_wait, relay
 from ztone.service.userspace_conf import Forward, UserspaceSettings
 
 log = logging.getLogger(__name__)
@@ -157,11 +157,7 @@ class ForwardRunner:
         if self._server is not None:
             self._server.close()
             self._server = None
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(self._tasks)
 
 
 class NoRootFrontends:
