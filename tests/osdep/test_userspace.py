@@ -151,7 +151,7 @@ def test_backend_choice(caplog: pytest.LogCaptureFixture) -> None:
         userspace = UserspaceTapFactory(loop, rand=rand_bits(4))
         choice = {1: "auto", 2: "tap", 3: "userspace"}
         broken = FakeTapFactory(fail_create=True)
-        f = ChoosingTapFactory(broken, userspace, choice.__getitem__)
+        f = ChoosingTapFactory(broken, lambda: userspace, choice.__getitem__)
         with caplog.at_level(logging.WARNING):
             t1 = f.create(1, MAC_A, 2800, "n1")
             t1b = f.create(1, MAC_A, 2800, "n1")
@@ -162,11 +162,11 @@ def test_backend_choice(caplog: pytest.LogCaptureFixture) -> None:
         assert isinstance(f.create(3, MAC_A, 2800, "n3"), UserspaceTap)
         assert (f.backend_of(1), f.backend_of(3), f.backend_of(9)) == ("userspace", "userspace", "")
         working = FakeTapFactory()
-        g = ChoosingTapFactory(working, userspace, choice.__getitem__)
+        g = ChoosingTapFactory(working, lambda: userspace, choice.__getitem__)
         assert not isinstance(g.create(1, MAC_A, 2800, "n1"), UserspaceTap)
         assert g.backend_of(1) == "tap"
         assert isinstance(g.create(3, MAC_A, 2800, "n3"), UserspaceTap)
-        none = ChoosingTapFactory(None, userspace, choice.__getitem__, "no /dev/net/tun")
+        none = ChoosingTapFactory(None, lambda: userspace, choice.__getitem__, "no /dev/net/tun")
         assert isinstance(none.create(1, MAC_A, 2800, "n1"), UserspaceTap)
         with pytest.raises(TapError, match="no /dev/net/tun"):
             none.create(2, MAC_A, 2800, "n2")

@@ -38,6 +38,16 @@ LAZY = {
     "sqlite3": "the controller's store: loaded with the controller",
 }
 
+USERSPACE = {
+    "ztone.netstack": "the user-space network stack: loaded for a user-space port",
+    "ztone.osdep.userspace": "user-space ports: loaded when a network needs one",
+    "ztone.service.userspace": "SOCKS5 servers and forwards: loaded when configured",
+    "ztone.service.socks5": "the SOCKS5 server: loaded when configured",
+}
+"""Held only by a daemon with a user-space port or a SOCKS5 server or forward configured
+(the daemon of :func:`resident_modules` falls back to a user-space port, since it
+cannot make a TAP)."""
+
 # ZTONE_TEST_SRC: run the daemon from another tree (to see this test fail on an older one).
 SRC = os.environ.get("ZTONE_TEST_SRC") or str(Path(__file__).resolve().parents[2] / "src")
 
@@ -96,6 +106,14 @@ def resident_modules(tmp_path: Path, env: dict[str, str] | None = None) -> set[s
     return set(out.read_text().split("\n"))
 
 
+def loaded_of(lazy: dict[str, str], modules: set[str]) -> dict[str, str]:
+    return {
+        name: why
+        for name, why in lazy.items()
+        if name in modules or any(m.startswith(name + ".") for m in modules)
+    }
+
+
 def test_an_idle_daemon_holds_only_what_it_uses(tmp_path: Path) -> None:
     modules = resident_modules(tmp_path)
     # The list is the running daemon's: its service and the joined network are there.
@@ -103,14 +121,21 @@ def test_an_idle_daemon_holds_only_what_it_uses(tmp_path: Path) -> None:
     if sys.platform.startswith("linux") and not os.environ.get("ZTONE_TAP_BACKEND"):
         # The Linux backend was chosen (its port could not be made).
         assert "ztone.osdep.linux.netlink" in modules
-    loaded = {
-        name: why
-        for name, why in LAZY.items()
-        if name in modules or any(m.startswith(name + ".") for m in modules)
-    }
+    loaded = loaded_of(LAZY, modules)
     assert not loaded, f"loaded at start-up although an idle daemon never uses them: {loaded}"
     if c25519.NATIVE is not None:
         # Identities and HELLO agreement go through ztone._speedups and the libcrypto the
         # interpreter already holds; AES-GMAC-SIV is native too (issue 17: ~6 MB RSS).
         crypto = sorted(m for m in modules if m == "cryptography" or m.startswith("cryptography."))
         assert not crypto, f"the native path imported the cryptography package: {crypto}"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux TAP backend")
+def test_a_daemon_on_platform_ports_never_loads_the_user_space_stack(tmp_path: Path) -> None:
+    # The platform backend named explicitly: its failing port stays failed (no
+    # user-space fallback), as for a daemon whose TAPs work.
+    modules = resident_modules(tmp_path, {"ZTONE_TAP_BACKEND": "linux"})
+    assert "ztone.osdep.linux.netlink" in modules
+    loaded = {**loaded_of(LAZY, modules), **loaded_of(USERSPACE, modules)}
+    assert not loaded, f"loaded although no network uses a user-space port: {loaded}"
+    assert "ztone.service.userspace_conf" in modules  # the settings are still read

@@ -80,7 +80,7 @@ async def frontends(
 ) -> tuple[NoRootFrontends, UserspaceTapFactory]:
     loop = asyncio.get_running_loop()
     userspace = UserspaceTapFactory(loop, rand=rand_bits(9))
-    fronts = NoRootFrontends(ChoosingTapFactory(None, userspace, lambda nwid: "userspace"))
+    fronts = NoRootFrontends(ChoosingTapFactory(None, lambda: userspace, lambda nwid: "userspace"))
     conf = parse_userspace_settings(settings)
     assert conf.problems == []
     await fronts.apply(conf)

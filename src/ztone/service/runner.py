@@ -19,7 +19,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ztone import __version__
 from ztone.crypto.backend import DEFAULT, Backend
@@ -46,7 +46,6 @@ from ztone.osdep.factory import (
     default_tap_factory,
     selected_backend,
 )
-from ztone.osdep.userspace import UserspaceTapFactory
 from ztone.service.api.controller_paths import lazy_controller_routes
 from ztone.service.api.http import ApiServer
 from ztone.service.api.network_routes import network_routes
@@ -70,14 +69,15 @@ from ztone.service.networks import NetworkPorts
 from ztone.service.state_writer import StateWriter
 from ztone.service.tcp_fallback import FallbackSettings, TcpFallback
 from ztone.service.udp import UdpSockets, trial_bind
-from ztone.service.userspace import NoRootFrontends
 from ztone.service.userspace_conf import UserspaceSettings, parse_userspace_settings
 from ztone.util.store_location import describe, postgres_conninfo
 
 if TYPE_CHECKING:
     from ztone.controller.lease import ControllerLease
     from ztone.controller.store import ControllerStore
+    from ztone.osdep.userspace import UserspaceTapFactory
     from ztone.service.controller import EmbeddedController
+    from ztone.service.userspace import NoRootFrontends
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,9 @@ class NodeService:
         self.control: DaemonControl | None = None
         self.fallback: TcpFallback | None = None
         self.userspace_settings = UserspaceSettings()
+        self.port_factory: ChoosingTapFactory | None = None
+        # The no-root front-ends and the user-space network stack under them are loaded
+        # only when used (~2 MB resident, bench/memory.py): see _ensure_frontends.
         self.frontends: NoRootFrontends | None = None
 
     # ----------------------------------------------------------------- start-up
@@ -172,13 +175,42 @@ class NodeService:
             log.error("%s (left out)", problem)
         return settings
 
+    def _ensure_frontends(self) -> NoRootFrontends | None:
+        """The SOCKS5 servers' and forwards' keeper, made (and the user-space stack
+        loaded) on first need: settings asking for a front-end, or a user-space port."""
+        factory = self.port_factory
+        if factory is None:
+            return None
+        # Built first: building it runs this again through the factory's hook, which
+        # makes the front-ends once.
+        factory.userspace  # noqa: B018
+        if self.frontends is None:
+            from ztone.service.userspace import NoRootFrontends  # noqa: PLC0415 (lazy)
+
+            self.frontends = NoRootFrontends(factory)
+        return self.frontends
+
+    def _on_userspace(self, _factory: UserspaceTapFactory) -> None:
+        self._ensure_frontends()  # a user-space port reports its backend in /network
+
+    def _describe_frontends(self, nwid: int) -> dict[str, Any] | None:
+        """The ``ztone`` object of a network's ``/network`` JSON (None: none)."""
+        return self.frontends.describe(nwid) if self.frontends is not None else None
+
     async def _apply_frontends(self) -> None:
         """Start (or restart) the SOCKS5 servers and forwards; their trouble is logged,
         never the daemon's end."""
-        if self.frontends is None:
-            return
+        settings = self.userspace_settings
+        wanted = (
+            (settings.socks5 is not None and settings.socks5.enabled)
+            or any(conf.enabled for conf in settings.network_socks5.values())
+            or bool(settings.forwards)
+        )
         try:
-            await self.frontends.apply(self.userspace_settings)
+            frontends = self._ensure_frontends() if wanted else self.frontends
+            if frontends is None:
+                return
+            await frontends.apply(settings)
         except Exception:
             self.counters.bugs += 1
             log.exception("BUG: starting the SOCKS5 servers and port forwards raised")
@@ -213,7 +245,18 @@ class NodeService:
             choice = self.userspace_settings.backend_for(nwid)
             return "tap" if choice == "auto" and explicit else choice
 
-        return ChoosingTapFactory(platform, UserspaceTapFactory(self._loop), choose, problem)
+        def make_userspace() -> UserspaceTapFactory:
+            from ztone.osdep.userspace import UserspaceTapFactory  # noqa: PLC0415 (lazy)
+
+            return UserspaceTapFactory(self._loop)
+
+        return ChoosingTapFactory(
+            platform,
+            make_userspace,
+            choose,
+            problem,
+            on_userspace=self._on_userspace,
+        )
 
     def _physical(self) -> list[PhysicalPathSetting]:
         return [
@@ -337,8 +380,7 @@ class NodeService:
             fast_path=self.fast_path,
         )
         self.userspace_settings = self._read_userspace_settings()
-        factory = self._port_factory()
-        self.frontends = NoRootFrontends(factory)
+        factory = self.port_factory = self._port_factory()
         await self._apply_frontends()
         self.pump = FramePump(self._loop, self._on_tap_frame, self._input_batch_end)
         self.ports = NetworkPorts(home, factory, self.pump)
@@ -374,7 +416,7 @@ class NodeService:
         api_hosts = ["127.0.0.1", "::1"]
         if control.allow_management_from:
             api_hosts = ["0.0.0.0", "::"]
-        extra = network_routes(control, self.frontends.describe)
+        extra = network_routes(control, self._describe_frontends)
         lazy = self.lazy_controller
         if lazy is not None:
             extra += lazy_controller_routes(lazy.get)
