@@ -24,7 +24,7 @@ Nothing is compressed in time, so the steady figures need no scaling; the window
 includes the root's 30 s housekeeping. Identities (the proof of work costs ~0.1-0.5 s
 each) are made once in parallel and cached (bench/root_identities.py,
 ``$XDG_CACHE_HOME/ztone-bench``); the bench makes the missing ones first and says so.
-The root's peer table is bounded by ``ztone.node.bounds.MAX_PEERS``: a larger N is
+The root's peer table is bounded by ``ztone.node.bounds.MAX_ROOT_PEERS``: a larger N is
 reported as capped. The simulated peers share this machine's cores with the root, so
 the saturation figure is a lower bound on a machine where they would not.
 
@@ -57,7 +57,7 @@ from throughput import PORT, Daemon, _identity, daemon_env, lab_unavailable, wai
 
 from netns.netns import Namespace, bridge_namespaces  # noqa: E402
 from ztone.cli import idtool  # noqa: E402
-from ztone.node.bounds import MAX_PEERS  # noqa: E402
+from ztone.node.bounds import MAX_ROOT_PEERS  # noqa: E402
 
 SUBNET = ipaddress.IPv4Network("198.18.0.0/15")
 
@@ -312,12 +312,12 @@ def main(argv: list[str]) -> int:
     if unavailable:
         print(unavailable)
         return 2
-    capped = [n for n in args.levels if n > MAX_PEERS]
+    capped = [n for n in args.levels if n > MAX_ROOT_PEERS]
     if capped:
-        print(f"the root's peer table holds at most MAX_PEERS = {MAX_PEERS:,} "
+        print(f"the root's peer table holds at most MAX_ROOT_PEERS = {MAX_ROOT_PEERS:,} "
               f"(ztone.node.bounds): N = {', '.join(map(str, capped))} would only measure "
               "its eviction; measuring up to the bound")  # fmt: skip
-        args.levels = [n for n in args.levels if n <= MAX_PEERS] or [MAX_PEERS]
+        args.levels = [n for n in args.levels if n <= MAX_ROOT_PEERS] or [MAX_ROOT_PEERS]
     total = args.levels[-1]
     t0 = time.monotonic()
     secrets = root_identities.ensure(args.cache_dir, total)

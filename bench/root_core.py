@@ -47,7 +47,7 @@ from sim.network import START, MemoryState, make_planet, vector_identities  # no
 from ztone.crypto import c25519  # noqa: E402
 from ztone.crypto.armor import SUITE_AES_GMAC_SIV, PeerKey, armor  # noqa: E402
 from ztone.node.actions import SendPacket, StateKind  # noqa: E402
-from ztone.node.bounds import MAX_PEERS  # noqa: E402
+from ztone.node.bounds import MAX_ROOT_PEERS  # noqa: E402
 from ztone.node.node import Node  # noqa: E402
 from ztone.node.wire.address import Address  # noqa: E402
 from ztone.node.wire.identity import Identity  # noqa: E402
@@ -222,7 +222,7 @@ def main(argv: list[str]) -> int:
     lab = Lab(args.seed)
     base = deep_size(lab.node)
     print(f"core with no peer: {base / 1024:.0f} KiB reachable from the Node; "
-          f"MAX_PEERS = {MAX_PEERS:,}")  # fmt: skip
+          f"MAX_ROOT_PEERS = {MAX_ROOT_PEERS:,}")  # fmt: skip
     have = 0
     for n in levels:
         t = time.perf_counter()

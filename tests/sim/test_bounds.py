@@ -67,13 +67,20 @@ def _fake_identities(n: int) -> list[Identity]:
 
 
 def test_peers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(B, "MAX_PEERS", 32)
+    # A root carries every node of its world: its bound is the larger one.
+    monkeypatch.setattr(B, "MAX_ROOT_PEERS", 32)
+    monkeypatch.setattr(B, "MAX_PEERS", 8)
     net, root, a = _online()
+    assert root.node.topology.am_upstream and not a.node.topology.am_upstream
     for identity in _fake_identities(300):
         root.node.learn_identity(net.now, identity)
+        a.node.learn_identity(net.now, identity)
         net.now += 1
-    assert len(root.node.peers) <= 32
+    assert 8 < len(root.node.peers) <= 32
+    assert len(a.node.peers) <= 8 + 1  # its root is never evicted
+    assert int(root.identity.address) in a.node.peers
     assert root.node.counters["peers_evicted"] > 0
+    assert not node_bound_violations(a.node)
     assert not node_bound_violations(root.node)
     # a talks to the root all the time: it was never the least recently heard
     assert int(a.identity.address) in root.node.peers
@@ -87,7 +94,7 @@ def test_peers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_paths(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(B, "MAX_PATHS", 128)
+    monkeypatch.setattr(B, "MAX_ROOT_PATHS", 128)
     net, root, a = _online()
     rng = random.Random(3)
     for i in range(1_000):  # junk from 1,000 source addresses

@@ -18,8 +18,9 @@ def node_bound_violations(node: Node) -> list[str]:
         if size > bound:
             out.append(f"{name}: {size} > {bound}")
 
-    check("peers", len(node.peers), B.MAX_PEERS + len(node.topology.upstream_addresses()))
-    check("paths", len(node.switch.paths), B.MAX_PATHS)
+    root = node.topology.am_upstream
+    check("peers", len(node.peers), B.max_peers(root) + len(node.topology.upstream_addresses()))
+    check("paths", len(node.switch.paths), B.max_paths(root))
     for peer in node.peers.values():
         check(f"paths of {peer.address}", len(peer.slots), B.MAX_PEER_PATHS)
         check(f"tried paths of {peer.address}", len(peer.last_tried_paths), B.MAX_PEER_TRIED_PATHS)
@@ -31,7 +32,7 @@ def node_bound_violations(node: Node) -> list[str]:
     check("multicast records", mc.total, mc.max_total)
     check("multicast send state", mc.tx_groups(), B.MULTICAST_MAX_TX_GROUPS)
     check("root membership proofs", len(node.root_memberships), node.root_memberships.max_proofs)
-    check("root COM request records", node.root_memberships.asked_peers(), B.MAX_PEERS)
+    check("root COM request records", node.root_memberships.asked_peers(), B.max_peers(root))
     check("WHOIS queue", len(node.switch.whois_sent), B.MAX_PENDING_WHOIS)
     check("receive queue", len(node.switch.rx), B.RX_QUEUE_SIZE)
     check("send queue", len(node.switch.tx), B.TX_QUEUE_SIZE)

@@ -11,10 +11,11 @@ after a run of mutated, correctly encrypted packets
 =========================== ========================== ====================================
 table (where enforced)      bound                      eviction when full
 =========================== ========================== ====================================
-peers                       MAX_PEERS                  the least recently heard 1/16 (never
-(node._make_room_for_peer)                             a root); one that returns says HELLO
-physical paths              MAX_PATHS                  paths no peer uses, oldest first,
-(switch.path, _prune_paths)                            down to 7/8
+peers                       MAX_PEERS (a root of its   the least recently heard 1/16 (never
+(peers._make_room)          planet or a moon:          a root); one that returns says HELLO
+                            MAX_ROOT_PEERS)
+physical paths              MAX_PATHS (a root:         paths no peer uses, oldest first,
+(switch.path, _prune_paths) MAX_ROOT_PATHS)            down to 7/8
 paths per peer              MAX_PEER_PATHS (64)        the slot of the oldest path
 (peer.learn_path)
 tried paths per peer        MAX_PEER_TRIED_PATHS       older than 1 s; all when still full
@@ -90,6 +91,24 @@ from __future__ import annotations
 
 MAX_PEERS = 32_768
 MAX_PATHS = 65_536
+MAX_ROOT_PEERS = 65_536
+MAX_ROOT_PATHS = 131_072
+# A root answers every node of its world, so it carries far more peers than a leaf
+# ever meets (issue 17 asks for 50,000). bench/root.py measured 7-8 kB of daemon RSS
+# per peer (2.1 kB in the core, bench/root_core.py): a full root table is ~0.5 GB, a
+# full leaf table ~0.25 GB. Paths: two per peer (IPv4 and IPv6).
+
+
+def max_peers(am_upstream: bool) -> int:
+    """The peer table's bound for a root (``am_upstream``) or a leaf."""
+    return MAX_ROOT_PEERS if am_upstream else MAX_PEERS
+
+
+def max_paths(am_upstream: bool) -> int:
+    """The physical path table's bound for a root (``am_upstream``) or a leaf."""
+    return MAX_ROOT_PATHS if am_upstream else MAX_PATHS
+
+
 MAX_PEER_PATHS = 64
 MAX_PEER_TRIED_PATHS = 64
 MAX_PEER_ECHO_GATES = 64

@@ -1,8 +1,8 @@
 """The peer table: who we have a key with, made from HELLOs, WHOIS answers, the
 roots of our worlds and the host's peer cache (``Topology``'s peer half, §8.1).
 
-Bounded by ``MAX_PEERS``: when full, the least recently heard 1/16 goes (never an
-upstream). New identities from HELLOs are rate-limited per source bucket
+Bounded by ``MAX_PEERS`` (``MAX_ROOT_PEERS`` on a root): when full, the least recently
+heard 1/16 goes (never an upstream). New identities from HELLOs are rate-limited per source bucket
 (``IDENTITY_GATE_BUCKETS``, one validation per 2 s, §6.2.2).
 """
 
@@ -54,18 +54,17 @@ class PeerTable:
         return peer
 
     def _make_room(self) -> None:
-        """At ``MAX_PEERS``: forget the least recently heard 1/16 (never a root).
+        """At the bound: forget the least recently heard 1/16 (never a root).
 
-        A batch, so the scan is paid once per 2,048 new peers and not per HELLO.
+        A batch, so the scan is paid once per 1/16 of the table and not per HELLO.
         """
         peers = self.port.peers
-        if len(peers) < B.MAX_PEERS:
-            return
         topology = self.port.topology
+        bound = B.max_peers(topology.am_upstream)
+        if len(peers) < bound:
+            return
         candidates = [p for a, p in peers.items() if not topology.is_upstream(a)]
-        for peer in heapq.nsmallest(
-            max(1, B.MAX_PEERS // 16), candidates, key=lambda p: p.last_receive
-        ):
+        for peer in heapq.nsmallest(max(1, bound // 16), candidates, key=lambda p: p.last_receive):
             del peers[int(peer.address)]
             self.port.root_memberships.forget_peer(int(peer.address))
         self.port.counters["peers_evicted"] += 1

@@ -162,16 +162,16 @@ class Switch:
         key = (local_socket, remote)
         path = self.paths.get(key)
         if path is None:
-            if len(self.paths) >= B.MAX_PATHS:
+            if len(self.paths) >= B.max_paths(self.port.topology.am_upstream):
                 self._prune_paths()
             path = Path(local_socket, remote)
             self.paths[key] = path
         return path
 
     def _prune_paths(self) -> None:
-        """At ``MAX_PATHS``: drop the oldest paths no peer uses, down to 7/8 of it."""
+        """At the bound: drop the oldest paths no peer uses, down to 7/8 of it."""
         used = {id(s.path) for p in self.port.peers.values() for s in p.slots}
-        target = B.MAX_PATHS * 7 // 8
+        target = B.max_paths(self.port.topology.am_upstream) * 7 // 8
         for key in list(self.paths):
             if len(self.paths) <= target:
                 break
