@@ -57,7 +57,8 @@ from ztone.node.wire.inetaddress import InetAddress, IPAddress
 from ztone.service import strict_json
 from ztone.util.atomic import atomic_write_file
 from ztone.util.ctext import U64_MAX
-from ztone.util.schema import expect, key_path, problems, show
+from ztone.util.schema import key_path, problems, show
+from ztone.util.schema_pydantic import expect
 
 log = logging.getLogger(__name__)
 

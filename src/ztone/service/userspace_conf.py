@@ -45,7 +45,8 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, Strict, ValidationError
 
 from ztone.node.wire.inetaddress import IPAddress
-from ztone.util.schema import expect, key_path, problems, show
+from ztone.util.schema import key_path, problems, show
+from ztone.util.schema_pydantic import expect
 
 PORT_BACKENDS = ("auto", "tap", "userspace")
 _M = TypeVar("_M", bound=BaseModel)
