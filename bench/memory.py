@@ -437,7 +437,17 @@ def lab(runs: int, settle: float) -> int:
     return 0
 
 
-WATCHED = ("pydantic", "pyroute2", "cryptography", "ssl", "sqlite3", "h11", "lz4", "asyncio")
+WATCHED = (
+    "pydantic",
+    "msgspec",
+    "pyroute2",
+    "cryptography",
+    "ssl",
+    "sqlite3",
+    "h11",
+    "lz4",
+    "asyncio",
+)
 
 
 def main() -> int:
