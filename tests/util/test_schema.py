@@ -177,3 +177,20 @@ def test_problems_of_a_msgspec_validation_error(data: Any, expected: tuple[str, 
 def test_problems_of_a_field_problem_and_a_plain_value_error() -> None:
     assert problems(FieldProblem("too big", at=("a", 1))) == [("a[1]", "too big")]
     assert problems(ValueError("bad")) == [("", "bad")]
+
+
+class Pair(msgspec.Struct):
+    a: int = 0
+
+
+@pytest.mark.parametrize(
+    "tp",
+    [
+        Annotated[int, parse_with(_even)] | str,
+        Pair | dict[str, int],
+        list[int] | list[str],
+    ],
+)
+def test_ambiguous_unions_are_refused_when_first_checked(tp: Any) -> None:
+    with pytest.raises(TypeError, match="a union may hold"):
+        validate(1, tp)

@@ -321,7 +321,9 @@ def _union_checker(members: tuple[Any, ...]) -> Checker:
         return optional
 
     def shape(member: Any) -> str:
-        base = _split_annotated(member)[0]
+        base, metadata = _split_annotated(member)
+        if any(isinstance(m, ParseWith) for m in metadata):
+            raise TypeError(f"a union may hold a parse_with type only beside None: {members}")
         origin = typing.get_origin(base) or base
         if isinstance(origin, type) and issubclass(origin, (msgspec.Struct, dict)):
             return "object"
@@ -329,8 +331,11 @@ def _union_checker(members: tuple[Any, ...]) -> Checker:
             return "array"
         return "leaf"
 
-    by_shape = {shape(m): m for m in others}
-    leaves = tuple(m for m in others if shape(m) == "leaf")
+    shapes = [shape(m) for m in others]
+    by_shape = dict(zip(shapes, others, strict=True))
+    if shapes.count("object") > 1 or shapes.count("array") > 1:
+        raise TypeError(f"a union may hold one object type and one array type: {members}")
+    leaves = tuple(m for m, k in zip(others, shapes, strict=True) if k == "leaf")
     leaf = _leaf_checker(Union[leaves], ()) if leaves else None  # noqa: UP007
     nested = {k: checker(m) for k, m in by_shape.items() if k != "leaf"}
 
