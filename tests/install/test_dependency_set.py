@@ -58,11 +58,12 @@ ALLOWED_COMPILED = {
     "cffi": "library/python-3/cffi-313",
     "cryptography": "library/python-3/cryptography-313",
     "lz4": "developer/build-essential",
+    "msgspec": "developer/build-essential",
     "pydantic-core": "ooce/developer/rust",
 }
 """Compiled distributions allowed on the OmniOS path -> the IPS package README.md names
 (cffi, cryptography: shipped by OmniOS; lz4: C only, its own bundled liblz4, built by
-gcc14; pydantic-core: Rust, from the extra.omnios publisher)."""
+gcc14; msgspec: C only, gcc14; pydantic-core: Rust, from the extra.omnios publisher)."""
 
 NEEDS_CXX_OR_FORTRAN = {"numpy", "scipy", "pandas"}
 

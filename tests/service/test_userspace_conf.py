@@ -113,3 +113,17 @@ def test_endpoints(text: str, ip: str, port: int) -> None:
 def test_bad_endpoints(text: str) -> None:
     with pytest.raises(ValueError):
         parse_endpoint(text)
+
+
+def test_every_problem_of_a_server_is_named() -> None:
+    s = parse_userspace_settings(
+        {"socks5": {"port": 0, "bind": "localhost", "usernme": "u", "idleTimeout": "60"}},
+        "/h/local.conf",
+    )
+    assert s.socks5 is None
+    assert s.problems == [
+        '/h/local.conf: settings.socks5.bind: expected an IP address, got "localhost"',
+        "/h/local.conf: settings.socks5.port: expected an integer from 1 to 65535, got 0",
+        '/h/local.conf: settings.socks5.idleTimeout: expected an integer from 1 to 86400, got "60"',
+        "/h/local.conf: settings.socks5.usernme: unknown key",
+    ]

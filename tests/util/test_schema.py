@@ -1,15 +1,25 @@
-"""ztone.util.schema: the error words shared by the pydantic models of JSON input."""
+"""ztone.util.schema: checking JSON against msgspec types, every problem in plain words."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import pytest
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError
 
-from ztone.util.schema import FieldProblem, expect, key_path, problems, show
+from ztone.util.schema import (
+    FieldProblem,
+    Invalid,
+    expect,
+    key_path,
+    parse_with,
+    problems,
+    show,
+    then,
+    validate,
+)
 
-Small = Annotated[int, Strict(), Field(ge=0, le=9), expect("a digit")]
+Small = Annotated[int, msgspec.Meta(ge=0, le=9), expect("a digit")]
 
 
 def _pair_in_order(value: dict[str, int]) -> dict[str, int]:
@@ -18,21 +28,42 @@ def _pair_in_order(value: dict[str, int]) -> dict[str, int]:
     return value
 
 
-class Inner(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _even(value: Any) -> int:
+    if isinstance(value, str) and value.isdigit() and int(value) % 2 == 0:
+        return int(value)
+    raise ValueError(f"expected an even number as text, got {show(value)}")
+
+
+class Inner(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     digit: Small
-    pair: Annotated[dict[str, int], AfterValidator(_pair_in_order)] = Field(default_factory=dict)
+    pair: Annotated[dict[str, int], then(_pair_in_order)] = {}
+    try_: list[Annotated[int, parse_with(_even)]] = msgspec.field(default_factory=list, name="try")
 
 
-class Outer(BaseModel):
-    items: list[Inner] = Field(default_factory=list, max_length=2)
-    by_name: dict[Small, Small] = Field(default_factory=dict)
+class Range(msgspec.Struct, frozen=True):
+    lo: int = 0
+    hi: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lo > self.hi:
+            raise FieldProblem(f"must not exceed hi ({self.hi})", at=("lo",))
+
+
+class Outer(msgspec.Struct, frozen=True):
+    items: Annotated[list[Inner], msgspec.Meta(max_length=2)] = []
+    by_name: dict[Small, Small] = {}
+    mode: Literal["a", "b"] = "a"
+    name: str | None = None
+    plain: int = 0
+    range: Range | None = None
+    either: int | str = 0
 
 
 def reasons(data: Any) -> list[tuple[str, str]]:
-    with pytest.raises(ValidationError) as info:
-        Outer.model_validate(data)
-    return problems(info.value)
+    with pytest.raises(Invalid) as info:
+        validate(data, Outer)
+    assert problems(info.value) == info.value.problems
+    return info.value.problems
 
 
 def test_key_path() -> None:
@@ -60,25 +91,106 @@ def test_show_shortens_and_survives_non_json() -> None:
         ({"items": {}}, [("items", "expected a JSON array, got {}")]),
         ({"items": [5]}, [("items[0]", "expected a JSON object, got 5")]),
         ({"items": [{"digit": 1}] * 3}, [("items", "more than 2 entries")]),
+        ({"items": [{"digit": 1, "x": 2}]}, [("items[0].x", "unknown key")]),
         (
             {"items": [{"digit": 1, "pair": {"lo": 3, "hi": 1}}]},
             [("items[0].pair.lo", "must not exceed hi")],
         ),
-        ({"by_name": {"x": 1}}, [("by_name.x", 'invalid key: expected a digit, got "x"')]),
         (
-            {"items": [{"digit": -1}, {"digit": "a"}]},
-            [
-                ("items[0].digit", "expected a digit, got -1"),
-                ("items[1].digit", 'expected a digit, got "a"'),
-            ],
+            {"items": [{"digit": 1, "try": ["2", "3"]}]},
+            [("items[0].try[1]", 'expected an even number as text, got "3"')],
         ),
+        ({"by_name": {"x": 1}}, [("by_name.x", 'invalid key: expected a digit, got "x"')]),
+        ({"by_name": {"1": 1}}, [("by_name.1", 'invalid key: expected a digit, got "1"')]),
+        ({"mode": "c"}, [("mode", 'expected one of "a", "b", got "c"')]),
+        ({"name": 5}, [("name", "expected a string, got 5")]),
+        ({"plain": 1.5}, [("plain", "expected an integer, got 1.5")]),
+        ({"plain": "1"}, [("plain", 'expected an integer, got "1"')]),
+        ({"range": {"lo": 2, "hi": 1}}, [("range.lo", "must not exceed hi (1)")]),
+        ({"range": []}, [("range", "expected a JSON object, got []")]),
+        ({"either": []}, [("either", "expected an integer or a string, got []")]),
+        (5, [("", "expected a JSON object, got 5")]),
     ],
 )
 def test_problems(data: Any, expected: list[tuple[str, str]]) -> None:
     assert reasons(data) == expected
 
 
-def test_expect_passes_good_values_through() -> None:
-    assert Outer.model_validate({"items": [{"digit": 7}], "by_name": {1: 2}}) == Outer(
-        items=[Inner(digit=7)], by_name={1: 2}
+def test_every_problem_of_an_object_is_reported_in_input_order() -> None:
+    data = {
+        "items": [{"digit": -1}, {"digit": "a", "zz": 1}],
+        "by_name": {"x": "y"},
+        "mode": 3,
+        "plain": None,
+    }
+    assert reasons(data) == [
+        ("items[0].digit", "expected a digit, got -1"),
+        ("items[1].digit", 'expected a digit, got "a"'),
+        ("items[1].zz", "unknown key"),
+        ("by_name.x", 'invalid key: expected a digit, got "x"'),
+        ("by_name.x", 'expected a digit, got "y"'),
+        ("mode", 'expected one of "a", "b", got 3'),
+        ("plain", "expected an integer, got null"),
+    ]
+    with pytest.raises(Invalid) as info:
+        validate(data, Outer)
+    assert str(info.value).splitlines()[0] == "items[0].digit: expected a digit, got -1"
+
+
+def test_good_values_pass_through() -> None:
+    data = {
+        "items": [{"digit": 7, "try": ["4"], "pair": {"lo": 1, "hi": 2}}],
+        "by_name": {1: 2},
+        "name": None,
+        "range": {"lo": 1, "hi": 1},
+        "either": "x",
+        "unknown at this level": "is ignored",
+    }
+    assert validate(data, Outer) == Outer(
+        items=[Inner(digit=7, pair={"lo": 1, "hi": 2}, try_=[4])],
+        by_name={1: 2},
+        range=Range(lo=1, hi=1),
+        either="x",
     )
+    assert validate({}, Outer) == Outer()
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"items": [{"digit": "x"}]}, ("items[0].digit", "expected an integer, got a string")),
+        ({"items": [{"digit": -1}]}, ("items[0].digit", "expected an integer >= 0")),
+        ({"items": [{}]}, ("items[0]", "needs digit")),
+        ({"items": [{"digit": 1, "q": 1}]}, ("items[0].q", "unknown key")),
+        ({"items": [{"digit": 1}] * 3}, ("items", "more than 2 entries")),
+        ({"by_name": {"x": 1}}, ("by_name", "invalid key: expected an integer, got a string")),
+        ({"by_name": {1: "x"}}, ('by_name["..."]', "expected an integer, got a string")),
+        ({"mode": "c"}, ("mode", "invalid enum value 'c'")),
+    ],
+)
+def test_problems_of_a_msgspec_validation_error(data: Any, expected: tuple[str, str]) -> None:
+    with pytest.raises(msgspec.ValidationError) as info:
+        msgspec.convert(data, Outer, strict=True)
+    assert problems(info.value) == [expected]
+
+
+def test_problems_of_a_field_problem_and_a_plain_value_error() -> None:
+    assert problems(FieldProblem("too big", at=("a", 1))) == [("a[1]", "too big")]
+    assert problems(ValueError("bad")) == [("", "bad")]
+
+
+class Pair(msgspec.Struct):
+    a: int = 0
+
+
+@pytest.mark.parametrize(
+    "tp",
+    [
+        Annotated[int, parse_with(_even)] | str,
+        Pair | dict[str, int],
+        list[int] | list[str],
+    ],
+)
+def test_ambiguous_unions_are_refused_when_first_checked(tp: Any) -> None:
+    with pytest.raises(TypeError, match="a union may hold"):
+        validate(1, tp)

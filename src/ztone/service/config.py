@@ -8,9 +8,11 @@
       "settings": {"primaryPort": int, ... see :class:`Settings`}
     }
 
+The sections are msgspec records checked by :func:`ztone.util.schema.validate`.
 Types are checked strictly (a string where an integer belongs is an error, as is
 ``1`` for a boolean), unlike zerotier-one which silently falls back to defaults;
-an error names the file and the key path, e.g.
+every bad value of the file is reported (not only the first), each naming the file
+and the key path, e.g.
 ``local.conf: settings.primaryPort: expected an integer from 0 to 65535, got "abc"``.
 The text itself is read by :func:`ztone.service.strict_json.loads` (no infinite
 numbers, no unpaired surrogates, at most 64 levels deep). Unknown keys in a file are
@@ -36,28 +38,19 @@ import logging
 import os
 import re
 import threading
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    PrivateAttr,
-    Strict,
-    ValidationError,
-)
-from pydantic.dataclasses import dataclass as pydantic_dataclass
+import msgspec
+from msgspec import Meta
 
 from ztone.node.wire.dictionary import Dictionary
 from ztone.node.wire.inetaddress import InetAddress, IPAddress
 from ztone.service import strict_json
 from ztone.util.atomic import atomic_write_file
 from ztone.util.ctext import U64_MAX
-from ztone.util.schema import expect, key_path, problems, show
+from ztone.util.schema import Invalid, expect, key_path, parse_with, show, then, validate
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +87,10 @@ class ConfigError(Exception):
 
 # --- value types ---------------------------------------------------------------------
 #
-# Plain JSON types are pydantic's own, strict (no "1" for 1, no 1 for true), with
-# their ranges as constraints; :func:`expect` says what was wanted when one fails.
-# Addresses and networks have their own parsers: zerotier-one's text forms
-# (``ip/port``, ``ip/bits`` with host bits set) are not pydantic's.
+# Plain JSON types are msgspec's own, strict (no "1" for 1, no 1 for true), with
+# their ranges as ``Meta`` constraints; :func:`expect` says what was wanted when one
+# fails. Addresses and networks have their own parsers: zerotier-one's text forms
+# (``ip/port``, ``ip/bits`` with host bits set) are not msgspec's.
 
 
 def _policies(value: dict[str, Any]) -> dict[str, Any]:
@@ -163,179 +156,166 @@ def _address(value: Any) -> int:
     raise ValueError(f"expected a ZeroTier address (10 hex digits), got {show(value)}")
 
 
-Port = Annotated[int, Strict(), Field(ge=0, le=0xFFFF), expect("an integer from 0 to 65535")]
-U64 = Annotated[int, Strict(), Field(ge=0, le=U64_MAX), expect(f"an integer from 0 to {U64_MAX}")]
-U32 = Annotated[
-    int, Strict(), Field(ge=0, le=0xFFFFFFFF), expect("an integer from 0 to 4294967295")
-]
+Port = Annotated[int, Meta(ge=0, le=0xFFFF), expect("an integer from 0 to 65535")]
+
+
+def _at_most_u64(value: int) -> int:
+    # msgspec's Meta bounds stop at int64.
+    if value > U64_MAX:
+        raise ValueError("above the 64-bit range")
+    return value
+
+
+U64 = Annotated[int, Meta(ge=0), then(_at_most_u64), expect(f"an integer from 0 to {U64_MAX}")]
+U32 = Annotated[int, Meta(ge=0, le=0xFFFFFFFF), expect("an integer from 0 to 4294967295")]
 Milliseconds = Annotated[
-    int, Strict(), Field(ge=1000, le=86_400_000), expect("an integer from 1000 to 86400000")
+    int, Meta(ge=1000, le=86_400_000), expect("an integer from 1000 to 86400000")
 ]
-Bool = Annotated[bool, Strict(), expect("true or false")]
-Str = Annotated[str, Strict(), expect("a string")]
-Object = Annotated[dict[str, Any], Strict(), expect("a JSON object")]
+Bool = Annotated[bool, expect("true or false")]
+Str = Annotated[str, expect("a string")]
+Object = Annotated[dict[str, Any], expect("a JSON object")]
 SoftwareUpdate = Annotated[
     Literal["apply", "download", "disable"],
     expect("one of " + ", ".join(f'"{m}"' for m in SOFTWARE_UPDATE_MODES)),
 ]
-Policies = Annotated[Object, AfterValidator(_policies)]
-IpAddressValue = Annotated[IPAddress, PlainValidator(_ip_address)]
-NetworkValue = Annotated[IPNetwork, PlainValidator(_network)]
-EndpointValue = Annotated[InetAddress, PlainValidator(_endpoint)]
-AddressValue = Annotated[int, PlainValidator(_address)]
+Policies = Annotated[Object, then(_policies)]
+IpAddressValue = Annotated[IPAddress, parse_with(_ip_address)]
+NetworkValue = Annotated[IPNetwork, parse_with(_network)]
+EndpointValue = Annotated[InetAddress, parse_with(_endpoint)]
+AddressValue = Annotated[int, parse_with(_address)]
 
 
 # --- the local.conf schema -------------------------------------------------------------
 
-_MODEL_CONFIG = ConfigDict(extra="allow", strict=True, arbitrary_types_allowed=True, frozen=True)
+# Unknown keys are not errors (zerotier-one ignores them): the records do not forbid
+# them, and LocalConf.from_json lists them as warnings.
 
 
-class PhysicalConfig(BaseModel):
+class PhysicalConfig(msgspec.Struct, frozen=True):
     """``physical.<ip/bits>``: policy for a physical (underlay) network."""
-
-    model_config = _MODEL_CONFIG
 
     blacklist: Bool = False
     """Never use addresses in this network for ZeroTier traffic (ignored for /0)."""
-    trusted_path_id: U64 = Field(default=0, alias="trustedPathId")
+    trusted_path_id: U64 = msgspec.field(default=0, name="trustedPathId")
     """Non-zero: packets to/from this network use the trusted-path (no crypto) suite."""
     mtu: Port = 0
     """Physical UDP payload MTU for paths in this network; 0 = default (1432)."""
 
 
-class VirtualConfig(BaseModel):
+class VirtualConfig(msgspec.Struct, frozen=True):
     """``virtual.<10 hex address>``: hints for one peer."""
 
-    model_config = _MODEL_CONFIG
-
-    try_: list[EndpointValue] = Field(default_factory=list, alias="try")
+    try_: list[EndpointValue] = msgspec.field(default_factory=list, name="try")
     """Extra physical endpoints to try for this peer."""
-    blacklist: list[NetworkValue] = Field(default_factory=list)
+    blacklist: list[NetworkValue] = msgspec.field(default_factory=list)
     """Physical networks never used for this peer."""
 
 
-class Settings(BaseModel):
+class Settings(msgspec.Struct, frozen=True):
     """``settings``: every key of the C.1.3 table, with zerotier-one 1.14.1's defaults.
 
-    Keys are spelled as in the JSON (``primaryPort``); the Python attributes use
-    snake_case (``primary_port``). Unknown keys are kept in ``model_extra``. JSON
-    ``null`` is accepted only for the settings whose default is None ("not set").
+    Keys are spelled as in the JSON (``primaryPort``, each field's ``name``); the
+    Python attributes use snake_case (``primary_port``). Unknown keys stay in
+    :attr:`LocalConf.raw` (and are warned about). JSON ``null`` is accepted only for
+    the settings whose default is None ("not set").
     """
 
-    model_config = _MODEL_CONFIG
-
-    primary_port: Port | None = Field(default=None, alias="primaryPort")
+    primary_port: Port | None = msgspec.field(default=None, name="primaryPort")
     """None: not set (the command line's ``-p``, default 9993, applies). 0 = random."""
-    secondary_port: Port = Field(default=0, alias="secondaryPort")
+    secondary_port: Port = msgspec.field(default=0, name="secondaryPort")
     """0: random."""
-    tertiary_port: Port = Field(default=0, alias="tertiaryPort")
+    tertiary_port: Port = msgspec.field(default=0, name="tertiaryPort")
     """0: random (port mapping only)."""
-    allow_secondary_port: Bool = Field(default=True, alias="allowSecondaryPort")
-    port_mapping_enabled: Bool = Field(default=True, alias="portMappingEnabled")
-    allow_tcp_fallback_relay: Bool = Field(default=True, alias="allowTcpFallbackRelay")
-    force_tcp_relay: Bool = Field(default=False, alias="forceTcpRelay")
-    tcp_fallback_relay: EndpointValue = Field(
-        default=InetAddress.parse(DEFAULT_TCP_FALLBACK_RELAY), alias="tcpFallbackRelay"
+    allow_secondary_port: Bool = msgspec.field(default=True, name="allowSecondaryPort")
+    port_mapping_enabled: Bool = msgspec.field(default=True, name="portMappingEnabled")
+    allow_tcp_fallback_relay: Bool = msgspec.field(default=True, name="allowTcpFallbackRelay")
+    force_tcp_relay: Bool = msgspec.field(default=False, name="forceTcpRelay")
+    tcp_fallback_relay: EndpointValue = msgspec.field(
+        default=InetAddress.parse(DEFAULT_TCP_FALLBACK_RELAY), name="tcpFallbackRelay"
     )
-    bind: list[IpAddressValue] = Field(default_factory=list)
+    bind: list[IpAddressValue] = msgspec.field(default_factory=list)
     """Bind only these local IPs (empty: enumerate interfaces)."""
-    interface_prefix_blacklist: list[Str] = Field(
-        default_factory=list, alias="interfacePrefixBlacklist"
+    interface_prefix_blacklist: list[Str] = msgspec.field(
+        default_factory=list, name="interfacePrefixBlacklist"
     )
-    allow_management_from: list[NetworkValue] = Field(
-        default_factory=list, alias="allowManagementFrom"
+    allow_management_from: list[NetworkValue] = msgspec.field(
+        default_factory=list, name="allowManagementFrom"
     )
     """Networks allowed to use the JSON API besides loopback."""
-    low_bandwidth_mode: Bool = Field(default=False, alias="lowBandwidthMode")
-    multicore_enabled: Bool = Field(default=False, alias="multicoreEnabled")
+    low_bandwidth_mode: Bool = msgspec.field(default=False, name="lowBandwidthMode")
+    multicore_enabled: Bool = msgspec.field(default=False, name="multicoreEnabled")
     concurrency: U32 = 1
-    cpu_pinning_enabled: Bool = Field(default=False, alias="cpuPinningEnabled")
-    enable_web_server: Bool = Field(default=False, alias="enableWebServer")
-    software_update: SoftwareUpdate = Field(default="disable", alias="softwareUpdate")
-    software_update_channel: Str = Field(default="release", alias="softwareUpdateChannel")
-    software_update_dist: Bool = Field(default=False, alias="softwareUpdateDist")
-    controller_db_path: Str | None = Field(default=None, alias="controllerDbPath")
+    cpu_pinning_enabled: Bool = msgspec.field(default=False, name="cpuPinningEnabled")
+    enable_web_server: Bool = msgspec.field(default=False, name="enableWebServer")
+    software_update: SoftwareUpdate = msgspec.field(default="disable", name="softwareUpdate")
+    software_update_channel: Str = msgspec.field(default="release", name="softwareUpdateChannel")
+    software_update_dist: Bool = msgspec.field(default=False, name="softwareUpdateDist")
+    controller_db_path: Str | None = msgspec.field(default=None, name="controllerDbPath")
     """None: ``<home>/controller.d``. ``postgres:<libpq string>`` or a
     ``postgresql://`` URI: the controller keeps its networks in PostgreSQL."""
-    controller_db_url_file: Str | None = Field(default=None, alias="controllerDbUrlFile")
+    controller_db_url_file: Str | None = msgspec.field(default=None, name="controllerDbUrlFile")
     """ztone extension: read the controller store's location (a PostgreSQL
     connection string with its password, say) from this file instead of
     ``controllerDbPath``, so that no secret sits in local.conf."""
-    controller_db_url_env: Str | None = Field(default=None, alias="controllerDbUrlEnv")
+    controller_db_url_env: Str | None = msgspec.field(default=None, name="controllerDbUrlEnv")
     """ztone extension: the same, from this environment variable (before the file)."""
-    sso_redirect_url: Str | None = Field(default=None, alias="ssoRedirectURL")
-    controller_db: Object | None = Field(default=None, alias="controllerDb")
+    sso_redirect_url: Str | None = msgspec.field(default=None, name="ssoRedirectURL")
+    controller_db: Object | None = msgspec.field(default=None, name="controllerDb")
     redis: Object | None = None
     vault: Object | None = None
-    default_bonding_policy: Str | None = Field(default=None, alias="defaultBondingPolicy")
-    policies: Policies = Field(default_factory=dict)
-    peer_specific_bonds: dict[AddressValue, Str] = Field(
-        default_factory=dict, alias="peerSpecificBonds"
+    default_bonding_policy: Str | None = msgspec.field(default=None, name="defaultBondingPolicy")
+    policies: Policies = msgspec.field(default_factory=dict)
+    peer_specific_bonds: dict[AddressValue, Str] = msgspec.field(
+        default_factory=dict, name="peerSpecificBonds"
     )
-    tcp_fallback_relay_any_scope: Bool = Field(default=False, alias="tcpFallbackRelayAnyScope")
+    tcp_fallback_relay_any_scope: Bool = msgspec.field(
+        default=False, name="tcpFallbackRelayAnyScope"
+    )
     """ztone extension: the TCP fallback tunnel carries datagrams for IPv4 addresses of
     every scope, and UDP from any address proves UDP works (zerotier-one: global scope
     only). For private deployments whose roots have private addresses."""
-    tcp_fallback_after: Milliseconds = Field(default=60000, alias="tcpFallbackAfter")
+    tcp_fallback_after: Milliseconds = msgspec.field(default=60000, name="tcpFallbackAfter")
     """ztone extension: milliseconds without direct UDP before the tunnel engages
     (zerotier-one's fixed ZT_TCP_FALLBACK_AFTER, 60000)."""
-    allow_loopback_paths: Bool = Field(default=False, alias="allowLoopbackPaths")
+    allow_loopback_paths: Bool = msgspec.field(default=False, name="allowLoopbackPaths")
     """ztone extension: accept 127.0.0.0/8 and ::1 as peer paths (zerotier-one never
     does). For several nodes on one host, as in tests; off by default."""
 
 
-class LocalConf(BaseModel):
+class _Document(msgspec.Struct, frozen=True):
+    """The three sections of the file, as checked."""
+
+    physical: dict[NetworkValue, PhysicalConfig] = msgspec.field(default_factory=dict)
+    virtual: dict[AddressValue, VirtualConfig] = msgspec.field(default_factory=dict)
+    settings: Settings = msgspec.field(default_factory=Settings)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalConf:
     """A parsed ``local.conf``. Build it with :func:`load_local_conf` or :meth:`from_json`."""
 
-    model_config = _MODEL_CONFIG
-
-    physical: dict[NetworkValue, PhysicalConfig] = Field(default_factory=dict)
-    virtual: dict[AddressValue, VirtualConfig] = Field(default_factory=dict)
-    settings: Settings = Field(default_factory=Settings)
-
-    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
-    _warnings: list[str] = PrivateAttr(default_factory=list)
-
-    @property
-    def raw(self) -> dict[str, Any]:
-        """The parsed JSON object as read (``{}`` when there was no file)."""
-        return self._raw
-
-    @property
-    def warnings(self) -> list[str]:
-        """Things accepted but ignored, e.g. ``local.conf: settings.foo: unknown key (ignored)``."""
-        return self._warnings
+    physical: dict[IPNetwork, PhysicalConfig] = field(default_factory=dict)
+    virtual: dict[int, VirtualConfig] = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
+    raw: dict[str, Any] = field(default_factory=dict)
+    """The parsed JSON object as read (``{}`` when there was no file)."""
+    warnings: list[str] = field(default_factory=list)
+    """Things accepted but ignored, e.g. ``local.conf: settings.foo: unknown key (ignored)``."""
 
     @classmethod
     def from_json(cls, data: Any, file: str = "local.conf") -> LocalConf:
-        """Validate a parsed JSON value; :class:`ConfigError` naming ``file`` if invalid."""
+        """Validate a parsed JSON value; :class:`ConfigError` naming ``file`` and every
+        problem if invalid."""
         if not isinstance(data, dict):
             raise ConfigError(
                 file, [("", f"expected a JSON object at the top level, got {show(data)}")]
             )
         try:
-            conf = cls.model_validate(data)
-        except ValidationError as e:
-            raise ConfigError(file, problems(e)) from None
-        conf._raw = data
-        conf._warnings = [f"{file}: {key}: unknown key (ignored)" for key in conf._unknown_keys()]
-        return conf
-
-    def _unknown_keys(self) -> list[str]:
-        raw = self._raw
-        keys = [key_path((k,)) for k in raw if k not in _known_keys(LocalConf)]
-        settings = raw.get("settings", {})
-        keys += [
-            key_path(("settings", k))
-            for k in settings
-            if k not in _known_keys(Settings) and k not in LENIENT_SETTINGS
-        ]
-        for section, model in (("physical", PhysicalConfig), ("virtual", VirtualConfig)):
-            for entry_key, entry in raw.get(section, {}).items():
-                keys += [
-                    key_path((section, entry_key, k)) for k in entry if k not in _known_keys(model)
-                ]
-        return keys
+            doc = validate(data, _Document)
+        except Invalid as e:
+            raise ConfigError(file, e.problems) from None
+        warnings = [f"{file}: {key}: unknown key (ignored)" for key in _unknown_keys(data)]
+        return cls(doc.physical, doc.virtual, doc.settings, data, warnings)
 
     # --- what the daemon asks ------------------------------------------------
 
@@ -393,8 +373,34 @@ class LocalConf(BaseModel):
         return command_line_port if p is None else p
 
 
-def _known_keys(model: type[BaseModel]) -> frozenset[str]:
-    return frozenset(f.alias or name for name, f in model.model_fields.items())
+_KNOWN_KEYS: dict[type[msgspec.Struct], frozenset[str]] = {}
+
+
+def _known_keys(record: type[msgspec.Struct]) -> frozenset[str]:
+    """The JSON spellings of ``record``'s fields."""
+    keys = _KNOWN_KEYS.get(record)
+    if keys is None:
+        keys = frozenset(f.encode_name for f in msgspec.structs.fields(record))
+        _KNOWN_KEYS[record] = keys
+    return keys
+
+
+def _unknown_keys(raw: dict[str, Any]) -> list[str]:
+    """The key paths of ``raw`` that no record of the file knows (the no-root keys of
+    ``settings`` are :mod:`ztone.service.userspace_conf`'s, so known)."""
+    keys = [key_path((k,)) for k in raw if k not in _known_keys(_Document)]
+    settings = raw.get("settings", {})
+    keys += [
+        key_path(("settings", k))
+        for k in settings
+        if k not in _known_keys(Settings) and k not in LENIENT_SETTINGS
+    ]
+    for section, record in (("physical", PhysicalConfig), ("virtual", VirtualConfig)):
+        for entry_key, entry in raw.get(section, {}).items():
+            keys += [
+                key_path((section, entry_key, k)) for k in entry if k not in _known_keys(record)
+            ]
+    return keys
 
 
 def _sorted_networks(
@@ -509,13 +515,13 @@ def update_settings(path: str | os.PathLike[str], changes: dict[str, Any]) -> Lo
 # --- networks.d/<nwid>.local.conf -------------------------------------------------------
 
 
-@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(strict=True))
+@dataclass(frozen=True, slots=True)
 class NetworkLocalSettings:
     """Per-network local settings (C.1.4); the defaults are those of a missing file.
 
-    A pydantic dataclass: every construction (also ``dataclasses.replace``) checks
-    the types, so a setting the API or a caller gets wrong fails where it is made,
-    not when the file is written or the port configured.
+    Every construction (also ``dataclasses.replace``) checks the types (``TypeError``),
+    so a setting the API or a caller gets wrong fails where it is made, not when the
+    file is written or the port configured.
     """
 
     allow_managed: bool = True
@@ -524,6 +530,17 @@ class NetworkLocalSettings:
     allow_global: bool = False
     allow_default: bool = False
     allow_dns: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("allow_managed", "allow_global", "allow_default", "allow_dns"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise TypeError(f"{name}: expected a bool, got {value!r}")
+        whitelist = self.managed_whitelist
+        if not isinstance(whitelist, list) or not all(
+            isinstance(n, (ipaddress.IPv4Network, ipaddress.IPv6Network)) for n in whitelist
+        ):
+            raise TypeError(f"managed_whitelist: expected a list of IP networks, got {whitelist!r}")
 
 
 def _whitelist_entry(text: str) -> IPNetwork | None:

@@ -42,13 +42,14 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, Strict, ValidationError
+import msgspec
+from msgspec import Meta
 
 from ztone.node.wire.inetaddress import IPAddress
-from ztone.util.schema import expect, key_path, problems, show
+from ztone.util.schema import Invalid, expect, key_path, parse_with, show, validate
 
 PORT_BACKENDS = ("auto", "tap", "userspace")
-_M = TypeVar("_M", bound=BaseModel)
+_M = TypeVar("_M", bound=msgspec.Struct)
 DEFAULT_SOCKS5_PORT = 1080
 MAX_FORWARDS_PER_NETWORK = 64
 MAX_SOCKS5_CONNECTIONS = 4096
@@ -108,38 +109,33 @@ def _nwid(value: Any) -> int:
     raise ValueError(f"expected a network ID (16 hex digits), got {show(value)}")
 
 
-Bool = Annotated[bool, Strict(), expect("true or false")]
-ListenPort = Annotated[int, Strict(), Field(ge=1, le=0xFFFF), expect("an integer from 1 to 65535")]
-Text = Annotated[str, Strict(), Field(min_length=1, max_length=255), expect("1 to 255 characters")]
+Bool = Annotated[bool, expect("true or false")]
+ListenPort = Annotated[int, Meta(ge=1, le=0xFFFF), expect("an integer from 1 to 65535")]
+Text = Annotated[str, Meta(min_length=1, max_length=255), expect("1 to 255 characters")]
 Connections = Annotated[
     int,
-    Strict(),
-    Field(ge=1, le=MAX_SOCKS5_CONNECTIONS),
+    Meta(ge=1, le=MAX_SOCKS5_CONNECTIONS),
     expect(f"an integer from 1 to {MAX_SOCKS5_CONNECTIONS}"),
 ]
-Seconds = Annotated[int, Strict(), Field(ge=1, le=86400), expect("an integer from 1 to 86400")]
-EndpointValue = Annotated[Endpoint, PlainValidator(_endpoint)]
-IpValue = Annotated[IPAddress, PlainValidator(_ip)]
-NwidValue = Annotated[int, PlainValidator(_nwid)]
+Seconds = Annotated[int, Meta(ge=1, le=86400), expect("an integer from 1 to 86400")]
+EndpointValue = Annotated[Endpoint, parse_with(_endpoint)]
+IpValue = Annotated[IPAddress, parse_with(_ip)]
+NwidValue = Annotated[int, parse_with(_nwid)]
 Backend = Annotated[
     Literal["auto", "tap", "userspace"], expect('one of "auto", "tap", "userspace"')
 ]
 
-_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True)
 
-
-class Socks5Settings(BaseModel):
+class Socks5Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One SOCKS5 server (RFC 1928; RFC 1929 user/password when both are set)."""
-
-    model_config = _STRICT
 
     enabled: Bool = True
     bind: IpValue = ipaddress.IPv4Address("127.0.0.1")
     port: ListenPort = DEFAULT_SOCKS5_PORT
     username: Text | None = None
     password: Text | None = None
-    max_connections: Connections = Field(default=256, alias="maxConnections")
-    idle_timeout: Seconds = Field(default=600, alias="idleTimeout")
+    max_connections: Connections = msgspec.field(default=256, name="maxConnections")
+    idle_timeout: Seconds = msgspec.field(default=600, name="idleTimeout")
     """Seconds without a byte either way after which a relayed connection is closed."""
 
     @property
@@ -149,28 +145,24 @@ class Socks5Settings(BaseModel):
         return self.username, self.password
 
 
-class ForwardSettings(BaseModel):
+class ForwardSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One port forward of a network (TCP only)."""
-
-    model_config = _STRICT
 
     direction: Annotated[Literal["in", "out"], expect('"in" or "out"')]
     proto: Annotated[Literal["tcp"], expect('"tcp" (the only protocol forwarded)')] = "tcp"
-    listen_port: ListenPort | None = Field(default=None, alias="listenPort")
+    listen_port: ListenPort | None = msgspec.field(default=None, name="listenPort")
     """``in``: the overlay TCP port the network's stack listens on."""
     listen: EndpointValue | None = None
     """``out``: the local address the forward listens on."""
     to: EndpointValue
-    max_connections: Connections = Field(default=64, alias="maxConnections")
-    idle_timeout: Seconds = Field(default=600, alias="idleTimeout")
+    max_connections: Connections = msgspec.field(default=64, name="maxConnections")
+    idle_timeout: Seconds = msgspec.field(default=600, name="idleTimeout")
 
 
-class NetworkUserspaceSettings(BaseModel):
-    model_config = _STRICT
-
-    port_backend: Backend | None = Field(default=None, alias="portBackend")
+class NetworkUserspaceSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    port_backend: Backend | None = msgspec.field(default=None, name="portBackend")
     socks5: Socks5Settings | None = None
-    forwards: Annotated[list[Any], Field(max_length=MAX_FORWARDS_PER_NETWORK)] = Field(
+    forwards: Annotated[list[Any], Meta(max_length=MAX_FORWARDS_PER_NETWORK)] = msgspec.field(
         default_factory=list
     )
 
@@ -214,9 +206,9 @@ def _validate(
         out.append(f"{key_path(path)}: expected a JSON object, got {show(value)}")
         return None
     try:
-        return model.model_validate(value)
-    except ValidationError as e:
-        for where, reason in problems(e):
+        return validate(value, model)
+    except Invalid as e:
+        for where, reason in e.problems:
             full = key_path(path) + ("." + where if where and where[0] != "[" else where)
             out.append(f"{full}: {reason}")
         return None

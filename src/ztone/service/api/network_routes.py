@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Annotated, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator
+import msgspec
 
 from ztone.node.vl2.network import NetworkView
 from ztone.node.wire.mac import MAC
@@ -34,6 +34,7 @@ from ztone.service.api.routes import (
     route,
 )
 from ztone.service.config import NetworkLocalSettings
+from ztone.util.schema import parse_with, validate
 
 
 def _bool_or_ignored(value: object) -> bool | None:
@@ -41,24 +42,24 @@ def _bool_or_ignored(value: object) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-BoolOrIgnored = Annotated[bool | None, PlainValidator(_bool_or_ignored)]
+BoolOrIgnored = Annotated[bool | None, parse_with(_bool_or_ignored)]
 
 
-class NetworkSettingsBody(BaseModel):
+class NetworkSettingsBody(msgspec.Struct, frozen=True):
     """The body of ``POST /network/<nwid>``: the four local settings; a key whose
     value is not a JSON boolean is ignored, as are unknown keys (as upstream)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    allow_managed: BoolOrIgnored = Field(default=None, alias="allowManaged")
-    allow_global: BoolOrIgnored = Field(default=None, alias="allowGlobal")
-    allow_default: BoolOrIgnored = Field(default=None, alias="allowDefault")
-    allow_dns: BoolOrIgnored = Field(default=None, alias="allowDNS")
+    allow_managed: BoolOrIgnored = msgspec.field(default=None, name="allowManaged")
+    allow_global: BoolOrIgnored = msgspec.field(default=None, name="allowGlobal")
+    allow_default: BoolOrIgnored = msgspec.field(default=None, name="allowDefault")
+    allow_dns: BoolOrIgnored = msgspec.field(default=None, name="allowDNS")
 
     def applied_to(self, settings: NetworkLocalSettings) -> NetworkLocalSettings:
         """``settings`` with every setting the body gave replaced; a new
         ``allowManaged`` drops the whitelist (upstream rewrites ``allowManaged=1|0``)."""
-        changes: dict[str, Any] = self.model_dump(exclude_none=True)
+        changes: dict[str, Any] = {
+            k: v for k, v in msgspec.structs.asdict(self).items() if v is not None
+        }
         if "allow_managed" in changes:
             changes["managed_whitelist"] = []
         return replace(settings, **changes)
@@ -146,7 +147,7 @@ def network_routes(
         body = parse_json_body(request) if request.body.strip() else {}
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object")
-        wanted = NetworkSettingsBody.model_validate(body)
+        wanted = validate(body, NetworkSettingsBody)
         networks.join(nwid)
         networks.set_local_settings(nwid, wanted.applied_to(networks.local_settings(nwid)))
         view = find(nwid)

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Protocol
 
-from pydantic import BaseModel, ConfigDict, PlainValidator
+import msgspec
 
 from ztone.node.status import MoonStatus, NodeStatus, PeerStatus
 from ztone.service import strict_json
@@ -44,6 +44,7 @@ from ztone.service.api import render
 from ztone.service.api.http import IPAddress, Request, Response
 from ztone.util.ctext import strtoull
 from ztone.util.jsontext import json_string
+from ztone.util.schema import parse_with, validate
 
 log = logging.getLogger(__name__)
 
@@ -305,13 +306,12 @@ def _hex_of_text(value: object) -> int:
     return strtoull(json_string(value, "0"), 16)
 
 
-class MoonBody(BaseModel):
+class MoonBody(msgspec.Struct, frozen=True):
     """The body of ``POST /moon/<id>``: ``seed``, the 10-hex address of a node to
-    fetch the moon from; anything else (or no body, or not an object) is seed 0."""
+    fetch the moon from; anything else (or no body, or not an object) is seed 0.
+    Other keys are ignored."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    seed: Annotated[int, PlainValidator(_hex_of_text)] = 0
+    seed: Annotated[int, parse_with(_hex_of_text)] = 0
 
 
 def _moon_post(control: ApiControl, request: Request, match: re.Match[str]) -> Reply:
@@ -319,7 +319,7 @@ def _moon_post(control: ApiControl, request: Request, match: re.Match[str]) -> R
     if request.body.strip():
         body = parse_json_body(request)
         if isinstance(body, dict):
-            seed = MoonBody.model_validate(body).seed
+            seed = validate(body, MoonBody).seed
     world_id = strtoull(match.group(1), 16)
     for moon in _fetched_moons(control):
         if moon.world_id == world_id:
