@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ztone.controller.bodies import ControllerInputError, MemberBody, NetworkBody
-from ztone.controller.objects import MemberRecord, NetworkRecord, init_network
+from ztone.controller.objects import MemberRecord, NetworkRecord, apply_network_post, init_network
 
 NOW = 1_795_310_320_081
 
@@ -136,3 +136,20 @@ def test_member_record_defaults() -> None:
         },
         sort_keys=True,
     )  # fmt: skip
+
+
+def test_unknown_keys_of_a_record_round_trip_verbatim() -> None:
+    stored: dict[str, Any] = {"zz": {"k": [1, 2.5, None, {"deep": True}]}, "name": "n",
+                              "aa": "x", "big": 2**70, "private": "yes"}  # fmt: skip
+    record = NetworkRecord.with_defaults(stored, NOW)
+    # Declared keys first (the defaults' order), then the record's own, in its order.
+    assert list(record)[:3] == ["private", "creationTime", "name"]
+    assert list(record)[-3:] == ["zz", "aa", "big"]
+    assert record["zz"] == stored["zz"] and record["zz"]["k"][3] is not stored["zz"]["k"][3]
+    assert record["big"] == 2**70 and record["private"] == "yes"
+    saved = apply_network_post(dict(record, id="1fad486cafe468e2"), {"name": "m"}, NOW)
+    assert {k: saved[k] for k in ("zz", "aa", "big", "private")} == {
+        "zz": stored["zz"], "aa": "x", "big": 2**70, "private": "yes"}  # fmt: skip
+    assert saved["name"] == "m"
+    member = MemberRecord.with_defaults({"objtype": 5, "extra": [[]], "revision": "7"}, NOW)
+    assert member["extra"] == [[]] and member["revision"] == "7" and member["objtype"] == "member"

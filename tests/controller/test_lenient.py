@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter, ValidationError
 
 from ztone.controller.lenient import (
     U32,
@@ -21,16 +20,16 @@ from ztone.controller.lenient import (
     TraceTarget,
     type_name,
 )
-from ztone.util.schema import problems
+from ztone.util.schema import Invalid, problems, validate
 
 
 def read(kind: Any, value: object) -> object:
-    return TypeAdapter(kind).validate_python(value)
+    return validate(value, kind)
 
 
 def refusal(kind: Any, value: object) -> str:
-    with pytest.raises(ValidationError) as info:
-        TypeAdapter(kind).validate_python(value)
+    with pytest.raises(Invalid) as info:
+        validate(value, kind)
     ((path, reason),) = problems(info.value)
     assert path == ""
     return reason

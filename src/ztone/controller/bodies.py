@@ -1,4 +1,4 @@
-"""The controller API's POST bodies as pydantic models (B.7 network, B.8 member).
+"""The controller API's POST bodies as msgspec records (B.7 network, B.8 member).
 
 :class:`NetworkBody` and :class:`MemberBody` declare every field a POST may set,
 with the JSON types zerotier-one 1.14.1 accepts for it (:mod:`.lenient`) and the
@@ -8,8 +8,11 @@ clamped, the legacy string forms of ``v4AssignMode``/``v6AssignMode``). Keys a
 body may not set (``id``, ``revision``, ``identity``...) and unknown keys are
 ignored, as the reference ignores them.
 
-:meth:`_Body.read` validates a decoded JSON body; :meth:`_Body.changes` gives the
-JSON values of the fields the body carried, ready to set on the stored record.
+:meth:`_Body.read` checks a decoded JSON body with :func:`ztone.util.schema.validate`
+(every problem, not only the first); :meth:`_Body.changes` gives the JSON values of
+the fields the body carried, ready to set on the stored record: a field the body did
+not carry keeps the default ``msgspec.UNSET``, which ``msgspec.to_builtins`` leaves
+out (in the parts too: a ``v6AssignMode`` keeps only the modes given).
 Where the reference would silently use a default, drop an entry or answer 500, a
 body is refused with :class:`ControllerInputError` naming the field, the value and
 what was expected, e.g. ``routes[1].via: 'fd00::1' is not of the target's address
@@ -20,22 +23,15 @@ family``; values that GET returns are always accepted back (``"dns": []``,
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Self, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, Self, TypeVar, cast
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    ValidationError,
-    model_serializer,
-    model_validator,
-)
+import msgspec
+from msgspec import UNSET
 
 from ztone.controller.lenient import (
     U32,
+    U32_MAX,
     U64,
     CidrText,
     IpText,
@@ -48,10 +44,11 @@ from ztone.controller.lenient import (
     expected,
     ip_text,
     is_ipv6_text,
+    json_int,
     type_name,
 )
 from ztone.controller.rules_json import MAX_ARRAY_SIZE
-from ztone.util.schema import FieldProblem, problems
+from ztone.util.schema import FieldProblem, Invalid, checker, parse_with, problems, then, validate
 
 MIN_MTU = 1280
 MAX_MTU = 10000
@@ -65,129 +62,117 @@ class ControllerInputError(ValueError):
 
 
 T = TypeVar("T")
-Array = Annotated[list[T], Field(max_length=MAX_ARRAY_SIZE)]
+Array = Annotated[list[T], msgspec.Meta(max_length=MAX_ARRAY_SIZE)]
 """A JSON array of at most ``ZT_CONTROLLER_MAX_ARRAY_SIZE`` entries."""
 
 
-_PART = ConfigDict(extra="ignore", frozen=True)
+def _absent(name: str | None = None) -> Any:
+    """The default of a field a body may leave out: ``UNSET`` (the body did not carry
+    it; :meth:`_Body.changes` leaves it out). Typed ``Any`` so that the field keeps its
+    declared type, which is what it holds whenever the body carried it."""
+    return msgspec.field(default=UNSET, name=name)
+
+
+def _part(kind: type[T], legacy: Callable[[object], object]) -> Any:
+    """A marker reading a part that has other JSON forms than an object: ``legacy``
+    gives the object form (or raises), which is then checked as ``kind``; the first
+    problem inside is reported at its key (``v4AssignMode.zt: ...``)."""
+    check = checker(kind)
+
+    def read(value: object) -> T:
+        found: list[tuple[tuple[int | str, ...], str]] = []
+        result = check(legacy(value), (), found)
+        if found:
+            at, reason = found[0]
+            raise FieldProblem(reason, at=at)
+        return cast("T", result)
+
+    return parse_with(read)
 
 
 # --- network parts ----------------------------------------------------------------------
 
 
-class V4AssignMode(BaseModel):
+class V4AssignMode(msgspec.Struct, frozen=True):
     """``{"zt": bool}``; the legacy string ``"zt"`` means ``{"zt": true}``, any other
     string or null ``{"zt": false}``."""
 
-    model_config = _PART
     zt: JsonBool = False
 
-    @model_validator(mode="before")
-    @classmethod
-    def _legacy_forms(cls, value: object) -> object:
-        if isinstance(value, str):
-            return {"zt": value == "zt"}
-        if value is None:
-            return {}
-        if isinstance(value, dict):
-            return {k: v for k, v in value.items() if not (k == "zt" and v is None)}
-        raise expected('an object like {"zt": true}', value)
+
+def _v4_forms(value: object) -> object:
+    if isinstance(value, str):
+        return {"zt": value == "zt"}
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if not (k == "zt" and v is None)}
+    raise expected('an object like {"zt": true}', value)
 
 
-class V6AssignMode(BaseModel):
+class V6AssignMode(msgspec.Struct, frozen=True):
     """Only the modes present in the body are kept (the others read as false); the
     legacy form is a comma-separated string of mode names; null is all false."""
 
-    model_config = _PART
-    rfc4193: JsonBool = False
-    zt: JsonBool = False
-    sixplane: JsonBool = Field(default=False, alias="6plane")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _legacy_forms(cls, value: object) -> object:
-        if isinstance(value, str):
-            names = set(value.split(","))
-            return {name: name in names for name in ("rfc4193", "zt", "6plane")}
-        if value is None:
-            return {"rfc4193": False, "zt": False, "6plane": False}
-        if isinstance(value, dict):
-            return value
-        raise expected('an object like {"6plane": true}', value)
-
-    @model_serializer
-    def _given_modes(self) -> dict[str, bool]:
-        fields = type(self).model_fields
-        return {
-            fields[name].alias or name: getattr(self, name)
-            for name in fields
-            if name in self.model_fields_set
-        }
+    rfc4193: JsonBool = _absent()
+    zt: JsonBool = _absent()
+    sixplane: JsonBool = _absent("6plane")
 
 
-class RouteBody(BaseModel):
+def _v6_forms(value: object) -> object:
+    if isinstance(value, str):
+        names = set(value.split(","))
+        return {name: name in names for name in ("rfc4193", "zt", "6plane")}
+    if value is None:
+        return {"rfc4193": False, "zt": False, "6plane": False}
+    if isinstance(value, dict):
+        return value
+    raise expected('an object like {"6plane": true}', value)
+
+
+class RouteBody(msgspec.Struct, frozen=True):
     """``{"target": "IP/bits", "via": "IP" | null}``; ``via`` must be of the target's family."""
 
-    model_config = _PART
     target: CidrText
     via: OptionalIpText = None
 
-    @model_validator(mode="after")
-    def _same_family(self) -> Self:
+    def __post_init__(self) -> None:
         if self.via is not None and is_ipv6_text(self.via) != is_ipv6_text(self.target):
             raise FieldProblem(f"{self.via!r} is not of the target's address family", at=("via",))
-        return self
-
-    @model_serializer
-    def _json(self) -> dict[str, str | None]:
-        return {"target": self.target, "via": self.via}
 
 
-class PoolBody(BaseModel):
+class PoolBody(msgspec.Struct, frozen=True):
     """``{"ipRangeStart": "IP", "ipRangeEnd": "IP"}`` of one family."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=False)
-    start: IpText = Field(alias="ipRangeStart")
-    end: IpText = Field(alias="ipRangeEnd")
+    start: IpText = msgspec.field(name="ipRangeStart")
+    end: IpText = msgspec.field(name="ipRangeEnd")
 
-    @model_validator(mode="after")
-    def _same_family(self) -> Self:
+    def __post_init__(self) -> None:
         if is_ipv6_text(self.start) != is_ipv6_text(self.end):
             raise FieldProblem("ipRangeStart and ipRangeEnd differ in family")
-        return self
-
-    @model_serializer
-    def _json(self) -> dict[str, str]:
-        return {"ipRangeStart": self.start, "ipRangeEnd": self.end}
 
 
-def _null_is(default: object) -> BeforeValidator:
-    return BeforeValidator(lambda v: default if v is None else v)
+class CapabilityBody(msgspec.Struct, frozen=True):
+    """``{"id": u32, "default": bool, "rules": [...]}`` (null ``default``/``rules``:
+    false/``[]``)."""
 
-
-class CapabilityBody(BaseModel):
-    """``{"id": u32, "default": bool, "rules": [...]}``."""
-
-    model_config = _PART
     id: U32
-    default: Annotated[JsonBool, _null_is(False)] = False
-    rules: Annotated[Array[RuleJson], _null_is([])] = Field(default_factory=list)
+    default: JsonBool | None = False
+    rules: Array[RuleJson] | None = msgspec.field(default_factory=list)
 
-    @model_serializer
-    def _json(self) -> dict[str, Any]:
-        return {"id": self.id, "default": self.default, "rules": self.rules}
+    def __post_init__(self) -> None:
+        # The struct is frozen; a null read as its default is set once, here.
+        if self.default is None:
+            msgspec.structs.force_setattr(self, "default", False)
+        if self.rules is None:
+            msgspec.structs.force_setattr(self, "rules", [])
 
 
-class TagBody(BaseModel):
+class TagBody(msgspec.Struct, frozen=True):
     """``{"id": u32, "default": u32 | null}``."""
 
-    model_config = _PART
     id: U32
     default: OptionalU32 = None
-
-    @model_serializer
-    def _json(self) -> dict[str, int | None]:
-        return {"id": self.id, "default": self.default}
 
 
 def _str_or_null(value: object) -> str | None:
@@ -196,10 +181,10 @@ def _str_or_null(value: object) -> str | None:
     return value
 
 
-def _servers(value: object) -> list[Any] | None:
-    """Null, or an array of IP address strings, kept as given."""
+def _servers(value: object) -> list[Any] | msgspec.UnsetType:
+    """An array of IP address strings, kept as given; null is left out."""
     if value is None:
-        return None
+        return UNSET
     if not isinstance(value, list):
         raise expected("an array", value)
     if len(value) > MAX_ARRAY_SIZE:
@@ -212,27 +197,18 @@ def _servers(value: object) -> list[Any] | None:
     return list(value)
 
 
-class DnsBody(BaseModel):
+class DnsBody(msgspec.Struct, frozen=True):
     """``{"domain": str, "servers": [IP...]}``: stored as given once the servers are
-    checked to be IP addresses (``servers`` absent stays absent)."""
+    checked to be IP addresses (``servers`` absent or null stays absent)."""
 
-    model_config = _PART
-    domain: Annotated[str | None, PlainValidator(_str_or_null)] = None
-    servers: Annotated[list[Any] | None, PlainValidator(_servers)] = None
+    domain: Annotated[str | None, parse_with(_str_or_null)] = None
+    servers: Annotated[list[Any], parse_with(_servers)] = _absent()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _an_object(cls, value: object) -> object:
-        if not isinstance(value, dict):
-            raise expected('an object like {"domain": ..., "servers": [...]}', value)
-        return value
 
-    @model_serializer
-    def _json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"domain": self.domain}
-        if self.servers is not None:
-            out["servers"] = self.servers
-        return out
+def _dns_forms(value: object) -> object:
+    if not isinstance(value, dict):
+        raise expected('an object like {"domain": ..., "servers": [...]}', value)
+    return value
 
 
 def _auth_tokens(value: object) -> Any:
@@ -265,11 +241,20 @@ def _clamp_mtu(mtu: int) -> int:
 
 # --- member parts -----------------------------------------------------------------------
 
+_read_u32 = json_int(U32_MAX)
 
-def _pair(value: object) -> object:
+
+def _pair(value: object) -> list[int]:
+    """``[id, value]``, both unsigned 32-bit."""
     if not isinstance(value, list) or len(value) != 2:
         raise expected("an [id, value] pair", value)
-    return value
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(_read_u32(item))
+        except FieldProblem as e:
+            raise FieldProblem(str(e), at=(i,)) from None
+    return out
 
 
 def _pairs_by_id(pairs: list[list[int]]) -> list[list[int]]:
@@ -283,82 +268,74 @@ def _sorted_ids(ids: list[int]) -> list[int]:
 # --- bodies -----------------------------------------------------------------------------
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=False)
+class _Body(msgspec.Struct, frozen=True, rename="camel"):
+    @classmethod
+    def prepare(cls, body: dict[str, Any]) -> dict[str, Any]:
+        """The body as checked (a subclass may drop what the reference ignores)."""
+        return body
 
     @classmethod
     def read(cls, body: object) -> Self:
-        """Validate a decoded JSON body; :class:`ControllerInputError` naming every
+        """Check a decoded JSON body; :class:`ControllerInputError` naming every
         bad field (``; ``-separated) if it is not acceptable."""
         if not isinstance(body, dict):
             raise ControllerInputError(
                 f"request body: expected a JSON object, got {type_name(body)}"
             )
         try:
-            return cls.model_validate(body)
-        except ValidationError as e:
-            found = problems(e)
+            return validate(cls.prepare(body), cls)
+        except Invalid as e:
             raise ControllerInputError(
-                "; ".join(f"{path}: {reason}" if path else reason for path, reason in found)
+                "; ".join(f"{path}: {reason}" if path else reason for path, reason in problems(e))
             ) from None
 
     def changes(self) -> dict[str, Any]:
         """``{json key: json value}`` for every field the body carried."""
-        return self.model_dump(by_alias=True, include=set(self.model_fields_set))
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
 
 
-class NetworkBody(_Body):
+class NetworkBody(_Body, frozen=True):
     """What a network POST may set (``networkUpdateFromPostData``)."""
 
-    name: JsonStr = ""
-    private: JsonBool = True
-    enable_broadcast: JsonBool = Field(default=True, alias="enableBroadcast")
-    multicast_limit: U64 = Field(default=32, alias="multicastLimit")
-    mtu: Annotated[U64, AfterValidator(_clamp_mtu)] = 2800
-    remote_trace_target: TraceTarget = Field(default=None, alias="remoteTraceTarget")
-    remote_trace_level: U64 = Field(default=0, alias="remoteTraceLevel")
-    v4_assign_mode: V4AssignMode = Field(default_factory=V4AssignMode, alias="v4AssignMode")
-    v6_assign_mode: V6AssignMode = Field(default_factory=V6AssignMode, alias="v6AssignMode")
-    routes: Array[RouteBody] = Field(default_factory=list)
-    ip_assignment_pools: Array[PoolBody] = Field(default_factory=list, alias="ipAssignmentPools")
-    rules: Array[RuleJson] = Field(default_factory=list)
-    auth_tokens: Annotated[Any, PlainValidator(_auth_tokens)] = Field(
-        default=None, alias="authTokens"
-    )
-    capabilities: Annotated[Array[CapabilityBody], AfterValidator(_by_id)] = Field(
-        default_factory=list, alias="capabilities"
-    )
-    tags: Annotated[Array[TagBody], AfterValidator(_by_id)] = Field(
-        default_factory=list, alias="tags"
-    )
-    dns: DnsBody = Field(default_factory=DnsBody)
+    name: JsonStr = _absent()
+    private: JsonBool = _absent()
+    enable_broadcast: JsonBool = _absent()
+    multicast_limit: U64 = _absent()
+    mtu: Annotated[U64, then(_clamp_mtu)] = _absent()
+    remote_trace_target: TraceTarget = _absent()
+    remote_trace_level: U64 = _absent()
+    v4_assign_mode: Annotated[V4AssignMode, _part(V4AssignMode, _v4_forms)] = _absent()
+    v6_assign_mode: Annotated[V6AssignMode, _part(V6AssignMode, _v6_forms)] = _absent()
+    routes: Array[RouteBody] = _absent()
+    ip_assignment_pools: Array[PoolBody] = _absent()
+    rules: Array[RuleJson] = _absent()
+    auth_tokens: Annotated[Any, parse_with(_auth_tokens)] = _absent()
+    capabilities: Annotated[Array[CapabilityBody], then(_by_id)] = _absent()
+    tags: Annotated[Array[TagBody], then(_by_id)] = _absent()
+    dns: Annotated[DnsBody, _part(DnsBody, _dns_forms)] = _absent()
 
-    @model_validator(mode="before")
     @classmethod
-    def _dns_not_an_object_is_left(cls, value: object) -> object:
+    def prepare(cls, body: dict[str, Any]) -> dict[str, Any]:
         # The reference ignores a "dns" that is not an object, so the default []
         # round-trips: null or an array leaves the stored value as it is.
-        if isinstance(value, dict) and "dns" in value:
-            dns = value["dns"]
-            if dns is None or isinstance(dns, list):
-                return {k: v for k, v in value.items() if k != "dns"}
-        return value
+        dns = body.get("dns", {})
+        if dns is None or isinstance(dns, list):
+            return {k: v for k, v in body.items() if k != "dns"}
+        return body
 
 
-class MemberBody(_Body):
+class MemberBody(_Body, frozen=True):
     """What a member POST may set (``authorized`` is returned as a value; stamping
     the authorization times is the caller's, see ``apply_member_post``)."""
 
-    authorized: JsonBool = False
-    active_bridge: JsonBool = Field(default=False, alias="activeBridge")
-    no_auto_assign_ips: JsonBool = Field(default=False, alias="noAutoAssignIps")
-    authentication_expiry_time: U64 = Field(default=0, alias="authenticationExpiryTime")
-    name: JsonStr = ""
-    remote_trace_target: TraceTarget = Field(default=None, alias="remoteTraceTarget")
-    remote_trace_level: U64 = Field(default=0, alias="remoteTraceLevel")
-    ip_assignments: Array[IpText] = Field(default_factory=list, alias="ipAssignments")
-    tags: Annotated[
-        Array[Annotated[list[U32], BeforeValidator(_pair)]],
-        AfterValidator(_pairs_by_id),
-    ] = Field(default_factory=list)
-    capabilities: Annotated[Array[U32], AfterValidator(_sorted_ids)] = Field(default_factory=list)
+    authorized: JsonBool = _absent()
+    active_bridge: JsonBool = _absent()
+    no_auto_assign_ips: JsonBool = _absent()
+    authentication_expiry_time: U64 = _absent()
+    name: JsonStr = _absent()
+    remote_trace_target: TraceTarget = _absent()
+    remote_trace_level: U64 = _absent()
+    ip_assignments: Array[IpText] = _absent()
+    tags: Annotated[Array[Annotated[list[int], parse_with(_pair)]], then(_pairs_by_id)] = _absent()
+    capabilities: Annotated[Array[U32], then(_sorted_ids)] = _absent()

@@ -1,4 +1,4 @@
-"""zerotier-one's lenient JSON readers as pydantic annotated types (B.7, B.8, B.9).
+"""zerotier-one's lenient JSON readers as annotated types (B.7, B.8, B.9).
 
 The reference controller reads POSTed values with ``OSUtils::jsonBool``,
 ``jsonInt`` and ``jsonString``, which accept more than one JSON type. The types here
@@ -25,8 +25,11 @@ type               accepts                                                      
                    :mod:`ztone.controller.rules_json` (the stored canonical form)
 =================  ============================================================  ======
 
-Reasons name the value and what was expected, e.g. ``'lots' is not a decimal
-integer`` or ``expected a boolean, got an array``; the models add the key path.
+Each type is ``Annotated[<what it gives>, parse_with(<reader>)]``: the reader, not
+msgspec, reads the JSON value when :func:`ztone.util.schema.validate` checks a body
+(:mod:`ztone.controller.bodies`). Reasons name the value and what was expected, e.g.
+``'lots' is not a decimal integer`` or ``expected a boolean, got an array``; the
+validation adds the key path.
 """
 
 from __future__ import annotations
@@ -37,11 +40,9 @@ import socket
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from pydantic import PlainValidator
-
 from ztone.controller.rules_json import rule_from_json, rule_to_json
 from ztone.util.ctext import U64_MAX
-from ztone.util.schema import FieldProblem
+from ztone.util.schema import FieldProblem, parse_with
 
 U32_MAX = 0xFFFFFFFF
 
@@ -210,13 +211,13 @@ def optional(read: Callable[[object], T]) -> Callable[[object], T | None]:
     return read_optional
 
 
-JsonBool = Annotated[bool, PlainValidator(json_bool)]
-U64 = Annotated[int, PlainValidator(json_int(U64_MAX))]
-U32 = Annotated[int, PlainValidator(json_int(U32_MAX))]
-JsonStr = Annotated[str, PlainValidator(json_string)]
-TraceTarget = Annotated[str | None, PlainValidator(trace_target)]
-IpText = Annotated[str, PlainValidator(ip_text)]
-CidrText = Annotated[str, PlainValidator(cidr_text)]
-OptionalU32 = Annotated[int | None, PlainValidator(optional(json_int(U32_MAX)))]
-OptionalIpText = Annotated[str | None, PlainValidator(optional(ip_text))]
-RuleJson = Annotated[dict[str, Any], PlainValidator(rule_json)]
+JsonBool = Annotated[bool, parse_with(json_bool)]
+U64 = Annotated[int, parse_with(json_int(U64_MAX))]
+U32 = Annotated[int, parse_with(json_int(U32_MAX))]
+JsonStr = Annotated[str, parse_with(json_string)]
+TraceTarget = Annotated[str | None, parse_with(trace_target)]
+IpText = Annotated[str, parse_with(ip_text)]
+CidrText = Annotated[str, parse_with(cidr_text)]
+OptionalU32 = Annotated[int | None, parse_with(optional(json_int(U32_MAX)))]
+OptionalIpText = Annotated[str | None, parse_with(optional(ip_text))]
+RuleJson = Annotated[dict[str, Any], parse_with(rule_json)]

@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+import msgspec
 
 from ztone.controller.bodies import MemberBody, NetworkBody
 from ztone.controller.lenient import json_bool, json_int
@@ -69,7 +69,7 @@ MEMBER_COMPUTED_FIELDS = (
 )
 """Dropped from a member before every save (``DB::cleanMember``)."""
 
-DEFAULT_RULES: list[JsonValue] = [{"not": False, "or": False, "type": "ACTION_ACCEPT"}]
+DEFAULT_RULES: list[Any] = [{"not": False, "or": False, "type": "ACTION_ACCEPT"}]
 
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 _HEX10 = re.compile(r"[0-9a-fA-F]{10}")
@@ -105,96 +105,98 @@ def parse_address(text: object) -> int | None:
 # --- records and their defaults ---------------------------------------------------------
 
 
-class _Record(BaseModel):
-    """A stored record: the declared keys with their defaults, plus every other key
-    it holds; values are kept exactly as they are (JSON values, not re-typed)."""
+class _Record(msgspec.Struct):
+    """A stored record's declared keys (JSON spellings by ``rename``) and defaults;
+    ``OBJTYPE`` is what ``objtype`` is always set to.
 
-    model_config = ConfigDict(extra="allow", populate_by_name=False)
+    Every field is ``Any``: a record's values are kept exactly as they are (JSON
+    values, not re-typed), and keys a record holds beyond the declared ones are kept
+    too (:meth:`with_defaults` copies them after the declared keys)."""
+
+    OBJTYPE: ClassVar[str]
 
     @classmethod
     def with_defaults(cls, record: Mapping[str, Any], now_ms: int) -> JsonObject:
         """A deep copy of ``record`` with every missing key set to its default
         (``creationTime`` to ``now_ms``), ``objtype`` reset and ``remoteTraceLevel``
-        reset to 0 (quirk: the reference checks ``removeTraceLevel``)."""
-        # Validation leaves ``record`` as it is; the dump builds new containers.
-        model = cls.model_validate(dict(record))
-        out = model.model_dump(by_alias=True)
-        if "creation_time" not in model.model_fields_set:
+        reset to 0 (quirk: the reference checks ``removeTraceLevel``).
+
+        The declared keys come first, in declaration order, then the record's other
+        keys in the record's order."""
+        # convert() takes the declared keys (values as they are, unknown keys
+        # skipped); to_builtins() rebuilds every container, so nothing is shared
+        # with ``record`` or with the defaults.
+        out: JsonObject = msgspec.to_builtins(msgspec.convert(dict(record), cls))
+        extra = {key: value for key, value in record.items() if key not in out}
+        if extra:
+            out.update(msgspec.to_builtins(extra))
+        if "creationTime" not in record:
             out["creationTime"] = now_ms
+        out["objtype"] = cls.OBJTYPE
         out["remoteTraceLevel"] = 0
         return out
 
 
-def _default(value: JsonValue, alias: str | None = None) -> Any:
-    """A record field defaulting to ``value``. Sharing one default object is safe:
-    a record model only lives for :meth:`_Record.with_defaults`, whose dump builds
-    new containers."""
-    return Field(default=value, alias=alias)
+def _fresh(value: Callable[[], Any]) -> Any:
+    """A default built anew for every record (a list or object default)."""
+    return msgspec.field(default_factory=value)
 
 
-class NetworkRecord(_Record):
+class NetworkRecord(_Record, rename="camel"):
     """A network's keys and defaults (``DB::initNetwork``, B.7)."""
 
-    private: JsonValue = True
-    creation_time: JsonValue = _default(None, "creationTime")  # missing: now_ms
-    name: JsonValue = ""
-    multicast_limit: JsonValue = _default(DEFAULT_MULTICAST_LIMIT, "multicastLimit")
-    enable_broadcast: JsonValue = _default(True, "enableBroadcast")
-    v4_assign_mode: JsonValue = _default({"zt": False}, "v4AssignMode")
-    v6_assign_mode: JsonValue = _default(
-        {"rfc4193": False, "zt": False, "6plane": False}, "v6AssignMode"
-    )
-    auth_tokens: JsonValue = _default([None], "authTokens")
-    capabilities: JsonValue = _default([])
-    tags: JsonValue = _default([])
-    routes: JsonValue = _default([])
-    ip_assignment_pools: JsonValue = _default([], "ipAssignmentPools")
-    mtu: JsonValue = DEFAULT_MTU
-    remote_trace_target: JsonValue = _default(None, "remoteTraceTarget")
-    remote_trace_level: JsonValue = _default(0, "remoteTraceLevel")
-    rules_source: JsonValue = _default("", "rulesSource")
-    rules: JsonValue = _default(DEFAULT_RULES)
-    dns: JsonValue = _default([])
-    sso_enabled: JsonValue = _default(False, "ssoEnabled")
-    client_id: JsonValue = _default("", "clientId")
-    authorization_endpoint: JsonValue = _default("", "authorizationEndpoint")
-    objtype: Literal["network"] = Field(default="network", validate_default=True)
+    OBJTYPE: ClassVar[str] = "network"
 
-    @field_validator("objtype", mode="plain")
-    @classmethod
-    def _always_network(cls, value: object) -> str:
-        return "network"
+    private: Any = True
+    creation_time: Any = None  # missing: now_ms
+    name: Any = ""
+    multicast_limit: Any = DEFAULT_MULTICAST_LIMIT
+    enable_broadcast: Any = True
+    v4_assign_mode: Any = _fresh(lambda: {"zt": False})
+    v6_assign_mode: Any = _fresh(lambda: {"rfc4193": False, "zt": False, "6plane": False})
+    auth_tokens: Any = _fresh(lambda: [None])
+    capabilities: Any = _fresh(list)
+    tags: Any = _fresh(list)
+    routes: Any = _fresh(list)
+    ip_assignment_pools: Any = _fresh(list)
+    mtu: Any = DEFAULT_MTU
+    remote_trace_target: Any = None
+    remote_trace_level: Any = 0
+    rules_source: Any = ""
+    rules: Any = _fresh(lambda: copy.deepcopy(DEFAULT_RULES))
+    dns: Any = _fresh(list)
+    sso_enabled: Any = False
+    client_id: Any = ""
+    authorization_endpoint: Any = ""
+    objtype: Any = "network"
 
 
-class MemberRecord(_Record):
+class MemberRecord(_Record, rename="camel"):
     """A member's keys and defaults (``DB::initMember``, B.8)."""
 
-    authorized: JsonValue = False
-    sso_exempt: JsonValue = _default(False, "ssoExempt")
-    ip_assignments: JsonValue = _default([], "ipAssignments")
-    active_bridge: JsonValue = _default(False, "activeBridge")
-    tags: JsonValue = _default([])
-    capabilities: JsonValue = _default([])
-    creation_time: JsonValue = _default(None, "creationTime")  # missing: now_ms
-    no_auto_assign_ips: JsonValue = _default(False, "noAutoAssignIps")
-    revision: JsonValue = 0
-    last_deauthorized_time: JsonValue = _default(0, "lastDeauthorizedTime")
-    last_authorized_time: JsonValue = _default(0, "lastAuthorizedTime")
-    last_authorized_credential_type: JsonValue = _default(None, "lastAuthorizedCredentialType")
-    last_authorized_credential: JsonValue = _default(None, "lastAuthorizedCredential")
-    authentication_expiry_time: JsonValue = _default(0, "authenticationExpiryTime")
-    v_major: JsonValue = _default(-1, "vMajor")
-    v_minor: JsonValue = _default(-1, "vMinor")
-    v_rev: JsonValue = _default(-1, "vRev")
-    v_proto: JsonValue = _default(-1, "vProto")
-    remote_trace_target: JsonValue = _default(None, "remoteTraceTarget")
-    remote_trace_level: JsonValue = _default(0, "remoteTraceLevel")
-    objtype: Literal["member"] = Field(default="member", validate_default=True)
+    OBJTYPE: ClassVar[str] = "member"
 
-    @field_validator("objtype", mode="plain")
-    @classmethod
-    def _always_member(cls, value: object) -> str:
-        return "member"
+    authorized: Any = False
+    sso_exempt: Any = False
+    ip_assignments: Any = _fresh(list)
+    active_bridge: Any = False
+    tags: Any = _fresh(list)
+    capabilities: Any = _fresh(list)
+    creation_time: Any = None  # missing: now_ms
+    no_auto_assign_ips: Any = False
+    revision: Any = 0
+    last_deauthorized_time: Any = 0
+    last_authorized_time: Any = 0
+    last_authorized_credential_type: Any = None
+    last_authorized_credential: Any = None
+    authentication_expiry_time: Any = 0
+    v_major: Any = -1
+    v_minor: Any = -1
+    v_rev: Any = -1
+    v_proto: Any = -1
+    remote_trace_target: Any = None
+    remote_trace_level: Any = 0
+    objtype: Any = "member"
 
 
 def network_defaults(network: Mapping[str, Any], now_ms: int) -> JsonObject:

@@ -2,7 +2,7 @@
 
 Every node serves ``/controller`` and the ``controller_*`` metrics and answers config
 requests for its own networks (PROTOCOL-NETWORK-SERVICE B.1, B.6), but most nodes are
-never asked: their controller's modules (the pydantic records, the SQLite store, the
+never asked: their controller's modules (the msgspec records, the SQLite store, the
 config answer) would be memory every daemon keeps for nothing. So at start-up the
 daemon opens the store only when one is there to serve (:func:`needed_at_start`);
 otherwise it hands the node and the API a :class:`LazyController`, which opens the

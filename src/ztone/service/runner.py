@@ -680,7 +680,7 @@ class NodeService:
         return lazy
 
     def _load_controller(self, identity: Identity, location: str) -> EmbeddedController | None:
-        # The controller's modules (pydantic records, sqlite3) load here, on first use.
+        # The controller's modules (msgspec records, sqlite3) load here, on first use.
         from ztone.service.controller import EmbeddedController, open_location  # noqa: PLC0415
 
         try:

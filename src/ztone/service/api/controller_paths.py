@@ -5,7 +5,7 @@
 handler name): :func:`ztone.service.api.controller_routes.controller_routes` builds its
 routes from it, and :func:`lazy_controller_routes` builds routes with the very same
 methods and patterns whose handlers load the controller (and the route module, with
-its pydantic bodies) only when a request first matches one of them. A router thus
+its msgspec bodies) only when a request first matches one of them. A router thus
 answers every path exactly as with the controller loaded from the start.
 """
 
