@@ -70,15 +70,13 @@ PACKAGES = [
     "ztone.service.runner",
     "ztone.cli.daemon",
     "sqlite3",
-    "pydantic",
     "ztone.controller.objects",
     "ztone.controller.store",
     "ztone.service.controller",
 ]
 """Part 1's packages; the order is the order of the cumulative listing (the controller
-last, pydantic with it: a daemon loads it on first use, see
-``ztone.service.controller_lazy``; a tree whose service still imports pydantic shows it
-in the first line that imports it)."""
+last: a daemon loads it on first use, see ``ztone.service.controller_lazy``). An older
+tree that still imports pydantic shows it in the first line that imports it."""
 
 NOT_IN_DAEMON = (
     "ssl",

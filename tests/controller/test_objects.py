@@ -669,7 +669,7 @@ EXPECTED_MEMBER_MESSAGES = [
 
 def test_exact_messages_for_every_bad_body() -> None:
     """The models' refusals, one per bad body above, word for word (pinned when the
-    hand-written checks became pydantic models: same words, or the value shown)."""
+    hand-written checks became validated records: same words, or the value shown)."""
     network = []
     for body in BAD_NETWORK_BODIES:
         with pytest.raises(ControllerInputError) as info:

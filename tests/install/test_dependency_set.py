@@ -10,8 +10,8 @@ lets pip add the rest. This test proves that set from PyPI's real metadata:
 3. every distribution in it is pure Python (a ``py3-none-any`` wheel) or one of
    :data:`ALLOWED_COMPILED`, each with the toolchain the README names for it. Nothing
    needs C++ or Fortran (numpy, the only such dependency, is the optional ``speedups``
-   extra), and the one Rust build (pydantic-core) must be documented with its IPS
-   package and publisher;
+   extra) or Rust (the controller's pydantic needed it until ztone moved to
+   msgspec, which is C);
 4. the project is installed into a fresh venv without extras (so without numpy) and
    the daemon from that venv starts on loopback with a private planet and answers
    ``ztone-cli info``.
@@ -59,11 +59,10 @@ ALLOWED_COMPILED = {
     "cryptography": "library/python-3/cryptography-313",
     "lz4": "developer/build-essential",
     "msgspec": "developer/build-essential",
-    "pydantic-core": "ooce/developer/rust",
 }
 """Compiled distributions allowed on the OmniOS path -> the IPS package README.md names
 (cffi, cryptography: shipped by OmniOS; lz4: C only, its own bundled liblz4, built by
-gcc14; msgspec: C only, gcc14; pydantic-core: Rust, from the extra.omnios publisher)."""
+gcc14; msgspec: C only, gcc14). Nothing needs Rust."""
 
 NEEDS_CXX_OR_FORTRAN = {"numpy", "scipy", "pandas"}
 
@@ -144,7 +143,9 @@ def test_omnios_dependency_set(pypi: None, tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     for name in compiled:
         assert ALLOWED_COMPILED[name] in readme, f"README does not name {ALLOWED_COMPILED[name]}"
-    assert "extra.omnios" in readme and "/opt/ooce/bin" in readme
+    # Nothing is built with Rust any more: the README no longer sends users to the
+    # extra.omnios publisher's toolchain.
+    assert "ooce/developer/rust" not in readme and "cargo" not in readme
 
 
 def _free_port() -> int:

@@ -507,10 +507,6 @@ def problems(error: BaseException) -> list[tuple[str, str]]:
     put as ours are: ``Expected `int`, got `str` - at `$.a[1]``` ->
     ``("a[1]", "expected an integer, got a string")``), or any other ``ValueError``
     (its text, for the whole value).
-
-    The controller's pydantic models (until they move to msgspec) still report a
-    pydantic ``ValidationError``: recognised by its ``errors()`` method, so that this
-    module never imports pydantic.
     """
     if isinstance(error, Invalid):
         return list(error.problems)
@@ -518,37 +514,4 @@ def problems(error: BaseException) -> list[tuple[str, str]]:
         return [(key_path(error.at), str(error))]
     if isinstance(error, msgspec.ValidationError):
         return [_msgspec_problem(error)]
-    errors = getattr(error, "errors", None)
-    if callable(errors):
-        return _pydantic_problems(errors())
     return [("", str(error))]
-
-
-def _pydantic_problems(errors: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for err in errors:
-        loc: list[int | str] = list(err["loc"])
-        is_key = bool(loc) and loc[-1] == "[key]"
-        if is_key:
-            loc = loc[:-1]
-        cause = (err.get("ctx") or {}).get("error")
-        kind = err["type"]
-        if isinstance(cause, ValueError):
-            reason = str(cause)
-            if isinstance(cause, FieldProblem):
-                loc += cause.at
-        elif kind in ("list_type", "tuple_type"):
-            reason = f"expected a JSON array, got {show(err['input'])}"
-        elif kind in ("dict_type", "model_type", "model_attributes_type", "dataclass_type"):
-            reason = f"expected a JSON object, got {show(err['input'])}"
-        elif kind == "too_long":
-            reason = f"more than {(err.get('ctx') or {}).get('max_length')} entries"
-        elif kind == "missing" and loc:
-            reason = f"needs {key_path(loc[-1:])}"
-            loc = loc[:-1]
-        else:
-            reason = err["msg"]
-        if is_key:
-            reason = f"invalid key: {reason}"
-        out.append((key_path(loc), reason))
-    return out
