@@ -17,7 +17,7 @@ Prints four things (numbers only; asserts nothing):
 3. **What the steady state has imported**: every daemon runs ``ztone.cli.daemon``'s
    ``main`` under a few lines of driver (:data:`DRIVER`) whose only addition is a
    ``SIGWINCH`` handler that writes ``sys.modules`` to a file; the bench sends the
-   signal once the network is up and prints, per member, the module count and the
+   signal once the network is up and prints, per daemon, the module count and the
    top-level packages.
 4. **A first port's link configuration**, step by step in a fresh process in a
    namespace of its own (:data:`PORT_TIMING`): what joining costs in time and memory.
@@ -393,7 +393,7 @@ def one_lab(settle: float) -> tuple[Memory, dict[str, list[str]], dict[str, str]
                 ports[n] = f"port {got.get('portDeviceName') or '-'} error {got.get('portError')}"
             time.sleep(settle)
             memory = {n: d.memory() for n, d in daemons.items()}
-            modules = {n: daemons[n].modules() for n in ("a", "c")}
+            modules = {n: daemons[n].modules() for n in NAMES}
             return memory, modules, ports
         finally:
             for d in daemons.values():
@@ -423,8 +423,8 @@ def lab(runs: int, settle: float) -> int:
         print(f"   {what:55s} RSS {min(rss):5.1f} / {statistics.median(rss):5.1f} / "
               f"{max(rss):5.1f}   HWM {min(hwm):5.1f} / {statistics.median(hwm):5.1f} / "
               f"{max(hwm):5.1f}")  # fmt: skip
-    print("\n3. what the idle members have imported (last run)")
-    for n in ("a", "c"):
+    print("\n3. what the idle daemons have imported (last run)")
+    for n in NAMES:
         mods = modules[n]
         top = Counter(m.split(".")[0] for m in mods)
         listed = ", ".join(f"{k} {v}" for k, v in sorted(top.items(), key=lambda x: (-x[1], x[0]))
