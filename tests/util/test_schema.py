@@ -10,6 +10,7 @@ import pytest
 from ztone.util.schema import (
     FieldProblem,
     Invalid,
+    before,
     expect,
     key_path,
     parse_with,
@@ -189,8 +190,82 @@ class Pair(msgspec.Struct):
         Annotated[int, parse_with(_even)] | str,
         Pair | dict[str, int],
         list[int] | list[str],
+        Annotated[Pair, before(dict)] | int,
     ],
 )
 def test_ambiguous_unions_are_refused_when_first_checked(tp: Any) -> None:
     with pytest.raises(TypeError, match="a union may hold"):
         validate(1, tp)
+
+
+# --- before: a value's other forms, then every problem inside it ------------------------
+
+
+def _range_forms(value: Any) -> Any:
+    """``"lo-hi"`` is the legacy form of ``{"lo": lo, "hi": hi}``."""
+    if isinstance(value, str):
+        lo, sep, hi = value.partition("-")
+        if not sep:
+            raise ValueError(f'expected an object or "lo-hi", got {show(value)}')
+        return {"lo": int(lo) if lo.isdigit() else lo, "hi": int(hi) if hi.isdigit() else hi}
+    return value
+
+
+def _digits(value: Any) -> Any:
+    """A string of digits is the legacy form of a list of digits."""
+    return [int(c) if c.isdigit() else c for c in value] if isinstance(value, str) else value
+
+
+def _widen(value: Range) -> Range:
+    return Range(lo=value.lo - 1, hi=value.hi + 1)
+
+
+class Legacy(msgspec.Struct, frozen=True):
+    range: Annotated[Range, before(_range_forms)] = Range()
+    wide: Annotated[Range, before(_range_forms), then(_widen)] = Range()
+    maybe: Annotated[Range, before(_range_forms)] | None = None
+    named: Annotated[Range, before(_range_forms), expect("a range")] = Range()
+    digits: list[Annotated[list[Small], before(_digits)]] = []
+
+
+def legacy_reasons(data: Any) -> list[tuple[str, str]]:
+    with pytest.raises(Invalid) as info:
+        validate(data, Legacy)
+    return info.value.problems
+
+
+def test_before_gives_the_form_that_is_then_checked() -> None:
+    data = {"range": "1-2", "wide": "1-2", "maybe": "3-4", "digits": [[1, 2], "34"]}
+    assert validate(data, Legacy) == Legacy(
+        range=Range(lo=1, hi=2),
+        wide=Range(lo=0, hi=3),
+        maybe=Range(lo=3, hi=4),
+        digits=[[1, 2], [3, 4]],
+    )
+    # The object form passes unchanged; null is None without calling the function.
+    assert validate({"range": {"hi": 1}, "maybe": None}, Legacy) == Legacy(range=Range(hi=1))
+
+
+def test_every_problem_after_before_is_named_at_its_key_path() -> None:
+    assert legacy_reasons({"range": "a-b", "digits": ["1x", [-1, 1, 10]]}) == [
+        ("range.lo", 'expected an integer, got "a"'),
+        ("range.hi", 'expected an integer, got "b"'),
+        ("digits[0][1]", 'expected a digit, got "x"'),
+        ("digits[1][0]", "expected a digit, got -1"),
+        ("digits[1][2]", "expected a digit, got 10"),
+    ]
+    # A record's own check runs on the prepared value too.
+    assert legacy_reasons({"maybe": "4-3"}) == [("maybe.lo", "must not exceed hi (3)")]
+
+
+def test_a_refusal_of_before_is_the_only_problem_of_its_value() -> None:
+    assert legacy_reasons({"range": "12", "wide": "x", "digits": [5]}) == [
+        ("range", 'expected an object or "lo-hi", got "12"'),
+        ("wide", 'expected an object or "lo-hi", got "x"'),
+        ("digits[0]", "expected a JSON array, got 5"),
+    ]
+
+
+def test_an_expect_after_before_covers_both() -> None:
+    assert legacy_reasons({"named": "12"}) == [("named", 'expected a range, got "12"')]
+    assert legacy_reasons({"named": "a-1"}) == [("named", 'expected a range, got "a-1"')]

@@ -21,6 +21,14 @@ before it raises :class:`Invalid`. Markers in ``Annotated`` add what msgspec has
   (an address, a network); a ``ValueError`` is the reason.
 * :func:`then` ``(fn)``: ``fn(checked value)`` checks (or changes) the value after
   the type did; a ``ValueError`` is the reason.
+* :func:`before` ``(fn)``: ``fn(json value)`` runs first and gives the value that what
+  comes before it in the ``Annotated`` then checks (a legacy string form turned into
+  its object form, say); unlike :func:`parse_with`, every problem of that check is
+  named, each at its own key path. A ``ValueError`` of ``fn`` is the reason.
+
+Each marker wraps what comes before it in the ``Annotated``:
+``Annotated[Mode, before(forms), then(fix)]`` runs ``forms``, checks ``Mode``, then
+runs ``fix``; an :func:`expect` placed after a :func:`before` also covers its refusal.
 
 A record's ``__post_init__`` may check several fields together; it raises
 :class:`FieldProblem`, whose optional ``at`` names the key below the record that is
@@ -120,6 +128,13 @@ class Then:
     check: Callable[[Any], Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Before:
+    """See :func:`before`."""
+
+    prepare: Callable[[Any], Any]
+
+
 def expect(what: str, shown: Callable[[object], str] = show) -> Expect:
     """An ``Annotated`` marker: if checking the value fails (anywhere in what comes
     before this marker), the reason is ``expected <what>, got <shown(value)>``."""
@@ -136,6 +151,18 @@ def then(check: Callable[[Any], Any]) -> Then:
     """An ``Annotated`` marker: ``check(value)`` runs on the value checked so far and
     returns it (or a replacement); its ``ValueError`` is the problem."""
     return Then(check)
+
+
+def before(prepare: Callable[[Any], Any]) -> Before:
+    """An ``Annotated`` marker: ``prepare(json value)`` runs first and its result is
+    checked by what comes before this marker (every problem inside it named at its
+    key path); its ``ValueError`` (or :class:`FieldProblem`) is the problem instead.
+
+    For a JSON value with more than one form, e.g. a record that may also be written
+    as a legacy string: ``Annotated[Mode, before(object_form)]``. In a union ``X | None``
+    a null is None without ``prepare``; beside other members it is refused (the member
+    is chosen by the JSON type, which ``prepare`` may change)."""
+    return Before(prepare)
 
 
 # --- validation -----------------------------------------------------------------------
@@ -322,8 +349,10 @@ def _union_checker(members: tuple[Any, ...]) -> Checker:
 
     def shape(member: Any) -> str:
         base, metadata = _split_annotated(member)
-        if any(isinstance(m, ParseWith) for m in metadata):
-            raise TypeError(f"a union may hold a parse_with type only beside None: {members}")
+        if any(isinstance(m, ParseWith | Before) for m in metadata):
+            raise TypeError(
+                f"a union may hold a parse_with or before type only beside None: {members}"
+            )
         origin = typing.get_origin(base) or base
         if isinstance(origin, type) and issubclass(origin, (msgspec.Struct, dict)):
             return "object"
@@ -361,6 +390,8 @@ def _with_markers(base: Checker, markers: tuple[Any, ...]) -> Checker:
             check = _expecting(check, marker)
         elif isinstance(marker, Then):
             check = _then(check, marker.check)
+        elif isinstance(marker, Before):
+            check = _before(check, marker.prepare)
     return check
 
 
@@ -385,6 +416,16 @@ def _then(inner: Checker, fn: Callable[[Any], Any]) -> Checker:
         if result is _BAD:
             return _BAD
         return _call(fn, result, path, out)
+
+    return check
+
+
+def _before(inner: Checker, fn: Callable[[Any], Any]) -> Checker:
+    def check(value: Any, path: Path, out: Problems) -> Any:
+        prepared = _call(fn, value, path, out)
+        if prepared is _BAD:
+            return _BAD
+        return inner(prepared, path, out)
 
     return check
 
