@@ -4,7 +4,8 @@
 with the JSON types zerotier-one 1.14.1 accepts for it (:mod:`.lenient`) and the
 normalization it applies (routes and IPs re-written with ``inet_ntop``, rules
 re-rendered, tags and capabilities sorted and de-duplicated by id, ``mtu``
-clamped, the legacy string forms of ``v4AssignMode``/``v6AssignMode``). Keys a
+clamped, the legacy string forms of ``v4AssignMode``/``v6AssignMode``, turned into
+their object form by a ``before`` marker so that every problem inside is named). Keys a
 body may not set (``id``, ``revision``, ``identity``...) and unknown keys are
 ignored, as the reference ignores them.
 
@@ -23,15 +24,13 @@ family``; values that GET returns are always accepted back (``"dns": []``,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Annotated, Any, Self, TypeVar, cast
+from typing import Annotated, Any, Self, TypeVar
 
 import msgspec
 from msgspec import UNSET
 
 from ztone.controller.lenient import (
     U32,
-    U32_MAX,
     U64,
     CidrText,
     IpText,
@@ -44,11 +43,10 @@ from ztone.controller.lenient import (
     expected,
     ip_text,
     is_ipv6_text,
-    json_int,
     type_name,
 )
 from ztone.controller.rules_json import MAX_ARRAY_SIZE
-from ztone.util.schema import FieldProblem, Invalid, checker, parse_with, problems, then, validate
+from ztone.util.schema import FieldProblem, Invalid, before, parse_with, problems, then, validate
 
 MIN_MTU = 1280
 MAX_MTU = 10000
@@ -71,23 +69,6 @@ def _absent(name: str | None = None) -> Any:
     it; :meth:`_Body.changes` leaves it out). Typed ``Any`` so that the field keeps its
     declared type, which is what it holds whenever the body carried it."""
     return msgspec.field(default=UNSET, name=name)
-
-
-def _part(kind: type[T], legacy: Callable[[object], object]) -> Any:
-    """A marker reading a part that has other JSON forms than an object: ``legacy``
-    gives the object form (or raises), which is then checked as ``kind``; the first
-    problem inside is reported at its key (``v4AssignMode.zt: ...``)."""
-    check = checker(kind)
-
-    def read(value: object) -> T:
-        found: list[tuple[tuple[int | str, ...], str]] = []
-        result = check(legacy(value), (), found)
-        if found:
-            at, reason = found[0]
-            raise FieldProblem(reason, at=at)
-        return cast("T", result)
-
-    return parse_with(read)
 
 
 # --- network parts ----------------------------------------------------------------------
@@ -181,20 +162,21 @@ def _str_or_null(value: object) -> str | None:
     return value
 
 
-def _servers(value: object) -> list[Any] | msgspec.UnsetType:
-    """An array of IP address strings, kept as given; null is left out."""
-    if value is None:
-        return UNSET
-    if not isinstance(value, list):
+def _server_list(value: object) -> object:
+    """An array (each entry then read by :func:`_server`) or null."""
+    if value is not None and not isinstance(value, list):
         raise expected("an array", value)
-    if len(value) > MAX_ARRAY_SIZE:
-        raise FieldProblem(f"more than {MAX_ARRAY_SIZE} entries")
-    for i, server in enumerate(value):
-        try:
-            ip_text(server)
-        except FieldProblem as e:
-            raise FieldProblem(str(e), at=(i,)) from None
-    return list(value)
+    return value
+
+
+def _server(value: object) -> object:
+    """An IP address string, kept as given (not normalized)."""
+    ip_text(value)
+    return value
+
+
+def _null_is_absent(servers: list[Any] | None) -> list[Any] | msgspec.UnsetType:
+    return UNSET if servers is None else servers
 
 
 class DnsBody(msgspec.Struct, frozen=True):
@@ -202,7 +184,11 @@ class DnsBody(msgspec.Struct, frozen=True):
     checked to be IP addresses (``servers`` absent or null stays absent)."""
 
     domain: Annotated[str | None, parse_with(_str_or_null)] = None
-    servers: Annotated[list[Any], parse_with(_servers)] = _absent()
+    servers: Annotated[
+        Array[Annotated[Any, parse_with(_server)]] | None,
+        before(_server_list),
+        then(_null_is_absent),
+    ] = _absent()
 
 
 def _dns_forms(value: object) -> object:
@@ -241,20 +227,12 @@ def _clamp_mtu(mtu: int) -> int:
 
 # --- member parts -----------------------------------------------------------------------
 
-_read_u32 = json_int(U32_MAX)
 
-
-def _pair(value: object) -> list[int]:
-    """``[id, value]``, both unsigned 32-bit."""
+def _pair(value: object) -> object:
+    """``[id, value]``: two entries (each then read as :data:`U32`)."""
     if not isinstance(value, list) or len(value) != 2:
         raise expected("an [id, value] pair", value)
-    out = []
-    for i, item in enumerate(value):
-        try:
-            out.append(_read_u32(item))
-        except FieldProblem as e:
-            raise FieldProblem(str(e), at=(i,)) from None
-    return out
+    return value
 
 
 def _pairs_by_id(pairs: list[list[int]]) -> list[list[int]]:
@@ -305,15 +283,15 @@ class NetworkBody(_Body, frozen=True):
     mtu: Annotated[U64, then(_clamp_mtu)] = _absent()
     remote_trace_target: TraceTarget = _absent()
     remote_trace_level: U64 = _absent()
-    v4_assign_mode: Annotated[V4AssignMode, _part(V4AssignMode, _v4_forms)] = _absent()
-    v6_assign_mode: Annotated[V6AssignMode, _part(V6AssignMode, _v6_forms)] = _absent()
+    v4_assign_mode: Annotated[V4AssignMode, before(_v4_forms)] = _absent()
+    v6_assign_mode: Annotated[V6AssignMode, before(_v6_forms)] = _absent()
     routes: Array[RouteBody] = _absent()
     ip_assignment_pools: Array[PoolBody] = _absent()
     rules: Array[RuleJson] = _absent()
     auth_tokens: Annotated[Any, parse_with(_auth_tokens)] = _absent()
     capabilities: Annotated[Array[CapabilityBody], then(_by_id)] = _absent()
     tags: Annotated[Array[TagBody], then(_by_id)] = _absent()
-    dns: Annotated[DnsBody, _part(DnsBody, _dns_forms)] = _absent()
+    dns: Annotated[DnsBody, before(_dns_forms)] = _absent()
 
     @classmethod
     def prepare(cls, body: dict[str, Any]) -> dict[str, Any]:
@@ -337,5 +315,5 @@ class MemberBody(_Body, frozen=True):
     remote_trace_target: TraceTarget = _absent()
     remote_trace_level: U64 = _absent()
     ip_assignments: Array[IpText] = _absent()
-    tags: Annotated[Array[Annotated[list[int], parse_with(_pair)]], then(_pairs_by_id)] = _absent()
+    tags: Annotated[Array[Annotated[list[U32], before(_pair)]], then(_pairs_by_id)] = _absent()
     capabilities: Annotated[Array[U32], then(_sorted_ids)] = _absent()
