@@ -100,6 +100,13 @@ class FramePump:
         for nwid in list(self._ports):
             self.detach(nwid)
 
+    def port(self, nwid: int) -> tuple[FrameDevice, LinkConfig] | None:
+        """The device and link of ``nwid``'s port while it is attached and read."""
+        port = self._ports.get(nwid)
+        if port is None or port.fd < 0:
+            return None
+        return port.device, port.link
+
     def reading(self, nwid: int) -> bool:
         """Whether the pump still watches ``nwid``'s device."""
         port = self._ports.get(nwid)
