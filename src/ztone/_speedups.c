@@ -1511,6 +1511,7 @@ static PyObject *sp_ed25519_verify(PyObject *self, PyObject *args)
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -1525,6 +1526,8 @@ static PyObject *sp_ed25519_verify(PyObject *self, PyObject *args)
 #define DP_HEADROOM 32
 #define DP_FRAGMENT_HEADER 16
 #define DP_SLOT_BYTES (PKT_MAX_LEN + DP_PIECES * DP_FRAGMENT_HEADER)
+#define DP_TX_VLEN 64
+#define DP_FRAME_BUF (65536 + 10)
 
 typedef struct {
     int family; /* AF_INET or AF_INET6 */
@@ -1560,6 +1563,25 @@ typedef struct {
     uint8_t *arena;
 } dp_slot;
 
+/* A send grant: see the send side's comment below. */
+struct dp_send {
+    uint64_t nwid, peer;
+    uint8_t dst[6], src[6];
+    int sock_fd, sock_id;
+    dp_addr remote;
+    struct sockaddr_storage to;
+    socklen_t tolen;
+    uint8_t template[FRAME_HEADER_LEN - 8];
+    PyObject *siv; /* suite 3 when set, else suite 1 */
+    uint8_t salsa[32];
+    int all_ethertypes, n_ethertypes;
+    uint16_t ethertypes[DP_MAX_ETHERTYPES];
+    int mtu, physmtu;
+    int64_t expires;
+    uint64_t datagrams, packets, bytes;
+    int64_t last_tx;
+};
+
 typedef struct {
     PyObject_HEAD
     uint8_t address[5];
@@ -1575,6 +1597,16 @@ typedef struct {
     /* counters */
     uint64_t delivered, passed, reasm_dropped, reasm_evicted, reasm_expired, tap_errors,
         read_errors;
+    /* send side (tx_burst) */
+    struct dp_send *sends;
+    int n_sends;
+    uint8_t *frame;  /* one read from a port: DP_FRAME_BUF */
+    uint8_t *out;    /* DP_TX_VLEN datagrams of PHYSMTU_MAX bytes waiting for sendmmsg */
+    size_t out_len[DP_TX_VLEN];
+    const struct sockaddr_storage *out_to[DP_TX_VLEN];
+    socklen_t out_tolen[DP_TX_VLEN];
+    int out_fd, n_out;
+    uint64_t sent, given_back, send_errors;
 } DataplaneObject;
 
 static void dp_clear_grants(DataplaneObject *self)
@@ -1598,6 +1630,14 @@ static void dp_dealloc(DataplaneObject *self)
             PyMem_Free(self->slots[i].arena);
         PyMem_Free(self->slots);
     }
+    if (self->sends != NULL) {
+        for (i = 0; i < self->n_sends; i++)
+            Py_CLEAR(self->sends[i].siv);
+        wipe(self->sends, sizeof(struct dp_send) * (size_t)self->max_grants);
+        PyMem_Free(self->sends);
+    }
+    PyMem_Free(self->frame);
+    PyMem_Free(self->out);
     PyMem_Free(self->rxbuf);
     if (self->plain != NULL)
         wipe(self->plain, DP_HEADROOM + PKT_MAX_LEN);
@@ -1640,8 +1680,11 @@ static int dp_init(DataplaneObject *self, PyObject *args, PyObject *kwargs)
     self->plain = PyMem_Malloc(DP_HEADROOM + PKT_MAX_LEN);
     self->whole = PyMem_Malloc(PKT_MAX_LEN);
     self->scratch = PyMem_Malloc(PKT_MAX_LEN);
+    self->sends = PyMem_Calloc((size_t)max_grants, sizeof(struct dp_send));
+    self->frame = PyMem_Malloc(DP_FRAME_BUF);
+    self->out = PyMem_Malloc((size_t)DP_TX_VLEN * PHYSMTU_MAX);
     if (!self->grants || !self->slots || !self->rxbuf || !self->plain || !self->whole ||
-        !self->scratch) {
+        !self->scratch || !self->sends || !self->frame || !self->out) {
         PyErr_NoMemory();
         return -1;
     }
@@ -1838,19 +1881,23 @@ PyDoc_STRVAR(dp_stats_doc,
 "Counters: delivered (frames written to ports), passed (datagrams given back),\n"
 "reassembly_dropped (sets too long or inconsistent, given back), reassembly_evicted\n"
 "(incomplete sets whose slot was reused), reassembly_expired (incomplete sets older than\n"
-"the timeout), tap_errors (port writes that failed), read_errors, grants, slots.");
+"the timeout), tap_errors (port writes that failed), read_errors, grants, slots; the send\n"
+"side: sent (frames), given_back (port reads given back), send_errors, send_grants.");
 
 static PyObject *dp_stats(DataplaneObject *self, PyObject *unused)
 {
     (void)unused;
-    return Py_BuildValue("{sKsKsKsKsKsKsKsisi}", "delivered", (unsigned long long)self->delivered,
+    return Py_BuildValue("{sKsKsKsKsKsKsKsisisKsKsKsi}", "delivered",
+                         (unsigned long long)self->delivered,
                          "passed", (unsigned long long)self->passed, "reassembly_dropped",
                          (unsigned long long)self->reasm_dropped, "reassembly_evicted",
                          (unsigned long long)self->reasm_evicted, "reassembly_expired",
                          (unsigned long long)self->reasm_expired, "tap_errors",
                          (unsigned long long)self->tap_errors, "read_errors",
                          (unsigned long long)self->read_errors, "grants", self->n_grants,
-                         "slots", self->n_slots);
+                         "slots", self->n_slots, "sent", (unsigned long long)self->sent,
+                         "given_back", (unsigned long long)self->given_back, "send_errors",
+                         (unsigned long long)self->send_errors, "send_grants", self->n_sends);
 }
 
 static int dp_addr_eq(const dp_addr *a, const dp_addr *b)
@@ -2266,11 +2313,412 @@ static PyObject *dp_rx_burst(DataplaneObject *self, PyObject *args)
     return out;
 }
 
+/* --- send side -------------------------------------------------------------- */
+
+/*
+ * A send grant (the core's, mirrored like the receive grants): a unicast frame from
+ * our MAC on network N to member M's MAC, ethertype granted, payload within the
+ * port's MTU, goes as a FRAME to M over the granted path from the granted UDP socket:
+ * sealed from the per-peer template exactly as seal_frame does (packet id from
+ * getrandom), cut for the physical MTU, sent with sendmmsg. tx_burst() reads a port
+ * until EAGAIN or its budget and gives back, as read (virtio_net_hdr included), every
+ * frame it did not send and every frame after the first one it gave back, so a port's
+ * frames keep their order.
+ */
+
+PyDoc_STRVAR(dp_replace_send_doc,
+"replace_send(grants) -> None\n\n"
+"Make the send table exactly grants, tuples (nwid, peer, dst_mac, src_mac, sock_fd,\n"
+"sock_id, ip, port, template, siv, salsa_key, ethertypes, mtu, physmtu, expires):\n"
+"template the FRAME's 28 bytes [8:36] (frame_hop.frame_template), siv an AesGmacSiv\n"
+"(suite 3) or None (suite 1), ethertypes a tuple of at most 8 or None (all), mtu the\n"
+"largest payload, physmtu the datagram size the packet is cut for. Undrained activity\n"
+"is lost: drain_send() first.");
+
+static void dp_clear_sends(DataplaneObject *self)
+{
+    int i;
+    for (i = 0; i < self->n_sends; i++)
+        Py_CLEAR(self->sends[i].siv);
+    self->n_sends = 0;
+}
+
+static PyObject *dp_replace_send(DataplaneObject *self, PyObject *arg)
+{
+    PyObject *seq;
+    Py_ssize_t n, i;
+    struct dp_send *fresh;
+
+    if (self->sends == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Dataplane is not initialized");
+        return NULL;
+    }
+    seq = PySequence_Fast(arg, "grants must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (n > self->max_grants) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "more send grants than max_grants");
+        return NULL;
+    }
+    fresh = PyMem_Calloc((size_t)(n ? n : 1), sizeof(struct dp_send));
+    if (fresh == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    for (i = 0; i < n; i++) {
+        struct dp_send *g = &fresh[i];
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *ip, *eth, *siv;
+        unsigned long long nwid, peer, dst, src;
+        int sock_fd, sock_id, port, mtu, physmtu;
+        long long expires;
+        Py_buffer tmpl = {0}, salsa = {0};
+
+        if (!PyArg_ParseTuple(item, "KKKKiiOiy*Oy*OiiL:send grant", &nwid, &peer, &dst, &src,
+                              &sock_fd, &sock_id, &ip, &port, &tmpl, &siv, &salsa, &eth, &mtu,
+                              &physmtu, &expires))
+            goto fail;
+        if (!check_len(&tmpl, FRAME_HEADER_LEN - 8, "template") ||
+            !check_len(&salsa, 32, "salsa_key")) {
+            PyBuffer_Release(&tmpl);
+            PyBuffer_Release(&salsa);
+            goto fail;
+        }
+        memcpy(g->template, tmpl.buf, FRAME_HEADER_LEN - 8);
+        memcpy(g->salsa, salsa.buf, 32);
+        PyBuffer_Release(&tmpl);
+        PyBuffer_Release(&salsa);
+        if (!dp_parse_addr(ip, port, &g->remote))
+            goto fail;
+        memset(&g->to, 0, sizeof g->to);
+        if (g->remote.family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&g->to;
+            in->sin_family = AF_INET;
+            in->sin_port = htons(g->remote.port);
+            memcpy(&in->sin_addr, g->remote.ip, 4);
+            g->tolen = sizeof *in;
+        } else {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&g->to;
+            in6->sin6_family = AF_INET6;
+            in6->sin6_port = htons(g->remote.port);
+            memcpy(&in6->sin6_addr, g->remote.ip, 16);
+            g->tolen = sizeof *in6;
+        }
+        if (siv != Py_None) {
+            if (!PyObject_TypeCheck(siv, &AesGmacSivType) ||
+                !siv_ready((AesGmacSivObject *)siv)) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_TypeError, "siv must be a keyed AesGmacSiv or None");
+                goto fail;
+            }
+            g->siv = Py_NewRef(siv);
+        }
+        if (eth == Py_None)
+            g->all_ethertypes = 1;
+        else {
+            PyObject *es = PySequence_Fast(eth, "ethertypes must be a sequence or None");
+            Py_ssize_t k, ne;
+            if (es == NULL)
+                goto fail;
+            ne = PySequence_Fast_GET_SIZE(es);
+            if (ne > DP_MAX_ETHERTYPES) {
+                Py_DECREF(es);
+                PyErr_SetString(PyExc_ValueError, "at most 8 ethertypes");
+                goto fail;
+            }
+            for (k = 0; k < ne; k++) {
+                long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(es, k));
+                if (v < 0 || v > 0xFFFF) {
+                    Py_DECREF(es);
+                    if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_ValueError, "ethertype out of range");
+                    goto fail;
+                }
+                g->ethertypes[k] = (uint16_t)v;
+            }
+            g->n_ethertypes = (int)ne;
+            Py_DECREF(es);
+        }
+        if (sock_fd < 0 || mtu < 0 || physmtu < 1400 || physmtu > PHYSMTU_MAX) {
+            PyErr_SetString(PyExc_ValueError, "sock_fd, mtu or physmtu out of range");
+            goto fail;
+        }
+        g->nwid = nwid;
+        g->peer = peer & 0xFFFFFFFFFFULL;
+        put_mac(g->dst, dst);
+        put_mac(g->src, src);
+        g->sock_fd = sock_fd;
+        g->sock_id = sock_id;
+        g->mtu = mtu;
+        g->physmtu = physmtu;
+        g->expires = expires;
+        continue;
+    fail:
+        for (; i >= 0; i--)
+            Py_CLEAR(fresh[i].siv);
+        wipe(fresh, sizeof(struct dp_send) * (size_t)(n ? n : 1));
+        PyMem_Free(fresh);
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Py_DECREF(seq);
+    dp_clear_sends(self);
+    wipe(self->sends, sizeof(struct dp_send) * (size_t)self->max_grants);
+    if (n)
+        memcpy(self->sends, fresh, sizeof(struct dp_send) * (size_t)n);
+    self->n_sends = (int)n;
+    wipe(fresh, sizeof(struct dp_send) * (size_t)(n ? n : 1));
+    PyMem_Free(fresh);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(dp_drain_send_doc,
+"drain_send() -> list[tuple[int, int, int, bytes, int, int, int, int, int]]\n\n"
+"(nwid, peer, sock_id, ip, port, datagrams, packets, bytes, last_tx) of every send\n"
+"grant that carried something since the last drain; its counts start again from zero.");
+
+static PyObject *dp_drain_send(DataplaneObject *self, PyObject *unused)
+{
+    PyObject *out = PyList_New(0);
+    int i;
+    (void)unused;
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < self->n_sends; i++) {
+        struct dp_send *g = &self->sends[i];
+        PyObject *rec;
+        if (g->packets == 0)
+            continue;
+        rec = Py_BuildValue("KKiy#iKKKL", (unsigned long long)g->nwid,
+                            (unsigned long long)g->peer, g->sock_id, (const char *)g->remote.ip,
+                            (Py_ssize_t)(g->remote.family == AF_INET ? 4 : 16),
+                            (int)g->remote.port, (unsigned long long)g->datagrams,
+                            (unsigned long long)g->packets, (unsigned long long)g->bytes,
+                            (long long)g->last_tx);
+        if (rec == NULL || PyList_Append(out, rec) < 0) {
+            Py_XDECREF(rec);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(rec);
+        g->datagrams = g->packets = g->bytes = 0;
+    }
+    return out;
+}
+
+/* Send what waits in the out queue (one socket). */
+static void dp_flush(DataplaneObject *self)
+{
+    struct mmsghdr msgs[DP_TX_VLEN];
+    struct iovec iov[DP_TX_VLEN];
+    int i, at = 0;
+
+    if (self->n_out == 0)
+        return;
+    for (i = 0; i < self->n_out; i++) {
+        iov[i].iov_base = self->out + (size_t)i * PHYSMTU_MAX;
+        iov[i].iov_len = self->out_len[i];
+        memset(&msgs[i], 0, sizeof msgs[i]);
+        msgs[i].msg_hdr.msg_name = (void *)self->out_to[i];
+        msgs[i].msg_hdr.msg_namelen = self->out_tolen[i];
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (at < self->n_out) {
+        int r = sendmmsg(self->out_fd, msgs + at, (unsigned)(self->n_out - at), MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            self->send_errors++; /* this datagram is lost, as a failed sendto would be */
+            at++;
+            continue;
+        }
+        at += r;
+    }
+    self->n_out = 0;
+}
+
+static uint8_t *dp_out_slot(DataplaneObject *self, struct dp_send *g, size_t len)
+{
+    uint8_t *q;
+    if (self->n_out == DP_TX_VLEN || (self->n_out && self->out_fd != g->sock_fd))
+        dp_flush(self);
+    q = self->out + (size_t)self->n_out * PHYSMTU_MAX;
+    self->out_fd = g->sock_fd;
+    self->out_len[self->n_out] = len;
+    self->out_to[self->n_out] = &g->to;
+    self->out_tolen[self->n_out] = g->tolen;
+    self->n_out++;
+    return q;
+}
+
+/* One frame read from the port of nwid: 1 sent, 0 not the steady state's, -1 error. */
+static int dp_tx_frame(DataplaneObject *self, uint64_t nwid, int vnet, const uint8_t *f,
+                       size_t n, int64_t now)
+{
+    size_t at = vnet ? 10 : 0, plen, len, max_len, per, total, size, chunk, offset, k;
+    const uint8_t *eth, *payload;
+    uint16_t ethertype;
+    struct dp_send *g = NULL;
+    uint8_t *buf = self->scratch;
+    int i;
+
+    if (vnet && (f[0] | f[1]))
+        return 0; /* a checksum to finish or GSO: the general path */
+    if (n <= at + 14)
+        return 0;
+    eth = f + at;
+    payload = eth + 14;
+    plen = n - at - 14;
+    ethertype = (uint16_t)((eth[12] << 8) | eth[13]);
+    for (i = 0; i < self->n_sends; i++) {
+        struct dp_send *h = &self->sends[i];
+        if (h->nwid == nwid && memcmp(h->dst, eth, 6) == 0 && memcmp(h->src, eth + 6, 6) == 0 &&
+            h->expires > now) {
+            g = h;
+            break;
+        }
+    }
+    if (g == NULL || plen > (size_t)g->mtu)
+        return 0;
+    if (!g->all_ethertypes) {
+        int found = 0;
+        for (i = 0; i < g->n_ethertypes; i++)
+            found |= g->ethertypes[i] == ethertype;
+        if (!found)
+            return 0;
+    }
+    len = FRAME_HEADER_LEN + 2 + plen;
+    max_len = (size_t)g->physmtu + (FRAG_MAX - 1) * ((size_t)g->physmtu - FRAG_HEADER);
+    if (max_len > PKT_MAX_LEN)
+        max_len = PKT_MAX_LEN;
+    if (len > max_len)
+        return 0;
+    if (getrandom(buf, 8, 0) != 8)
+        return 0;
+    memcpy(buf + 8, g->template, FRAME_HEADER_LEN - 8);
+    buf[FRAME_HEADER_LEN] = eth[12];
+    buf[FRAME_HEADER_LEN + 1] = eth[13];
+    memcpy(buf + FRAME_HEADER_LEN + 2, payload, plen);
+    if (len > (size_t)g->physmtu)
+        buf[18] |= 0x40;
+    else
+        buf[18] &= (uint8_t)~0x40;
+    if (g->siv != NULL) {
+        buf[18] = (uint8_t)((buf[18] & 0x47) | (3 << 3));
+        if (!siv_armor_buf((AesGmacSivObject *)g->siv, buf, len))
+            return -1;
+    } else {
+        buf[18] = (uint8_t)((buf[18] & 0x47) | (1 << 3) | 0x80);
+        salsa_armor_buf(g->salsa, buf, len, 1);
+    }
+    g->packets++;
+    g->bytes += len;
+    g->last_tx = now;
+    if (len <= (size_t)g->physmtu) {
+        memcpy(dp_out_slot(self, g, len), buf, len);
+        g->datagrams++;
+        return 1;
+    }
+    /* the cut of fragment.split: every piece as long as the head, the last excepted */
+    per = (size_t)g->physmtu - FRAG_HEADER;
+    total = (len - (size_t)g->physmtu + per - 1) / per + 1;
+    size = (len + FRAG_HEADER * (total - 1) + total - 1) / total;
+    chunk = size - FRAG_HEADER;
+    memcpy(dp_out_slot(self, g, size), buf, size);
+    offset = size;
+    for (k = 1; k < total; k++) {
+        size_t take = len - offset < chunk ? len - offset : chunk;
+        uint8_t *q = dp_out_slot(self, g, FRAG_HEADER + take);
+        memcpy(q, buf, 13);
+        q[13] = 0xFF;
+        q[14] = (uint8_t)((total << 4) | k);
+        q[15] = 0;
+        memcpy(q + FRAG_HEADER, buf + offset, take);
+        offset += take;
+    }
+    g->datagrams += total;
+    g->bytes += FRAG_HEADER * (total - 1);
+    return 1;
+}
+
+PyDoc_STRVAR(dp_tx_burst_doc,
+"tx_burst(fd, vnet, nwid, now, budget) -> list[bytes]\n\n"
+"Read the non-blocking port fd of network nwid (vnet: each read starts with a\n"
+"virtio_net_hdr) until EAGAIN or budget reads. The steady state's frames are sealed\n"
+"and sent under their send grants; every other read, and every read after the first\n"
+"one given back, comes back as read. OSError when the first read fails.");
+
+static PyObject *dp_tx_burst(DataplaneObject *self, PyObject *args)
+{
+    int fd, vnet, budget, reads = 0, giving_back = 0;
+    unsigned long long nwid;
+    long long now;
+    PyObject *out;
+
+    if (!PyArg_ParseTuple(args, "ipKLi:tx_burst", &fd, &vnet, &nwid, &now, &budget))
+        return NULL;
+    if (self->sends == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Dataplane is not initialized");
+        return NULL;
+    }
+    out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    while (reads < budget) {
+        ssize_t n = read(fd, self->frame, DP_FRAME_BUF);
+        int r = 0;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (reads == 0) {
+                dp_flush(self);
+                Py_DECREF(out);
+                return PyErr_SetFromErrno(PyExc_OSError);
+            }
+            break;
+        }
+        reads++;
+        if (!giving_back) {
+            r = dp_tx_frame(self, nwid, vnet, self->frame, (size_t)n, now);
+            if (r < 0) {
+                dp_flush(self);
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
+        if (r == 1) {
+            self->sent++;
+            continue;
+        }
+        giving_back = 1;
+        {
+            PyObject *raw = PyBytes_FromStringAndSize((const char *)self->frame, n);
+            if (raw == NULL || PyList_Append(out, raw) < 0) {
+                Py_XDECREF(raw);
+                dp_flush(self);
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_DECREF(raw);
+            self->given_back++;
+        }
+    }
+    dp_flush(self);
+    return out;
+}
+
 static PyMethodDef dp_methods[] = {
     {"replace", (PyCFunction)dp_replace, METH_O, dp_replace_doc},
     {"drain", (PyCFunction)dp_drain, METH_NOARGS, dp_drain_doc},
     {"stats", (PyCFunction)dp_stats, METH_NOARGS, dp_stats_doc},
     {"rx_burst", (PyCFunction)dp_rx_burst, METH_VARARGS, dp_rx_burst_doc},
+    {"replace_send", (PyCFunction)dp_replace_send, METH_O, dp_replace_send_doc},
+    {"drain_send", (PyCFunction)dp_drain_send, METH_NOARGS, dp_drain_send_doc},
+    {"tx_burst", (PyCFunction)dp_tx_burst, METH_VARARGS, dp_tx_burst_doc},
     {NULL, NULL, 0, NULL},
 };
 

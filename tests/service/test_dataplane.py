@@ -28,12 +28,12 @@ from sim.test_vl2_sim import ETH_IPV4, _eth_payload_ipv4, _ipv4, build, join_and
 from ztone.crypto import backend
 from ztone.node import bounds as B
 from ztone.node.actions import DeliverFrame, SendPacket
-from ztone.node.fast_grants import Grant, accepted_ethertypes
+from ztone.node.fast_grants import Grant, SendGrant, accepted_ethertypes
 from ztone.node.vl1.peer import Peer
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.mac import MAC
 from ztone.node.wire.rules import RULE_FLAG_NOT, Rule, RuleType
-from ztone.service.dataplane import native_dataplane_module, native_entry
+from ztone.service.dataplane import native_dataplane_module, native_entry, native_send_entry
 
 NATIVE = backend.NATIVE.native if backend.NATIVE is not None else None
 pytestmark = pytest.mark.skipif(
@@ -362,3 +362,137 @@ def test_grants_are_revoked_when_membership_or_config_changes() -> None:
     m.net.run(130_000, lambda: not m.b.node.receive_grants(m.net.now)[1])
     assert m.b.node.receive_grants(m.net.now)[1] == []
     assert m.b.node.receive_grants(m.net.now)[0] != version
+
+
+def send_grant(m: Members) -> SendGrant:
+    """a's send grant for frames to b (a's fast path sealed one)."""
+    assert m.a.node.enable_receive_grants()
+    for _ in range(5):
+        m.a.node.on_tap_frame(m.net.now, m.nwid, m.a_mac, m.b_mac, ETH_IPV4, m.ip_payload(60, 1))
+        m.net._drain(m.a)
+        m.net.run(200)
+        m.a.node.receive_grants(m.net.now)
+        sends = m.a.node.send_grants()
+        if sends:
+            return sends[0]
+    raise AssertionError("a made no send grant")
+
+
+def vnet_frame(
+    dst: int, src: int, ethertype: int, payload: bytes, header: bytes = bytes(10)
+) -> bytes:
+    return (
+        header
+        + dst.to_bytes(6, "big")
+        + src.to_bytes(6, "big")
+        + ethertype.to_bytes(2, "big")
+        + payload
+    )
+
+
+@pytest.mark.parametrize("aes", [True, False], ids=["suite3", "suite1"])
+def test_native_send_is_what_the_member_receives(
+    wire: Wire, monkeypatch: pytest.MonkeyPatch, aes: bool
+) -> None:
+    if not aes:
+        monkeypatch.setattr(Peer, "supports_aes", property(lambda self: False))
+    m = Members()
+    grant = send_grant(m)
+    assert (grant.nwid, grant.dst_mac, grant.src_mac) == (m.nwid, m.b_mac, m.a_mac)
+    assert grant.remote == m.b.endpoint and grant.aes == aes
+    host, port = wire.rx.getsockname()
+    real = replace(grant, remote=InetAddress(ipaddress.ip_address(host), port))
+    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
+        int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
+    )
+    dp.replace_send([native_send_entry(NATIVE, real, wire.tx.fileno(), 2800)])  # type: ignore[arg-type]
+    payloads = [m.ip_payload(60, 2), m.ip_payload(2780, 3), m.ip_payload(1300, 4)]
+    for p in payloads:
+        wire.port_out.send(vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, p))
+    port_fd = wire.port_in.fileno()
+    wire.port_in.setblocking(False)
+    assert dp.tx_burst(port_fd, True, m.nwid, m.net.now, 128) == []
+    datagrams = []
+    while True:
+        try:
+            datagrams.append(wire.rx.recv(65536))
+        except BlockingIOError:
+            break
+    # the cut is the fast path's own: one, two, one datagrams of the same lengths
+    reference = [m.frame_datagrams(p) for p in payloads]
+    assert [len(d) for d in datagrams] == [len(d) for r in reference for d in r]
+    assert {(d[18] >> 3) & 7 for d in datagrams if d[13] != 0xFF} == ({3} if aes else {1})
+    # b's general path opens them into exactly the frames a's port was given
+    b = m.b
+    delivered = []
+    for d in datagrams:
+        b.node.on_wire_packet(m.net.now, 1, m.a.endpoint, d)
+        delivered += [x for x in b.node.drain_actions() if isinstance(x, DeliverFrame)]
+    assert [(f.nwid, f.source, f.destination, f.ethertype, f.payload) for f in delivered] == [
+        (m.nwid, m.a_mac, m.b_mac, ETH_IPV4, p) for p in payloads
+    ]
+    (record,) = dp.drain_send()
+    assert record[:3] == (m.nwid, grant.peer, grant.local_socket)
+    assert record[5:] == (4, 3, sum(len(d) for d in datagrams), m.net.now)
+    assert dp.stats()["sent"] == 3
+
+
+def test_native_send_gives_back_the_rest_in_order(wire: Wire) -> None:
+    m = Members()
+    grant = send_grant(m)
+    host, port = wire.rx.getsockname()
+    real = replace(
+        grant, remote=InetAddress(ipaddress.ip_address(host), port), ethertypes=(ETH_IPV4,)
+    )
+    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
+        int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
+    )
+    dp.replace_send([native_send_entry(NATIVE, real, wire.tx.fileno(), 1500)])  # type: ignore[arg-type]
+    good = vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, m.ip_payload(60, 5))
+    reads = [
+        good,
+        vnet_frame(m.b_mac ^ 1, m.a_mac, ETH_IPV4, b"x" * 40),  # another MAC
+        good,  # sendable, but after one given back
+    ]
+    others = [
+        vnet_frame(0xFFFFFFFFFFFF, m.a_mac, ETH_ARP, bytes(28)),  # broadcast
+        vnet_frame(m.b_mac, m.a_mac ^ 2, ETH_IPV4, b"y" * 40),  # bridged source
+        vnet_frame(m.b_mac, m.a_mac, ETH_ARP, bytes(28)),  # ethertype not granted
+        vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, bytes(1600)),  # over the port's MTU
+        vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, b"z" * 40, b"\x01" + bytes(9)),  # csum flag
+        bytes(20),  # a bare header
+    ]
+    wire.port_in.setblocking(False)
+    for r in reads:
+        wire.port_out.send(r)
+    assert dp.tx_burst(wire.port_in.fileno(), True, m.nwid, m.net.now, 128) == reads[1:]
+    for r in others:
+        wire.port_out.send(r)
+        assert dp.tx_burst(wire.port_in.fileno(), True, m.nwid, m.net.now, 128) == [r]
+    # expired, or another network: nothing is sent
+    for nwid, now in ((m.nwid, grant.expires), (m.nwid ^ 1, m.net.now)):
+        wire.port_out.send(good)
+        assert dp.tx_burst(wire.port_in.fileno(), True, nwid, now, 128) == [good]
+    assert dp.stats()["sent"] == 1
+    assert len([1 for _ in iter(lambda: _recv(wire.rx), None)]) == 1
+
+
+def _recv(sock: socket.socket) -> bytes | None:
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:
+        return None
+
+
+def test_send_grants_follow_the_best_path_and_config() -> None:
+    m = Members()
+    grant = send_grant(m)
+    node = m.a.node
+    assert node.send_grants() == [grant]
+    node.on_fast_send_activity(
+        m.net.now, [(m.nwid, grant.peer, 1, grant.remote, 2, 1, 100, m.net.now)]
+    )
+    assert grant.path.last_out == m.net.now
+    later = grant.expires
+    node.receive_grants(later)
+    assert node.send_grants() == []  # expired: never renewed by activity

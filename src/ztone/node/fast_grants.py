@@ -19,8 +19,17 @@ node calls it at every sync (after each input the host gave it), so a change rev
 at once. A grant also expires ``FAST_GRANT_LIFETIME`` after its last check with
 traffic: a host that stops syncing loses it.
 
-Bound: ``FAST_GRANTS`` grants (:mod:`ztone.node.bounds`); when full, no new grant (the
-general path carries the frame).
+Send grants are the same for the other direction: a unicast frame from our MAC on N
+to member M's MAC, ethertype granted, goes as a FRAME to M over the path the fast
+path just used (:meth:`GrantTable.offer_send`, from ``FastPath.send_frame`` after the
+rules and the credential push). They hold while N's Network and config, M's Peer and
+key, and M's best path are the same, and are never renewed by activity: every
+``FAST_GRANT_LIFETIME`` one frame takes the general path again, which pushes
+credentials when due and registers the packet id for a reply (an ERROR
+NEED_MEMBERSHIP_CERTIFICATE to a natively sent frame is ignored, the next one is not).
+
+Bound: ``FAST_GRANTS`` grants of each kind (:mod:`ztone.node.bounds`); when full, no new
+grant (the general path carries the frame).
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from dataclasses import dataclass
 from ztone.crypto.armor import PeerKey
 from ztone.node import bounds as B
 from ztone.node.constants import FAST_GRANT_LIFETIME
-from ztone.node.metrics import RX, RX_ACCEPTED
+from ztone.node.metrics import RX, RX_ACCEPTED, TX, TX_ACCEPTED
 from ztone.node.port import NodePort
 from ztone.node.vl1.path import Path
 from ztone.node.vl1.peer import Peer
@@ -96,6 +105,30 @@ class Grant:
     path: Path
 
 
+@dataclass(slots=True)
+class SendGrant:
+    """One send grant; the objects after ``expires`` are what it was decided on."""
+
+    nwid: int
+    peer: int
+    dst_mac: int
+    src_mac: int
+    local_socket: int
+    remote: InetAddress
+    ethertypes: tuple[int, ...] | None
+    template: bytes
+    """Bytes [8:36] of the FRAME (``frame_hop.frame_template``)."""
+    aes: bool
+    """Suite 3 (else suite 1, a peer older than protocol 12)."""
+    mtu: int
+    expires: int
+    network: Network
+    config: NetworkConfig
+    peer_object: Peer
+    key: PeerKey
+    path: Path
+
+
 GrantKey = tuple[int, int, int, InetAddress]
 """(network id, peer address, local socket, remote)."""
 
@@ -107,13 +140,102 @@ id, peer, local socket, remote, datagrams, packets, bytes, last receive time).""
 class GrantTable:
     """The node's receive grants; ``version`` changes whenever the table does."""
 
-    __slots__ = ("_port", "_switch", "grants", "version")
+    __slots__ = ("_port", "_switch", "grants", "sends", "version")
 
     def __init__(self, port: NodePort, switch: Switch) -> None:
         self._port = port
         self._switch = switch
         self.grants: dict[GrantKey, Grant] = {}
+        self.sends: dict[tuple[int, int], SendGrant] = {}
+        """Send grants by (network id, destination MAC)."""
         self.version = 0
+
+    def offer_send(
+        self,
+        now: int,
+        net: Network,
+        dst: int,
+        peer: Peer,
+        path: Path,
+        ethertype: int,
+        template: bytes,
+    ) -> None:
+        """``FastPath.send_frame`` just sealed a frame of ours to ``dst`` (``peer``'s MAC)
+        over ``path``: grant frames like it when the rules reduce to ethertypes."""
+        key = (net.nwid, dst)
+        old = self.sends.get(key)
+        if old is not None and self._send_live(now, old):
+            return
+        config = net.config
+        if config is None or net.destroyed:
+            return
+        if old is None and len(self.sends) >= B.FAST_GRANTS:
+            return
+        ethertypes = accepted_ethertypes(net.rules())
+        if ethertypes is False:
+            return
+        granted = ethertypes if isinstance(ethertypes, tuple) else None
+        if granted is not None and ethertype not in granted:
+            return
+        self.sends[key] = SendGrant(
+            nwid=net.nwid,
+            peer=int(peer.address),
+            dst_mac=dst,
+            src_mac=net.mac,
+            local_socket=path.local_socket,
+            remote=path.address,
+            ethertypes=granted,
+            template=template,
+            aes=peer.supports_aes,
+            mtu=config.mtu,
+            expires=now + FAST_GRANT_LIFETIME,
+            network=net,
+            config=config,
+            peer_object=peer,
+            key=peer.key,
+            path=path,
+        )
+        self.version += 1
+
+    def _send_live(self, now: int, grant: SendGrant) -> bool:
+        port = self._port
+        net = grant.network
+        peer = grant.peer_object
+        return (
+            grant.expires > now
+            and port.networks.get(grant.nwid) is net
+            and net.config is grant.config
+            and not net.destroyed
+            and port.peers.get(grant.peer) is peer
+            and peer.key is grant.key
+            and peer.supports_aes == grant.aes
+            and not self._switch.physical
+            and self._switch.paths.get((grant.local_socket, grant.remote)) is grant.path
+            and peer.best_path(now) is grant.path
+        )
+
+    def on_send_activity(self, now: int, records: list[Activity]) -> None:
+        """Replay what the data plane sent (records as :data:`Activity`, the time being
+        the last send): what ``FastPath.send_frame`` counts and stamps per frame."""
+        port = self._port
+        switch = self._switch
+        verbs_tx = port.metrics.verbs[TX]
+        for nwid, address, local_socket, remote, _datagrams, packets, _size, last in records:
+            if packets <= 0:
+                continue
+            net = port.networks.get(nwid)
+            if net is not None:
+                net.filter_counts[TX_ACCEPTED] += packets
+            verbs_tx[Verb.FRAME] += packets
+            port.counters["tx_packets"] += packets
+            port.counters["fast_tx_frames"] += packets
+            peer = port.peers.get(address)
+            if peer is not None:
+                peer.metrics.tx += packets
+            path = switch.paths.get((local_socket, remote))
+            if path is not None:
+                path.last_out = max(path.last_out, last)
+        self.revalidate(now)
 
     def offer(self, now: int, path: Path, peer: Peer, packet: bytearray) -> None:
         """After the general path handled ``packet`` (opened, from ``peer`` over ``path``):
@@ -194,7 +316,10 @@ class GrantTable:
         dead = [k for k, g in self.grants.items() if not self._live(now, g)]
         for key in dead:
             del self.grants[key]
-        if dead:
+        gone = [k for k, g in self.sends.items() if not self._send_live(now, g)]
+        for send_key in gone:
+            del self.sends[send_key]
+        if dead or gone:
             self.version += 1
 
     def on_activity(self, now: int, records: list[Activity]) -> None:
@@ -233,6 +358,7 @@ class GrantTable:
 
     def revoke_all(self) -> None:
         """Drop every grant."""
-        if self.grants:
+        if self.grants or self.sends:
             self.grants.clear()
+            self.sends.clear()
             self.version += 1

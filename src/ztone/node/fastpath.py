@@ -188,6 +188,8 @@ class FastPath:
         for datagram in datagrams:
             emit(SendPacket(local_socket, address, datagram))
         path.last_out = now
+        if self.grants is not None:
+            self.grants.offer_send(now, net, dst, peer, path, ethertype, template)
         port.counters["tx_packets"] += 1
         self.tx_taken += 1
         return True

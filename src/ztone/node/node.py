@@ -44,7 +44,7 @@ from ztone.node.actions import (
     PutState,
     StateKind,
 )
-from ztone.node.fast_grants import Activity, Grant
+from ztone.node.fast_grants import Activity, Grant, SendGrant
 from ztone.node.fastpath import FastPath
 from ztone.node.metrics import NodeMetrics
 from ztone.node.port import LocalController
@@ -206,6 +206,17 @@ class Node:
             return 0, []
         table.revalidate(now)
         return table.version, list(table.grants.values())
+
+    def send_grants(self) -> list[SendGrant]:
+        """The send grants as of the last :meth:`receive_grants` (same version)."""
+        table = self.fastpath.grants if self.fastpath is not None else None
+        return [] if table is None else list(table.sends.values())
+
+    def on_fast_send_activity(self, now: int, records: list[Activity]) -> None:
+        """What the host's data plane sent under the send grants since its last report."""
+        table = self.fastpath.grants if self.fastpath is not None else None
+        if table is not None:
+            table.on_send_activity(now, records)
 
     def on_fast_activity(self, now: int, records: list[Activity]) -> None:
         """What the host's data plane carried under the grants since its last report

@@ -30,9 +30,11 @@ from types import ModuleType
 from typing import Any
 
 from ztone.node import bounds as B
-from ztone.node.fast_grants import Activity, Grant, GrantKey
+from ztone.node.fast_grants import Activity, Grant, GrantKey, SendGrant
 from ztone.node.node import Node
+from ztone.node.wire.fragment import DEFAULT_PHYSMTU
 from ztone.node.wire.inetaddress import InetAddress
+from ztone.osdep.base import EthernetFrame, FrameDevice, FrameDeviceError
 from ztone.osdep.linux.tun import TunDevice
 from ztone.service.frame_pump import FramePump
 
@@ -65,14 +67,30 @@ class NativeDataplane:
         pump: FramePump,
         now: Callable[[], int],
         queues_empty: Callable[[], bool],
-        on_rx_bytes: Callable[[int], None],
+        on_received: Callable[[int, InetAddress, int], None],
+        udp_allowed: Callable[[], bool],
+        send_socket: Callable[[int, InetAddress], int | None],
+        on_sent: Callable[[InetAddress, int], None],
+        udp_only: Callable[[], bool],
     ) -> None:
+        """``on_received(now, remote, bytes)``: what the runner notes for each UDP
+        datagram (its byte counter, the TCP fallback's last direct receive), called per
+        grant reported; ``udp_allowed()``: False while UDP must be ignored
+        (``forceTcpRelay``): then the native table holds no grant. Send side:
+        ``send_socket(socket id, remote)`` the one UDP socket fd a datagram would leave
+        by (None: no send grant), ``on_sent(remote, bytes)`` counts what the table sent,
+        ``udp_only()`` False while the TCP fallback carries datagrams (no send grant)."""
         self._native = native
         self._node = node
         self._pump = pump
         self._now = now
         self._queues_empty = queues_empty
-        self._on_rx_bytes = on_rx_bytes
+        self._on_received = on_received
+        self._udp_allowed = udp_allowed
+        self._send_socket = send_socket
+        self._on_sent = on_sent
+        self._udp_only = udp_only
+        self._send_nwids: set[int] = set()
         self._table: Any = native.Dataplane(
             int(node.address).to_bytes(5, "big"),
             B.FAST_GRANTS,
@@ -82,6 +100,7 @@ class NativeDataplane:
         self._version = -1
         self._mirrored: dict[GrantKey, tuple[Any, ...]] = {}
         self._fds: dict[int, int] = {}  # network id -> the port fd its grants write to
+        self._state = (True, True)
         self._addresses: dict[tuple[str, int], InetAddress] = {}
 
     @property
@@ -103,18 +122,36 @@ class NativeDataplane:
 
     def report(self) -> None:
         """Hand the native activity since the last report to the core."""
+        now = self._now()
         records: list[NativeRecord] = self._table.drain()
-        if not records:
-            return
-        activity: list[Activity] = []
-        size = 0
-        for nwid, peer, sock_id, ip, port, datagrams, packets, nbytes, last in records:
-            activity.append(
-                (nwid, peer, sock_id, self._address(ip, port), datagrams, packets, nbytes, last)
+        if records:
+            activity: list[Activity] = []
+            for nwid, peer, sock_id, ip, port, datagrams, packets, nbytes, last in records:
+                remote = self._address(ip, port)
+                activity.append((nwid, peer, sock_id, remote, datagrams, packets, nbytes, last))
+                self._on_received(last, remote, nbytes)
+            self._node.on_fast_activity(now, activity)
+        sent: list[NativeRecord] = self._table.drain_send()
+        if sent:
+            out: list[Activity] = []
+            for nwid, peer, sock_id, ip, port, datagrams, packets, nbytes, last in sent:
+                remote = self._address(ip, port)
+                out.append((nwid, peer, sock_id, remote, datagrams, packets, nbytes, last))
+                self._on_sent(remote, nbytes)
+            self._node.on_fast_send_activity(now, out)
+
+    def tx_reader(self, nwid: int, device: FrameDevice, limit: int) -> list[EthernetFrame] | None:
+        """frame_pump's burst reader: send what the send grants cover, give the rest
+        back as frames; None when ``nwid`` has no send grant (the pump reads)."""
+        if nwid not in self._send_nwids or not isinstance(device, TunDevice):
+            return None
+        try:
+            reads: list[bytes] = self._table.tx_burst(
+                device.fileno(), device.vnet, nwid, self._now(), limit
             )
-            size += nbytes
-        self._on_rx_bytes(size)
-        self._node.on_fast_activity(self._now(), activity)
+        except OSError as e:
+            raise FrameDeviceError(f"{device.name}: read failed: {e}") from None
+        return device.frames_of(reads)
 
     def _address(self, ip: bytes, port: int) -> InetAddress:
         key = (ip.hex(), port)
@@ -128,8 +165,14 @@ class NativeDataplane:
     def mirror(self) -> None:
         """After a core input (and its actions): mirror the grants if they changed."""
         version, grants = self._node.receive_grants(self._now())
-        if version == self._version and self._fds_hold():
+        allowed = self._udp_allowed()
+        udp_only = self._udp_only()
+        state = (allowed, udp_only)
+        if version == self._version and state == self._state and self._fds_hold():
             return
+        self._state = state
+        if not allowed:
+            grants = []
         wanted: dict[GrantKey, tuple[Any, ...]] = {}
         for grant in grants:
             entry = self._entry(grant)
@@ -141,15 +184,37 @@ class NativeDataplane:
             kept = {k: v for k, v in wanted.items() if k in self._mirrored}
             complete = len(kept) == len(wanted)
             wanted = kept
+        sends: list[tuple[Any, ...]] = []
+        if allowed and udp_only:
+            for send in self._node.send_grants():
+                row = self._send_entry(send)
+                if row is not None:
+                    sends.append(row)
         try:
             self._table.replace(list(wanted.values()))
+            self._table.replace_send(sends)
         except (ValueError, TypeError, OSError) as e:
             log.warning("native data plane: grants not mirrored: %s", e)
             self._table.replace([])
+            self._table.replace_send([])
             wanted = {}
+            sends = []
+        self._send_nwids = {row[0] for row in sends}
         self._mirrored = wanted
         self._fds = {entry[0]: entry[5] for entry in wanted.values()}
         self._version = version if complete else -1
+
+    def _send_entry(self, grant: SendGrant) -> tuple[Any, ...] | None:
+        port = self._pump.port(grant.nwid)
+        if port is None:
+            return None
+        device, link = port
+        if not isinstance(device, TunDevice) or device.fileno() < 0:
+            return None
+        fd = self._send_socket(grant.local_socket, grant.remote)
+        if fd is None:
+            return None
+        return native_send_entry(self._native, grant, fd, link.mtu)
 
     def _fds_hold(self) -> bool:
         """Whether every mirrored network's port is still the fd its grants write to (a
@@ -173,6 +238,8 @@ class NativeDataplane:
         """Empty the native table (the ports' fds may close after this)."""
         self.report()
         self._table.replace([])
+        self._table.replace_send([])
+        self._send_nwids = set()
         self._mirrored = {}
         self._fds = {}
         self._version = -1
@@ -199,5 +266,31 @@ def native_entry(
         grant.ethertypes,
         key.siv if key.crypto.native is native else None,
         key.salsa_key,
+        grant.expires,
+    )
+
+
+def native_send_entry(
+    native: ModuleType, grant: SendGrant, sock_fd: int, link_mtu: int
+) -> tuple[Any, ...]:
+    """``grant`` as a row of ``Dataplane.replace_send``, sending from UDP socket
+    ``sock_fd`` frames whose payload fits ``link_mtu`` (what the pump would hand on
+    whole) and cutting packets for the default physical MTU, as ``FastPath`` does."""
+    key = grant.key
+    return (
+        grant.nwid,
+        grant.peer,
+        grant.dst_mac,
+        grant.src_mac,
+        sock_fd,
+        grant.local_socket,
+        grant.remote.ip.packed,
+        grant.remote.port,
+        grant.template,
+        key.siv if grant.aes and key.crypto.native is native else None,
+        key.salsa_key,
+        grant.ethertypes,
+        min(link_mtu, grant.mtu),
+        DEFAULT_PHYSMTU,
         grant.expires,
     )

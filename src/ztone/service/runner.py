@@ -474,6 +474,8 @@ class NodeService:
             await self.api.wait_closed()
         if self.dataplane is not None:
             self.udp.set_burst_reader(None)
+            if self.pump is not None:
+                self.pump.set_burst_reader(None)
             self.dataplane.close()  # before any port's fd closes
             self.dataplane = None
         if self.ports is not None:
@@ -522,14 +524,38 @@ class NodeService:
             return
         counters = self.counters
 
-        def rx_bytes(n: int) -> None:
-            counters.udp_rx_bytes += n
+        def received(now: int, remote: InetAddress, size: int) -> None:
+            # what _on_datagram notes for each datagram, for those the table carried
+            counters.udp_rx_bytes += size
+            if self.fallback is not None:
+                self.fallback.udp_received(now, remote, size)
+
+        def udp_allowed() -> bool:
+            return self.fallback is None or not self.fallback.settings.force
+
+        def udp_only() -> bool:
+            # while the TCP fallback tunnels (or is forced), datagrams go by fallback.send
+            fallback = self.fallback
+            return fallback is None or not (fallback.settings.force or fallback.active)
+
+        def sent(remote: InetAddress, size: int) -> None:
+            udp.tx_bytes += size
 
         udp = self.udp
         self.dataplane = NativeDataplane(
-            native, self.node, self.pump, now_ms, lambda: udp.queues_empty, rx_bytes
+            native,
+            self.node,
+            self.pump,
+            now_ms,
+            lambda: udp.queues_empty,
+            received,
+            udp_allowed,
+            udp.socket_fd,
+            sent,
+            udp_only,
         )
         udp.set_burst_reader(self.dataplane.reader)
+        self.pump.set_burst_reader(self.dataplane.tx_reader)
 
     def _report_activity(self) -> None:
         """Before the API shows peers, paths or metrics: the native activity in the core."""

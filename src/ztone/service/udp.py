@@ -177,6 +177,13 @@ class UdpSockets:
             self._addr_cache[key] = remote
         return remote
 
+    def socket_fd(self, sock_id: int, remote: InetAddress) -> int | None:
+        """The fd a datagram from ``sock_id`` to ``remote`` leaves by when it is exactly
+        one socket (as :meth:`send` would pick it), else None."""
+        family = socket.AF_INET if remote.ip.version == 4 else socket.AF_INET6
+        targets = self._targets(sock_id, family)
+        return targets[0].sock.fileno() if len(targets) == 1 else None
+
     def set_burst_reader(self, reader: BurstReader | None) -> None:
         """Read every socket with ``reader`` from now on (None: udp.py's own reads)."""
         self._burst = reader
