@@ -105,8 +105,13 @@ class NativeDataplane:
 
     @property
     def grants(self) -> int:
-        """Grants in the native table."""
+        """Receive grants in the native table."""
         return len(self._mirrored)
+
+    @property
+    def active(self) -> bool:
+        """Whether the native table holds any grant (then it reports on a timer)."""
+        return bool(self._mirrored or self._send_nwids)
 
     def stats(self) -> dict[str, int]:
         """The native table's counters (see ``Dataplane.stats``)."""

@@ -569,7 +569,7 @@ class NodeService:
     async def _tick_dataplane(self) -> None:
         while True:
             await asyncio.sleep(FAST_GRANT_SYNC / 1000)
-            if self.dataplane is not None and self.dataplane.grants:
+            if self.dataplane is not None and self.dataplane.active:
                 self._after_input()
 
     def _configure_fallback(self) -> None:
