@@ -1483,6 +1483,1264 @@ static PyObject *sp_ed25519_verify(PyObject *self, PyObject *args)
 }
 
 /* ------------------------------------------------------------------------- */
+/* Native receive data plane (Linux): Dataplane                              */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * The steady state's frames without Python: a table of grants (network, peer, path,
+ * port fd, allowed ethertypes, key) that the pure core decided on and the service
+ * mirrors here, and rx_burst(), which reads a UDP socket until EAGAIN or a budget
+ * and writes each datagram that is a granted peer's FRAME (§6.7: one packet to us, 0
+ * hops, suite 1 or 3, MAC holds, verb FRAME uncompressed, granted network, payload
+ * within the port's MTU, ethertype granted) to the network's port as the general
+ * path's DeliverFrame would: [virtio_net_hdr of 10 zeros when the port has one]
+ * [our MAC][the member's MAC][ethertype][payload]. Anything else comes back to the
+ * caller byte for byte, in arrival order, as (host, port, datagram).
+ *
+ * Fragments (§5.7) from a granted path wait in a ring of reassembly slots keyed by
+ * packet id and path; a set made whole is opened as above, or, when it is not the
+ * steady state's, its datagrams as received (head first) go back to the caller, whose
+ * reassembler then sees exactly what it would have seen. Sets that never complete
+ * are dropped when their slot is reused or older than the timeout, and counted.
+ *
+ * Activity per grant (datagrams, packets, bytes, last receive time) is kept for the
+ * core to drain (drain()).
+ */
+#ifdef __linux__
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#define DP_MAX_ETHERTYPES 8
+#define DP_VLEN 16
+#define DP_RXBUF 65536
+#define DP_PIECES 7
+#define DP_HEADROOM 32
+#define DP_FRAGMENT_HEADER 16
+#define DP_SLOT_BYTES (PKT_MAX_LEN + DP_PIECES * DP_FRAGMENT_HEADER)
+#define DP_TX_VLEN 64
+#define DP_FRAME_BUF (65536 + 10)
+
+typedef struct {
+    int family; /* AF_INET or AF_INET6 */
+    uint16_t port;
+    uint8_t ip[16];
+} dp_addr;
+
+typedef struct {
+    uint64_t nwid, peer;
+    int sock_id;
+    dp_addr remote;
+    int tap_fd, vnet, mtu;
+    uint8_t hdr[14]; /* destination (our MAC), source (the member's MAC), 0, 0 */
+    int all_ethertypes, n_ethertypes;
+    uint16_t ethertypes[DP_MAX_ETHERTYPES];
+    int64_t expires;
+    PyObject *siv; /* AesGmacSiv or NULL */
+    uint8_t salsa[32];
+    uint64_t datagrams, packets, bytes;
+    int64_t last_rx;
+} dp_grant;
+
+typedef struct {
+    int used;
+    uint64_t packet_id;
+    int sock_id;
+    dp_addr remote;
+    int64_t created;
+    int total; /* 0 until a fragment says */
+    unsigned have;
+    uint16_t off[DP_PIECES], len[DP_PIECES]; /* raw datagrams in arena */
+    size_t fill;
+    uint8_t *arena;
+} dp_slot;
+
+/* A send grant: see the send side's comment below. */
+struct dp_send {
+    uint64_t nwid, peer;
+    uint8_t dst[6], src[6];
+    int sock_fd, sock_id;
+    dp_addr remote;
+    struct sockaddr_storage to;
+    socklen_t tolen;
+    uint8_t template[FRAME_HEADER_LEN - 8];
+    PyObject *siv; /* suite 3 when set, else suite 1 */
+    uint8_t salsa[32];
+    int all_ethertypes, n_ethertypes;
+    uint16_t ethertypes[DP_MAX_ETHERTYPES];
+    int mtu, physmtu;
+    int64_t expires;
+    uint64_t datagrams, packets, bytes;
+    int64_t last_tx;
+};
+
+typedef struct {
+    PyObject_HEAD
+    uint8_t address[5];
+    dp_grant *grants;
+    int n_grants, max_grants;
+    dp_slot *slots;
+    int n_slots, next_slot;
+    int64_t reasm_timeout;
+    uint8_t *rxbuf;     /* DP_VLEN x DP_RXBUF */
+    uint8_t *plain;     /* DP_HEADROOM + PKT_MAX_LEN */
+    uint8_t *whole;     /* PKT_MAX_LEN: a set made whole */
+    uint8_t *scratch;   /* PKT_MAX_LEN: suite 1 dearmors a copy in place */
+    /* counters */
+    uint64_t delivered, passed, reasm_dropped, reasm_evicted, reasm_expired, tap_errors,
+        read_errors;
+    /* send side (tx_burst) */
+    struct dp_send *sends;
+    int n_sends;
+    uint8_t *frame;  /* one read from a port: DP_FRAME_BUF */
+    uint8_t *out;    /* DP_TX_VLEN datagrams of PHYSMTU_MAX bytes waiting for sendmmsg */
+    size_t out_len[DP_TX_VLEN];
+    const struct sockaddr_storage *out_to[DP_TX_VLEN];
+    socklen_t out_tolen[DP_TX_VLEN];
+    int out_fd, n_out;
+    uint64_t sent, given_back, send_errors;
+} DataplaneObject;
+
+static void dp_clear_grants(DataplaneObject *self)
+{
+    int i;
+    for (i = 0; i < self->n_grants; i++)
+        Py_CLEAR(self->grants[i].siv);
+    self->n_grants = 0;
+}
+
+static void dp_dealloc(DataplaneObject *self)
+{
+    int i;
+    if (self->grants != NULL) {
+        dp_clear_grants(self);
+        wipe(self->grants, sizeof(dp_grant) * (size_t)self->max_grants);
+        PyMem_Free(self->grants);
+    }
+    if (self->slots != NULL) {
+        for (i = 0; i < self->n_slots; i++)
+            PyMem_Free(self->slots[i].arena);
+        PyMem_Free(self->slots);
+    }
+    if (self->sends != NULL) {
+        for (i = 0; i < self->n_sends; i++)
+            Py_CLEAR(self->sends[i].siv);
+        wipe(self->sends, sizeof(struct dp_send) * (size_t)self->max_grants);
+        PyMem_Free(self->sends);
+    }
+    PyMem_Free(self->frame);
+    PyMem_Free(self->out);
+    PyMem_Free(self->rxbuf);
+    if (self->plain != NULL)
+        wipe(self->plain, DP_HEADROOM + PKT_MAX_LEN);
+    PyMem_Free(self->plain);
+    PyMem_Free(self->whole);
+    if (self->scratch != NULL)
+        wipe(self->scratch, PKT_MAX_LEN);
+    PyMem_Free(self->scratch);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int dp_init(DataplaneObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"address", "max_grants", "reassembly_slots", "reassembly_timeout",
+                             NULL};
+    Py_buffer addr = {0};
+    int max_grants, n_slots;
+    long long timeout;
+
+    if (self->grants != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Dataplane is already initialized");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iiL:Dataplane", kwlist, &addr,
+                                     &max_grants, &n_slots, &timeout))
+        return -1;
+    if (!check_len(&addr, 5, "address")) {
+        PyBuffer_Release(&addr);
+        return -1;
+    }
+    memcpy(self->address, addr.buf, 5);
+    PyBuffer_Release(&addr);
+    if (max_grants < 1 || max_grants > 65536 || n_slots < 1 || n_slots > 65536 || timeout < 0) {
+        PyErr_SetString(PyExc_ValueError, "Dataplane bounds out of range");
+        return -1;
+    }
+    self->grants = PyMem_Calloc((size_t)max_grants, sizeof(dp_grant));
+    self->slots = PyMem_Calloc((size_t)n_slots, sizeof(dp_slot));
+    self->rxbuf = PyMem_Malloc((size_t)DP_VLEN * DP_RXBUF);
+    self->plain = PyMem_Malloc(DP_HEADROOM + PKT_MAX_LEN);
+    self->whole = PyMem_Malloc(PKT_MAX_LEN);
+    self->scratch = PyMem_Malloc(PKT_MAX_LEN);
+    self->sends = PyMem_Calloc((size_t)max_grants, sizeof(struct dp_send));
+    self->frame = PyMem_Malloc(DP_FRAME_BUF);
+    self->out = PyMem_Malloc((size_t)DP_TX_VLEN * PHYSMTU_MAX);
+    if (!self->grants || !self->slots || !self->rxbuf || !self->plain || !self->whole ||
+        !self->scratch || !self->sends || !self->frame || !self->out) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->max_grants = max_grants;
+    self->n_slots = n_slots;
+    self->reasm_timeout = timeout;
+    return 0;
+}
+
+static int dp_parse_addr(PyObject *ip_obj, int port, dp_addr *out)
+{
+    Py_buffer ip = {0};
+    memset(out, 0, sizeof *out);
+    if (PyObject_GetBuffer(ip_obj, &ip, PyBUF_SIMPLE) < 0)
+        return 0;
+    if (ip.len == 4)
+        out->family = AF_INET;
+    else if (ip.len == 16)
+        out->family = AF_INET6;
+    else {
+        PyBuffer_Release(&ip);
+        PyErr_SetString(PyExc_ValueError, "ip must be 4 or 16 bytes");
+        return 0;
+    }
+    memcpy(out->ip, ip.buf, (size_t)ip.len);
+    PyBuffer_Release(&ip);
+    if (port < 0 || port > 65535) {
+        PyErr_SetString(PyExc_ValueError, "port out of range");
+        return 0;
+    }
+    out->port = (uint16_t)port;
+    return 1;
+}
+
+static void put_mac(uint8_t *p, uint64_t mac)
+{
+    int i;
+    for (i = 5; i >= 0; i--) {
+        p[i] = (uint8_t)(mac & 0xFF);
+        mac >>= 8;
+    }
+}
+
+PyDoc_STRVAR(dp_replace_doc,
+"replace(grants) -> None\n\n"
+"Make the table exactly grants, a sequence of tuples (nwid, peer, sock_id, ip, port,\n"
+"tap_fd, vnet, mtu, local_mac, peer_mac, ethertypes, siv, salsa_key, expires):\n"
+"ethertypes a tuple of at most 8 (None: all), siv an AesGmacSiv or None. Activity\n"
+"not yet drained is lost: drain() first. ValueError past max_grants.");
+
+static PyObject *dp_replace(DataplaneObject *self, PyObject *arg)
+{
+    PyObject *seq;
+    Py_ssize_t n, i;
+    dp_grant *fresh;
+
+    seq = PySequence_Fast(arg, "grants must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (n > self->max_grants) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "more grants than max_grants");
+        return NULL;
+    }
+    fresh = PyMem_Calloc((size_t)(n ? n : 1), sizeof(dp_grant));
+    if (fresh == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    for (i = 0; i < n; i++) {
+        dp_grant *g = &fresh[i];
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *ip, *eth, *siv;
+        unsigned long long nwid, peer, lmac, pmac;
+        int sock_id, port, tap_fd, vnet, mtu;
+        long long expires;
+        Py_buffer salsa = {0};
+
+        if (!PyArg_ParseTuple(item, "KKiOiipiKKOOy*L:grant", &nwid, &peer, &sock_id, &ip, &port,
+                              &tap_fd, &vnet, &mtu, &lmac, &pmac, &eth, &siv, &salsa, &expires))
+            goto fail;
+        if (!check_len(&salsa, 32, "salsa_key")) {
+            PyBuffer_Release(&salsa);
+            goto fail;
+        }
+        memcpy(g->salsa, salsa.buf, 32);
+        PyBuffer_Release(&salsa);
+        if (!dp_parse_addr(ip, port, &g->remote))
+            goto fail;
+        if (siv != Py_None) {
+            if (!PyObject_TypeCheck(siv, &AesGmacSivType) ||
+                !siv_ready((AesGmacSivObject *)siv)) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_TypeError, "siv must be a keyed AesGmacSiv or None");
+                goto fail;
+            }
+            g->siv = Py_NewRef(siv);
+        }
+        if (eth == Py_None)
+            g->all_ethertypes = 1;
+        else {
+            PyObject *es = PySequence_Fast(eth, "ethertypes must be a sequence or None");
+            Py_ssize_t k, ne;
+            if (es == NULL)
+                goto fail;
+            ne = PySequence_Fast_GET_SIZE(es);
+            if (ne > DP_MAX_ETHERTYPES) {
+                Py_DECREF(es);
+                PyErr_SetString(PyExc_ValueError, "at most 8 ethertypes");
+                goto fail;
+            }
+            for (k = 0; k < ne; k++) {
+                long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(es, k));
+                if (v < 0 || v > 0xFFFF) {
+                    Py_DECREF(es);
+                    if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_ValueError, "ethertype out of range");
+                    goto fail;
+                }
+                g->ethertypes[k] = (uint16_t)v;
+            }
+            g->n_ethertypes = (int)ne;
+            Py_DECREF(es);
+        }
+        if (tap_fd < 0 || mtu < 0) {
+            PyErr_SetString(PyExc_ValueError, "tap_fd and mtu must not be negative");
+            goto fail;
+        }
+        g->nwid = nwid;
+        g->peer = peer & 0xFFFFFFFFFFULL;
+        g->sock_id = sock_id;
+        g->tap_fd = tap_fd;
+        g->vnet = vnet;
+        g->mtu = mtu;
+        put_mac(g->hdr, lmac);
+        put_mac(g->hdr + 6, pmac);
+        g->expires = expires;
+        continue;
+    fail:
+        for (; i >= 0; i--)
+            Py_CLEAR(fresh[i].siv);
+        wipe(fresh, sizeof(dp_grant) * (size_t)(n ? n : 1));
+        PyMem_Free(fresh);
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Py_DECREF(seq);
+    dp_clear_grants(self);
+    wipe(self->grants, sizeof(dp_grant) * (size_t)self->max_grants);
+    if (n)
+        memcpy(self->grants, fresh, sizeof(dp_grant) * (size_t)n);
+    self->n_grants = (int)n;
+    wipe(fresh, sizeof(dp_grant) * (size_t)(n ? n : 1));
+    PyMem_Free(fresh); /* the siv references moved into the table */
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(dp_drain_doc,
+"drain() -> list[tuple[int, int, int, bytes, int, int, int, int, int]]\n\n"
+"(nwid, peer, sock_id, ip, port, datagrams, packets, bytes, last_rx) of every grant that\n"
+"carried something since the last drain; its counts start again from zero.");
+
+static PyObject *dp_drain(DataplaneObject *self, PyObject *unused)
+{
+    PyObject *out = PyList_New(0);
+    int i;
+    (void)unused;
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < self->n_grants; i++) {
+        dp_grant *g = &self->grants[i];
+        PyObject *rec;
+        if (g->datagrams == 0)
+            continue;
+        rec = Py_BuildValue("KKiy#iKKKL", (unsigned long long)g->nwid,
+                            (unsigned long long)g->peer, g->sock_id, (const char *)g->remote.ip,
+                            (Py_ssize_t)(g->remote.family == AF_INET ? 4 : 16),
+                            (int)g->remote.port, (unsigned long long)g->datagrams,
+                            (unsigned long long)g->packets, (unsigned long long)g->bytes,
+                            (long long)g->last_rx);
+        if (rec == NULL || PyList_Append(out, rec) < 0) {
+            Py_XDECREF(rec);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(rec);
+        g->datagrams = g->packets = g->bytes = 0;
+    }
+    return out;
+}
+
+PyDoc_STRVAR(dp_stats_doc,
+"stats() -> dict[str, int]\n\n"
+"Counters: delivered (frames written to ports), passed (datagrams given back),\n"
+"reassembly_dropped (sets too long or inconsistent, given back), reassembly_evicted\n"
+"(incomplete sets whose slot was reused), reassembly_expired (incomplete sets older than\n"
+"the timeout), tap_errors (port writes that failed), read_errors, grants, slots; the send\n"
+"side: sent (frames), given_back (port reads given back), send_errors, send_grants.");
+
+static PyObject *dp_stats(DataplaneObject *self, PyObject *unused)
+{
+    (void)unused;
+    return Py_BuildValue("{sKsKsKsKsKsKsKsisisKsKsKsi}", "delivered",
+                         (unsigned long long)self->delivered,
+                         "passed", (unsigned long long)self->passed, "reassembly_dropped",
+                         (unsigned long long)self->reasm_dropped, "reassembly_evicted",
+                         (unsigned long long)self->reasm_evicted, "reassembly_expired",
+                         (unsigned long long)self->reasm_expired, "tap_errors",
+                         (unsigned long long)self->tap_errors, "read_errors",
+                         (unsigned long long)self->read_errors, "grants", self->n_grants,
+                         "slots", self->n_slots, "sent", (unsigned long long)self->sent,
+                         "given_back", (unsigned long long)self->given_back, "send_errors",
+                         (unsigned long long)self->send_errors, "send_grants", self->n_sends);
+}
+
+static int dp_addr_eq(const dp_addr *a, const dp_addr *b)
+{
+    return a->family == b->family && a->port == b->port &&
+           memcmp(a->ip, b->ip, a->family == AF_INET ? 4 : 16) == 0;
+}
+
+/* The first live grant for (peer, path); -1 if none. */
+static int dp_find_path(DataplaneObject *self, uint64_t peer, int sock_id, const dp_addr *from,
+                        int64_t now)
+{
+    int i;
+    for (i = 0; i < self->n_grants; i++) {
+        dp_grant *g = &self->grants[i];
+        if (g->peer == peer && g->sock_id == sock_id && g->expires > now &&
+            dp_addr_eq(&g->remote, from))
+            return i;
+    }
+    return -1;
+}
+
+/* Any live grant for the path (fragments carry no source address). */
+static int dp_path_granted(DataplaneObject *self, int sock_id, const dp_addr *from, int64_t now)
+{
+    int i;
+    for (i = 0; i < self->n_grants; i++) {
+        dp_grant *g = &self->grants[i];
+        if (g->sock_id == sock_id && g->expires > now && dp_addr_eq(&g->remote, from))
+            return 1;
+    }
+    return 0;
+}
+
+/* Pass a datagram back: append (host, port, bytes) to out. 0 on a Python error. */
+static int dp_pass(DataplaneObject *self, PyObject *out, const dp_addr *from, const uint8_t *p,
+                   size_t n)
+{
+    char host[INET6_ADDRSTRLEN];
+    PyObject *rec;
+    if (inet_ntop(from->family, from->ip, host, sizeof host) == NULL)
+        host[0] = 0;
+    rec = Py_BuildValue("siy#", host, (int)from->port, (const char *)p, (Py_ssize_t)n);
+    if (rec == NULL || PyList_Append(out, rec) < 0) {
+        Py_XDECREF(rec);
+        return 0;
+    }
+    Py_DECREF(rec);
+    self->passed++;
+    return 1;
+}
+
+/* Open packet p[0:n] (from a peer with a grant g0 on this path) and write its frame.
+   1: delivered; 0: not the steady state's (nothing done); -1: Python error. */
+static int dp_deliver(DataplaneObject *self, int g0, int sock_id, const dp_addr *from,
+                      const uint8_t *p, size_t n, int assembled, int64_t now, size_t datagrams)
+{
+    dp_grant *g = &self->grants[g0];
+    uint8_t *plain = self->plain + DP_HEADROOM, *frame;
+    uint8_t flags = p[18];
+    int suite, ok, i;
+    uint64_t nwid;
+    uint16_t ethertype;
+    size_t plen, payload;
+    ssize_t w;
+
+    if (n < PKT_MIN_LEN || n > PKT_MAX_LEN || memcmp(p + 8, self->address, 5) != 0)
+        return 0;
+    if (flags & (assembled ? 0x07 : 0x47))
+        return 0;
+    suite = (flags >> 3) & 7;
+    plen = n - PKT_ENVELOPE;
+    if (suite == 3 && g->siv != NULL) {
+        ok = siv_open_into((AesGmacSivObject *)g->siv, p, n, plain);
+        if (ok < 0)
+            return -1;
+    } else if (suite == 1) {
+        /* Salsa dearmors in place: on a copy of the packet */
+        memcpy(self->scratch, p, n);
+        ok = salsa_dearmor_buf(g->salsa, self->scratch, n, 1);
+        if (ok)
+            memcpy(plain, self->scratch + PKT_ENVELOPE, plen);
+    } else
+        return 0;
+    if (ok != 1)
+        return 0;
+    /* plain[0] verb (no compression flag), [1:9] network id, [9:11] ethertype */
+    if (plain[0] != 6 || plen <= 11)
+        return 0;
+    nwid = load64_be(plain + 1);
+    ethertype = (uint16_t)((plain[9] << 8) | plain[10]);
+    payload = plen - 11;
+    for (i = g0; i < self->n_grants; i++) {
+        dp_grant *h = &self->grants[i];
+        if (h->nwid == nwid && h->peer == g->peer && h->sock_id == sock_id && h->expires > now &&
+            dp_addr_eq(&h->remote, from))
+            break;
+    }
+    if (i == self->n_grants)
+        return 0;
+    g = &self->grants[i];
+    if (payload > (size_t)g->mtu)
+        return 0;
+    if (!g->all_ethertypes) {
+        int k, found = 0;
+        for (k = 0; k < g->n_ethertypes; k++)
+            found |= g->ethertypes[k] == ethertype;
+        if (!found)
+            return 0;
+    }
+    /* [vnet 10][dst 6][src 6][ethertype 2] right before the payload (plain + 11) */
+    frame = plain + 11 - 14;
+    memcpy(frame, g->hdr, 12);
+    frame[12] = (uint8_t)(ethertype >> 8);
+    frame[13] = (uint8_t)ethertype;
+    if (g->vnet) {
+        frame -= 10;
+        memset(frame, 0, 10);
+    }
+    w = write(g->tap_fd, frame, (size_t)(plain + plen - frame));
+    if (w < 0)
+        self->tap_errors++;
+    else
+        self->delivered++;
+    g->datagrams += datagrams;
+    g->packets++;
+    g->bytes += n;
+    g->last_rx = now;
+    return 1;
+}
+
+static void dp_slot_free(dp_slot *s)
+{
+    s->used = 0;
+    s->have = 0;
+    s->total = 0;
+    s->fill = 0;
+}
+
+/* The slot holding (packet id, path), or -1. */
+static int dp_slot_find(DataplaneObject *self, uint64_t id, int sock_id, const dp_addr *from)
+{
+    int i;
+    for (i = 0; i < self->n_slots; i++) {
+        dp_slot *s = &self->slots[i];
+        if (s->used && s->packet_id == id && s->sock_id == sock_id && dp_addr_eq(&s->remote, from))
+            return i;
+    }
+    return -1;
+}
+
+/* Give a slot's datagrams back, head first, then fragments by number. */
+static int dp_slot_pass(DataplaneObject *self, PyObject *out, dp_slot *s)
+{
+    int k;
+    for (k = 0; k < DP_PIECES; k++)
+        if ((s->have & (1u << k)) && !dp_pass(self, out, &s->remote, s->arena + s->off[k], s->len[k]))
+            return 0;
+    return 1;
+}
+
+/* A head (piece 0) or fragment (1..6) from a path that is granted or has a set waiting.
+   1: taken (held, delivered or given back); 0: not taken (caller passes it); -1: error. */
+static int dp_piece(DataplaneObject *self, PyObject *out, int sock_id, const dp_addr *from,
+                    const uint8_t *p, size_t n, int64_t now)
+{
+    uint64_t id = load64_be(p);
+    int number, total = 0, si, k;
+    dp_slot *s;
+    size_t wlen;
+    uint64_t src;
+
+    if (p[13] == 0xFF) {
+        total = p[14] >> 4;
+        number = p[14] & 0xF;
+        /* the general path raises on these; let it */
+        if (!(1 < total && total <= DP_PIECES && 1 <= number && number < total) || n <= 16)
+            return 0;
+    } else
+        number = 0;
+    si = dp_slot_find(self, id, sock_id, from);
+    if (si < 0) {
+        if (!dp_path_granted(self, sock_id, from, now))
+            return 0;
+        /* reuse the next slot in turn; an expired or evicted set is dropped */
+        si = self->next_slot;
+        self->next_slot = (self->next_slot + 1) % self->n_slots;
+        s = &self->slots[si];
+        if (s->used) {
+            if (now - s->created > self->reasm_timeout)
+                self->reasm_expired++;
+            else
+                self->reasm_evicted++;
+        }
+        if (s->arena == NULL) {
+            s->arena = PyMem_Malloc(DP_SLOT_BYTES);
+            if (s->arena == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+        }
+        dp_slot_free(s);
+        s->used = 1;
+        s->packet_id = id;
+        s->sock_id = sock_id;
+        s->remote = *from;
+        s->created = now;
+    } else {
+        s = &self->slots[si];
+        if (now - s->created > self->reasm_timeout) {
+            /* too old to finish here: start again with this piece */
+            self->reasm_expired++;
+            dp_slot_free(s);
+            s->used = 1;
+            s->packet_id = id;
+            s->sock_id = sock_id;
+            s->remote = *from;
+            s->created = now;
+        }
+    }
+    if (s->have & (1u << number))
+        return 1; /* a duplicate: the general path ignores it too */
+    if (total) {
+        if (s->total && s->total != total) {
+            /* pieces disagree: let the general path judge all of them */
+            self->reasm_dropped++;
+            if (!dp_slot_pass(self, out, s) || !dp_pass(self, out, from, p, n))
+                return -1;
+            dp_slot_free(s);
+            return 1;
+        }
+        s->total = total;
+    }
+    if (s->fill + n > DP_SLOT_BYTES) {
+        self->reasm_dropped++;
+        if (!dp_slot_pass(self, out, s) || !dp_pass(self, out, from, p, n))
+            return -1;
+        dp_slot_free(s);
+        return 1;
+    }
+    memcpy(s->arena + s->fill, p, n);
+    s->off[number] = (uint16_t)s->fill;
+    s->len[number] = (uint16_t)n;
+    s->fill += n;
+    s->have |= 1u << number;
+    if (!(s->have & 1) || s->total < 2 || s->have != (1u << s->total) - 1)
+        return 1;
+    /* whole: head, then each fragment's data */
+    wlen = 0;
+    for (k = 0; k < s->total; k++) {
+        size_t skip = k ? DP_FRAGMENT_HEADER : 0, part = s->len[k] - skip;
+        if (wlen + part > PKT_MAX_LEN) {
+            wlen = 0;
+            break;
+        }
+        memcpy(self->whole + wlen, s->arena + s->off[k] + skip, part);
+        wlen += part;
+    }
+    if (wlen >= PKT_MIN_LEN) {
+        int g, r;
+        src = ((uint64_t)self->whole[13] << 32) | ((uint64_t)self->whole[14] << 24) |
+              ((uint64_t)self->whole[15] << 16) | ((uint64_t)self->whole[16] << 8) |
+              self->whole[17];
+        g = dp_find_path(self, src, sock_id, from, now);
+        if (g >= 0) {
+            r = dp_deliver(self, g, sock_id, from, self->whole, wlen, 1, now, (size_t)s->total);
+            if (r < 0)
+                return -1;
+            if (r == 1) {
+                dp_slot_free(s);
+                return 1;
+            }
+        }
+    }
+    if (!dp_slot_pass(self, out, s))
+        return -1;
+    dp_slot_free(s);
+    return 1;
+}
+
+/* One datagram read from sock_id: deliver, hold or pass. 0 on a Python error. */
+static int dp_datagram(DataplaneObject *self, PyObject *out, int sock_id, const dp_addr *from,
+                       const uint8_t *p, size_t n, int64_t now)
+{
+    int r, g;
+    if (n > 16 && n <= PKT_MAX_LEN + DP_FRAGMENT_HEADER &&
+        (p[13] == 0xFF || (n >= PKT_MIN_LEN && (p[18] & 0x40))) &&
+        memcmp(p + 8, self->address, 5) == 0) {
+        r = dp_piece(self, out, sock_id, from, p, n, now);
+        if (r < 0)
+            return 0;
+        if (r == 1)
+            return 1;
+    } else if (n >= PKT_MIN_LEN + 11 && n <= PKT_MAX_LEN && p[13] != 0xFF) {
+        uint64_t src = ((uint64_t)p[13] << 32) | ((uint64_t)p[14] << 24) |
+                       ((uint64_t)p[15] << 16) | ((uint64_t)p[16] << 8) | p[17];
+        g = dp_find_path(self, src, sock_id, from, now);
+        if (g >= 0) {
+            r = dp_deliver(self, g, sock_id, from, p, n, 0, now, 1);
+            if (r < 0)
+                return 0;
+            if (r == 1)
+                return 1;
+        }
+    }
+    return dp_pass(self, out, from, p, n);
+}
+
+static int dp_from_sockaddr(const struct sockaddr_storage *ss, dp_addr *a)
+{
+    memset(a, 0, sizeof *a);
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        a->family = AF_INET;
+        a->port = ntohs(in->sin_port);
+        memcpy(a->ip, &in->sin_addr, 4);
+        return 1;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        a->family = AF_INET6;
+        a->port = ntohs(in6->sin6_port);
+        memcpy(a->ip, &in6->sin6_addr, 16);
+        return 1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(dp_rx_burst_doc,
+"rx_burst(fd, sock_id, now, budget) -> list[tuple[str, int, bytes]]\n\n"
+"Read the non-blocking UDP socket fd (the service's socket sock_id) until EAGAIN or\n"
+"budget reads (recvmmsg; a read with a UDP_GRO segment size is cut into its\n"
+"datagrams). The steady state's frames go to their ports; every other datagram comes\n"
+"back as (host, port, datagram), in arrival order. now: the core's clock (ms).");
+
+static PyObject *dp_rx_burst(DataplaneObject *self, PyObject *args)
+{
+    int fd, sock_id, budget, reads = 0;
+    long long now;
+    PyObject *out;
+    struct mmsghdr msgs[DP_VLEN];
+    struct iovec iov[DP_VLEN];
+    struct sockaddr_storage names[DP_VLEN];
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl[DP_VLEN];
+
+    if (!PyArg_ParseTuple(args, "iiLi:rx_burst", &fd, &sock_id, &now, &budget))
+        return NULL;
+    if (self->grants == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Dataplane is not initialized");
+        return NULL;
+    }
+    out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    while (reads < budget) {
+        int want = budget - reads < DP_VLEN ? budget - reads : DP_VLEN, got, m;
+        for (m = 0; m < want; m++) {
+            iov[m].iov_base = self->rxbuf + (size_t)m * DP_RXBUF;
+            iov[m].iov_len = DP_RXBUF;
+            memset(&msgs[m], 0, sizeof msgs[m]);
+            msgs[m].msg_hdr.msg_name = &names[m];
+            msgs[m].msg_hdr.msg_namelen = sizeof names[m];
+            msgs[m].msg_hdr.msg_iov = &iov[m];
+            msgs[m].msg_hdr.msg_iovlen = 1;
+            msgs[m].msg_hdr.msg_control = ctl[m].buf;
+            msgs[m].msg_hdr.msg_controllen = sizeof ctl[m].buf;
+        }
+        got = recvmmsg(fd, msgs, (unsigned)want, MSG_DONTWAIT, NULL);
+        if (got < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (errno == EINTR)
+                continue;
+            /* ICMP errors surface here (ECONNREFUSED...): not fatal, as in udp.py */
+            self->read_errors++;
+            reads++;
+            continue;
+        }
+        reads += got;
+        for (m = 0; m < got; m++) {
+            size_t n = msgs[m].msg_len, segment = 0, at;
+            const uint8_t *p = iov[m].iov_base;
+            struct cmsghdr *c;
+            dp_addr from;
+            if (!dp_from_sockaddr(&names[m], &from))
+                continue;
+            for (c = CMSG_FIRSTHDR(&msgs[m].msg_hdr); c != NULL;
+                 c = CMSG_NXTHDR(&msgs[m].msg_hdr, c))
+                if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO &&
+                    c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                    int seg;
+                    memcpy(&seg, CMSG_DATA(c), sizeof seg);
+                    segment = seg > 0 ? (size_t)seg : 0;
+                }
+            if (segment == 0 || segment >= n)
+                segment = n;
+            for (at = 0; at < n || (n == 0 && at == 0); at += segment) {
+                size_t len = n - at < segment ? n - at : segment;
+                if (!dp_datagram(self, out, sock_id, &from, p + at, len, now)) {
+                    Py_DECREF(out);
+                    return NULL;
+                }
+                if (n == 0)
+                    break;
+            }
+        }
+        if (got < want)
+            break;
+    }
+    return out;
+}
+
+/* --- send side -------------------------------------------------------------- */
+
+/*
+ * A send grant (the core's, mirrored like the receive grants): a unicast frame from
+ * our MAC on network N to member M's MAC, ethertype granted, payload within the
+ * port's MTU, goes as a FRAME to M over the granted path from the granted UDP socket:
+ * sealed from the per-peer template exactly as seal_frame does (packet id from
+ * getrandom), cut for the physical MTU, sent with sendmmsg. tx_burst() reads a port
+ * until EAGAIN or its budget and gives back, as read (virtio_net_hdr included), every
+ * frame it did not send and every frame after the first one it gave back, so a port's
+ * frames keep their order.
+ */
+
+PyDoc_STRVAR(dp_replace_send_doc,
+"replace_send(grants) -> None\n\n"
+"Make the send table exactly grants, tuples (nwid, peer, dst_mac, src_mac, sock_fd,\n"
+"sock_id, ip, port, template, siv, salsa_key, ethertypes, mtu, physmtu, expires):\n"
+"template the FRAME's 28 bytes [8:36] (frame_hop.frame_template), siv an AesGmacSiv\n"
+"(suite 3) or None (suite 1), ethertypes a tuple of at most 8 or None (all), mtu the\n"
+"largest payload, physmtu the datagram size the packet is cut for. Undrained activity\n"
+"is lost: drain_send() first.");
+
+static void dp_clear_sends(DataplaneObject *self)
+{
+    int i;
+    for (i = 0; i < self->n_sends; i++)
+        Py_CLEAR(self->sends[i].siv);
+    self->n_sends = 0;
+}
+
+static PyObject *dp_replace_send(DataplaneObject *self, PyObject *arg)
+{
+    PyObject *seq;
+    Py_ssize_t n, i;
+    struct dp_send *fresh;
+
+    if (self->sends == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Dataplane is not initialized");
+        return NULL;
+    }
+    seq = PySequence_Fast(arg, "grants must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (n > self->max_grants) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "more send grants than max_grants");
+        return NULL;
+    }
+    fresh = PyMem_Calloc((size_t)(n ? n : 1), sizeof(struct dp_send));
+    if (fresh == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    for (i = 0; i < n; i++) {
+        struct dp_send *g = &fresh[i];
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *ip, *eth, *siv;
+        unsigned long long nwid, peer, dst, src;
+        int sock_fd, sock_id, port, mtu, physmtu;
+        long long expires;
+        Py_buffer tmpl = {0}, salsa = {0};
+
+        if (!PyArg_ParseTuple(item, "KKKKiiOiy*Oy*OiiL:send grant", &nwid, &peer, &dst, &src,
+                              &sock_fd, &sock_id, &ip, &port, &tmpl, &siv, &salsa, &eth, &mtu,
+                              &physmtu, &expires))
+            goto fail;
+        if (!check_len(&tmpl, FRAME_HEADER_LEN - 8, "template") ||
+            !check_len(&salsa, 32, "salsa_key")) {
+            PyBuffer_Release(&tmpl);
+            PyBuffer_Release(&salsa);
+            goto fail;
+        }
+        memcpy(g->template, tmpl.buf, FRAME_HEADER_LEN - 8);
+        memcpy(g->salsa, salsa.buf, 32);
+        PyBuffer_Release(&tmpl);
+        PyBuffer_Release(&salsa);
+        if (!dp_parse_addr(ip, port, &g->remote))
+            goto fail;
+        memset(&g->to, 0, sizeof g->to);
+        if (g->remote.family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&g->to;
+            in->sin_family = AF_INET;
+            in->sin_port = htons(g->remote.port);
+            memcpy(&in->sin_addr, g->remote.ip, 4);
+            g->tolen = sizeof *in;
+        } else {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&g->to;
+            in6->sin6_family = AF_INET6;
+            in6->sin6_port = htons(g->remote.port);
+            memcpy(&in6->sin6_addr, g->remote.ip, 16);
+            g->tolen = sizeof *in6;
+        }
+        if (siv != Py_None) {
+            if (!PyObject_TypeCheck(siv, &AesGmacSivType) ||
+                !siv_ready((AesGmacSivObject *)siv)) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_TypeError, "siv must be a keyed AesGmacSiv or None");
+                goto fail;
+            }
+            g->siv = Py_NewRef(siv);
+        }
+        if (eth == Py_None)
+            g->all_ethertypes = 1;
+        else {
+            PyObject *es = PySequence_Fast(eth, "ethertypes must be a sequence or None");
+            Py_ssize_t k, ne;
+            if (es == NULL)
+                goto fail;
+            ne = PySequence_Fast_GET_SIZE(es);
+            if (ne > DP_MAX_ETHERTYPES) {
+                Py_DECREF(es);
+                PyErr_SetString(PyExc_ValueError, "at most 8 ethertypes");
+                goto fail;
+            }
+            for (k = 0; k < ne; k++) {
+                long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(es, k));
+                if (v < 0 || v > 0xFFFF) {
+                    Py_DECREF(es);
+                    if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_ValueError, "ethertype out of range");
+                    goto fail;
+                }
+                g->ethertypes[k] = (uint16_t)v;
+            }
+            g->n_ethertypes = (int)ne;
+            Py_DECREF(es);
+        }
+        if (sock_fd < 0 || mtu < 0 || physmtu < 1400 || physmtu > PHYSMTU_MAX) {
+            PyErr_SetString(PyExc_ValueError, "sock_fd, mtu or physmtu out of range");
+            goto fail;
+        }
+        g->nwid = nwid;
+        g->peer = peer & 0xFFFFFFFFFFULL;
+        put_mac(g->dst, dst);
+        put_mac(g->src, src);
+        g->sock_fd = sock_fd;
+        g->sock_id = sock_id;
+        g->mtu = mtu;
+        g->physmtu = physmtu;
+        g->expires = expires;
+        continue;
+    fail:
+        for (; i >= 0; i--)
+            Py_CLEAR(fresh[i].siv);
+        wipe(fresh, sizeof(struct dp_send) * (size_t)(n ? n : 1));
+        PyMem_Free(fresh);
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Py_DECREF(seq);
+    dp_clear_sends(self);
+    wipe(self->sends, sizeof(struct dp_send) * (size_t)self->max_grants);
+    if (n)
+        memcpy(self->sends, fresh, sizeof(struct dp_send) * (size_t)n);
+    self->n_sends = (int)n;
+    wipe(fresh, sizeof(struct dp_send) * (size_t)(n ? n : 1));
+    PyMem_Free(fresh);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(dp_drain_send_doc,
+"drain_send() -> list[tuple[int, int, int, bytes, int, int, int, int, int]]\n\n"
+"(nwid, peer, sock_id, ip, port, datagrams, packets, bytes, last_tx) of every send\n"
+"grant that carried something since the last drain; its counts start again from zero.");
+
+static PyObject *dp_drain_send(DataplaneObject *self, PyObject *unused)
+{
+    PyObject *out = PyList_New(0);
+    int i;
+    (void)unused;
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < self->n_sends; i++) {
+        struct dp_send *g = &self->sends[i];
+        PyObject *rec;
+        if (g->packets == 0)
+            continue;
+        rec = Py_BuildValue("KKiy#iKKKL", (unsigned long long)g->nwid,
+                            (unsigned long long)g->peer, g->sock_id, (const char *)g->remote.ip,
+                            (Py_ssize_t)(g->remote.family == AF_INET ? 4 : 16),
+                            (int)g->remote.port, (unsigned long long)g->datagrams,
+                            (unsigned long long)g->packets, (unsigned long long)g->bytes,
+                            (long long)g->last_tx);
+        if (rec == NULL || PyList_Append(out, rec) < 0) {
+            Py_XDECREF(rec);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(rec);
+        g->datagrams = g->packets = g->bytes = 0;
+    }
+    return out;
+}
+
+/* Send what waits in the out queue (one socket). */
+static void dp_flush(DataplaneObject *self)
+{
+    struct mmsghdr msgs[DP_TX_VLEN];
+    struct iovec iov[DP_TX_VLEN];
+    int i, at = 0;
+
+    if (self->n_out == 0)
+        return;
+    for (i = 0; i < self->n_out; i++) {
+        iov[i].iov_base = self->out + (size_t)i * PHYSMTU_MAX;
+        iov[i].iov_len = self->out_len[i];
+        memset(&msgs[i], 0, sizeof msgs[i]);
+        msgs[i].msg_hdr.msg_name = (void *)self->out_to[i];
+        msgs[i].msg_hdr.msg_namelen = self->out_tolen[i];
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (at < self->n_out) {
+        int r = sendmmsg(self->out_fd, msgs + at, (unsigned)(self->n_out - at), MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            self->send_errors++; /* this datagram is lost, as a failed sendto would be */
+            at++;
+            continue;
+        }
+        at += r;
+    }
+    self->n_out = 0;
+}
+
+static uint8_t *dp_out_slot(DataplaneObject *self, struct dp_send *g, size_t len)
+{
+    uint8_t *q;
+    if (self->n_out == DP_TX_VLEN || (self->n_out && self->out_fd != g->sock_fd))
+        dp_flush(self);
+    q = self->out + (size_t)self->n_out * PHYSMTU_MAX;
+    self->out_fd = g->sock_fd;
+    self->out_len[self->n_out] = len;
+    self->out_to[self->n_out] = &g->to;
+    self->out_tolen[self->n_out] = g->tolen;
+    self->n_out++;
+    return q;
+}
+
+/* One frame read from the port of nwid: 1 sent, 0 not the steady state's, -1 error. */
+static int dp_tx_frame(DataplaneObject *self, uint64_t nwid, int vnet, const uint8_t *f,
+                       size_t n, int64_t now)
+{
+    size_t at = vnet ? 10 : 0, plen, len, max_len, per, total, size, chunk, offset, k;
+    const uint8_t *eth, *payload;
+    uint16_t ethertype;
+    struct dp_send *g = NULL;
+    uint8_t *buf = self->scratch;
+    int i;
+
+    if (vnet && (f[0] | f[1]))
+        return 0; /* a checksum to finish or GSO: the general path */
+    if (n <= at + 14)
+        return 0;
+    eth = f + at;
+    payload = eth + 14;
+    plen = n - at - 14;
+    ethertype = (uint16_t)((eth[12] << 8) | eth[13]);
+    for (i = 0; i < self->n_sends; i++) {
+        struct dp_send *h = &self->sends[i];
+        if (h->nwid == nwid && memcmp(h->dst, eth, 6) == 0 && memcmp(h->src, eth + 6, 6) == 0 &&
+            h->expires > now) {
+            g = h;
+            break;
+        }
+    }
+    if (g == NULL || plen > (size_t)g->mtu)
+        return 0;
+    if (!g->all_ethertypes) {
+        int found = 0;
+        for (i = 0; i < g->n_ethertypes; i++)
+            found |= g->ethertypes[i] == ethertype;
+        if (!found)
+            return 0;
+    }
+    len = FRAME_HEADER_LEN + 2 + plen;
+    max_len = (size_t)g->physmtu + (FRAG_MAX - 1) * ((size_t)g->physmtu - FRAG_HEADER);
+    if (max_len > PKT_MAX_LEN)
+        max_len = PKT_MAX_LEN;
+    if (len > max_len)
+        return 0;
+    if (getrandom(buf, 8, 0) != 8)
+        return 0;
+    memcpy(buf + 8, g->template, FRAME_HEADER_LEN - 8);
+    buf[FRAME_HEADER_LEN] = eth[12];
+    buf[FRAME_HEADER_LEN + 1] = eth[13];
+    memcpy(buf + FRAME_HEADER_LEN + 2, payload, plen);
+    if (len > (size_t)g->physmtu)
+        buf[18] |= 0x40;
+    else
+        buf[18] &= (uint8_t)~0x40;
+    if (g->siv != NULL) {
+        buf[18] = (uint8_t)((buf[18] & 0x47) | (3 << 3));
+        if (!siv_armor_buf((AesGmacSivObject *)g->siv, buf, len))
+            return -1;
+    } else {
+        buf[18] = (uint8_t)((buf[18] & 0x47) | (1 << 3) | 0x80);
+        salsa_armor_buf(g->salsa, buf, len, 1);
+    }
+    g->packets++;
+    g->bytes += len;
+    g->last_tx = now;
+    if (len <= (size_t)g->physmtu) {
+        memcpy(dp_out_slot(self, g, len), buf, len);
+        g->datagrams++;
+        return 1;
+    }
+    /* the cut of fragment.split: every piece as long as the head, the last excepted */
+    per = (size_t)g->physmtu - FRAG_HEADER;
+    total = (len - (size_t)g->physmtu + per - 1) / per + 1;
+    size = (len + FRAG_HEADER * (total - 1) + total - 1) / total;
+    chunk = size - FRAG_HEADER;
+    memcpy(dp_out_slot(self, g, size), buf, size);
+    offset = size;
+    for (k = 1; k < total; k++) {
+        size_t take = len - offset < chunk ? len - offset : chunk;
+        uint8_t *q = dp_out_slot(self, g, FRAG_HEADER + take);
+        memcpy(q, buf, 13);
+        q[13] = 0xFF;
+        q[14] = (uint8_t)((total << 4) | k);
+        q[15] = 0;
+        memcpy(q + FRAG_HEADER, buf + offset, take);
+        offset += take;
+    }
+    g->datagrams += total;
+    g->bytes += FRAG_HEADER * (total - 1);
+    return 1;
+}
+
+PyDoc_STRVAR(dp_tx_burst_doc,
+"tx_burst(fd, vnet, nwid, now, budget) -> list[bytes]\n\n"
+"Read the non-blocking port fd of network nwid (vnet: each read starts with a\n"
+"virtio_net_hdr) until EAGAIN or budget reads. The steady state's frames are sealed\n"
+"and sent under their send grants; every other read, and every read after the first\n"
+"one given back, comes back as read. OSError when the first read fails.");
+
+static PyObject *dp_tx_burst(DataplaneObject *self, PyObject *args)
+{
+    int fd, vnet, budget, reads = 0, giving_back = 0;
+    unsigned long long nwid;
+    long long now;
+    PyObject *out;
+
+    if (!PyArg_ParseTuple(args, "ipKLi:tx_burst", &fd, &vnet, &nwid, &now, &budget))
+        return NULL;
+    if (self->sends == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Dataplane is not initialized");
+        return NULL;
+    }
+    out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    while (reads < budget) {
+        ssize_t n = read(fd, self->frame, DP_FRAME_BUF);
+        int r = 0;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (reads == 0) {
+                dp_flush(self);
+                Py_DECREF(out);
+                return PyErr_SetFromErrno(PyExc_OSError);
+            }
+            break;
+        }
+        reads++;
+        if (!giving_back) {
+            r = dp_tx_frame(self, nwid, vnet, self->frame, (size_t)n, now);
+            if (r < 0) {
+                dp_flush(self);
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
+        if (r == 1) {
+            self->sent++;
+            continue;
+        }
+        giving_back = 1;
+        {
+            PyObject *raw = PyBytes_FromStringAndSize((const char *)self->frame, n);
+            if (raw == NULL || PyList_Append(out, raw) < 0) {
+                Py_XDECREF(raw);
+                dp_flush(self);
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_DECREF(raw);
+            self->given_back++;
+        }
+    }
+    dp_flush(self);
+    return out;
+}
+
+static PyMethodDef dp_methods[] = {
+    {"replace", (PyCFunction)dp_replace, METH_O, dp_replace_doc},
+    {"drain", (PyCFunction)dp_drain, METH_NOARGS, dp_drain_doc},
+    {"stats", (PyCFunction)dp_stats, METH_NOARGS, dp_stats_doc},
+    {"rx_burst", (PyCFunction)dp_rx_burst, METH_VARARGS, dp_rx_burst_doc},
+    {"replace_send", (PyCFunction)dp_replace_send, METH_O, dp_replace_send_doc},
+    {"drain_send", (PyCFunction)dp_drain_send, METH_NOARGS, dp_drain_send_doc},
+    {"tx_burst", (PyCFunction)dp_tx_burst, METH_VARARGS, dp_tx_burst_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(dp_doc,
+"Dataplane(address, max_grants, reassembly_slots, reassembly_timeout)\n\n"
+"The native receive table of the steady state (see _speedups.pyi): address is ours (5\n"
+"bytes); the bounds come from ztone.node.bounds.");
+
+static PyTypeObject DataplaneType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ztone._speedups.Dataplane",
+    .tp_basicsize = sizeof(DataplaneObject),
+    .tp_dealloc = (destructor)dp_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = dp_doc,
+    .tp_methods = dp_methods,
+    .tp_init = (initproc)dp_init,
+    .tp_new = PyType_GenericNew,
+};
+#endif /* __linux__ */
+
+/* ------------------------------------------------------------------------- */
 /* Module                                                                    */
 /* ------------------------------------------------------------------------- */
 
@@ -1529,5 +2787,12 @@ PyMODINIT_FUNC PyInit__speedups(void)
         Py_DECREF(m);
         return NULL;
     }
+#ifdef __linux__
+    if (PyType_Ready(&DataplaneType) < 0 ||
+        PyModule_AddObjectRef(m, "Dataplane", (PyObject *)&DataplaneType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
     return m;
 }

@@ -106,3 +106,81 @@ def ed25519_sign(seed: bytes, message: bytes, /) -> bytes:
 def ed25519_verify(public: bytes, signature: bytes, message: bytes, /) -> bool:
     """True iff ``signature`` is ``public``'s signature of ``message``; False for any
     malformed input (wrong lengths, a public key that is not a curve point)."""
+
+class Dataplane:
+    """The native receive table of the steady state (Linux only; absent elsewhere).
+
+    Grants come from ``ztone.node.fast_grants`` through ``ztone.service.dataplane``;
+    bounds from ``ztone.node.bounds`` (FAST_GRANTS, FAST_REASSEMBLY_SLOTS,
+    FAST_REASSEMBLY_TIMEOUT ms). Reference behaviour: the general path's DeliverFrame
+    (tests/service/test_dataplane.py compares them byte for byte).
+    """
+
+    def __init__(
+        self, address: bytes, max_grants: int, reassembly_slots: int, reassembly_timeout: int
+    ) -> None: ...
+    def replace(
+        self,
+        grants: list[
+            tuple[
+                int,  # network id
+                int,  # peer address
+                int,  # socket id
+                bytes,  # remote IP, 4 or 16 bytes
+                int,  # remote port
+                int,  # port fd
+                bool,  # the port has a virtio_net_hdr
+                int,  # MTU: longer payloads go to the general path
+                int,  # our MAC on the network (destination)
+                int,  # the peer's MAC (source)
+                tuple[int, ...] | None,  # ethertypes granted (None: any), at most 8
+                AesGmacSiv | None,  # suite 3 key
+                bytes,  # suite 1 key (32 bytes)
+                int,  # expires (ms, the core's clock)
+            ]
+        ],
+    ) -> None:
+        """Make the table exactly ``grants`` (undrained activity is lost: drain first)."""
+    def drain(self) -> list[tuple[int, int, int, bytes, int, int, int, int, int]]:
+        """(nwid, peer, sock_id, ip, port, datagrams, packets, bytes, last_rx) per grant
+        that carried something since the last drain."""
+    def stats(self) -> dict[str, int]:
+        """delivered, passed, reassembly_dropped/_evicted/_expired, tap_errors,
+        read_errors, grants, slots."""
+    def rx_burst(
+        self, fd: int, sock_id: int, now: int, budget: int
+    ) -> list[tuple[str, int, bytes]]:
+        """Read ``fd`` until EAGAIN or ``budget`` reads: write the steady state's frames
+        to their ports, give back every other datagram as (host, port, datagram), in
+        arrival order (a held fragment set that is not the steady state's: head first)."""
+    def replace_send(
+        self,
+        grants: list[
+            tuple[
+                int,  # network id
+                int,  # peer address
+                int,  # destination MAC (the member's)
+                int,  # source MAC (ours)
+                int,  # UDP socket fd to send from
+                int,  # its socket id (for drain_send)
+                bytes,  # remote IP, 4 or 16 bytes
+                int,  # remote port
+                bytes,  # FRAME template, bytes [8:36] (frame_hop.frame_template)
+                AesGmacSiv | None,  # suite 3 key (None: suite 1)
+                bytes,  # suite 1 key (32 bytes)
+                tuple[int, ...] | None,  # ethertypes granted (None: any), at most 8
+                int,  # largest payload (the port's MTU)
+                int,  # physical MTU the packet is cut for
+                int,  # expires (ms, the core's clock)
+            ]
+        ],
+    ) -> None:
+        """Make the send table exactly ``grants`` (undrained activity is lost)."""
+    def drain_send(self) -> list[tuple[int, int, int, bytes, int, int, int, int, int]]:
+        """(nwid, peer, sock_id, ip, port, datagrams, packets, bytes, last_tx) per send
+        grant that carried something since the last drain."""
+    def tx_burst(self, fd: int, vnet: bool, nwid: int, now: int, budget: int) -> list[bytes]:
+        """Read port ``fd`` of ``nwid`` until EAGAIN or ``budget`` reads: seal and send
+        (sendmmsg) the frames the send grants cover (packet id from getrandom, the cut of
+        seal_frame); give back every other read as read, and every read after the first
+        one given back. OSError when the first read fails."""

@@ -152,8 +152,22 @@ def _network_of(m: Member, nwid: str) -> dict[str, Any] | None:
     return next((n for n in nets if n["id"] == nwid), None)
 
 
-def test_private_network_end_to_end(lab: tuple[Lan, dict[str, Member]]) -> None:
-    _, m = lab
+@dataclass
+class Joined:
+    """A network the controller made, with members a and b authorized and configured."""
+
+    nwid: str
+    net_a: dict[str, Any]
+    net_b: dict[str, Any]
+    a4: str
+    b4: str
+    a6: str
+    b6: str
+
+
+def create_network(m: dict[str, Member]) -> Joined:
+    """Wait for every node, create a network on ``ctrl``, let a and b join (denied
+    first), authorize them and wait for both to be configured."""
     root, ctrl, a, b = m["root"], m["ctrl"], m["a"], m["b"]
     for node in (root, ctrl, a, b):
         assert wait_until(node.online, 60), (node.name, node.cli("info"))
@@ -198,6 +212,15 @@ def test_private_network_end_to_end(lab: tuple[Lan, dict[str, Member]]) -> None:
     b4 = next(x.split("/")[0] for x in net_b["assignedAddresses"] if "." in x)
     b6 = next(x.split("/")[0] for x in net_b["assignedAddresses"] if ":" in x)
     a6 = next(x.split("/")[0] for x in net_a["assignedAddresses"] if ":" in x)
+    return Joined(nwid, net_a, net_b, a4, b4, a6, b6)
+
+
+def test_private_network_end_to_end(lab: tuple[Lan, dict[str, Member]]) -> None:
+    _, m = lab
+    ctrl, a, b = m["ctrl"], m["a"], m["b"]
+    joined = create_network(m)
+    nwid, net_a, net_b = joined.nwid, joined.net_a, joined.net_b
+    a4, b4, a6, b6 = joined.a4, joined.b4, joined.a6, joined.b6
     assert a4.startswith("198.19.0.") and b4.startswith("198.19.0.")
     assert (
         net_a["portDeviceName"].startswith("zt") and net_a["routes"][0]["target"] == "198.19.0.0/24"

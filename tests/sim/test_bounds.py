@@ -348,3 +348,30 @@ def test_fast_path_templates(monkeypatch: pytest.MonkeyPatch) -> None:
         net.run(1_000)
     assert fast.tx_taken >= 3
     assert sum(1 for f in b.delivered if f.payload == ip + bytes([2])) == 1
+
+
+def test_receive_grants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full grant table makes no new grant; the frames still arrive (general path)."""
+    net, controller, nwid = build(fast_path=True)
+    join_and_authorize(net, controller, nwid)
+    a, b = net.nodes["a"], net.nodes["b"]
+    assert b.node.enable_receive_grants()
+    net.run(5_000)
+    a_mac = a.node.networks[nwid].mac
+    b_mac = b.node.networks[nwid].mac
+
+    def send(n: int) -> None:
+        for i in range(n):
+            a.node.on_tap_frame(net.now, nwid, a_mac, b_mac, 0x0800, bytes(20) + bytes([i]))
+            net._drain(a)
+            net.run(100)
+
+    monkeypatch.setattr(B, "FAST_GRANTS", 0)
+    send(3)
+    net.run(2_000)
+    assert b.node.receive_grants(net.now)[1] == []
+    assert sum(1 for f in b.delivered if f.payload[:20] == bytes(20)) == 3
+    monkeypatch.setattr(B, "FAST_GRANTS", 1)
+    send(3)
+    assert len(b.node.receive_grants(net.now)[1]) == 1
+    assert not node_bound_violations(b.node)

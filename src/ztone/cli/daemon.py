@@ -15,7 +15,8 @@ Without a home directory: ``$ZTONE_HOME``, else ``$ZEROTIER_HOME``, else
 
 ``ZTONE_PURE=1`` forces the pure-Python crypto path (the native one is otherwise
 used when it was built). ``ZTONE_FASTPATH=0`` turns the per-peer fast path off (on
-when the native accelerator has its hop functions).
+when the native accelerator has its hop functions), and with it the native receive
+data plane; ``ZTONE_DATAPLANE=0`` turns only the latter off (service/dataplane.py).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def _help(out: TextIO) -> None:
         "\n"
         "Environment: ZTONE_LOG_LEVEL (DEBUG, INFO, WARNING...; default INFO),\n"
         "ZTONE_PURE=1 (pure-Python crypto), ZTONE_FASTPATH=0 (no fast path),\n"
+        "ZTONE_DATAPLANE=0 (no native receive data plane),\n"
         "ZTONE_TAP_BACKEND (linux or illumos).\n"
         "Settings: <home>/local.conf, as zerotier-one's. Signals: SIGTERM/SIGINT stop.\n"
     )

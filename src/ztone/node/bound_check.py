@@ -43,6 +43,8 @@ def node_bound_violations(node: Node) -> list[str]:
     check("HELLO rate buckets", len(node.peer_table.identity_gate), B.IDENTITY_GATE_BUCKETS)
     if node.fastpath is not None:
         check("fast path templates", node.fastpath.template_count(), B.FAST_PATH_TEMPLATES)
+        if node.fastpath.grants is not None:
+            check("receive grants", len(node.fastpath.grants.grants), B.FAST_GRANTS)
     for net in node.networks.values():
         check(f"memberships of {net.nwid:016x}", len(net.memberships), B.MAX_MEMBERSHIPS)
         check(f"bridge routes of {net.nwid:016x}", len(net.bridge_routes), B.MAX_BRIDGE_ROUTES)

@@ -63,6 +63,11 @@ UDP send caches             4096 each                  cleared when full
 fast path header templates  FAST_PATH_TEMPLATES        cleared when full
 (fastpath.FastPath)         (one per network and peer
                             we send frames to)
+receive grants (network,    FAST_GRANTS                none: no new grant (the general path
+peer, path)                                            carries the frame); the host's native
+(fast_grants.GrantTable)                               table holds the same entries
+native reassembly slots     FAST_REASSEMBLY_SLOTS      ring: the slot next in turn, or one
+(service's Dataplane)       (256)                      older than FAST_REASSEMBLY_TIMEOUT
 counters keyed by wire      32 verbs x 10 ERROR codes  none needed: an unknown ERROR code
 values (node.counters,      + 1; 32 unhandled verbs    counts under one key (verbs are 5
 incoming._do_error)                                    bits)
@@ -138,3 +143,8 @@ MAX_PEER_FILES = 65_536
 TCP_FALLBACK_SCOPE_CACHE = 4_096
 TCP_FALLBACK_QUEUE_BYTES = 65_536
 FAST_PATH_TEMPLATES = 4_096
+FAST_GRANTS = 1_024
+FAST_REASSEMBLY_SLOTS = 256
+FAST_REASSEMBLY_TIMEOUT = 500
+"""ms; upstream's ZT_FRAGMENTED_PACKET_RECEIVE_TIMEOUT (the general path's ring has no
+clock: a set older than this in the native ring is dropped and counted)."""

@@ -35,3 +35,11 @@ RELAY_MAX_HOPS = 3
 ROOT_PING_MULTIPLIER = 16  # roots with a path are sent a full HELLO every 14 s x 16
 UNITE_FORGET = 8 * MIN_UNITE_INTERVAL
 LATENCY_UNKNOWN = 0xFFFF
+FAST_GRANT_LIFETIME = 1_500
+"""ms a receive grant (node.fast_grants) holds without a renewal: the service syncs the
+core at least every FAST_GRANT_SYNC (500 ms) while grants exist, so an active grant is
+renewed long before; a host that stalls loses its grants within this, and a grant
+lapsing costs only one frame through the general path."""
+FAST_GRANT_SYNC = 500
+"""ms between the service's reports of the native data plane's activity to the core
+while it holds grants (lastReceive and counters are at most this late)."""

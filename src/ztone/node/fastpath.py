@@ -25,6 +25,10 @@ a live path the FRAME is sealed from the per-peer header template (built once) a
 as ``Switch.send_via_path`` would send it. Without peer or path it goes on through
 ``send`` (WHOIS, queue, relay), as the general path does at that point.
 
+Receive grants (:mod:`ztone.node.fast_grants`), when the host asked for them
+(:meth:`FastPath.enable_grants`): after a FRAME this path opened went through the
+general path's handler, the grant table is offered it.
+
 Table: the header templates, ``FAST_PATH_TEMPLATES`` entries, cleared when full
 (:mod:`ztone.node.bounds`).
 """
@@ -35,6 +39,7 @@ from types import ModuleType
 
 from ztone.node import bounds as B
 from ztone.node.actions import SendPacket
+from ztone.node.fast_grants import GrantTable
 from ztone.node.metrics import TX
 from ztone.node.port import NodePort
 from ztone.node.vl1.path import Path
@@ -55,6 +60,7 @@ class FastPath:
         "_port",
         "_switch",
         "_templates",
+        "grants",
         "rx_taken",
         "tx_taken",
     )
@@ -68,7 +74,14 @@ class FastPath:
         self._templates: dict[tuple[int, int], bytes] = {}
         self.rx_taken = 0
         self.tx_taken = 0
+        self.grants: GrantTable | None = None
         switch.open_assembled = self.receive_assembled
+
+    def enable_grants(self) -> GrantTable:
+        """Start making receive grants (the host has a native data plane to use them)."""
+        if self.grants is None:
+            self.grants = GrantTable(self._port, self._switch)
+        return self.grants
 
     def template_count(self) -> int:
         """Header templates held (bounded by ``FAST_PATH_TEMPLATES``)."""
@@ -94,6 +107,8 @@ class FastPath:
         uncompress(packet)
         self.rx_taken += 1
         switch.dispatch_opened(now, path, peer, packet)
+        if self.grants is not None:
+            self.grants.offer(now, path, peer, packet)
         return True
 
     def receive_assembled(self, now: int, path: Path, whole: bytes) -> bool:
@@ -112,6 +127,8 @@ class FastPath:
         uncompress(packet)
         self.rx_taken += 1
         self._switch.dispatch_opened(now, path, peer, packet)
+        if self.grants is not None:
+            self.grants.offer(now, path, peer, packet)
         return True
 
     def send_frame(
@@ -171,6 +188,8 @@ class FastPath:
         for datagram in datagrams:
             emit(SendPacket(local_socket, address, datagram))
         path.last_out = now
+        if self.grants is not None:
+            self.grants.offer_send(now, net, dst, peer, path, ethertype, template)
         port.counters["tx_packets"] += 1
         self.tx_taken += 1
         return True

@@ -44,6 +44,7 @@ from ztone.node.actions import (
     PutState,
     StateKind,
 )
+from ztone.node.fast_grants import Activity, Grant, SendGrant
 from ztone.node.fastpath import FastPath
 from ztone.node.metrics import NodeMetrics
 from ztone.node.port import LocalController
@@ -187,6 +188,43 @@ class Node:
         except (MalformedPacket, KeyAgreementError):
             self.counters["rx_malformed"] += 1
         self._check_online(now)
+
+    def enable_receive_grants(self) -> bool:
+        """Make receive grants for the host's native data plane (:mod:`ztone.node.
+        fast_grants`); False when there is no fast path (then there are none)."""
+        if self.fastpath is None:
+            return False
+        self.fastpath.enable_grants()
+        return True
+
+    def receive_grants(self, now: int) -> tuple[int, list[Grant]]:
+        """The receive grants that hold now (each re-checked) and the table's version
+        (it changes whenever the table does): the host mirrors them when it changed.
+        Call after every input (a change of state revokes what it touched at once)."""
+        table = self.fastpath.grants if self.fastpath is not None else None
+        if table is None:
+            return 0, []
+        table.revalidate(now)
+        return table.version, list(table.grants.values())
+
+    def send_grants(self) -> list[SendGrant]:
+        """The send grants as of the last :meth:`receive_grants` (same version)."""
+        table = self.fastpath.grants if self.fastpath is not None else None
+        return [] if table is None else list(table.sends.values())
+
+    def on_fast_send_activity(self, now: int, records: list[Activity]) -> None:
+        """What the host's data plane sent under the send grants since its last report."""
+        table = self.fastpath.grants if self.fastpath is not None else None
+        if table is not None:
+            table.on_send_activity(now, records)
+
+    def on_fast_activity(self, now: int, records: list[Activity]) -> None:
+        """What the host's data plane carried under the grants since its last report
+        (:data:`~ztone.node.fast_grants.Activity`); renews the grants that carried it."""
+        table = self.fastpath.grants if self.fastpath is not None else None
+        if table is not None:
+            table.on_activity(now, records)
+            self._check_online(now)
 
     def on_timer(self, now: int) -> None:
         """Run every periodic task that is due."""

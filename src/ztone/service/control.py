@@ -60,6 +60,10 @@ class DaemonParts:
     counters: DaemonCounters
     primary_port: int
     secondary_port: int
+    report_activity: Callable[[], None] | None = None
+    """Hands the native data plane's activity to the core (before peers/metrics show)."""
+    native_stats: Callable[[], dict[str, int]] | None = None
+    """The native data plane's counters (service/dataplane.py), when it runs."""
 
 
 class DaemonControl:
@@ -92,7 +96,13 @@ class DaemonControl:
 
     # --- ApiControl -----------------------------------------------------------------
 
+    def _fresh(self) -> None:
+        report = self._parts.report_activity
+        if report is not None:
+            report()
+
     def node_status(self) -> NodeStatus:
+        self._fresh()
         return self._parts.node.status(now_ms())
 
     def service_settings(self) -> dict[str, object]:
@@ -128,6 +138,7 @@ class DaemonControl:
             raise ValueError(str(e)) from None
 
     def peers(self) -> list[PeerStatus]:
+        self._fresh()
         return self._parts.node.peer_status(now_ms())
 
     def moons(self) -> list[MoonStatus]:
@@ -148,6 +159,7 @@ class DaemonControl:
     def metrics_text(self) -> str | None:
         """Prometheus text: zerotier-one's families and ztone's own counters
         (:mod:`ztone.service.metrics`)."""
+        self._fresh()
         parts = self._parts
         counters = dict(parts.node.counters)
         counters["bugs"] = parts.counters.bugs
@@ -155,6 +167,9 @@ class DaemonControl:
         counters["udp_rx_shed"] = parts.udp.rx_shed
         counters["port_frames_dropped"] = parts.pump.frames_dropped
         counters["port_read_errors"] = parts.pump.read_errors
+        if parts.native_stats is not None:
+            for name, value in parts.native_stats().items():
+                counters[f"dataplane_{name}"] = value
         fallback = parts.fallback
         if fallback is not None:
             counters["tcp_fallback_connects"] = fallback.connects

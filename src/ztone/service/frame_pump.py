@@ -34,6 +34,9 @@ MAX_READ_ERRORS = 3
 
 FrameSink = Callable[[int, int, int, int, bytes], None]
 """``(nwid, source MAC, destination MAC, ethertype, payload)`` into the core."""
+BurstReader = Callable[[int, FrameDevice, int], list[EthernetFrame] | None]
+"""``reader(nwid, device, limit)``: read the device itself (the native data plane sends
+what it can) and return the frames left for the sink, or None: the pump reads."""
 BatchEnd = Callable[[], None]
 """Called after the frames of one wakeup went to the sink: the service's cue to act."""
 
@@ -78,6 +81,11 @@ class FramePump:
         """Failed reads (every device)."""
         self.handler_errors = 0
         """Frames whose sink raised."""
+        self._burst: BurstReader | None = None
+
+    def set_burst_reader(self, reader: BurstReader | None) -> None:
+        """Let ``reader`` read the ports first from now on (None: the pump reads)."""
+        self._burst = reader
 
     def attach(self, nwid: int, tap: Tap) -> None:
         """Watch ``tap``'s device for network ``nwid`` (replacing a port attached before)."""
@@ -99,6 +107,13 @@ class FramePump:
     def close(self) -> None:
         for nwid in list(self._ports):
             self.detach(nwid)
+
+    def port(self, nwid: int) -> tuple[FrameDevice, LinkConfig] | None:
+        """The device and link of ``nwid``'s port while it is attached and read."""
+        port = self._ports.get(nwid)
+        if port is None or port.fd < 0:
+            return None
+        return port.device, port.link
 
     def reading(self, nwid: int) -> bool:
         """Whether the pump still watches ``nwid``'s device."""
@@ -141,7 +156,10 @@ class FramePump:
 
     def _readable(self, port: _Attached) -> None:
         try:
-            frames = port.device.read_batch(self._batch)
+            burst = self._burst
+            frames = burst(port.nwid, port.device, self._batch) if burst is not None else None
+            if frames is None:
+                frames = port.device.read_batch(self._batch)
         except FrameDeviceError as e:
             port.read_errors += 1
             self.read_errors += 1
@@ -181,4 +199,11 @@ class FramePump:
             log.debug("network %016x: remove_reader: %s", port.nwid, e)
 
 
-__all__ = ["MAX_FRAMES_PER_WAKEUP", "MAX_READ_ERRORS", "BatchEnd", "FramePump", "FrameSink"]
+__all__ = [
+    "MAX_FRAMES_PER_WAKEUP",
+    "MAX_READ_ERRORS",
+    "BatchEnd",
+    "BurstReader",
+    "FramePump",
+    "FrameSink",
+]

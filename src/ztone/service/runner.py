@@ -34,6 +34,7 @@ from ztone.node.actions import (
     PutState,
     SendPacket,
 )
+from ztone.node.constants import FAST_GRANT_SYNC
 from ztone.node.node import Node, PhysicalPathSetting
 from ztone.node.wire.identity import Identity
 from ztone.node.wire.inetaddress import InetAddress
@@ -61,6 +62,7 @@ from ztone.service.config import (
 )
 from ztone.service.control import DaemonControl, DaemonCounters, DaemonParts
 from ztone.service.controller_lazy import LazyController, controller_location, needed_at_start
+from ztone.service.dataplane import NativeDataplane, native_dataplane_module
 from ztone.service.entropy import RandomPool
 from ztone.service.frame_pump import FramePump
 from ztone.service.home import FileStateStore, Home
@@ -139,6 +141,7 @@ class NodeService:
         self.exit_reason = ""
         self.ports: NetworkPorts | None = None
         self.pump: FramePump | None = None
+        self.dataplane: NativeDataplane | None = None
         self.controller: EmbeddedController | None = None  # once loaded (see lazy_controller)
         self.lazy_controller: LazyController | None = None  # None: no controller at all
         self.controller_store: ControllerStore | None = None
@@ -385,6 +388,7 @@ class NodeService:
         self.pump = FramePump(self._loop, self._on_tap_frame, self._input_batch_end)
         self.ports = NetworkPorts(home, factory, self.pump)
         self.udp = UdpSockets(self._loop, self._on_datagram, self._input_batch_end)
+        self._start_dataplane()
         self.fallback = TcpFallback(
             self._loop, self._on_tunnel_datagram, self._input_batch_end, VERSION, now_ms
         )
@@ -404,6 +408,8 @@ class NodeService:
                 counters=self.counters,
                 primary_port=self.primary_port,
                 secondary_port=self.secondary_port,
+                report_activity=self._report_activity,
+                native_stats=self._native_stats,
             ),
             conf=lambda: self.conf,
             listening_on=self.listening_on,
@@ -446,6 +452,8 @@ class NodeService:
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         self._tasks.append(asyncio.create_task(self._scan_multicast()))
         self._tasks.append(asyncio.create_task(self._tick_fallback()))
+        if self.dataplane is not None:
+            self._tasks.append(asyncio.create_task(self._tick_dataplane()))
         if self.lease is not None:
             self._tasks.append(asyncio.create_task(self._watch_lease(self.lease)))
         # What start-up built (modules, settings, the API's routes) lives as long as the
@@ -462,6 +470,7 @@ class NodeService:
             self.crypto.name,
         )
         log.info("fast path: %s", "on" if self.node.fastpath is not None else "off")
+        log.info("native receive data plane: %s", "on" if self.dataplane is not None else "off")
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         """Start, call ``ready`` (the API answers from then on), serve until :meth:`stop`,
@@ -505,6 +514,12 @@ class NodeService:
         if self.api is not None:
             self.api.close()
             await self.api.wait_closed()
+        if self.dataplane is not None:
+            self.udp.set_burst_reader(None)
+            if self.pump is not None:
+                self.pump.set_burst_reader(None)
+            self.dataplane.close()  # before any port's fd closes
+            self.dataplane = None
         if self.ports is not None:
             self.ports.close()
         if self.frontends is not None:
@@ -542,6 +557,62 @@ class NodeService:
             self.counters.bugs += 1
             log.exception("BUG: datagram from %s (TCP relay) raised", remote)
         self._input_taken()
+
+    def _start_dataplane(self) -> None:
+        """The native receive data plane, when the accelerator has one (Linux) and the
+        node has a fast path (:mod:`ztone.service.dataplane`)."""
+        native = native_dataplane_module(self.crypto.native)
+        if native is None or self.pump is None or not self.node.enable_receive_grants():
+            return
+        counters = self.counters
+
+        def received(now: int, remote: InetAddress, size: int) -> None:
+            # what _on_datagram notes for each datagram, for those the table carried
+            counters.udp_rx_bytes += size
+            if self.fallback is not None:
+                self.fallback.udp_received(now, remote, size)
+
+        def udp_allowed() -> bool:
+            return self.fallback is None or not self.fallback.settings.force
+
+        def udp_only() -> bool:
+            # while the TCP fallback tunnels (or is forced), datagrams go by fallback.send
+            fallback = self.fallback
+            return fallback is None or not (fallback.settings.force or fallback.active)
+
+        def sent(remote: InetAddress, size: int) -> None:
+            udp.tx_bytes += size
+
+        udp = self.udp
+        self.dataplane = NativeDataplane(
+            native,
+            self.node,
+            self.pump,
+            now_ms,
+            lambda: udp.queues_empty,
+            received,
+            udp_allowed,
+            udp.socket_fd,
+            sent,
+            udp_only,
+        )
+        udp.set_burst_reader(self.dataplane.reader)
+        self.pump.set_burst_reader(self.dataplane.tx_reader)
+
+    def _report_activity(self) -> None:
+        """Before the API shows peers, paths or metrics: the native activity in the core."""
+        if self.dataplane is not None:
+            self.dataplane.report()
+            self._after_input()
+
+    def _native_stats(self) -> dict[str, int]:
+        return self.dataplane.stats() if self.dataplane is not None else {}
+
+    async def _tick_dataplane(self) -> None:
+        while True:
+            await asyncio.sleep(FAST_GRANT_SYNC / 1000)
+            if self.dataplane is not None and self.dataplane.active:
+                self._after_input()
 
     def _configure_fallback(self) -> None:
         if self.fallback is None:
@@ -594,7 +665,12 @@ class NodeService:
             except Exception:
                 self.counters.bugs += 1
                 log.exception("BUG: pushing configs after a controller change raised")
+        dataplane = self.dataplane
+        if dataplane is not None:
+            dataplane.report()  # may queue actions (a gate's announcements)
         self._apply(self.node.drain_actions(), send=True)
+        if dataplane is not None:
+            dataplane.mirror()  # after the actions: a port closed is no longer granted
         deadline = self.node.next_deadline()
         if self._timer is not None and self._timer_deadline == deadline:
             return

@@ -22,6 +22,10 @@ sending as fast as it can then delays another's ping by one round, not by the wh
 backlog. Bounds: ``RX_SOURCES`` sources waiting, ``RX_PER_SOURCE`` datagrams from
 one, ``RX_BYTES`` bytes in all; past the last, the newest datagram of the source with
 the most waiting is dropped (a flood makes room for a newcomer, not the reverse).
+
+With a burst reader (:meth:`UdpSockets.set_burst_reader`: the native data plane of
+:mod:`ztone.service.dataplane`), a readable socket is read by it instead; the
+datagrams it does not consume itself come back and are queued here exactly as read.
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ MAX_GSO_BYTES = 65535 - 40 - 8
 _GSO_UNSUPPORTED = (errno.ENOPROTOOPT, errno.EOPNOTSUPP)
 
 DatagramHandler = Callable[[int, InetAddress, bytes], None]
+BurstReader = Callable[[int, int], list[tuple[str, int, bytes]]]
+"""``reader(fd, socket id)``: read the socket until it would block (or a budget) and
+return the datagrams left for the core as ``(host, port, datagram)``, in arrival order."""
 
 
 @dataclass
@@ -109,6 +116,7 @@ class UdpSockets:
         self._waiting_bytes = 0
         self._fattest: tuple[int, InetAddress] | None = None  # most waiting (kept lazily)
         self._hand_scheduled = False
+        self._burst: BurstReader | None = None
         self.rx_shed = 0  # datagrams dropped because their source's queue was full
 
     @property
@@ -169,11 +177,33 @@ class UdpSockets:
             self._addr_cache[key] = remote
         return remote
 
+    def socket_fd(self, sock_id: int, remote: InetAddress) -> int | None:
+        """The fd a datagram from ``sock_id`` to ``remote`` leaves by when it is exactly
+        one socket (as :meth:`send` would pick it), else None."""
+        family = socket.AF_INET if remote.ip.version == 4 else socket.AF_INET6
+        targets = self._targets(sock_id, family)
+        return targets[0].sock.fileno() if len(targets) == 1 else None
+
+    def set_burst_reader(self, reader: BurstReader | None) -> None:
+        """Read every socket with ``reader`` from now on (None: udp.py's own reads)."""
+        self._burst = reader
+
+    @property
+    def queues_empty(self) -> bool:
+        """No datagram read waits for the core."""
+        return not self._waiting
+
     def _on_readable(self, sock_id: int) -> None:
         bound = self._sockets.get(sock_id)
         if bound is None:
             return
-        if bound.gro:
+        burst = self._burst
+        if burst is not None:
+            queue = self._queue
+            remote = self._remote
+            for host, port, data in burst(bound.sock.fileno(), sock_id):
+                queue((sock_id, remote((host, port))), data)
+        elif bound.gro:
             self._read_gro(sock_id, bound.sock)
         else:
             self._read(sock_id, bound.sock)

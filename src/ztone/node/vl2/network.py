@@ -333,6 +333,16 @@ class Network:
 
     # --- filtering --------------------------------------------------------------------
 
+    def rules(self) -> list[Rule]:
+        """The current config's base rule table, parsed (empty without a config)."""
+        c = self.config
+        if c is None:
+            return []
+        rules = self.parsed_rules
+        if rules is None:
+            rules = self.parsed_rules = _rules(c.rules_raw, c.rule_count)
+        return rules
+
     def filter(
         self,
         host: NetworkHost,

@@ -156,8 +156,6 @@ class TunDevice:
         frames: list[EthernetFrame] = []
         fd = self._fd
         buf = self._rbuf
-        view = self._rview
-        at = VNET_HDR_LEN if self.vnet else 0
         for _ in range(limit):
             if fd < 0:
                 break
@@ -171,20 +169,41 @@ class TunDevice:
                 if frames:
                     break
                 raise FrameDeviceError(f"{self.name}: read failed: {e}") from None
-            # a checksum to finish or GSO (offloads are never switched on)
-            if at and (buf[0] or buf[1]) and not self._finish_checksum(n):
-                continue
-            if n <= at + 14:  # upstream needs more than a bare header
-                continue
-            frames.append(
-                (
-                    int.from_bytes(view[at + 6 : at + 12], "big"),
-                    int.from_bytes(view[at : at + 6], "big"),
-                    (buf[at + 12] << 8) | buf[at + 13],
-                    bytes(view[at + 14 : n]),
-                )
-            )
+            self._parse(n, frames)
         return frames
+
+    def frames_of(self, reads: list[bytes]) -> list[EthernetFrame]:
+        """The frames of reads made elsewhere from this device's fd (as :meth:`read_batch`
+        would have made them: the native data plane's ``tx_burst`` gives back what it
+        did not send)."""
+        frames: list[EthernetFrame] = []
+        buf = self._rbuf
+        for data in reads:
+            n = len(data)
+            if n > len(buf):
+                continue
+            buf[:n] = data
+            self._parse(n, frames)
+        return frames
+
+    def _parse(self, n: int, frames: list[EthernetFrame]) -> None:
+        """Append the frame of the ``n`` bytes read into the buffer, if it is one."""
+        buf = self._rbuf
+        view = self._rview
+        at = VNET_HDR_LEN if self.vnet else 0
+        # a checksum to finish or GSO (offloads are never switched on)
+        if at and (buf[0] or buf[1]) and not self._finish_checksum(n):
+            return
+        if n <= at + 14:  # upstream needs more than a bare header
+            return
+        frames.append(
+            (
+                int.from_bytes(view[at + 6 : at + 12], "big"),
+                int.from_bytes(view[at : at + 6], "big"),
+                (buf[at + 12] << 8) | buf[at + 13],
+                bytes(view[at + 14 : n]),
+            )
+        )
 
     def _finish_checksum(self, n: int) -> bool:
         """A frame read with a virtio_net_hdr asking for work: finish it in the buffer."""

@@ -1,0 +1,498 @@
+"""The native receive data plane (``_speedups.Dataplane``, service/dataplane.py) writes
+exactly what the general path's DeliverFrame would, and gives everything else back.
+
+Two simulated members (tests/sim) make the traffic: b's core grants a's frames once
+one went through its general path; that grant is mirrored into a real native table;
+a's datagrams are then sent over real UDP sockets on loopback to a socket the native
+table reads, and its port is one end of a real socketpair (one message per frame).
+The reference is b's general path fed the same datagrams: each DeliverFrame as the
+TAP would get it (a virtio_net_hdr of zeros, our MAC, the member's MAC, ethertype,
+payload). The grant's path is the real sender socket's address (the simulator's
+endpoints are not real sockets); the mapping of a grant itself is checked separately.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from sim.test_vl2_sim import ETH_IPV4, _eth_payload_ipv4, _ipv4, build, join_and_authorize
+from ztone.crypto import backend
+from ztone.node import bounds as B
+from ztone.node.actions import DeliverFrame, SendPacket
+from ztone.node.fast_grants import Grant, SendGrant, accepted_ethertypes
+from ztone.node.vl1.peer import Peer
+from ztone.node.wire.inetaddress import InetAddress
+from ztone.node.wire.mac import MAC
+from ztone.node.wire.rules import RULE_FLAG_NOT, Rule, RuleType
+from ztone.service.dataplane import native_dataplane_module, native_entry, native_send_entry
+
+NATIVE = backend.NATIVE.native if backend.NATIVE is not None else None
+pytestmark = pytest.mark.skipif(
+    native_dataplane_module(NATIVE) is None or not sys.platform.startswith("linux"),
+    reason="the native accelerator with the data plane (Linux) is not built",
+)
+
+ETH_ARP = 0x0806
+
+
+class Members:
+    """A simulated network with members a and b; b makes receive grants."""
+
+    def __init__(self) -> None:
+        self.net, self.controller, self.nwid = build(
+            seed=5, crypto=backend.NATIVE or backend.PURE, fast_path=True
+        )
+        join_and_authorize(self.net, self.controller, self.nwid)
+        self.a, self.b = self.net.nodes["a"], self.net.nodes["b"]
+        assert self.b.node.enable_receive_grants()
+        nwid = self.nwid
+        self.a_mac = int(MAC.from_address(int(self.a.identity.address), nwid))
+        self.b_mac = int(MAC.from_address(int(self.b.identity.address), nwid))
+        self.a_ip, self.b_ip = _ipv4(self.a, nwid), _ipv4(self.b, nwid)
+        self.net.run(1_000)
+
+    def frame_datagrams(self, payload: bytes, ethertype: int = ETH_IPV4) -> list[bytes]:
+        """a's datagrams for one frame to b (taken from a's actions, not transmitted)."""
+        a = self.a
+        a.node.on_tap_frame(self.net.now, self.nwid, self.a_mac, self.b_mac, ethertype, payload)
+        out = []
+        for action in a.node.drain_actions():
+            if isinstance(action, SendPacket) and action.remote == self.b.endpoint:
+                out.append(bytes(action.data))
+        return out
+
+    def ip_payload(self, size: int, fill: int) -> bytes:
+        return _eth_payload_ipv4(self.a_ip, self.b_ip, bytes([fill]) * size)
+
+    def grant(self) -> Grant:
+        """Send frames through the simulator until b's general path, having delivered
+        one over the direct path, grants a's frames (the first may be relayed)."""
+        for _ in range(5):
+            self.a.node.on_tap_frame(
+                self.net.now, self.nwid, self.a_mac, self.b_mac, ETH_IPV4, self.ip_payload(60, 1)
+            )
+            self.net._drain(self.a)
+            self.net.run(200)
+            _, grants = self.b.node.receive_grants(self.net.now)
+            if grants:
+                break
+        assert len(grants) == 1, grants
+        return grants[0]
+
+    def general_writes(self, datagrams: list[bytes]) -> list[bytes]:
+        """What b's general path writes to the port for ``datagrams`` (from a)."""
+        b = self.b
+        out = []
+        for data in datagrams:
+            b.node.on_wire_packet(self.net.now, 1, self.a.endpoint, data)
+            for action in b.node.drain_actions():
+                if isinstance(action, DeliverFrame):
+                    out.append(tap_bytes(action))
+        return out
+
+
+def tap_bytes(action: DeliverFrame) -> bytes:
+    """A DeliverFrame as a TAP with IFF_VNET_HDR gets it (osdep/linux/tun.py)."""
+    return (
+        bytes(10)
+        + action.destination.to_bytes(6, "big")
+        + action.source.to_bytes(6, "big")
+        + action.ethertype.to_bytes(2, "big")
+        + action.payload
+    )
+
+
+class Wire:
+    """Real sockets: ``rx`` (read by the native table), senders, and a port."""
+
+    def __init__(self) -> None:
+        self.rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rx.bind(("127.0.0.1", 0))
+        self.rx.setblocking(False)
+        self.tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.tx.bind(("127.0.0.1", 0))
+        self.stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.stranger.bind(("127.0.0.1", 0))
+        self.port_in, self.port_out = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.port_out.setblocking(False)
+
+    def send(self, datagrams: list[bytes], sender: socket.socket | None = None) -> None:
+        for data in datagrams:
+            (sender or self.tx).sendto(data, self.rx.getsockname())
+
+    def written(self) -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(self.port_out.recv(65536))
+            except BlockingIOError:
+                return out
+
+    def close(self) -> None:
+        for s in (self.rx, self.tx, self.stranger, self.port_in, self.port_out):
+            s.close()
+
+
+@pytest.fixture
+def wire() -> Iterator[Wire]:
+    w = Wire()
+    yield w
+    w.close()
+
+
+def table(members: Members, grant: Grant, wire: Wire, **changes: Any) -> Any:
+    """A native table holding ``grant`` for the path of ``wire.tx`` (socket id 1)."""
+    host, port = wire.tx.getsockname()
+    grant = replace(grant, remote=InetAddress(ipaddress.ip_address(host), port), **changes)
+    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
+        int(members.b.identity.address).to_bytes(5, "big"),
+        B.FAST_GRANTS,
+        B.FAST_REASSEMBLY_SLOTS,
+        B.FAST_REASSEMBLY_TIMEOUT,
+    )
+    dp.replace([native_entry(NATIVE, grant, wire.port_in.fileno(), True, 2800)])  # type: ignore[arg-type]
+    return dp
+
+
+def burst(dp: Any, wire: Wire, now: int, expect: int) -> list[tuple[str, int, bytes]]:
+    """rx_burst until ``expect`` datagrams were delivered or given back (loopback
+    delivers at once, but the test must not rely on it: bounded retries)."""
+    passed: list[tuple[str, int, bytes]] = []
+    start = dp.stats()["delivered"]
+    for _ in range(20):
+        passed += dp.rx_burst(wire.rx.fileno(), 1, now, 1024)
+        if dp.stats()["delivered"] - start + len(passed) >= expect:
+            break
+        time.sleep(0.01)
+    return passed
+
+
+def test_grant_row_is_the_grant(wire: Wire) -> None:
+    m = Members()
+    grant = m.grant()
+    assert grant.nwid == m.nwid and grant.peer == int(m.a.identity.address)
+    assert grant.remote == m.a.endpoint and grant.local_socket == 1
+    assert grant.mac == m.b_mac and grant.peer_mac == m.a_mac
+    row = native_entry(NATIVE, grant, 7, True, 1500)  # type: ignore[arg-type]
+    assert row[:10] == (
+        m.nwid,
+        int(m.a.identity.address),
+        1,
+        m.a.endpoint.ip.packed,
+        m.a.endpoint.port,
+        7,
+        True,
+        1500,
+        m.b_mac,
+        m.a_mac,
+    )
+    assert row[10] == grant.ethertypes and row[12] == grant.key.salsa_key
+
+
+@pytest.mark.parametrize("aes", [True, False], ids=["suite3", "suite1"])
+def test_native_writes_what_the_general_path_delivers(
+    wire: Wire, monkeypatch: pytest.MonkeyPatch, aes: bool
+) -> None:
+    if not aes:
+        monkeypatch.setattr(Peer, "supports_aes", property(lambda self: False))
+    m = Members()
+    grant = m.grant()
+    frames = [
+        m.frame_datagrams(m.ip_payload(60, 2)),
+        m.frame_datagrams(m.ip_payload(2780, 3)),  # a head and a fragment
+        m.frame_datagrams(m.ip_payload(1300, 4)),
+        m.frame_datagrams(m.ip_payload(2780, 5)),
+    ]
+    assert [len(f) for f in frames] == [1, 2, 1, 2]
+    suites = {(f[0][18] >> 3) & 7 for f in frames}
+    assert suites == ({3} if aes else {1})
+    sent = [
+        frames[0][0],
+        frames[1][1],  # reordered: the fragment before its head
+        frames[1][0],
+        frames[1][1],  # a duplicated fragment
+        frames[2][0],
+        frames[3][0],
+        frames[3][0],  # a duplicated head
+        frames[3][1],
+    ]
+    dp = table(m, grant, wire)
+    wire.send(sent)
+    passed = burst(dp, wire, m.net.now, 4)
+    assert passed == []
+    native = wire.written()
+    general = m.general_writes([d for f in frames for d in f])
+    assert len(general) == 4
+    assert native == general
+    stats = dp.stats()
+    assert stats["delivered"] == 4 and stats["passed"] == 0
+    (record,) = dp.drain()
+    nwid, peer, sock_id, ip, port, datagrams, packets, size, last = record
+    assert (nwid, peer, sock_id, packets, last) == (m.nwid, grant.peer, 1, 4, m.net.now)
+    assert (ip, port) == (socket.inet_aton(wire.tx.getsockname()[0]), wire.tx.getsockname()[1])
+    assert datagrams == 6 and size == sum(len(d) for f in frames for d in f) - 32
+    assert dp.drain() == []
+
+
+def test_hostile_and_ungranted_datagrams_come_back_unchanged(wire: Wire) -> None:
+    m = Members()
+    grant = m.grant()
+    good = m.frame_datagrams(m.ip_payload(60, 7))[0]
+    big = m.frame_datagrams(m.ip_payload(2780, 8))
+    arp = m.frame_datagrams(bytes(28), ETH_ARP)[0]
+    tampered = bytearray(good)
+    tampered[-1] ^= 1
+    to_other = bytearray(good)
+    to_other[8:13] = bytes(5)
+    relayed = bytearray(good)
+    relayed[18] |= 1
+    bad_total = bytearray(big[1])
+    bad_total[14] = 0x91  # 9 pieces
+    hostile = [
+        os.urandom(200),
+        b"",
+        b"\x00" * 13,
+        bytes(tampered),  # MAC does not hold
+        bytes(to_other),  # not to us
+        bytes(relayed),  # a hop count
+        big[1][:16],  # a truncated fragment (no data)
+        bytes(bad_total),
+        good[:30],  # truncated packet
+    ]
+    dp = table(m, grant, wire, ethertypes=(ETH_IPV4,))
+    wire.send(hostile)
+    wire.send([good], wire.stranger)  # an ungranted path
+    wire.send([arp])  # an ethertype the grant does not cover
+    passed = burst(dp, wire, m.net.now, len(hostile) + 2)
+    stranger = wire.stranger.getsockname()
+    tx = wire.tx.getsockname()
+    assert [(h, p) for h, p, _ in passed] == [tx] * len(hostile) + [stranger, tx]
+    assert [d for _, _, d in passed] == [*hostile, good, arp]
+    assert wire.written() == []
+    assert dp.drain() == []
+    # an expired grant and another network's grant take nothing either
+    dp = table(m, grant, wire, expires=m.net.now)
+    wire.send([good])
+    assert [d for _, _, d in burst(dp, wire, m.net.now, 1)] == [good]
+    dp = table(m, grant, wire, nwid=m.nwid ^ 1)
+    wire.send([good])
+    assert [d for _, _, d in burst(dp, wire, m.net.now, 1)] == [good]
+    assert wire.written() == []
+
+
+def test_a_flood_of_heads_is_bounded_and_counted(wire: Wire) -> None:
+    m = Members()
+    grant = m.grant()
+    dp = table(m, grant, wire)
+    head = bytearray(m.frame_datagrams(m.ip_payload(2780, 9))[0])
+    flood = B.FAST_REASSEMBLY_SLOTS + 100
+    for i in range(flood):
+        head[0:8] = i.to_bytes(8, "big")
+        wire.send([bytes(head)])
+        if i % 64 == 63:
+            assert dp.rx_burst(wire.rx.fileno(), 1, m.net.now, 1024) == []
+    assert dp.rx_burst(wire.rx.fileno(), 1, m.net.now, 1024) == []
+    stats = dp.stats()
+    assert stats["reassembly_evicted"] == flood - B.FAST_REASSEMBLY_SLOTS
+    # after the timeout, a held set is dropped and counted as expired
+    later = m.net.now + B.FAST_REASSEMBLY_TIMEOUT + 1
+    frame = m.frame_datagrams(m.ip_payload(2780, 10))
+    wire.send(frame)
+    assert burst(dp, wire, later, 1) == []
+    assert dp.stats()["reassembly_expired"] >= 1
+    assert len(wire.written()) == 1  # the flood wrote nothing, the frame its one
+
+
+def test_a_set_that_is_not_the_steady_state_comes_back_as_received(wire: Wire) -> None:
+    m = Members()
+    grant = m.grant()
+    big = m.frame_datagrams(m.ip_payload(2780, 11))
+    dp = table(m, grant, wire, ethertypes=(ETH_ARP,))  # IPv4 is not granted
+    wire.send([big[1], big[0]])
+    passed = burst(dp, wire, m.net.now, 2)
+    assert [d for _, _, d in passed] == [big[0], big[1]]  # head first
+    assert wire.written() == []
+    # the general path makes the same frame of them
+    assert len(m.general_writes([d for _, _, d in passed])) == 1
+
+
+def test_ethertype_rules() -> None:
+    def rule(t: int, ethertype: int = 0) -> Rule:
+        return Rule(t=t, ethertype=ethertype)
+
+    accept = rule(RuleType.ACTION_ACCEPT)
+    drop = rule(RuleType.ACTION_DROP)
+    not_eth = int(RuleType.MATCH_ETHERTYPE) | RULE_FLAG_NOT
+    assert accepted_ethertypes([accept]) is None
+    usual = [rule(not_eth, 0x0800), rule(not_eth, 0x0806), rule(not_eth, 0x86DD), drop, accept]
+    assert accepted_ethertypes(usual) == (0x0800, 0x0806, 0x86DD)
+    assert accepted_ethertypes([]) is False
+    assert accepted_ethertypes([drop, accept]) is False
+    assert accepted_ethertypes([*usual[:3], drop]) is False
+    ored = [rule(not_eth, 0x0800), rule(not_eth | 0x40, 0x0806), drop, accept]
+    assert accepted_ethertypes(ored) is False
+    plain = [rule(int(RuleType.MATCH_ETHERTYPE), 0x0800), drop, accept]
+    assert accepted_ethertypes(plain) is False
+
+
+def test_grants_are_revoked_when_membership_or_config_changes() -> None:
+    m = Members()
+    grant = m.grant()
+    version, grants = m.b.node.receive_grants(m.net.now)
+    assert grants == [grant]
+    # activity renews and is counted as the general path would
+    peer = m.b.node.peers[grant.peer]
+    rx_before = peer.metrics.rx
+    later = m.net.now + 1_000
+    m.b.node.on_fast_activity(later, [(m.nwid, grant.peer, 1, grant.remote, 3, 2, 500, later - 10)])
+    assert peer.metrics.rx == rx_before + 2 and peer.last_receive == later - 10
+    assert grant.path.last_in == later - 10
+    assert grant.expires > later
+    # the controller deauthorizes a: b's next config (a new object) revokes the grant
+    m.controller.authorize(m.nwid, grant.peer, False, m.net.now)
+    m.net.run(130_000, lambda: not m.b.node.receive_grants(m.net.now)[1])
+    assert m.b.node.receive_grants(m.net.now)[1] == []
+    assert m.b.node.receive_grants(m.net.now)[0] != version
+
+
+def send_grant(m: Members) -> SendGrant:
+    """a's send grant for frames to b (a's fast path sealed one)."""
+    assert m.a.node.enable_receive_grants()
+    for _ in range(5):
+        m.a.node.on_tap_frame(m.net.now, m.nwid, m.a_mac, m.b_mac, ETH_IPV4, m.ip_payload(60, 1))
+        m.net._drain(m.a)
+        m.net.run(200)
+        m.a.node.receive_grants(m.net.now)
+        sends = m.a.node.send_grants()
+        if sends:
+            return sends[0]
+    raise AssertionError("a made no send grant")
+
+
+def vnet_frame(
+    dst: int, src: int, ethertype: int, payload: bytes, header: bytes = bytes(10)
+) -> bytes:
+    return (
+        header
+        + dst.to_bytes(6, "big")
+        + src.to_bytes(6, "big")
+        + ethertype.to_bytes(2, "big")
+        + payload
+    )
+
+
+@pytest.mark.parametrize("aes", [True, False], ids=["suite3", "suite1"])
+def test_native_send_is_what_the_member_receives(
+    wire: Wire, monkeypatch: pytest.MonkeyPatch, aes: bool
+) -> None:
+    if not aes:
+        monkeypatch.setattr(Peer, "supports_aes", property(lambda self: False))
+    m = Members()
+    grant = send_grant(m)
+    assert (grant.nwid, grant.dst_mac, grant.src_mac) == (m.nwid, m.b_mac, m.a_mac)
+    assert grant.remote == m.b.endpoint and grant.aes == aes
+    host, port = wire.rx.getsockname()
+    real = replace(grant, remote=InetAddress(ipaddress.ip_address(host), port))
+    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
+        int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
+    )
+    dp.replace_send([native_send_entry(NATIVE, real, wire.tx.fileno(), 2800)])  # type: ignore[arg-type]
+    payloads = [m.ip_payload(60, 2), m.ip_payload(2780, 3), m.ip_payload(1300, 4)]
+    for p in payloads:
+        wire.port_out.send(vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, p))
+    port_fd = wire.port_in.fileno()
+    wire.port_in.setblocking(False)
+    assert dp.tx_burst(port_fd, True, m.nwid, m.net.now, 128) == []
+    datagrams = []
+    while True:
+        try:
+            datagrams.append(wire.rx.recv(65536))
+        except BlockingIOError:
+            break
+    # the cut is the fast path's own: one, two, one datagrams of the same lengths
+    reference = [m.frame_datagrams(p) for p in payloads]
+    assert [len(d) for d in datagrams] == [len(d) for r in reference for d in r]
+    assert {(d[18] >> 3) & 7 for d in datagrams if d[13] != 0xFF} == ({3} if aes else {1})
+    # b's general path opens them into exactly the frames a's port was given
+    b = m.b
+    delivered = []
+    for d in datagrams:
+        b.node.on_wire_packet(m.net.now, 1, m.a.endpoint, d)
+        delivered += [x for x in b.node.drain_actions() if isinstance(x, DeliverFrame)]
+    assert [(f.nwid, f.source, f.destination, f.ethertype, f.payload) for f in delivered] == [
+        (m.nwid, m.a_mac, m.b_mac, ETH_IPV4, p) for p in payloads
+    ]
+    (record,) = dp.drain_send()
+    assert record[:3] == (m.nwid, grant.peer, grant.local_socket)
+    assert record[5:] == (4, 3, sum(len(d) for d in datagrams), m.net.now)
+    assert dp.stats()["sent"] == 3
+
+
+def test_native_send_gives_back_the_rest_in_order(wire: Wire) -> None:
+    m = Members()
+    grant = send_grant(m)
+    host, port = wire.rx.getsockname()
+    real = replace(
+        grant, remote=InetAddress(ipaddress.ip_address(host), port), ethertypes=(ETH_IPV4,)
+    )
+    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
+        int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
+    )
+    dp.replace_send([native_send_entry(NATIVE, real, wire.tx.fileno(), 1500)])  # type: ignore[arg-type]
+    good = vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, m.ip_payload(60, 5))
+    reads = [
+        good,
+        vnet_frame(m.b_mac ^ 1, m.a_mac, ETH_IPV4, b"x" * 40),  # another MAC
+        good,  # sendable, but after one given back
+    ]
+    others = [
+        vnet_frame(0xFFFFFFFFFFFF, m.a_mac, ETH_ARP, bytes(28)),  # broadcast
+        vnet_frame(m.b_mac, m.a_mac ^ 2, ETH_IPV4, b"y" * 40),  # bridged source
+        vnet_frame(m.b_mac, m.a_mac, ETH_ARP, bytes(28)),  # ethertype not granted
+        vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, bytes(1600)),  # over the port's MTU
+        vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, b"z" * 40, b"\x01" + bytes(9)),  # csum flag
+        bytes(20),  # a bare header
+    ]
+    wire.port_in.setblocking(False)
+    for r in reads:
+        wire.port_out.send(r)
+    assert dp.tx_burst(wire.port_in.fileno(), True, m.nwid, m.net.now, 128) == reads[1:]
+    for r in others:
+        wire.port_out.send(r)
+        assert dp.tx_burst(wire.port_in.fileno(), True, m.nwid, m.net.now, 128) == [r]
+    # expired, or another network: nothing is sent
+    for nwid, now in ((m.nwid, grant.expires), (m.nwid ^ 1, m.net.now)):
+        wire.port_out.send(good)
+        assert dp.tx_burst(wire.port_in.fileno(), True, nwid, now, 128) == [good]
+    assert dp.stats()["sent"] == 1
+    assert len([1 for _ in iter(lambda: _recv(wire.rx), None)]) == 1
+
+
+def _recv(sock: socket.socket) -> bytes | None:
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:
+        return None
+
+
+def test_send_grants_follow_the_best_path_and_config() -> None:
+    m = Members()
+    grant = send_grant(m)
+    node = m.a.node
+    assert node.send_grants() == [grant]
+    node.on_fast_send_activity(
+        m.net.now, [(m.nwid, grant.peer, 1, grant.remote, 2, 1, 100, m.net.now)]
+    )
+    assert grant.path.last_out == m.net.now
+    later = grant.expires
+    node.receive_grants(later)
+    assert node.send_grants() == []  # expired: never renewed by activity
