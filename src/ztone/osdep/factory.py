@@ -98,6 +98,8 @@ def default_tap_factory(
         # ZTONE_LIBDLPI); libdlpi is loaded on the first port.
         return IllumosTapFactory()
     if backend == USERSPACE:
+        from ztone.osdep.userspace import UserspaceTapFactory  # noqa: PLC0415 (lazy)
+
         return UserspaceTapFactory()
     raise TapError(f"no virtual network backend for {sys.platform}")
 
