@@ -19,7 +19,10 @@ For each N (cumulative) it prints:
 * the core's CPU per virtual second over a steady window at upstream's intervals
   (every peer: a full HELLO every 224 s, a WHOIS and a relayed packet once per 224 s,
   §8.4), split into packet handling and the periodic work (``on_timer``: the 5 s ping
-  pass, the 30 s housekeeping), and the slowest single ``on_timer`` call.
+  pass, the 30 s housekeeping), and the slowest single ``on_timer`` call;
+* the garbage collector's pauses over that window: how many collections, how many
+  full, the longest, with the daemon's ``CollectorPolicy`` (``service/collector.py``)
+  or, with ``--no-gc-policy``, as the interpreter schedules them.
 
 No sockets, no namespaces: nothing is sent anywhere. Prints numbers; asserts nothing.
 """
@@ -53,6 +56,7 @@ from ztone.node.wire.address import Address  # noqa: E402
 from ztone.node.wire.identity import Identity  # noqa: E402
 from ztone.node.wire.inetaddress import InetAddress  # noqa: E402
 from ztone.node.wire.packet import Verb, build_packet  # noqa: E402
+from ztone.service.collector import CollectorPolicy  # noqa: E402
 
 PERIOD = 224_000  # ms: a leaf's full HELLO to a root with a live path (§8.4)
 GATE = 2_001  # ms: one new identity per source /24 per 2 s (§6.2.2)
@@ -114,6 +118,7 @@ class Lab:
         self.packet_cpu = 0.0
         self.timer_cpu = 0.0
         self.timer_max = 0.0
+        self.collector: CollectorPolicy | None = None
         self.answered = 0
         self.sent = 0
 
@@ -159,6 +164,8 @@ class Lab:
             dt = time.process_time() - t
             self.timer_cpu += dt
             self.timer_max = max(self.timer_max, dt)
+            if self.collector is not None:
+                self.collector.tick(self.now / 1000)
             self.pump()
 
     def hello(self, i: int) -> bytes:
@@ -210,6 +217,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--peers", default="1000,10000,50000")
     parser.add_argument("--window", type=int, default=448, help="virtual seconds (2 periods)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-gc-policy", action="store_true",
+                        help="the interpreter's own collections (no CollectorPolicy)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         levels = [int(x) for x in args.peers.split(",") if x.strip()]
@@ -220,6 +229,22 @@ def main(argv: list[str]) -> int:
     if not 10 <= args.window <= 7200:
         parser.error("--window: 10..7200 virtual seconds")
     lab = Lab(args.seed)
+    # As the daemon does: start-up's objects frozen, then (unless --no-gc-policy) its
+    # CollectorPolicy on the virtual clock; every collection's pause is recorded.
+    gc.collect()
+    gc.freeze()
+    if not args.no_gc_policy:
+        lab.collector = CollectorPolicy(lab.now / 1000)
+    pauses: list[tuple[int, float]] = []
+    started: list[float] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            pauses.append((info["generation"], time.perf_counter() - started[0]))
+
+    gc.callbacks.append(watch)
     base = deep_size(lab.node)
     print(f"core with no peer: {base / 1024:.0f} KiB reachable from the Node; "
           f"MAX_ROOT_PEERS = {MAX_ROOT_PEERS:,}")  # fmt: skip
@@ -237,7 +262,9 @@ def main(argv: list[str]) -> int:
         peers = len(lab.node.peers)
         lab.packet_cpu = lab.timer_cpu = lab.timer_max = 0.0
         sent0 = lab.sent
+        pauses.clear()
         lab.steady(n, args.window * 1000)
+        full = [p for g, p in pauses if g == 2]
         window = args.window
         cpu = lab.packet_cpu + lab.timer_cpu
         gc.collect()
@@ -254,6 +281,11 @@ def main(argv: list[str]) -> int:
               f"{100 * lab.packet_cpu / window:.2f}%, "
               f"timers {100 * lab.timer_cpu / window:.2f}%; slowest on_timer "
               f"{1e3 * lab.timer_max:.1f} ms)")  # fmt: skip
+        policy = "the interpreter's own" if args.no_gc_policy else "the daemon's CollectorPolicy"
+        print(f"  garbage collector ({policy}): "
+              f"{len(pauses)} collections, {len(full)} full, longest "
+              f"{1e3 * max((p for _, p in pauses), default=0):.1f} ms, longest full "
+              f"{1e3 * max(full, default=0):.1f} ms")  # fmt: skip
     return 0
 
 

@@ -54,6 +54,7 @@ from ztone.service.api.routes import ApiRouter
 from ztone.service.api.ui import UiGate, ui_routes
 from ztone.service.api.ui_session import UiSessions
 from ztone.service.clock import now_ms
+from ztone.service.collector import CollectorPolicy
 from ztone.service.config import (
     DEFAULT_PRIMARY_PORT,
     ConfigError,
@@ -151,6 +152,7 @@ class NodeService:
         self.counters = DaemonCounters()
         self.control: DaemonControl | None = None
         self.fallback: TcpFallback | None = None
+        self.collector: CollectorPolicy | None = None
         self.userspace_settings = UserspaceSettings()
         self.port_factory: ChoosingTapFactory | None = None
         # The no-root front-ends and the user-space network stack under them are loaded
@@ -461,6 +463,8 @@ class NodeService:
         # walking those ~50,000 objects holds every packet up for tens of milliseconds.
         gc.collect()
         gc.freeze()
+        # Later survivors are frozen periodically too (a root's peers: service/collector).
+        self.collector = CollectorPolicy(time.monotonic())
         log.info(
             "ztone %s node %s listening on UDP %d%s (crypto: %s)",
             __version__,
@@ -892,6 +896,8 @@ class NodeService:
                 except ConfigError as e:
                     self._conf_mtime = mtime
                     log.error("%s (keeping the previous settings)", e)
+            if self.collector is not None:
+                self.collector.tick(time.monotonic())
             if time.monotonic() - last_refresh >= BINDER_REFRESH_PERIOD:
                 last_refresh = time.monotonic()
                 self.node.set_local_addresses(self.listening_on())
