@@ -31,6 +31,7 @@ from sim.test_vl2_sim import ETH_IPV4, _eth_payload_ipv4, _ipv4, build, join_and
 from ztone.crypto import backend
 from ztone.node import bounds as B
 from ztone.node.actions import DeliverFrame, SendPacket
+from ztone.node.constants import FAST_GRANT_LIFETIME
 from ztone.node.fast_grants import Grant, SendGrant, accepted_ethertypes
 from ztone.node.vl1.peer import Peer
 from ztone.node.wire.inetaddress import InetAddress
@@ -498,7 +499,39 @@ def test_send_grants_follow_the_best_path_and_config() -> None:
     assert grant.path.last_out == m.net.now
     later = grant.expires
     node.receive_grants(later)
-    assert node.send_grants() == []  # expired: never renewed by activity
+    assert node.send_grants() == []  # expired: no activity since it was renewed
+
+
+def test_send_grants_are_renewed_by_activity_and_push_credentials_when_due() -> None:
+    """Steady traffic keeps a send grant (before, one frame in each FAST_GRANT_LIFETIME
+    took the general path, a ping in eight 0.4 ms slower); the renewal does the general
+    path's duty for the frames the table sent: our credentials go to the member when
+    due."""
+    m = Members()
+    grant = send_grant(m)
+    node = m.a.node
+    version = node.receive_grants(m.net.now)[0]
+    first_expiry = grant.expires
+    membership = node.networks[m.nwid].membership(grant.peer)
+    pushed = membership.last_pushed_credentials
+    t = first_expiry - 100
+    record = (m.nwid, grant.peer, grant.local_socket, grant.remote, 1, 1, 100, t - 5)
+    node.on_fast_send_activity(t, [record])
+    assert grant.expires == t + FAST_GRANT_LIFETIME
+    assert membership.last_pushed_credentials == pushed  # not due: nothing pushed
+    # the host mirrors the new expiry (the version moved); at the old one it still holds
+    assert node.receive_grants(first_expiry)[0] != version
+    assert node.send_grants() == [grant]
+    # a due push (the 500 s timeout) is made by the renewal
+    membership.last_pushed_credentials = t - 600_000
+    t2 = t + 400
+    node.on_fast_send_activity(t2, [(*record[:7], t2)])
+    assert membership.last_pushed_credentials == t2
+    assert grant.expires == t2 + FAST_GRANT_LIFETIME
+    assert any(isinstance(a, SendPacket) for a in node.drain_actions())
+    # no activity: it lapses as before
+    node.receive_grants(grant.expires)
+    assert node.send_grants() == []
 
 
 @functools.cache
