@@ -20,6 +20,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -2727,6 +2728,14 @@ PyDoc_STRVAR(dp_doc,
 "The native receive table of the steady state (see _speedups.pyi): address is ours (5\n"
 "bytes); the bounds come from ztone.node.bounds.");
 
+static PyMemberDef dp_members[] = {
+    /* read per burst by the service (is a port worth reading at once?): a plain
+       attribute, no dict built as stats() does */
+    {"delivered", T_ULONGLONG, offsetof(DataplaneObject, delivered), READONLY,
+     "Frames written to ports so far (the counter stats() names delivered)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject DataplaneType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "ztone._speedups.Dataplane",
@@ -2735,6 +2744,7 @@ static PyTypeObject DataplaneType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = dp_doc,
     .tp_methods = dp_methods,
+    .tp_members = dp_members,
     .tp_init = (initproc)dp_init,
     .tp_new = PyType_GenericNew,
 };

@@ -116,6 +116,8 @@ class Dataplane:
     (tests/service/test_dataplane.py compares them byte for byte).
     """
 
+    delivered: int
+    """Frames written to ports so far (``stats()["delivered"]``, without the dict)."""
     def __init__(
         self, address: bytes, max_grants: int, reassembly_slots: int, reassembly_timeout: int
     ) -> None: ...

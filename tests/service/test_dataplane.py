@@ -13,6 +13,7 @@ endpoints are not real sockets); the mapping of a grant itself is checked separa
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 import os
@@ -31,12 +32,21 @@ from sim.test_vl2_sim import ETH_IPV4, _eth_payload_ipv4, _ipv4, build, join_and
 from ztone.crypto import backend
 from ztone.node import bounds as B
 from ztone.node.actions import DeliverFrame, SendPacket
+from ztone.node.constants import FAST_GRANT_LIFETIME
 from ztone.node.fast_grants import Grant, SendGrant, accepted_ethertypes
 from ztone.node.vl1.peer import Peer
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.mac import MAC
 from ztone.node.wire.rules import RULE_FLAG_NOT, Rule, RuleType
-from ztone.service.dataplane import native_dataplane_module, native_entry, native_send_entry
+from ztone.osdep.fake import FakeLink
+from ztone.osdep.linux.tun import TunDevice
+from ztone.service.dataplane import (
+    NativeDataplane,
+    native_dataplane_module,
+    native_entry,
+    native_send_entry,
+)
+from ztone.service.frame_pump import FramePump
 
 NATIVE = backend.NATIVE.native if backend.NATIVE is not None else None
 pytestmark = pytest.mark.skipif(
@@ -498,7 +508,39 @@ def test_send_grants_follow_the_best_path_and_config() -> None:
     assert grant.path.last_out == m.net.now
     later = grant.expires
     node.receive_grants(later)
-    assert node.send_grants() == []  # expired: never renewed by activity
+    assert node.send_grants() == []  # expired: no activity since it was renewed
+
+
+def test_send_grants_are_renewed_by_activity_and_push_credentials_when_due() -> None:
+    """Steady traffic keeps a send grant (before, one frame in each FAST_GRANT_LIFETIME
+    took the general path, a ping in eight 0.4 ms slower); the renewal does the general
+    path's duty for the frames the table sent: our credentials go to the member when
+    due."""
+    m = Members()
+    grant = send_grant(m)
+    node = m.a.node
+    version = node.receive_grants(m.net.now)[0]
+    first_expiry = grant.expires
+    membership = node.networks[m.nwid].membership(grant.peer)
+    pushed = membership.last_pushed_credentials
+    t = first_expiry - 100
+    record = (m.nwid, grant.peer, grant.local_socket, grant.remote, 1, 1, 100, t - 5)
+    node.on_fast_send_activity(t, [record])
+    assert grant.expires == t + FAST_GRANT_LIFETIME
+    assert membership.last_pushed_credentials == pushed  # not due: nothing pushed
+    # the host mirrors the new expiry (the version moved); at the old one it still holds
+    assert node.receive_grants(first_expiry)[0] != version
+    assert node.send_grants() == [grant]
+    # a due push (the 500 s timeout) is made by the renewal
+    membership.last_pushed_credentials = t - 600_000
+    t2 = t + 400
+    node.on_fast_send_activity(t2, [(*record[:7], t2)])
+    assert membership.last_pushed_credentials == t2
+    assert grant.expires == t2 + FAST_GRANT_LIFETIME
+    assert any(isinstance(a, SendPacket) for a in node.drain_actions())
+    # no activity: it lapses as before
+    node.receive_grants(grant.expires)
+    assert node.send_grants() == []
 
 
 @functools.cache
@@ -556,3 +598,66 @@ def test_fuzzed_datagrams_never_deliver_what_the_general_path_would_not(
     # a frame written to the port is one the general path makes of the good datagrams
     assert all(frame in frames for frame in written)
     assert len(written) == dp.stats()["delivered"] <= len(sent)
+
+
+class _Port:
+    """A Tap over the wire's port socket (a TunDevice reads and writes any datagram fd)."""
+
+    def __init__(self, device: TunDevice, link: FakeLink) -> None:
+        self.device = device
+        self.link = link
+        self.device_name = link.device_name
+
+    def close(self) -> None:
+        self.device.close()
+
+
+def test_a_burst_that_delivered_reads_the_granted_ports_at_once(wire: Wire) -> None:
+    """The host's stack answers a ping (and acknowledges TCP data) inside the write of
+    the frame, so after a burst that delivered, the data plane reads the ports at once:
+    the answer does not wait for another event-loop turn. A burst that delivered
+    nothing reads no port."""
+    m = Members()
+    grant = m.grant()
+    loop = asyncio.new_event_loop()
+    frames: list[tuple[int, int, int, int, bytes]] = []
+    pump = FramePump(loop, lambda *frame: frames.append(frame))
+    wire.port_in.setblocking(False)  # as a TAP is opened (shared with the dup)
+    device = TunDevice(os.dup(wire.port_in.fileno()), "ztlat0", True)
+    try:
+        pump.attach(m.nwid, _Port(device, FakeLink("ztlat0", m.b_mac, 2800)))
+        dp = NativeDataplane(
+            NATIVE,  # type: ignore[arg-type]
+            m.b.node,
+            pump,
+            lambda: m.net.now,
+            lambda: True,
+            lambda *args: None,
+            lambda: True,
+            lambda sock_id, remote: None,
+            lambda remote, size: None,
+            lambda: True,
+        )
+        # the grant for the wire's loopback path (the simulator's addresses are not ours)
+        dp._table = table(m, grant, wire)
+        dp._fds = {m.nwid: device.fileno()}
+        answer = vnet_frame(m.a_mac, m.b_mac, ETH_IPV4, m.ip_payload(60, 7))
+        wire.port_out.send(answer)  # already there, as the host's answer would be
+        dp.after_burst()
+        assert frames == []  # nothing delivered yet: no port read
+        wire.send(m.frame_datagrams(m.ip_payload(60, 2)))
+        for _ in range(20):  # loopback delivers at once, but bounded retries
+            assert dp.reader(wire.rx.fileno(), 1) == []
+            if dp.stats()["delivered"]:
+                break
+            time.sleep(0.01)
+        assert dp.stats()["delivered"] == 1 and len(wire.written()) == 1
+        dp.after_burst()
+        assert frames == [(m.nwid, m.b_mac, m.a_mac, ETH_IPV4, m.ip_payload(60, 7))]
+        wire.port_out.send(answer)
+        dp.after_burst()  # nothing delivered since
+        assert len(frames) == 1
+    finally:
+        pump.close()
+        device.close()
+        loop.close()

@@ -157,3 +157,51 @@ def test_waiting_datagrams_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         assert waiting_bytes() == rx._waiting_bytes <= 3000
     finally:
         loop.close()
+
+
+def test_a_burst_readers_after_hook_runs_once_the_wakeup_was_handed() -> None:
+    """The data plane's cue to read the ports it wrote to: once per wakeup the burst
+    reader read, after what it gave back went to the core (and the batch ended)."""
+
+    async def run() -> list[str]:
+        loop = asyncio.get_running_loop()
+        events: list[str] = []
+        rx = UdpSockets(
+            loop, lambda *args: events.append("datagram"), lambda: events.append("batch end")
+        )
+        rid = rx.bind("127.0.0.1", 0)
+        sock = rx._sockets[rid].sock
+        done = loop.create_future()
+
+        def reader(fd: int, sock_id: int) -> list[tuple[str, int, bytes]]:
+            assert (fd, sock_id) == (sock.fileno(), rid)
+            out: list[tuple[str, int, bytes]] = []
+            while True:
+                try:
+                    data, addr = sock.recvfrom(2048)
+                except BlockingIOError:
+                    return out
+                events.append("read")
+                if data != b"taken":  # the burst reader keeps this one itself
+                    out.append((addr[0], addr[1], data))
+
+        def after() -> None:
+            events.append("after")
+            if not done.done():
+                done.set_result(None)
+
+        rx.set_burst_reader(reader, after)
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            tx.sendto(b"given back", ("127.0.0.1", rx.bound[0][1].port))
+            await asyncio.wait_for(done, 10)
+            events.append("|")
+            done = loop.create_future()
+            tx.sendto(b"taken", ("127.0.0.1", rx.bound[0][1].port))
+            await asyncio.wait_for(done, 10)
+        finally:
+            tx.close()
+            rx.close()
+        return events
+
+    assert asyncio.run(run()) == ["read", "datagram", "batch end", "after", "|", "read", "after"]

@@ -115,6 +115,15 @@ class FramePump:
             return None
         return port.device, port.link
 
+    def poll(self, nwid: int) -> None:
+        """Read ``nwid``'s port now, as a readable wakeup would (nothing if it is not
+        watched): for a caller that just wrote to it and expects an answer there (the
+        host's stack answers a ping inside the write), which then leaves without waiting
+        for the event loop's next turn."""
+        port = self._ports.get(nwid)
+        if port is not None and port.fd >= 0:
+            self._readable(port)
+
     def reading(self, nwid: int) -> bool:
         """Whether the pump still watches ``nwid``'s device."""
         port = self._ports.get(nwid)

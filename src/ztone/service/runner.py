@@ -600,7 +600,7 @@ class NodeService:
             sent,
             udp_only,
         )
-        udp.set_burst_reader(self.dataplane.reader)
+        udp.set_burst_reader(self.dataplane.reader, self.dataplane.after_burst)
         self.pump.set_burst_reader(self.dataplane.tx_reader)
 
     def _report_activity(self) -> None:

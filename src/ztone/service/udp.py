@@ -25,7 +25,9 @@ the most waiting is dropped (a flood makes room for a newcomer, not the reverse)
 
 With a burst reader (:meth:`UdpSockets.set_burst_reader`: the native data plane of
 :mod:`ztone.service.dataplane`), a readable socket is read by it instead; the
-datagrams it does not consume itself come back and are queued here exactly as read.
+datagrams it does not consume itself come back and are queued here exactly as read,
+handed over, and then its ``after`` hook runs (the data plane reads the ports it just
+wrote to: see there).
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ class UdpSockets:
         self._fattest: tuple[int, InetAddress] | None = None  # most waiting (kept lazily)
         self._hand_scheduled = False
         self._burst: BurstReader | None = None
+        self._after_burst: Callable[[], None] | None = None
         self.rx_shed = 0  # datagrams dropped because their source's queue was full
 
     @property
@@ -184,9 +187,13 @@ class UdpSockets:
         targets = self._targets(sock_id, family)
         return targets[0].sock.fileno() if len(targets) == 1 else None
 
-    def set_burst_reader(self, reader: BurstReader | None) -> None:
-        """Read every socket with ``reader`` from now on (None: udp.py's own reads)."""
+    def set_burst_reader(
+        self, reader: BurstReader | None, after: Callable[[], None] | None = None
+    ) -> None:
+        """Read every socket with ``reader`` from now on (None: udp.py's own reads);
+        ``after()`` runs once per wakeup it read, after what it gave back was handed."""
         self._burst = reader
+        self._after_burst = after if reader is not None else None
 
     @property
     def queues_empty(self) -> bool:
@@ -209,6 +216,8 @@ class UdpSockets:
             self._read(sock_id, bound.sock)
         if self._waiting and not self._hand_scheduled:
             self._hand()
+        if burst is not None and self._after_burst is not None:
+            self._after_burst()
 
     def _queue(self, key: tuple[int, InetAddress], data: bytes) -> None:
         """Keep ``data`` for the core, within the bounds (module docstring)."""
