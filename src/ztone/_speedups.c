@@ -1736,6 +1736,55 @@ PyDoc_STRVAR(dp_replace_doc,
 "ethertypes a tuple of at most 8 (None: all), siv an AesGmacSiv or None. Activity\n"
 "not yet drained is lost: drain() first. ValueError past max_grants.");
 
+/* A grant's cipher: None (suite 1) or a keyed AesGmacSiv (suite 3), a new reference
+ * in *out. 0 with a Python error if it is neither. */
+static int dp_read_siv(PyObject *siv, PyObject **out)
+{
+    if (siv == Py_None)
+        return 1;
+    if (!PyObject_TypeCheck(siv, &AesGmacSivType) || !siv_ready((AesGmacSivObject *)siv)) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "siv must be a keyed AesGmacSiv or None");
+        return 0;
+    }
+    *out = Py_NewRef(siv);
+    return 1;
+}
+
+/* A grant's ethertypes: None (any: *all set) or a sequence of at most
+ * DP_MAX_ETHERTYPES values in [0, 0xFFFF]. 0 with a Python error otherwise. */
+static int dp_read_ethertypes(PyObject *eth, uint16_t *ethertypes, int *n, int *all)
+{
+    PyObject *es;
+    Py_ssize_t k, ne;
+    if (eth == Py_None) {
+        *all = 1;
+        return 1;
+    }
+    es = PySequence_Fast(eth, "ethertypes must be a sequence or None");
+    if (es == NULL)
+        return 0;
+    ne = PySequence_Fast_GET_SIZE(es);
+    if (ne > DP_MAX_ETHERTYPES) {
+        Py_DECREF(es);
+        PyErr_SetString(PyExc_ValueError, "at most 8 ethertypes");
+        return 0;
+    }
+    for (k = 0; k < ne; k++) {
+        long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(es, k));
+        if (v < 0 || v > 0xFFFF) {
+            Py_DECREF(es);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "ethertype out of range");
+            return 0;
+        }
+        ethertypes[k] = (uint16_t)v;
+    }
+    *n = (int)ne;
+    Py_DECREF(es);
+    return 1;
+}
+
 static PyObject *dp_replace(DataplaneObject *self, PyObject *arg)
 {
     PyObject *seq;
@@ -1775,41 +1824,9 @@ static PyObject *dp_replace(DataplaneObject *self, PyObject *arg)
         PyBuffer_Release(&salsa);
         if (!dp_parse_addr(ip, port, &g->remote))
             goto fail;
-        if (siv != Py_None) {
-            if (!PyObject_TypeCheck(siv, &AesGmacSivType) ||
-                !siv_ready((AesGmacSivObject *)siv)) {
-                PyErr_Clear();
-                PyErr_SetString(PyExc_TypeError, "siv must be a keyed AesGmacSiv or None");
-                goto fail;
-            }
-            g->siv = Py_NewRef(siv);
-        }
-        if (eth == Py_None)
-            g->all_ethertypes = 1;
-        else {
-            PyObject *es = PySequence_Fast(eth, "ethertypes must be a sequence or None");
-            Py_ssize_t k, ne;
-            if (es == NULL)
-                goto fail;
-            ne = PySequence_Fast_GET_SIZE(es);
-            if (ne > DP_MAX_ETHERTYPES) {
-                Py_DECREF(es);
-                PyErr_SetString(PyExc_ValueError, "at most 8 ethertypes");
-                goto fail;
-            }
-            for (k = 0; k < ne; k++) {
-                long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(es, k));
-                if (v < 0 || v > 0xFFFF) {
-                    Py_DECREF(es);
-                    if (!PyErr_Occurred())
-                        PyErr_SetString(PyExc_ValueError, "ethertype out of range");
-                    goto fail;
-                }
-                g->ethertypes[k] = (uint16_t)v;
-            }
-            g->n_ethertypes = (int)ne;
-            Py_DECREF(es);
-        }
+        if (!dp_read_siv(siv, &g->siv) ||
+            !dp_read_ethertypes(eth, g->ethertypes, &g->n_ethertypes, &g->all_ethertypes))
+            goto fail;
         if (tap_fd < 0 || mtu < 0) {
             PyErr_SetString(PyExc_ValueError, "tap_fd and mtu must not be negative");
             goto fail;
@@ -2406,41 +2423,9 @@ static PyObject *dp_replace_send(DataplaneObject *self, PyObject *arg)
             memcpy(&in6->sin6_addr, g->remote.ip, 16);
             g->tolen = sizeof *in6;
         }
-        if (siv != Py_None) {
-            if (!PyObject_TypeCheck(siv, &AesGmacSivType) ||
-                !siv_ready((AesGmacSivObject *)siv)) {
-                PyErr_Clear();
-                PyErr_SetString(PyExc_TypeError, "siv must be a keyed AesGmacSiv or None");
-                goto fail;
-            }
-            g->siv = Py_NewRef(siv);
-        }
-        if (eth == Py_None)
-            g->all_ethertypes = 1;
-        else {
-            PyObject *es = PySequence_Fast(eth, "ethertypes must be a sequence or None");
-            Py_ssize_t k, ne;
-            if (es == NULL)
-                goto fail;
-            ne = PySequence_Fast_GET_SIZE(es);
-            if (ne > DP_MAX_ETHERTYPES) {
-                Py_DECREF(es);
-                PyErr_SetString(PyExc_ValueError, "at most 8 ethertypes");
-                goto fail;
-            }
-            for (k = 0; k < ne; k++) {
-                long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(es, k));
-                if (v < 0 || v > 0xFFFF) {
-                    Py_DECREF(es);
-                    if (!PyErr_Occurred())
-                        PyErr_SetString(PyExc_ValueError, "ethertype out of range");
-                    goto fail;
-                }
-                g->ethertypes[k] = (uint16_t)v;
-            }
-            g->n_ethertypes = (int)ne;
-            Py_DECREF(es);
-        }
+        if (!dp_read_siv(siv, &g->siv) ||
+            !dp_read_ethertypes(eth, g->ethertypes, &g->n_ethertypes, &g->all_ethertypes))
+            goto fail;
         if (sock_fd < 0 || mtu < 0 || physmtu < 1400 || physmtu > PHYSMTU_MAX) {
             PyErr_SetString(PyExc_ValueError, "sock_fd, mtu or physmtu out of range");
             goto fail;

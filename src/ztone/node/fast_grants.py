@@ -203,7 +203,9 @@ class GrantTable:
         )
         self.version += 1
 
-    def _send_live(self, now: int, grant: SendGrant) -> bool:
+    def _unchanged(self, now: int, grant: Grant | SendGrant) -> bool:
+        """Unexpired, and the network, its config, the peer, its key and the path that
+        ``grant`` was decided on are still the ones in the tables."""
         port = self._port
         net = grant.network
         peer = grant.peer_object
@@ -214,9 +216,15 @@ class GrantTable:
             and not net.destroyed
             and port.peers.get(grant.peer) is peer
             and peer.key is grant.key
+            and self._switch.paths.get((grant.local_socket, grant.remote)) is grant.path
+        )
+
+    def _send_live(self, now: int, grant: SendGrant) -> bool:
+        peer = grant.peer_object
+        return (
+            self._unchanged(now, grant)
             and peer.supports_aes == grant.aes
             and not self._switch.physical
-            and self._switch.paths.get((grant.local_socket, grant.remote)) is grant.path
             and peer.best_path(now) is grant.path
         )
 
@@ -317,20 +325,11 @@ class GrantTable:
 
     def _live(self, now: int, grant: Grant) -> bool:
         """Whether everything ``grant`` was decided on still holds."""
-        port = self._port
-        net = grant.network
         peer = grant.peer_object
-        path = grant.path
         return (
-            grant.expires > now
-            and port.networks.get(grant.nwid) is net
-            and net.config is grant.config
-            and not net.destroyed
-            and port.peers.get(grant.peer) is peer
-            and peer.key is grant.key
-            and self._switch.paths.get((grant.local_socket, grant.remote)) is path
-            and peer.has_path(path)
-            and net.is_allowed(grant.peer, peer.identity, now)
+            self._unchanged(now, grant)
+            and peer.has_path(grant.path)
+            and grant.network.is_allowed(grant.peer, peer.identity, now)
         )
 
     def revalidate(self, now: int) -> None:

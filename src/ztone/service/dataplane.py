@@ -39,7 +39,7 @@ from ztone.node.fast_grants import Activity, Grant, GrantKey, SendGrant
 from ztone.node.node import Node
 from ztone.node.wire.fragment import DEFAULT_PHYSMTU
 from ztone.node.wire.inetaddress import InetAddress
-from ztone.osdep.base import EthernetFrame, FrameDevice, FrameDeviceError
+from ztone.osdep.base import EthernetFrame, FrameDevice, FrameDeviceError, LinkConfig
 from ztone.osdep.linux.tun import TunDevice
 from ztone.service.frame_pump import FramePump
 
@@ -225,17 +225,22 @@ class NativeDataplane:
         self._fds = {entry[0]: entry[5] for entry in wanted.values()}
         self._version = version if complete else -1
 
-    def _send_entry(self, grant: SendGrant) -> tuple[Any, ...] | None:
-        port = self._pump.port(grant.nwid)
+    def _tun(self, nwid: int) -> tuple[TunDevice, LinkConfig] | None:
+        """The network's open TAP and its link settings; None for any other port."""
+        port = self._pump.port(nwid)
         if port is None:
             return None
         device, link = port
         if not isinstance(device, TunDevice) or device.fileno() < 0:
             return None
-        fd = self._send_socket(grant.local_socket, grant.remote)
-        if fd is None:
+        return device, link
+
+    def _send_entry(self, grant: SendGrant) -> tuple[Any, ...] | None:
+        tun = self._tun(grant.nwid)
+        fd = self._send_socket(grant.local_socket, grant.remote) if tun is not None else None
+        if tun is None or fd is None:
             return None
-        return native_send_entry(self._native, grant, fd, link.mtu)
+        return native_send_entry(self._native, grant, fd, tun[1].mtu)
 
     def _fds_hold(self) -> bool:
         """Whether every mirrored network's port is still the fd its grants write to (a
@@ -247,12 +252,10 @@ class NativeDataplane:
         return True
 
     def _entry(self, grant: Grant) -> tuple[Any, ...] | None:
-        port = self._pump.port(grant.nwid)
-        if port is None:
+        tun = self._tun(grant.nwid)
+        if tun is None:
             return None
-        device, link = port
-        if not isinstance(device, TunDevice) or device.fileno() < 0:
-            return None
+        device, link = tun
         return native_entry(self._native, grant, device.fileno(), device.vnet, link.mtu)
 
     def close(self) -> None:
