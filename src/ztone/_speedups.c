@@ -1865,6 +1865,21 @@ PyDoc_STRVAR(dp_drain_doc,
 "(nwid, peer, sock_id, ip, port, datagrams, packets, bytes, last_rx) of every grant that\n"
 "carried something since the last drain; its counts start again from zero.");
 
+/* Append one activity record (drain's and drain_send's tuple) to out; 0 on error. */
+static int dp_append_activity(PyObject *out, uint64_t nwid, uint64_t peer, int sock_id,
+                              const dp_addr *remote, uint64_t datagrams, uint64_t packets,
+                              uint64_t bytes, int64_t last)
+{
+    PyObject *rec = Py_BuildValue(
+        "KKiy#iKKKL", (unsigned long long)nwid, (unsigned long long)peer, sock_id,
+        (const char *)remote->ip, (Py_ssize_t)(remote->family == AF_INET ? 4 : 16),
+        (int)remote->port, (unsigned long long)datagrams, (unsigned long long)packets,
+        (unsigned long long)bytes, (long long)last);
+    int ok = rec != NULL && PyList_Append(out, rec) == 0;
+    Py_XDECREF(rec);
+    return ok;
+}
+
 static PyObject *dp_drain(DataplaneObject *self, PyObject *unused)
 {
     PyObject *out = PyList_New(0);
@@ -1874,21 +1889,13 @@ static PyObject *dp_drain(DataplaneObject *self, PyObject *unused)
         return NULL;
     for (i = 0; i < self->n_grants; i++) {
         dp_grant *g = &self->grants[i];
-        PyObject *rec;
         if (g->datagrams == 0)
             continue;
-        rec = Py_BuildValue("KKiy#iKKKL", (unsigned long long)g->nwid,
-                            (unsigned long long)g->peer, g->sock_id, (const char *)g->remote.ip,
-                            (Py_ssize_t)(g->remote.family == AF_INET ? 4 : 16),
-                            (int)g->remote.port, (unsigned long long)g->datagrams,
-                            (unsigned long long)g->packets, (unsigned long long)g->bytes,
-                            (long long)g->last_rx);
-        if (rec == NULL || PyList_Append(out, rec) < 0) {
-            Py_XDECREF(rec);
+        if (!dp_append_activity(out, g->nwid, g->peer, g->sock_id, &g->remote, g->datagrams,
+                                g->packets, g->bytes, g->last_rx)) {
             Py_DECREF(out);
             return NULL;
         }
-        Py_DECREF(rec);
         g->datagrams = g->packets = g->bytes = 0;
     }
     return out;
@@ -2473,21 +2480,13 @@ static PyObject *dp_drain_send(DataplaneObject *self, PyObject *unused)
         return NULL;
     for (i = 0; i < self->n_sends; i++) {
         struct dp_send *g = &self->sends[i];
-        PyObject *rec;
         if (g->packets == 0)
             continue;
-        rec = Py_BuildValue("KKiy#iKKKL", (unsigned long long)g->nwid,
-                            (unsigned long long)g->peer, g->sock_id, (const char *)g->remote.ip,
-                            (Py_ssize_t)(g->remote.family == AF_INET ? 4 : 16),
-                            (int)g->remote.port, (unsigned long long)g->datagrams,
-                            (unsigned long long)g->packets, (unsigned long long)g->bytes,
-                            (long long)g->last_tx);
-        if (rec == NULL || PyList_Append(out, rec) < 0) {
-            Py_XDECREF(rec);
+        if (!dp_append_activity(out, g->nwid, g->peer, g->sock_id, &g->remote, g->datagrams,
+                                g->packets, g->bytes, g->last_tx)) {
             Py_DECREF(out);
             return NULL;
         }
-        Py_DECREF(rec);
         g->datagrams = g->packets = g->bytes = 0;
     }
     return out;
