@@ -144,22 +144,23 @@ class NativeDataplane:
     def report(self) -> None:
         """Hand the native activity since the last report to the core."""
         now = self._now()
-        records: list[NativeRecord] = self._table.drain()
-        if records:
-            activity: list[Activity] = []
-            for nwid, peer, sock_id, ip, port, datagrams, packets, nbytes, last in records:
-                remote = self._address(ip, port)
-                activity.append((nwid, peer, sock_id, remote, datagrams, packets, nbytes, last))
+        received = self._activity(self._table.drain())
+        if received:
+            for _, _, _, remote, _, _, nbytes, last in received:
                 self._on_received(last, remote, nbytes)
-            self._node.on_fast_activity(now, activity)
-        sent: list[NativeRecord] = self._table.drain_send()
+            self._node.on_fast_activity(now, received)
+        sent = self._activity(self._table.drain_send())
         if sent:
-            out: list[Activity] = []
-            for nwid, peer, sock_id, ip, port, datagrams, packets, nbytes, last in sent:
-                remote = self._address(ip, port)
-                out.append((nwid, peer, sock_id, remote, datagrams, packets, nbytes, last))
+            for _, _, _, remote, _, _, nbytes, _ in sent:
                 self._on_sent(remote, nbytes)
-            self._node.on_fast_send_activity(now, out)
+            self._node.on_fast_send_activity(now, sent)
+
+    def _activity(self, records: list[NativeRecord]) -> list[Activity]:
+        """The native table's drained records with their addresses as the core's."""
+        return [
+            (nwid, peer, sock_id, self._address(ip, port), datagrams, packets, nbytes, last)
+            for nwid, peer, sock_id, ip, port, datagrams, packets, nbytes, last in records
+        ]
 
     def tx_reader(self, nwid: int, device: FrameDevice, limit: int) -> list[EthernetFrame] | None:
         """frame_pump's burst reader: send what the send grants cover, give the rest
