@@ -4,6 +4,8 @@ All metadata lives in pyproject.toml. The extension is ``optional``: without a C
 compiler or OpenSSL headers the build skips it and ztone runs on the pure-Python code.
 """
 
+from glob import glob
+
 from setuptools import Extension, setup
 
 setup(
@@ -11,6 +13,7 @@ setup(
         Extension(
             "ztone._speedups",
             ["src/ztone/_speedups.c"],
+            depends=sorted(glob("src/ztone/_dp_*.h")),  # parts of the data plane it includes
             libraries=["crypto"],
             optional=True,
             extra_compile_args=["-O3"],
