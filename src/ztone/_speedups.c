@@ -1608,6 +1608,8 @@ typedef struct {
     socklen_t out_tolen[DP_TX_VLEN];
     int out_fd, n_out;
     uint64_t sent, given_back, send_errors;
+    int gso_off;           /* the kernel refused UDP GSO: datagrams go one by one */
+    uint64_t gso_runs, gso_refused;
 } DataplaneObject;
 
 static void dp_clear_grants(DataplaneObject *self)
@@ -1907,12 +1909,14 @@ PyDoc_STRVAR(dp_stats_doc,
 "reassembly_dropped (sets too long or inconsistent, given back), reassembly_evicted\n"
 "(incomplete sets whose slot was reused), reassembly_expired (incomplete sets older than\n"
 "the timeout), tap_errors (port writes that failed), read_errors, grants, slots; the send\n"
-"side: sent (frames), given_back (port reads given back), send_errors, send_grants.");
+"side: sent (frames), given_back (port reads given back), send_errors, send_grants,\n"
+"gso_runs (runs of datagrams sent as one UDP GSO message), gso_refused (1 once the\n"
+"kernel refused UDP GSO: sends go one by one from then on).");
 
 static PyObject *dp_stats(DataplaneObject *self, PyObject *unused)
 {
     (void)unused;
-    return Py_BuildValue("{sKsKsKsKsKsKsKsisisKsKsKsi}", "delivered",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsisisKsKsKsisKsK}", "delivered",
                          (unsigned long long)self->delivered,
                          "passed", (unsigned long long)self->passed, "reassembly_dropped",
                          (unsigned long long)self->reasm_dropped, "reassembly_evicted",
@@ -1922,7 +1926,9 @@ static PyObject *dp_stats(DataplaneObject *self, PyObject *unused)
                          (unsigned long long)self->read_errors, "grants", self->n_grants,
                          "slots", self->n_slots, "sent", (unsigned long long)self->sent,
                          "given_back", (unsigned long long)self->given_back, "send_errors",
-                         (unsigned long long)self->send_errors, "send_grants", self->n_sends);
+                         (unsigned long long)self->send_errors, "send_grants", self->n_sends,
+                         "gso_runs", (unsigned long long)self->gso_runs, "gso_refused",
+                         (unsigned long long)self->gso_refused);
 }
 
 static int dp_addr_eq(const dp_addr *a, const dp_addr *b)
@@ -2492,34 +2498,108 @@ static PyObject *dp_drain_send(DataplaneObject *self, PyObject *unused)
     return out;
 }
 
-/* Send what waits in the out queue (one socket). */
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#define DP_GSO_SEGMENTS 64             /* UDP_MAX_SEGMENTS of older kernels */
+#define DP_GSO_BYTES (65535 - 40 - 8)  /* an IPv6 datagram's payload, headers off */
+
+/* Datagrams [at, at + count) of the out queue sent one by one (no GSO). */
+static void dp_send_singly(DataplaneObject *self, int at, int count)
+{
+    int i;
+    for (i = at; i < at + count; i++) {
+        ssize_t r;
+        do
+            r = sendto(self->out_fd, self->out + (size_t)i * PHYSMTU_MAX, self->out_len[i],
+                       MSG_DONTWAIT, (const struct sockaddr *)self->out_to[i],
+                       self->out_tolen[i]);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+            self->send_errors++; /* lost, as a failed sendto would be */
+    }
+}
+
+/*
+ * Send what waits in the out queue (one socket). Consecutive datagrams for one
+ * destination, all as long as the first but the last (a packet's head and fragments
+ * are cut that way, and a burst of full frames gives a run of equal datagrams), leave
+ * as one message with UDP_SEGMENT: the kernel cuts it back into exactly these
+ * datagrams, so the wire is what single sends make, but the stack is walked once per
+ * run. Where the kernel refuses GSO, the run goes one by one; ENOPROTOOPT or
+ * EOPNOTSUPP (no UDP GSO in this kernel) or EIO/EINVAL (a path that cannot carry it)
+ * switch it off for this data plane, counted in gso_refused.
+ */
 static void dp_flush(DataplaneObject *self)
 {
     struct mmsghdr msgs[DP_TX_VLEN];
     struct iovec iov[DP_TX_VLEN];
-    int i, at = 0;
+    union {
+        char buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } ctl[DP_TX_VLEN];
+    int first[DP_TX_VLEN], count[DP_TX_VLEN];
+    int i, n_msgs = 0, at = 0;
 
     if (self->n_out == 0)
         return;
     for (i = 0; i < self->n_out; i++) {
         iov[i].iov_base = self->out + (size_t)i * PHYSMTU_MAX;
         iov[i].iov_len = self->out_len[i];
-        memset(&msgs[i], 0, sizeof msgs[i]);
-        msgs[i].msg_hdr.msg_name = (void *)self->out_to[i];
-        msgs[i].msg_hdr.msg_namelen = self->out_tolen[i];
-        msgs[i].msg_hdr.msg_iov = &iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    while (at < self->n_out) {
-        int r = sendmmsg(self->out_fd, msgs + at, (unsigned)(self->n_out - at), MSG_DONTWAIT);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            self->send_errors++; /* this datagram is lost, as a failed sendto would be */
-            at++;
+    i = 0;
+    while (i < self->n_out) {
+        struct msghdr *h = &msgs[n_msgs].msg_hdr;
+        size_t seg = self->out_len[i], bytes = seg;
+        int j = i + 1;
+        if (!self->gso_off)
+            while (j < self->n_out && j - i < DP_GSO_SEGMENTS &&
+                   self->out_to[j] == self->out_to[i] && self->out_len[j - 1] == seg &&
+                   self->out_len[j] <= seg && bytes + self->out_len[j] <= DP_GSO_BYTES) {
+                bytes += self->out_len[j];
+                j++;
+            }
+        memset(&msgs[n_msgs], 0, sizeof msgs[n_msgs]);
+        h->msg_name = (void *)self->out_to[i];
+        h->msg_namelen = self->out_tolen[i];
+        h->msg_iov = &iov[i];
+        h->msg_iovlen = (size_t)(j - i);
+        if (j - i > 1) {
+            struct cmsghdr *c;
+            uint16_t size = (uint16_t)seg;
+            memset(&ctl[n_msgs], 0, sizeof ctl[n_msgs]);
+            h->msg_control = ctl[n_msgs].buf;
+            h->msg_controllen = sizeof ctl[n_msgs].buf;
+            c = CMSG_FIRSTHDR(h);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof size);
+            memcpy(CMSG_DATA(c), &size, sizeof size);
+            self->gso_runs++;
+        }
+        first[n_msgs] = i;
+        count[n_msgs] = j - i;
+        n_msgs++;
+        i = j;
+    }
+    while (at < n_msgs) {
+        int r = sendmmsg(self->out_fd, msgs + at, (unsigned)(n_msgs - at), MSG_DONTWAIT);
+        if (r >= 0) {
+            at += r;
             continue;
         }
-        at += r;
+        if (errno == EINTR)
+            continue;
+        if (count[at] > 1 && (errno == ENOPROTOOPT || errno == EOPNOTSUPP || errno == EIO ||
+                              errno == EINVAL || errno == EMSGSIZE)) {
+            if (errno != EMSGSIZE) {
+                self->gso_off = 1;
+                self->gso_refused++;
+            }
+            dp_send_singly(self, first[at], count[at]);
+        } else
+            self->send_errors += (uint64_t)count[at]; /* lost, as failed sendtos would be */
+        at++;
     }
     self->n_out = 0;
 }

@@ -450,6 +450,37 @@ def test_native_send_is_what_the_member_receives(
     assert dp.stats()["sent"] == 3
 
 
+def test_a_burst_of_full_frames_leaves_as_gso_runs_of_the_same_datagrams(wire: Wire) -> None:
+    """Equal datagrams for one member leave as UDP GSO runs (loopback carries GSO);
+    the receiving socket (no UDP_GRO) still gets exactly the datagrams of single sends."""
+    m = Members()
+    grant = send_grant(m)
+    host, port = wire.rx.getsockname()
+    real = replace(grant, remote=InetAddress(ipaddress.ip_address(host), port))
+    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
+        int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
+    )
+    dp.replace_send([native_send_entry(NATIVE, real, wire.tx.fileno(), 2800)])  # type: ignore[arg-type]
+    payloads = [m.ip_payload(2780, 10 + k) for k in range(40)] + [m.ip_payload(700, 99)]
+    wire.port_in.setblocking(False)
+    for p in payloads:
+        wire.port_out.send(vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, p))
+    assert dp.tx_burst(wire.port_in.fileno(), True, m.nwid, m.net.now, 128) == []
+    datagrams = list(iter(lambda: _recv(wire.rx), None))
+    reference = [d for p in payloads for d in m.frame_datagrams(p)]
+    assert [len(d) for d in datagrams] == [len(d) for d in reference]
+    stats = dp.stats()
+    assert stats["gso_refused"] == 0 and stats["send_errors"] == 0
+    # 81 datagrams of which 80 are equal: at least two runs (64 segments at most each)
+    assert 2 <= stats["gso_runs"] < len(datagrams)
+    b = m.b
+    delivered = []
+    for d in datagrams:
+        b.node.on_wire_packet(m.net.now, 1, m.a.endpoint, d)
+        delivered += [x.payload for x in b.node.drain_actions() if isinstance(x, DeliverFrame)]
+    assert delivered == payloads
+
+
 def test_native_send_gives_back_the_rest_in_order(wire: Wire) -> None:
     m = Members()
     grant = send_grant(m)
