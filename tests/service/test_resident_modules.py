@@ -37,17 +37,21 @@ LAZY = {
     "ztone.service.controller": "EmbeddedController: loaded with the controller",
     "ztone.service.api.controller_routes": "the /controller handlers: loaded with the controller",
     "sqlite3": "the controller's store: loaded with the controller",
+    "ztone.service.userspace": "SOCKS5 servers and forwards: loaded when configured "
+    "(a user-space port alone reports its backend without them)",
+    "ztone.service.socks5": "the SOCKS5 server: loaded when configured",
+    "ztone.service.stack_relay": "the front-ends' relays: loaded when configured",
+    "http.cookies": "the web UI's session cookie: parsed when a request carries one",
+    "mimetypes": "the web UI: content types of <home>/app files, looked up when served",
 }
 
 USERSPACE = {
     "ztone.netstack": "the user-space network stack: loaded for a user-space port",
     "ztone.osdep.userspace": "user-space ports: loaded when a network needs one",
-    "ztone.service.userspace": "SOCKS5 servers and forwards: loaded when configured",
-    "ztone.service.socks5": "the SOCKS5 server: loaded when configured",
 }
-"""Held only by a daemon with a user-space port or a SOCKS5 server or forward configured
-(the daemon of :func:`resident_modules` falls back to a user-space port, since it
-cannot make a TAP)."""
+"""Held only by a daemon with a user-space port (the daemon of :func:`resident_modules`
+falls back to one, since it cannot make a TAP) or a SOCKS5 server or forward configured
+(then :data:`LAZY`'s front-end modules are loaded too)."""
 
 # ZTONE_TEST_SRC: run the daemon from another tree (to see this test fail on an older one).
 SRC = os.environ.get("ZTONE_TEST_SRC") or str(Path(__file__).resolve().parents[2] / "src")
