@@ -2759,6 +2759,7 @@ static PyMethodDef module_methods[] = {
     {"x25519", (PyCFunction)sp_x25519, METH_VARARGS, x25519_doc},
     {"ed25519_sign", (PyCFunction)sp_ed25519_sign, METH_VARARGS, ed25519_sign_doc},
     {"ed25519_verify", (PyCFunction)sp_ed25519_verify, METH_VARARGS, ed25519_verify_doc},
+    MEM_PAGES_METHODS
     {NULL, NULL, 0, NULL},
 };
 

@@ -66,6 +66,7 @@ from ztone.service.controller_lazy import LazyController, controller_location, n
 from ztone.service.dataplane import NativeDataplane, native_dataplane_module
 from ztone.service.entropy import RandomPool
 from ztone.service.frame_pump import FramePump
+from ztone.service.heap import heap_trimmer
 from ztone.service.home import FileStateStore, Home
 from ztone.service.interfaces import local_addresses
 from ztone.service.networks import NetworkPorts
@@ -464,8 +465,9 @@ class NodeService:
         # walking those ~50,000 objects holds every packet up for tens of milliseconds.
         gc.collect()
         gc.freeze()
-        # Later survivors are frozen periodically too (a root's peers: service/collector).
-        self.collector = CollectorPolicy(time.monotonic())
+        # Later survivors are frozen periodically too (a root's peers: service/collector),
+        # and the C heap's free pages go back to the kernel (service/heap).
+        self.collector = CollectorPolicy(time.monotonic(), heap_trimmer())
         log.info(
             "ztone %s node %s listening on UDP %d%s (crypto: %s)",
             __version__,
