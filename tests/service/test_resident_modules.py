@@ -43,6 +43,9 @@ LAZY = {
     "ztone.service.stack_relay": "the front-ends' relays: loaded when configured",
     "http.cookies": "the web UI's session cookie: parsed when a request carries one",
     "mimetypes": "the web UI: content types of <home>/app files, looked up when served",
+    "ztone.netstack.tcp": "the user-space TCP engine: loaded by a port's first TCP "
+    "listener or connection",
+    "ztone.netstack.tcp_socket": "the user-space TCP sockets: loaded with the engine",
 }
 
 USERSPACE = {
