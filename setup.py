@@ -13,7 +13,7 @@ setup(
         Extension(
             "ztone._speedups",
             ["src/ztone/_speedups.c"],
-            depends=sorted(glob("src/ztone/_dp_*.h")),  # parts of the data plane it includes
+            depends=sorted(glob("src/ztone/_*.h")),  # the headers it includes (data plane, ...)
             libraries=["crypto"],
             optional=True,
             extra_compile_args=["-O3"],

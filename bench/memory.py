@@ -12,8 +12,13 @@ Prints four things (numbers only; asserts nothing):
    default route; a private planet): a ztone root, a ztone controller, member ``a``
    (root, with a TAP port for the network it joined) and member ``c`` (the same, but
    without ``CAP_NET_ADMIN``: it joins the network with no port, as a ``-U`` daemon in
-   a container would). After the network is up on both members and a few seconds of
-   quiet, each daemon's ``VmRSS`` and ``VmHWM``; ``--runs`` times, with min/median/max.
+   a container would). After the network is up on both members and ``--settle``
+   seconds of quiet (default 12: longer than the daemon's heap-trim period,
+   ``ztone.service.collector.TRIM_PERIOD``, so the idle state is measured, not the
+   join's leftovers), each daemon's ``VmRSS`` and ``VmHWM``; ``--runs`` times, with
+   min/median/max. Then, for the last run, where each daemon's RSS sits
+   (``/proc/PID/smaps``): malloc's heap, anonymous mappings (CPython's arenas, large
+   buffers), the interpreter and libcrypto, other files.
 3. **What the steady state has imported**: every daemon runs ``ztone.cli.daemon``'s
    ``main`` under a few lines of driver (:data:`DRIVER`) whose only addition is a
    ``SIGWINCH`` handler that writes ``sys.modules`` to a file; the bench sends the
@@ -290,6 +295,10 @@ class Daemon:
     def pid(self) -> int:
         return int((self.home / "zerotier-one.pid").read_text())
 
+    def where(self) -> dict[str, int]:
+        """RSS in KiB by kind of mapping (:func:`rss_by_mapping`)."""
+        return rss_by_mapping(Path(f"/proc/{self.pid()}/smaps").read_text())
+
     def memory(self) -> tuple[int, int]:
         """(VmRSS, VmHWM) in KiB."""
         text = Path(f"/proc/{self.pid()}/status").read_text()
@@ -336,12 +345,43 @@ class Daemon:
 
 NAMES = ["root", "ctrl", "a", "c"]
 
+MAPPING_KINDS = ("heap", "anon", "python", "libcrypto", "other files")
+
+
+def rss_by_mapping(smaps: str) -> dict[str, int]:
+    """RSS in KiB per kind of mapping (:data:`MAPPING_KINDS`) of a ``smaps`` text:
+    ``[heap]``; anonymous mappings (CPython's object arenas, large buffers, thread
+    stacks); the interpreter (``python3*``/``libpython*``); libcrypto; every other
+    file (C libraries, extension modules, locale data)."""
+    out = dict.fromkeys(MAPPING_KINDS, 0)
+    kind = "anon"
+    for line in smaps.splitlines():
+        head = line.split(None, 5)
+        if head and "-" in head[0] and not head[0].endswith(":"):
+            name = head[5].strip() if len(head) > 5 else ""
+            base = name.rsplit("/", 1)[-1]
+            if name == "[heap]":
+                kind = "heap"
+            elif not name or name.startswith("["):
+                kind = "anon"
+            elif base.startswith(("python3", "libpython3")):
+                kind = "python"
+            elif base.startswith("libcrypto"):
+                kind = "libcrypto"
+            else:
+                kind = "other files"
+        elif head and head[0] == "Rss:":
+            out[kind] += int(head[1])
+    return out
+
 
 Memory = dict[str, tuple[int, int]]
+Where = dict[str, dict[str, int]]
 
 
-def one_lab(settle: float) -> tuple[Memory, dict[str, list[str]], dict[str, str]]:
-    """One lab: (VmRSS, VmHWM) per daemon, the members' modules, the members' port status."""
+def one_lab(settle: float) -> tuple[Memory, dict[str, list[str]], dict[str, str], Where]:
+    """One lab: (VmRSS, VmHWM) per daemon, every daemon's modules, the members' port
+    status, where each daemon's RSS sits."""
     with tempfile.TemporaryDirectory() as tmp, bridge_namespaces(4, "198.18.0.0/24",
                                                                  None) as lan:  # fmt: skip
         work = Path(tmp)
@@ -393,8 +433,9 @@ def one_lab(settle: float) -> tuple[Memory, dict[str, list[str]], dict[str, str]
                 ports[n] = f"port {got.get('portDeviceName') or '-'} error {got.get('portError')}"
             time.sleep(settle)
             memory = {n: d.memory() for n, d in daemons.items()}
+            where = {n: d.where() for n, d in daemons.items()}
             modules = {n: daemons[n].modules() for n in NAMES}
-            return memory, modules, ports
+            return memory, modules, ports, where
         finally:
             for d in daemons.values():
                 d.stop()
@@ -410,7 +451,7 @@ def lab(runs: int, settle: float) -> int:
         return 2
     results = []
     for i in range(runs):
-        memory, modules, ports = one_lab(settle)
+        memory, modules, ports, where = one_lab(settle)
         results.append(memory)
         print(f"   run {i + 1}: " + ", ".join(
             f"{n} {memory[n][0] / 1024:.1f}/{memory[n][1] / 1024:.1f}" for n in NAMES))  # fmt: skip
@@ -423,6 +464,9 @@ def lab(runs: int, settle: float) -> int:
         print(f"   {what:55s} RSS {min(rss):5.1f} / {statistics.median(rss):5.1f} / "
               f"{max(rss):5.1f}   HWM {min(hwm):5.1f} / {statistics.median(hwm):5.1f} / "
               f"{max(hwm):5.1f}")  # fmt: skip
+    print("\n   where the RSS sits (last run, MB): " + ", ".join(MAPPING_KINDS))
+    for n in NAMES:
+        print(f"   {n:5s} " + "  ".join(f"{where[n][k] / 1024:5.1f}" for k in MAPPING_KINDS))
     print("\n3. what the idle daemons have imported (last run)")
     for n in NAMES:
         mods = modules[n]
@@ -451,8 +495,8 @@ WATCHED = (
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="labs to measure (default 3)")
-    parser.add_argument("--settle", type=float, default=5.0,
-                        help="seconds of quiet before measuring (default 5)")  # fmt: skip
+    parser.add_argument("--settle", type=float, default=12.0,
+                        help="seconds of quiet before measuring (default 12)")  # fmt: skip
     parser.add_argument("--no-lab", action="store_true", help="only the per-package figures")
     parser.add_argument("--no-packages", action="store_true", help="only the daemons")
     parser.add_argument("--daemon-env", action="append", default=[], metavar="K=V",

@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from ztone.netstack.tcp import TcpConnection, TcpLimits
+from ztone.netstack.tcp import TcpConnection
+from ztone.netstack.tcp_limits import TcpLimits
 from ztone.netstack.tcp_segment import build_tcp, parse_tcp
 
 CLIENT = bytes([198, 18, 0, 1])

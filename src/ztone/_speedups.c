@@ -30,6 +30,8 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
+#include "_mem_pages.h"
+
 /* ------------------------------------------------------------------------- */
 /* Little helpers                                                            */
 /* ------------------------------------------------------------------------- */
@@ -664,13 +666,13 @@ static PyObject *sp_memory_hard_hash(PyObject *self, PyObject *args, PyObject *k
     memcpy(d, digest.buf, 64);
     PyBuffer_Release(&digest);
 
-    mem = (uint8_t *)PyMem_RawMalloc(MHH_MEMORY);
+    mem = (uint8_t *)pages_alloc(MHH_MEMORY);
     if (mem == NULL)
         return PyErr_NoMemory();
     Py_BEGIN_ALLOW_THREADS
     memory_hard_hash_impl(d, mem);
     Py_END_ALLOW_THREADS
-    PyMem_RawFree(mem);
+    pages_free(mem, MHH_MEMORY);
     return PyBytes_FromStringAndSize((const char *)d, 64);
 }
 
@@ -2837,6 +2839,7 @@ static PyMethodDef module_methods[] = {
     {"x25519", (PyCFunction)sp_x25519, METH_VARARGS, x25519_doc},
     {"ed25519_sign", (PyCFunction)sp_ed25519_sign, METH_VARARGS, ed25519_sign_doc},
     {"ed25519_verify", (PyCFunction)sp_ed25519_verify, METH_VARARGS, ed25519_verify_doc},
+    MEM_PAGES_METHODS
     {NULL, NULL, 0, NULL},
 };
 

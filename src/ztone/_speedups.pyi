@@ -27,6 +27,11 @@ def memory_hard_hash(digest: bytes) -> bytes:
     Returns the final 64-byte D. Pure: ``ztone.crypto.mhash.memory_hard_hash_from_digest``.
     """
 
+def trim_heap() -> bool:
+    """glibc's ``malloc_trim(0)``: every malloc arena's free pages go back to the kernel;
+    True if any did. Absent where the C library is not glibc (no pure counterpart: see
+    ``ztone.service.heap``)."""
+
 def armor_salsa(key: bytes, packet: bytearray, encrypt: bool) -> None:
     """Suites 0/1 armor in place (§4.4.2) with the 32-byte Salsa key.
 

@@ -14,7 +14,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ztone.netstack.tcp import TcpConnection, TcpLimits, TcpState
+from ztone.netstack.tcp import TcpConnection, TcpState
+from ztone.netstack.tcp_limits import TcpLimits
 from ztone.netstack.tcp_segment import RST, SYN, TcpSegment, build_tcp, parse_tcp, reset_for
 
 CLIENT_IP4 = bytes([198, 18, 0, 1])

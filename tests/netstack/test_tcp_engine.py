@@ -11,7 +11,8 @@ import pytest
 
 from netstack.tcp_sim import Link, Pump, Sim
 from ztone.errors import LocalUsageError
-from ztone.netstack.tcp import TcpConnection, TcpLimits, TcpState
+from ztone.netstack.tcp import TcpConnection, TcpState
+from ztone.netstack.tcp_limits import TcpLimits
 from ztone.netstack.tcp_segment import ACK, FIN, RST, SYN, TcpSegment
 
 

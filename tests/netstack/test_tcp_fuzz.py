@@ -7,7 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netstack.tcp_sim import CLIENT_PORT, SERVER_PORT, client_in
-from ztone.netstack.tcp import TcpConnection, TcpLimits, TcpState
+from ztone.netstack.tcp import TcpConnection, TcpState
+from ztone.netstack.tcp_limits import TcpLimits
 from ztone.netstack.tcp_segment import TcpSegment
 
 STATES = [TcpState.SYN_SENT, TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2,

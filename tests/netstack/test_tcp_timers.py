@@ -8,7 +8,8 @@ import itertools
 import random
 
 from netstack.tcp_sim import CLIENT_PORT, SERVER_PORT, Link, Pump, Sim, established
-from ztone.netstack.tcp import TcpConnection, TcpLimits, TcpState
+from ztone.netstack.tcp import TcpConnection, TcpState
+from ztone.netstack.tcp_limits import TcpLimits
 from ztone.netstack.tcp_segment import ACK, SYN, TcpSegment
 
 

@@ -8,7 +8,8 @@ import random
 import pytest
 
 from netstack.tcp_sim import Link, Pump, Sim
-from ztone.netstack.tcp import TcpConnection, TcpLimits, TcpState
+from ztone.netstack.tcp import TcpConnection, TcpState
+from ztone.netstack.tcp_limits import TcpLimits
 
 
 def _data(n: int, seed: int) -> bytes:

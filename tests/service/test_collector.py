@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ztone.service.collector import FREEZE_PERIOD, FULL_PERIOD, CollectorPolicy
+from ztone.service.collector import FREEZE_PERIOD, FULL_PERIOD, TRIM_PERIOD, CollectorPolicy
 
 
 class Node:
@@ -62,3 +62,21 @@ def test_a_cycle_of_frozen_objects_waits_for_the_full_pass() -> None:
     assert ref() is None
     assert policy.full_collections == 1 and policy.freed >= 2
     assert gc.get_freeze_count() > 0  # frozen again after the full pass
+
+
+def test_the_heap_is_trimmed_every_trim_period_from_start() -> None:
+    calls: list[float] = []
+    policy = CollectorPolicy(0.0, lambda: calls.append(1.0))
+    policy.tick(TRIM_PERIOD - 1)
+    assert calls == [] and policy.trims == 0
+    policy.tick(TRIM_PERIOD)
+    policy.tick(TRIM_PERIOD + 1)  # not again before another period
+    assert policy.trims == 1 == len(calls)
+    policy.tick(2 * TRIM_PERIOD + 1)
+    assert policy.trims == 2 == len(calls)
+
+
+def test_no_trimmer_no_trim() -> None:
+    policy = CollectorPolicy(0.0)
+    policy.tick(FULL_PERIOD)
+    assert policy.trims == 0

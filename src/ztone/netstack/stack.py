@@ -18,6 +18,10 @@ engine with MSS = MTU - 40 (IPv4) or MTU - 60 (IPv6). Routes (:mod:`.routing`): 
 address's network is on-link, ``fe80::/10`` too; :meth:`Stack.add_route` adds more
 (a gateway's MAC is resolved like any neighbour); the longest prefix wins.
 
+The TCP engine (``ztone.netstack.tcp``, :mod:`.tcp_socket`) is loaded by the first
+listener or connection: a port nobody uses TCP on never holds it (issue 17, memory); a
+segment to a closed port is answered from :mod:`.tcp_segment` alone.
+
 Bad frames never raise: a parser's ``MalformedPacket`` is counted in
 ``counters.malformed`` and the frame dropped. Every table a remote party can grow is
 bounded by :class:`StackLimits`.
@@ -28,6 +32,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from ztone.errors import LocalUsageError, MalformedPacket
 from ztone.netstack import arp, icmp, ndp
@@ -46,11 +51,13 @@ from ztone.netstack.ipv4 import PROTO_ICMP, Ipv4Packet, build_ipv4, parse_ipv4
 from ztone.netstack.ipv6 import PROTO_ICMPV6, Ipv6Packet, build_ipv6, parse_ipv6
 from ztone.netstack.neighbours import NeighbourTable
 from ztone.netstack.routing import Interface, Network, Routing, address_of
-from ztone.netstack.tcp import SYN_SENT, TIME_WAIT, TcpConnection, TcpLimits
+from ztone.netstack.tcp_limits import TcpLimits
 from ztone.netstack.tcp_segment import ACK, RST, SYN, TcpSegment, build_tcp, parse_tcp, reset_for
-from ztone.netstack.tcp_socket import TcpListener, TcpSocket
 from ztone.netstack.udp import PROTO_UDP, UdpDatagram, build_udp, parse_udp
 from ztone.netstack.udp_socket import Address, Endpoint, UdpSocket
+
+if TYPE_CHECKING:
+    from ztone.netstack.tcp_socket import TcpListener, TcpSocket
 
 Rand = Callable[[int], int]
 """``rand(k)``: ``k`` random bits as an int (e.g. ``random.Random(seed).getrandbits`` in
@@ -300,7 +307,7 @@ class Stack:
         gone = set(hops)
         for sock in list(self._tcp.values()):
             conn = sock.connection
-            if conn.state is SYN_SENT and self._routing.next_hop(conn.remote_ip) in gone:
+            if conn.opening and self._routing.next_hop(conn.remote_ip) in gone:
                 sock.fail("host unreachable")
 
     def _loopback_input(self, ethertype: int, packet: bytes, now: float) -> None:
@@ -649,6 +656,8 @@ class Stack:
             taken = (raw, port) in self._listeners or (None, port) in self._listeners
         if taken:
             raise LocalUsageError(f"TCP port {port} is already listening")
+        from ztone.netstack.tcp_socket import TcpListener  # noqa: PLC0415 (lazy: see the module)
+
         listener = TcpListener(address, port, backlog, self._tcp_unlisten)
         self._listeners[(raw, port)] = listener
         return listener
@@ -691,6 +700,8 @@ class Stack:
             )
         )
         mss = self._mss(len(dst))
+        from ztone.netstack.tcp import TcpConnection  # noqa: PLC0415 (lazy: see the module)
+        from ztone.netstack.tcp_socket import TcpSocket  # noqa: PLC0415
         conn = TcpConnection.connect(
             src, lport, dst, port, mss=mss, iss=self._rand(32), now=now, limits=self.limits.tcp
         )
@@ -742,6 +753,8 @@ class Stack:
         ):
             self.counters.tcp_syn_dropped += 1  # the peer retransmits its SYN
             return
+        from ztone.netstack.tcp import TcpConnection  # noqa: PLC0415 (lazy: see the module)
+        from ztone.netstack.tcp_socket import TcpSocket  # noqa: PLC0415
         conn = TcpConnection.accept(
             seg,
             dst,
@@ -796,7 +809,7 @@ class Stack:
                 self._dirty.add(sock)
             else:
                 self._timers[sock] = deadline
-            if conn.state is TIME_WAIT and sock not in self._time_wait:
+            if conn.time_waiting and sock not in self._time_wait:
                 self._time_wait[sock] = None
                 if len(self._time_wait) > self.limits.time_wait_connections:
                     oldest, _ = self._time_wait.popitem(last=False)

@@ -111,8 +111,7 @@ class ChoosingTapFactory:
     when the platform has no usable backend (``platform_problem`` says why).
     ``make_userspace`` builds the user-space factory the first time a network needs it
     (or :attr:`userspace` is asked for): a daemon whose ports are all TAPs never loads
-    the network stack (about 2 MB resident, bench/memory.py). ``on_userspace`` is
-    called once, with it, right after it is built.
+    the network stack (about 2 MB resident, bench/memory.py).
     """
 
     def __init__(
@@ -121,12 +120,10 @@ class ChoosingTapFactory:
         make_userspace: Callable[[], UserspaceTapFactory],
         choose: Callable[[int], str],
         platform_problem: str = "",
-        on_userspace: Callable[[UserspaceTapFactory], None] | None = None,
     ) -> None:
         self.platform = platform
         self._make_userspace = make_userspace
         self._userspace: UserspaceTapFactory | None = None
-        self.on_userspace = on_userspace
         self.choose = choose
         self.platform_problem = platform_problem or "no virtual network backend"
         self.backends: dict[int, str] = {}
@@ -137,8 +134,6 @@ class ChoosingTapFactory:
         """The user-space factory, built on first use."""
         if self._userspace is None:
             self._userspace = self._make_userspace()
-            if self.on_userspace is not None:
-                self.on_userspace(self._userspace)
         return self._userspace
 
     @property

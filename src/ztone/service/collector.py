@@ -16,6 +16,10 @@ among the frozen objects (the daemon's long-lived state holds no cycles, so this
 little; it bounds what could pile up), then freezes again. Objects freed by reference
 counting are freed at once whether frozen or not.
 
+Every :data:`TRIM_PERIOD` it also gives the C heap's free pages back to the kernel
+(``trim``, from :func:`ztone.service.heap.heap_trimmer`): what a join or a burst freed
+stays resident otherwise.
+
 The times come in as arguments (seconds of a monotonic clock), so tests drive it
 without waiting.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +38,24 @@ FREEZE_PERIOD = 60.0
 FULL_PERIOD = 6 * 3600.0
 """Seconds between full collections over everything, frozen objects included."""
 
+TRIM_PERIOD = 10.0
+"""Seconds between heap trims (the first one this long after start-up)."""
+
 
 class CollectorPolicy:
     """Freeze survivors every :data:`FREEZE_PERIOD`, walk everything every
     :data:`FULL_PERIOD` (see the module). ``full_collections`` and ``freed`` count
-    the full passes and the objects they found unreachable."""
+    the full passes and the objects they found unreachable; ``trims`` the calls of
+    ``trim`` (None: no heap trim on this platform)."""
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, trim: Callable[[], object] | None = None) -> None:
         self._last_freeze = now
         self._last_full = now
+        self._last_trim = now
+        self._trim = trim
         self.full_collections = 0
         self.freed = 0
+        self.trims = 0
 
     def tick(self, now: float) -> None:
         """Call periodically (every few seconds); does what is due at ``now``."""
@@ -60,6 +72,11 @@ class CollectorPolicy:
             self._last_freeze = now
             gc.collect(1)  # young cycles first: frozen, they would wait for the full pass
             gc.freeze()
+        # After the collections: what they freed goes back with the rest.
+        if self._trim is not None and now - self._last_trim >= TRIM_PERIOD:
+            self._last_trim = now
+            self._trim()
+            self.trims += 1
 
 
-__all__ = ["FREEZE_PERIOD", "FULL_PERIOD", "CollectorPolicy"]
+__all__ = ["FREEZE_PERIOD", "FULL_PERIOD", "TRIM_PERIOD", "CollectorPolicy"]

@@ -66,6 +66,7 @@ from ztone.service.controller_lazy import LazyController, controller_location, n
 from ztone.service.dataplane import NativeDataplane, native_dataplane_module
 from ztone.service.entropy import RandomPool
 from ztone.service.frame_pump import FramePump
+from ztone.service.heap import heap_trimmer
 from ztone.service.home import FileStateStore, Home
 from ztone.service.interfaces import local_addresses
 from ztone.service.networks import NetworkPorts
@@ -182,25 +183,27 @@ class NodeService:
 
     def _ensure_frontends(self) -> NoRootFrontends | None:
         """The SOCKS5 servers' and forwards' keeper, made (and the user-space stack
-        loaded) on first need: settings asking for a front-end, or a user-space port."""
+        loaded) on first need: settings asking for a front-end. A user-space port
+        alone does not load it (see :meth:`_describe_frontends`)."""
         factory = self.port_factory
         if factory is None:
             return None
-        # Built first: building it runs this again through the factory's hook, which
-        # makes the front-ends once.
-        factory.userspace  # noqa: B018
         if self.frontends is None:
             from ztone.service.userspace import NoRootFrontends  # noqa: PLC0415 (lazy)
 
             self.frontends = NoRootFrontends(factory)
         return self.frontends
 
-    def _on_userspace(self, _factory: UserspaceTapFactory) -> None:
-        self._ensure_frontends()  # a user-space port reports its backend in /network
-
     def _describe_frontends(self, nwid: int) -> dict[str, Any] | None:
         """The ``ztone`` object of a network's ``/network`` JSON (None: none)."""
-        return self.frontends.describe(nwid) if self.frontends is not None else None
+        if self.frontends is not None:
+            return self.frontends.describe(nwid)
+        # No front-end configured: a user-space port still says so, without loading
+        # the SOCKS5 and forward modules (NoRootFrontends.describe's answer for it).
+        factory = self.port_factory
+        if factory is not None and factory.backend_of(nwid) == "userspace":
+            return {"portBackend": "userspace", "socks5": [], "forwards": []}
+        return None
 
     async def _apply_frontends(self) -> None:
         """Start (or restart) the SOCKS5 servers and forwards; their trouble is logged,
@@ -260,7 +263,6 @@ class NodeService:
             make_userspace,
             choose,
             problem,
-            on_userspace=self._on_userspace,
         )
 
     def _physical(self) -> list[PhysicalPathSetting]:
@@ -463,8 +465,9 @@ class NodeService:
         # walking those ~50,000 objects holds every packet up for tens of milliseconds.
         gc.collect()
         gc.freeze()
-        # Later survivors are frozen periodically too (a root's peers: service/collector).
-        self.collector = CollectorPolicy(time.monotonic())
+        # Later survivors are frozen periodically too (a root's peers: service/collector),
+        # and the C heap's free pages go back to the kernel (service/heap).
+        self.collector = CollectorPolicy(time.monotonic(), heap_trimmer())
         log.info(
             "ztone %s node %s listening on UDP %d%s (crypto: %s)",
             __version__,

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from ztone.netstack.stack import StackLimits
-from ztone.netstack.tcp import TcpLimits
+from ztone.netstack.tcp_limits import TcpLimits
 
 from .flows import kernel_connect, kernel_to_stack, stack_connect, stack_to_kernel
 from .harness import KernelLab, kernel_unavailable

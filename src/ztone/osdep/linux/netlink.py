@@ -32,7 +32,6 @@ import ipaddress
 import json
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -89,6 +88,8 @@ def _errno_of(message: str) -> int:
 
 def find_ip() -> str | None:
     """The ``ip`` executable: on ``PATH``, else in the usual sbin directories."""
+    import shutil  # noqa: PLC0415 (with bz2 and lzma: only once a port is configured)
+
     found = shutil.which("ip")
     if found:
         return found

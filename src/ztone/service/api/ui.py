@@ -37,9 +37,6 @@ allowing only the page's own files (no inline script, no other origin, no framin
 from __future__ import annotations
 
 import dataclasses
-import http.cookies
-import importlib.resources
-import mimetypes
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -84,6 +81,10 @@ _SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 
 def static_file(name: str) -> bytes:
     """A file of the UI shipped in the package (``ui_static/<name>``)."""
+    # Loaded on the first page served: importlib.resources brings zipfile, tempfile and
+    # shutil, which a daemon nobody browses never needs (bench/memory.py).
+    import importlib.resources  # noqa: PLC0415
+
     return (importlib.resources.files("ztone.service.api") / "ui_static" / name).read_bytes()
 
 
@@ -105,6 +106,8 @@ def session_cookie_value(request: Request) -> str | None:
     raw = request.headers.get("cookie")
     if not raw:
         return None
+    import http.cookies  # noqa: PLC0415 (only for requests with cookies: the web UI's)
+
     jar = http.cookies.SimpleCookie()
     try:
         jar.load(raw)
@@ -187,6 +190,8 @@ class UiGate:
             data = target.read_bytes()
         except (OSError, ValueError, RuntimeError):
             return None
+        import mimetypes  # noqa: PLC0415 (only for <home>/app files)
+
         content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         return Response(200, data, content_type)
 
