@@ -73,18 +73,29 @@ static inline void dp_gro_put16(uint8_t *p, unsigned v, int little)
 }
 
 /* RFC 1071's one's complement sum of p[0:n] (big-endian words, an odd last byte
-   padded) plus acc, folded to 16 bits, not complemented: _speedups.inet_sum. */
+   padded) plus acc, folded to 16 bits, not complemented: _speedups.inet_sum. The sum
+   does not depend on byte order (RFC 1071 2.(B)): native 64-bit loads, each as two
+   32-bit halves, folded, then swapped on a little-endian machine. */
 static uint32_t dp_gro_sum(const uint8_t *p, size_t n, uint32_t acc)
 {
-    uint64_t sum = acc;
+    uint64_t sum = 0, w;
     size_t i;
-    for (i = 0; i + 4 <= n; i += 4)
-        sum += ((uint32_t)p[i] << 24 | (uint32_t)p[i + 1] << 16 | (uint32_t)p[i + 2] << 8 |
-                p[i + 3]);
-    for (; i + 2 <= n; i += 2)
-        sum += (uint32_t)p[i] << 8 | p[i + 1];
-    if (i < n)
-        sum += (uint32_t)p[i] << 8;
+    for (i = 0; i + 8 <= n; i += 8) {
+        memcpy(&w, p + i, 8);
+        sum += (w & 0xFFFFFFFFu) + (w >> 32);
+    }
+    if (i < n) {
+        uint8_t tail[8] = {0};
+        memcpy(tail, p + i, n - i);
+        memcpy(&w, tail, 8);
+        sum += (w & 0xFFFFFFFFu) + (w >> 32);
+    }
+    while (sum >> 16)
+        sum = (sum & 0xFFFFu) + (sum >> 16);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    sum = ((sum & 0xFFu) << 8) | (sum >> 8);
+#endif
+    sum += acc;
     while (sum >> 16)
         sum = (sum & 0xFFFFu) + (sum >> 16);
     return (uint32_t)sum;
