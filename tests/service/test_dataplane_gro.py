@@ -278,6 +278,21 @@ def test_a_run_never_outlives_its_burst(wire: Wire) -> None:
     assert len(first) == len(second) == 1
 
 
+def test_a_failed_write_is_counted_once_per_write(wire: Wire) -> None:
+    """A port that refuses the merged write: one tap error, nothing counted delivered."""
+    m, grant = gro_lab()
+    frames = run_of(m, steady(m, 5))
+    dp = port_table(m, grant, wire)
+    wire.port_out.close()  # the port's far end is gone: every write fails
+    datagrams = [d for ethertype, p in frames for d in m.frame_datagrams(p, ethertype)]
+    wire.send(datagrams)
+    assert dp.rx_burst(wire.rx.fileno(), 1, m.net.now, 4096) == []
+    stats = dp.stats()
+    assert (stats["tap_errors"], stats["delivered"], stats["gro_writes"]) == (1, 0, 0)
+    (record,) = dp.drain()  # the table still carried them: the core hears of it
+    assert record[6] == len(frames)
+
+
 PERTURBATIONS = [
     "none",
     "none",
