@@ -1532,6 +1532,8 @@ static PyObject *sp_ed25519_verify(PyObject *self, PyObject *args)
 #define DP_TX_VLEN 64
 #define DP_FRAME_BUF (65536 + 10)
 
+#include "_dp_gro.h"
+
 typedef struct {
     int family; /* AF_INET or AF_INET6 */
     uint16_t port;
@@ -1612,6 +1614,7 @@ typedef struct {
     uint64_t sent, given_back, send_errors;
     int gso_off;           /* the kernel refused UDP GSO: datagrams go one by one */
     uint64_t gso_runs, gso_refused;
+    dp_gro gro; /* the run of TCP segments being merged (_dp_gro.h) */
 } DataplaneObject;
 
 static void dp_clear_grants(DataplaneObject *self)
@@ -1643,6 +1646,9 @@ static void dp_dealloc(DataplaneObject *self)
     }
     PyMem_Free(self->frame);
     PyMem_Free(self->out);
+    if (self->gro.buf != NULL)
+        wipe(self->gro.buf, DP_GRO_BUF);
+    PyMem_Free(self->gro.buf);
     PyMem_Free(self->rxbuf);
     if (self->plain != NULL)
         wipe(self->plain, DP_HEADROOM + PKT_MAX_LEN);
@@ -1688,8 +1694,9 @@ static int dp_init(DataplaneObject *self, PyObject *args, PyObject *kwargs)
     self->sends = PyMem_Calloc((size_t)max_grants, sizeof(struct dp_send));
     self->frame = PyMem_Malloc(DP_FRAME_BUF);
     self->out = PyMem_Malloc((size_t)DP_TX_VLEN * PHYSMTU_MAX);
+    self->gro.buf = PyMem_Malloc(DP_GRO_BUF);
     if (!self->grants || !self->slots || !self->rxbuf || !self->plain || !self->whole ||
-        !self->scratch || !self->sends || !self->frame || !self->out) {
+        !self->scratch || !self->sends || !self->frame || !self->out || !self->gro.buf) {
         PyErr_NoMemory();
         return -1;
     }
@@ -1913,12 +1920,13 @@ PyDoc_STRVAR(dp_stats_doc,
 "the timeout), tap_errors (port writes that failed), read_errors, grants, slots; the send\n"
 "side: sent (frames), given_back (port reads given back), send_errors, send_grants,\n"
 "gso_runs (runs of datagrams sent as one UDP GSO message), gso_refused (1 once the\n"
-"kernel refused UDP GSO: sends go one by one from then on).");
+"kernel refused UDP GSO: sends go one by one from then on); gro_writes (merged writes\n"
+"of TCP segments to ports), gro_frames (the frames they held).");
 
 static PyObject *dp_stats(DataplaneObject *self, PyObject *unused)
 {
     (void)unused;
-    return Py_BuildValue("{sKsKsKsKsKsKsKsisisKsKsKsisKsK}", "delivered",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsisisKsKsKsisKsKsKsK}", "delivered",
                          (unsigned long long)self->delivered,
                          "passed", (unsigned long long)self->passed, "reassembly_dropped",
                          (unsigned long long)self->reasm_dropped, "reassembly_evicted",
@@ -1930,7 +1938,9 @@ static PyObject *dp_stats(DataplaneObject *self, PyObject *unused)
                          "given_back", (unsigned long long)self->given_back, "send_errors",
                          (unsigned long long)self->send_errors, "send_grants", self->n_sends,
                          "gso_runs", (unsigned long long)self->gso_runs, "gso_refused",
-                         (unsigned long long)self->gso_refused);
+                         (unsigned long long)self->gso_refused, "gro_writes",
+                         (unsigned long long)self->gro.writes, "gro_frames",
+                         (unsigned long long)self->gro.merged);
 }
 
 static int dp_addr_eq(const dp_addr *a, const dp_addr *b)
@@ -2046,15 +2056,17 @@ static int dp_deliver(DataplaneObject *self, int g0, int sock_id, const dp_addr 
     memcpy(frame, g->hdr, 12);
     frame[12] = (uint8_t)(ethertype >> 8);
     frame[13] = (uint8_t)ethertype;
-    if (g->vnet) {
-        frame -= 10;
-        memset(frame, 0, 10);
+    if (g->vnet)
+        dp_gro_offer(&self->gro, i, g->tap_fd, frame, (size_t)(plain + plen - frame),
+                     &self->delivered, &self->tap_errors);
+    else {
+        dp_gro_flush(&self->gro, &self->delivered, &self->tap_errors);
+        w = write(g->tap_fd, frame, (size_t)(plain + plen - frame));
+        if (w < 0)
+            self->tap_errors++;
+        else
+            self->delivered++;
     }
-    w = write(g->tap_fd, frame, (size_t)(plain + plen - frame));
-    if (w < 0)
-        self->tap_errors++;
-    else
-        self->delivered++;
     g->datagrams += datagrams;
     g->packets++;
     g->bytes += n;
@@ -2263,7 +2275,9 @@ PyDoc_STRVAR(dp_rx_burst_doc,
 "rx_burst(fd, sock_id, now, budget) -> list[tuple[str, int, bytes]]\n\n"
 "Read the non-blocking UDP socket fd (the service's socket sock_id) until EAGAIN or\n"
 "budget reads (recvmmsg; a read with a UDP_GRO segment size is cut into its\n"
-"datagrams). The steady state's frames go to their ports; every other datagram comes\n"
+"datagrams). The steady state's frames go to their ports (to a port with a\n"
+"virtio_net_hdr, runs of TCP segments merged as osdep/linux/gro.py does, see\n"
+"_dp_gro.h); every other datagram comes\n"
 "back as (host, port, datagram), in arrival order. now: the core's clock (ms).");
 
 static PyObject *dp_rx_burst(DataplaneObject *self, PyObject *args)
@@ -2333,6 +2347,7 @@ static PyObject *dp_rx_burst(DataplaneObject *self, PyObject *args)
             for (at = 0; at < n || (n == 0 && at == 0); at += segment) {
                 size_t len = n - at < segment ? n - at : segment;
                 if (!dp_datagram(self, out, sock_id, &from, p + at, len, now)) {
+                    dp_gro_flush(&self->gro, &self->delivered, &self->tap_errors);
                     Py_DECREF(out);
                     return NULL;
                 }
@@ -2343,6 +2358,7 @@ static PyObject *dp_rx_burst(DataplaneObject *self, PyObject *args)
         if (got < want)
             break;
     }
+    dp_gro_flush(&self->gro, &self->delivered, &self->tap_errors);
     return out;
 }
 

@@ -153,12 +153,15 @@ class Dataplane:
         that carried something since the last drain."""
     def stats(self) -> dict[str, int]:
         """delivered, passed, reassembly_dropped/_evicted/_expired, tap_errors,
-        read_errors, grants, slots."""
+        read_errors, grants, slots; sent, given_back, send_errors, send_grants;
+        gro_writes (merged TCP writes to ports), gro_frames (the frames they held)."""
     def rx_burst(
         self, fd: int, sock_id: int, now: int, budget: int
     ) -> list[tuple[str, int, bytes]]:
         """Read ``fd`` until EAGAIN or ``budget`` reads: write the steady state's frames
-        to their ports, give back every other datagram as (host, port, datagram), in
+        to their ports (runs of TCP segments to a port with a virtio_net_hdr merged
+        exactly as ``osdep.linux.gro.coalesce`` merges them, written by the end of the
+        burst), give back every other datagram as (host, port, datagram), in
         arrival order (a held fragment set that is not the steady state's: head first)."""
     def replace_send(
         self,

@@ -1,7 +1,9 @@
 """The native receive data plane: the core's receive grants mirrored into
 ``ztone._speedups.Dataplane``, which reads the UDP sockets itself and writes the steady
 state's frames straight to their TAPs (see the C file's section and
-:mod:`ztone.node.fast_grants`).
+:mod:`ztone.node.fast_grants`); runs of TCP segments in one burst go to a TAP with a
+virtio_net_hdr as one GSO write, merged as :func:`ztone.osdep.linux.gro.coalesce`
+merges them (``_dp_gro.h``).
 
 The runner owns one :class:`NativeDataplane` when the accelerator has ``Dataplane``
 (Linux), the node has a fast path, and ``ZTONE_DATAPLANE`` is not ``0``. Its duties:
