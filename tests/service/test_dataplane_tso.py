@@ -201,3 +201,31 @@ def test_fuzzed_super_packets_native_equals_general(
     finally:
         s.close()
         wire.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    v6=st.booleans(),
+    size=st.integers(1, 9000),
+    noise=st.lists(st.tuples(st.integers(0, 10 + 14 + 60 + 60), st.integers(0, 255)), max_size=3),
+    cut_short=st.integers(0, 40),
+)
+def test_mangled_super_packets_are_the_general_paths_either_way(
+    v6: bool, size: int, noise: list[tuple[int, int]], cut_short: int
+) -> None:
+    """A read whose headers were changed: the native side either gives it back as read
+    or sends exactly what the general path makes of it (never something else)."""
+    m, grant = lab()
+    read = bytearray(super_read(m, v6, 7, os.urandom(size), ACK | PSH, 2748))
+    for at, value in noise:
+        if at < len(read) and not 10 <= at < 22:  # the MACs: only "not granted"
+            read[at] = value
+    raw = bytes(read[: len(read) - cut_short])
+    wire = Wire()
+    s = Sender(m, grant, wire)
+    try:
+        back, delivered = s.run([raw])
+        assert (back == [raw] and delivered == []) or (back == [] and delivered == s.general([raw]))
+    finally:
+        s.close()
+        wire.close()
