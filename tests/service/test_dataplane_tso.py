@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import struct
 from dataclasses import replace
 from typing import Any
 
@@ -134,10 +135,15 @@ def test_checksums_are_finished_and_flags_without_work_pass(sender: Sender) -> N
     raw[at : at + 2] = partial.to_bytes(2, "big")
     raw[:10] = VNET.pack(F_NEEDS_CSUM, 0, 0, 0, 34, 16)
     valid = vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, whole, VNET.pack(2, 0, 0, 0, 0, 0))  # DATA_VALID
-    reads = [bytes(raw), valid]
+    # a sum that finishes as 0 is written 0xFFFF (UDP: 0 would mean "no checksum")
+    # the words from csum_start (ports 0x35, 0x35, length 0xc, the field) sum to 0xFFFF
+    udp = bytes(20) + struct.pack("!HHHH", 0x35, 0x35, 0xC, 0xFFFF - 0x76) + bytes(4)
+    zero = vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, udp, VNET.pack(F_NEEDS_CSUM, 0, 0, 0, 34, 6))
+    reads = [bytes(raw), valid, zero]
     back, delivered = sender.run(reads)
     assert back == [] and delivered == sender.general(reads)
-    assert [p for *_, p in delivered] == [whole, whole]
+    assert [p for *_, p in delivered][:2] == [whole, whole]
+    assert delivered[2][3][26:28] == b"\xff\xff"
 
 
 def test_what_is_not_carried_goes_back_as_read() -> None:
