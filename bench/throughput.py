@@ -19,7 +19,8 @@ a network through the controller API, authorizes the members, then measures:
 Options: ``--tcp-relay`` (a fifth namespace runs ``ztone-relay`` with no rate limit
 and member a sends everything through it: ``forceTcpRelay`` with
 ``tcpFallbackRelayAnyScope``; the overlay figures are then through the relay),
-``--pure`` (ZTONE_PURE=1 daemons), ``--compare`` (the same lab a second time with an
+``--pure`` (ZTONE_PURE=1 daemons), ``--no-offload`` (ZTONE_TAP_OFFLOAD=0: TAPs
+without TCP segmentation offload), ``--compare`` (the same lab a second time with an
 installed zerotier-one as members a and b, root and controller still ztone, which it
 accepts through the private planet file in its home; both printed side by side;
 ``--compare-binary PATH`` names the executable; without one it says so and exits 2),
@@ -448,6 +449,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10, help="iperf3 duration")
     parser.add_argument("--pings", type=int, default=200, help="pings for the RTT figures")
     parser.add_argument("--pure", action="store_true", help="force the pure-Python crypto path")
+    parser.add_argument("--no-offload", action="store_true",
+                        help="TAPs without segmentation offload (ZTONE_TAP_OFFLOAD=0)")  # fmt: skip
     parser.add_argument("--one-way", action="store_true",
                         help="only a->b (skip the b->a iperf3 -R run)")  # fmt: skip
     parser.add_argument(
@@ -501,7 +504,10 @@ def main() -> int:
     env = daemon_env()
     if args.pure:
         env["ZTONE_PURE"] = "1"
+    if args.no_offload:
+        env["ZTONE_TAP_OFFLOAD"] = "0"
     print(f"crypto backend: {'pure' if args.pure else 'native if built'}")
+    print(f"TAP offloads: {'off' if args.no_offload else 'on (TSO, checksums)'}")
     print(
         f"CPU check: {cpu_check():.1f} ms for a fixed Python loop (lower: a faster "
         "machine right now; the figures below scale with it)"

@@ -1530,7 +1530,7 @@ static PyObject *sp_ed25519_verify(PyObject *self, PyObject *args)
 #define DP_FRAGMENT_HEADER 16
 #define DP_SLOT_BYTES (PKT_MAX_LEN + DP_PIECES * DP_FRAGMENT_HEADER)
 #define DP_TX_VLEN 64
-#define DP_FRAME_BUF (65536 + 10)
+#define DP_FRAME_BUF (10 + 14 + 65535) /* a virtio_net_hdr, a 64 KiB super-packet */
 
 #include "_dp_gro.h"
 
@@ -2636,6 +2636,8 @@ static uint8_t *dp_out_slot(DataplaneObject *self, struct dp_send *g, size_t len
     return q;
 }
 
+#include "_dp_tso.h"
+
 /* One frame read from the port of nwid: 1 sent, 0 not the steady state's, -1 error. */
 static int dp_tx_frame(DataplaneObject *self, uint64_t nwid, int vnet, const uint8_t *f,
                        size_t n, int64_t now)
@@ -2647,8 +2649,8 @@ static int dp_tx_frame(DataplaneObject *self, uint64_t nwid, int vnet, const uin
     uint8_t *buf = self->scratch;
     int i;
 
-    if (vnet && (f[0] | f[1]))
-        return 0; /* a checksum to finish or GSO: the general path */
+    if (vnet && (f[0] | f[1])) /* a checksum to finish or GSO (_dp_tso.h) */
+        return f == self->frame ? dp_tso_tx(self, nwid, n, now) : 0;
     if (n <= at + 14)
         return 0;
     eth = f + at;

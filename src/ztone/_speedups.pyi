@@ -193,4 +193,7 @@ class Dataplane:
         """Read port ``fd`` of ``nwid`` until EAGAIN or ``budget`` reads: seal and send
         (sendmmsg) the frames the send grants cover (packet id from getrandom, the cut of
         seal_frame); give back every other read as read, and every read after the first
-        one given back. OSError when the first read fails."""
+        one given back. A read whose virtio_net_hdr asks for a checksum or is a TCP
+        super-packet (TAP offloads) is finished or cut first, as osdep/linux/tso.py
+        does (_dp_tso.h), when its destination is granted. OSError when the first read
+        fails."""

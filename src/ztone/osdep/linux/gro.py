@@ -177,8 +177,13 @@ def complete_checksum(
 ) -> bool:
     """Finish a frame read with ``VIRTIO_NET_HDR_F_NEEDS_CSUM`` (in place); False if bad.
 
-    The kernel only hands out such frames when checksum offload is switched on
-    (``TUNSETOFFLOAD``), which ztone never does; this is the defensive path.
+    The kernel hands out such frames when checksum offload is switched on
+    (``TUNSETOFFLOAD``, :mod:`ztone.osdep.linux.tun`): the field at ``csum_start +
+    csum_offset`` (from the start of the Ethernet frame) holds the pseudo header's
+    sum, and the checksum is the complemented sum from ``csum_start`` to the end. A
+    result of 0 is written as 0xFFFF (the same in one's complement; for UDP, 0 would
+    mean "no checksum"). The range must lie after the Ethernet header. GSO frames
+    are :mod:`ztone.osdep.linux.tso`'s.
     """
     if inet_sum is None:
         inet_sum = inet_sum_function()
@@ -187,8 +192,8 @@ def complete_checksum(
         return False
     if not flags & F_NEEDS_CSUM:
         return True
-    if start + offset + 2 > len(frame):
+    if start < 14 or start + offset + 2 > len(frame):
         return False
     total = inet_sum(memoryview(frame)[start:], 0)
-    frame[start + offset : start + offset + 2] = (~total & 0xFFFF).to_bytes(2, "big")
+    frame[start + offset : start + offset + 2] = ((~total & 0xFFFF) or 0xFFFF).to_bytes(2, "big")
     return True

@@ -53,7 +53,9 @@ class LinuxTap:
 
         fd = tun.open_tun()
         try:
-            name, vnet = tun.attach_tap(fd, choose_linux_device_name(nwid, devicemap=devicemap))
+            name, vnet = tun.attach_tap(
+                fd, choose_linux_device_name(nwid, devicemap=devicemap), tun.offload_wanted()
+            )
             try:
                 tun.set_mac(name, mac)
                 tun.set_mtu(name, mtu)

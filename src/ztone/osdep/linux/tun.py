@@ -5,10 +5,14 @@ device per network, given the network MAC and MTU and brought up with
 ``IFF_MULTICAST`` by the same ioctls as upstream. ztone asks for ``IFF_VNET_HDR``
 too (falling back without it): then every frame carries a 10-byte
 ``virtio_net_hdr``, which lets a burst of TCP segments for the host be merged into
-one write (:mod:`ztone.osdep.linux.gro`).
+one write (:mod:`ztone.osdep.linux.gro`), and lets the host hand over checksums to
+finish and TCP super-packets of up to 64 KiB (``TUNSETOFFLOAD`` with
+``TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6``, unless ``ZTONE_TAP_OFFLOAD=0``), which
+the reader cuts into ordinary segments (:mod:`ztone.osdep.linux.tso`).
 
 :class:`TunDevice` is the :class:`~ztone.osdep.base.FrameDevice` of such a
-descriptor. Frames are read whole, one per ``read``; the Ethernet header is split
+descriptor. Frames are read whole, one per ``read`` (a super-packet gives its
+segments); the Ethernet header is split
 off as is (an 802.1Q tag is not interpreted: the frame arrives with ethertype
 0x8100 and the tag at the start of the payload, as upstream hands it to the core).
 """
@@ -20,9 +24,10 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ztone.osdep.base import EthernetFrame, FrameDeviceError, TapError
+from ztone.osdep.linux import tso
 from ztone.osdep.linux.gro import (
     VNET_HDR_LEN,
     VNET_NONE,
@@ -39,6 +44,14 @@ TUNSETPERSIST = 0x400454CB
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
+"""Asked of a TAP with virtio-net headers: checksums and TCP segmentation (not ECN,
+not UDP): every frame read may then need :mod:`.tso`'s cut or a checksum finished."""
+OFFLOAD_ENV = "ZTONE_TAP_OFFLOAD"
 IFF_UP = 0x0001
 IFF_MULTICAST = 0x1000
 SIOCGIFFLAGS = 0x8913
@@ -48,8 +61,9 @@ SIOCSIFHWADDR = 0x8924
 ARPHRD_ETHER = 1
 
 TUN_DEVICES = ("/dev/net/tun", "/dev/tun")
-READ_BUFFER_SIZE = 16384
-"""``ZT_TAP_BUF_SIZE``; larger than any ZeroTier MTU (10000) plus headers."""
+READ_BUFFER_SIZE = VNET_HDR_LEN + tso.MAX_FRAME
+"""A virtio_net_hdr and a 64 KiB super-packet (larger than upstream's
+``ZT_TAP_BUF_SIZE``, which only ever holds one MTU-sized frame)."""
 HEADER_CACHE_SIZE = 256
 """Ethernet headers of recent (source, destination, ethertype) kept ready to write."""
 
@@ -96,8 +110,26 @@ def open_tun() -> int:
     raise TapError(f"could not open TUN/TAP device: {last}")
 
 
-def attach_tap(fd: int, name: str) -> tuple[str, bool]:
-    """``TUNSETIFF`` as a TAP named ``name`` (the kernel may pick another), not persistent.
+def offload_wanted(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether TAPs get :data:`OFFLOADS`: yes unless ``ZTONE_TAP_OFFLOAD=0``."""
+    env = os.environ if environ is None else environ
+    return env.get(OFFLOAD_ENV, "").strip() != "0"
+
+
+def set_offload(fd: int, name: str, flags: int = OFFLOADS) -> bool:
+    """``TUNSETOFFLOAD`` with ``flags`` on a TAP opened with virtio-net headers; False
+    (logged at debug: frames then come as without it) if the kernel refuses."""
+    try:
+        fcntl.ioctl(fd, TUNSETOFFLOAD, flags)
+    except OSError as e:
+        log.debug("%s: TUNSETOFFLOAD %#x: %s", name, flags, e)
+        return False
+    return True
+
+
+def attach_tap(fd: int, name: str, offload: bool = False) -> tuple[str, bool]:
+    """``TUNSETIFF`` as a TAP named ``name`` (the kernel may pick another), not persistent;
+    with ``offload``, :func:`set_offload` when frames carry virtio-net headers.
 
     Returns the device's name and whether frames carry a ``virtio_net_hdr``.
     """
@@ -117,6 +149,8 @@ def attach_tap(fd: int, name: str) -> tuple[str, bool]:
         fcntl.ioctl(fd, TUNSETPERSIST, 0)
     except OSError as e:
         log.debug("%s: TUNSETPERSIST 0: %s", name, e)
+    if vnet and offload:
+        set_offload(fd, name)
     return name, vnet
 
 
@@ -143,7 +177,9 @@ class TunDevice:
         self._rview = memoryview(self._rbuf)
         self._headers: dict[tuple[int, int, int], bytes] = {}
         self.frames_dropped = 0
-        """Frames lost in this device: failed writes, GSO frames from the host."""
+        """Frames lost in this device: failed writes, malformed frames from the host."""
+        self.super_frames = 0
+        """GSO frames from the host cut into segments (:mod:`.tso`)."""
 
     def fileno(self) -> int:
         return self._fd
@@ -191,8 +227,10 @@ class TunDevice:
         buf = self._rbuf
         view = self._rview
         at = VNET_HDR_LEN if self.vnet else 0
-        # a checksum to finish or GSO (offloads are never switched on)
-        if at and (buf[0] or buf[1]) and not self._finish_checksum(n):
+        if at and buf[1]:
+            self._cut(n, frames)
+            return
+        if at and buf[0] and not self._finish_checksum(n):
             return
         if n <= at + 14:  # upstream needs more than a bare header
             return
@@ -205,12 +243,27 @@ class TunDevice:
             )
         )
 
+    def _cut(self, n: int, frames: list[EthernetFrame]) -> None:
+        """Append the segments of the GSO frame of the ``n`` bytes read."""
+        view = self._rview
+        segments = tso.segment(view[:VNET_HDR_LEN], view[VNET_HDR_LEN:n], self._inet_sum)
+        if segments is None:
+            self.frames_dropped += 1
+            log.debug("%s: dropped a malformed GSO frame from the host", self.name)
+            return
+        self.super_frames += 1
+        at = VNET_HDR_LEN
+        source = int.from_bytes(view[at + 6 : at + 12], "big")
+        destination = int.from_bytes(view[at : at + 6], "big")
+        ethertype = (self._rbuf[at + 12] << 8) | self._rbuf[at + 13]
+        frames.extend((source, destination, ethertype, packet) for packet in segments)
+
     def _finish_checksum(self, n: int) -> bool:
-        """A frame read with a virtio_net_hdr asking for work: finish it in the buffer."""
+        """A frame read with a checksum to finish: finish it in the buffer."""
         frame = bytearray(self._rbuf[VNET_HDR_LEN:n])
         if not complete_checksum(bytes(self._rbuf[:VNET_HDR_LEN]), frame, self._inet_sum):
             self.frames_dropped += 1
-            log.debug("%s: dropped a GSO frame from the host (offloads are off)", self.name)
+            log.debug("%s: dropped a frame whose checksum cannot be finished", self.name)
             return False
         self._rbuf[VNET_HDR_LEN:n] = frame
         return True
@@ -278,7 +331,9 @@ __all__ = [
     "TunDevice",
     "attach_tap",
     "bring_up",
+    "offload_wanted",
     "open_tun",
     "set_mac",
     "set_mtu",
+    "set_offload",
 ]
