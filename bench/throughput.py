@@ -181,6 +181,8 @@ def daemon_env() -> dict[str, str]:
     """The daemons' environment: quiet logs, and ``ZTONE_BENCH_PYTHONPATH`` (run the
     daemons from another source tree, for A/B runs)."""
     env = {"ZTONE_LOG_LEVEL": "WARNING"}
+    if os.environ.get("ZTONE_DATAPLANE_THREAD"):  # 0: the data plane without its thread
+        env["ZTONE_DATAPLANE_THREAD"] = os.environ["ZTONE_DATAPLANE_THREAD"]
     if os.environ.get("ZTONE_BENCH_PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["ZTONE_BENCH_PYTHONPATH"]
     return env
@@ -502,6 +504,8 @@ def main() -> int:
     if args.pure:
         env["ZTONE_PURE"] = "1"
     print(f"crypto backend: {'pure' if args.pure else 'native if built'}")
+    thread = env.get("ZTONE_DATAPLANE_THREAD", "1") != "0"
+    print(f"data plane reactor thread: {'on' if thread else 'off (ZTONE_DATAPLANE_THREAD=0)'}")
     print(
         f"CPU check: {cpu_check():.1f} ms for a fixed Python loop (lower: a faster "
         "machine right now; the figures below scale with it)"

@@ -22,7 +22,8 @@
  *   (2, nwid, "", 0, b"")                the port's reads failed: it is no longer read
  *
  * in arrival order. A port whose read went to the ring sends all its later reads there
- * too until take() (a port's frames keep their order, tx_burst's rule).
+ * too until Python says it handed them on (taken(): a port's frames keep their order,
+ * tx_burst's rule; a port with reads put in the ring since take() keeps giving back).
  *
  * Ring bounds (node/bounds.py): items and bytes. Before each datagram the thread
  * checks there is room for the worst it can add (a held fragment set given back with
@@ -66,7 +67,8 @@ struct rt_watch {
     int sock_id;
     uint64_t nwid;
     int vnet;
-    int giving_back; /* a read went to the ring: the later ones follow until take() */
+    int giving_back; /* a read went to the ring: the later ones follow until taken() */
+    int in_ring;     /* its reads in the ring now */
     uint64_t gen;
 };
 
@@ -317,6 +319,7 @@ static void rt_port(DataplaneObject *self, struct rt_watch *w, int64_t now, uint
             }
         }
         w->giving_back = 1;
+        w->in_ring++;
         rt_put(rt, RT_ITEM_READ, 0, w->nwid, w->vnet, NULL, self->frame, (size_t)n);
         self->given_back++;
     }
@@ -551,6 +554,7 @@ static struct rt_watch *rt_new_watch(DataplaneObject *self, int fd)
     }
     w->fd = fd;
     w->giving_back = 0;
+    w->in_ring = 0;
     if (i >= rt->n_watches)
         rt->n_watches = i + 1;
     return w;
@@ -670,7 +674,8 @@ PyDoc_STRVAR(dp_take_doc,
 "take() -> list[tuple[int, int, str, int, bytes]]\n\n"
 "Empty the ring: (0, sock_id, host, port, datagram) for the core, (1, nwid, '', vnet,\n"
 "read) a port read given back, (2, nwid, '', 0, b'') a port no longer read (its reads\n"
-"failed); in arrival order. A reactor stopped for want of room resumes.");
+"failed); in arrival order. A reactor stopped for want of room resumes. Call taken()\n"
+"once the port reads are handed on.");
 
 static PyObject *dp_take(DataplaneObject *self, PyObject *unused)
 {
@@ -718,7 +723,7 @@ done:
         rt->fill = 0;
         rt->notified = 0;
         for (i = 0; i < rt->n_watches; i++)
-            rt->watches[i].giving_back = 0;
+            rt->watches[i].in_ring = 0;
         if (rt->blocked) {
             uint64_t one = 1;
             ssize_t w = write(rt->ctl_fd, &one, sizeof one);
@@ -728,6 +733,25 @@ done:
     }
     rt_unlock(self);
     return out;
+}
+
+PyDoc_STRVAR(dp_taken_doc,
+"taken() -> None\n\n"
+"The port reads of the last take() are handed on (their frames went to the core):\n"
+"a port that gave reads back may send natively again, unless it put more in the\n"
+"ring since take().");
+
+static PyObject *dp_taken(DataplaneObject *self, PyObject *unused)
+{
+    int i;
+    (void)unused;
+    rt_lock(self);
+    if (self->rt != NULL)
+        for (i = 0; i < self->rt->n_watches; i++)
+            if (self->rt->watches[i].in_ring == 0)
+                self->rt->watches[i].giving_back = 0;
+    rt_unlock(self);
+    Py_RETURN_NONE;
 }
 
 /* --- the table's methods, under the mutex while the reactor runs --------------- */

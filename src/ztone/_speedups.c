@@ -2832,6 +2832,7 @@ static PyMethodDef dp_methods[] = {
     {"watch_port", (PyCFunction)dp_watch_port, METH_VARARGS, dp_watch_port_doc},
     {"unwatch", (PyCFunction)dp_unwatch, METH_O, dp_unwatch_doc},
     {"take", (PyCFunction)dp_take, METH_NOARGS, dp_take_doc},
+    {"taken", (PyCFunction)dp_taken, METH_NOARGS, dp_taken_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -206,4 +206,8 @@ class Dataplane:
         to it or sending from it are dropped. False if it was not watched."""
     def take(self) -> list[tuple[int, int, str, int, bytes]]:
         """Empty the ring: (0, sock_id, host, port, datagram), (1, nwid, "", vnet, read),
-        (2, nwid, "", 0, b"") a port no longer read; in arrival order."""
+        (2, nwid, "", 0, b"") a port no longer read; in arrival order. Call taken()
+        once the port reads are handed on."""
+    def taken(self) -> None:
+        """The last take()'s port reads are handed on: their ports may send natively
+        again (unless they gave more reads back since)."""

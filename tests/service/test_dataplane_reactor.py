@@ -143,8 +143,8 @@ def test_a_ping_turns_around_in_the_thread_without_python(wire: Wire) -> None:
 
 def test_port_reads_come_back_in_order_and_the_rule_holds_until_take(wire: Wire) -> None:
     """tx_burst's rule in the thread: after a read given back, the port's later reads
-    go to the ring too (unchanged, in order) until Python took them; then a sendable
-    frame is sent again."""
+    go to the ring too (unchanged, in order) until Python handed them on (taken());
+    then a sendable frame is sent again."""
     m = Members()
     sg = replace(send_grant(m), remote=address(wire.rx), ethertypes=(ETH_IPV4,), expires=FAR)
     dp = NATIVE.Dataplane(  # type: ignore[union-attr]
@@ -164,7 +164,14 @@ def test_port_reads_come_back_in_order_and_the_rule_holds_until_take(wire: Wire)
         wire.port_out.send(good)  # still after one given back: to the ring
         assert until(lambda: dp.stats()["ring_items"] == 4)
         assert dp.take() == [(1, m.nwid, "", 1, r) for r in (arp, good, arp, good)]
-        wire.port_out.send(good)  # taken: sendable frames are sent again
+        wire.port_out.send(good)  # taken, but not yet handed on: still to the ring
+        assert until(lambda: dp.stats()["ring_items"] == 1)
+        dp.taken()  # a read in the ring since take(): the port keeps giving back
+        wire.port_out.send(good)
+        assert until(lambda: dp.stats()["ring_items"] == 2)
+        assert dp.take() == [(1, m.nwid, "", 1, good)] * 2
+        dp.taken()
+        wire.port_out.send(good)  # handed on: sendable frames are sent again
         assert until(lambda: dp.stats()["sent"] == 2)
         assert dp.take() == []
         assert len([1 for _ in iter(lambda: _recv(wire.rx), None)]) == 2

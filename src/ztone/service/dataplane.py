@@ -169,6 +169,14 @@ class NativeDataplane:
         """The ring's eventfd is readable: hand what the thread did not carry on, in
         its order (datagrams to udp.py's queues, port reads to the pump)."""
         items: list[tuple[int, int, str, int, bytes]] = self._table.take()
+        try:
+            self._hand_on(items)
+        finally:
+            # the reads given back were handed (their frames' datagrams sent): only
+            # now may those ports send natively again, or a later frame could overtake
+            self._table.taken()
+
+    def _hand_on(self, items: list[tuple[int, int, str, int, bytes]]) -> None:
         datagrams: list[tuple[int, str, int, bytes]] = []
         reads: list[bytes] = []
         reads_of = -1
