@@ -247,9 +247,13 @@ def test_unwatch_then_close_is_safe_even_when_the_fd_number_returns(wire: Wire) 
 
 def test_stop_joins_and_dealloc_stops() -> None:
     dp = NATIVE.Dataplane(bytes(5), 4, 4, 500)  # type: ignore[union-attr]
-    base = threads()
+    before = set(os.listdir("/proc/self/task"))
+    base = len(before)
     fd = dp.start(64, RING_MIN_BYTES)
     assert fd >= 0 and threads() == base + 1 and dp.stats()["reactor"] == 1
+    (tid,) = set(os.listdir("/proc/self/task")) - before
+    # no wakeup preemption of the host's own senders (see rt_main)
+    assert until(lambda: os.sched_getscheduler(int(tid)) == os.SCHED_BATCH)
     with pytest.raises(RuntimeError):
         dp.start(64, RING_MIN_BYTES)
     dp.stop()
