@@ -108,20 +108,24 @@ struct dp_reactor {
     uint64_t wakeups, ring_full, taken, port_failures;
 };
 
-static void rt_lock(DataplaneObject *self)
+/* Take the table's mutex if the reactor runs (waiting for it without the GIL); what
+ * it returns goes to rt_unlock, so a reactor stopped meanwhile cannot leave it held. */
+static int rt_lock(DataplaneObject *self)
 {
     if (self->rt == NULL)
-        return;
+        return 0;
     if (pthread_mutex_trylock(&self->lock) != 0) {
         Py_BEGIN_ALLOW_THREADS
         pthread_mutex_lock(&self->lock);
         Py_END_ALLOW_THREADS
     }
+    return 1;
 }
 
-static void rt_unlock(DataplaneObject *self)
+static void rt_unlock(DataplaneObject *self, int locked)
 {
-    if (self->rt != NULL)
+    (void)self;
+    if (locked)
         pthread_mutex_unlock(&self->lock);
 }
 
@@ -581,13 +585,13 @@ static PyObject *dp_watch_socket(DataplaneObject *self, PyObject *args)
     struct rt_watch *w;
     if (!PyArg_ParseTuple(args, "ii:watch_socket", &fd, &sock_id))
         return NULL;
-    rt_lock(self);
+    int locked = rt_lock(self);
     w = rt_new_watch(self, fd);
     if (w != NULL) {
         w->sock_id = sock_id;
         w->kind = RT_SOCKET;
     }
-    rt_unlock(self);
+    rt_unlock(self, locked);
     if (w == NULL)
         return NULL;
     Py_RETURN_NONE;
@@ -605,14 +609,14 @@ static PyObject *dp_watch_port(DataplaneObject *self, PyObject *args)
     struct rt_watch *w;
     if (!PyArg_ParseTuple(args, "iKp:watch_port", &fd, &nwid, &vnet))
         return NULL;
-    rt_lock(self);
+    int locked = rt_lock(self);
     w = rt_new_watch(self, fd);
     if (w != NULL) {
         w->nwid = nwid;
         w->vnet = vnet;
         w->kind = RT_PORT;
     }
-    rt_unlock(self);
+    rt_unlock(self, locked);
     if (w == NULL)
         return NULL;
     Py_RETURN_NONE;
@@ -669,7 +673,7 @@ static PyObject *dp_unwatch(DataplaneObject *self, PyObject *arg)
         return NULL;
     }
     fd = (int)fdl;
-    rt_lock(self);
+    int locked = rt_lock(self);
     if (self->rt != NULL) {
         w = rt_find(self->rt, fd);
         if (w != NULL)
@@ -677,7 +681,7 @@ static PyObject *dp_unwatch(DataplaneObject *self, PyObject *arg)
     }
     if (fd >= 0)
         rt_drop_grants_of(self, fd);
-    rt_unlock(self);
+    rt_unlock(self, locked);
     return PyBool_FromLong(w != NULL);
 }
 
@@ -695,10 +699,10 @@ static PyObject *dp_take(DataplaneObject *self, PyObject *unused)
     int i;
     (void)unused;
 
-    rt_lock(self);
+    int locked = rt_lock(self);
     rt = self->rt;
     if (rt == NULL) {
-        rt_unlock(self);
+        rt_unlock(self, locked);
         return PyList_New(0);
     }
     out = PyList_New(rt->n_items);
@@ -742,7 +746,7 @@ done:
             rt->blocked = 0;
         }
     }
-    rt_unlock(self);
+    rt_unlock(self, locked);
     return out;
 }
 
@@ -756,12 +760,12 @@ static PyObject *dp_taken(DataplaneObject *self, PyObject *unused)
 {
     int i;
     (void)unused;
-    rt_lock(self);
+    int locked = rt_lock(self);
     if (self->rt != NULL)
         for (i = 0; i < self->rt->n_watches; i++)
             if (self->rt->watches[i].in_ring == 0)
                 self->rt->watches[i].giving_back = 0;
-    rt_unlock(self);
+    rt_unlock(self, locked);
     Py_RETURN_NONE;
 }
 
@@ -771,9 +775,9 @@ static PyObject *dp_taken(DataplaneObject *self, PyObject *unused)
     static PyObject *name                      \
     {                                          \
         PyObject *r;                           \
-        rt_lock(self);                         \
+        int locked = rt_lock(self);            \
         r = call;                              \
-        rt_unlock(self);                       \
+        rt_unlock(self, locked);               \
         return r;                              \
     }
 
@@ -791,13 +795,13 @@ static PyObject *dp_locked_replace(DataplaneObject *self, PyObject *args)
     int whole = 1;
     if (!PyArg_ParseTuple(args, "O|O:replace", &grants, &kept))
         return NULL;
-    rt_lock(self);
+    int locked = rt_lock(self);
     if (kept != Py_None && self->rt != NULL && self->rt->udp_items > 0) {
         grants = kept;
         whole = 0;
     }
     r = dp_replace(self, grants);
-    rt_unlock(self);
+    rt_unlock(self, locked);
     if (r == NULL)
         return NULL;
     Py_DECREF(r);
@@ -807,7 +811,7 @@ static PyObject *dp_locked_replace(DataplaneObject *self, PyObject *args)
 static PyObject *dp_locked_stats(DataplaneObject *self, PyObject *unused)
 {
     PyObject *r;
-    rt_lock(self);
+    int locked = rt_lock(self);
     r = dp_stats(self, unused);
     if (r != NULL) {
         struct dp_reactor *rt = self->rt;
@@ -823,6 +827,6 @@ static PyObject *dp_locked_stats(DataplaneObject *self, PyObject *unused)
             Py_CLEAR(r);
         Py_XDECREF(extra);
     }
-    rt_unlock(self);
+    rt_unlock(self, locked);
     return r;
 }
