@@ -120,6 +120,21 @@ class Daemon:
                         timeout=60)  # fmt: skip
         return json.loads(r.stdout) if r.stdout.strip() else None
 
+    def dataplane(self) -> dict[str, int]:
+        """The native data plane's counters (``dataplane_*`` in ``GET /metrics``)."""
+        script = (
+            "import sys,urllib.request\n"
+            "req = urllib.request.Request('http://127.0.0.1:%s/metrics' % sys.argv[1],\n"
+            "    headers={'X-ZT1-Auth': sys.argv[2]})\n"
+            "print(urllib.request.urlopen(req, timeout=20).read().decode())\n"
+        )
+        token = (self.home / "authtoken.secret").read_text().strip()
+        r = self.ns.run([sys.executable, "-c", script, str(PORT), token], timeout=60,
+                        check=False)  # fmt: skip
+        found = re.findall(r'^ztone_packets_total\{what="dataplane_([a-z_]+)"\} (\S+)$',
+                           r.stdout, re.M)  # fmt: skip
+        return {k: int(float(v)) for k, v in found}
+
     def online(self) -> bool:
         try:
             return bool(self.api("GET", "/status")["online"])
@@ -178,10 +193,19 @@ def lab_unavailable(tools: tuple[str, ...], packages: str) -> str | None:
     return None
 
 
+DATAPLANE_SHOWN = (
+    "delivered", "sent", "passed", "given_back", "tap_errors", "send_errors", "read_errors",
+    "ring_taken", "ring_full", "reactor_wakeups", "gso_runs",
+)  # fmt: skip
+"""The data plane's counters printed per member (their growth during the iperf3 run)."""
+
+
 def daemon_env() -> dict[str, str]:
     """The daemons' environment: quiet logs, and ``ZTONE_BENCH_PYTHONPATH`` (run the
     daemons from another source tree, for A/B runs)."""
     env = {"ZTONE_LOG_LEVEL": "WARNING"}
+    if os.environ.get("ZTONE_DATAPLANE_THREAD"):  # 0: the data plane without its thread
+        env["ZTONE_DATAPLANE_THREAD"] = os.environ["ZTONE_DATAPLANE_THREAD"]
     if os.environ.get("ZTONE_BENCH_PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["ZTONE_BENCH_PYTHONPATH"]
     return env
@@ -375,11 +399,13 @@ def measure(args: argparse.Namespace, env: dict[str, str],
                         os.sched_setaffinity(int(tid), {cpu % (os.cpu_count() or 1)})
             tap0 = tap_counters(a_ns)
             cpu0 = {n: daemons[n].cpu_seconds() for n in ("a", "b", "root")}
+            dp0 = {n: daemons[n].dataplane() for n in ("a", "b")}
             spies = start_profilers(args.profile, daemons, args.seconds) if args.profile else []
             mbps = iperf(a_ns, b_ns, b_ip, args.seconds)
             for spy in spies:
                 spy.wait(60)
             cpu1 = {n: daemons[n].cpu_seconds() for n in ("a", "b", "root")}
+            dp1 = {n: daemons[n].dataplane() for n in ("a", "b")}
             tap1 = tap_counters(a_ns)
             gb = mbps * args.seconds / 8 / 1000
             back_mbps = 0.0
@@ -394,6 +420,11 @@ def measure(args: argparse.Namespace, env: dict[str, str],
                 out.append(("member a through ztone-relay (forceTcpRelay), tunnel active",
                             str(active)))  # fmt: skip
             out.append(("iperf3 TCP overlay a->b", f"{mbps:.1f} Mbit/s ({args.seconds} s)"))
+            for n in ("a", "b"):
+                moved = {k: v - dp0[n].get(k, 0) for k, v in dp1[n].items()
+                         if k in DATAPLANE_SHOWN and v - dp0[n].get(k, 0)}  # fmt: skip
+                shown = ", ".join(f"{k} {v}" for k, v in sorted(moved.items()))
+                out.append((f"member {n} data plane during a->b", shown or "-"))
             for n, role in (("a", "sender"), ("b", "receiver")):
                 used = cpu1[n] - cpu0[n]
                 out.append((f"member {n} CPU a->b ({role})",
@@ -508,6 +539,8 @@ def main() -> int:
         env["ZTONE_TAP_OFFLOAD"] = "0"
     print(f"crypto backend: {'pure' if args.pure else 'native if built'}")
     print(f"TAP offloads: {'off' if args.no_offload else 'on (TSO, checksums)'}")
+    thread = env.get("ZTONE_DATAPLANE_THREAD", "1") != "0"
+    print(f"data plane reactor thread: {'on' if thread else 'off (ZTONE_DATAPLANE_THREAD=0)'}")
     print(
         f"CPU check: {cpu_check():.1f} ms for a fixed Python loop (lower: a faster "
         "machine right now; the figures below scale with it)"

@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -770,11 +772,13 @@ typedef struct {
     EVP_CIPHER_CTX *ecb_dec; /* AES-256-ECB decrypt, K1 (no padding) */
     EVP_CIPHER_CTX *ctr;     /* AES-256-CTR, K1; IV reset per packet */
     int keyed;
+    pthread_mutex_t lock;    /* the contexts: the data plane's reactor thread uses them too */
 } AesGmacSivObject;
 
 static int openssl_error(const char *what)
 {
-    PyErr_Format(PyExc_RuntimeError, "OpenSSL %s failed", what);
+    if (PyGILState_Check()) /* not on the data plane's reactor thread */
+        PyErr_Format(PyExc_RuntimeError, "OpenSSL %s failed", what);
     return 0;
 }
 
@@ -792,6 +796,7 @@ static PyObject *siv_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->ecb_dec = EVP_CIPHER_CTX_new();
     self->ctr = EVP_CIPHER_CTX_new();
     self->keyed = 0;
+    pthread_mutex_init(&self->lock, NULL);
     if (!self->gcm || !self->ecb_enc || !self->ecb_dec || !self->ctr) {
         Py_DECREF(self);
         return PyErr_NoMemory();
@@ -805,6 +810,7 @@ static void siv_dealloc(AesGmacSivObject *self)
     EVP_CIPHER_CTX_free(self->ecb_enc);
     EVP_CIPHER_CTX_free(self->ecb_dec);
     EVP_CIPHER_CTX_free(self->ctr);
+    pthread_mutex_destroy(&self->lock);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -924,7 +930,7 @@ static int siv_ready(AesGmacSivObject *self)
 static char *siv_kwlist[] = {"packet", NULL};
 
 /* Armor p[0:len] in place (len >= 28, header final): [0:8] and [19:27] get the tag. */
-static int siv_armor_buf(AesGmacSivObject *self, uint8_t *p, size_t len)
+static int siv_armor_buf_unlocked(AesGmacSivObject *self, uint8_t *p, size_t len)
 {
     size_t plen = len - PKT_ENVELOPE;
     uint8_t a16[16], t[16], s[16];
@@ -945,7 +951,8 @@ static int siv_armor_buf(AesGmacSivObject *self, uint8_t *p, size_t len)
 /* Decrypt and authenticate pkt[0:len]: the plaintext of pkt[27:] goes to plain (len - 27
    bytes, may not overlap pkt). 1: the tag holds; 0: it does not; -1: OpenSSL failed
    (exception set). */
-static int siv_open_into(AesGmacSivObject *self, const uint8_t *p, size_t len, uint8_t *plain)
+static int siv_open_unlocked(AesGmacSivObject *self, const uint8_t *p, size_t len,
+                             uint8_t *plain)
 {
     size_t plen = len - PKT_ENVELOPE;
     uint8_t a16[16], s[16], t[16], mac8[8];
@@ -959,6 +966,24 @@ static int siv_open_into(AesGmacSivObject *self, const uint8_t *p, size_t len, u
         !siv_gmac(self, t, a16, plain, plen, mac8))
         return -1;
     return ct_equal(mac8, t + 8, 8);
+}
+
+static int siv_armor_buf(AesGmacSivObject *self, uint8_t *p, size_t len)
+{
+    int r;
+    pthread_mutex_lock(&self->lock);
+    r = siv_armor_buf_unlocked(self, p, len);
+    pthread_mutex_unlock(&self->lock);
+    return r;
+}
+
+static int siv_open_into(AesGmacSivObject *self, const uint8_t *p, size_t len, uint8_t *plain)
+{
+    int r;
+    pthread_mutex_lock(&self->lock);
+    r = siv_open_unlocked(self, p, len, plain);
+    pthread_mutex_unlock(&self->lock);
+    return r;
 }
 
 static PyObject *siv_armor(AesGmacSivObject *self, PyObject *args, PyObject *kwargs)
@@ -1615,7 +1640,12 @@ typedef struct {
     int gso_off;           /* the kernel refused UDP GSO: datagrams go one by one */
     uint64_t gso_runs, gso_refused;
     dp_gro gro; /* the run of TCP segments being merged (_dp_gro.h) */
+    pthread_mutex_t lock;    /* the tables, while the reactor runs (_dp_reactor.h) */
+    struct dp_reactor *rt;   /* the reactor thread's state, NULL while it does not run */
 } DataplaneObject;
+
+static void dp_rt_stop(DataplaneObject *self);
+static int dp_rt_pass(DataplaneObject *self, const dp_addr *from, const uint8_t *p, size_t n);
 
 static void dp_clear_grants(DataplaneObject *self)
 {
@@ -1628,6 +1658,7 @@ static void dp_clear_grants(DataplaneObject *self)
 static void dp_dealloc(DataplaneObject *self)
 {
     int i;
+    dp_rt_stop(self);
     if (self->grants != NULL) {
         dp_clear_grants(self);
         wipe(self->grants, sizeof(dp_grant) * (size_t)self->max_grants);
@@ -1635,7 +1666,7 @@ static void dp_dealloc(DataplaneObject *self)
     }
     if (self->slots != NULL) {
         for (i = 0; i < self->n_slots; i++)
-            PyMem_Free(self->slots[i].arena);
+            PyMem_RawFree(self->slots[i].arena);
         PyMem_Free(self->slots);
     }
     if (self->sends != NULL) {
@@ -1657,6 +1688,8 @@ static void dp_dealloc(DataplaneObject *self)
     if (self->scratch != NULL)
         wipe(self->scratch, PKT_MAX_LEN);
     PyMem_Free(self->scratch);
+    if (self->grants != NULL)
+        pthread_mutex_destroy(&self->lock);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1700,6 +1733,7 @@ static int dp_init(DataplaneObject *self, PyObject *args, PyObject *kwargs)
         PyErr_NoMemory();
         return -1;
     }
+    pthread_mutex_init(&self->lock, NULL);
     self->max_grants = max_grants;
     self->n_slots = n_slots;
     self->reasm_timeout = timeout;
@@ -1741,11 +1775,14 @@ static void put_mac(uint8_t *p, uint64_t mac)
 }
 
 PyDoc_STRVAR(dp_replace_doc,
-"replace(grants) -> None\n\n"
+"replace(grants, kept=None) -> bool\n\n"
 "Make the table exactly grants, a sequence of tuples (nwid, peer, sock_id, ip, port,\n"
 "tap_fd, vnet, mtu, local_mac, peer_mac, ethertypes, siv, salsa_key, expires):\n"
-"ethertypes a tuple of at most 8 (None: all), siv an AesGmacSiv or None. Activity\n"
-"not yet drained is lost: drain() first. ValueError past max_grants.");
+"ethertypes a tuple of at most 8 (None: all), siv an AesGmacSiv or None. With kept\n"
+"(the grants installed already): while the reactor's ring holds a datagram for the\n"
+"core, kept is installed instead (a new grant must not let a later datagram overtake\n"
+"it); True when grants was installed. Activity not yet drained is lost: drain()\n"
+"first. ValueError past max_grants.");
 
 /* A grant's cipher: None (suite 1) or a keyed AesGmacSiv (suite 3), a new reference
  * in *out. 0 with a Python error if it is neither. */
@@ -1981,6 +2018,8 @@ static int dp_pass(DataplaneObject *self, PyObject *out, const dp_addr *from, co
 {
     char host[INET6_ADDRSTRLEN];
     PyObject *rec;
+    if (out == NULL) /* the reactor thread's: into its ring */
+        return dp_rt_pass(self, from, p, n);
     if (inet_ntop(from->family, from->ip, host, sizeof host) == NULL)
         host[0] = 0;
     rec = Py_BuildValue("siy#", host, (int)from->port, (const char *)p, (Py_ssize_t)n);
@@ -2138,9 +2177,10 @@ static int dp_piece(DataplaneObject *self, PyObject *out, int sock_id, const dp_
                 self->reasm_evicted++;
         }
         if (s->arena == NULL) {
-            s->arena = PyMem_Malloc(DP_SLOT_BYTES);
+            s->arena = PyMem_RawMalloc(DP_SLOT_BYTES); /* no GIL on the reactor thread */
             if (s->arena == NULL) {
-                PyErr_NoMemory();
+                if (out != NULL)
+                    PyErr_NoMemory();
                 return -1;
             }
         }
@@ -2796,14 +2836,23 @@ static PyObject *dp_tx_burst(DataplaneObject *self, PyObject *args)
     return out;
 }
 
+#include "_dp_reactor.h"
+
 static PyMethodDef dp_methods[] = {
-    {"replace", (PyCFunction)dp_replace, METH_O, dp_replace_doc},
-    {"drain", (PyCFunction)dp_drain, METH_NOARGS, dp_drain_doc},
-    {"stats", (PyCFunction)dp_stats, METH_NOARGS, dp_stats_doc},
-    {"rx_burst", (PyCFunction)dp_rx_burst, METH_VARARGS, dp_rx_burst_doc},
-    {"replace_send", (PyCFunction)dp_replace_send, METH_O, dp_replace_send_doc},
-    {"drain_send", (PyCFunction)dp_drain_send, METH_NOARGS, dp_drain_send_doc},
-    {"tx_burst", (PyCFunction)dp_tx_burst, METH_VARARGS, dp_tx_burst_doc},
+    {"replace", (PyCFunction)dp_locked_replace, METH_VARARGS, dp_replace_doc},
+    {"drain", (PyCFunction)dp_locked_drain, METH_NOARGS, dp_drain_doc},
+    {"stats", (PyCFunction)dp_locked_stats, METH_NOARGS, dp_stats_doc},
+    {"rx_burst", (PyCFunction)dp_locked_rx_burst, METH_VARARGS, dp_rx_burst_doc},
+    {"replace_send", (PyCFunction)dp_locked_replace_send, METH_O, dp_replace_send_doc},
+    {"drain_send", (PyCFunction)dp_locked_drain_send, METH_NOARGS, dp_drain_send_doc},
+    {"tx_burst", (PyCFunction)dp_locked_tx_burst, METH_VARARGS, dp_tx_burst_doc},
+    {"start", (PyCFunction)dp_start, METH_VARARGS, dp_start_doc},
+    {"stop", (PyCFunction)dp_stop, METH_NOARGS, dp_stop_doc},
+    {"watch_socket", (PyCFunction)dp_watch_socket, METH_VARARGS, dp_watch_socket_doc},
+    {"watch_port", (PyCFunction)dp_watch_port, METH_VARARGS, dp_watch_port_doc},
+    {"unwatch", (PyCFunction)dp_unwatch, METH_O, dp_unwatch_doc},
+    {"take", (PyCFunction)dp_take, METH_NOARGS, dp_take_doc},
+    {"taken", (PyCFunction)dp_taken, METH_NOARGS, dp_taken_doc},
     {NULL, NULL, 0, NULL},
 };
 

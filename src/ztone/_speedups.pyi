@@ -6,6 +6,8 @@ the pure-Python reference. Every function here must give byte-identical results
 to its pure-Python counterpart named in the docstring.
 """
 
+from typing import Any
+
 def salsa20_xor(
     key: bytes,
     nonce: bytes,
@@ -146,8 +148,11 @@ class Dataplane:
                 int,  # expires (ms, the core's clock)
             ]
         ],
-    ) -> None:
-        """Make the table exactly ``grants`` (undrained activity is lost: drain first)."""
+        kept: list[tuple[Any, ...]] | None = None,
+    ) -> bool:
+        """Make the table exactly ``grants`` (undrained activity is lost: drain first);
+        with ``kept``: ``kept`` instead while the reactor's ring holds a datagram for the
+        core (False then)."""
     def drain(self) -> list[tuple[int, int, int, bytes, int, int, int, int, int]]:
         """(nwid, peer, sock_id, ip, port, datagrams, packets, bytes, last_rx) per grant
         that carried something since the last drain."""
@@ -197,3 +202,23 @@ class Dataplane:
         super-packet (TAP offloads) is finished or cut first, as osdep/linux/tso.py
         does (_dp_tso.h), when its destination is granted. OSError when the first read
         fails."""
+    def start(self, ring_items: int, ring_bytes: int) -> int:
+        """Start the reactor thread (src/ztone/_dp_reactor.h) with a ring of at most
+        ``ring_items`` items and ``ring_bytes`` bytes; return the eventfd readable while
+        the ring holds something."""
+    def stop(self) -> None:
+        """Stop the reactor and join its thread (its watches are forgotten)."""
+    def watch_socket(self, fd: int, sock_id: int) -> None:
+        """The reactor reads UDP socket ``fd`` (socket id ``sock_id``) from now on."""
+    def watch_port(self, fd: int, nwid: int, vnet: bool) -> None:
+        """The reactor reads port ``fd`` of ``nwid`` from now on."""
+    def unwatch(self, fd: int) -> bool:
+        """Stop using ``fd`` (before it closes): not read again, and the grants writing
+        to it or sending from it are dropped. False if it was not watched."""
+    def take(self) -> list[tuple[int, int, str, int, bytes]]:
+        """Empty the ring: (0, sock_id, host, port, datagram), (1, nwid, "", vnet, read),
+        (2, nwid, "", 0, b"") a port no longer read; in arrival order. Call taken()
+        once the port reads are handed on."""
+    def taken(self) -> None:
+        """The last take()'s port reads are handed on: their ports may send natively
+        again (unless they gave more reads back since)."""

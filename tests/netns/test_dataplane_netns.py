@@ -3,7 +3,8 @@
 The lab of test_private_network (ztone root, controller, members a and b on a private
 planet): the steady state's frames reach the member's TAP through the native table
 and leave it through the same table's send side (its counters in ``/metrics`` grow),
-``/peer`` still shows a fresh lastReceive, and a change the general path would act on
+``/peer`` still shows a fresh lastReceive (by the reactor thread unless
+``ZTONE_DATAPLANE_THREAD=0``), and a change the general path would act on
 stops native delivery at once: the network's rules turned to drop, then (rules
 restored) a member deauthorized. A TCP transfer through the native table arrives
 intact, its segments merged into GSO writes to the real TAP (_dp_gro.h).
@@ -11,6 +12,7 @@ intact, its segments merged into GSO writes to the real TAP (_dp_gro.h).
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -71,6 +73,11 @@ def test_native_delivery_and_revocation(lab: tuple[Lan, dict[str, Member]]) -> N
     assert after["fast_rx_frames"] > before.get("fast_rx_frames", 0)
     # and b's answers left natively (send grants), a's echo requests too
     assert after["dataplane_sent"] > before.get("dataplane_sent", 0)
+    # by the reactor thread unless it is turned off (then by event-loop bursts)
+    reactor = os.environ.get("ZTONE_DATAPLANE_THREAD", "1") != "0"
+    assert after["dataplane_reactor"] == int(reactor)
+    if reactor:
+        assert after["dataplane_reactor_wakeups"] > before.get("dataplane_reactor_wakeups", 0)
     assert after["fast_tx_frames"] > 0 and metrics(a)["dataplane_sent"] >= 40
     # the API tells the truth about what the native path received
     a_addr = (a.home / "identity.public").read_text()[:10]

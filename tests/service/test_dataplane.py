@@ -176,13 +176,35 @@ def table(members: Members, grant: Grant, wire: Wire, **changes: Any) -> Any:
     return dp
 
 
+FAR = 1 << 62
+"""A grant's expiry for the reactor thread, whose clock is the wall clock (ms)."""
+
+
+def reactor_table(members: Members, grant: Grant, wire: Wire, **changes: Any) -> Any:
+    """:func:`table` with its reactor thread running and reading ``wire.rx`` (socket id
+    1); the grant's expiry is on the wall clock unless ``changes`` set one."""
+    changes.setdefault("expires", FAR)
+    dp = table(members, grant, wire, **changes)
+    dp.start(B.DATAPLANE_RING_ITEMS, B.DATAPLANE_RING_BYTES)
+    dp.watch_socket(wire.rx.fileno(), 1)
+    return dp
+
+
 def burst(dp: Any, wire: Wire, now: int, expect: int) -> list[tuple[str, int, bytes]]:
     """rx_burst until ``expect`` datagrams were delivered or given back (loopback
-    delivers at once, but the test must not rely on it: bounded retries)."""
+    delivers at once, but the test must not rely on it: bounded retries). With the
+    reactor running, it reads the socket itself; what it gives back comes from take()
+    (always datagrams of socket 1)."""
     passed: list[tuple[str, int, bytes]] = []
     start = dp.stats()["delivered"]
-    for _ in range(20):
-        passed += dp.rx_burst(wire.rx.fileno(), 1, now, 1024)
+    reactor = dp.stats()["reactor"]
+    for _ in range(100 if reactor else 20):
+        if reactor:
+            taken = dp.take()
+            assert {(kind, sock_id) for kind, sock_id, _, _, _ in taken} <= {(0, 1)}
+            passed += [(host, port, data) for _, _, host, port, data in taken]
+        else:
+            passed += dp.rx_burst(wire.rx.fileno(), 1, now, 1024)
         if dp.stats()["delivered"] - start + len(passed) >= expect:
             break
         time.sleep(0.01)
@@ -211,9 +233,10 @@ def test_grant_row_is_the_grant(wire: Wire) -> None:
     assert row[10] == grant.ethertypes and row[12] == grant.key.salsa_key
 
 
+@pytest.mark.parametrize("reactor", [False, True], ids=["event-loop", "reactor"])
 @pytest.mark.parametrize("aes", [True, False], ids=["suite3", "suite1"])
 def test_native_writes_what_the_general_path_delivers(
-    wire: Wire, monkeypatch: pytest.MonkeyPatch, aes: bool
+    wire: Wire, monkeypatch: pytest.MonkeyPatch, aes: bool, reactor: bool
 ) -> None:
     if not aes:
         monkeypatch.setattr(Peer, "supports_aes", property(lambda self: False))
@@ -238,7 +261,8 @@ def test_native_writes_what_the_general_path_delivers(
         frames[3][0],  # a duplicated head
         frames[3][1],
     ]
-    dp = table(m, grant, wire)
+    dp = (reactor_table if reactor else table)(m, grant, wire)
+    before = int(time.time() * 1000)
     wire.send(sent)
     passed = burst(dp, wire, m.net.now, 4)
     assert passed == []
@@ -250,14 +274,21 @@ def test_native_writes_what_the_general_path_delivers(
     assert stats["delivered"] == 4 and stats["passed"] == 0
     (record,) = dp.drain()
     nwid, peer, sock_id, ip, port, datagrams, packets, size, last = record
-    assert (nwid, peer, sock_id, packets, last) == (m.nwid, grant.peer, 1, 4, m.net.now)
+    assert (nwid, peer, sock_id, packets) == (m.nwid, grant.peer, 1, 4)
+    if reactor:  # the thread's clock is the core's: the wall clock in ms
+        assert before <= last <= int(time.time() * 1000)
+    else:
+        assert last == m.net.now
     assert (ip, port) == (socket.inet_aton(wire.tx.getsockname()[0]), wire.tx.getsockname()[1])
     assert datagrams == 6 and size == sum(len(d) for f in frames for d in f) - 32
     assert dp.drain() == []
 
 
-def test_hostile_and_ungranted_datagrams_come_back_unchanged(wire: Wire) -> None:
+@pytest.mark.parametrize("reactor", [False, True], ids=["event-loop", "reactor"])
+def test_hostile_and_ungranted_datagrams_come_back_unchanged(wire: Wire, reactor: bool) -> None:
     m = Members()
+    make = reactor_table if reactor else table
+    now = int(time.time() * 1000) if reactor else m.net.now
     grant = m.grant()
     good = m.frame_datagrams(m.ip_payload(60, 7))[0]
     big = m.frame_datagrams(m.ip_payload(2780, 8))
@@ -281,7 +312,7 @@ def test_hostile_and_ungranted_datagrams_come_back_unchanged(wire: Wire) -> None
         bytes(bad_total),
         good[:30],  # truncated packet
     ]
-    dp = table(m, grant, wire, ethertypes=(ETH_IPV4,))
+    dp = make(m, grant, wire, ethertypes=(ETH_IPV4,))
     wire.send(hostile)
     wire.send([good], wire.stranger)  # an ungranted path
     wire.send([arp])  # an ethertype the grant does not cover
@@ -293,10 +324,12 @@ def test_hostile_and_ungranted_datagrams_come_back_unchanged(wire: Wire) -> None
     assert wire.written() == []
     assert dp.drain() == []
     # an expired grant and another network's grant take nothing either
-    dp = table(m, grant, wire, expires=m.net.now)
+    dp.stop()
+    dp = make(m, grant, wire, expires=now)
     wire.send([good])
     assert [d for _, _, d in burst(dp, wire, m.net.now, 1)] == [good]
-    dp = table(m, grant, wire, nwid=m.nwid ^ 1)
+    dp.stop()
+    dp = make(m, grant, wire, nwid=m.nwid ^ 1)
     wire.send([good])
     assert [d for _, _, d in burst(dp, wire, m.net.now, 1)] == [good]
     assert wire.written() == []
@@ -325,11 +358,15 @@ def test_a_flood_of_heads_is_bounded_and_counted(wire: Wire) -> None:
     assert len(wire.written()) == 1  # the flood wrote nothing, the frame its one
 
 
-def test_a_set_that_is_not_the_steady_state_comes_back_as_received(wire: Wire) -> None:
+@pytest.mark.parametrize("reactor", [False, True], ids=["event-loop", "reactor"])
+def test_a_set_that_is_not_the_steady_state_comes_back_as_received(
+    wire: Wire, reactor: bool
+) -> None:
     m = Members()
     grant = m.grant()
     big = m.frame_datagrams(m.ip_payload(2780, 11))
-    dp = table(m, grant, wire, ethertypes=(ETH_ARP,))  # IPv4 is not granted
+    make = reactor_table if reactor else table
+    dp = make(m, grant, wire, ethertypes=(ETH_ARP,))  # IPv4 is not granted
     wire.send([big[1], big[0]])
     passed = burst(dp, wire, m.net.now, 2)
     assert [d for _, _, d in passed] == [big[0], big[1]]  # head first
@@ -603,22 +640,18 @@ def mangled(draw: st.DrawFn, datagrams: tuple[bytes, ...]) -> bytes:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
+@given(data=st.data(), reactor=st.booleans())
 def test_fuzzed_datagrams_never_deliver_what_the_general_path_would_not(
-    data: st.DataObject,
+    data: st.DataObject, reactor: bool
 ) -> None:
     m, grant, datagrams, frames = fuzz_lab()
     sent = data.draw(st.lists(mangled(datagrams), min_size=1, max_size=12))
     wire = Wire()
     try:
-        dp = table(m, grant, wire)
+        dp = (reactor_table if reactor else table)(m, grant, wire)
         wire.send(sent)
-        passed: list[tuple[str, int, bytes]] = []
-        for _ in range(20):  # loopback delivers at once; bounded retries all the same
-            passed += dp.rx_burst(wire.rx.fileno(), 1, m.net.now, 1024)
-            if dp.stats()["delivered"] + len(passed) >= len(sent):
-                break
-            time.sleep(0.005)
+        passed = burst(dp, wire, m.net.now, len(sent))
+        dp.stop()  # joined: nothing more is written after this
         written = wire.written()
     finally:
         wire.close()

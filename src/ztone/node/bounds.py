@@ -68,6 +68,10 @@ peer, path)                                            carries the frame); the h
 (fast_grants.GrantTable)                               table holds the same entries
 native reassembly slots     FAST_REASSEMBLY_SLOTS      ring: the slot next in turn, or one
 (service's Dataplane)       (256)                      older than FAST_REASSEMBLY_TIMEOUT
+native reactor's ring       DATAPLANE_RING_ITEMS       none: the reactor thread stops
+(service's Dataplane, its   (4096) items,              reading sockets and ports until
+datagrams and port reads    DATAPLANE_RING_BYTES       Python took the ring (the backlog
+for Python)                 (4 MiB)                    waits in the kernel's buffers)
 counters keyed by wire      32 verbs x 10 ERROR codes  none needed: an unknown ERROR code
 values (node.counters,      + 1; 32 unhandled verbs    counts under one key (verbs are 5
 incoming._do_error)                                    bits)
@@ -145,6 +149,8 @@ TCP_FALLBACK_QUEUE_BYTES = 65_536
 FAST_PATH_TEMPLATES = 4_096
 FAST_GRANTS = 1_024
 FAST_REASSEMBLY_SLOTS = 256
+DATAPLANE_RING_ITEMS = 4_096
+DATAPLANE_RING_BYTES = 4 << 20
 FAST_REASSEMBLY_TIMEOUT = 500
 """ms; upstream's ZT_FRAGMENTED_PACKET_RECEIVE_TIMEOUT (the general path's ring has no
 clock: a set older than this in the native ring is dropped and counted)."""

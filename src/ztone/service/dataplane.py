@@ -25,6 +25,20 @@ The runner owns one :class:`NativeDataplane` when the accelerator has ``Dataplan
 
 Only Linux TAPs (:class:`~ztone.osdep.linux.tun.TunDevice`) get grants: a frame for a
 network on another kind of port goes through the general path.
+
+The reactor (on unless ``ZTONE_DATAPLANE_THREAD=0``; the C side is
+``src/ztone/_dp_reactor.h``): :meth:`NativeDataplane.start_reactor` starts a native
+thread that reads the UDP sockets and the Linux TAPs itself, without the GIL, so the
+steady state's hops wake no Python at all (an event-loop wakeup costs ~85 us of
+Python on a small VM, and a ping took three). The data plane then owns those fds
+(udp.py's :class:`~ztone.service.udp.SocketOwner`, frame_pump's
+:class:`~ztone.service.frame_pump.PortOwner`): the event loop does not watch them;
+what the thread does not carry waits in its bounded ring (``DATAPLANE_RING_ITEMS``,
+``DATAPLANE_RING_BYTES``) and an eventfd wakes the loop, whose callback
+(:meth:`NativeDataplane.take`) hands datagrams to udp.py's queues and port reads to
+the pump, exactly as the burst readers above would. A new receive grant is installed
+only while neither udp.py's queues nor the ring hold a datagram (the table checks the
+ring under its lock: ``replace(grants, kept)``).
 """
 
 from __future__ import annotations
@@ -44,6 +58,7 @@ from ztone.node.wire.inetaddress import InetAddress
 from ztone.osdep.base import EthernetFrame, FrameDevice, FrameDeviceError, LinkConfig
 from ztone.osdep.linux.tun import TunDevice
 from ztone.service.frame_pump import FramePump
+from ztone.service.udp import UdpSockets
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +77,12 @@ def native_dataplane_module(native: ModuleType | None) -> ModuleType | None:
     if os.environ.get("ZTONE_DATAPLANE", "1") == "0":
         return None
     return native
+
+
+def reactor_wanted() -> bool:
+    """Whether the data plane's native thread should run (``ZTONE_DATAPLANE_THREAD``
+    is not ``0``)."""
+    return os.environ.get("ZTONE_DATAPLANE_THREAD", "1") != "0"
 
 
 class NativeDataplane:
@@ -110,6 +131,110 @@ class NativeDataplane:
         self._state = (True, True)
         self._addresses: dict[tuple[str, int], InetAddress] = {}
         self._delivered = 0  # the table's delivered counter at the last burst's end
+        self._reactor: tuple[Any, int] | None = None  # (event loop, ring eventfd)
+        self._udp: UdpSockets | None = None
+
+    @property
+    def reactor(self) -> bool:
+        """Whether the native thread runs (then it owns the sockets and TAPs)."""
+        return self._reactor is not None
+
+    def start_reactor(self, loop: Any, udp: UdpSockets) -> bool:
+        """Start the native thread and watch its ring's eventfd on ``loop``; the caller
+        then makes this data plane the owner of ``udp``'s sockets and the pump's ports.
+        False (nothing started) when it cannot start."""
+        if self._reactor is not None:
+            return True
+        try:
+            fd: int = self._table.start(B.DATAPLANE_RING_ITEMS, B.DATAPLANE_RING_BYTES)
+        except (OSError, RuntimeError, ValueError) as e:
+            log.warning("native data plane: no reactor thread: %s", e)
+            return False
+        loop.add_reader(fd, self.take)
+        self._reactor = (loop, fd)
+        self._udp = udp
+        return True
+
+    def stop_reactor(self) -> None:
+        """Stop the thread (joined); call after its fds went back to the event loop."""
+        if self._reactor is None:
+            return
+        loop, fd = self._reactor
+        self._reactor = None
+        try:
+            loop.remove_reader(fd)
+        except (ValueError, RuntimeError, OSError) as e:  # the loop may be closed
+            log.debug("native data plane: remove_reader: %s", e)
+        self._table.stop()
+
+    def take(self) -> None:
+        """The ring's eventfd is readable: hand what the thread did not carry on, in
+        its order (datagrams to udp.py's queues, port reads to the pump)."""
+        items: list[tuple[int, int, str, int, bytes]] = self._table.take()
+        try:
+            self._hand_on(items)
+        finally:
+            # the reads given back were handed (their frames' datagrams sent): only
+            # now may those ports send natively again, or a later frame could overtake
+            self._table.taken()
+
+    def _hand_on(self, items: list[tuple[int, int, str, int, bytes]]) -> None:
+        datagrams: list[tuple[int, str, int, bytes]] = []
+        reads: list[bytes] = []
+        reads_of = -1
+        for kind, ident, host, port, data in items:
+            if kind == 0:
+                datagrams.append((ident, host, port, data))
+                continue
+            if reads and ident != reads_of:
+                self._hand_reads(reads_of, reads)
+                reads = []
+            if kind == 1:
+                reads_of = ident
+                reads.append(data)
+            else:
+                self._pump.failed(ident)
+        if reads:
+            self._hand_reads(reads_of, reads)
+        if datagrams and self._udp is not None:
+            self._udp.accept(datagrams)
+
+    def _hand_reads(self, nwid: int, reads: list[bytes]) -> None:
+        port = self._pump.port(nwid)
+        if port is not None and isinstance(port[0], TunDevice):
+            self._pump.hand(nwid, port[0].frames_of(reads))
+
+    # udp.SocketOwner and frame_pump.PortOwner, while the reactor runs
+
+    def watch_socket(self, fd: int, sock_id: int) -> bool:
+        """udp.py's socket ``fd`` is read by the thread from now on."""
+        if self._reactor is None:
+            return False
+        try:
+            self._table.watch_socket(fd, sock_id)
+        except (OSError, ValueError, RuntimeError) as e:
+            log.warning("native data plane: socket %d stays with the event loop: %s", fd, e)
+            return False
+        return True
+
+    def own_port(self, nwid: int, device: FrameDevice) -> bool:
+        """A Linux TAP is read by the thread from now on; any other port is not."""
+        if self._reactor is None or not isinstance(device, TunDevice):
+            return False
+        try:
+            self._table.watch_port(device.fileno(), nwid, device.vnet)
+        except (OSError, ValueError, RuntimeError) as e:
+            log.warning("native data plane: port %s stays with the event loop: %s", device.name, e)
+            return False
+        return True
+
+    def unwatch(self, fd: int) -> None:
+        """The thread stops using ``fd`` (before it closes): no read, write or send
+        through it after this returns (the grants that use it are dropped)."""
+        self._table.unwatch(fd)
+        self._version = -1  # mirror again: the table no longer holds those grants
+
+    release_port = unwatch
 
     @property
     def grants(self) -> int:
@@ -202,10 +327,11 @@ class NativeDataplane:
             entry = self._entry(grant)
             if entry is not None:
                 wanted[(grant.nwid, grant.peer, grant.local_socket, grant.remote)] = entry
+        # new grants wait until nothing older from their sources waits in udp.py or
+        # in the reactor's ring (the table checks the ring under its lock)
+        kept = {k: v for k, v in wanted.items() if k in self._mirrored}
         complete = True
         if not self._queues_empty():
-            # new grants wait until nothing older from their sources waits in udp.py
-            kept = {k: v for k, v in wanted.items() if k in self._mirrored}
             complete = len(kept) == len(wanted)
             wanted = kept
         sends: list[tuple[Any, ...]] = []
@@ -215,7 +341,12 @@ class NativeDataplane:
                 if row is not None:
                     sends.append(row)
         try:
-            self._table.replace(list(wanted.values()))
+            if self._reactor is not None and len(kept) != len(wanted):
+                if not self._table.replace(list(wanted.values()), list(kept.values())):
+                    wanted = kept
+                    complete = False
+            else:
+                self._table.replace(list(wanted.values()))
             self._table.replace_send(sends)
         except (ValueError, TypeError, OSError) as e:
             log.warning("native data plane: grants not mirrored: %s", e)
@@ -262,7 +393,9 @@ class NativeDataplane:
         return native_entry(self._native, grant, device.fileno(), device.vnet, link.mtu)
 
     def close(self) -> None:
-        """Empty the native table (the ports' fds may close after this)."""
+        """Stop the thread and empty the native table (the ports' fds may close after
+        this)."""
+        self.stop_reactor()
         self.report()
         self._table.replace([])
         self._table.replace_send([])

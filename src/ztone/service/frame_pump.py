@@ -15,6 +15,11 @@ One pump serves the ports of every backend (:class:`~ztone.osdep.base.Tap`):
   wakeups in a row the pump stops watching that device (a descriptor in error
   polls readable for ever) and logs it. A handler that raises is logged and
   counted; the frames after it still go.
+
+With an owner (:meth:`FramePump.set_owner`: the native data plane's reactor thread),
+the ports it takes are not watched by the event loop: the owner reads them, and the
+frames it does not carry come back through :meth:`FramePump.hand`, which treats them as
+a readable wakeup's. The owner is told to stop (``release_port``) before a port closes.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from ztone.osdep.base import EthernetFrame, FrameDevice, FrameDeviceError, LinkConfig, Tap
 
@@ -41,10 +47,22 @@ BatchEnd = Callable[[], None]
 """Called after the frames of one wakeup went to the sink: the service's cue to act."""
 
 
+class PortOwner(Protocol):
+    """Who reads some ports instead of the event loop (the data plane's reactor)."""
+
+    def own_port(self, nwid: int, device: FrameDevice) -> bool:
+        """Read ``device`` (network ``nwid``) from now on; False: not this kind of port."""
+        ...
+
+    def release_port(self, fd: int) -> None:
+        """Stop reading the port ``fd`` (it is about to close, or the loop takes it back)."""
+        ...
+
+
 class _Attached:
     """One watched port."""
 
-    __slots__ = ("device", "fd", "link", "nwid", "outgoing", "read_errors")
+    __slots__ = ("device", "fd", "link", "nwid", "outgoing", "owned", "read_errors")
 
     def __init__(self, nwid: int, tap: Tap) -> None:
         self.nwid = nwid
@@ -53,6 +71,7 @@ class _Attached:
         self.fd = -1
         self.outgoing: list[EthernetFrame] = []
         self.read_errors = 0
+        self.owned = False  # the owner reads it, not the event loop
 
 
 class FramePump:
@@ -82,6 +101,31 @@ class FramePump:
         self.handler_errors = 0
         """Frames whose sink raised."""
         self._burst: BurstReader | None = None
+        self._owner: PortOwner | None = None
+
+    def set_owner(self, owner: PortOwner | None) -> None:
+        """Let ``owner`` read the ports it takes from now on (None: the event loop reads
+        every port again); its leftovers come back through :meth:`hand`."""
+        for port in self._ports.values():
+            if port.fd >= 0:
+                self._unwatch(port)
+        self._owner = owner
+        for port in self._ports.values():
+            if port.fd >= 0:
+                self._watch(port)
+
+    def _watch(self, port: _Attached) -> None:
+        owner = self._owner
+        port.owned = owner is not None and owner.own_port(port.nwid, port.device)
+        if not port.owned:
+            self._loop.add_reader(port.fd, self._readable, port)
+
+    def _unwatch(self, port: _Attached) -> None:
+        if port.owned and self._owner is not None:
+            self._owner.release_port(port.fd)
+        else:
+            self._loop.remove_reader(port.fd)
+        port.owned = False
 
     def set_burst_reader(self, reader: BurstReader | None) -> None:
         """Let ``reader`` read the ports first from now on (None: the pump reads)."""
@@ -92,7 +136,7 @@ class FramePump:
         self.detach(nwid)
         port = _Attached(nwid, tap)
         port.fd = port.device.fileno()
-        self._loop.add_reader(port.fd, self._readable, port)
+        self._watch(port)
         self._ports[nwid] = port
 
     def detach(self, nwid: int) -> None:
@@ -115,13 +159,28 @@ class FramePump:
             return None
         return port.device, port.link
 
+    def hand(self, nwid: int, frames: list[EthernetFrame]) -> None:
+        """Frames the owner read from ``nwid``'s port and did not carry: to the sink,
+        as a readable wakeup's."""
+        port = self._ports.get(nwid)
+        if port is not None and port.fd >= 0:
+            self._deliver(port, frames)
+
+    def failed(self, nwid: int) -> None:
+        """The owner could not read ``nwid``'s port any more: it is no longer read."""
+        port = self._ports.get(nwid)
+        if port is not None and port.fd >= 0:
+            log.error("network %016x: giving up reading frames: the port failed", nwid)
+            self.read_errors += 1
+            self._stop_reading(port)
+
     def poll(self, nwid: int) -> None:
         """Read ``nwid``'s port now, as a readable wakeup would (nothing if it is not
         watched): for a caller that just wrote to it and expects an answer there (the
         host's stack answers a ping inside the write), which then leaves without waiting
         for the event loop's next turn."""
         port = self._ports.get(nwid)
-        if port is not None and port.fd >= 0:
+        if port is not None and port.fd >= 0 and not port.owned:
             self._readable(port)
 
     def reading(self, nwid: int) -> bool:
@@ -181,6 +240,9 @@ class FramePump:
                 )
                 self._stop_reading(port)
             return
+        self._deliver(port, frames)
+
+    def _deliver(self, port: _Attached, frames: list[EthernetFrame]) -> None:
         if not frames:
             return
         port.read_errors = 0
@@ -201,11 +263,11 @@ class FramePump:
     def _stop_reading(self, port: _Attached) -> None:
         if port.fd < 0:
             return
-        fd, port.fd = port.fd, -1
         try:
-            self._loop.remove_reader(fd)
+            self._unwatch(port)
         except (ValueError, RuntimeError, OSError) as e:  # the loop may already be closed
             log.debug("network %016x: remove_reader: %s", port.nwid, e)
+        port.fd = -1
 
 
 __all__ = [
@@ -215,4 +277,5 @@ __all__ = [
     "BurstReader",
     "FramePump",
     "FrameSink",
+    "PortOwner",
 ]

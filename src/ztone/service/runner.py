@@ -63,7 +63,7 @@ from ztone.service.config import (
 )
 from ztone.service.control import DaemonControl, DaemonCounters, DaemonParts
 from ztone.service.controller_lazy import LazyController, controller_location, needed_at_start
-from ztone.service.dataplane import NativeDataplane, native_dataplane_module
+from ztone.service.dataplane import NativeDataplane, native_dataplane_module, reactor_wanted
 from ztone.service.entropy import RandomPool
 from ztone.service.frame_pump import FramePump
 from ztone.service.heap import heap_trimmer
@@ -477,7 +477,14 @@ class NodeService:
             self.crypto.name,
         )
         log.info("fast path: %s", "on" if self.node.fastpath is not None else "off")
-        log.info("native receive data plane: %s", "on" if self.dataplane is not None else "off")
+        log.info(
+            "native receive data plane: %s",
+            "off"
+            if self.dataplane is None
+            else "on (reactor thread)"
+            if self.dataplane.reactor
+            else "on (event loop)",
+        )
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         """Start, call ``ready`` (the API answers from then on), serve until :meth:`stop`,
@@ -523,8 +530,10 @@ class NodeService:
             await self.api.wait_closed()
         if self.dataplane is not None:
             self.udp.set_burst_reader(None)
+            self.udp.set_owner(None)  # the event loop reads the sockets again
             if self.pump is not None:
                 self.pump.set_burst_reader(None)
+                self.pump.set_owner(None)
             self.dataplane.close()  # before any port's fd closes
             self.dataplane = None
         if self.ports is not None:
@@ -603,7 +612,12 @@ class NodeService:
             sent,
             udp_only,
         )
-        udp.set_burst_reader(self.dataplane.reader, self.dataplane.after_burst)
+        if reactor_wanted() and self.dataplane.start_reactor(self._loop, udp):
+            # the native thread reads the sockets and the Linux TAPs (dataplane.py)
+            udp.set_owner(self.dataplane)
+            self.pump.set_owner(self.dataplane)
+        else:
+            udp.set_burst_reader(self.dataplane.reader, self.dataplane.after_burst)
         self.pump.set_burst_reader(self.dataplane.tx_reader)
 
     def _report_activity(self) -> None:

@@ -28,6 +28,11 @@ With a burst reader (:meth:`UdpSockets.set_burst_reader`: the native data plane 
 datagrams it does not consume itself come back and are queued here exactly as read,
 handed over, and then its ``after`` hook runs (the data plane reads the ports it just
 wrote to: see there).
+
+With an owner (:meth:`UdpSockets.set_owner`: the native data plane's reactor thread),
+the event loop does not watch the sockets at all: the owner reads them, and what it
+does not carry comes back through :meth:`UdpSockets.accept`, queued here as above.
+The owner is told to stop (``unwatch``) before a socket closes.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ztone.node.actions import ANY_LOCAL_SOCKET
 from ztone.node.wire.inetaddress import InetAddress
@@ -74,12 +79,25 @@ BurstReader = Callable[[int, int], list[tuple[str, int, bytes]]]
 return the datagrams left for the core as ``(host, port, datagram)``, in arrival order."""
 
 
+class SocketOwner(Protocol):
+    """Who reads the sockets instead of the event loop (the data plane's reactor)."""
+
+    def watch_socket(self, fd: int, sock_id: int) -> bool:
+        """Read ``fd`` (socket ``sock_id``) from now on; False: it cannot (the loop reads)."""
+        ...
+
+    def unwatch(self, fd: int) -> None:
+        """Stop reading ``fd`` (it is about to close, or the loop takes it back)."""
+        ...
+
+
 @dataclass
 class _Bound:
     sock: socket.socket
     family: int
     local: InetAddress
     gro: bool = False  # UDP_GRO is on: a read may hold several datagrams
+    owned: bool = False  # the owner reads it, not the event loop
 
 
 class UdpSockets:
@@ -120,6 +138,7 @@ class UdpSockets:
         self._hand_scheduled = False
         self._burst: BurstReader | None = None
         self._after_burst: Callable[[], None] | None = None
+        self._owner: SocketOwner | None = None
         self.rx_shed = 0  # datagrams dropped because their source's queue was full
 
     @property
@@ -156,13 +175,46 @@ class UdpSockets:
                 pass
         self._sockets[sock_id] = bound
         self._routes.clear()
-        self._loop.add_reader(sock.fileno(), self._on_readable, sock_id)
+        self._watch(sock_id, bound)
         return sock_id
+
+    def _watch(self, sock_id: int, bound: _Bound) -> None:
+        owner = self._owner
+        bound.owned = owner is not None and owner.watch_socket(bound.sock.fileno(), sock_id)
+        if not bound.owned:
+            self._loop.add_reader(bound.sock.fileno(), self._on_readable, sock_id)
+
+    def _unwatch(self, bound: _Bound) -> None:
+        if bound.owned and self._owner is not None:
+            self._owner.unwatch(bound.sock.fileno())
+        else:
+            self._loop.remove_reader(bound.sock.fileno())
+        bound.owned = False
+
+    def set_owner(self, owner: SocketOwner | None) -> None:
+        """Let ``owner`` read every socket from now on (None: the event loop reads them
+        again); its leftovers come back through :meth:`accept`."""
+        for bound in self._sockets.values():
+            self._unwatch(bound)
+        self._owner = owner
+        for sock_id, bound in self._sockets.items():
+            self._watch(sock_id, bound)
+
+    def accept(self, datagrams: list[tuple[int, str, int, bytes]]) -> None:
+        """The owner's datagrams for the core, ``(socket id, host, port, datagram)`` in
+        arrival order: queued and handed as if read here."""
+        queue = self._queue
+        remote = self._remote
+        for sock_id, host, port, data in datagrams:
+            if sock_id in self._sockets:
+                queue((sock_id, remote((host, port))), data)
+        if self._waiting and not self._hand_scheduled:
+            self._hand()
 
     def close(self) -> None:
         self.flush()
         for bound in self._sockets.values():
-            self._loop.remove_reader(bound.sock.fileno())
+            self._unwatch(bound)
             bound.sock.close()
         self._sockets.clear()
         self._routes.clear()
