@@ -702,6 +702,7 @@ class Stack:
         mss = self._mss(len(dst))
         from ztone.netstack.tcp import TcpConnection  # noqa: PLC0415 (lazy: see the module)
         from ztone.netstack.tcp_socket import TcpSocket  # noqa: PLC0415
+
         conn = TcpConnection.connect(
             src, lport, dst, port, mss=mss, iss=self._rand(32), now=now, limits=self.limits.tcp
         )
@@ -755,6 +756,7 @@ class Stack:
             return
         from ztone.netstack.tcp import TcpConnection  # noqa: PLC0415 (lazy: see the module)
         from ztone.netstack.tcp_socket import TcpSocket  # noqa: PLC0415
+
         conn = TcpConnection.accept(
             seg,
             dst,
