@@ -72,45 +72,16 @@ static inline void dp_gro_put16(uint8_t *p, unsigned v, int little)
     p[little ? 0 : 1] = (uint8_t)v;
 }
 
-/* RFC 1071's one's complement sum of p[0:n] (big-endian words, an odd last byte
-   padded) plus acc, folded to 16 bits, not complemented: _speedups.inet_sum. The sum
-   does not depend on byte order (RFC 1071 2.(B)): native 64-bit loads, each as two
-   32-bit halves, folded, then swapped on a little-endian machine. */
-static uint32_t dp_gro_sum(const uint8_t *p, size_t n, uint32_t acc)
-{
-    uint64_t sum = 0, w;
-    size_t i;
-    for (i = 0; i + 8 <= n; i += 8) {
-        memcpy(&w, p + i, 8);
-        sum += (w & 0xFFFFFFFFu) + (w >> 32);
-    }
-    if (i < n) {
-        uint8_t tail[8] = {0};
-        memcpy(tail, p + i, n - i);
-        memcpy(&w, tail, 8);
-        sum += (w & 0xFFFFFFFFu) + (w >> 32);
-    }
-    while (sum >> 16)
-        sum = (sum & 0xFFFFu) + (sum >> 16);
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    sum = ((sum & 0xFFu) << 8) | (sum >> 8);
-#endif
-    sum += acc;
-    while (sum >> 16)
-        sum = (sum & 0xFFFFu) + (sum >> 16);
-    return (uint32_t)sum;
-}
-
 /* The pseudo header's sum: addresses, protocol 6, TCP length. */
 static uint32_t dp_gro_pseudo(const uint8_t *ip, size_t ip_hl, size_t tcp_len)
 {
-    return ip_hl == 20 ? dp_gro_sum(ip + 12, 8, 6 + (uint32_t)tcp_len)
-                       : dp_gro_sum(ip + 8, 32, 6 + (uint32_t)tcp_len);
+    return ip_hl == 20 ? inet_sum_raw(ip + 12, 8, 6 + (uint32_t)tcp_len)
+                       : inet_sum_raw(ip + 8, 32, 6 + (uint32_t)tcp_len);
 }
 
 static int dp_gro_checksum_ok(const uint8_t *ip, size_t n, size_t ip_hl)
 {
-    return dp_gro_sum(ip + ip_hl, n - ip_hl, dp_gro_pseudo(ip, ip_hl, n - ip_hl)) == 0xFFFF;
+    return inet_sum_raw(ip + ip_hl, n - ip_hl, dp_gro_pseudo(ip, ip_hl, n - ip_hl)) == 0xFFFF;
 }
 
 /* Is the IP packet p[0:n] (after Ethernet header eth) a segment that may be merged? */
@@ -170,7 +141,7 @@ static void dp_gro_flush(dp_gro *r, uint64_t *delivered, uint64_t *tap_errors)
         if (r->ip_hl == 20) {
             dp_gro_put16(ip + 2, (unsigned)r->len, 0);
             ip[10] = ip[11] = 0;
-            dp_gro_put16(ip + 10, ~dp_gro_sum(ip, 20, 0) & 0xFFFFu, 0);
+            dp_gro_put16(ip + 10, ~inet_sum_raw(ip, 20, 0) & 0xFFFFu, 0);
         } else
             dp_gro_put16(ip + 4, (unsigned)(r->len - 40), 0);
         tcp = ip + r->ip_hl;

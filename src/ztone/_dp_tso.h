@@ -55,35 +55,6 @@ static inline void dp_tso_put16(uint8_t *p, unsigned v)
     p[1] = (uint8_t)v;
 }
 
-/* RFC 1071: the one's complement sum of p as big-endian 16-bit words (an odd last
-   byte padded with zero) plus acc, folded to 16 bits, not complemented: inet_sum.
-   The sum does not depend on byte order (RFC 1071 2.(B)): native 64-bit words are
-   added in 32-bit halves, folded, and swapped on a little-endian machine. */
-static uint32_t dp_tso_sum(const uint8_t *p, size_t n, uint32_t acc)
-{
-    uint64_t sum = 0, w;
-    size_t i;
-    for (i = 0; i + 8 <= n; i += 8) {
-        memcpy(&w, p + i, 8);
-        sum += (w & 0xFFFFFFFFu) + (w >> 32);
-    }
-    if (i < n) {
-        uint8_t tail[8] = {0};
-        memcpy(tail, p + i, n - i);
-        memcpy(&w, tail, 8);
-        sum += (w & 0xFFFFFFFFu) + (w >> 32);
-    }
-    while (sum >> 16)
-        sum = (sum & 0xFFFFu) + (sum >> 16);
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    sum = ((sum & 0xFFu) << 8) | (sum >> 8);
-#endif
-    sum += acc;
-    while (sum >> 16)
-        sum = (sum & 0xFFFFu) + (sum >> 16);
-    return (uint32_t)sum;
-}
-
 /* The live send grant dp_tx_frame would use for a frame with Ethernet header eth and
    a payload of plen bytes (addresses, expiry, ethertype, MTU, packet size), or NULL. */
 static struct dp_send *dp_tso_grant(DataplaneObject *self, uint64_t nwid, const uint8_t *eth,
@@ -124,7 +95,7 @@ static int dp_tso_csum(DataplaneObject *self, uint64_t nwid, size_t n, int64_t n
     if (dp_tso_grant(self, nwid, eth, flen - 14, now) == NULL)
         return 0;
     if (f[0] & DP_TSO_NEEDS_CSUM) {
-        unsigned v = ~dp_tso_sum(eth + start, flen - start, 0) & 0xFFFFu;
+        unsigned v = ~inet_sum_raw(eth + start, flen - start, 0) & 0xFFFFu;
         dp_tso_put16(eth + start + offset, v ? v : 0xFFFFu);
     }
     memset(f, 0, DP_TSO_VNET);
@@ -184,7 +155,7 @@ static int dp_tso_tx(DataplaneObject *self, uint64_t nwid, size_t n, int64_t now
 
     memcpy(headers, eth, data_at);
     seq = ((uint32_t)tcp[4] << 24) | ((uint32_t)tcp[5] << 16) | ((uint32_t)tcp[6] << 8) | tcp[7];
-    addresses = v4 ? dp_tso_sum(headers + 14 + 12, 8, 0) : dp_tso_sum(headers + 14 + 8, 32, 0);
+    addresses = v4 ? inet_sum_raw(headers + 14 + 12, 8, 0) : inet_sum_raw(headers + 14 + 8, 32, 0);
     for (k = 0, at = data_at; at < flen; k++, at += gso) {
         size_t len = flen - at < gso ? flen - at : gso, tcp_len = tcp_hl + len;
         uint8_t *sip, *stcp;
@@ -201,7 +172,7 @@ static int dp_tso_tx(DataplaneObject *self, uint64_t nwid, size_t n, int64_t now
             dp_tso_put16(sip + 2, (unsigned)(ip_hl + tcp_len));
             dp_tso_put16(sip + 4, (ident + (unsigned)k) & 0xFFFFu);
             dp_tso_put16(sip + 10, 0);
-            dp_tso_put16(sip + 10, ~dp_tso_sum(sip, ip_hl, 0) & 0xFFFFu);
+            dp_tso_put16(sip + 10, ~inet_sum_raw(sip, ip_hl, 0) & 0xFFFFu);
         } else {
             dp_tso_put16(sip + 4, (unsigned)tcp_len);
         }
@@ -215,7 +186,7 @@ static int dp_tso_tx(DataplaneObject *self, uint64_t nwid, size_t n, int64_t now
             keep &= ~0x80u; /* CWR: the first's */
         stcp[13] = (uint8_t)(tcp_flags & keep);
         dp_tso_put16(stcp + 16, 0);
-        s = dp_tso_sum(stcp, tcp_len, addresses + 6 + (uint32_t)tcp_len);
+        s = inet_sum_raw(stcp, tcp_len, addresses + 6 + (uint32_t)tcp_len);
         dp_tso_put16(stcp + 16, ~s & 0xFFFFu);
         r = dp_tx_frame(self, nwid, 1, seg, DP_TSO_VNET + data_at + len, now);
         if (r < 0)

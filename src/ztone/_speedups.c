@@ -542,6 +542,36 @@ static PyObject *sp_poly1305(PyObject *self, PyObject *args, PyObject *kwargs)
     return out;
 }
 
+/* RFC 1071: the one's complement sum of p[0:n] as big-endian 16-bit words (an odd
+   last byte padded with zero) plus acc, folded to 16 bits, not complemented. The sum
+   does not depend on byte order (RFC 1071 2.(B)): native 64-bit words are added in
+   32-bit halves, folded, and swapped on a little-endian machine. inet_sum() below,
+   and the data plane's checksums (_dp_gro.h, _dp_tso.h). */
+static uint32_t inet_sum_raw(const uint8_t *p, size_t n, uint64_t acc)
+{
+    static const uint16_t one = 1;
+    uint64_t sum = 0, w;
+    size_t i;
+    for (i = 0; i + 8 <= n; i += 8) {
+        memcpy(&w, p + i, 8);
+        sum += (w & 0xFFFFFFFFu) + (w >> 32);
+    }
+    if (i < n) {
+        uint8_t tail[8] = {0};
+        memcpy(tail, p + i, n - i);
+        memcpy(&w, tail, 8);
+        sum += (w & 0xFFFFFFFFu) + (w >> 32);
+    }
+    while (sum >> 16)
+        sum = (sum & 0xFFFFu) + (sum >> 16);
+    if (*(const uint8_t *)&one == 1) /* little-endian (folded at compile time) */
+        sum = ((sum & 0xFFu) << 8) | (sum >> 8);
+    sum += acc;
+    while (sum >> 16)
+        sum = (sum & 0xFFFFu) + (sum >> 16);
+    return (uint32_t)sum;
+}
+
 PyDoc_STRVAR(inet_sum_doc,
 "inet_sum(data, initial=0) -> int\n\nThe Internet checksum's one's complement sum (RFC 1071) of\n"
 "data as big-endian 16-bit words (an odd last byte padded with zero), plus initial,\n"
@@ -551,8 +581,7 @@ static PyObject *sp_inet_sum(PyObject *self, PyObject *const *args, Py_ssize_t n
 {
     Py_buffer data = {0};
     unsigned long long acc = 0;
-    const uint8_t *p;
-    Py_ssize_t n, i;
+    uint32_t sum;
     (void)self;
 
     if (nargs < 1 || nargs > 2) {
@@ -570,37 +599,9 @@ static PyObject *sp_inet_sum(PyObject *self, PyObject *const *args, Py_ssize_t n
     }
     if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0)
         return NULL;
-    p = (const uint8_t *)data.buf;
-    n = data.len;
-    {
-        /* The one's complement sum does not depend on byte order (RFC 1071 2.(B)):
-           add the data as native 64-bit words split in 32-bit halves, fold, and swap
-           the 16-bit result if this machine is little-endian. */
-        unsigned long long sum = 0;
-        const uint16_t one = 1;
-        int little = *(const uint8_t *)&one == 1;
-        uint8_t tail[8] = {0};
-        for (i = 0; i + 8 <= n; i += 8) {
-            uint64_t w;
-            memcpy(&w, p + i, 8);
-            sum += (w & 0xFFFFFFFFu) + (w >> 32);
-        }
-        if (i < n) {
-            uint64_t w;
-            memcpy(tail, p + i, (size_t)(n - i)); /* zero padding, as an odd last byte */
-            memcpy(&w, tail, 8);
-            sum += (w & 0xFFFFFFFFu) + (w >> 32);
-        }
-        while (sum >> 16)
-            sum = (sum & 0xFFFFu) + (sum >> 16);
-        if (little)
-            sum = ((sum & 0xFFu) << 8) | (sum >> 8);
-        acc += sum;
-    }
+    sum = inet_sum_raw((const uint8_t *)data.buf, (size_t)data.len, acc);
     PyBuffer_Release(&data);
-    while (acc >> 16)
-        acc = (acc & 0xFFFFu) + (acc >> 16);
-    return PyLong_FromUnsignedLong((unsigned long)acc);
+    return PyLong_FromUnsignedLong((unsigned long)sum);
 }
 
 /* §2.4 memory-hard hash, steps 2-5. Runs without the GIL. */
