@@ -1782,8 +1782,9 @@ PyDoc_STRVAR(dp_replace_doc,
 "ethertypes a tuple of at most 8 (None: all), siv an AesGmacSiv or None. With kept\n"
 "(the grants installed already): while the reactor's ring holds a datagram for the\n"
 "core, kept is installed instead (a new grant must not let a later datagram overtake\n"
-"it); True when grants was installed. Activity not yet drained is lost: drain()\n"
-"first. ValueError past max_grants.");
+"it); True when grants was installed. A grant that stays (same nwid, peer, sock_id and\n"
+"path) keeps its undrained activity; a removed grant's is lost: drain() first.\n"
+"ValueError past max_grants.");
 
 /* A grant's cipher: None (suite 1) or a keyed AesGmacSiv (suite 3), a new reference
  * in *out. 0 with a Python error if it is neither. */
@@ -1833,6 +1834,8 @@ static int dp_read_ethertypes(PyObject *eth, uint16_t *ethertypes, int *n, int *
     Py_DECREF(es);
     return 1;
 }
+
+static int dp_addr_eq(const dp_addr *a, const dp_addr *b);
 
 static PyObject *dp_replace(DataplaneObject *self, PyObject *arg)
 {
@@ -1899,6 +1902,22 @@ static PyObject *dp_replace(DataplaneObject *self, PyObject *arg)
         return NULL;
     }
     Py_DECREF(seq);
+    /* a grant that stays (same network, peer, socket and path) keeps its undrained
+       activity: the reactor thread may have carried frames since the last drain() */
+    for (i = 0; i < n; i++) {
+        int k;
+        for (k = 0; k < self->n_grants; k++) {
+            const dp_grant *o = &self->grants[k];
+            if (o->nwid == fresh[i].nwid && o->peer == fresh[i].peer &&
+                o->sock_id == fresh[i].sock_id && dp_addr_eq(&o->remote, &fresh[i].remote)) {
+                fresh[i].datagrams = o->datagrams;
+                fresh[i].packets = o->packets;
+                fresh[i].bytes = o->bytes;
+                fresh[i].last_rx = o->last_rx;
+                break;
+            }
+        }
+    }
     dp_clear_grants(self);
     wipe(self->grants, sizeof(dp_grant) * (size_t)self->max_grants);
     if (n)
@@ -2422,8 +2441,9 @@ PyDoc_STRVAR(dp_replace_send_doc,
 "sock_id, ip, port, template, siv, salsa_key, ethertypes, mtu, physmtu, expires):\n"
 "template the FRAME's 28 bytes [8:36] (frame_hop.frame_template), siv an AesGmacSiv\n"
 "(suite 3) or None (suite 1), ethertypes a tuple of at most 8 or None (all), mtu the\n"
-"largest payload, physmtu the datagram size the packet is cut for. Undrained activity\n"
-"is lost: drain_send() first.");
+"largest payload, physmtu the datagram size the packet is cut for. A grant that stays\n"
+"(same nwid, peer, sock_id and path) keeps its undrained activity; a removed grant's is\n"
+"lost: drain_send() first.");
 
 static void dp_clear_sends(DataplaneObject *self)
 {
@@ -2521,6 +2541,21 @@ static PyObject *dp_replace_send(DataplaneObject *self, PyObject *arg)
         return NULL;
     }
     Py_DECREF(seq);
+    /* a send grant that stays keeps its undrained activity (see dp_replace) */
+    for (i = 0; i < n; i++) {
+        int k;
+        for (k = 0; k < self->n_sends; k++) {
+            const struct dp_send *o = &self->sends[k];
+            if (o->nwid == fresh[i].nwid && o->peer == fresh[i].peer &&
+                o->sock_id == fresh[i].sock_id && dp_addr_eq(&o->remote, &fresh[i].remote)) {
+                fresh[i].datagrams = o->datagrams;
+                fresh[i].packets = o->packets;
+                fresh[i].bytes = o->bytes;
+                fresh[i].last_tx = o->last_tx;
+                break;
+            }
+        }
+    }
     dp_clear_sends(self);
     wipe(self->sends, sizeof(struct dp_send) * (size_t)self->max_grants);
     if (n)

@@ -150,7 +150,8 @@ class Dataplane:
         ],
         kept: list[tuple[Any, ...]] | None = None,
     ) -> bool:
-        """Make the table exactly ``grants`` (undrained activity is lost: drain first);
+        """Make the table exactly ``grants`` (a grant that stays keeps its undrained
+        activity; a removed one's is lost: drain first);
         with ``kept``: ``kept`` instead while the reactor's ring holds a datagram for the
         core (False then)."""
     def drain(self) -> list[tuple[int, int, int, bytes, int, int, int, int, int]]:

@@ -284,6 +284,33 @@ def test_native_writes_what_the_general_path_delivers(
     assert dp.drain() == []
 
 
+def test_a_grant_that_stays_keeps_its_undrained_activity(wire: Wire) -> None:
+    """replace() with the same grant again (the core mirrors after every change, while
+    the reactor thread may be carrying frames) keeps what was not drained yet; a grant
+    that goes takes its activity with it."""
+    m = Members()
+    grant = m.grant()
+    dp = table(m, grant, wire)
+    row = native_entry(
+        NATIVE, replace(grant, remote=wire_remote(wire)), wire.port_in.fileno(), True, 2800
+    )  # type: ignore[arg-type]
+    wire.send(m.frame_datagrams(m.ip_payload(60, 2)))
+    assert burst(dp, wire, m.net.now, 1) == []
+    other = replace(grant, nwid=grant.nwid ^ 1, remote=wire_remote(wire))
+    dp.replace([native_entry(NATIVE, other, wire.port_in.fileno(), True, 2800), row])  # type: ignore[arg-type]
+    (record,) = dp.drain()
+    assert record[:3] == (m.nwid, grant.peer, 1) and record[6] == 1
+    wire.send(m.frame_datagrams(m.ip_payload(60, 3)))
+    assert burst(dp, wire, m.net.now, 1) == []
+    dp.replace([native_entry(NATIVE, other, wire.port_in.fileno(), True, 2800)])  # type: ignore[arg-type]
+    assert dp.drain() == []
+
+
+def wire_remote(wire: Wire) -> InetAddress:
+    host, port = wire.tx.getsockname()
+    return InetAddress(ipaddress.ip_address(host), port)
+
+
 @pytest.mark.parametrize("reactor", [False, True], ids=["event-loop", "reactor"])
 def test_hostile_and_ungranted_datagrams_come_back_unchanged(wire: Wire, reactor: bool) -> None:
     m = Members()
