@@ -291,18 +291,19 @@ def test_a_grant_that_stays_keeps_its_undrained_activity(wire: Wire) -> None:
     m = Members()
     grant = m.grant()
     dp = table(m, grant, wire)
+    assert NATIVE is not None
     row = native_entry(
         NATIVE, replace(grant, remote=wire_remote(wire)), wire.port_in.fileno(), True, 2800
-    )  # type: ignore[arg-type]
+    )
     wire.send(m.frame_datagrams(m.ip_payload(60, 2)))
     assert burst(dp, wire, m.net.now, 1) == []
     other = replace(grant, nwid=grant.nwid ^ 1, remote=wire_remote(wire))
-    dp.replace([native_entry(NATIVE, other, wire.port_in.fileno(), True, 2800), row])  # type: ignore[arg-type]
+    dp.replace([native_entry(NATIVE, other, wire.port_in.fileno(), True, 2800), row])
     (record,) = dp.drain()
     assert record[:3] == (m.nwid, grant.peer, 1) and record[6] == 1
     wire.send(m.frame_datagrams(m.ip_payload(60, 3)))
     assert burst(dp, wire, m.net.now, 1) == []
-    dp.replace([native_entry(NATIVE, other, wire.port_in.fileno(), True, 2800)])  # type: ignore[arg-type]
+    dp.replace([native_entry(NATIVE, other, wire.port_in.fileno(), True, 2800)])
     assert dp.drain() == []
 
 
