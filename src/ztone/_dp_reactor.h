@@ -232,29 +232,13 @@ static void rt_udp(DataplaneObject *self, int wi, int64_t now)
 {
     struct dp_reactor *rt = self->rt;
     struct rt_watch *w = &rt->watches[wi];
-    struct mmsghdr msgs[DP_VLEN];
-    struct iovec iov[DP_VLEN];
-    struct sockaddr_storage names[DP_VLEN];
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctl[DP_VLEN];
+    dp_recv r;
     int reads = 0;
 
     while (reads < RT_UDP_BUDGET && !rt->blocked) {
         int got, m;
-        for (m = 0; m < DP_VLEN; m++) {
-            iov[m].iov_base = rt->rxbuf + (size_t)m * DP_RXBUF;
-            iov[m].iov_len = DP_RXBUF;
-            memset(&msgs[m], 0, sizeof msgs[m]);
-            msgs[m].msg_hdr.msg_name = &names[m];
-            msgs[m].msg_hdr.msg_namelen = sizeof names[m];
-            msgs[m].msg_hdr.msg_iov = &iov[m];
-            msgs[m].msg_hdr.msg_iovlen = 1;
-            msgs[m].msg_hdr.msg_control = ctl[m].buf;
-            msgs[m].msg_hdr.msg_controllen = sizeof ctl[m].buf;
-        }
-        got = recvmmsg(w->fd, msgs, DP_VLEN, MSG_DONTWAIT, NULL);
+        dp_recv_prepare(&r, rt->rxbuf, DP_VLEN);
+        got = recvmmsg(w->fd, r.msgs, DP_VLEN, MSG_DONTWAIT, NULL);
         if (got < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
@@ -265,21 +249,9 @@ static void rt_udp(DataplaneObject *self, int wi, int64_t now)
         }
         reads += got;
         for (m = 0; m < got; m++) {
-            struct cmsghdr *c;
-            size_t n = msgs[m].msg_len, seg = 0;
-            rt->p_ok[m] = dp_from_sockaddr(&names[m], &rt->p_from[m]);
-            for (c = CMSG_FIRSTHDR(&msgs[m].msg_hdr); c != NULL;
-                 c = CMSG_NXTHDR(&msgs[m].msg_hdr, c))
-                if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO &&
-                    c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-                    int s;
-                    memcpy(&s, CMSG_DATA(c), sizeof s);
-                    seg = s > 0 ? (size_t)s : 0;
-                }
-            if (seg == 0 || seg >= n)
-                seg = n ? n : 1;
-            rt->p_len[m] = n;
-            rt->p_seg[m] = seg;
+            rt->p_ok[m] = dp_from_sockaddr(&r.names[m], &rt->p_from[m]);
+            rt->p_len[m] = r.msgs[m].msg_len;
+            rt->p_seg[m] = dp_recv_segment(&r, m);
         }
         rt->pending = 1;
         rt->p_watch = wi;

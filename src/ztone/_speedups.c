@@ -2331,6 +2331,54 @@ static int dp_from_sockaddr(const struct sockaddr_storage *ss, dp_addr *a)
     return 0;
 }
 
+/* One recvmmsg's worth of headers over DP_VLEN buffers of DP_RXBUF bytes, each with
+   room for a UDP_GRO segment size (rx_burst's and the reactor's reads). */
+typedef struct {
+    struct mmsghdr msgs[DP_VLEN];
+    struct iovec iov[DP_VLEN];
+    struct sockaddr_storage names[DP_VLEN];
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl[DP_VLEN];
+} dp_recv;
+
+/* Point the first want headers of r at rxbuf's buffers, ready for recvmmsg. */
+static void dp_recv_prepare(dp_recv *r, uint8_t *rxbuf, int want)
+{
+    int m;
+    for (m = 0; m < want; m++) {
+        r->iov[m].iov_base = rxbuf + (size_t)m * DP_RXBUF;
+        r->iov[m].iov_len = DP_RXBUF;
+        memset(&r->msgs[m], 0, sizeof r->msgs[m]);
+        r->msgs[m].msg_hdr.msg_name = &r->names[m];
+        r->msgs[m].msg_hdr.msg_namelen = sizeof r->names[m];
+        r->msgs[m].msg_hdr.msg_iov = &r->iov[m];
+        r->msgs[m].msg_hdr.msg_iovlen = 1;
+        r->msgs[m].msg_hdr.msg_control = r->ctl[m].buf;
+        r->msgs[m].msg_hdr.msg_controllen = sizeof r->ctl[m].buf;
+    }
+}
+
+/* The length of the datagrams in read m (several when UDP GRO merged them): the
+   UDP_GRO segment size, or the whole read (1 for an empty one). */
+static size_t dp_recv_segment(dp_recv *r, int m)
+{
+    struct msghdr *h = &r->msgs[m].msg_hdr;
+    size_t n = r->msgs[m].msg_len, segment = 0;
+    struct cmsghdr *c;
+    for (c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c))
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO &&
+            c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            int seg;
+            memcpy(&seg, CMSG_DATA(c), sizeof seg);
+            segment = seg > 0 ? (size_t)seg : 0;
+        }
+    if (segment == 0 || segment >= n)
+        segment = n ? n : 1;
+    return segment;
+}
+
 PyDoc_STRVAR(dp_rx_burst_doc,
 "rx_burst(fd, sock_id, now, budget) -> list[tuple[str, int, bytes]]\n\n"
 "Read the non-blocking UDP socket fd (the service's socket sock_id) until EAGAIN or\n"
@@ -2345,13 +2393,7 @@ static PyObject *dp_rx_burst(DataplaneObject *self, PyObject *args)
     int fd, sock_id, budget, reads = 0;
     long long now;
     PyObject *out;
-    struct mmsghdr msgs[DP_VLEN];
-    struct iovec iov[DP_VLEN];
-    struct sockaddr_storage names[DP_VLEN];
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctl[DP_VLEN];
+    dp_recv r;
 
     if (!PyArg_ParseTuple(args, "iiLi:rx_burst", &fd, &sock_id, &now, &budget))
         return NULL;
@@ -2364,18 +2406,8 @@ static PyObject *dp_rx_burst(DataplaneObject *self, PyObject *args)
         return NULL;
     while (reads < budget) {
         int want = budget - reads < DP_VLEN ? budget - reads : DP_VLEN, got, m;
-        for (m = 0; m < want; m++) {
-            iov[m].iov_base = self->rxbuf + (size_t)m * DP_RXBUF;
-            iov[m].iov_len = DP_RXBUF;
-            memset(&msgs[m], 0, sizeof msgs[m]);
-            msgs[m].msg_hdr.msg_name = &names[m];
-            msgs[m].msg_hdr.msg_namelen = sizeof names[m];
-            msgs[m].msg_hdr.msg_iov = &iov[m];
-            msgs[m].msg_hdr.msg_iovlen = 1;
-            msgs[m].msg_hdr.msg_control = ctl[m].buf;
-            msgs[m].msg_hdr.msg_controllen = sizeof ctl[m].buf;
-        }
-        got = recvmmsg(fd, msgs, (unsigned)want, MSG_DONTWAIT, NULL);
+        dp_recv_prepare(&r, self->rxbuf, want);
+        got = recvmmsg(fd, r.msgs, (unsigned)want, MSG_DONTWAIT, NULL);
         if (got < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
@@ -2388,22 +2420,12 @@ static PyObject *dp_rx_burst(DataplaneObject *self, PyObject *args)
         }
         reads += got;
         for (m = 0; m < got; m++) {
-            size_t n = msgs[m].msg_len, segment = 0, at;
-            const uint8_t *p = iov[m].iov_base;
-            struct cmsghdr *c;
+            size_t n = r.msgs[m].msg_len, segment, at;
+            const uint8_t *p = r.iov[m].iov_base;
             dp_addr from;
-            if (!dp_from_sockaddr(&names[m], &from))
+            if (!dp_from_sockaddr(&r.names[m], &from))
                 continue;
-            for (c = CMSG_FIRSTHDR(&msgs[m].msg_hdr); c != NULL;
-                 c = CMSG_NXTHDR(&msgs[m].msg_hdr, c))
-                if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO &&
-                    c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-                    int seg;
-                    memcpy(&seg, CMSG_DATA(c), sizeof seg);
-                    segment = seg > 0 ? (size_t)seg : 0;
-                }
-            if (segment == 0 || segment >= n)
-                segment = n;
+            segment = dp_recv_segment(&r, m);
             for (at = 0; at < n || (n == 0 && at == 0); at += segment) {
                 size_t len = n - at < segment ? n - at : segment;
                 if (!dp_datagram(self, out, sock_id, &from, p + at, len, now)) {
