@@ -36,11 +36,18 @@ SIZE = 6 * 1024 * 1024
 __all__ = ["lab"]  # the fixture, imported to be used here
 
 SERVER = """
-import hashlib, socket, sys
+import hashlib, socket, sys, time
 family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
 s = socket.socket(family, socket.SOCK_STREAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
+for _ in range(100):  # a new IPv6 address is tentative until DAD ends: ~10 s of tries
+    try:
+        s.bind((sys.argv[1], int(sys.argv[2])))
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("no bind")
 s.listen(1)
 s.settimeout(60)
 c, _ = s.accept()
@@ -88,15 +95,18 @@ def transfer(sender: Member, receiver: Member, target: str, seed: int) -> tuple[
         [sys.executable, "-c", SERVER, target, str(PORT)], stdout=-1, stderr=-1, text=True
     )
     try:
-        sent = sender.ns.run(
-            [sys.executable, "-c", CLIENT, target, str(PORT), str(seed), str(SIZE)], timeout=90
-        ).stdout.strip()
-        got, _ = server.communicate(timeout=90)
+        client = sender.ns.run(
+            [sys.executable, "-c", CLIENT, target, str(PORT), str(seed), str(SIZE)],
+            timeout=90,
+            check=False,
+        )
+        got, server_err = server.communicate(timeout=90)
     finally:
         if server.poll() is None:
             server.kill()
             server.wait(5)
-    return sent, got.strip()
+    assert client.returncode == 0, (target, client.stderr, server_err)
+    return client.stdout.strip(), got.strip()
 
 
 @pytest.fixture(params=["native", "general"])
@@ -119,6 +129,9 @@ def test_tcp_over_a_tap_with_segmentation_offload(
     assert a.ns.call(ethtool_value, dev, ETHTOOL_GTSO) == 1
     assert a.ns.call(ethtool_value, dev, ETHTOOL_GTXCSUM) == 1
     assert a.ping(joined.b4, count=2)
+    # both ends' IPv6 addresses leave DAD's tentative state about a second after they
+    # are set (longer on a loaded machine): wait for an answer, at most ~20 s
+    assert any(a.ping(joined.b6, count=1, v6=True) for _ in range(10))
     before = metrics(a).get("dataplane_sent", 0)
     for seed, target in ((1, joined.b4), (2, joined.b6)):
         sent, got = transfer(a, b, target, seed)
