@@ -162,17 +162,17 @@ def wire() -> Iterator[Wire]:
     w.close()
 
 
-def table(members: Members, grant: Grant, wire: Wire, **changes: Any) -> Any:
-    """A native table holding ``grant`` for the path of ``wire.tx`` (socket id 1)."""
-    host, port = wire.tx.getsockname()
-    grant = replace(grant, remote=InetAddress(ipaddress.ip_address(host), port), **changes)
+def table(members: Members, grant: Grant, wire: Wire, vnet: bool = True, **changes: Any) -> Any:
+    """A native table holding ``grant`` for the path of ``wire.tx`` (socket id 1),
+    writing to ``wire``'s port (with a virtio_net_hdr when ``vnet``)."""
+    grant = replace(grant, remote=wire_remote(wire), **changes)
     dp = NATIVE.Dataplane(  # type: ignore[union-attr]
         int(members.b.identity.address).to_bytes(5, "big"),
         B.FAST_GRANTS,
         B.FAST_REASSEMBLY_SLOTS,
         B.FAST_REASSEMBLY_TIMEOUT,
     )
-    dp.replace([native_entry(NATIVE, grant, wire.port_in.fileno(), True, 2800)])  # type: ignore[arg-type]
+    dp.replace([native_entry(NATIVE, grant, wire.port_in.fileno(), vnet, 2800)])  # type: ignore[arg-type]
     return dp
 
 

@@ -21,13 +21,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from test_dataplane import NATIVE, Members, Wire
+from test_dataplane import NATIVE, Members, Wire, table
 
-from ztone.node import bounds as B
 from ztone.node.fast_grants import Grant
-from ztone.node.wire.inetaddress import InetAddress
 from ztone.osdep.linux import gro
-from ztone.service.dataplane import native_dataplane_module, native_entry
+from ztone.service.dataplane import native_dataplane_module
 from ztone.util.inet_checksum import inet_sum_pure
 
 pytestmark = pytest.mark.skipif(
@@ -103,20 +101,6 @@ def gro_lab() -> tuple[Members, Grant]:
     return m, m.grant()
 
 
-def port_table(m: Members, grant: Grant, wire: Wire, vnet: bool = True) -> Any:
-    """A native table holding ``grant`` for the path of ``wire.tx``, port ``wire``'s."""
-    host, port = wire.tx.getsockname()
-    real = replace(grant, remote=InetAddress(ipaddress.ip_address(host), port))
-    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
-        int(m.b.identity.address).to_bytes(5, "big"),
-        B.FAST_GRANTS,
-        B.FAST_REASSEMBLY_SLOTS,
-        B.FAST_REASSEMBLY_TIMEOUT,
-    )
-    dp.replace([native_entry(NATIVE, real, wire.port_in.fileno(), vnet, 2800)])  # type: ignore[arg-type]
-    return dp
-
-
 @pytest.fixture
 def wire() -> Iterator[Wire]:
     w = big_wire()
@@ -156,7 +140,7 @@ def run_of(m: Members, segs: list[Seg]) -> list[Frame]:
 
 
 def check(m: Members, grant: Grant, wire: Wire, frames: list[Frame]) -> list[bytes]:
-    dp = port_table(m, grant, wire)
+    dp = table(m, grant, wire)
     native = native_writes(m, dp, wire, frames)
     assert native == reference(m, frames)
     stats = dp.stats()
@@ -259,7 +243,7 @@ def test_a_run_stops_below_64k(wire: Wire) -> None:
 def test_ports_without_vnet_get_each_frame_alone(wire: Wire) -> None:
     m, grant = gro_lab()
     frames = run_of(m, steady(m, 5))
-    dp = port_table(m, grant, wire, vnet=False)
+    dp = table(m, grant, wire, vnet=False)
     native = native_writes(m, dp, wire, frames)
     eh = m.b_mac.to_bytes(6, "big") + m.a_mac.to_bytes(6, "big")
     assert native == [eh + t.to_bytes(2, "big") + p for t, p in frames]
@@ -270,7 +254,7 @@ def test_a_run_never_outlives_its_burst(wire: Wire) -> None:
     """Two bursts: each writes its own runs by its end (nothing waits for the next)."""
     m, grant = gro_lab()
     segs = steady(m, 6)
-    dp = port_table(m, grant, wire)
+    dp = table(m, grant, wire)
     first = native_writes(m, dp, wire, run_of(m, segs[:3]))
     second = native_writes(m, dp, wire, run_of(m, segs[3:]))
     assert first == reference(m, run_of(m, segs[:3]))
@@ -282,7 +266,7 @@ def test_a_failed_write_is_counted_once_per_write(wire: Wire) -> None:
     """A port that refuses the merged write: one tap error, nothing counted delivered."""
     m, grant = gro_lab()
     frames = run_of(m, steady(m, 5))
-    dp = port_table(m, grant, wire)
+    dp = table(m, grant, wire)
     wire.port_out.close()  # the port's far end is gone: every write fails
     datagrams = [d for ethertype, p in frames for d in m.frame_datagrams(p, ethertype)]
     wire.send(datagrams)
