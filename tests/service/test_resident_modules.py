@@ -42,11 +42,20 @@ LAZY = {
     "ztone.service.socks5": "the SOCKS5 server: loaded when configured",
     "ztone.service.stack_relay": "the front-ends' relays: loaded when configured",
     "http.cookies": "the web UI's session cookie: parsed when a request carries one",
+    "http": "the standard http package: the API's status phrases are ztone's own",
     "mimetypes": "the web UI: content types of <home>/app files, looked up when served",
     "ztone.netstack.tcp": "the user-space TCP engine: loaded by a port's first TCP "
     "listener or connection",
     "ztone.netstack.tcp_socket": "the user-space TCP sockets: loaded with the engine",
 }
+
+PORTS = {
+    "ztone.osdep.linux.tun": "the TAP device and its offloads: loaded with the first port",
+    "ztone.osdep.linux.gro": "TCP segment merging for a TAP: loaded with the TAP code",
+    "ztone.osdep.linux.tso": "TCP segmentation for a TAP: loaded with the TAP code",
+}
+"""Held only by a daemon that has tried to make a port: a root or a controller that
+joins nothing never does."""
 
 USERSPACE = {
     "ztone.netstack": "the user-space network stack: loaded for a user-space port",
@@ -72,14 +81,18 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def resident_modules(tmp_path: Path, env: dict[str, str] | None = None) -> set[str]:
-    """Start a daemon with one network joined, let it settle, return its sys.modules."""
+def resident_modules(
+    tmp_path: Path, env: dict[str, str] | None = None, join: bool = True
+) -> set[str]:
+    """Start a daemon with one network joined (none without ``join``), let it settle,
+    return its sys.modules."""
     root_port, port = free_port(), free_port()
     _, root_public = vector_identity(0)
     secret, _ = vector_identity(2)
     home = make_home(tmp_path / "home", make_planet(tmp_path, root_public, root_port), secret)
     (home / "networks.d").mkdir()
-    (home / "networks.d" / f"{NWID}.conf").write_bytes(b"")
+    if join:
+        (home / "networks.d" / f"{NWID}.conf").write_bytes(b"")
     out = tmp_path / "modules.txt"
     full_env = {**os.environ, "PYTHONPATH": SRC, "ZTONE_LOG_LEVEL": "INFO", **(env or {})}
     prefix: list[str] = []
@@ -150,3 +163,14 @@ def test_a_daemon_on_platform_ports_never_loads_the_user_space_stack(tmp_path: P
     loaded = {**loaded_of(LAZY, modules), **loaded_of(USERSPACE, modules)}
     assert not loaded, f"loaded although no network uses a user-space port: {loaded}"
     assert "ztone.service.userspace_conf" in modules  # the settings are still read
+
+
+def test_a_daemon_without_networks_never_loads_the_port_code(tmp_path: Path) -> None:
+    # A root or a controller: the platform backend is there (it removes stale devices
+    # at start) but no port is ever made.
+    modules = resident_modules(tmp_path, join=False)
+    assert "ztone.service.runner" in modules
+    if sys.platform.startswith("linux") and not os.environ.get("ZTONE_TAP_BACKEND"):
+        assert "ztone.osdep.linux.stale" in modules
+    loaded = {**loaded_of(LAZY, modules), **loaded_of(PORTS, modules)}
+    assert not loaded, f"loaded although this daemon has no port: {loaded}"

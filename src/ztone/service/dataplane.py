@@ -46,9 +46,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import sys
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ztone.node import bounds as B
 from ztone.node.fast_grants import Activity, Grant, GrantKey, SendGrant
@@ -56,9 +57,11 @@ from ztone.node.node import Node
 from ztone.node.wire.fragment import DEFAULT_PHYSMTU
 from ztone.node.wire.inetaddress import InetAddress
 from ztone.osdep.base import EthernetFrame, FrameDevice, FrameDeviceError, LinkConfig
-from ztone.osdep.linux.tun import TunDevice
 from ztone.service.frame_pump import FramePump
 from ztone.service.udp import UdpSockets
+
+if TYPE_CHECKING:
+    from ztone.osdep.linux.tun import TunDevice
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,13 @@ READS_PER_BURST = 1024
 
 NativeRecord = tuple[int, int, int, bytes, int, int, int, int, int]
 """What ``Dataplane.drain`` gives per grant (see the C docstring)."""
+
+
+def is_tun(device: object) -> TypeGuard[TunDevice]:
+    """``device`` is a Linux TAP's frame device. The TAP module loads with the first
+    Linux port (osdep/linux/tap.py), so until then nothing can be one."""
+    tun = sys.modules.get("ztone.osdep.linux.tun")
+    return tun is not None and isinstance(device, tun.TunDevice)
 
 
 def native_dataplane_module(native: ModuleType | None) -> ModuleType | None:
@@ -201,7 +211,7 @@ class NativeDataplane:
 
     def _hand_reads(self, nwid: int, reads: list[bytes]) -> None:
         port = self._pump.port(nwid)
-        if port is not None and isinstance(port[0], TunDevice):
+        if port is not None and is_tun(port[0]):
             self._pump.hand(nwid, port[0].frames_of(reads))
 
     # udp.SocketOwner and frame_pump.PortOwner, while the reactor runs
@@ -219,7 +229,7 @@ class NativeDataplane:
 
     def own_port(self, nwid: int, device: FrameDevice) -> bool:
         """A Linux TAP is read by the thread from now on; any other port is not."""
-        if self._reactor is None or not isinstance(device, TunDevice):
+        if self._reactor is None or not is_tun(device):
             return False
         try:
             self._table.watch_port(device.fileno(), nwid, device.vnet)
@@ -292,7 +302,7 @@ class NativeDataplane:
     def tx_reader(self, nwid: int, device: FrameDevice, limit: int) -> list[EthernetFrame] | None:
         """frame_pump's burst reader: send what the send grants cover, give the rest
         back as frames; None when ``nwid`` has no send grant (the pump reads)."""
-        if nwid not in self._send_nwids or not isinstance(device, TunDevice):
+        if nwid not in self._send_nwids or not is_tun(device):
             return None
         try:
             reads: list[bytes] = self._table.tx_burst(
@@ -365,7 +375,7 @@ class NativeDataplane:
         if port is None:
             return None
         device, link = port
-        if not isinstance(device, TunDevice) or device.fileno() < 0:
+        if not is_tun(device) or device.fileno() < 0:
             return None
         return device, link
 

@@ -42,7 +42,6 @@ from ztone.node.wire.inetaddress import InetAddress
 from ztone.node.wire.network_config import Route
 from ztone.node.wire.vl2_verbs import MulticastGroup
 from ztone.osdep.base import IPNetwork, TapError
-from ztone.osdep.linux import tun
 from ztone.osdep.managed import (
     fork_default_route,
     route_gateway,
@@ -195,6 +194,9 @@ class LinuxLink:
             raise TapError(f"{self._name}: closed")
         if mtu == self._mtu:
             return
+        # A link exists only beside its TAP, which loaded the TAP code already.
+        from ztone.osdep.linux import tun  # noqa: PLC0415
+
         try:
             tun.set_mtu(self._name, mtu)
         except OSError as e:

@@ -18,14 +18,17 @@ import logging
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ztone.crypto.backend import DEFAULT, Backend
 from ztone.osdep.base import TapError
-from ztone.osdep.linux import stale, tun
+from ztone.osdep.linux import stale
 from ztone.osdep.linux.netlink import LinuxLink, Netlink, delete_link, link_name
-from ztone.osdep.linux.tun import TunDevice
 from ztone.osdep.naming import choose_linux_device_name, read_devicemap
 from ztone.util.inet_checksum import inet_sum_function
+
+if TYPE_CHECKING:
+    from ztone.osdep.linux.tun import TunDevice
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,10 @@ class LinuxTap:
         if not 68 <= mtu <= 65535:
             raise TapError(f"network {nwid:016x}: invalid MTU {mtu}")
 
+        # The device code (and its offload helpers) loads with the first port: a daemon
+        # that never joins, such as a root or a controller, never needs it.
+        from ztone.osdep.linux import tun  # noqa: PLC0415
+
         fd = tun.open_tun()
         try:
             name, vnet = tun.attach_tap(
@@ -71,7 +78,7 @@ class LinuxTap:
         except BaseException:
             os.close(fd)
             raise
-        self._device = TunDevice(fd, name, vnet, inet_sum_function(crypto))
+        self._device = tun.TunDevice(fd, name, vnet, inet_sum_function(crypto))
         self._link = LinuxLink(netlink, name, ifindex, mac, mtu)
         stale.register(ifindex, name)
         self._link.set_alias(str(stale.AliasMarker.mine(nwid)))

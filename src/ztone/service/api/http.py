@@ -74,9 +74,10 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from http import HTTPStatus
 
 import h11
+
+from ztone.service.api.reasons import reason
 
 log = logging.getLogger(__name__)
 
@@ -149,20 +150,13 @@ class _Closed(Exception):
     """The peer went away between requests: close quietly."""
 
 
-def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b""
-
-
 def _error_bytes(status: int, message: str) -> bytes:
     """A complete ``Connection: close`` JSON error response, written without h11
     (which may be in an error state by then)."""
     body = ('{"error":' + _json_string(message) + "}").encode("utf-8")
     head = (
         b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-        b"Connection: close\r\n\r\n" % (status, _reason(status), len(body))
+        b"Connection: close\r\n\r\n" % (status, reason(status), len(body))
     )
     return head + body
 
@@ -577,7 +571,7 @@ class ApiServer:
         out = (
             conn.send(
                 h11.Response(
-                    status_code=response.status, headers=headers, reason=_reason(response.status)
+                    status_code=response.status, headers=headers, reason=reason(response.status)
                 )
             )
             or b""
