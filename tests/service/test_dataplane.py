@@ -586,6 +586,52 @@ def test_native_send_gives_back_the_rest_in_order(wire: Wire) -> None:
     assert len([1 for _ in iter(lambda: _recv(wire.rx), None)]) == 1
 
 
+def test_packet_ids_never_repeat_and_a_forked_child_draws_its_own(
+    wire: Wire, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The native send draws packet ids (suite 1's Salsa20 nonces) 32 at a time; a
+    child forked with part of its parent's pool must not send the ids the parent sends
+    next (the pool starts empty after fork)."""
+    monkeypatch.setattr(Peer, "supports_aes", property(lambda self: False))
+    m = Members()
+    grant = send_grant(m)
+    host, port = wire.rx.getsockname()
+    real = replace(grant, remote=InetAddress(ipaddress.ip_address(host), port))
+    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
+        int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
+    )
+    dp.replace_send([native_send_entry(NATIVE, real, wire.tx.fileno(), 2800)])  # type: ignore[arg-type]
+    wire.port_in.setblocking(False)
+    frame = vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, m.ip_payload(60, 7))
+
+    def send_ids(n: int) -> list[bytes]:
+        for _ in range(n):
+            wire.port_out.send(frame)
+        assert dp.tx_burst(wire.port_in.fileno(), True, m.nwid, m.net.now, 128) == []
+        ids = [d[:8] for d in iter(lambda: _recv(wire.rx), None)]
+        assert len(ids) == n
+        return ids
+
+    before = send_ids(70)  # two refills and part of a third pool
+    pid = os.fork()
+    if pid == 0:  # the child: send 4 and leave at once, whatever happens
+        code = 1
+        try:
+            for _ in range(4):
+                wire.port_out.send(frame)
+            code = 0 if dp.tx_burst(wire.port_in.fileno(), True, m.nwid, m.net.now, 8) == [] else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    child = [d[:8] for d in iter(lambda: _recv(wire.rx), None)]
+    after = send_ids(4)
+    assert len(child) == 4
+    assert not set(child) & set(after), "the child sent the ids its parent sent next"
+    everything = before + child + after
+    assert len(set(everything)) == len(everything)
+
+
 def _recv(sock: socket.socket) -> bytes | None:
     try:
         return sock.recv(65536)
