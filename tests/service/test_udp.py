@@ -10,6 +10,7 @@ import ipaddress
 import itertools
 import random
 import socket
+import time
 
 import pytest
 
@@ -155,6 +156,38 @@ def test_waiting_datagrams_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         rx._queue(key(5), b"one source too many")
         assert key(5) not in rx._waiting and len(rx._waiting) == 4
         assert waiting_bytes() == rx._waiting_bytes <= 3000
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("sources", [1, 3])
+def test_a_turn_of_costly_datagrams_ends_on_time(
+    monkeypatch: pytest.MonkeyPatch, sources: int
+) -> None:
+    """A turn hands datagrams for HAND_TURN_SECONDS at most, however few that is of
+    HAND_PER_TURN: costly ones (2 ms each here) leave the loop to its other events
+    after a few, and the rest wait for the next turn, in order."""
+    monkeypatch.setattr(udp, "HAND_TURN_SECONDS", 0.005)
+    loop = asyncio.new_event_loop()
+    try:
+        got: list[bytes] = []
+
+        def costly(sock_id: int, remote: InetAddress, data: bytes) -> None:
+            time.sleep(0.002)
+            got.append(data)
+
+        rx = UdpSockets(loop, costly)
+        for i in range(60):
+            port = 1000 + i % sources
+            rx._queue((1, InetAddress(ipaddress.ip_address("198.18.0.7"), port)), bytes([i]))
+        rx._hand()
+        assert 1 <= len(got) <= 5, len(got)
+        assert rx._hand_scheduled and sum(len(q) for q in rx._waiting.values()) == 60 - len(got)
+        while rx._waiting:
+            rx._hand()
+        assert sorted(got) == [bytes([i]) for i in range(60)]
+        if sources == 1:
+            assert got == [bytes([i]) for i in range(60)]
     finally:
         loop.close()
 
