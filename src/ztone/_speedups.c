@@ -2738,7 +2738,7 @@ static uint8_t *dp_out_slot(DataplaneObject *self, struct dp_send *g, size_t len
  * Packet ids (PROTOCOL-CORE §4.7, bytes [0:8]): random; Salsa20's nonce (suite 1) and
  * the IV suite 3's tag starts from, so one must never be used twice under a key. One
  * getrandom(8) per packet cost ~0.4 us, some 15% of the sender's CPU per GB; ids are
- * drawn 256 bytes (32 ids) per call instead. The pool is per thread (the event loop's and the reactor's never
+ * drawn 256 bytes (32 ids) per call instead, as service/entropy.py does for the core. The pool is per thread (the event loop's and the reactor's never
  * share one) and a forked child starts with it empty (dp_forget_ids, registered with
  * pthread_atfork at import), so a child never sends the ids its parent will send.
  * Ids are public (they travel in clear), so the pool holds nothing secret.
