@@ -201,11 +201,14 @@ DATAPLANE_SHOWN = (
 
 
 def daemon_env() -> dict[str, str]:
-    """The daemons' environment: quiet logs, and ``ZTONE_BENCH_PYTHONPATH`` (run the
-    daemons from another source tree, for A/B runs)."""
+    """The daemons' environment: quiet logs, the data plane switches if set, and
+    ``ZTONE_BENCH_PYTHONPATH`` (run the daemons from another source tree, for A/B runs)."""
     env = {"ZTONE_LOG_LEVEL": "WARNING"}
-    if os.environ.get("ZTONE_DATAPLANE_THREAD"):  # 0: the data plane without its thread
-        env["ZTONE_DATAPLANE_THREAD"] = os.environ["ZTONE_DATAPLANE_THREAD"]
+    # ZTONE_DATAPLANE=0: the general path only; ZTONE_DATAPLANE_THREAD=0: the native
+    # data plane without its thread
+    for name in ("ZTONE_DATAPLANE", "ZTONE_DATAPLANE_THREAD"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     if os.environ.get("ZTONE_BENCH_PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["ZTONE_BENCH_PYTHONPATH"]
     return env
