@@ -456,6 +456,18 @@ def send_grant(m: Members) -> SendGrant:
     raise AssertionError("a made no send grant")
 
 
+def send_table(m: Members, grant: SendGrant, wire: Wire, mtu: int = 2800, **changes: Any) -> Any:
+    """A native table holding a's send ``grant`` for ``wire.rx``'s address, sending
+    from ``wire.tx`` with physical MTU ``mtu``."""
+    host, port = wire.rx.getsockname()
+    real = replace(grant, remote=InetAddress(ipaddress.ip_address(host), port), **changes)
+    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
+        int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
+    )
+    dp.replace_send([native_send_entry(NATIVE, real, wire.tx.fileno(), mtu)])  # type: ignore[arg-type]
+    return dp
+
+
 def vnet_frame(
     dst: int, src: int, ethertype: int, payload: bytes, header: bytes = bytes(10)
 ) -> bytes:
@@ -478,12 +490,7 @@ def test_native_send_is_what_the_member_receives(
     grant = send_grant(m)
     assert (grant.nwid, grant.dst_mac, grant.src_mac) == (m.nwid, m.b_mac, m.a_mac)
     assert grant.remote == m.b.endpoint and grant.aes == aes
-    host, port = wire.rx.getsockname()
-    real = replace(grant, remote=InetAddress(ipaddress.ip_address(host), port))
-    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
-        int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
-    )
-    dp.replace_send([native_send_entry(NATIVE, real, wire.tx.fileno(), 2800)])  # type: ignore[arg-type]
+    dp = send_table(m, grant, wire)
     payloads = [m.ip_payload(60, 2), m.ip_payload(2780, 3), m.ip_payload(1300, 4)]
     for p in payloads:
         wire.port_out.send(vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, p))
@@ -520,12 +527,7 @@ def test_a_burst_of_full_frames_leaves_as_gso_runs_of_the_same_datagrams(wire: W
     the receiving socket (no UDP_GRO) still gets exactly the datagrams of single sends."""
     m = Members()
     grant = send_grant(m)
-    host, port = wire.rx.getsockname()
-    real = replace(grant, remote=InetAddress(ipaddress.ip_address(host), port))
-    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
-        int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
-    )
-    dp.replace_send([native_send_entry(NATIVE, real, wire.tx.fileno(), 2800)])  # type: ignore[arg-type]
+    dp = send_table(m, grant, wire)
     payloads = [m.ip_payload(2780, 10 + k) for k in range(40)] + [m.ip_payload(700, 99)]
     wire.port_in.setblocking(False)
     for p in payloads:
@@ -549,14 +551,7 @@ def test_a_burst_of_full_frames_leaves_as_gso_runs_of_the_same_datagrams(wire: W
 def test_native_send_gives_back_the_rest_in_order(wire: Wire) -> None:
     m = Members()
     grant = send_grant(m)
-    host, port = wire.rx.getsockname()
-    real = replace(
-        grant, remote=InetAddress(ipaddress.ip_address(host), port), ethertypes=(ETH_IPV4,)
-    )
-    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
-        int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
-    )
-    dp.replace_send([native_send_entry(NATIVE, real, wire.tx.fileno(), 1500)])  # type: ignore[arg-type]
+    dp = send_table(m, grant, wire, 1500, ethertypes=(ETH_IPV4,))
     good = vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, m.ip_payload(60, 5))
     reads = [
         good,
@@ -595,12 +590,7 @@ def test_packet_ids_never_repeat_and_a_forked_child_draws_its_own(
     monkeypatch.setattr(Peer, "supports_aes", property(lambda self: False))
     m = Members()
     grant = send_grant(m)
-    host, port = wire.rx.getsockname()
-    real = replace(grant, remote=InetAddress(ipaddress.ip_address(host), port))
-    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
-        int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
-    )
-    dp.replace_send([native_send_entry(NATIVE, real, wire.tx.fileno(), 2800)])  # type: ignore[arg-type]
+    dp = send_table(m, grant, wire)
     wire.port_in.setblocking(False)
     frame = vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, m.ip_payload(60, 7))
 
