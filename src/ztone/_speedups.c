@@ -2451,10 +2451,10 @@ static PyObject *dp_rx_burst(DataplaneObject *self, PyObject *args)
  * our MAC on network N to member M's MAC, ethertype granted, payload within the
  * port's MTU, goes as a FRAME to M over the granted path from the granted UDP socket:
  * sealed from the per-peer template exactly as seal_frame does (packet id from
- * getrandom, through dp_packet_id's pool), cut for the physical MTU, sent with sendmmsg. tx_burst() reads a port
- * until EAGAIN or its budget and gives back, as read (virtio_net_hdr included), every
- * frame it did not send and every frame after the first one it gave back, so a port's
- * frames keep their order.
+ * getrandom, through dp_packet_id's pool), cut for the physical MTU, sent with
+ * sendmmsg. tx_burst() reads a port until EAGAIN or its budget and gives back, as read
+ * (virtio_net_hdr included), every frame it did not send and every frame after the
+ * first one it gave back, so a port's frames keep their order.
  */
 
 PyDoc_STRVAR(dp_replace_send_doc,
@@ -2738,9 +2738,10 @@ static uint8_t *dp_out_slot(DataplaneObject *self, struct dp_send *g, size_t len
  * Packet ids (PROTOCOL-CORE §4.7, bytes [0:8]): random; Salsa20's nonce (suite 1) and
  * the IV suite 3's tag starts from, so one must never be used twice under a key. One
  * getrandom(8) per packet cost ~0.4 us, some 15% of the sender's CPU per GB; ids are
- * drawn 256 bytes (32 ids) per call instead, as service/entropy.py does for the core. The pool is per thread (the event loop's and the reactor's never
- * share one) and a forked child starts with it empty (dp_forget_ids, registered with
- * pthread_atfork at import), so a child never sends the ids its parent will send.
+ * drawn 256 bytes (32 ids) per call instead, as service/entropy.py does for the core.
+ * The pool is per thread (the event loop's and the reactor's never share one) and a
+ * forked child starts with it empty (dp_forget_ids, registered with pthread_atfork at
+ * import), so a child never sends the ids its parent will send.
  * Ids are public (they travel in clear), so the pool holds nothing secret.
  */
 static __thread uint8_t dp_id_pool[256];
