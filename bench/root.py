@@ -66,6 +66,7 @@ class WorkerProcess:
     """One bench/root_worker.py in its namespace, driven by JSON lines."""
 
     def __init__(self, ns: Namespace, spec_path: Path, log: Path, env: dict[str, str]) -> None:
+        self.log = log
         self.proc = ns.popen(
             ["env", *[f"{k}={v}" for k, v in env.items()], sys.executable,
              str(HERE / "root_worker.py"), str(spec_path)],
@@ -82,7 +83,11 @@ class WorkerProcess:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError("a worker died; see its log")
+            try:
+                tail = self.log.read_text(errors="replace").strip().splitlines()[-3:]
+            except OSError:
+                tail = []
+            raise RuntimeError("a worker died: " + (" / ".join(tail) or "no log"))
         out: dict[str, Any] = json.loads(line)
         return out
 

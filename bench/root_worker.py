@@ -393,10 +393,20 @@ class Worker:
 def main(argv: list[str]) -> int:
     with open(argv[0]) as f:
         spec = json.load(f)
+    # One socket per simulated peer: 25,000 for 50,000 peers on two workers, over the
+    # usual hard limit (often 20,000 or less), which root may raise.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = len(spec["identities"]) + 64
     if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(want, soft)), hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            if hard < want:
+                print(f"root_worker: {want} file descriptors needed, the hard limit is "
+                      f"{hard}: raise it (ulimit -Hn, as root) or use more --workers",
+                      file=sys.stderr)  # fmt: skip
+                return 2
     worker = Worker(spec)
     try:
         for line in sys.stdin:
