@@ -40,6 +40,7 @@ import ipaddress
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -311,6 +312,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def enough_workers(peers: int, workers: int) -> int:
+    """At least ``workers``, and enough that none needs more sockets than it may open:
+    the hard limit on file descriptors, raised first if this process may (root with
+    CAP_SYS_RESOURCE; the workers inherit it)."""
+    want = -(-peers // workers) + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, want))
+            hard = want
+        except (ValueError, OSError):
+            pass
+    while -(-peers // workers) + 64 > hard and workers < 16:
+        workers += 1
+    return workers
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     unavailable = lab_unavailable(("ip",), "iproute2")
@@ -324,6 +342,12 @@ def main(argv: list[str]) -> int:
               "its eviction; measuring up to the bound")  # fmt: skip
         args.levels = [n for n in args.levels if n <= MAX_ROOT_PEERS] or [MAX_ROOT_PEERS]
     total = args.levels[-1]
+    workers = enough_workers(total, args.workers)
+    if workers != args.workers:
+        print(f"{workers} workers instead of {args.workers}: each opens a socket per peer "
+              "and the file descriptor hard limit is "
+              f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]:,}")  # fmt: skip
+        args.workers = workers
     t0 = time.monotonic()
     secrets = root_identities.ensure(args.cache_dir, total)
     print(f"{len(secrets):,} peer identities ready ({time.monotonic() - t0:.0f} s)")
