@@ -228,13 +228,23 @@ class Worker:
                 peer.partner = other.address
                 peer.partner_key = PeerKey(peer.identity.agree(other.identity))
         pending = {p.address: p for p in new}
+        index = {p.address: first + k for k, p in enumerate(new)}
         sent_at: dict[int, float] = {}
         answered: set[int] = set()
+
+        def schedule(idx: int) -> None:
+            # A leaf keeps its schedule from the moment it is in: a join longer than
+            # the root's peer expiry (10 min at 50,000 peers) must not let the first
+            # ones fall silent and be forgotten.
+            now = time.monotonic()
+            for kind in (0, 1, 2):  # phases spread over the period from now on
+                heapq.heappush(self.due, (now + self.rng.uniform(0, self.period), idx, kind))
 
         def on_packet(peer: SimPeer, data: bytes) -> None:
             if peer.address in pending and self.classify(peer, data) == "ok_hello":
                 answered.add(peer.address)
                 del pending[peer.address]
+                schedule(index[peer.address])
 
         per_round = max(1, int(rate * GATE_ROUND))
         next_round = 0.0
@@ -257,11 +267,8 @@ class Worker:
                     hellos += 1
             self.receive(min(0.2, max(0.0, next_round - time.monotonic())), None, on_packet)
         elapsed = time.monotonic() - start
-        now = time.monotonic()
-        for idx in range(first, last):  # phases spread over the period from now on
-            heapq.heappush(self.due, (now + self.rng.uniform(0, self.period), idx, 0))
-            heapq.heappush(self.due, (now + self.rng.uniform(0, self.period), idx, 1))
-            heapq.heappush(self.due, (now + self.rng.uniform(0, self.period), idx, 2))
+        for address in pending:  # never answered: they keep trying on the same schedule
+            schedule(index[address])
         return {"joined": len(answered), "failed": len(pending), "hellos": hellos,
                 "seconds": round(elapsed, 2), "peers": len(self.peers)}  # fmt: skip
 
