@@ -361,12 +361,12 @@ def main(argv: list[str]) -> int:
               "its eviction; measuring up to the bound")  # fmt: skip
         args.levels = [n for n in args.levels if n <= MAX_ROOT_PEERS] or [MAX_ROOT_PEERS]
     total = args.levels[-1]
-    workers = enough_workers(total, args.workers)
-    if workers != args.workers:
-        print(f"{workers} workers instead of {args.workers}: each opens a socket per peer "
+    needed = enough_workers(total, args.workers)
+    if needed != args.workers:
+        print(f"{needed} workers instead of {args.workers}: each opens a socket per peer "
               "and the file descriptor hard limit is "
               f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]:,}")  # fmt: skip
-        args.workers = workers
+        args.workers = needed
     t0 = time.monotonic()
     secrets = root_identities.ensure(args.cache_dir, total)
     print(f"{len(secrets):,} peer identities ready ({time.monotonic() - t0:.0f} s)")

@@ -6,6 +6,7 @@ are checked, and ``--compare`` without a zerotier-one says so and exits 2."""
 from __future__ import annotations
 
 import ipaddress
+import resource
 import subprocess
 import sys
 
@@ -66,16 +67,16 @@ def test_throughput_compare_without_zerotier_one_exits_2() -> None:
 
 
 def test_enough_workers_for_one_socket_per_peer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(root.resource, "getrlimit", lambda _: (1024, 20_000))
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 20_000))
 
     def refuse(*args: object) -> None:
         raise ValueError("not allowed to raise maximum limit")
 
-    monkeypatch.setattr(root.resource, "setrlimit", refuse)
+    monkeypatch.setattr(resource, "setrlimit", refuse)
     assert root.enough_workers(50_000, 2) == 3  # 25,064 > 20,000 >= 16,731
     assert root.enough_workers(10_000, 2) == 2
     assert root.enough_workers(10_000, 4) == 4  # never fewer than asked
     raised: list[tuple[int, int]] = []
-    monkeypatch.setattr(root.resource, "setrlimit", lambda _, limits: raised.append(limits))
+    monkeypatch.setattr(resource, "setrlimit", lambda _, limits: raised.append(limits))
     assert root.enough_workers(50_000, 2) == 2  # root with CAP_SYS_RESOURCE raises it
     assert raised == [(1024, 25_064)]
