@@ -307,9 +307,14 @@ def test_a_grant_that_stays_keeps_its_undrained_activity(wire: Wire) -> None:
     assert dp.drain() == []
 
 
-def wire_remote(wire: Wire) -> InetAddress:
-    host, port = wire.tx.getsockname()
+def address(sock: socket.socket) -> InetAddress:
+    """The address ``sock`` is bound to."""
+    host, port = sock.getsockname()
     return InetAddress(ipaddress.ip_address(host), port)
+
+
+def wire_remote(wire: Wire) -> InetAddress:
+    return address(wire.tx)
 
 
 @pytest.mark.parametrize("reactor", [False, True], ids=["event-loop", "reactor"])
@@ -459,8 +464,7 @@ def send_grant(m: Members) -> SendGrant:
 def send_table(m: Members, grant: SendGrant, wire: Wire, mtu: int = 2800, **changes: Any) -> Any:
     """A native table holding a's send ``grant`` for ``wire.rx``'s address, sending
     from ``wire.tx`` with physical MTU ``mtu``."""
-    host, port = wire.rx.getsockname()
-    real = replace(grant, remote=InetAddress(ipaddress.ip_address(host), port), **changes)
+    real = replace(grant, remote=address(wire.rx), **changes)
     dp = NATIVE.Dataplane(  # type: ignore[union-attr]
         int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
     )

@@ -10,7 +10,6 @@ install order of new grants. Grants expire on the wall clock here (the thread's)
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import socket
 import time
@@ -27,8 +26,10 @@ from test_dataplane import (
     Wire,
     _Port,
     _recv,
+    address,
     reactor_table,
     send_grant,
+    send_table,
     table,
     vnet_frame,
     wire,
@@ -65,11 +66,6 @@ def until(check: Callable[[], bool], seconds: float = 2.0) -> bool:
 
 def threads() -> int:
     return len(os.listdir("/proc/self/task"))
-
-
-def address(sock: socket.socket) -> InetAddress:
-    host, port = sock.getsockname()
-    return InetAddress(ipaddress.ip_address(host), port)
 
 
 def receive_grant_at_a(m: Members) -> Grant:
@@ -147,11 +143,7 @@ def test_port_reads_come_back_in_order_and_the_rule_holds_until_take(wire: Wire)
     go to the ring too (unchanged, in order) until Python handed them on (taken());
     then a sendable frame is sent again."""
     m = Members()
-    sg = replace(send_grant(m), remote=address(wire.rx), ethertypes=(ETH_IPV4,), expires=FAR)
-    dp = NATIVE.Dataplane(  # type: ignore[union-attr]
-        int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
-    )
-    dp.replace_send([native_send_entry(NATIVE, sg, wire.tx.fileno(), 1500)])  # type: ignore[arg-type]
+    dp = send_table(m, send_grant(m), wire, 1500, ethertypes=(ETH_IPV4,), expires=FAR)
     wire.port_in.setblocking(False)
     good = vnet_frame(m.b_mac, m.a_mac, ETH_IPV4, m.ip_payload(60, 5))
     arp = vnet_frame(m.b_mac, m.a_mac, ETH_ARP, bytes(28))

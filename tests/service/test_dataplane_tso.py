@@ -13,25 +13,22 @@ The traffic is made as in test_dataplane.py (simulated members, real sockets).
 from __future__ import annotations
 
 import functools
-import ipaddress
 import os
 import struct
-from dataclasses import replace
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_dataplane import NATIVE, Members, Wire, send_grant, vnet_frame
+from test_dataplane import NATIVE, Members, Wire, send_grant, send_table, vnet_frame
 
 from osdep.linux.test_tso import ACK, CWR, FIN, PSH, VNET, expected, packet, pseudo, ref_sum
 from osdep.linux.test_tso import super_frame as host_super_frame
 from ztone.node.actions import DeliverFrame
 from ztone.node.fast_grants import SendGrant
-from ztone.node.wire.inetaddress import InetAddress
 from ztone.osdep.linux.gro import F_NEEDS_CSUM
 from ztone.osdep.linux.tun import TunDevice
-from ztone.service.dataplane import native_dataplane_module, native_send_entry
+from ztone.service.dataplane import native_dataplane_module
 
 pytestmark = pytest.mark.skipif(
     native_dataplane_module(NATIVE) is None,
@@ -60,13 +57,8 @@ class Sender:
     """a's native table with its send grant to b, reading one end of ``wire``'s port."""
 
     def __init__(self, m: Members, grant: SendGrant, wire: Wire, mtu: int = MTU) -> None:
-        host, port = wire.rx.getsockname()
-        real = replace(grant, remote=InetAddress(ipaddress.ip_address(host), port))
         self.m, self.wire = m, wire
-        self.dp: Any = NATIVE.Dataplane(  # type: ignore[union-attr]
-            int(m.a.identity.address).to_bytes(5, "big"), 16, 16, 500
-        )
-        self.dp.replace_send([native_send_entry(NATIVE, real, wire.tx.fileno(), mtu)])  # type: ignore[arg-type]
+        self.dp: Any = send_table(m, grant, wire, mtu)
         wire.port_in.setblocking(False)
         self.reference = TunDevice(os.dup(wire.stranger.fileno()), "zttest", vnet=True)
 
